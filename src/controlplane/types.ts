@@ -1,0 +1,52 @@
+// The per-node service registry the agent builds from Services and
+// EndpointSlices and pushes to every proxy on the node. The L4 proxy routes
+// with it; the DNS proxy answers cluster names from it.
+
+export type ServiceKind = 'ClusterIP' | 'Headless' | 'ExternalName' | 'NodePort' | 'LoadBalancer';
+
+export interface RegistryServicePort {
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  appProtocol?: string;
+}
+
+export interface RegistryEndpoint {
+  /** One address (EndpointSlice addresses are flattened, one entry per IP). */
+  ip: string;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  podName?: string;
+  podNamespace?: string;
+  nodeName?: string;
+  hostname?: string;
+  /** Service port name → endpoint port. */
+  ports: { name: string; port: number; protocol: 'TCP' | 'UDP' | 'SCTP' }[];
+}
+
+export interface RegistryService {
+  namespace: string;
+  name: string;
+  kind: ServiceKind;
+  /** ClusterIPs (v4 and/or v6); empty for headless and ExternalName. */
+  clusterIPs: string[];
+  ports: RegistryServicePort[];
+  externalName?: string;
+  endpoints: RegistryEndpoint[];
+}
+
+export interface Registry {
+  /** Monotonic version of the whole registry on this node. */
+  version: number;
+  clusterDomain: string;
+  /** Keyed by "namespace/name". */
+  services: Map<string, RegistryService>;
+}
+
+/** What the proxy process exposes to its listeners (L4 and DNS). */
+export interface RegistryView {
+  /** undefined until the first snapshot arrived: callers must then pass traffic through. */
+  current(): Registry | undefined;
+  on(event: 'update', listener: (r: Registry) => void): unknown;
+}

@@ -1,0 +1,53 @@
+// Which pods weir captures in sidecar mode, and why not. Pure: the agent, the
+// repair loop and the CLI all ask the same question and must get one answer.
+import type { Pod, Namespace, Container } from './pod-types.js';
+
+export interface CaptureSettings {
+  /** Namespaces never captured (the CNI conf's excludeNamespaces plus the agent's). */
+  excludeNamespaces: string[];
+  /** Container names that mark a pod as having the mesh proxy. */
+  proxyContainerNames: string[];
+  /** The agent's own pods' label selector value (app.kubernetes.io/name). */
+  agentAppLabel?: string;
+}
+
+export const DEFAULT_CAPTURE_SETTINGS: CaptureSettings = {
+  excludeNamespaces: ['kube-system'],
+  proxyContainerNames: ['weir-proxy', 'istio-proxy'],
+  agentAppLabel: 'weir-agent',
+};
+
+export interface CaptureDecision {
+  capture: boolean;
+  /** Short machine-friendly reason: captured | excluded-namespace | host-network | no-proxy | opted-out | agent-pod | terminating */
+  reason: string;
+  /** The proxy container, when the pod has one. */
+  proxy?: Container;
+}
+
+/** The proxy container: a regular container or a native sidecar (init container with restartPolicy Always). */
+export function findProxyContainer(pod: Pod, names: string[]): Container | undefined {
+  const regular = pod.spec?.containers?.find((c) => names.includes(c.name));
+  if (regular) return regular;
+  return pod.spec?.initContainers?.find((c) => names.includes(c.name) && c.restartPolicy === 'Always');
+}
+
+function injectionOff(pod: Pod): boolean {
+  // The label wins over the annotation, as in Istio.
+  const label = pod.metadata.labels?.['sidecar.istio.io/inject'];
+  if (label !== undefined) return label.toLowerCase() === 'false';
+  return pod.metadata.annotations?.['sidecar.istio.io/inject']?.toLowerCase() === 'false';
+}
+
+export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS, _ns?: Namespace): CaptureDecision {
+  const namespace = pod.metadata.namespace ?? 'default';
+  if (settings.excludeNamespaces.includes(namespace)) return { capture: false, reason: 'excluded-namespace' };
+  if (pod.spec?.hostNetwork) return { capture: false, reason: 'host-network' };
+  if (settings.agentAppLabel && pod.metadata.labels?.['app.kubernetes.io/name'] === settings.agentAppLabel) {
+    return { capture: false, reason: 'agent-pod' };
+  }
+  if (injectionOff(pod)) return { capture: false, reason: 'opted-out' };
+  const proxy = findProxyContainer(pod, settings.proxyContainerNames);
+  if (!proxy) return { capture: false, reason: 'no-proxy' };
+  return { capture: true, reason: 'captured', proxy };
+}

@@ -1,0 +1,56 @@
+// The redirect plan: everything weir decided about one pod's capture, before
+// it is rendered for a particular backend. Renderers and backends consume it;
+// nothing downstream re-reads annotations.
+
+export type InterceptionMode = 'REDIRECT' | 'TPROXY';
+
+/** Inclusive port range; a single port is {from: p, to: p}. */
+export interface PortRange { from: number; to: number }
+
+/** A parsed CIDR, normalised (host bits cleared). */
+export interface Cidr { family: 4 | 6; address: string; prefix: number }
+
+export interface RedirectPlan {
+  /** Bumped when the meaning of a field changes; part of the plan hash. */
+  version: 1;
+  mode: InterceptionMode;
+  proxyUid: number;
+  proxyGid: number;
+  /** 15006 */
+  inboundPort: number;
+  /** 15001 */
+  outboundPort: number;
+  dns: {
+    enabled: boolean;
+    /** 15053 */
+    port: number;
+  };
+  inbound: {
+    /** 'all' = every TCP port except excludePorts; 'list' = only includePorts; 'none' = no inbound capture. */
+    capture: 'all' | 'list' | 'none';
+    includePorts: PortRange[];
+    /** Always contains 15008, 15020, 15021, 15090. */
+    excludePorts: PortRange[];
+  };
+  outbound: {
+    /** 'all' or an explicit list ('' annotation = none captured). */
+    includeCidrs: 'all' | Cidr[];
+    excludeCidrs: Cidr[];
+    /** Empty = all ports. */
+    includePorts: PortRange[];
+    excludePorts: PortRange[];
+  };
+  excludeInterfaces: string[];
+}
+
+export interface PlanSettings {
+  /** Proxy uid/gid when the proxy container does not set them. Default 1337. */
+  defaultProxyUid?: number;
+  defaultProxyGid?: number;
+  /** Capture DNS to 15053. Default true. */
+  captureDns?: boolean;
+  /** Names of the proxy container. Default ['weir-proxy', 'istio-proxy']. */
+  proxyContainerNames?: string[];
+}
+
+export type BackendName = 'nftables' | 'iptables';

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: sets the machine up (idempotent), then runs every test
+# with node's test runner. Tests that need root and network namespaces run
+# as root (CI is root); as non-root they skip and say so.
+#   npm test                       # everything
+#   npm test -- test/unit          # a folder or files
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${WEIR_SKIP_SETUP:-0}" = 1 ] || bash test/setup.sh
+
+if [ "$#" -gt 0 ]; then
+  mapfile -t files < <(find "$@" -name '*.test.ts' | sort)
+else
+  mapfile -t files < <(find test -name '*.test.ts' | sort)
+fi
+[ "${#files[@]}" -gt 0 ] || { echo "no test files found" >&2; exit 1; }
+exec node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-reporter=spec "${files[@]}"
