@@ -1,0 +1,48 @@
+// Socket helpers Node cannot do itself: reading the pre-DNAT destination,
+// the peer's credentials, and creating sockets inside another netns.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "netns_thread.h"
+
+namespace weir {
+
+struct Endpoint {
+  int family = 0;  // 4 or 6
+  std::string address;
+  int port = 0;
+};
+
+// SO_ORIGINAL_DST (IPv4) / IP6T_SO_ORIGINAL_DST (IPv6) of an accepted socket.
+// A v4-mapped connection on a dual-stack listener is reported as IPv4.
+std::optional<Failure> OriginalDst(int fd, Endpoint* out);
+
+struct PeerCredentials {
+  int pid = 0;
+  unsigned uid = 0;
+  unsigned gid = 0;
+};
+
+// SO_PEERCRED of a connected unix socket.
+std::optional<Failure> PeerCred(int fd, PeerCredentials* out);
+
+struct SocketRequest {
+  enum class Kind { kTcpListen, kTcpConnect, kUdpBind };
+  Kind kind = Kind::kTcpListen;
+  int family = 4;
+  std::string address;
+  int port = 0;
+  int backlog = 511;
+  int timeout_ms = 5000;
+  bool transparent = false;
+  bool freebind = false;
+  std::optional<unsigned> mark;
+};
+
+// Creates the socket on the calling thread (already inside the target netns);
+// the fd is non-blocking and close-on-exec, ready for libuv.
+std::optional<Failure> CreateSocket(const SocketRequest& request, int* fd_out);
+
+}  // namespace weir
