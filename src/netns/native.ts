@@ -1,0 +1,157 @@
+// Typed access to weir's native addon (native/): netns-scoped work on
+// dedicated OS threads, libnftables in-process, and the socket options Node
+// does not expose. The addon is loaded lazily so commands that never touch a
+// netns (rules render, the proxy's pure-JS paths) work without a build.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NftRunOptions {
+  /** Ask libnftables for JSON output (list commands). */
+  json?: boolean;
+  /** Dry run: parse and validate, commit nothing. */
+  check?: boolean;
+}
+
+export interface SocketAddress { family: 4 | 6; address: string; port: number }
+
+export interface PeerCredentials { pid: number; uid: number; gid: number }
+
+export interface SocketInNetnsOptions {
+  kind: 'tcp-listen' | 'tcp-connect' | 'udp-bind';
+  family: 4 | 6;
+  address: string;
+  port: number;
+  /** listen(2) backlog, default 511. */
+  backlog?: number;
+  /** tcp-connect only: give up after this long, default 5000 ms. */
+  timeoutMs?: number;
+  /** IP_TRANSPARENT / IPV6_TRANSPARENT (TPROXY listeners, spoofed-source connects). */
+  transparent?: boolean;
+  /** SO_MARK. */
+  mark?: number;
+  /** IP_FREEBIND / IPV6_FREEBIND: bind an address not (yet) configured. */
+  freebind?: boolean;
+}
+
+/**
+ * Errors from the addon carry `code`: an errno name (`ENOENT` for a missing
+ * netns path), `ENOTNETNS` (path is not a network namespace) or `ENFT`
+ * (libnftables rejected the script; the message is its verbatim text).
+ */
+export interface NativeError extends Error { code: string }
+
+interface NativeAddon {
+  nftRun(netns: string | null, script: string, opts?: NftRunOptions): Promise<string>;
+  nftCanonical(script: string, listCommand?: string): Promise<string>;
+  socketInNetns(netns: string | null, opts: SocketInNetnsOptions): Promise<number>;
+  originalDst(fd: number): SocketAddress;
+  peerCred(fd: number): PeerCredentials;
+}
+
+export const ADDON_NOT_BUILT =
+  'weir native addon not built: run `npm run build:native` (needs cmake, g++, libnftables-dev)';
+
+const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'weir_native.node');
+
+/**
+ * Where the .node file is: $WEIR_NATIVE_ADDON, else native/build/Release of
+ * the weir package this module belongs to. The module may be
+ * src/netns/native.ts (tsx) or the bundle dist/weir.mjs, so walk up to the
+ * package.json named "weir" rather than assuming a depth.
+ */
+export function locateAddon(startDir = path.dirname(fileURLToPath(import.meta.url))): string | undefined {
+  const fromEnv = process.env.WEIR_NATIVE_ADDON;
+  if (fromEnv) return fromEnv;
+  for (let dir = startDir; ; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg) && packageName(pkg) === 'weir') {
+      const candidate = path.join(dir, ADDON_RELATIVE);
+      return existsSync(candidate) ? candidate : undefined;
+    }
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+function packageName(file: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name;
+  } catch {
+    return undefined;
+  }
+}
+
+let addon: NativeAddon | undefined;
+
+function load(): NativeAddon {
+  if (addon) return addon;
+  const file = locateAddon();
+  if (!file || !existsSync(file)) {
+    throw new Error(file ? `${ADDON_NOT_BUILT} (WEIR_NATIVE_ADDON=${file} does not exist)` : ADDON_NOT_BUILT);
+  }
+  addon = createRequire(import.meta.url)(file) as NativeAddon;
+  return addon;
+}
+
+/** True when the addon can be loaded (for skipping or degrading gracefully). */
+export function nativeAvailable(): boolean {
+  try {
+    load();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Run an nft script in `netns` (path, or null for the agent's own netns) as
+ * ONE libnftables transaction on a fresh thread; resolves with nft's output.
+ * Rejects with libnftables' error text verbatim (code `ENFT`).
+ */
+export async function nftRun(netns: string | null, script: string, opts: NftRunOptions = {}): Promise<string> {
+  return load().nftRun(netns, script, opts);
+}
+
+/**
+ * Apply `script` in a throw-away netns and return `listCommand`'s output
+ * there (default `list ruleset`): the ruleset exactly as the kernel would
+ * list it back after applying the script to an empty netns.
+ */
+export async function nftCanonical(script: string, listCommand = 'list ruleset'): Promise<string> {
+  return load().nftCanonical(script, listCommand);
+}
+
+/**
+ * Create a socket inside `netns` and return its fd (non-blocking,
+ * close-on-exec). Listening fds go to `net.createServer().listen({fd})`,
+ * connected ones to `new net.Socket({fd})`; the caller owns the fd.
+ */
+export async function socketInNetns(netns: string | null, opts: SocketInNetnsOptions): Promise<number> {
+  return load().socketInNetns(netns, opts);
+}
+
+/** The pre-DNAT destination of an accepted, redirected TCP connection. */
+export function originalDst(fd: number): SocketAddress {
+  return load().originalDst(fd);
+}
+
+/** The pid/uid/gid of the process at the other end of a unix socket. */
+export function peerCred(fd: number): PeerCredentials {
+  return load().peerCred(fd);
+}
+
+/**
+ * The fd under a net.Socket or net.Server (libuv handle). Node has no public
+ * API for it; `_handle.fd` is stable on Unix and is what every addon uses.
+ */
+export function socketFd(sock: object): number {
+  const fd = (sock as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no file descriptor (not connected, or already closed)');
+  return fd;
+}
+
+/** Inode of a netns file: equal inodes = the same network namespace. */
+export function netnsInode(netnsPath: string): number {
+  return statSync(netnsPath).ino;
+}
