@@ -1,0 +1,86 @@
+// Maps a query name to a service in the registry, the way a pod's resolver
+// would reach it: FQDN `name.ns.svc.<domain>`, `name.ns.svc`, `name.ns`,
+// bare `name` in the pod's namespace, and any of those joined with the pod's
+// first search domain (answered with a CNAME to the FQDN so the client skips
+// the rest of its ndots:5 search walk).
+import type { Registry, RegistryService } from '../controlplane/types.js';
+
+export interface LocalMatch {
+  service: RegistryService;
+  /** The service's canonical FQDN, lower-case, no trailing dot. */
+  fqdn: string;
+  /** Set when the query name is not the FQDN itself and must CNAME to it. */
+  aliasOf?: string;
+}
+
+export class LocalZone {
+  private readonly domain: string;
+  private readonly svcSuffix: string;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly podNamespace: string,
+    private readonly firstSearchDomain: string | undefined,
+  ) {
+    this.domain = registry.clusterDomain.toLowerCase().replace(/\.$/, '');
+    this.svcSuffix = `.svc.${this.domain}`;
+  }
+
+  get clusterDomain(): string {
+    return this.domain;
+  }
+
+  /** `qname` is lower-case without trailing dot. */
+  lookup(qname: string): LocalMatch | undefined {
+    const direct = this.matchForms(qname);
+    if (direct) return direct;
+    // `<short form>.<first search domain>`: glibc tries this first for
+    // names with fewer than ndots dots.
+    const sd = this.firstSearchDomain;
+    if (sd && qname.length > sd.length + 1 && qname.endsWith(sd) && qname[qname.length - sd.length - 1] === '.') {
+      const inner = qname.slice(0, qname.length - sd.length - 1);
+      const m = this.matchForms(inner);
+      if (m) return { ...m, aliasOf: m.fqdn };
+    }
+    return undefined;
+  }
+
+  /** FQDN, name.ns.svc, name.ns, bare name. */
+  private matchForms(name: string): LocalMatch | undefined {
+    const labels = name.split('.');
+    let svcName: string | undefined;
+    let ns: string | undefined;
+    if (name.endsWith(this.svcSuffix) && labels.length === 3 + this.domain.split('.').length) {
+      [svcName, ns] = labels;
+    } else if (labels.length === 3 && labels[2] === 'svc') {
+      [svcName, ns] = labels;
+    } else if (labels.length === 2) {
+      [svcName, ns] = labels;
+    } else if (labels.length === 1 && labels[0] !== '') {
+      svcName = labels[0];
+      ns = this.podNamespace;
+    }
+    if (svcName === undefined || ns === undefined) return undefined;
+    const service = this.registry.services.get(`${ns}/${svcName}`);
+    if (!service) return undefined;
+    // Short forms are answered under the asked name (as kube-dns would after
+    // the client's own search walk); only the search-domain form gets a CNAME.
+    return { service, fqdn: `${svcName}.${ns}${this.svcSuffix}` };
+  }
+
+  /** The service a (lower-case) FQDN-ish name refers to, for ExternalName chains. */
+  serviceForTarget(target: string): LocalMatch | undefined {
+    return this.matchForms(target.toLowerCase().replace(/\.$/, ''));
+  }
+
+  /** Addresses to answer for a service: ClusterIPs, or ready endpoints for headless. */
+  static addresses(service: RegistryService): string[] {
+    if (service.kind === 'ExternalName') return [];
+    if (service.kind === 'Headless' || service.clusterIPs.length === 0) {
+      const ips = new Set<string>();
+      for (const ep of service.endpoints) if (ep.ready) ips.add(ep.ip);
+      return [...ips];
+    }
+    return service.clusterIPs;
+  }
+}

@@ -1,0 +1,403 @@
+// Minimal DNS wire-format helpers for the hot path. The proxy never fully
+// decodes what it forwards or serves from cache: it reads the header and the
+// question, walks resource records only to find TTL fields, and patches bytes
+// in place. Every read is bounds-checked and throws WireError, so a malformed
+// packet can never crash the server or read past the buffer.
+import { isIPv4, isIPv6 } from 'node:net';
+
+export class WireError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WireError';
+  }
+}
+
+export const HEADER_LEN = 12;
+export const TYPE_A = 1;
+export const TYPE_NS = 2;
+export const TYPE_CNAME = 5;
+export const TYPE_SOA = 6;
+export const TYPE_OPT = 41;
+export const TYPE_AAAA = 28;
+export const TYPE_ANY = 255;
+export const CLASS_IN = 1;
+
+export const RCODE_NOERROR = 0;
+export const RCODE_FORMERR = 1;
+export const RCODE_SERVFAIL = 2;
+export const RCODE_NXDOMAIN = 3;
+export const RCODE_NOTIMP = 4;
+export const RCODE_REFUSED = 5;
+
+// Header flag bits (16-bit flags word).
+export const FLAG_QR = 0x8000;
+export const FLAG_AA = 0x0400;
+export const FLAG_TC = 0x0200;
+export const FLAG_RD = 0x0100;
+export const FLAG_RA = 0x0080;
+export const FLAG_CD = 0x0010;
+
+/** The advertised UDP size assumed without EDNS (RFC 1035). */
+export const CLASSIC_UDP_SIZE = 512;
+/** What we advertise in our own OPT records (DNS flag day 2020 value). */
+export const OUR_EDNS_UDP_SIZE = 1232;
+
+export interface ParsedQuery {
+  id: number;
+  flags: number;
+  opcode: number;
+  /** Lower-case, no trailing dot, labels joined with '.'; "" for the root. */
+  qname: string;
+  /** False when a label holds a '.', a control byte or non-ASCII: never answered locally. */
+  qnameIsPlain: boolean;
+  qtype: number;
+  qclass: number;
+  /** Offset just past the question section. */
+  questionEnd: number;
+  /** EDNS UDP payload size from the client's OPT record, or undefined without EDNS. */
+  ednsUdpSize: number | undefined;
+  /** DNSSEC OK bit of the client's OPT record. */
+  dnssecOk: boolean;
+  /**
+   * Cache/single-flight key: the question in lower case plus the bits that
+   * change what an upstream answers (EDNS present, DO, CD).
+   */
+  key: string;
+}
+
+/** Reads the header only; undefined if fewer than 12 bytes. */
+export function readId(buf: Buffer): number | undefined {
+  return buf.length >= HEADER_LEN ? buf.readUInt16BE(0) : undefined;
+}
+
+/** Offset after the (possibly compressed) name starting at off. */
+export function skipName(buf: Buffer, off: number): number {
+  let hops = 0;
+  for (;;) {
+    if (off >= buf.length) throw new WireError('name runs past end of packet');
+    const len = buf[off];
+    if ((len & 0xc0) === 0xc0) {
+      if (off + 2 > buf.length) throw new WireError('truncated compression pointer');
+      return off + 2;
+    }
+    if ((len & 0xc0) !== 0) throw new WireError('unsupported label type');
+    if (len === 0) return off + 1;
+    off += 1 + len;
+    if (++hops > 127) throw new WireError('name has too many labels');
+  }
+}
+
+interface RRVisitor {
+  (type: number, ttlOffset: number, rdataOffset: number, rdlength: number): void;
+}
+
+/** Walks `count` resource records from off; returns the offset after them. */
+export function walkRecords(buf: Buffer, off: number, count: number, visit?: RRVisitor): number {
+  for (let i = 0; i < count; i++) {
+    off = skipName(buf, off);
+    if (off + 10 > buf.length) throw new WireError('truncated resource record header');
+    const type = buf.readUInt16BE(off);
+    const rdlength = buf.readUInt16BE(off + 8);
+    const rdata = off + 10;
+    if (rdata + rdlength > buf.length) throw new WireError('resource record data runs past end of packet');
+    if (visit) visit(type, off + 4, rdata, rdlength);
+    off = rdata + rdlength;
+  }
+  return off;
+}
+
+/**
+ * Parses a query's header, single question and OPT record. Throws WireError
+ * when the packet is malformed; the caller answers FORMERR when at least the
+ * header was readable.
+ */
+export function parseQuery(buf: Buffer): ParsedQuery {
+  if (buf.length < HEADER_LEN) throw new WireError('shorter than a DNS header');
+  const id = buf.readUInt16BE(0);
+  const flags = buf.readUInt16BE(2);
+  const qdcount = buf.readUInt16BE(4);
+  const ancount = buf.readUInt16BE(6);
+  const nscount = buf.readUInt16BE(8);
+  const arcount = buf.readUInt16BE(10);
+  const opcode = (flags >> 11) & 0xf;
+  if (qdcount !== 1) throw new WireError(`expected exactly one question, got ${qdcount}`);
+
+  // Question name: uncompressed labels only (there is nothing earlier in a
+  // query that a pointer could legitimately refer to).
+  let off = HEADER_LEN;
+  let qname = '';
+  let plain = true;
+  let nameLen = 0;
+  for (;;) {
+    if (off >= buf.length) throw new WireError('question name runs past end of packet');
+    const len = buf[off];
+    if (len === 0) { off += 1; break; }
+    if (len > 63) throw new WireError('question name uses compression or a label longer than 63');
+    if (off + 1 + len > buf.length) throw new WireError('question label runs past end of packet');
+    nameLen += len + 1;
+    if (nameLen > 255) throw new WireError('question name longer than 255 bytes');
+    let label = '';
+    for (let i = off + 1; i <= off + len; i++) {
+      let c = buf[i];
+      if (c >= 0x41 && c <= 0x5a) c += 0x20; // ASCII lower-case
+      else if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c) plain = false;
+      label += String.fromCharCode(c);
+    }
+    qname = qname === '' ? label : `${qname}.${label}`;
+    off += 1 + len;
+  }
+  if (off + 4 > buf.length) throw new WireError('question type/class runs past end of packet');
+  const qtype = buf.readUInt16BE(off);
+  const qclass = buf.readUInt16BE(off + 2);
+  const questionEnd = off + 4;
+
+  let ednsUdpSize: number | undefined;
+  let dnssecOk = false;
+  if (arcount > 0) {
+    const afterAnswers = walkRecords(buf, questionEnd, ancount + nscount);
+    walkRecords(buf, afterAnswers, arcount, (type, ttlOffset) => {
+      if (type !== TYPE_OPT || ednsUdpSize !== undefined) return;
+      // OPT: the CLASS field carries the UDP size, the TTL field the flags.
+      ednsUdpSize = Math.max(CLASSIC_UDP_SIZE, buf.readUInt16BE(ttlOffset - 2));
+      dnssecOk = (buf.readUInt16BE(ttlOffset + 2) & 0x8000) !== 0;
+    });
+  }
+  const edns = ednsUdpSize === undefined ? 0 : dnssecOk ? 2 : 1;
+  const cd = flags & FLAG_CD ? 1 : 0;
+  // The raw name bytes make the key exact even for names with odd bytes.
+  const key = `${qtype}/${qclass}/${edns}${cd}/${plain ? qname : buf.toString('latin1', HEADER_LEN, questionEnd - 4).toLowerCase()}`;
+  return { id, flags, opcode, qname, qnameIsPlain: plain, qtype, qclass, questionEnd, ednsUdpSize, dnssecOk, key };
+}
+
+/** A header-only (plus question, when parseable) error response. */
+export function errorResponse(query: Buffer, rcode: number, questionEnd?: number): Buffer {
+  const qlen = questionEnd !== undefined ? questionEnd - HEADER_LEN : 0;
+  const out = Buffer.alloc(HEADER_LEN + qlen);
+  out.writeUInt16BE(query.readUInt16BE(0), 0);
+  const qflags = query.readUInt16BE(2);
+  // Keep opcode and RD from the query, as RFC 1035 asks.
+  out.writeUInt16BE(FLAG_QR | (qflags & 0x7900) | FLAG_RA | (rcode & 0xf), 2);
+  if (qlen > 0) {
+    out.writeUInt16BE(1, 4);
+    query.copy(out, HEADER_LEN, HEADER_LEN, questionEnd);
+  }
+  return out;
+}
+
+/** The truncated form of a response: header with TC set plus the question, nothing else. */
+export function truncatedResponse(response: Buffer, questionEnd: number): Buffer {
+  const out = Buffer.allocUnsafe(questionEnd);
+  response.copy(out, 0, 0, questionEnd);
+  out.writeUInt16BE(out.readUInt16BE(2) | FLAG_TC, 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(0, 6);
+  out.writeUInt16BE(0, 8);
+  out.writeUInt16BE(0, 10);
+  return out;
+}
+
+/** Encodes a dotted name (no compression). */
+export function encodeName(name: string): Buffer {
+  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
+  if (trimmed === '') return Buffer.from([0]);
+  const labels = trimmed.split('.');
+  const parts: Buffer[] = [];
+  let total = 1;
+  for (const label of labels) {
+    const bytes = Buffer.from(label, 'latin1');
+    if (bytes.length === 0 || bytes.length > 63) throw new WireError(`bad label in name ${JSON.stringify(name)}`);
+    parts.push(Buffer.from([bytes.length]), bytes);
+    total += bytes.length + 1;
+  }
+  if (total > 255) throw new WireError(`name longer than 255 bytes: ${JSON.stringify(name)}`);
+  parts.push(Buffer.from([0]));
+  return Buffer.concat(parts);
+}
+
+export interface RecordSpec {
+  name: string;
+  type: number;
+  ttl: number;
+  rdata: Buffer;
+}
+
+export function rdataForIp(ip: string): { type: number; rdata: Buffer } {
+  if (isIPv4(ip)) return { type: TYPE_A, rdata: Buffer.from(ip.split('.').map(Number)) };
+  if (isIPv6(ip)) return { type: TYPE_AAAA, rdata: ipv6Bytes(ip) };
+  throw new WireError(`not an IP address: ${JSON.stringify(ip)}`);
+}
+
+function ipv6Bytes(ip: string): Buffer {
+  const out = Buffer.alloc(16);
+  let text = ip.split('%')[0];
+  // Embedded IPv4 tail (::ffff:1.2.3.4).
+  const v4tail = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4tail) {
+    const o = v4tail[1].split('.').map(Number);
+    text = text.slice(0, -v4tail[1].length) + `${((o[0] << 8) | o[1]).toString(16)}:${((o[2] << 8) | o[3]).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const groups = tail === undefined
+    ? headGroups
+    : [...headGroups, ...new Array(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+export function soaRdata(mname: string, rname: string, serial: number, minimum: number): Buffer {
+  const times = Buffer.alloc(20);
+  times.writeUInt32BE(serial >>> 0, 0);
+  times.writeUInt32BE(7200, 4); // refresh
+  times.writeUInt32BE(1800, 8); // retry
+  times.writeUInt32BE(86400, 12); // expire
+  times.writeUInt32BE(minimum, 16);
+  return Buffer.concat([encodeName(mname), encodeName(rname), times]);
+}
+
+export interface BuildResponseOptions {
+  /** The question section bytes to echo (from the query, keeps the client's case). */
+  question: Buffer;
+  id: number;
+  flags: number;
+  rcode: number;
+  answers: RecordSpec[];
+  authority?: RecordSpec[];
+  /** Add an OPT record (the client sent EDNS). */
+  edns: boolean;
+}
+
+/** Encodes a full response; names uncompressed except answers owned by the question name. */
+export function buildResponse(o: BuildResponseOptions): Buffer {
+  const parts: Buffer[] = [];
+  const header = Buffer.alloc(HEADER_LEN);
+  header.writeUInt16BE(o.id, 0);
+  header.writeUInt16BE((o.flags & ~0xf) | (o.rcode & 0xf), 2);
+  header.writeUInt16BE(1, 4);
+  header.writeUInt16BE(o.answers.length, 6);
+  header.writeUInt16BE(o.authority?.length ?? 0, 8);
+  header.writeUInt16BE(o.edns ? 1 : 0, 10);
+  parts.push(header, o.question);
+  const nameCache = new Map<string, Buffer>();
+  const qnameLower = questionNameLower(o.question);
+  const encodeOwner = (name: string): Buffer => {
+    const lower = name.toLowerCase().replace(/\.$/, '');
+    // Compression pointer to the question name at offset 12 saves bytes for
+    // the common case (every A record of a headless service).
+    if (lower === qnameLower) return POINTER_TO_QUESTION;
+    let enc = nameCache.get(lower);
+    if (!enc) { enc = encodeName(lower); nameCache.set(lower, enc); }
+    return enc;
+  };
+  for (const rr of [...o.answers, ...(o.authority ?? [])]) {
+    const fixed = Buffer.alloc(10);
+    fixed.writeUInt16BE(rr.type, 0);
+    fixed.writeUInt16BE(CLASS_IN, 2);
+    fixed.writeUInt32BE(rr.ttl >>> 0, 4);
+    fixed.writeUInt16BE(rr.rdata.length, 8);
+    parts.push(encodeOwner(rr.name), fixed, rr.rdata);
+  }
+  if (o.edns) {
+    const opt = Buffer.alloc(11);
+    opt[0] = 0; // root owner
+    opt.writeUInt16BE(TYPE_OPT, 1);
+    opt.writeUInt16BE(OUR_EDNS_UDP_SIZE, 3);
+    // extended rcode, version, flags, rdlength all zero
+    parts.push(opt);
+  }
+  return Buffer.concat(parts);
+}
+
+const POINTER_TO_QUESTION = Buffer.from([0xc0, HEADER_LEN]);
+
+function questionNameLower(question: Buffer): string {
+  let off = 0;
+  const labels: string[] = [];
+  while (off < question.length && question[off] !== 0) {
+    const len = question[off];
+    labels.push(question.toString('latin1', off + 1, off + 1 + len).toLowerCase());
+    off += 1 + len;
+  }
+  return labels.join('.');
+}
+
+export interface ResponseSummary {
+  rcode: number;
+  truncated: boolean;
+  answerCount: number;
+  /** Offsets of every TTL field except OPT's (which holds flags). */
+  ttlOffsets: number[];
+  /** Minimum TTL over answer records; undefined without answers. */
+  minAnswerTtl: number | undefined;
+  /** RFC 2308 negative TTL: min(SOA TTL, SOA MINIMUM) from the authority section. */
+  negativeTtl: number | undefined;
+  questionEnd: number;
+}
+
+/** Walks an upstream response once to find its TTL fields and caching lifetime. */
+export function summarizeResponse(buf: Buffer): ResponseSummary {
+  if (buf.length < HEADER_LEN) throw new WireError('response shorter than a DNS header');
+  const flags = buf.readUInt16BE(2);
+  const qd = buf.readUInt16BE(4);
+  const an = buf.readUInt16BE(6);
+  const ns = buf.readUInt16BE(8);
+  const ar = buf.readUInt16BE(10);
+  let off = HEADER_LEN;
+  for (let i = 0; i < qd; i++) {
+    off = skipName(buf, off) + 4;
+    if (off > buf.length) throw new WireError('truncated question in response');
+  }
+  const questionEnd = off;
+  const ttlOffsets: number[] = [];
+  let minAnswerTtl: number | undefined;
+  let negativeTtl: number | undefined;
+  off = walkRecords(buf, off, an, (type, ttlOff) => {
+    const ttl = buf.readUInt32BE(ttlOff);
+    ttlOffsets.push(ttlOff);
+    minAnswerTtl = minAnswerTtl === undefined ? ttl : Math.min(minAnswerTtl, ttl);
+  });
+  off = walkRecords(buf, off, ns, (type, ttlOff, rdata, rdlength) => {
+    ttlOffsets.push(ttlOff);
+    if (type === TYPE_SOA && rdlength >= 22) {
+      const minimum = buf.readUInt32BE(rdata + rdlength - 4);
+      const ttl = buf.readUInt32BE(ttlOff);
+      negativeTtl = Math.min(ttl, minimum);
+    }
+  });
+  walkRecords(buf, off, ar, (type, ttlOff) => {
+    if (type !== TYPE_OPT) ttlOffsets.push(ttlOff);
+  });
+  return {
+    rcode: flags & 0xf,
+    truncated: (flags & FLAG_TC) !== 0,
+    answerCount: an,
+    ttlOffsets,
+    minAnswerTtl,
+    negativeTtl,
+    questionEnd,
+  };
+}
+
+/** True when both buffers hold the same question section, ignoring ASCII case. */
+export function sameQuestion(a: Buffer, aEnd: number, b: Buffer, bEnd: number): boolean {
+  if (aEnd !== bEnd || a.length < aEnd || b.length < bEnd) return false;
+  for (let i = HEADER_LEN; i < aEnd; i++) {
+    let x = a[i];
+    let y = b[i];
+    if (x >= 0x41 && x <= 0x5a) x += 0x20;
+    if (y >= 0x41 && y <= 0x5a) y += 0x20;
+    if (x !== y) return false;
+  }
+  return true;
+}
+
+const TYPE_NAMES: Record<number, string> = {
+  1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV',
+  35: 'NAPTR', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA',
+};
+
+/** Metric label for a qtype; rare types collapse to OTHER to bound cardinality. */
+export function qtypeLabel(qtype: number): string {
+  return TYPE_NAMES[qtype] ?? 'OTHER';
+}
