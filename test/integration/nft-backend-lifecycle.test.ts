@@ -1,0 +1,192 @@
+// NftablesBackend on a real netns: apply / read / verify / remove. The
+// renderer here is a small local one in weir's shape (nat + raw tables, plan
+// hash comment, "declare empty; delete; define" replace idiom) so this suite
+// tests the backend, not the real renderer's golden output.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { Netns, skipUnlessRoot } from '../support/netns.js';
+import { NftablesBackend, type NftRenderer } from '../../src/netns/nft-backend.js';
+import type { RedirectPlan } from '../../src/redirect/types.js';
+
+const skip = skipUnlessRoot();
+const spaces: Netns[] = [];
+after(() => { for (const ns of spaces) ns.destroy(); });
+
+function netns(): Netns {
+  const ns = Netns.create('wn');
+  spaces.push(ns);
+  return ns;
+}
+
+const TABLES = ['wn_nat', 'wn_raw'] as const;
+
+function plan(overrides: Partial<RedirectPlan> = {}): RedirectPlan {
+  return {
+    version: 1, mode: 'REDIRECT', proxyUid: 1337, proxyGid: 1337, inboundPort: 15006, outboundPort: 15001,
+    dns: { enabled: true, port: 15053 },
+    inbound: { capture: 'all', includePorts: [], excludePorts: [15008, 15020, 15021, 15090].map((p) => ({ from: p, to: p })) },
+    outbound: { includeCidrs: 'all', excludeCidrs: [], includePorts: [], excludePorts: [] },
+    excludeInterfaces: [],
+    ...overrides,
+  };
+}
+
+const testRenderer: NftRenderer = {
+  tables: TABLES,
+  render(p: RedirectPlan): string {
+    const hash = createHash('sha256').update(JSON.stringify(p)).digest('hex').slice(0, 16);
+    const excluded = p.inbound.excludePorts.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ');
+    const nat = [
+      `table inet wn_nat {`,
+      `  comment "weir plan=${hash}"`,
+      `  chain prerouting { type nat hook prerouting priority dstnat; policy accept; meta l4proto tcp jump inbound; }`,
+      `  chain inbound { tcp dport { ${excluded} } return; meta l4proto tcp redirect to :${p.inboundPort}; }`,
+      `  chain output { type nat hook output priority -100; policy accept; jump outbound; }`,
+      `  chain outbound {`,
+      `    oifname "lo" ip saddr 127.0.0.6 return`,
+      `    meta skuid ${p.proxyUid} return`,
+      `    meta skgid ${p.proxyGid} return`,
+      `    ip daddr 127.0.0.1 return`,
+      ...(p.dns.enabled ? [`    meta l4proto { tcp, udp } th dport 53 redirect to :${p.dns.port}`] : []),
+      `    meta l4proto tcp counter redirect to :${p.outboundPort}`,
+      `  }`,
+      `}`,
+    ];
+    const raw = p.dns.enabled
+      ? [`table inet wn_raw {`, `  comment "weir plan=${hash}"`,
+         `  chain output { type filter hook output priority raw; policy accept; meta skuid ${p.proxyUid} udp dport 53 ct zone set 1; }`, `}`]
+      : [];
+    // Replace idiom: declaring an empty table makes the delete valid whether
+    // or not it exists; all of it is one transaction.
+    const replace = TABLES.map((t) => `table inet ${t} {}\ndelete table inet ${t}\n`).join('');
+    return `${replace}${nat.join('\n')}\n${raw.join('\n')}\n`;
+  },
+};
+
+test('apply then read: weir tables present with the plan hash; apply twice gives an identical listing', { skip }, async () => {
+  const ns = netns();
+  const backend = new NftablesBackend(testRenderer);
+  // Someone else's table must survive everything weir does.
+  ns.exec('nft', ['add table inet other; add chain inet other c; add rule inet other c tcp dport 1 accept']);
+
+  await backend.apply(ns.path, plan());
+  const first = await backend.read(ns.path);
+  assert.equal(first.present, true);
+  assert.match(first.planHash ?? '', /^[0-9a-f]{16}$/);
+  assert.match(first.listing, /^table inet wn_nat \{/);
+  assert.match(first.listing, /table inet wn_raw \{/);
+  assert.doesNotMatch(first.listing, /table inet other/);
+
+  await backend.apply(ns.path, plan());
+  const second = await backend.read(ns.path);
+  assert.equal(second.listing, first.listing, 're-apply replaces, never duplicates');
+  assert.equal((second.listing.match(/redirect to :15001/g) ?? []).length, 1);
+  assert.deepEqual(await backend.verify(ns.path, plan()), { ok: true, differences: [] });
+
+  // A different plan replaces the first one (raw table gone with DNS off).
+  const noDns = plan({ dns: { enabled: false, port: 15053 } });
+  await backend.apply(ns.path, noDns);
+  const third = await backend.read(ns.path);
+  assert.notEqual(third.planHash, first.planHash);
+  assert.doesNotMatch(third.listing, /wn_raw/);
+  assert.deepEqual(await backend.verify(ns.path, noDns), { ok: true, differences: [] });
+  assert.match(ns.exec('nft', ['list', 'table', 'inet', 'other']), /tcp dport 1 accept/);
+});
+
+test('verify names a flushed chain, a deleted table, an extra rule and a stale plan precisely', { skip }, async () => {
+  const ns = netns();
+  const backend = new NftablesBackend(testRenderer);
+  const p = plan();
+  await backend.apply(ns.path, p);
+  const hash = (await backend.read(ns.path)).planHash;
+
+  ns.exec('nft', ['flush chain inet wn_nat outbound']);
+  let v = await backend.verify(ns.path, p);
+  assert.equal(v.ok, false);
+  assert.deepEqual(v.differences, [
+    'empty: chain inet wn_nat outbound has no rules, expected 6',
+    'missing: rule in chain inet wn_nat outbound: oifname "lo" ip saddr 127.0.0.6 return',
+    'missing: rule in chain inet wn_nat outbound: meta skuid 1337 return',
+    'missing: rule in chain inet wn_nat outbound: meta skgid 1337 return',
+    'missing: rule in chain inet wn_nat outbound: ip daddr 127.0.0.1 return',
+    'missing: rule in chain inet wn_nat outbound: meta l4proto { tcp, udp } th dport 53 redirect to :15053',
+    'missing: rule in chain inet wn_nat outbound: meta l4proto tcp counter redirect to :15001',
+  ]);
+
+  await backend.apply(ns.path, p);
+  ns.exec('nft', ['delete table inet wn_raw']);
+  ns.exec('nft', ['insert rule inet wn_nat outbound tcp dport 22 return']);
+  ns.exec('nft', ['delete chain inet wn_nat prerouting']);
+  v = await backend.verify(ns.path, p);
+  assert.deepEqual(v.differences, [
+    'missing: chain inet wn_nat prerouting',
+    'unexpected: rule in chain inet wn_nat outbound: tcp dport 22 return',
+    'missing: table inet wn_raw',
+  ]);
+
+  // Programmed for another plan: the recorded hash differs and is named.
+  await backend.apply(ns.path, p);
+  const other = plan({ outboundPort: 15999 });
+  v = await backend.verify(ns.path, other);
+  assert.equal(v.ok, false);
+  assert.ok(v.differences.includes(`unexpected: table inet wn_nat attribute: comment "weir plan=${hash}"`), v.differences.join('\n'));
+  assert.ok(v.differences.includes('missing: rule in chain inet wn_nat outbound: meta l4proto tcp counter redirect to :15999'), v.differences.join('\n'));
+});
+
+test('verify reports rules in the wrong order and ignores counter values', { skip }, async () => {
+  const ns = netns();
+  const backend = new NftablesBackend(testRenderer);
+  const p = plan();
+  await backend.apply(ns.path, p);
+  // Traffic through the counter rule must not make verify fail.
+  // 127.0.0.2 is not exempt, so the SYN is counted and redirected to :15001
+  // (nothing listens there: connection refused, as expected).
+  assert.throws(() => ns.exec('bash', ['-c', 'exec 3<>/dev/tcp/127.0.0.2/80']));
+  assert.match(ns.exec('nft', ['list', 'chain', 'inet', 'wn_nat', 'outbound']), /counter packets [1-9]\d* bytes [1-9]\d* redirect to :15001/);
+  assert.deepEqual((await backend.verify(ns.path, p)).differences, []);
+
+  // Re-create the outbound chain with two rules swapped.
+  const listing = ns.exec('nft', ['list', 'chain', 'inet', 'wn_nat', 'outbound']);
+  assert.match(listing, /meta skuid 1337 return/);
+  ns.exec('nft', ['flush chain inet wn_nat outbound']);
+  for (const rule of ['oifname "lo" ip saddr 127.0.0.6 return', 'meta skgid 1337 return', 'meta skuid 1337 return',
+    'ip daddr 127.0.0.1 return', 'meta l4proto { tcp, udp } th dport 53 redirect to :15053', 'meta l4proto tcp counter redirect to :15001']) {
+    ns.exec('nft', [`add rule inet wn_nat outbound ${rule}`]);
+  }
+  assert.deepEqual((await backend.verify(ns.path, p)).differences, [
+    'order: chain inet wn_nat outbound rule 2 is `meta skgid 1337 return`, expected `meta skuid 1337 return`',
+  ]);
+});
+
+test('remove deletes exactly weir tables, is idempotent, and a missing netns is fine', { skip }, async () => {
+  const ns = netns();
+  const backend = new NftablesBackend(testRenderer);
+  ns.exec('nft', ['add table inet other; add table ip nat']);
+  await backend.apply(ns.path, plan());
+  await backend.remove(ns.path);
+  const after1 = await backend.read(ns.path);
+  assert.deepEqual(after1, { backend: 'nftables', present: false, listing: '' });
+  assert.equal(ns.exec('nft', ['list', 'tables']), 'table inet other\ntable ip nat\n');
+  await backend.remove(ns.path);
+  assert.equal(ns.exec('nft', ['list', 'tables']), 'table inet other\ntable ip nat\n');
+
+  await backend.remove('/run/netns/wn-never-existed');
+  await assert.rejects(() => backend.read('/run/netns/wn-never-existed'),
+    /^NftBackendError: nftables read in \/run\/netns\/wn-never-existed failed: cannot open netns \/run\/netns\/wn-never-existed: No such file or directory$/);
+  await assert.rejects(() => backend.remove('/proc/self/ns/mnt'), /is a namespace but not a network namespace/);
+});
+
+test('an apply the kernel rejects leaves the previous rules in place and says why', { skip }, async () => {
+  const ns = netns();
+  const good = new NftablesBackend(testRenderer);
+  await good.apply(ns.path, plan());
+  const before = ns.exec('nft', ['list', 'ruleset']);
+  const broken = new NftablesBackend({
+    tables: TABLES,
+    render: (p) => `${testRenderer.render(p)}add rule inet wn_nat outbound jump no_such_chain\n`,
+  });
+  await assert.rejects(() => broken.apply(ns.path, plan({ outboundPort: 15002 })),
+    (e: Error & { code?: string }) => e.code === 'ENFT' && e.message.startsWith(`nftables apply in ${ns.path} failed: Error: Could not process rule: No such file or directory`));
+  assert.equal(ns.exec('nft', ['list', 'ruleset']), before);
+});
