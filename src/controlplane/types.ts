@@ -50,3 +50,14 @@ export interface RegistryView {
   current(): Registry | undefined;
   on(event: 'update', listener: (r: Registry) => void): unknown;
 }
+
+/** One change of the registry: the services that are new or changed, and the keys removed. */
+export interface RegistryDelta {
+  /** The version this delta applies to (the receiver must be at it). */
+  fromVersion: number;
+  /** The version after applying it. */
+  version: number;
+  upserts: RegistryService[];
+  /** "namespace/name" keys. */
+  deletes: string[];
+}

@@ -1,0 +1,131 @@
+// weir proxy settings: defaults, then environment, then flags. Every bad
+// value is an error that names the flag (or variable) to fix.
+import { FieldError } from '../common/errors.js';
+
+export interface ProxyConfig {
+  controlPlaneSocket: string;
+  podNamespace: string;
+  podName: string;
+  /** Workload label for metrics; default derived from the pod name. */
+  workload: string;
+  outboundPort: number;
+  inboundPort: number;
+  adminPort: number;
+  readyPort: number;
+  prometheusPort: number;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** Endpoints tried per outbound connection before giving up (first try included). */
+  connectAttempts: number;
+  /** Ready without an agent after this long (the proxy passes traffic through meanwhile). */
+  readyWithoutAgentMs: number;
+  drainTimeoutMs: number;
+  accessLog: boolean;
+  /** Inbound hand-off to the app leaves from this source so capture lets it through. */
+  inboundSourceV4: string;
+}
+
+export const DEFAULTS: ProxyConfig = {
+  controlPlaneSocket: '/var/run/weir/proxy.sock',
+  podNamespace: '',
+  podName: '',
+  workload: '',
+  outboundPort: 15001,
+  inboundPort: 15006,
+  adminPort: 15000,
+  readyPort: 15021,
+  prometheusPort: 15090,
+  maxConnections: 16384,
+  idleTimeoutMs: 3_600_000,
+  connectTimeoutMs: 10_000,
+  connectAttempts: 3,
+  readyWithoutAgentMs: 5_000,
+  drainTimeoutMs: 5_000,
+  accessLog: true,
+  inboundSourceV4: '127.0.0.6',
+};
+
+/** Flags as commander hands them over (strings), plus the environment. */
+export interface RawProxyOptions {
+  controlPlaneSocket?: string;
+  podNamespace?: string;
+  podName?: string;
+  workload?: string;
+  outboundPort?: string;
+  inboundPort?: string;
+  adminPort?: string;
+  readyPort?: string;
+  prometheusPort?: string;
+  maxConnections?: string;
+  idleTimeout?: string;
+  connectTimeout?: string;
+  connectAttempts?: string;
+  readyWithoutAgent?: string;
+  drainTimeout?: string;
+  accessLog?: boolean;
+}
+
+function port(flag: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new FieldError(flag, 'must be a port number 1-65535', v);
+  return Number(v);
+}
+
+function positiveInt(flag: string, v: string | undefined, dflt: number, max = 10_000_000): number {
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new FieldError(flag, `must be an integer 1-${max}`, v);
+  return Number(v);
+}
+
+/** Durations: "250ms", "10s", "5m", "1h", or bare milliseconds. */
+export function parseDuration(flag: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new FieldError(flag, 'must be a duration like 500ms, 10s, 5m, 1h', v);
+  const n = Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 'ms') as 'ms'];
+  if (!(n >= 1) || n > 7 * 86_400_000) throw new FieldError(flag, 'must be between 1ms and 7 days', v);
+  return Math.round(n);
+}
+
+/**
+ * Istio labels workloads by their owner (Deployment, StatefulSet). Without
+ * owner references at hand, strip the ReplicaSet hash and pod suffix that
+ * Kubernetes appends ("web-7c9d8f6b5-x2k4q" → "web").
+ */
+export function workloadFromPodName(pod: string): string {
+  if (!pod) return 'unknown';
+  return pod.replace(/-[a-z0-9]{6,10}-[a-z0-9]{5}$/, '').replace(/-[a-z0-9]{5}$/, '') || pod;
+}
+
+export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
+  const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
+  const podName = raw.podName ?? env.POD_NAME ?? '';
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(podNamespace)) throw new FieldError('--pod-namespace', 'must be a Kubernetes namespace name', podNamespace);
+  const cfg: ProxyConfig = {
+    ...DEFAULTS,
+    controlPlaneSocket: raw.controlPlaneSocket ?? env.WEIR_CONTROL_PLANE_SOCKET ?? DEFAULTS.controlPlaneSocket,
+    podNamespace,
+    podName,
+    workload: raw.workload ?? env.WEIR_WORKLOAD ?? workloadFromPodName(podName),
+    outboundPort: port('--outbound-port', raw.outboundPort, DEFAULTS.outboundPort),
+    inboundPort: port('--inbound-port', raw.inboundPort, DEFAULTS.inboundPort),
+    adminPort: port('--admin-port', raw.adminPort, DEFAULTS.adminPort),
+    readyPort: port('--ready-port', raw.readyPort, DEFAULTS.readyPort),
+    prometheusPort: port('--prometheus-port', raw.prometheusPort, DEFAULTS.prometheusPort),
+    maxConnections: positiveInt('--max-connections', raw.maxConnections, DEFAULTS.maxConnections, 1_000_000),
+    idleTimeoutMs: parseDuration('--idle-timeout', raw.idleTimeout, DEFAULTS.idleTimeoutMs),
+    connectTimeoutMs: parseDuration('--connect-timeout', raw.connectTimeout, DEFAULTS.connectTimeoutMs),
+    connectAttempts: positiveInt('--connect-attempts', raw.connectAttempts, DEFAULTS.connectAttempts, 10),
+    readyWithoutAgentMs: parseDuration('--ready-without-agent', raw.readyWithoutAgent, DEFAULTS.readyWithoutAgentMs),
+    drainTimeoutMs: parseDuration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
+    accessLog: raw.accessLog ?? DEFAULTS.accessLog,
+  };
+  const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort]] as const;
+  for (let i = 0; i < ports.length; i++) {
+    for (let j = i + 1; j < ports.length; j++) {
+      if (ports[i][1] === ports[j][1]) throw new FieldError(ports[j][0], `same port as ${ports[i][0]}`, String(ports[j][1]));
+    }
+  }
+  return cfg;
+}

@@ -1,0 +1,92 @@
+// weir proxy: assembles the control-plane client, the L4 listeners and the
+// admin servers, and owns the lifecycle (ready → drain on SIGTERM → exit).
+import type { Server } from 'node:http';
+import type { Logger } from '../common/log.js';
+import type { Registry, RegistryView } from '../controlplane/types.js';
+import { startAdminServers } from './admin.js';
+import { workloadFromPodName, type ProxyConfig } from './config.js';
+import { L4Proxy } from './l4.js';
+import { ProxyMetrics } from './metrics.js';
+import { loadNativeOriginalDst } from './original-dst.js';
+import { RegistryClient } from './registry-client.js';
+import { RouteTable } from './routing.js';
+
+export interface RunningProxy {
+  registry: RegistryView;
+  metrics: ProxyMetrics;
+  l4: L4Proxy;
+  ready(): { ready: boolean; reason: string };
+  /** Graceful: not ready, stop accepting, wait for connections (bounded), close. */
+  drain(): Promise<void>;
+}
+
+export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<RunningProxy> {
+  const metrics = new ProxyMetrics();
+  const startedAt = Date.now();
+  const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined } });
+  let table = new RouteTable(undefined);
+  metrics.registryVersion.set(-1);
+  client.on('update', (reg: Registry) => {
+    table = new RouteTable(reg);
+    metrics.registryVersion.set(reg.version);
+  });
+  client.on('connected', () => metrics.agentConnected.set(1));
+  client.on('disconnected', () => metrics.agentConnected.set(0));
+
+  let draining = false;
+  const identity = () => {
+    // The agent's kernel-derived identity wins over flags once known.
+    const id = client.identity;
+    const workload = cfg.workload !== 'unknown' ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
+    return { namespace: id?.namespace ?? cfg.podNamespace, workload };
+  };
+  const l4 = new L4Proxy({ config: cfg, logger, metrics, routes: () => table, identity });
+  const pumpVia = await loadNativeOriginalDst();
+  await l4.listen();
+  client.start();
+
+  const ready = () => {
+    if (draining) return { ready: false, reason: 'draining' };
+    if (client.current()) return { ready: true, reason: `registry version ${client.current()!.version}` };
+    // Traffic passes through meanwhile, so a missing agent must not keep the pod unready forever.
+    if (Date.now() - startedAt >= cfg.readyWithoutAgentMs) return { ready: true, reason: 'no registry from the agent yet; passing traffic through' };
+    return { ready: false, reason: 'waiting for the first registry snapshot' };
+  };
+
+  const servers: Server[] = await startAdminServers({ admin: cfg.adminPort, ready: cfg.readyPort, prometheus: cfg.prometheusPort }, {
+    ready,
+    configDump: () => {
+      const reg = client.current();
+      return {
+        config: cfg, originalDst: pumpVia,
+        agent: { connected: client.connected, identity: client.identity, lastRefusal: client.lastRefusal, snapshots: client.snapshots, deltas: client.deltas },
+        registry: reg ? { version: reg.version, clusterDomain: reg.clusterDomain, services: [...reg.services.values()] } : null,
+      };
+    },
+    clusters: () => {
+      const reg = client.current();
+      if (!reg) return { version: -1, clusters: [] };
+      return {
+        version: reg.version,
+        clusters: [...reg.services.values()].map((s) => ({
+          name: `${s.namespace}/${s.name}`, kind: s.kind, clusterIPs: s.clusterIPs, ports: s.ports,
+          endpoints: s.endpoints.map((e) => ({ ip: e.ip, ready: e.ready, serving: e.serving, terminating: e.terminating, pod: e.podName, ports: e.ports, activeConnections: e.ports.reduce((n, p) => n + l4.lb.activeFor(e.ip, p.port), 0) })),
+        })),
+      };
+    },
+    stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000) }),
+    prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+  });
+  logger.info({ outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
+
+  return {
+    registry: client, metrics, l4, ready,
+    async drain() {
+      draining = true;
+      const { remaining } = await l4.drain(cfg.drainTimeoutMs);
+      client.stop();
+      await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
+      logger.info({ cutConnections: remaining }, 'weir proxy drained');
+    },
+  };
+}

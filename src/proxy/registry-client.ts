@@ -1,0 +1,139 @@
+// The proxy side of the control-plane protocol (docs/proxy-protocol.md):
+// connect to the node agent, say hello (with a resume token after a
+// reconnect), apply the snapshot and deltas, ack each version. Keeps the
+// last registry across disconnects (stale routes beat no routes) and
+// reconnects with capped backoff forever.
+import { EventEmitter } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import type { Logger } from '../common/log.js';
+import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy } from '../controlplane/protocol.js';
+import { applyDelta } from '../controlplane/registry-builder.js';
+import type { Registry, RegistryService, RegistryView } from '../controlplane/types.js';
+
+export interface RegistryClientOptions {
+  socketPath: string;
+  logger: Logger;
+  claimed?: { namespace?: string; name?: string };
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface AgentIdentity { namespace: string; name: string; uid: string; ips: string[]; serviceAccount?: string }
+
+export class RegistryClient extends EventEmitter implements RegistryView {
+  private registry: Registry | undefined;
+  private sock: Socket | undefined;
+  private epoch: string | undefined;
+  private stopped = false;
+  private backoff: number;
+  private timer: NodeJS.Timeout | undefined;
+  identity: AgentIdentity | undefined;
+  connected = false;
+  lastRefusal: string | undefined;
+  snapshots = 0;
+  deltas = 0;
+
+  constructor(private readonly opts: RegistryClientOptions) {
+    super();
+    this.backoff = opts.minBackoffMs ?? 100;
+  }
+
+  current(): Registry | undefined {
+    return this.registry;
+  }
+
+  start(): void {
+    this.dial();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.sock?.destroy();
+  }
+
+  private dial(): void {
+    if (this.stopped) return;
+    const log = this.opts.logger;
+    const sock = connect(this.opts.socketPath);
+    this.sock = sock;
+    const decoder = new LineDecoder();
+    sock.on('connect', () => {
+      const resume = this.epoch && this.registry ? { epoch: this.epoch, version: this.registry.version } : undefined;
+      sock.write(encode({ type: 'hello', versions: [PROTOCOL_VERSION], resume, claimed: this.opts.claimed }));
+    });
+    sock.on('data', (chunk: Buffer) => {
+      let msgs: unknown[];
+      try {
+        msgs = decoder.push(chunk);
+      } catch (err) {
+        log.warn({ err: String(err) }, 'control plane sent a malformed message; reconnecting');
+        sock.destroy();
+        return;
+      }
+      for (const m of msgs) this.handle(sock, m as AgentToProxy);
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.backoff <= (this.opts.minBackoffMs ?? 100)) log.debug({ err: err.code ?? String(err) }, 'control plane not reachable');
+    });
+    sock.on('close', () => {
+      if (this.connected) {
+        log.warn({ version: this.registry?.version }, 'control plane connection lost; keeping the last registry');
+        this.emit('disconnected');
+      }
+      this.connected = false;
+      if (this.stopped) return;
+      this.timer = setTimeout(() => this.dial(), this.backoff);
+      this.timer.unref?.();
+      this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 5000);
+    });
+  }
+
+  private handle(sock: Socket, msg: AgentToProxy): void {
+    const log = this.opts.logger;
+    switch (msg.type) {
+      case 'welcome':
+        if (msg.epoch !== this.epoch) this.epoch = msg.epoch;
+        this.identity = msg.identity;
+        this.connected = true;
+        this.lastRefusal = undefined;
+        this.backoff = this.opts.minBackoffMs ?? 100;
+        log.info({ identity: `${msg.identity.namespace}/${msg.identity.name}` }, 'control plane accepted this proxy');
+        this.emit('connected', msg.identity);
+        return;
+      case 'refused':
+        this.lastRefusal = msg.reason;
+        log.error({ reason: msg.reason }, 'control plane refused this proxy');
+        this.backoff = Math.max(this.backoff, 1000);
+        return;
+      case 'error':
+        log.warn({ reason: msg.reason }, 'control plane reported a protocol error');
+        return;
+      case 'snapshot': {
+        const services = new Map<string, RegistryService>();
+        for (const s of msg.services) services.set(`${s.namespace}/${s.name}`, s);
+        this.install(sock, { version: msg.version, clusterDomain: msg.clusterDomain, services });
+        this.snapshots++;
+        return;
+      }
+      case 'delta': {
+        if (!this.registry || this.registry.version !== msg.fromVersion) {
+          // Out of step: start over without a resume token, which yields a snapshot.
+          log.warn({ have: this.registry?.version, fromVersion: msg.fromVersion }, 'delta does not apply; resyncing');
+          this.epoch = undefined;
+          sock.destroy();
+          return;
+        }
+        this.install(sock, applyDelta(this.registry, msg));
+        this.deltas++;
+        return;
+      }
+    }
+  }
+
+  private install(sock: Socket, reg: Registry): void {
+    this.registry = reg;
+    this.emit('update', reg);
+    sock.write(encode({ type: 'ack', version: reg.version }));
+  }
+}

@@ -1,0 +1,129 @@
+// Routing table the L4 listeners consult: service VIP:port (or a headless
+// service's pod IP:port) → the service port and its endpoints. Rebuilt once
+// per registry version, so a lookup per connection is two map reads.
+import type { Registry, RegistryEndpoint, RegistryService, RegistryServicePort } from '../controlplane/types.js';
+import { canonicalIp } from './addr.js';
+
+export interface Route {
+  service: RegistryService;
+  servicePort: RegistryServicePort;
+  /** Headless: the only endpoint this IP:port means. */
+  headlessIp?: string;
+}
+
+export interface Target { ip: string; port: number; endpoint: RegistryEndpoint }
+
+export interface PodRef { namespace: string; name: string }
+
+function key(ip: string, port: number): string {
+  return `${ip}|${port}`;
+}
+
+export class RouteTable {
+  readonly version: number;
+  readonly clusterDomain: string;
+  private readonly routes = new Map<string, Route>();
+  /** pod IP → the pod behind it (for workload labels). */
+  private readonly pods = new Map<string, PodRef>();
+  /** endpoint IP|targetPort → service (inbound: which service a connection to us was for). */
+  private readonly inboundServices = new Map<string, RegistryService>();
+
+  constructor(reg: Registry | undefined) {
+    this.version = reg?.version ?? -1;
+    this.clusterDomain = reg?.clusterDomain ?? 'cluster.local';
+    if (!reg) return;
+    for (const svc of reg.services.values()) {
+      for (const ep of svc.endpoints) {
+        const ip = canonicalIp(ep.ip);
+        if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName });
+        for (const p of ep.ports) if (p.protocol === 'TCP') this.inboundServices.set(key(ip, p.port), svc);
+      }
+      for (const sp of svc.ports) {
+        if (sp.protocol !== 'TCP') continue;
+        if (svc.kind === 'Headless') {
+          for (const ep of svc.endpoints) {
+            const epPort = ep.ports.find((p) => p.name === sp.name && p.protocol === 'TCP');
+            if (epPort) this.routes.set(key(canonicalIp(ep.ip), epPort.port), { service: svc, servicePort: sp, headlessIp: canonicalIp(ep.ip) });
+          }
+        } else {
+          for (const vip of svc.clusterIPs) this.routes.set(key(canonicalIp(vip), sp.port), { service: svc, servicePort: sp });
+        }
+      }
+    }
+  }
+
+  lookup(ip: string, port: number): Route | undefined {
+    return this.routes.get(key(ip, port));
+  }
+
+  podByIp(ip: string): PodRef | undefined {
+    return this.pods.get(ip);
+  }
+
+  serviceForInbound(ip: string, port: number): RegistryService | undefined {
+    return this.inboundServices.get(key(ip, port));
+  }
+
+  /**
+   * Endpoints a connection for this route may go to: ready ones; if none is
+   * ready, serving-but-terminating ones (as kube-proxy does, so a rollout's
+   * last pods still take traffic). Headless routes only ever mean one pod.
+   */
+  targets(route: Route): Target[] {
+    const out: Target[] = [];
+    const collect = (accept: (e: RegistryEndpoint) => boolean) => {
+      for (const ep of route.service.endpoints) {
+        if (route.headlessIp && canonicalIp(ep.ip) !== route.headlessIp) continue;
+        if (!accept(ep)) continue;
+        const p = ep.ports.find((x) => x.name === route.servicePort.name && x.protocol === 'TCP');
+        if (p) out.push({ ip: canonicalIp(ep.ip), port: p.port, endpoint: ep });
+      }
+    };
+    collect((e) => e.ready);
+    if (out.length === 0) collect((e) => e.serving && e.terminating);
+    return out;
+  }
+}
+
+/**
+ * Least connections with a random start: ties (the common case at low load)
+ * spread evenly instead of all proxies on a node picking the same endpoint.
+ */
+export class LeastConnections {
+  private readonly active = new Map<string, number>();
+
+  pick(targets: Target[], exclude: Set<string>): Target | undefined {
+    if (targets.length === 0) return undefined;
+    const start = Math.floor(Math.random() * targets.length);
+    let best: Target | undefined;
+    let bestN = Infinity;
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(start + i) % targets.length];
+      const k = key(t.ip, t.port);
+      if (exclude.has(k)) continue;
+      const n = this.active.get(k) ?? 0;
+      if (n < bestN) { best = t; bestN = n; }
+    }
+    return best;
+  }
+
+  acquire(t: Target): () => void {
+    const k = key(t.ip, t.port);
+    this.active.set(k, (this.active.get(k) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.active.get(k) ?? 1) - 1;
+      if (n <= 0) this.active.delete(k); else this.active.set(k, n);
+    };
+  }
+
+  activeFor(ip: string, port: number): number {
+    return this.active.get(key(ip, port)) ?? 0;
+  }
+}
+
+export function targetKey(t: { ip: string; port: number }): string {
+  return key(t.ip, t.port);
+}
