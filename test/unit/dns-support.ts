@@ -1,0 +1,160 @@
+// Shared helpers for the DNS proxy tests: a scriptable upstream DNS server on
+// loopback that counts what it receives, and UDP/TCP clients.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import dnsPacket from 'dns-packet';
+
+export type Answer = dnsPacket.Answer;
+
+export interface FakeUpstreamRule {
+  answers?: Answer[];
+  authorities?: Answer[];
+  rcode?: 'NOERROR' | 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED';
+  /** Delay before answering, ms. */
+  delayMs?: number;
+  /** Never answer. */
+  drop?: boolean;
+  /** Answer with TC over UDP (forces the TCP retry). */
+  truncateUdp?: boolean;
+}
+
+export interface FakeUpstream {
+  port: number;
+  /** Queries received per "TYPE name" (lower-case), split by transport. */
+  counts: { udp: Map<string, number>; tcp: Map<string, number> };
+  count(type: string, name: string, transport?: 'udp' | 'tcp'): number;
+  close(): Promise<void>;
+}
+
+/** Serves rules keyed by "TYPE name" or "* name"; unknown names → NXDOMAIN with SOA. */
+export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>, host = '127.0.0.1'): Promise<FakeUpstream> {
+  const counts = { udp: new Map<string, number>(), tcp: new Map<string, number>() };
+  const soa: Answer = {
+    name: 'example', type: 'SOA', ttl: 300,
+    data: { mname: 'ns.example', rname: 'h.example', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 60 },
+  };
+  const answer = (msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> => {
+    const q = dnsPacket.decode(msg);
+    const question = q.questions![0];
+    const key = `${question.type} ${question.name.toLowerCase()}`;
+    counts[transport].set(key, (counts[transport].get(key) ?? 0) + 1);
+    const rule = rules[key] ?? rules[`* ${question.name.toLowerCase()}`];
+    if (rule?.drop) return Promise.resolve(undefined);
+    const respond = (): Buffer => {
+      if (!rule) {
+        return dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | (3 & 0xf), questions: q.questions, authorities: [soa] });
+      }
+      const rcode = { NOERROR: 0, NXDOMAIN: 3, SERVFAIL: 2, REFUSED: 5 }[rule.rcode ?? 'NOERROR'];
+      if (rule.truncateUdp && transport === 'udp') {
+        return dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.TRUNCATED_RESPONSE | rcode, questions: q.questions });
+      }
+      return dnsPacket.encode({
+        type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | rcode, questions: q.questions,
+        answers: rule.answers ?? [], authorities: rule.authorities ?? [],
+      });
+    };
+    return new Promise((r) => setTimeout(() => r(respond()), rule?.delayMs ?? 0));
+  };
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    answer(msg, 'udp').then((resp) => { if (resp) udp.send(resp, rinfo.port, rinfo.address); }, () => {});
+  });
+  await new Promise<void>((r) => udp.bind(0, host, () => r()));
+  const port = udp.address().port;
+  const tcp = net.createServer((c) => {
+    let buf = Buffer.alloc(0);
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        answer(Buffer.from(msg), 'tcp').then((resp) => {
+          if (!resp || c.destroyed) return;
+          const len = Buffer.alloc(2);
+          len.writeUInt16BE(resp.length);
+          c.write(Buffer.concat([len, resp]));
+        }, () => {});
+      }
+    });
+    c.on('error', () => {});
+  });
+  await new Promise<void>((r, j) => { tcp.once('error', j); tcp.listen(port, host, () => r()); });
+  return {
+    port,
+    counts,
+    count(type, name, transport) {
+      const k = `${type} ${name.toLowerCase()}`;
+      if (transport) return counts[transport].get(k) ?? 0;
+      return (counts.udp.get(k) ?? 0) + (counts.tcp.get(k) ?? 0);
+    },
+    close: async () => {
+      await new Promise<void>((r) => udp.close(() => r()));
+      await new Promise<void>((r) => tcp.close(() => r()));
+    },
+  };
+}
+
+export interface QueryOptions {
+  id?: number;
+  edns?: number;
+  rd?: boolean;
+  timeoutMs?: number;
+}
+
+export function encodeQuery(name: string, type: dnsPacket.RecordType, o: QueryOptions = {}): Buffer {
+  return dnsPacket.encode({
+    type: 'query',
+    id: o.id ?? Math.floor(Math.random() * 65536),
+    flags: o.rd === false ? 0 : dnsPacket.RECURSION_DESIRED,
+    questions: [{ type, name }],
+    additionals: o.edns ? [{ type: 'OPT', name: '.', udpPayloadSize: o.edns, flags: 0, options: [] } as unknown as Answer] : [],
+  });
+}
+
+/** One UDP exchange; rejects on timeout. */
+export function udpRaw(port: number, query: Buffer, host = '127.0.0.1', timeoutMs = 3000): Promise<Buffer> {
+  const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  return new Promise<Buffer>((resolve, reject) => {
+    const timer = setTimeout(() => { s.close(); reject(new Error(`UDP query timed out after ${timeoutMs} ms`)); }, timeoutMs);
+    s.on('message', (m) => { clearTimeout(timer); s.close(); resolve(m); });
+    s.send(query, port, host);
+  });
+}
+
+export async function udpQuery(port: number, name: string, type: dnsPacket.RecordType, o: QueryOptions = {}, host = '127.0.0.1'): Promise<dnsPacket.DecodedPacket & { raw: Buffer }> {
+  const q = encodeQuery(name, type, o);
+  const raw = await udpRaw(port, q, host, o.timeoutMs);
+  return { ...dnsPacket.decode(raw), raw };
+}
+
+/** Sends several queries on one TCP connection (one write) and collects that many answers. */
+export function tcpQueries(port: number, queries: Buffer[], host = '127.0.0.1', timeoutMs = 3000): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ host, port });
+    const out: Buffer[] = [];
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => { c.destroy(); reject(new Error('TCP queries timed out')); }, timeoutMs);
+    c.on('connect', () => {
+      c.write(Buffer.concat(queries.map((q) => { const l = Buffer.alloc(2); l.writeUInt16BE(q.length); return Buffer.concat([l, q]); })));
+    });
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        out.push(Buffer.from(buf.subarray(2, 2 + buf.readUInt16BE(0))));
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+      }
+      if (out.length >= queries.length) { clearTimeout(timer); c.destroy(); resolve(out); }
+    });
+    c.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
+export function randomPort(): number {
+  return 20000 + Math.floor(Math.random() * 40000);
+}
+
+export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
+
+export function rcodeOf(raw: Buffer): number {
+  return raw.readUInt16BE(2) & 0xf;
+}
