@@ -117,6 +117,7 @@ class DnsServer {
   private zoneRegistry: Registry | undefined;
   /** Pre-encoded local answers for the current registry, keyed like the cache. */
   private memo = new Map<string, Buffer>();
+  private closed = false;
 
   constructor(
     private readonly opts: DnsProxyOptions,
@@ -166,6 +167,7 @@ class DnsServer {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const c of this.tcpConnections) c.destroy();
     this.tcpConnections.clear();
     await Promise.all([
@@ -196,10 +198,15 @@ class DnsServer {
     const r = this.handle(msg, 'udp');
     if (r === undefined) return;
     if (r instanceof Promise) {
-      r.then((resp) => { if (resp) sock.send(resp, rinfo.port, rinfo.address); }, (err) => this.log.error({ err }, 'DNS handler failed'));
+      r.then((resp) => { if (resp) this.sendUdp(sock, resp, rinfo); }, (err) => this.log.error({ err }, 'DNS handler failed'));
     } else {
-      sock.send(r, rinfo.port, rinfo.address);
+      this.sendUdp(sock, r, rinfo);
     }
+  }
+
+  private sendUdp(sock: dgram.Socket, resp: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.closed) return; // an upstream answer arriving after close()
+    sock.send(resp, rinfo.port, rinfo.address, (err) => { if (err) this.log.debug({ err }, 'UDP send failed'); });
   }
 
   private listenTcp(host: string, port: number): Promise<void> {

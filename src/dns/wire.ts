@@ -153,7 +153,9 @@ export function parseQuery(buf: Buffer): ParsedQuery {
 
   let ednsUdpSize: number | undefined;
   let dnssecOk = false;
-  if (arcount > 0) {
+  // Walk every section even when only OPT matters: a query whose counts do
+  // not match its contents is malformed and must not be forwarded.
+  if (arcount + ancount + nscount > 0) {
     const afterAnswers = walkRecords(buf, questionEnd, ancount + nscount);
     walkRecords(buf, afterAnswers, arcount, (type, ttlOffset) => {
       if (type !== TYPE_OPT || ednsUdpSize !== undefined) return;

@@ -10,32 +10,12 @@ import { Registry as PromRegistry } from 'prom-client';
 import { startDnsProxy, type DnsProxy } from '../../src/dns/server.js';
 import { staticRegistryView } from '../../src/dns/standalone.js';
 import { parseResolvConf } from '../../src/dns/resolv-conf.js';
-import type { Registry, RegistryService } from '../../src/controlplane/types.js';
 import { createLogger } from '../../src/common/log.js';
 import {
-  encodeQuery, randomPort, rcodeOf, RCODE, startFakeUpstream, tcpQueries, udpQuery, udpRaw, type FakeUpstream,
+  encodeQuery, randomPort, rcodeOf, RCODE, startFakeUpstream, tcpQueries, testRegistry, udpQuery, udpRaw, type FakeUpstream,
 } from './dns-support.js';
 
 const logger = createLogger({ name: 'dns-test', fd: 2, level: 'warn' });
-
-function svc(ns: string, name: string, extra: Partial<RegistryService>): RegistryService {
-  return { namespace: ns, name, kind: 'ClusterIP', clusterIPs: [], ports: [], endpoints: [], ...extra };
-}
-
-function ep(ip: string, ready = true) {
-  return { ip, ready, serving: ready, terminating: false, ports: [] };
-}
-
-export function testRegistry(): Registry {
-  const services = [
-    svc('ns', 'web', { clusterIPs: ['10.96.0.10'] }),
-    svc('other', 'api', { clusterIPs: ['10.96.0.20', 'fd00::20'] }),
-    svc('ns', 'db', { kind: 'Headless', endpoints: [ep('10.1.0.1'), ep('10.1.0.2'), ep('10.1.0.3'), ep('10.1.0.9', false)] }),
-    svc('ns', 'alias', { kind: 'ExternalName', externalName: 'api.other.svc.cluster.local' }),
-    svc('ns', 'outside', { kind: 'ExternalName', externalName: 'ext.example' }),
-  ];
-  return { version: 7, clusterDomain: 'cluster.local', services: new Map(services.map((s) => [`${s.namespace}/${s.name}`, s])) };
-}
 
 describe('dns proxy on loopback', () => {
   let upstream: FakeUpstream;

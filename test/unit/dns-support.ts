@@ -34,7 +34,8 @@ export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>,
     data: { mname: 'ns.example', rname: 'h.example', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 60 },
   };
   const answer = (msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> => {
-    const q = dnsPacket.decode(msg);
+    let q: dnsPacket.DecodedPacket;
+    try { q = dnsPacket.decode(msg); } catch { counts[transport].set('malformed', (counts[transport].get('malformed') ?? 0) + 1); return Promise.resolve(undefined); }
     const question = q.questions![0];
     const key = `${question.type} ${question.name.toLowerCase()}`;
     counts[transport].set(key, (counts[transport].get(key) ?? 0) + 1);
@@ -55,9 +56,10 @@ export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>,
     };
     return new Promise((r) => setTimeout(() => r(respond()), rule?.delayMs ?? 0));
   };
+  let closed = false;
   const udp = dgram.createSocket('udp4');
   udp.on('message', (msg, rinfo) => {
-    answer(msg, 'udp').then((resp) => { if (resp) udp.send(resp, rinfo.port, rinfo.address); }, () => {});
+    answer(msg, 'udp').then((resp) => { if (resp && !closed) udp.send(resp, rinfo.port, rinfo.address); }, () => {});
   });
   await new Promise<void>((r) => udp.bind(0, host, () => r()));
   const port = udp.address().port;
@@ -88,6 +90,7 @@ export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>,
       return (counts.udp.get(k) ?? 0) + (counts.tcp.get(k) ?? 0);
     },
     close: async () => {
+      closed = true;
       await new Promise<void>((r) => udp.close(() => r()));
       await new Promise<void>((r) => tcp.close(() => r()));
     },
@@ -157,4 +160,26 @@ export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP:
 
 export function rcodeOf(raw: Buffer): number {
   return raw.readUInt16BE(2) & 0xf;
+}
+
+import type { Registry, RegistryService } from '../../src/controlplane/types.js';
+
+function svc(ns: string, name: string, extra: Partial<RegistryService>): RegistryService {
+  return { namespace: ns, name, kind: 'ClusterIP', clusterIPs: [], ports: [], endpoints: [], ...extra };
+}
+
+function ep(ip: string, ready = true) {
+  return { ip, ready, serving: ready, terminating: false, ports: [] };
+}
+
+/** The registry the DNS tests answer from (cluster domain cluster.local, pod namespace "ns"). */
+export function testRegistry(): Registry {
+  const services = [
+    svc('ns', 'web', { clusterIPs: ['10.96.0.10'] }),
+    svc('other', 'api', { clusterIPs: ['10.96.0.20', 'fd00::20'] }),
+    svc('ns', 'db', { kind: 'Headless', endpoints: [ep('10.1.0.1'), ep('10.1.0.2'), ep('10.1.0.3'), ep('10.1.0.9', false)] }),
+    svc('ns', 'alias', { kind: 'ExternalName', externalName: 'api.other.svc.cluster.local' }),
+    svc('ns', 'outside', { kind: 'ExternalName', externalName: 'ext.example' }),
+  ];
+  return { version: 7, clusterDomain: 'cluster.local', services: new Map(services.map((s) => [`${s.namespace}/${s.name}`, s])) };
 }
