@@ -12,7 +12,7 @@ import { staticRegistryView } from '../../src/dns/standalone.js';
 import { parseResolvConf } from '../../src/dns/resolv-conf.js';
 import { createLogger } from '../../src/common/log.js';
 import {
-  encodeQuery, randomPort, rcodeOf, RCODE, startFakeUpstream, tcpQueries, testRegistry, udpQuery, udpRaw, type FakeUpstream,
+  encodeQuery, randomPort, rcodeOf, RCODE, startFakeUpstream, tcpQueries, testRegistry, udpQuery, udpRaw, type FakeUpstream, decode, type Decoded,
 } from './dns-support.js';
 
 const logger = createLogger({ name: 'dns-test', fd: 2, level: 'warn' });
@@ -57,7 +57,7 @@ describe('dns proxy on loopback', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const aData = (p: dnsPacket.DecodedPacket) => (p.answers ?? []).filter((a) => a.type === 'A' || a.type === 'AAAA').map((a) => a.data as string).sort();
+  const aData = (p: Decoded) => (p.answers ?? []).filter((a) => a.type === 'A' || a.type === 'AAAA').map((a) => a.data as string).sort();
 
   test('service by FQDN, name.ns.svc, name.ns, bare name: authoritative, TTL 30, any case', async () => {
     for (const name of ['web.ns.svc.cluster.local', 'web.ns.svc', 'web.ns', 'web', 'WeB.Ns.SVC.cluster.LOCAL']) {
@@ -157,7 +157,7 @@ describe('dns proxy on loopback', () => {
     assert.equal(large.flag_tc, false);
     assert.equal(large.answers!.length, 12);
     const [tcp] = await tcpQueries(port, [encodeQuery('big.example', 'TXT')]);
-    assert.equal(dnsPacket.decode(tcp).answers!.length, 12);
+    assert.equal(decode(tcp).answers!.length, 12);
   });
 
   test('upstream TC → retried over TCP', async () => {
@@ -169,7 +169,7 @@ describe('dns proxy on loopback', () => {
 
   test('TCP: several pipelined queries on one connection', async () => {
     const qs = [encodeQuery('web', 'A', { id: 1 }), encodeQuery('db.ns', 'A', { id: 2 }), encodeQuery('ext.example', 'A', { id: 3 })];
-    const rs = (await tcpQueries(port, qs)).map((b) => dnsPacket.decode(b)).sort((a, b) => a.id! - b.id!);
+    const rs = (await tcpQueries(port, qs)).map((b) => decode(b)).sort((a, b) => a.id! - b.id!);
     assert.deepEqual(rs.map((r) => r.id), [1, 2, 3]);
     assert.deepEqual(aData(rs[0]), ['10.96.0.10']);
     assert.equal(rs[1].answers!.length, 3);
@@ -241,7 +241,7 @@ describe('dns proxy edge cases', () => {
     const r = await udpQuery(port, 'web', 'A', {}, '::1');
     assert.deepEqual(r.answers!.map((a) => a.data), ['10.96.0.10']);
     const [tcp] = await tcpQueries(port, [encodeQuery('web', 'A')], '::1');
-    assert.deepEqual(dnsPacket.decode(tcp).answers!.map((a) => a.data), ['10.96.0.10']);
+    assert.deepEqual(decode(tcp).answers!.map((a) => a.data), ['10.96.0.10']);
   });
 
   test('bad options name the field', async () => {
