@@ -13,6 +13,14 @@ export interface NftRenderer {
   render(plan: RedirectPlan): string;
   /** Names of weir's tables, all in family `inet`. */
   tables: readonly string[];
+  /**
+   * Optional: only the tables' definitions (`table inet X { ... }`), without
+   * the "declare empty; delete" replace prelude. When given, apply into a
+   * netns that has no weir table skips the delete: the kernel makes any
+   * transaction that deletes a table wait ~10 ms (measured in
+   * bench/results/apply-latency.md), which is most of a fresh pod's apply.
+   */
+  renderDefinition?(plan: RedirectPlan): string;
 }
 
 /** Errors from the kernel side keep libnftables' text and add where it happened. */
@@ -28,6 +36,39 @@ export class NftBackendError extends Error {
 }
 
 const FAMILY = 'inet';
+
+/**
+ * For each `table inet NAME { ... }` block in an nft script: the statements
+ * directly inside it (comment, flags), without its chains/sets. Quotes are
+ * respected so braces inside a comment do not confuse the scan.
+ */
+export function tableLevelStatements(script: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const opener = /table inet ([A-Za-z][A-Za-z0-9_]*)\s*\{/g;
+  for (let m = opener.exec(script); m; m = opener.exec(script)) {
+    let depth = 1;
+    let own = '';
+    let i = m.index + m[0].length;
+    for (; i < script.length && depth > 0; i++) {
+      const c = script[i];
+      if (c === '"') {
+        const end = script.indexOf('"', i + 1);
+        if (depth === 1) own += script.slice(i, end + 1);
+        i = end < 0 ? script.length : end;
+        continue;
+      }
+      if (c === '{') depth++;
+      else if (c === '}') depth--;
+      else if (depth === 1) own += c;
+    }
+    opener.lastIndex = i;
+    // What is left at depth 1 is the table's own statements plus the
+    // headers of its blocks ("chain output"), which have no body here.
+    const stmts = (own.match(/(?:"[^"]*"|[^;\n"])+/g) ?? []).map((x) => x.trim()).filter((x) => x !== '' && !/^(chain|set|map|flowtable|counter|quota|limit|ct|secmark|synproxy)\s+\S+$/.test(x));
+    out.set(m[1], [...(out.get(m[1]) ?? []), ...stmts]);
+  }
+  return out;
+}
 /** Distinct plans on a node are few (they differ only by annotations). */
 const CANONICAL_CACHE_SIZE = 64;
 
@@ -45,11 +86,41 @@ export class NftablesBackend implements CaptureBackend {
   }
 
   async apply(netns: NetnsPath, plan: RedirectPlan): Promise<void> {
-    const script = this.renderer.render(plan);
     try {
-      await nftRun(netns, script);
+      if (await this.applyFresh(netns, plan)) return;
+      await nftRun(netns, this.renderer.render(plan));
     } catch (e) {
       throw new NftBackendError('apply', netns, e as NativeError);
+    }
+  }
+
+  /**
+   * Fast path for a netns without any weir table (CNI ADD): `create table`
+   * (which, unlike `add`, fails if the table exists) plus the definitions, in
+   * one transaction. If a weir table appeared meanwhile the transaction fails
+   * as a whole with EEXIST and the caller falls back to the full replace.
+   * Returns false when the fast path does not apply.
+   */
+  private async applyFresh(netns: NetnsPath, plan: RedirectPlan): Promise<boolean> {
+    if (!this.renderer.renderDefinition) return false;
+    const listed = await nftRun(netns, 'list tables');
+    const present = new Set([...listed.matchAll(/^table inet (\S+)$/gm)].map((m) => m[1]));
+    if (this.renderer.tables.some((t) => present.has(t))) return false;
+    const definition = this.renderer.renderDefinition(plan);
+    const defined = tableLevelStatements(definition);
+    const foreign = [...defined.keys()].filter((t) => !this.renderer.tables.includes(t));
+    if (foreign.length > 0) throw new Error(`NftablesBackend: renderDefinition defines tables not in renderer.tables: ${foreign.join(', ')}`);
+    // A table's comment (the plan hash) and flags only take effect when the
+    // table is created, so they go on the `create`; the later block adds the
+    // chains to the table created a line earlier in the same transaction.
+    const creates = [...defined].map(([t, stmts]) => `create table ${FAMILY} ${t} {${stmts.map((x) => ` ${x};`).join('')} }\n`).join('');
+    const script = `${creates}${definition}`;
+    try {
+      await nftRun(netns, script);
+      return true;
+    } catch (e) {
+      if ((e as NativeError).code === 'ENFT' && /File exists/.test((e as NativeError).message)) return false;
+      throw e;
     }
   }
 

@@ -32,41 +32,51 @@ function plan(overrides: Partial<RedirectPlan> = {}): RedirectPlan {
   };
 }
 
-const testRenderer: NftRenderer = {
+function definition(p: RedirectPlan): string {
+  const hash = createHash('sha256').update(JSON.stringify(p)).digest('hex').slice(0, 16);
+  const excluded = p.inbound.excludePorts.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ');
+  const nat = [
+    `table inet wn_nat {`,
+    `  comment "weir plan=${hash}"`,
+    `  chain prerouting { type nat hook prerouting priority dstnat; policy accept; meta l4proto tcp jump inbound; }`,
+    `  chain inbound { tcp dport { ${excluded} } return; meta l4proto tcp redirect to :${p.inboundPort}; }`,
+    `  chain output { type nat hook output priority -100; policy accept; jump outbound; }`,
+    `  chain outbound {`,
+    `    oifname "lo" ip saddr 127.0.0.6 return`,
+    `    meta skuid ${p.proxyUid} return`,
+    `    meta skgid ${p.proxyGid} return`,
+    `    ip daddr 127.0.0.1 return`,
+    ...(p.dns.enabled ? [`    meta l4proto { tcp, udp } th dport 53 redirect to :${p.dns.port}`] : []),
+    `    meta l4proto tcp counter redirect to :${p.outboundPort}`,
+    `  }`,
+    `}`,
+  ];
+  const raw = p.dns.enabled
+    ? [`table inet wn_raw {`, `  comment "weir plan=${hash}"`,
+       `  chain output { type filter hook output priority raw; policy accept; meta skuid ${p.proxyUid} udp dport 53 ct zone set 1; }`, `}`]
+    : [];
+  return `${nat.join('\n')}\n${raw.join('\n')}\n`;
+}
+
+/** Full replace script only: every apply deletes and redefines weir's tables. */
+const replaceOnly: NftRenderer = {
   tables: TABLES,
   render(p: RedirectPlan): string {
-    const hash = createHash('sha256').update(JSON.stringify(p)).digest('hex').slice(0, 16);
-    const excluded = p.inbound.excludePorts.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ');
-    const nat = [
-      `table inet wn_nat {`,
-      `  comment "weir plan=${hash}"`,
-      `  chain prerouting { type nat hook prerouting priority dstnat; policy accept; meta l4proto tcp jump inbound; }`,
-      `  chain inbound { tcp dport { ${excluded} } return; meta l4proto tcp redirect to :${p.inboundPort}; }`,
-      `  chain output { type nat hook output priority -100; policy accept; jump outbound; }`,
-      `  chain outbound {`,
-      `    oifname "lo" ip saddr 127.0.0.6 return`,
-      `    meta skuid ${p.proxyUid} return`,
-      `    meta skgid ${p.proxyGid} return`,
-      `    ip daddr 127.0.0.1 return`,
-      ...(p.dns.enabled ? [`    meta l4proto { tcp, udp } th dport 53 redirect to :${p.dns.port}`] : []),
-      `    meta l4proto tcp counter redirect to :${p.outboundPort}`,
-      `  }`,
-      `}`,
-    ];
-    const raw = p.dns.enabled
-      ? [`table inet wn_raw {`, `  comment "weir plan=${hash}"`,
-         `  chain output { type filter hook output priority raw; policy accept; meta skuid ${p.proxyUid} udp dport 53 ct zone set 1; }`, `}`]
-      : [];
-    // Replace idiom: declaring an empty table makes the delete valid whether
-    // or not it exists; all of it is one transaction.
-    const replace = TABLES.map((t) => `table inet ${t} {}\ndelete table inet ${t}\n`).join('');
-    return `${replace}${nat.join('\n')}\n${raw.join('\n')}\n`;
+    // Declaring an empty table makes the delete valid whether or not it
+    // exists; all of it is one transaction.
+    return TABLES.map((t) => `table inet ${t} {}\ndelete table inet ${t}\n`).join('') + definition(p);
   },
 };
 
-test('apply then read: weir tables present with the plan hash; apply twice gives an identical listing', { skip }, async () => {
+/** The same plus renderDefinition: fresh netns take the create-only fast path. */
+const withFastPath: NftRenderer = { ...replaceOnly, renderDefinition: definition };
+
+const testRenderer = withFastPath;
+
+for (const [label, renderer] of [['replace script', replaceOnly], ['fresh fast path', withFastPath]] as const) {
+test(`apply then read (${label}): weir tables present with the plan hash; apply twice gives an identical listing`, { skip }, async () => {
   const ns = netns();
-  const backend = new NftablesBackend(testRenderer);
+  const backend = new NftablesBackend(renderer);
   // Someone else's table must survive everything weir does.
   ns.exec('nft', ['add table inet other; add chain inet other c; add rule inet other c tcp dport 1 accept']);
 
@@ -92,6 +102,40 @@ test('apply then read: weir tables present with the plan hash; apply twice gives
   assert.doesNotMatch(third.listing, /wn_raw/);
   assert.deepEqual(await backend.verify(ns.path, noDns), { ok: true, differences: [] });
   assert.match(ns.exec('nft', ['list', 'table', 'inet', 'other']), /tcp dport 1 accept/);
+
+  // Back to the DNS plan, then remove and re-apply into the now weir-free
+  // netns: same listing as the first apply.
+  await backend.remove(ns.path);
+  await backend.apply(ns.path, plan());
+  assert.equal((await backend.read(ns.path)).listing, first.listing);
+});
+}
+
+test('both apply paths program the identical ruleset', { skip }, async () => {
+  const a = netns();
+  const b = netns();
+  await new NftablesBackend(replaceOnly).apply(a.path, plan());
+  await new NftablesBackend(withFastPath).apply(b.path, plan());
+  assert.equal(b.exec('nft', ['list', 'ruleset']), a.exec('nft', ['list', 'ruleset']));
+});
+
+test('fast path: a weir table created between the check and the apply makes it fall back to the full replace', { skip }, async () => {
+  const ns = netns();
+  let raced = false;
+  const racing: NftRenderer = {
+    ...withFastPath,
+    renderDefinition(p) {
+      // Runs after the backend listed the netns empty: another writer wins
+      // the race and creates weir's table with a stray rule.
+      ns.exec('nft', ['add table inet wn_nat; add chain inet wn_nat stray; add rule inet wn_nat stray tcp dport 7 drop']);
+      raced = true;
+      return definition(p);
+    },
+  };
+  await new NftablesBackend(racing).apply(ns.path, plan());
+  assert.ok(raced);
+  assert.doesNotMatch(ns.exec('nft', ['list', 'ruleset']), /stray|dport 7/);
+  assert.deepEqual(await new NftablesBackend(withFastPath).verify(ns.path, plan()), { ok: true, differences: [] });
 });
 
 test('verify names a flushed chain, a deleted table, an extra rule and a stale plan precisely', { skip }, async () => {

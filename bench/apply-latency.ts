@@ -1,0 +1,124 @@
+// Time to program a pod's capture rules into a FRESH netns, per backend, in
+// one run, interleaved so that machine noise hits every backend alike:
+//   nft in-process   weir's nftables backend path: libnftables via the addon, one transaction
+//   nft CLI          `ip netns exec NS nft -f -`       (the same script, a process per apply)
+//   iptables-restore `ip netns exec NS iptables-restore` + `ip6tables-restore` (nf_tables backend)
+//   iptables-legacy  the same with iptables-legacy-restore / ip6tables-legacy-restore
+// Netns creation and deletion are not timed. Writes bench/results/apply-latency.md.
+//   npx tsx bench/apply-latency.ts            (root; WEIR_BENCH_N=200 netns per backend)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { nftRun } from '../src/netns/native.js';
+import { iptablesRulesets, nftRuleset } from './apply-rulesets.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const N = Number(process.env.WEIR_BENCH_N ?? 200);
+if (!Number.isInteger(N) || N < 1) throw new Error(`WEIR_BENCH_N must be a positive integer, got ${process.env.WEIR_BENCH_N}`);
+if (process.getuid?.() !== 0) throw new Error('bench/apply-latency needs root (network namespaces)');
+
+interface Rulesets { nft: string; v4: string; v6: string; source: string }
+
+/**
+ * The project's renderers when they exist (src/redirect), else the
+ * representative rulesets in bench/apply-rulesets.ts.
+ */
+async function loadRulesets(): Promise<Rulesets> {
+  const nftMod = path.join(root, 'src/redirect/render-nftables.ts');
+  const iptMod = path.join(root, 'src/redirect/render-iptables.ts');
+  const planMod = path.join(root, 'bench/apply-plan.ts');
+  if (existsSync(nftMod) && existsSync(iptMod) && existsSync(planMod)) {
+    const { benchPlan } = (await import(planMod)) as { benchPlan: () => unknown };
+    const { renderNftables } = (await import(nftMod)) as { renderNftables: (p: unknown) => string };
+    const { renderIptables } = (await import(iptMod)) as { renderIptables: (p: unknown) => { v4: string; v6: string } };
+    const ipt = renderIptables(benchPlan());
+    return { nft: renderNftables(benchPlan()), v4: ipt.v4, v6: ipt.v6, source: 'src/redirect renderers, default plan' };
+  }
+  return { nft: nftRuleset(), ...iptablesRulesets(), source: 'bench/apply-rulesets.ts (Istio REDIRECT-mode equivalent, IPv4+IPv6, DNS + conntrack zones)' };
+}
+
+type Backend = { name: string; apply(ns: string, r: Rulesets): Promise<void> };
+
+function restoreIn(ns: string, cmd: string, input: string): void {
+  const res = spawnSync('ip', ['netns', 'exec', ns, cmd, '--noflush'], { input, encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`${cmd} in ${ns} failed (${res.status}): ${res.stderr}`);
+}
+
+const backends: Backend[] = [
+  { name: 'nft in-process (weir)', async apply(ns, r) { await nftRun(`/run/netns/${ns}`, r.nft); } },
+  {
+    name: 'nft CLI process',
+    async apply(ns, r) {
+      const res = spawnSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: r.nft, encoding: 'utf8' });
+      if (res.status !== 0) throw new Error(`nft -f in ${ns} failed: ${res.stderr}`);
+    },
+  },
+  { name: 'iptables-restore (nft)', async apply(ns, r) { restoreIn(ns, 'iptables-restore', r.v4); restoreIn(ns, 'ip6tables-restore', r.v6); } },
+  { name: 'iptables-legacy-restore', async apply(ns, r) { restoreIn(ns, 'iptables-legacy-restore', r.v4); restoreIn(ns, 'ip6tables-legacy-restore', r.v6); } },
+];
+
+function quantile(sorted: number[], q: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i];
+}
+
+async function main(): Promise<void> {
+  const rulesets = await loadRulesets();
+  const samples = new Map<string, number[]>(backends.map((b) => [b.name, []]));
+  const created: string[] = [];
+  const cleanup = () => { for (const ns of created.splice(0)) spawnSync('ip', ['netns', 'del', ns]); };
+  process.on('SIGINT', () => { cleanup(); process.exit(130); });
+  try {
+    for (let i = 0; i < N; i++) {
+      // Rotate the order each round so no backend always runs first.
+      for (let k = 0; k < backends.length; k++) {
+        const b = backends[(i + k) % backends.length];
+        const ns = `wn-b-${randomBytes(4).toString('hex')}`;
+        execFileSync('ip', ['netns', 'add', ns]);
+        created.push(ns);
+        const t0 = performance.now();
+        await b.apply(ns, rulesets);
+        samples.get(b.name)!.push(performance.now() - t0);
+        spawnSync('ip', ['netns', 'del', ns]);
+        created.pop();
+      }
+    }
+  } finally {
+    cleanup();
+  }
+
+  const stats = backends.map((b) => {
+    const s = [...samples.get(b.name)!].sort((x, y) => x - y);
+    const mean = s.reduce((a, x) => a + x, 0) / s.length;
+    return { name: b.name, n: s.length, p50: quantile(s, 0.5), p90: quantile(s, 0.9), p99: quantile(s, 0.99), mean };
+  });
+  const base = stats[0];
+  const cpu = (readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) ?? [])[1] ?? 'unknown';
+  const fmt = (x: number) => x.toFixed(2);
+  const lines = [
+    '# Apply latency: a pod capture ruleset into a fresh netns',
+    '',
+    `Date: ${new Date().toISOString()}  `,
+    `Machine: ${os.cpus().length} vCPU (\`nproc\` ${execFileSync('nproc', { encoding: 'utf8' }).trim()}), ${cpu}, kernel ${os.release()}, shared with other workloads  `,
+    `Tools: ${execFileSync('nft', ['--version'], { encoding: 'utf8' }).trim()}, ${execFileSync('iptables', ['--version'], { encoding: 'utf8' }).trim()}, Node ${process.version}  `,
+    `Ruleset: ${rulesets.source}; nft script ${rulesets.nft.split('\n').length} lines, iptables-restore input ${rulesets.v4.split('\n').length}+${rulesets.v6.split('\n').length} lines  `,
+    `Method: ${N} fresh netns per backend, backends interleaved round-robin in one run; only the apply is timed (netns add/del are not). ` +
+      'The iptables paths need two processes (IPv4 and IPv6) where one nft inet transaction covers both.',
+    '',
+    '| backend | n | p50 ms | p90 ms | p99 ms | mean ms | p50 vs nft in-process | p99 vs nft in-process |',
+    '|---|---|---|---|---|---|---|---|',
+    ...stats.map((s) => `| ${s.name} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p90)} | ${fmt(s.p99)} | ${fmt(s.mean)} | ${(s.p50 / base.p50).toFixed(1)}× | ${(s.p99 / base.p99).toFixed(1)}× |`),
+    '',
+    'Reproduce: `npx tsx bench/apply-latency.ts` (root, addon built; `WEIR_BENCH_N` to change the count).',
+    '',
+  ];
+  const out = path.join(root, 'bench/results/apply-latency.md');
+  writeFileSync(out, lines.join('\n'));
+  process.stdout.write(lines.join('\n'));
+}
+
+await main();
