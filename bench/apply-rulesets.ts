@@ -4,11 +4,37 @@
 // conntrack zones. Used when the project's renderers (src/redirect) are not
 // available; the bench prefers those.
 
-const INBOUND_EXCLUDED = [15008, 15020, 15021, 15090];
+import type { NftRenderer } from '../src/netns/nft-backend.js';
+import type { RedirectPlan } from '../src/redirect/types.js';
 
+const INBOUND_EXCLUDED = [15008, 15020, 15021, 15090];
+const TABLES = ['weir_nat', 'weir_raw'] as const;
+
+/** The default plan these rulesets stand for. */
+export function benchPlan(): RedirectPlan {
+  return {
+    version: 1, mode: 'REDIRECT', proxyUid: 1337, proxyGid: 1337, inboundPort: 15006, outboundPort: 15001,
+    dns: { enabled: true, port: 15053 },
+    inbound: { capture: 'all', includePorts: [], excludePorts: INBOUND_EXCLUDED.map((p) => ({ from: p, to: p })) },
+    outbound: { includeCidrs: 'all', excludeCidrs: [], includePorts: [], excludePorts: [] },
+    excludeInterfaces: [],
+  };
+}
+
+/** Full replace script: "declare empty; delete; define", one transaction. */
 export function nftRuleset(hash = 'bench'): string {
-  const replace = ['weir_nat', 'weir_raw'].map((t) => `table inet ${t} {}\ndelete table inet ${t}\n`).join('');
-  return `${replace}table inet weir_nat {
+  return TABLES.map((t) => `table inet ${t} {}\ndelete table inet ${t}\n`).join('') + nftDefinition(hash);
+}
+
+/** The renderer shape NftablesBackend takes, for this fixed ruleset. */
+export const benchNftRenderer: NftRenderer = {
+  tables: TABLES,
+  render: () => nftRuleset(),
+  renderDefinition: () => nftDefinition(),
+};
+
+export function nftDefinition(hash = 'bench'): string {
+  return `table inet weir_nat {
   comment "weir plan=${hash}"
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
