@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <system_error>
 #include <thread>
 
 namespace weir {
@@ -84,8 +85,13 @@ std::optional<Failure> RunOnThisThread(const NetnsSpec& spec, const NetnsWork& w
 
 std::optional<Failure> RunInNetns(const NetnsSpec& spec, const NetnsWork& work) {
   std::optional<Failure> result;
-  std::thread worker([&] { result = RunOnThisThread(spec, work); });
-  worker.join();
+  try {
+    std::thread worker([&] { result = RunOnThisThread(spec, work); });
+    worker.join();
+  } catch (const std::system_error& e) {
+    // No thread (RLIMIT_NPROC, memory): report it; never run the work here.
+    return Failure{std::string("cannot start a netns thread: ") + e.what(), "EAGAIN"};
+  }
   return result;
 }
 
