@@ -1,0 +1,46 @@
+// Builds dist/weir-cni: a single executable that needs no Node.js on the
+// host. cni/main.ts is bundled to one CommonJS file (the SEA main must be
+// CJS), turned into a SEA blob (with V8 code cache: measured faster start,
+// see bench/results/cni-add.md), and injected into a copy of this node binary.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, chmodSync, renameSync, writeFileSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+const work = path.join(dist, 'weir-cni.build');
+mkdirSync(work, { recursive: true });
+
+const bundle = path.join(work, 'main.cjs');
+await build({
+  entryPoints: [path.join(root, 'cni/main.ts')],
+  outfile: bundle,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+
+const blob = path.join(work, 'sea.blob');
+const seaConfig = path.join(work, 'sea-config.json');
+writeFileSync(seaConfig, JSON.stringify({
+  main: bundle,
+  output: blob,
+  disableExperimentalSEAWarning: true,
+  // Code cache: V8 skips compiling the bundle at every start.
+  useCodeCache: process.env.WEIR_CNI_CODE_CACHE !== '0',
+}));
+execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
+
+// Inject into a copy, then rename: a build never leaves a half-made binary at dist/weir-cni.
+const tmp = path.join(work, 'weir-cni');
+copyFileSync(process.execPath, tmp);
+chmodSync(tmp, 0o755);
+const postject = path.join(root, 'node_modules/postject/dist/cli.js');
+execFileSync(process.execPath, [postject, tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+renameSync(tmp, path.join(dist, 'weir-cni'));
