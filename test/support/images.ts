@@ -225,9 +225,18 @@ export function buildImage(spec: ImageSpec, cacheDir = DEFAULT_CACHE): BuiltImag
     execFileSync('tar', ['-C', layout, '-cf', partial, 'oci-layout', 'index.json', 'blobs'], { stdio: ['ignore', 'ignore', 'pipe'] });
     fs.renameSync(partial, tarPath);
     fs.writeFileSync(digestPath, `sha256:${manifestBlob.digest}\n`);
+    pruneOlderBuilds(cacheDir, safeName, tarPath);
     return { ref: spec.ref, tarPath, manifestDigest: `sha256:${manifestBlob.digest}` };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Older archives of the same image (inputs changed since): ~100 MB each for the app image, so drop them. */
+function pruneOlderBuilds(cacheDir: string, safeName: string, keep: string): void {
+  for (const f of fs.readdirSync(cacheDir)) {
+    const full = path.join(cacheDir, f);
+    if (f.startsWith(`${safeName}-`) && full !== keep && full !== `${keep}.digest`) fs.rmSync(full, { force: true });
   }
 }
 
