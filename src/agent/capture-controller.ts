@@ -1,0 +1,238 @@
+// Decides and programs traffic capture for pod sandboxes: the work behind the
+// CNI plugin's ADD/CHECK/DEL/GC, and the repair loop's ensure(). Fail closed:
+// when a pod may need capture and we cannot find out (API down, pod not yet
+// visible), the answer is "try again later" (CNI code 11), never "go ahead
+// uncaptured". Nothing is half-programmed: a bad annotation is rejected
+// before any rule is written, and a failed apply is rolled back.
+import { createHash } from 'node:crypto';
+import type { CaptureEvent, PodResolver, SandboxRecord } from './contracts.js';
+import type { CaptureBackend } from '../netns/backend-types.js';
+import type { RedirectPlan } from '../redirect/types.js';
+import type { Pod } from '../kube/pod-types.js';
+import { decideCapture, DEFAULT_CAPTURE_SETTINGS, type CaptureSettings } from '../kube/capture-decision.js';
+import type { CniAddResponse, CniCheckResponse, CniDelRequest, CniPodRequest } from '../cni/agent-protocol.js';
+import { CniCode } from '../cni/spec.js';
+import { FieldError } from '../common/errors.js';
+import type { SandboxStore, StoredSandbox } from './sandbox-store.js';
+
+/** An error the CNI server turns into a CniErrorBody with this code. */
+export class CaptureError extends Error {
+  readonly cniCode: number;
+  readonly details?: string;
+  constructor(cniCode: number, message: string, details?: string) {
+    super(message);
+    this.name = 'CaptureError';
+    this.cniCode = cniCode;
+    this.details = details;
+  }
+}
+
+export interface ControllerLogger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface CaptureControllerOptions {
+  resolver: PodResolver;
+  backend: CaptureBackend;
+  /** The redirect planner, normally `(pod) => buildPlan(pod, settings)`; throws FieldError on a bad annotation. */
+  planner: (pod: Pod) => RedirectPlan;
+  store: SandboxStore;
+  settings?: CaptureSettings;
+  /** Bound on one pod lookup (informer miss → API GET). Default 4000 ms, below the plugin's default 5000 ms deadline. */
+  resolveTimeoutMs?: number;
+  onEvent?: (e: CaptureEvent) => void;
+  logger?: ControllerLogger;
+}
+
+export function planHash(plan: RedirectPlan): string {
+  return createHash('sha256').update(JSON.stringify(plan)).digest('hex').slice(0, 16);
+}
+
+const NOOP_LOGGER: ControllerLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export class CaptureController {
+  private readonly opts: Required<Omit<CaptureControllerOptions, 'onEvent'>> & Pick<CaptureControllerOptions, 'onEvent'>;
+  /** Per-sandbox queue: ADD, CHECK and DEL for one container never interleave. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(opts: CaptureControllerOptions) {
+    this.opts = {
+      settings: DEFAULT_CAPTURE_SETTINGS,
+      resolveTimeoutMs: 4000,
+      logger: NOOP_LOGGER,
+      ...opts,
+    };
+  }
+
+  get backendName(): string {
+    return this.opts.backend.name;
+  }
+
+  private serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(key, tail);
+    void tail.then(() => { if (this.locks.get(key) === tail) this.locks.delete(key); });
+    return next;
+  }
+
+  private emit(e: CaptureEvent): void {
+    try { this.opts.onEvent?.(e); } catch (err) { this.opts.logger.warn({ err }, 'capture event handler threw'); }
+  }
+
+  private async resolve(namespace: string, name: string, uid?: string): Promise<Pod> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.opts.resolveTimeoutMs} ms`)), this.opts.resolveTimeoutMs);
+    });
+    let pod: Pod | undefined;
+    try {
+      pod = await Promise.race([this.opts.resolver.getPod(namespace, name, uid), timeout]);
+    } catch (e) {
+      throw new CaptureError(CniCode.tryAgainLater, `cannot look up pod ${namespace}/${name}: ${(e as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    // Not (yet) visible: the kubelet only creates sandboxes for pods the API
+    // server has, so this is a lagging cache. Retry rather than guess.
+    if (!pod) throw new CaptureError(CniCode.tryAgainLater, `pod ${namespace}/${name}${uid ? ` (uid ${uid})` : ''} not found yet`);
+    return pod;
+  }
+
+  private record(req: CniPodRequest, fields: Partial<StoredSandbox> & { captured: boolean; reason: string }): StoredSandbox {
+    return {
+      containerId: req.containerId,
+      ifName: req.ifName,
+      netns: req.netns,
+      podNamespace: req.podNamespace,
+      podName: req.podName,
+      podUid: req.podUid,
+      ips: req.ips,
+      updatedAt: Date.now(),
+      ...fields,
+    };
+  }
+
+  add(req: CniPodRequest): Promise<CniAddResponse> {
+    return this.serialize(req.containerId, () => this.doAdd(req));
+  }
+
+  private async doAdd(req: CniPodRequest): Promise<CniAddResponse> {
+    const started = Date.now();
+    const who = { containerId: req.containerId, podNamespace: req.podNamespace, podName: req.podName, podUid: req.podUid };
+    const skip = async (reason: string): Promise<CniAddResponse> => {
+      await this.opts.store.put(this.record(req, { captured: false, reason }));
+      this.emit({ kind: 'skipped', ...who, error: reason });
+      return { captured: false, reason };
+    };
+    // Sandboxes not created for a Kubernetes pod (no K8S_POD_NAME) are not weir's business.
+    if (!req.podName) return skip('not-a-pod');
+    // Podman passes only K8S_POD_NAME; Kubernetes' default namespace is the only sound guess.
+    const namespace = req.podNamespace ?? 'default';
+    if (this.opts.settings.excludeNamespaces.includes(namespace)) return skip('excluded-namespace');
+
+    let pod: Pod;
+    let plan: RedirectPlan | undefined;
+    try {
+      pod = await this.resolve(namespace, req.podName, req.podUid);
+      const decision = decideCapture(pod, this.opts.settings);
+      if (!decision.capture) return await skip(decision.reason);
+      try {
+        plan = this.opts.planner(pod);
+      } catch (e) {
+        if (e instanceof FieldError) throw new CaptureError(CniCode.invalidConfig, `pod ${namespace}/${req.podName}: ${e.message}`, e.field);
+        throw e;
+      }
+      try {
+        await this.opts.backend.apply(req.netns, plan);
+      } catch (e) {
+        // Roll back whatever part of the apply may have landed.
+        await this.opts.backend.remove(req.netns).catch(() => undefined);
+        throw new CaptureError(CniCode.tryAgainLater, `programming capture in ${req.netns} failed: ${(e as Error).message}`);
+      }
+    } catch (e) {
+      const err = e instanceof CaptureError ? e : new CaptureError(CniCode.tryAgainLater, (e as Error).message);
+      this.emit({ kind: 'failed', ...who, backend: this.opts.backend.name, error: err.message, durationMs: Date.now() - started });
+      this.opts.logger.warn({ ...who, cniCode: err.cniCode, err: err.message }, 'capture failed');
+      throw err;
+    }
+    const hash = planHash(plan);
+    await this.opts.store.put(this.record(req, { podNamespace: namespace, captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: hash, plan }));
+    const durationMs = Date.now() - started;
+    this.emit({ kind: 'programmed', ...who, podNamespace: namespace, backend: this.opts.backend.name, durationMs });
+    this.opts.logger.info({ ...who, backend: this.opts.backend.name, planHash: hash, durationMs }, 'capture programmed');
+    return { captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: hash };
+  }
+
+  check(req: CniPodRequest): Promise<CniCheckResponse> {
+    return this.serialize(req.containerId, async () => {
+      const rec = this.opts.store.get(req.containerId);
+      if (!rec) throw new CaptureError(CniCode.containerUnknown, `container ${req.containerId} was never added through weir (no record)`);
+      if (!rec.captured) return { ok: true, captured: false };
+      if (!rec.plan) throw new CaptureError(CniCode.captureDrift, `container ${req.containerId}: record has no plan to verify against`);
+      const result = await this.opts.backend.verify(req.netns || rec.netns, rec.plan);
+      if (!result.ok) {
+        this.emit({ kind: 'drift', containerId: rec.containerId, podNamespace: rec.podNamespace, podName: rec.podName, podUid: rec.podUid, backend: rec.backend, error: result.differences.join('; ') });
+        throw new CaptureError(CniCode.captureDrift, `traffic capture rules in ${req.netns || rec.netns} differ from what weir programmed`, result.differences.join('\n'));
+      }
+      return { ok: true, captured: true };
+    });
+  }
+
+  /** Idempotent; succeeds for unknown containers and missing netns. */
+  del(req: CniDelRequest): Promise<void> {
+    return this.serialize(req.containerId, async () => {
+      const rec = this.opts.store.get(req.containerId);
+      const netns = req.netns || rec?.netns || '';
+      // Without a record we do not know whether an earlier (timed-out) ADD
+      // programmed something, so remove unconditionally; remove() is idempotent.
+      if (netns && (rec === undefined || rec.captured)) {
+        try {
+          await this.opts.backend.remove(netns);
+        } catch (e) {
+          // A netns that is gone takes its rules with it.
+          this.opts.logger.debug({ containerId: req.containerId, netns, err: (e as Error).message }, 'remove on DEL failed (netns gone?)');
+        }
+      }
+      if (await this.opts.store.delete(req.containerId)) {
+        this.emit({ kind: 'removed', containerId: req.containerId, podNamespace: rec?.podNamespace, podName: rec?.podName, podUid: rec?.podUid, backend: rec?.backend });
+      }
+    });
+  }
+
+  /** CNI GC: forget (and unprogram) every sandbox not in `valid`. */
+  async gc(valid: { containerId: string; ifName: string }[]): Promise<string[]> {
+    const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName}`));
+    const removed: string[] = [];
+    for (const rec of this.opts.store.list()) {
+      if (keep.has(`${rec.containerId}/${rec.ifName}`)) continue;
+      await this.del({ containerId: rec.containerId, ifName: rec.ifName, netns: rec.netns });
+      removed.push(rec.containerId);
+    }
+    return removed;
+  }
+
+  /**
+   * Repair: make a running sandbox's rules match its pod (pods that started
+   * before weir, or whose rules drifted). Returns what was done.
+   */
+  ensure(target: SandboxRecord & { pod: Pod }): Promise<'ok' | 'repaired' | 'skipped'> {
+    return this.serialize(target.containerId, async () => {
+      const decision = decideCapture(target.pod, this.opts.settings);
+      if (!decision.capture) return 'skipped';
+      const plan = this.opts.planner(target.pod);
+      const verdict = await this.opts.backend.verify(target.netns, plan);
+      if (verdict.ok) return 'ok';
+      const started = Date.now();
+      await this.opts.backend.apply(target.netns, plan);
+      const { pod: _pod, ...record } = target;
+      await this.opts.store.put({ ...record, captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: planHash(plan), plan, updatedAt: Date.now() });
+      this.emit({ kind: 'repaired', containerId: target.containerId, podNamespace: target.podNamespace, podName: target.podName, podUid: target.podUid, backend: this.opts.backend.name, durationMs: Date.now() - started });
+      return 'repaired';
+    });
+  }
+}
