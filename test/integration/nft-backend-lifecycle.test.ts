@@ -5,7 +5,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { Netns, skipUnlessRoot } from '../support/netns.js';
+import net from 'node:net';
+import { once } from 'node:events';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Netns, createPodPair, podPairAddresses, skipUnlessRoot } from '../support/netns.js';
+import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
 import { NftablesBackend, type NftRenderer } from '../../src/netns/nft-backend.js';
 import type { RedirectPlan } from '../../src/redirect/types.js';
 
@@ -233,4 +238,30 @@ test('an apply the kernel rejects leaves the previous rules in place and says wh
   await assert.rejects(() => broken.apply(ns.path, plan({ outboundPort: 15002 })),
     (e: Error & { code?: string }) => e.code === 'ENFT' && e.message.startsWith(`nftables apply in ${ns.path} failed: Error: Could not process rule: No such file or directory`));
   assert.equal(ns.exec('nft', ['list', 'ruleset']), before);
+});
+
+test('applied rules capture real traffic: the app lands on 15001 with its original destination, uid 1337 goes out directly', { skip }, async (t) => {
+  const pair = createPodPair('wn');
+  t.after(() => pair.destroy());
+  const { peer4 } = podPairAddresses(pair);
+  await new NftablesBackend(testRenderer).apply(pair.pod.path, plan());
+
+  // The "proxy" listener, created inside the pod netns.
+  const proxy = net.createServer();
+  proxy.listen({ fd: await socketInNetns(pair.pod.path, { kind: 'tcp-listen', family: 6, address: '::', port: 15001 }) });
+  await once(proxy, 'listening');
+  t.after(() => proxy.close());
+  const accepted = new Promise<ReturnType<typeof originalDst>>((resolve) => proxy.once('connection', (s) => { resolve(originalDst(socketFd(s))); s.destroy(); }));
+  const app = new net.Socket({ fd: await socketInNetns(pair.pod.path, { kind: 'tcp-connect', family: 4, address: peer4, port: 8080 }) });
+  t.after(() => app.destroy());
+  assert.deepEqual(await accepted, { family: 4, address: peer4, port: 8080 });
+
+  // A process running as the proxy's uid reaches the peer itself.
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  pair.peer.spawn('socat', [`TCP4-LISTEN:${port},bind=${peer4},reuseaddr`, 'SYSTEM:echo from-peer']);
+  for (let i = 0; i < 100 && !pair.peer.exec('ss', ['-Htln']).includes(`:${port}`); i++) await new Promise((r) => setTimeout(r, 20));
+  // Captured, this would land on the listener above and read nothing.
+  const { stdout: out } = await promisify(execFile)('ip', ['netns', 'exec', pair.pod.name, 'setpriv', '--reuid=1337', '--regid=1337',
+    '--clear-groups', 'socat', '-T', '2', '-u', `TCP:${peer4}:${port}`, '-']);
+  assert.equal(out, 'from-peer\n');
 });
