@@ -36,10 +36,14 @@ export interface RedirectPlan {
     /** 'all' or an explicit list ('' annotation = none captured). */
     includeCidrs: 'all' | Cidr[];
     excludeCidrs: Cidr[];
-    /** Empty = all ports. */
+    /**
+     * Ports redirected to the proxy whatever the destination address (Istio's
+     * includeOutboundPorts). Empty = no such extra ports; CIDRs decide.
+     */
     includePorts: PortRange[];
     excludePorts: PortRange[];
   };
+  /** Interfaces whose traffic is never captured, in either direction. */
   excludeInterfaces: string[];
 }
 

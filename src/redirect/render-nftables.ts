@@ -1,0 +1,152 @@
+// RedirectPlan → one nft script (family inet: IPv4 and IPv6 in one ruleset).
+//
+// The script replaces weir's tables in ONE transaction: "table X" (declares
+// it, empty, so the delete cannot fail), "delete table X", then the full
+// definition. Either the whole new ruleset is live or the old one still is.
+//
+// DNS and conntrack zones (istio 33469): the app's query to N:53 is DNATed to
+// the local DNS proxy; the proxy then asks N:53 itself. If the proxy's
+// upstream socket reuses the app's (already closed) source port, its packet
+// matches the app's conntrack entry and is DNATed back to 15053. Zones keep
+// the two flows apart:
+//   zone 1: proxy → upstream :53 (output, by proxy uid/gid), and replies
+//           arriving with source port 53 (prerouting);
+//   zone 2: app → :53 (output), and the proxy's answers from port 15053
+//           (output), so the answer meets the app's DNAT entry and is
+//           un-NATed back to N:53.
+// Packets looping back over lo keep the conntrack entry they got in output;
+// a zone set in prerouting does not change an already tracked packet.
+import { formatCidr, formatPortRange } from './addr.js';
+import { planHash } from './plan.js';
+import {
+  assertRenderable, DNS_ZONE_APP_TO_PROXY, DNS_ZONE_PROXY_UPSTREAM, INBOUND_PASSTHROUGH_SOURCE, LOCALHOST, METRICS_PORT, TUNNEL_PORT,
+} from './render-common.js';
+import type { Cidr, PortRange, RedirectPlan } from './types.js';
+
+export const NFT_FAMILY = 'inet';
+export const NFT_NAT_TABLE = 'weir_nat';
+export const NFT_RAW_TABLE = 'weir_raw';
+/** Every table weir owns, all in family inet. */
+export const NFT_TABLES: readonly string[] = [NFT_NAT_TABLE, NFT_RAW_TABLE];
+
+/** Single element, or an anonymous set. */
+function set(values: string[]): string {
+  return values.length === 1 ? values[0] : `{ ${values.join(', ')} }`;
+}
+const ports = (r: PortRange[]): string => set(r.map((p) => formatPortRange(p, '-')));
+const quoted = (names: string[]): string => set(names.map((n) => `"${n}"`));
+const cidrs = (c: Cidr[]): string => set(c.map(formatCidr));
+
+function natTable(plan: RedirectPlan, comment: string): string {
+  const { proxyUid: uid, proxyGid: gid } = plan;
+  const lines: string[] = [];
+  const chain = (name: string, hook: string | undefined, rules: string[]): void => {
+    lines.push(`\tchain ${name} {`);
+    if (hook) lines.push(`\t\t${hook}`);
+    for (const r of rules) lines.push(`\t\t${r}`);
+    lines.push('\t}');
+  };
+  const ifSkip = (dir: 'iifname' | 'oifname'): string[] =>
+    plan.excludeInterfaces.length > 0 ? [`${dir} ${quoted(plan.excludeInterfaces)} return`] : [];
+
+  lines.push(`table ${NFT_FAMILY} ${NFT_NAT_TABLE} {`, `\tcomment "${comment}"`);
+
+  // Inbound: TCP arriving from outside the pod.
+  const inbound: string[] = [`tcp dport ${ports(plan.inbound.excludePorts)} return`];
+  if (plan.inbound.capture === 'all') inbound.push(`meta l4proto tcp redirect to :${plan.inboundPort}`);
+  else if (plan.inbound.capture === 'list') inbound.push(`tcp dport ${ports(plan.inbound.includePorts)} redirect to :${plan.inboundPort}`);
+  chain('prerouting', 'type nat hook prerouting priority -100; policy accept;', [
+    ...ifSkip('iifname'),
+    ...(plan.inbound.capture === 'none' ? [] : ['meta l4proto tcp jump inbound']),
+  ]);
+  if (plan.inbound.capture !== 'none') chain('inbound', undefined, inbound);
+
+  chain('output', 'type nat hook output priority -100; policy accept;', [
+    ...ifSkip('oifname'),
+    ...(plan.dns.enabled ? ['meta l4proto { tcp, udp } th dport 53 jump dns'] : []),
+    'meta l4proto tcp jump outbound',
+  ]);
+  if (plan.dns.enabled) {
+    chain('dns', undefined, [
+      `meta skuid ${uid} return`,
+      `meta skgid ${gid} return`,
+      `udp dport 53 redirect to :${plan.dns.port}`,
+      `tcp dport 53 redirect to :${plan.dns.port}`,
+    ]);
+  }
+
+  const out: string[] = [`tcp dport ${METRICS_PORT} return`];
+  // Both families in one inet table: each address match implies its family.
+  out.push(`oifname "lo" ip saddr ${INBOUND_PASSTHROUGH_SOURCE[4]} return`);
+  out.push(`oifname "lo" ip6 saddr ${INBOUND_PASSTHROUGH_SOURCE[6]} return`);
+  for (const [key, id] of [['skuid', uid], ['skgid', gid]] as const) {
+    // The proxy calling a pod-local address that is not localhost (its own
+    // pod IP / a VIP routed to lo): hand it to the inbound listener.
+    out.push(`oifname "lo" ip daddr != ${LOCALHOST[4]} tcp dport != ${TUNNEL_PORT} meta ${key} ${id} redirect to :${plan.inboundPort}`);
+    out.push(`oifname "lo" ip6 daddr != ${LOCALHOST[6]} tcp dport != ${TUNNEL_PORT} meta ${key} ${id} redirect to :${plan.inboundPort}`);
+    out.push(`oifname "lo" meta ${key} != ${id} return`);
+    out.push(`meta ${key} ${id} return`);
+  }
+  out.push(`ip daddr ${LOCALHOST[4]} return`, `ip6 daddr ${LOCALHOST[6]} return`);
+  const o = plan.outbound;
+  if (o.excludePorts.length > 0) out.push(`tcp dport ${ports(o.excludePorts)} return`);
+  if (o.includePorts.length > 0) out.push(`tcp dport ${ports(o.includePorts)} redirect to :${plan.outboundPort}`);
+  const ex4 = o.excludeCidrs.filter((c) => c.family === 4);
+  const ex6 = o.excludeCidrs.filter((c) => c.family === 6);
+  if (ex4.length > 0) out.push(`ip daddr ${cidrs(ex4)} return`);
+  if (ex6.length > 0) out.push(`ip6 daddr ${cidrs(ex6)} return`);
+  if (o.includeCidrs === 'all') {
+    out.push(`meta l4proto tcp redirect to :${plan.outboundPort}`);
+  } else {
+    const in4 = o.includeCidrs.filter((c) => c.family === 4);
+    const in6 = o.includeCidrs.filter((c) => c.family === 6);
+    if (in4.length > 0) out.push(`ip daddr ${cidrs(in4)} meta l4proto tcp redirect to :${plan.outboundPort}`);
+    if (in6.length > 0) out.push(`ip6 daddr ${cidrs(in6)} meta l4proto tcp redirect to :${plan.outboundPort}`);
+  }
+  chain('outbound', undefined, out);
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+function rawTable(plan: RedirectPlan, comment: string): string {
+  const { proxyUid: uid, proxyGid: gid } = plan;
+  const dns53 = 'meta l4proto { tcp, udp } th dport 53';
+  return [
+    `table ${NFT_FAMILY} ${NFT_RAW_TABLE} {`,
+    `\tcomment "${comment}"`,
+    '\tchain output {',
+    '\t\ttype filter hook output priority raw; policy accept;',
+    `\t\tmeta l4proto { tcp, udp } th sport ${plan.dns.port} ct zone set ${DNS_ZONE_APP_TO_PROXY} return`,
+    `\t\t${dns53} meta skuid ${uid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
+    `\t\t${dns53} meta skgid ${gid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
+    `\t\t${dns53} ct zone set ${DNS_ZONE_APP_TO_PROXY}`,
+    '\t}',
+    '\tchain prerouting {',
+    '\t\ttype filter hook prerouting priority raw; policy accept;',
+    `\t\tmeta l4proto { tcp, udp } th sport 53 ct zone set ${DNS_ZONE_PROXY_UPSTREAM}`,
+    '\t}',
+    '}',
+  ].join('\n') + '\n';
+}
+
+/** Only the table definitions, without the replace prelude (for a netns known to have no weir table). */
+export function renderNftablesDefinition(plan: RedirectPlan): string {
+  assertRenderable(plan, 'nftables');
+  const comment = `weir plan=${planHash(plan)}`;
+  return natTable(plan, comment) + (plan.dns.enabled ? rawTable(plan, comment) : '');
+}
+
+function replacePrelude(): string {
+  return NFT_TABLES.map((t) => `table ${NFT_FAMILY} ${t}\ndelete table ${NFT_FAMILY} ${t}\n`).join('');
+}
+
+/** Complete script: atomically replaces weir's tables with the plan's when run as one transaction. */
+export function renderNftables(plan: RedirectPlan): string {
+  const definition = renderNftablesDefinition(plan);
+  return replacePrelude() + definition;
+}
+
+/** Removes weir's tables; succeeds whether or not they exist. */
+export function renderNftablesRemoval(): string {
+  return replacePrelude();
+}
