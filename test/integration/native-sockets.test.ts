@@ -170,3 +170,25 @@ test('peerCred reports the pid, uid and gid of a unix-socket client', { skip }, 
     assert.deepEqual(peerCred(socketFd(s)), { pid: client.pid, uid: process.getuid!(), gid: process.getgid!() });
   } finally { s.destroy(); }
 });
+
+test('socket options: mark is seen by nftables; transparent and freebind allow binding an address the netns does not have', { skip }, async () => {
+  const ns = podNetns();
+  await nftRun(ns.path, 'table inet wn_mark { chain out { type filter hook output priority 0; policy accept; meta mark 0x2a counter; }; }');
+  const server = await serverOnFd(await socketInNetns(ns.path, { kind: 'tcp-listen', family: 4, address: '10.77.0.1', port: 0 }), (s) => s.destroy());
+  const port = (server.address() as net.AddressInfo).port;
+  const before = await nftRun(ns.path, 'list chain inet wn_mark out');
+  assert.match(before, /meta mark 0x0000002a counter packets 0 bytes 0/);
+  const fd = await socketInNetns(ns.path, { kind: 'tcp-connect', family: 4, address: '10.77.0.1', port, mark: 42 });
+  closeSync(fd);
+  assert.match(await nftRun(ns.path, 'list chain inet wn_mark out'), /meta mark 0x0000002a counter packets [1-9]/);
+
+  const foreign = { kind: 'tcp-listen' as const, family: 4 as const, address: '10.88.0.1', port: 0 };
+  await assert.rejects(() => socketInNetns(ns.path, foreign), (e: NativeError) => e.code === 'EADDRNOTAVAIL');
+  for (const opt of [{ transparent: true }, { freebind: true }]) {
+    const bound = await socketInNetns(ns.path, { ...foreign, ...opt });
+    try {
+      assert.match(ns.exec('ss', ['-Htln']), /10\.88\.0\.1:\d+/, JSON.stringify(opt));
+    } finally { closeSync(bound); }
+  }
+  await assert.rejects(() => socketInNetns(ns.path, { ...foreign, mark: -1 }), /options\.mark must be an integer in \[0, 4294967295\]/);
+});
