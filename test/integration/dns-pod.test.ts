@@ -1,5 +1,6 @@
 // The DNS proxy in a captured pod netns on the real kernel: the app's port-53
-// traffic (UDP and TCP) is redirected to 15053 by nftables, the proxy runs as
+// traffic (UDP and TCP) is redirected to 15053 by the capture core's own
+// nftables ruleset (buildPlan + NftablesBackend), the proxy runs as
 // UID 1337 (exempt from capture) and forwards to a dnsmasq upstream in a
 // peer netns that logs every query it receives. glibc (getent) and dig
 // resolve through the pod's own resolv.conf (search list + ndots:5).
@@ -10,37 +11,23 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createPodPair, podPairAddresses, skipUnlessRoot, type PodPair } from '../support/netns.js';
+import { buildPlan } from '../../src/redirect/plan.js';
+import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../../src/redirect/render-nftables.js';
+import { NftablesBackend } from '../../src/netns/nft-backend.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const PROXY_UID = 1337;
 
-/**
- * The DNS part of weir's capture ruleset, programmed here directly because
- * the capture core's buildPlan()/getBackend() had not landed when this test
- * was written: port 53 (UDP+TCP) from anyone but UID 1337 → 15053, and
- * conntrack zones that keep the proxy's upstream flows (zone 1) apart from
- * the app's flows to the proxy (zone 2), as Istio does [istio 33469].
- */
-function dnsCaptureRules(table: string): string {
-  return `
-table inet ${table} {
-  chain raw_output {
-    type filter hook output priority raw; policy accept;
-    meta l4proto { tcp, udp } th dport 53 meta skuid ${PROXY_UID} ct zone set 1
-    meta l4proto { tcp, udp } th sport 15053 ct zone set 2
-    meta l4proto { tcp, udp } th dport 53 meta skuid != ${PROXY_UID} ct zone set 2
-  }
-  chain raw_prerouting {
-    type filter hook prerouting priority raw; policy accept;
-    iifname != "lo" meta l4proto { tcp, udp } th sport 53 ct zone set 1
-  }
-  chain nat_output {
-    type nat hook output priority -100; policy accept;
-    meta skuid ${PROXY_UID} return
-    meta l4proto { tcp, udp } th dport 53 redirect to :15053
-  }
-}
-`;
+/** The capture core's real ruleset for a sidecar pod (DNS to 15053, proxy UID 1337 exempt, conntrack zones). */
+async function programCapture(netnsPath: string): Promise<void> {
+  const plan = buildPlan({
+    metadata: { name: 'app', namespace: 'ns', annotations: {} },
+    spec: { containers: [{ name: 'app' }, { name: 'weir-proxy', securityContext: { runAsUser: PROXY_UID, runAsGroup: PROXY_UID } }] },
+  });
+  assert.equal(plan.dns.enabled, true);
+  assert.equal(plan.dns.port, 15053);
+  const backend = new NftablesBackend({ tables: NFT_TABLES, render: renderNftables, renderDefinition: renderNftablesDefinition });
+  await backend.apply(netnsPath, plan);
 }
 
 function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 20000): Promise<void> {
@@ -110,7 +97,7 @@ describe('DNS proxy in a captured pod netns', { skip: skipUnlessRoot() }, () => 
     writeFileSync(join(dir, 'registry.json'), JSON.stringify(registry));
     chmodSync(join(dir, 'registry.json'), 0o644);
 
-    pair.pod.exec('nft', ['-f', '-'], { input: dnsCaptureRules('wd_dns') });
+    await programCapture(pair.pod.path);
 
     const proxy = pair.pod.spawn('setpriv', [
       `--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups',

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Benchmark: weir's DNS proxy vs dnsmasq, side by side in one run, with
+# dnsperf. Both sit in front of the same upstream (a dnsmasq on 127.0.0.2
+# answering the external names) and both know the same service names
+# (weir from a registry snapshot, dnsmasq from --host-record). Caches are
+# warmed first, so "external" measures cached forwarded answers and
+# "service" measures locally answered cluster names.
+#
+#   bash bench/dns-bench.sh [seconds-per-run=10] [clients=4]
+#
+# Everything runs inside a private network namespace (loopback only) and is
+# removed on exit. Writes bench/results/dns.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-10}"
+CLIENTS="${2:-4}"
+NS="wdb-$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+TMP="$(mktemp -d /tmp/wd-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+N_EXT=200
+N_SVC=200
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" addr add 127.0.0.2/8 dev lo 2>/dev/null || true
+
+# Query files and the two configurations of the same names.
+: >"$TMP/ext.txt"; : >"$TMP/svc.txt"; : >"$TMP/upstream.conf"; : >"$TMP/dnsmasq-svc.conf"
+services='['
+for i in $(seq 1 "$N_EXT"); do
+  echo "ext$i.example A" >>"$TMP/ext.txt"
+  echo "address=/ext$i.example/203.0.$((i / 250)).$((i % 250 + 1))" >>"$TMP/upstream.conf"
+done
+for i in $(seq 1 "$N_SVC"); do
+  echo "svc$i.bench.svc.cluster.local A" >>"$TMP/svc.txt"
+  ip="10.96.$((i / 250)).$((i % 250 + 1))"
+  echo "host-record=svc$i.bench.svc.cluster.local,$ip" >>"$TMP/dnsmasq-svc.conf"
+  [ "$i" -gt 1 ] && services+=','
+  services+="{\"namespace\":\"bench\",\"name\":\"svc$i\",\"kind\":\"ClusterIP\",\"clusterIPs\":[\"$ip\"]}"
+done
+services+=']'
+echo "{\"version\":1,\"clusterDomain\":\"cluster.local\",\"services\":$services}" >"$TMP/registry.json"
+
+start() { ip netns exec "$NS" "$@" & PIDS+=("$!"); }
+
+# The shared upstream (TTL 300 so answers are cacheable).
+start dnsmasq --no-daemon --conf-file="$TMP/upstream.conf" --no-resolv --no-hosts --user=root --pid-file= \
+  --bind-interfaces --listen-address=127.0.0.2 --port=53 --local-ttl=300
+# dnsmasq under test: same upstream, same service names, a cache that holds them all.
+start dnsmasq --no-daemon --conf-file="$TMP/dnsmasq-svc.conf" --no-resolv --no-hosts --user=root --pid-file= \
+  --bind-interfaces --listen-address=127.0.0.1 --port=5353 --server=127.0.0.2 --cache-size=10000 --local-ttl=30
+# weir's DNS proxy.
+WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
+  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15053 --no-v6
+
+for _ in $(seq 1 100); do
+  if ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15053 @127.0.0.1 svc1.bench.svc.cluster.local >/dev/null 2>&1 \
+    && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 5353 @127.0.0.1 ext1.example | grep -q 203; then break; fi
+  sleep 0.2
+done
+
+run() { # server-port query-file seconds → dnsperf output
+  ip netns exec "$NS" dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$3" -c "$CLIENTS" -q 200 -t 2 2>&1
+}
+# Warm both caches (every external name fetched once from the upstream).
+run 15053 "$TMP/ext.txt" 1 >/dev/null
+run 5353 "$TMP/ext.txt" 1 >/dev/null
+
+declare -A QPS LAT LOST
+for kind in ext svc; do
+  for target in weir dnsmasq; do
+    port=15053; [ "$target" = dnsmasq ] && port=5353
+    out="$(run "$port" "$TMP/$kind.txt" "$SECS")"
+    QPS[$target-$kind]="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
+    LAT[$target-$kind]="$(awk '/Average Latency \(s\):/ {printf "%.3f", $4 * 1000}' <<<"$out")"
+    LOST[$target-$kind]="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
+    echo "$target $kind: ${QPS[$target-$kind]} qps, avg ${LAT[$target-$kind]} ms, lost ${LOST[$target-$kind]}" >&2
+  done
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mkdir -p bench/results
+{
+  echo "# DNS proxy: weir vs dnsmasq (dnsperf)"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- machine: $(nproc) vCPU ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r); shared with other workloads"
+  echo "- dnsperf $(dnsperf -h 2>&1 | awk '/^DNS Performance Testing Tool/ {print $NF; exit}'), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), node $(node --version)"
+  echo "- each run: ${SECS} s, ${CLIENTS} clients, up to 200 outstanding queries, UDP over loopback in a private netns"
+  echo "- external: ${N_EXT} names, answered from each server's cache (warmed first) after forwarding to the same upstream dnsmasq"
+  echo "- service: ${N_SVC} cluster FQDNs, weir from its registry, dnsmasq from --host-record"
+  echo
+  echo "| workload | weir qps | dnsmasq qps | weir / dnsmasq | weir avg latency | dnsmasq avg latency | lost (weir / dnsmasq) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for kind in ext svc; do
+    label="cached external names"; [ "$kind" = svc ] && label="service names"
+    echo "| $label | ${QPS[weir-$kind]} | ${QPS[dnsmasq-$kind]} | $(ratio "${QPS[weir-$kind]}" "${QPS[dnsmasq-$kind]}")× | ${LAT[weir-$kind]} ms | ${LAT[dnsmasq-$kind]} ms | ${LOST[weir-$kind]} / ${LOST[dnsmasq-$kind]} |"
+  done
+} >bench/results/dns.md
+cat bench/results/dns.md
