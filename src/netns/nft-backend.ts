@@ -6,6 +6,7 @@ import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from '.
 import type { RedirectPlan } from '../redirect/types.js';
 import { nftCanonical, nftRun, type NativeError } from './native.js';
 import { diffTables, parseNftListing, planHashOf, type NftTable } from './nft-listing.js';
+import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
 
 /** What the backend needs from the nftables renderer (src/redirect/render-nftables.ts). */
 export interface NftRenderer {
@@ -22,6 +23,13 @@ export interface NftRenderer {
    */
   renderDefinition?(plan: RedirectPlan): string;
 }
+
+/** weir's renderer (src/redirect/render-nftables.ts). */
+export const WEIR_NFT_RENDERER: NftRenderer = {
+  tables: NFT_TABLES,
+  render: renderNftables,
+  renderDefinition: renderNftablesDefinition,
+};
 
 /** Errors from the kernel side keep libnftables' text and add where it happened. */
 export class NftBackendError extends Error {
@@ -77,7 +85,8 @@ export class NftablesBackend implements CaptureBackend {
   private readonly renderer: NftRenderer;
   private readonly canonical = new Map<string, Promise<NftTable[]>>();
 
-  constructor(renderer: NftRenderer) {
+  /** `renderer` is for tests and tools that program other tables; weir uses the default. */
+  constructor(renderer: NftRenderer = WEIR_NFT_RENDERER) {
     if (renderer.tables.length === 0) throw new Error('NftablesBackend: renderer.tables must name at least one table');
     for (const t of renderer.tables) {
       if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(t)) throw new Error(`NftablesBackend: renderer.tables: invalid table name ${JSON.stringify(t)}`);
