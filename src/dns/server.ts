@@ -63,6 +63,9 @@ export interface DnsProxy {
 const LOCAL_TTL = 30;
 const TCP_MAX_MESSAGE = 65535;
 const TCP_MAX_PENDING_PER_CONNECTION = 64;
+const TCP_MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
+/** Largest UDP payload over IPv4 (65535 - IP and UDP headers). */
+const UDP_MAX_PAYLOAD = 65507;
 const MAX_UPSTREAM_INFLIGHT = 8192;
 const MEMO_MAX = 20000;
 
@@ -237,7 +240,12 @@ class DnsServer {
       const out = Buffer.allocUnsafe(2 + resp.length);
       out.writeUInt16BE(resp.length, 0);
       resp.copy(out, 2);
-      c.write(out);
+      // A client that pipelines without reading must not grow our buffers
+      // without bound: stop reading its queries until it drains the answers.
+      if (!c.write(out) && c.writableLength > TCP_MAX_UNREAD_ANSWER_BYTES && !c.isPaused()) {
+        c.pause();
+        c.once('drain', () => { if (pending < TCP_MAX_PENDING_PER_CONNECTION) c.resume(); });
+      }
     };
     c.on('data', (d) => {
       buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
@@ -258,7 +266,7 @@ class DnsServer {
           if (pending >= TCP_MAX_PENDING_PER_CONNECTION) c.pause();
           r.then(reply, (err) => this.log.error({ err }, 'DNS handler failed')).finally(() => {
             pending--;
-            if (c.isPaused() && pending < TCP_MAX_PENDING_PER_CONNECTION) c.resume();
+            if (c.isPaused() && pending < TCP_MAX_PENDING_PER_CONNECTION && c.writableLength <= TCP_MAX_UNREAD_ANSWER_BYTES) c.resume();
           });
         } else {
           reply(r);
@@ -334,7 +342,7 @@ class DnsServer {
 
   /** Applies the transport's size limit: TC for UDP beyond the client's EDNS size. */
   private fit(resp: Buffer, q: ParsedQuery, transport: Transport): Buffer {
-    const limit = transport === 'udp' ? (q.ednsUdpSize ?? CLASSIC_UDP_SIZE) : TCP_MAX_MESSAGE;
+    const limit = transport === 'udp' ? Math.min(q.ednsUdpSize ?? CLASSIC_UDP_SIZE, UDP_MAX_PAYLOAD) : TCP_MAX_MESSAGE;
     return resp.length > limit ? truncatedResponse(resp, q.questionEnd) : resp;
   }
 

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
+import { once } from 'node:events';
 import dnsPacket from 'dns-packet';
 import { Registry as PromRegistry } from 'prom-client';
 import { startDnsProxy, type DnsProxy } from '../../src/dns/server.js';
@@ -242,6 +244,22 @@ describe('dns proxy edge cases', () => {
     assert.deepEqual(r.answers!.map((a) => a.data), ['10.96.0.10']);
     const [tcp] = await tcpQueries(port, [encodeQuery('web', 'A')], '::1');
     assert.deepEqual(decode(tcp).answers!.map((a) => a.data), ['10.96.0.10']);
+  });
+
+  test('idle TCP connections are closed by the server', async (t) => {
+    const port = randomPort();
+    const proxy = await startDnsProxy({
+      registry: staticRegistryView(testRegistry()), podNamespace: 'ns', resolvConfPath: '/nonexistent',
+      listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: 9 }], tcpIdleTimeoutMs: 300, logger,
+    });
+    t.after(() => proxy.close());
+    const c = net.connect({ port, host: '127.0.0.1' });
+    t.after(() => c.destroy());
+    await once(c, 'connect');
+    const t0 = Date.now();
+    await once(c, 'close');
+    const idle = Date.now() - t0;
+    assert.ok(idle >= 250 && idle < 2000, `closed after ${idle} ms`);
   });
 
   test('bad options name the field', async () => {
