@@ -16,7 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { nftRun } from '../src/netns/native.js';
-import { NftablesBackend, type NftRenderer } from '../src/netns/nft-backend.js';
+import { NftablesBackend, WEIR_NFT_RENDERER, type NftRenderer } from '../src/netns/nft-backend.js';
+import { buildPlan } from '../src/redirect/plan.js';
 import type { RedirectPlan } from '../src/redirect/types.js';
 import { benchNftRenderer, benchPlan, iptablesRulesets } from './apply-rulesets.js';
 
@@ -34,24 +35,24 @@ interface Inputs {
 }
 
 /**
- * The project's renderers when they exist (src/redirect), else the
- * representative rulesets in bench/apply-rulesets.ts.
+ * weir's renderers for a default sidecar pod (src/redirect). The iptables
+ * renderer is loaded by path so the bench still runs where it is absent;
+ * WEIR_BENCH_LOCAL_RULESETS=1 uses bench/apply-rulesets.ts for both.
  */
 async function loadInputs(): Promise<Inputs> {
-  const nftMod = path.join(root, 'src/redirect/render-nftables.ts');
-  const iptMod = path.join(root, 'src/redirect/render-iptables.ts');
-  if (existsSync(nftMod) && existsSync(iptMod) && process.env.WEIR_BENCH_LOCAL_RULESETS !== '1') {
-    const nft = (await import(nftMod)) as { renderNftables: (p: RedirectPlan) => string; NFT_TABLES: readonly string[]; renderNftablesDefinition?: (p: RedirectPlan) => string };
-    const ipt = (await import(iptMod)) as { renderIptables: (p: RedirectPlan) => unknown };
-    const rendered = ipt.renderIptables(benchPlan());
-    const { v4, v6 } = typeof rendered === 'string' ? { v4: rendered, v6: '' } : (rendered as { v4: string; v6: string });
-    return {
-      plan: benchPlan(),
-      nft: { tables: nft.NFT_TABLES, render: nft.renderNftables, ...(nft.renderNftablesDefinition ? { renderDefinition: nft.renderNftablesDefinition } : {}) },
-      v4, v6, source: 'src/redirect renderers (renderNftables / renderIptables) for the default plan',
-    };
+  if (process.env.WEIR_BENCH_LOCAL_RULESETS === '1') {
+    return { plan: benchPlan(), nft: benchNftRenderer, ...iptablesRulesets(), source: 'bench/apply-rulesets.ts (Istio REDIRECT-mode equivalent, IPv4+IPv6, DNS + conntrack zones)' };
   }
-  return { plan: benchPlan(), nft: benchNftRenderer, ...iptablesRulesets(), source: 'bench/apply-rulesets.ts (Istio REDIRECT-mode equivalent, IPv4+IPv6, DNS + conntrack zones)' };
+  const plan = buildPlan({
+    metadata: { name: 'bench', namespace: 'default', uid: 'bench-uid' },
+    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy' }] },
+  });
+  const iptMod = path.join(root, 'src/redirect/render-iptables.ts');
+  if (existsSync(iptMod)) {
+    const { renderIptables } = (await import(iptMod)) as { renderIptables: (p: RedirectPlan) => { v4: string; v6: string } };
+    return { plan, nft: WEIR_NFT_RENDERER, ...renderIptables(plan), source: 'weir renderers (renderNftables, renderIptables) for a default sidecar pod' };
+  }
+  return { plan, nft: WEIR_NFT_RENDERER, ...iptablesRulesets(), source: 'renderNftables for a default sidecar pod; iptables: bench/apply-rulesets.ts (renderIptables absent)' };
 }
 
 type Backend = { name: string; apply(ns: string, r: Inputs): Promise<void> };
