@@ -16,7 +16,7 @@ import { Containerd } from '../support/containerd.js';
 import { CriClient, runPod, type RunningPod } from '../support/cri.js';
 import { APP_IMAGE, buildImage, pauseImageSpec, appImageSpec } from '../support/images.js';
 import { writeBridgeConflist } from '../e2e/runtime/fixture.js';
-import { proxySidecar, echoApp, httpGet, waitFor } from '../e2e/runtime/pods.js';
+import { proxySidecar, echoApp, waitFor } from '../e2e/runtime/pods.js';
 import { captureBackend, type Capture } from './capture.js';
 import type { Pod } from '../../src/kube/pod-types.js';
 
@@ -154,11 +154,11 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
 async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   step('Proxies: weir proxy in each pod (UID 1337)');
   for (const p of [node.server, node.client]) {
-    await waitFor(async () => (await httpGet(`http://${p.ip}:15021/healthz/ready`).catch(() => null))?.status === 200, 30_000,
+    await waitFor(async () => (await p.run(['busybox', 'wget', '-q', '-O-', 'http://127.0.0.1:15021/healthz/ready'])).exitCode === 0, 30_000,
       `${p.name}'s proxy readiness on ${p.ip}:15021`).catch((err: Error) => {
       throw new Error(`${err.message}\nproxy log:\n${p.proxyLog()}`);
     });
-    say(`${p.name}: ${p.ip}:15021/healthz/ready -> 200`);
+    say(`${p.name}: :15021/healthz/ready -> 200`);
   }
 
   step('Capture: weir\'s redirect rules in each pod netns');
@@ -177,7 +177,7 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   step(`Traffic: the client app connects to ${node.server.ip}:${APP_PORT}`);
   const logMarkC = node.client.proxyLog().length;
   const logMarkS = node.server.proxyLog().length;
-  const reply = await node.client.run(['nc', '-w', '5', node.server.ip, String(APP_PORT)]);
+  const reply = await node.client.run(['busybox', 'nc', '-w', '5', node.server.ip, String(APP_PORT)]);
   say(`the app got: ${JSON.stringify(reply.stdout.trim())}${reply.exitCode ? ` (exit ${reply.exitCode} ${reply.stderr.trim()})` : ''}`);
   await new Promise((r) => setTimeout(r, 500));
 
@@ -192,14 +192,14 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
 
   step('Proxy metrics (Istio names) on :15090/stats/prometheus');
   for (const p of [node.client, node.server]) {
-    const m = await httpGet(`http://${p.ip}:15090/stats/prometheus`).catch(() => null);
-    const lines = (m?.body ?? '').split('\n').filter((l) => /^istio_tcp_connections_opened_total\{/.test(l));
+    const m = await p.run(['busybox', 'wget', '-q', '-O-', 'http://127.0.0.1:15090/stats/prometheus']);
+    const lines = m.stdout.split('\n').filter((l) => /^istio_tcp_connections_opened_total\{/.test(l));
     say(`${p.name}:`);
     show(lines.length ? lines.join('\n') : '(no istio_tcp_connections_opened_total samples)');
   }
 
   step('DNS: answered by the client\'s proxy on 15053');
-  const dns = await node.client.run(['nslookup', `we-server.${NS}.svc.cluster.local`, '127.0.0.1:15053']);
+  const dns = await node.client.run(['busybox', 'nslookup', `we-server.${NS}.svc.cluster.local`, '127.0.0.1:15053']);
   if (dns.exitCode === 0) show(dns.stdout);
   else say(`SKIPPED: nothing answers DNS on the client proxy's 15053 in this build (DNS not yet embedded in \`weir proxy\`): ${(dns.stdout + dns.stderr).trim().split('\n').pop()}`);
 
