@@ -7,7 +7,7 @@ import { readdirSync, statSync, mkdtempSync, writeFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Netns, skipUnlessRoot } from '../support/netns.js';
-import { nftRun, netnsInode, type NativeError } from '../../src/netns/native.js';
+import { nftRun, netnsInode, socketInNetns, type NativeError } from '../../src/netns/native.js';
 
 const skip = skipUnlessRoot();
 const spaces: Netns[] = [];
@@ -82,4 +82,24 @@ test('a /proc/PID/ns/net path works like a /run/netns path', { skip }, async () 
   assert.equal(netnsInode(procPath), netnsInode(ns.path));
   await nftRun(procPath, 'add table inet wn_proc');
   assert.match(ns.exec('nft', ['list', 'tables']), /table inet wn_proc/);
+});
+
+test('no file descriptor leaks: nft contexts, netns fds and failed sockets are all closed', { skip }, async () => {
+  const ns = Netns.create('wn');
+  spaces.push(ns);
+  ns.ip('link', 'add', 'wnl0', 'type', 'veth', 'peer', 'name', 'wnl1');
+  ns.ip('addr', 'add', '10.78.0.1/24', 'dev', 'wnl0');
+  ns.ip('link', 'set', 'wnl0', 'up');
+  ns.ip('link', 'set', 'wnl1', 'up');
+  const fdCount = () => readdirSync('/proc/self/fd').length;
+  // Warm up lazily opened things (addon, libnftables symbol tables).
+  await nftRun(ns.path, 'list ruleset');
+  const before = fdCount();
+  for (let i = 0; i < 100; i++) await nftRun(ns.path, i % 2 ? 'add table inet wn_leak' : 'list ruleset');
+  for (let i = 0; i < 20; i++) await nftRun(ns.path, 'add chain inet wn_leak bad {').catch(() => undefined);
+  for (let i = 0; i < 20; i++) await nftRun('/run/netns/wn-missing', 'list ruleset').catch(() => undefined);
+  for (let i = 0; i < 20; i++) {
+    await socketInNetns(ns.path, { kind: 'tcp-connect', family: 4, address: '10.78.0.1', port: 1 }).catch(() => undefined);
+  }
+  assert.equal(fdCount(), before);
 });
