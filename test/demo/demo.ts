@@ -102,7 +102,9 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
   const procs: ChildProcess[] = [];
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-demo-logs-'));
   cleanups.push(async () => {
-    for (const p of procs) p.kill('SIGKILL');
+    // Each was started as its own process group: kill the group, so the
+    // app's `nc` children go with their shell loop.
+    for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
     fs.rmSync(logDir, { recursive: true, force: true });
   });
   const mk = (name: string, host: number): DemoPod & { ns: string } => {
@@ -142,11 +144,11 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
     // The sidecar's identity: UID/GID 1337, which weir's rules exempt.
     procs.push(spawn('ip', ['netns', 'exec', p.ns, 'setpriv', '--reuid=1337', '--regid=1337', '--clear-groups',
       process.execPath, BUNDLE, 'proxy', '--ready-without-agent', '1s', '--control-plane-socket', cpSocket,
-      '--pod-namespace', NS, '--pod-name', p.name], { stdio: ['ignore', log, log] }));
+      '--pod-namespace', NS, '--pod-name', p.name], { stdio: ['ignore', log, log], detached: true }));
     fs.closeSync(log);
   }
   procs.push(spawn('ip', ['netns', 'exec', server.ns, 'busybox', 'sh', '-c',
-    `while :; do echo "hello from we-server" | busybox nc -l -p ${APP_PORT}; done`], { stdio: 'ignore' }));
+    `while :; do echo "hello from we-server" | busybox nc -l -p ${APP_PORT}; done`], { stdio: 'ignore', detached: true }));
   return { kind: 'netns', server, client, cleanup: async () => {} };
 }
 
