@@ -1,0 +1,145 @@
+// RedirectPlan → iptables-restore input, one file per family (iptables,
+// ip6tables), for the nat and raw tables. The same rule semantics as
+// render-nftables.ts, in weir's own chains, reached by one jump from each
+// built-in chain:
+//   nat  PREROUTING → WEIR_PREROUTING (→ WEIR_INBOUND)
+//   nat  OUTPUT     → WEIR_OUTPUT (→ WEIR_DNS, WEIR_OUTBOUND)
+//   raw  OUTPUT     → WEIR_DNS_ZONE_OUT,  raw PREROUTING → WEIR_DNS_ZONE_IN
+// The text is meant for `iptables-restore --noflush`: `:CHAIN - [0:0]` creates
+// or flushes weir's chains and leaves every other chain alone. The jumps in
+// built-in chains carry the comment "weir plan=<hash>"; the backend deletes
+// the jumps it finds before appending these, so re-applying never duplicates
+// them (see src/netns/iptables-backend.ts).
+import { formatCidr, formatPortRange } from './addr.js';
+import { planHash } from './plan.js';
+import {
+  assertRenderable, DNS_ZONE_APP_TO_PROXY, DNS_ZONE_PROXY_UPSTREAM, INBOUND_PASSTHROUGH_SOURCE, LOCALHOST, METRICS_PORT, TUNNEL_PORT,
+} from './render-common.js';
+import type { Cidr, PortRange, RedirectPlan } from './types.js';
+
+export type IptablesTableName = 'nat' | 'raw';
+export const IPTABLES_TABLES: readonly IptablesTableName[] = ['nat', 'raw'];
+/** Every chain weir creates starts with this; nothing else does. */
+export const IPTABLES_CHAIN_PREFIX = 'WEIR_';
+
+export interface IptablesTable {
+  table: IptablesTableName;
+  /** weir's chains, in declaration order. */
+  chains: string[];
+  /** Rules in weir's chains, in order, as `-A CHAIN ...`. */
+  rules: string[];
+  /** Jumps from built-in chains into weir's, as `-A BUILTIN ... -j WEIR_...`. */
+  jumps: string[];
+}
+
+export interface IptablesFamilyRules { family: 4 | 6; tables: IptablesTable[] }
+
+const dport = (r: PortRange): string => `--dport ${formatPortRange(r, ':')}`;
+
+function natTable(plan: RedirectPlan, family: 4 | 6, comment: string): IptablesTable {
+  const { proxyUid: uid, proxyGid: gid } = plan;
+  const rules: string[] = [];
+  const add = (chain: string, spec: string): void => { rules.push(`-A ${chain} ${spec}`); };
+  const chains = ['WEIR_PREROUTING', 'WEIR_OUTPUT', 'WEIR_OUTBOUND'];
+
+  for (const ifname of plan.excludeInterfaces) add('WEIR_PREROUTING', `-i ${ifname} -j RETURN`);
+  if (plan.inbound.capture !== 'none') {
+    chains.splice(1, 0, 'WEIR_INBOUND');
+    add('WEIR_PREROUTING', '-p tcp -j WEIR_INBOUND');
+    for (const r of plan.inbound.excludePorts) add('WEIR_INBOUND', `-p tcp ${dport(r)} -j RETURN`);
+    if (plan.inbound.capture === 'all') add('WEIR_INBOUND', `-p tcp -j REDIRECT --to-ports ${plan.inboundPort}`);
+    else for (const r of plan.inbound.includePorts) add('WEIR_INBOUND', `-p tcp ${dport(r)} -j REDIRECT --to-ports ${plan.inboundPort}`);
+  }
+
+  for (const ifname of plan.excludeInterfaces) add('WEIR_OUTPUT', `-o ${ifname} -j RETURN`);
+  if (plan.dns.enabled) {
+    chains.push('WEIR_DNS');
+    add('WEIR_OUTPUT', '-p udp --dport 53 -j WEIR_DNS');
+    add('WEIR_OUTPUT', '-p tcp --dport 53 -j WEIR_DNS');
+    add('WEIR_DNS', `-m owner --uid-owner ${uid} -j RETURN`);
+    add('WEIR_DNS', `-m owner --gid-owner ${gid} -j RETURN`);
+    add('WEIR_DNS', `-p udp --dport 53 -j REDIRECT --to-ports ${plan.dns.port}`);
+    add('WEIR_DNS', `-p tcp --dport 53 -j REDIRECT --to-ports ${plan.dns.port}`);
+  }
+  add('WEIR_OUTPUT', '-p tcp -j WEIR_OUTBOUND');
+
+  const host = family === 4 ? 32 : 128;
+  const O = 'WEIR_OUTBOUND';
+  add(O, `-p tcp --dport ${METRICS_PORT} -j RETURN`);
+  add(O, `-s ${INBOUND_PASSTHROUGH_SOURCE[family]}/${host} -o lo -j RETURN`);
+  for (const [flag, id] of [['--uid-owner', uid], ['--gid-owner', gid]] as const) {
+    add(O, `! -d ${LOCALHOST[family]}/${host} -o lo -p tcp ! --dport ${TUNNEL_PORT} -m owner ${flag} ${id} -j REDIRECT --to-ports ${plan.inboundPort}`);
+    add(O, `-o lo -m owner ! ${flag} ${id} -j RETURN`);
+    add(O, `-m owner ${flag} ${id} -j RETURN`);
+  }
+  add(O, `-d ${LOCALHOST[family]}/${host} -j RETURN`);
+  const o = plan.outbound;
+  for (const r of o.excludePorts) add(O, `-p tcp ${dport(r)} -j RETURN`);
+  for (const r of o.includePorts) add(O, `-p tcp ${dport(r)} -j REDIRECT --to-ports ${plan.outboundPort}`);
+  const mine = (c: Cidr[]): Cidr[] => c.filter((x) => x.family === family);
+  for (const c of mine(o.excludeCidrs)) add(O, `-d ${formatCidr(c)} -j RETURN`);
+  if (o.includeCidrs === 'all') add(O, `-p tcp -j REDIRECT --to-ports ${plan.outboundPort}`);
+  else for (const c of mine(o.includeCidrs)) add(O, `-d ${formatCidr(c)} -p tcp -j REDIRECT --to-ports ${plan.outboundPort}`);
+
+  const tag = `-m comment --comment "${comment}"`;
+  return {
+    table: 'nat', chains, rules,
+    jumps: [`-A PREROUTING ${tag} -j WEIR_PREROUTING`, `-A OUTPUT ${tag} -j WEIR_OUTPUT`],
+  };
+}
+
+/**
+ * conntrack zones for DNS, as in render-nftables.ts. The CT target only sets
+ * a zone on a packet that is not tracked yet, so the first matching rule
+ * wins: the specific cases come before the catch-all.
+ */
+function rawTable(plan: RedirectPlan, comment: string): IptablesTable {
+  const { proxyUid: uid, proxyGid: gid } = plan;
+  const rules: string[] = [];
+  for (const proto of ['udp', 'tcp']) {
+    rules.push(`-A WEIR_DNS_ZONE_OUT -p ${proto} --sport ${plan.dns.port} -j CT --zone ${DNS_ZONE_APP_TO_PROXY}`);
+  }
+  for (const proto of ['udp', 'tcp']) {
+    rules.push(`-A WEIR_DNS_ZONE_OUT -p ${proto} --dport 53 -m owner --uid-owner ${uid} -j CT --zone ${DNS_ZONE_PROXY_UPSTREAM}`);
+    rules.push(`-A WEIR_DNS_ZONE_OUT -p ${proto} --dport 53 -m owner --gid-owner ${gid} -j CT --zone ${DNS_ZONE_PROXY_UPSTREAM}`);
+    rules.push(`-A WEIR_DNS_ZONE_OUT -p ${proto} --dport 53 -j CT --zone ${DNS_ZONE_APP_TO_PROXY}`);
+  }
+  for (const proto of ['udp', 'tcp']) {
+    rules.push(`-A WEIR_DNS_ZONE_IN -p ${proto} --sport 53 -j CT --zone ${DNS_ZONE_PROXY_UPSTREAM}`);
+  }
+  const tag = `-m comment --comment "${comment}"`;
+  return {
+    table: 'raw', chains: ['WEIR_DNS_ZONE_IN', 'WEIR_DNS_ZONE_OUT'], rules,
+    jumps: [`-A PREROUTING ${tag} -j WEIR_DNS_ZONE_IN`, `-A OUTPUT ${tag} -j WEIR_DNS_ZONE_OUT`],
+  };
+}
+
+/** The plan's chains, rules and jumps per table, for one family. */
+export function renderIptablesRules(plan: RedirectPlan, family: 4 | 6): IptablesFamilyRules {
+  assertRenderable(plan, 'iptables');
+  const comment = `weir plan=${planHash(plan)}`;
+  const tables = [natTable(plan, family, comment)];
+  if (plan.dns.enabled) tables.push(rawTable(plan, comment));
+  return { family, tables };
+}
+
+/** iptables-restore text (for --noflush) of the given tables; `prelude` lines go first in each. */
+export function formatRestore(tables: IptablesTable[], prelude: (t: IptablesTable) => string[] = () => []): string {
+  let out = '';
+  for (const t of tables) {
+    out += `*${t.table}\n`;
+    for (const line of prelude(t)) out += `${line}\n`;
+    for (const c of t.chains) out += `:${c} - [0:0]\n`;
+    for (const r of [...t.rules, ...t.jumps]) out += `${r}\n`;
+    out += 'COMMIT\n';
+  }
+  return out;
+}
+
+/** iptables-restore --noflush input for IPv4 and IPv6, assuming no weir jump exists yet (the backend handles re-apply). */
+export function renderIptables(plan: RedirectPlan): { v4: string; v6: string } {
+  return {
+    v4: formatRestore(renderIptablesRules(plan, 4).tables),
+    v6: formatRestore(renderIptablesRules(plan, 6).tables),
+  };
+}
