@@ -10,7 +10,7 @@
 //   npx tsx bench/apply-latency.ts            (root; WEIR_BENCH_N=200 netns per backend)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,22 @@ const backends: Backend[] = [
   { name: 'iptables-legacy-restore', async apply(ns, r) { restoreIn(ns, 'iptables-legacy-restore', r.v4); restoreIn(ns, 'ip6tables-legacy-restore', r.v6); } },
 ];
 
+/**
+ * weir's IptablesBackend (save + restore per family under a per-netns lock)
+ * when it is present, loaded by path so the bench runs without it.
+ */
+async function iptablesBackendRows(): Promise<Backend[]> {
+  const mod = path.join(root, 'src/netns/iptables-backend.ts');
+  if (!existsSync(mod)) return [];
+  type Applier = { apply(netns: string, plan: RedirectPlan): Promise<void> };
+  const { IptablesBackend } = (await import(mod)) as { IptablesBackend: new (o: { mode: string; lockDir: string }) => Applier };
+  const lockDir = `/tmp/wn-bench-locks-${process.pid}`;
+  return (['nft', 'legacy'] as const).map((mode) => {
+    const backend = new IptablesBackend({ mode, lockDir });
+    return { name: `weir IptablesBackend.apply (${mode})`, async apply(ns, r) { await backend.apply(`/run/netns/${ns}`, r.plan); } };
+  });
+}
+
 function quantile(sorted: number[], q: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[i];
@@ -89,12 +105,14 @@ function quantile(sorted: number[], q: number): number {
 
 async function main(): Promise<void> {
   const inputs = await loadInputs();
+  backends.push(...(await iptablesBackendRows()));
   const samples = new Map<string, number[]>(backends.map((b) => [b.name, []]));
   const created: string[] = [];
   const cleanup = () => { for (const ns of created.splice(0)) spawnSync('ip', ['netns', 'del', ns]); };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
   try {
     for (let i = 0; i < N; i++) {
+      if (i % 50 === 0) process.stderr.write(`round ${i}/${N}\n`);
       // Rotate the order each round so no backend always runs first.
       for (let k = 0; k < backends.length; k++) {
         const b = backends[(i + k) % backends.length];
@@ -106,7 +124,8 @@ async function main(): Promise<void> {
         samples.get(b.name)!.push(performance.now() - t0);
         // Untimed sanity check on the first round: the rules really landed.
         if (i === 0) {
-          const listed = spawnSync('ip', ['netns', 'exec', ns, b.name.startsWith('iptables-legacy') ? 'iptables-legacy-save' : 'nft', ...(b.name.startsWith('iptables-legacy') ? [] : ['list', 'ruleset'])], { encoding: 'utf8' }).stdout;
+          const legacy = /legacy/.test(b.name);
+          const listed = spawnSync('ip', ['netns', 'exec', ns, legacy ? 'iptables-legacy-save' : 'nft', ...(legacy ? [] : ['list', 'ruleset'])], { encoding: 'utf8' }).stdout;
           if (!/redirect to :15001|REDIRECT --to-ports 15001/.test(listed)) throw new Error(`${b.name}: no outbound redirect in ${ns} after apply:\n${listed}`);
         }
         spawnSync('ip', ['netns', 'del', ns]);
@@ -115,6 +134,7 @@ async function main(): Promise<void> {
     }
   } finally {
     cleanup();
+    rmSync(`/tmp/wn-bench-locks-${process.pid}`, { recursive: true, force: true });
   }
 
   const stats = backends.map((b) => {
