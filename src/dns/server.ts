@@ -183,7 +183,8 @@ class DnsServer {
   }
 
   private listenUdp(host: string, port: number): Promise<void> {
-    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+    // A larger receive buffer rides out bursts (the kernel caps it at rmem_max).
+    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20 });
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(port, host, () => {
