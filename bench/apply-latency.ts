@@ -104,6 +104,7 @@ function quantile(sorted: number[], q: number): number {
 }
 
 async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0];
   const inputs = await loadInputs();
   backends.push(...(await iptablesBackendRows()));
   const samples = new Map<string, number[]>(backends.map((b) => [b.name, []]));
@@ -149,7 +150,8 @@ async function main(): Promise<void> {
     '# Apply latency: a pod capture ruleset into a fresh netns',
     '',
     `Date: ${new Date().toISOString()}  `,
-    `Machine: ${os.cpus().length} vCPU (\`nproc\` ${execFileSync('nproc', { encoding: 'utf8' }).trim()}), ${cpu}, kernel ${os.release()}, shared with other workloads  `,
+    `Machine: ${os.cpus().length} vCPU (\`nproc\` ${execFileSync('nproc', { encoding: 'utf8' }).trim()}), ${cpu}, kernel ${os.release()}, shared with other workloads ` +
+      `(1-min load average ${loadBefore.toFixed(2)} at start, ${os.loadavg()[0].toFixed(2)} at end; tails are sensitive to it)  `,
     `Tools: ${execFileSync('nft', ['--version'], { encoding: 'utf8' }).trim()}, ${execFileSync('iptables', ['--version'], { encoding: 'utf8' }).trim()}, Node ${process.version}  `,
     `Ruleset: ${inputs.source}; nft script ${inputs.nft.render(inputs.plan).split('\n').length} lines, iptables-restore input ${inputs.v4.split('\n').length}+${inputs.v6.split('\n').length} lines  `,
     `Method: ${N} fresh netns per backend, backends interleaved round-robin in one run; only the apply is timed (netns add/del are not). ` +

@@ -106,26 +106,30 @@ export class NftablesBackend implements CaptureBackend {
   /**
    * Fast path for a netns without any weir table (CNI ADD): `create table`
    * (which, unlike `add`, fails if the table exists) plus the definitions, in
-   * one transaction. If a weir table appeared meanwhile the transaction fails
-   * as a whole with EEXIST and the caller falls back to the full replace.
-   * Returns false when the fast path does not apply.
+   * one transaction. If a weir table exists, or appears meanwhile, the
+   * transaction fails as a whole with EEXIST and the caller falls back to the
+   * full replace. Returns false when the fast path does not apply.
    */
   private async applyFresh(netns: NetnsPath, plan: RedirectPlan): Promise<boolean> {
     if (!this.renderer.renderDefinition) return false;
-    const listed = await nftRun(netns, 'list tables');
-    const present = new Set([...listed.matchAll(/^table inet (\S+)$/gm)].map((m) => m[1]));
-    if (this.renderer.tables.some((t) => present.has(t))) return false;
     const definition = this.renderer.renderDefinition(plan);
     const defined = tableLevelStatements(definition);
     const foreign = [...defined.keys()].filter((t) => !this.renderer.tables.includes(t));
     if (foreign.length > 0) throw new Error(`NftablesBackend: renderDefinition defines tables not in renderer.tables: ${foreign.join(', ')}`);
+    // `create` only guards the tables this plan defines. When the plan leaves
+    // one of weir's tables out (DNS off: no weir_raw), a stale copy of it
+    // would survive the fast path, so look first (one more netlink round trip).
+    if (this.renderer.tables.some((t) => !defined.has(t))) {
+      const listed = await nftRun(netns, 'list tables');
+      const present = new Set([...listed.matchAll(/^table inet (\S+)$/gm)].map((m) => m[1]));
+      if (this.renderer.tables.some((t) => present.has(t))) return false;
+    }
     // A table's comment (the plan hash) and flags only take effect when the
     // table is created, so they go on the `create`; the later block adds the
     // chains to the table created a line earlier in the same transaction.
     const creates = [...defined].map(([t, stmts]) => `create table ${FAMILY} ${t} {${stmts.map((x) => ` ${x};`).join('')} }\n`).join('');
-    const script = `${creates}${definition}`;
     try {
-      await nftRun(netns, script);
+      await nftRun(netns, `${creates}${definition}`);
       return true;
     } catch (e) {
       if ((e as NativeError).code === 'ENFT' && /File exists/.test((e as NativeError).message)) return false;
