@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { nftCanonical, nftRun, type NativeError } from './native.js';
-import { diffTables, parseNftListing, planHashOf, type NftTable } from './nft-listing.js';
+import { diffTables, parseNftListing, planHashOf, tableLevelStatements, type NftTable } from './nft-listing.js';
 import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
 
 /** What the backend needs from the nftables renderer (src/redirect/render-nftables.ts). */
@@ -45,38 +45,6 @@ export class NftBackendError extends Error {
 
 const FAMILY = 'inet';
 
-/**
- * For each `table inet NAME { ... }` block in an nft script: the statements
- * directly inside it (comment, flags), without its chains/sets. Quotes are
- * respected so braces inside a comment do not confuse the scan.
- */
-export function tableLevelStatements(script: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  const opener = /table inet ([A-Za-z][A-Za-z0-9_]*)\s*\{/g;
-  for (let m = opener.exec(script); m; m = opener.exec(script)) {
-    let depth = 1;
-    let own = '';
-    let i = m.index + m[0].length;
-    for (; i < script.length && depth > 0; i++) {
-      const c = script[i];
-      if (c === '"') {
-        const end = script.indexOf('"', i + 1);
-        if (depth === 1) own += script.slice(i, end + 1);
-        i = end < 0 ? script.length : end;
-        continue;
-      }
-      if (c === '{') depth++;
-      else if (c === '}') depth--;
-      else if (depth === 1) own += c;
-    }
-    opener.lastIndex = i;
-    // What is left at depth 1 is the table's own statements plus the
-    // headers of its blocks ("chain output"), which have no body here.
-    const stmts = (own.match(/(?:"[^"]*"|[^;\n"])+/g) ?? []).map((x) => x.trim()).filter((x) => x !== '' && !/^(chain|set|map|flowtable|counter|quota|limit|ct|secmark|synproxy)\s+\S+$/.test(x));
-    out.set(m[1], [...(out.get(m[1]) ?? []), ...stmts]);
-  }
-  return out;
-}
 /** Distinct plans on a node are few (they differ only by annotations). */
 const CANONICAL_CACHE_SIZE = 64;
 

@@ -184,3 +184,36 @@ export function planHashOf(tables: NftTable[]): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * For each `table inet NAME { ... }` block in an nft script: the statements
+ * directly inside it (comment, flags), without its chains/sets. Quotes are
+ * respected so braces inside a comment do not confuse the scan.
+ */
+export function tableLevelStatements(script: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const opener = /table inet ([A-Za-z][A-Za-z0-9_]*)\s*\{/g;
+  for (let m = opener.exec(script); m; m = opener.exec(script)) {
+    let depth = 1;
+    let own = '';
+    let i = m.index + m[0].length;
+    for (; i < script.length && depth > 0; i++) {
+      const c = script[i];
+      if (c === '"') {
+        const end = script.indexOf('"', i + 1);
+        if (depth === 1) own += script.slice(i, end + 1);
+        i = end < 0 ? script.length : end;
+        continue;
+      }
+      if (c === '{') depth++;
+      else if (c === '}') depth--;
+      else if (depth === 1) own += c;
+    }
+    opener.lastIndex = i;
+    // What is left at depth 1 is the table's own statements plus the
+    // headers of its blocks ("chain output"), which have no body here.
+    const stmts = (own.match(/(?:"[^"]*"|[^;\n"])+/g) ?? []).map((x) => x.trim()).filter((x) => x !== '' && !/^(chain|set|map|flowtable|counter|quota|limit|ct|secmark|synproxy)\s+\S+$/.test(x));
+    out.set(m[1], [...(out.get(m[1]) ?? []), ...stmts]);
+  }
+  return out;
+}

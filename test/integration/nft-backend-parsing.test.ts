@@ -2,8 +2,7 @@
 // script (fast-path creates) and the nft listing parser/diff (verify).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tableLevelStatements } from '../../src/netns/nft-backend.js';
-import { diffTables, parseNftListing, planHashOf } from '../../src/netns/nft-listing.js';
+import { diffTables, parseNftListing, planHashOf, tableLevelStatements } from '../../src/netns/nft-listing.js';
 
 test('tableLevelStatements keeps comment and flags, drops chains, respects quotes', () => {
   const script = [
