@@ -69,7 +69,7 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   const net = writeBridgeConflist(ctrd.cniConfDir, ctrd.dir);
   cleanups.push(async () => { try { execFileSync('ip', ['link', 'del', net.bridge], { stdio: 'ignore' }); } catch { /* gone */ } });
   say(`pod network ${net.subnet} on bridge ${net.bridge}`);
-  const cri = new CriClient(ctrd.socket);
+  const cri = new CriClient(ctrd.socket, ctrd.dir);
   cleanups.push(async () => {
     for (const sb of await cri.listPodSandbox().catch(() => [])) {
       await cri.stopPodSandbox(sb.id).catch(() => {});

@@ -63,7 +63,11 @@ export class CriClient {
   private readonly runtime: grpc.Client;
   private readonly image: grpc.Client;
 
-  constructor(readonly socket: string) {
+  /**
+   * @param logRoot where pods' log directories go; put it under the
+   *   containerd temp dir so they go away with it.
+   */
+  constructor(readonly socket: string, readonly logRoot: string = os.tmpdir()) {
     const { runtime, image } = loadServices();
     // grpc-js dials unix sockets by `unix:` URI; the default 4 MiB message
     // limit is plenty for CRI calls.
@@ -214,7 +218,7 @@ export class RunningPod {
  */
 export async function runPod(cri: CriClient, spec: PodSpec, onNetns?: (p: string) => void): Promise<RunningPod> {
   const uid = spec.uid ?? randomUUID();
-  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `we-podlog-${spec.name}-`));
+  const logDir = fs.mkdtempSync(path.join(cri.logRoot, `we-podlog-${spec.name}-`));
   const sandboxConfig: PodSandboxConfig = {
     metadata: { name: spec.name, uid, namespace: spec.namespace, attempt: 0 },
     hostname: spec.name,

@@ -77,7 +77,7 @@ export async function startRuntimeNode(opts: ContainerdOptions & { withApp?: boo
     containerd.importImage(buildImage(pauseImageSpec()));
     if (opts.withApp) containerd.importImage(buildImage(appImageSpec()));
     const net = writeBridgeConflist(containerd.cniConfDir, containerd.dir);
-    cri = new CriClient(containerd.socket);
+    cri = new CriClient(containerd.socket, containerd.dir);
     await cri.version();
     const c = cri;
     return {

@@ -1,0 +1,229 @@
+// weir end to end on a real container runtime: containerd's CRI creates the
+// pods, its CNI chain is Debian's bridge + host-local with weir-cni chained
+// behind them by weir's installer, and weir's agent side (CNI server,
+// capture controller, nftables backend) programs each pod's netns.
+//
+// The agent here is test/e2e/runtime/agent-harness.ts (the agent's real parts,
+// pods from JSON files) because `weir agent` is not registered yet; the cases
+// that need the agent proper (Kubernetes API, control plane for service VIPs,
+// startup verification) are skipped below and say so.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as net from 'node:net';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { skipUnlessRoot } from '../../support/netns.js';
+import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
+import { APP_IMAGE } from '../../support/images.js';
+import { startRuntimeNode, ipamLeases, type RuntimeNode } from './fixture.js';
+import { proxySidecar, echoApp, waitFor } from './pods.js';
+import type { Pod } from '../../../src/kube/pod-types.js';
+
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
+const WEIR_CNI = path.join(REPO, 'dist', 'weir-cni');
+const HARNESS = path.join(REPO, 'test', 'e2e', 'runtime', 'agent-harness.ts');
+const NS = 'we-e2e';
+const APP_PORT = 8080;
+
+const skip = skipUnlessRoot()
+  || (fs.existsSync(WEIR_CNI) && fs.existsSync(path.join(REPO, 'dist', 'weir.mjs')) ? false : 'needs dist/weir-cni and dist/weir.mjs (npm run build)');
+const hasWeirAgent = (() => {
+  // Commander prints the top-level help for an unknown command, so look for
+  // `agent` in the command list rather than at the exit code.
+  try {
+    const help = execFileSync(process.execPath, [path.join(REPO, 'dist', 'weir.mjs'), '--help'], { encoding: 'utf8' });
+    return /^\s+agent\b/m.test(help);
+  } catch { return false; }
+})();
+const NEEDS_AGENT = hasWeirAgent
+  ? 'TODO(runtime e2e): `weir agent` now exists; switch this case from the harness to it'
+  : 'missing component: `weir agent` (Kubernetes engineer: src/agent/agent.ts + registerAgentCommand)';
+
+let node: RuntimeNode;
+let runDir: string;
+let podsDir: string;
+let agent: ChildProcess | null = null;
+let agentLog = '';
+
+/** The Pod object the agent resolves for a sandbox: what the kubelet would have from the API. */
+function podObject(spec: PodSpec, uid: string): Pod {
+  return {
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: spec.name, namespace: spec.namespace, uid, labels: spec.labels ?? {}, annotations: spec.annotations ?? {} },
+    spec: {
+      containers: spec.containers.map((c) => ({
+        name: c.name, image: c.image,
+        ...(c.runAsUser !== undefined ? { securityContext: { runAsUser: c.runAsUser, runAsGroup: c.runAsGroup } } : {}),
+      })),
+    },
+  };
+}
+
+async function startAgent(): Promise<void> {
+  agentLog = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', HARNESS,
+    '--run-dir', runDir, '--cni-conf-dir', node.containerd.cniConfDir, '--cni-bin-dir', node.containerd.cniBinDir,
+    '--pods-dir', podsDir, '--plugin-binary', WEIR_CNI], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  agent = child;
+  child.stderr!.on('data', (d) => { agentLog += d.toString(); });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent harness not ready in 30 s:\n${agentLog}`)), 30_000);
+    child.stdout!.on('data', (d) => { if (d.toString().includes('ready')) { clearTimeout(timer); resolve(); } });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`agent harness exited ${code}:\n${agentLog}`)); });
+  });
+  // containerd re-reads the conf dir on change; wait until it sees weir-cni chained.
+  await waitFor(async () => fs.readdirSync(node.containerd.cniConfDir)
+    .some((f) => fs.readFileSync(path.join(node.containerd.cniConfDir, f), 'utf8').includes('"weir-cni"')), 10_000, 'weir-cni chained');
+  await new Promise((r) => setTimeout(r, 1500));
+}
+
+async function killAgent(signal: NodeJS.Signals): Promise<void> {
+  const child = agent;
+  agent = null;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await exited;
+}
+
+/** Run a pod whose Pod object the agent can resolve (written before the agent starts or restarts). */
+function declare(spec: PodSpec): string {
+  const uid = randomUUID();
+  fs.writeFileSync(path.join(podsDir, `${spec.name}.json`), JSON.stringify(podObject(spec, uid)));
+  return uid;
+}
+
+function readLine(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    let data = '';
+    sock.setTimeout(2000, () => sock.destroy(new Error('timeout')));
+    sock.on('data', (d) => { data += d.toString(); });
+    sock.on('end', () => resolve(data));
+    sock.on('error', reject);
+  });
+}
+
+/** Captured traffic is refused until the sidecar listens: wait for its readiness, as the kubelet would. */
+function waitForProxy(p: RunningPod): Promise<boolean> {
+  return waitFor(async () => (await p.exec('app', ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:15021/healthz/ready'])).exitCode === 0,
+    20_000, `${p.spec.name} proxy ready`);
+}
+
+function nftTables(netnsPath: string): string {
+  return execFileSync('nsenter', [`--net=${netnsPath}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+}
+
+function accessLines(pod: RunningPod, direction: 'inbound' | 'outbound'): Record<string, unknown>[] {
+  return pod.logs('weir-proxy').split('\n').filter((l) => l.includes('"access"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.access === direction);
+}
+
+const serverSpec: PodSpec = { name: 'we-server', namespace: NS, containers: [] };
+const clientSpec: PodSpec = { name: 'we-client', namespace: NS, containers: [] };
+const plainSpec: PodSpec = { name: 'we-plain', namespace: NS, containers: [echoApp(APP_PORT, 'we-plain')] };
+const lateSpec: PodSpec = { name: 'we-late', namespace: NS, containers: [] };
+let server: RunningPod;
+let client: RunningPod;
+
+before(async () => {
+  if (skip) return;
+  node = await startRuntimeNode({ withApp: true });
+  runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-run-'));
+  podsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-pods-'));
+  serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')];
+  clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')];
+  lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-late')];
+  for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
+  await startAgent();
+});
+
+after(async () => {
+  await killAgent('SIGKILL');
+  await node?.stop();
+  for (const d of [runDir, podsDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+});
+
+test('captured pods: client → server pod IP goes through both proxies (access logs, metrics)', { skip }, async () => {
+  const track = (p: string) => node.containerd.trackNetns(p);
+  server = await runPod(node.cri, serverSpec, track).catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${agentLog}`); });
+  client = await runPod(node.cri, clientSpec, track);
+  for (const p of [server, client]) {
+    // weir's tables were programmed during CNI ADD, before any container started.
+    assert.match(nftTables(p.netnsPath), /table inet weir_nat/, `${p.spec.name} has no weir rules`);
+    await waitForProxy(p);
+  }
+  const reply = await client.exec('app', ['/bin/nc', '-w', '5', server.ip, String(APP_PORT)]);
+  assert.equal(reply.stdout.trim(), 'hello from we-server', reply.stderr);
+
+  await waitFor(async () => accessLines(client, 'outbound').length > 0 && accessLines(server, 'inbound').length > 0, 5000, 'access log lines');
+  const out = accessLines(client, 'outbound').at(-1)!;
+  assert.equal(out.originalDst, `${server.ip}:${APP_PORT}`);
+  const inn = accessLines(server, 'inbound').at(-1)!;
+  assert.equal(inn.originalDst, `${server.ip}:${APP_PORT}`);
+  assert.equal(inn.downstream, `${client.ip}:${String(inn.downstream).split(':')[1]}`);
+
+  const metrics = (await client.exec('app', ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:15090/stats/prometheus'])).stdout;
+  assert.match(metrics, /istio_tcp_connections_opened_total\{reporter="source",source_workload="we-client"[^}]*\} [1-9]/);
+  const smetrics = (await server.exec('app', ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:15090/stats/prometheus'])).stdout;
+  assert.match(smetrics, /istio_tcp_connections_opened_total\{reporter="destination"[^}]*destination_workload="we-server"[^}]*\} [1-9]/);
+});
+
+test('a pod without the proxy is untouched: no weir tables, reachable directly', { skip }, async () => {
+  const plain = await runPod(node.cri, plainSpec, (p) => node.containerd.trackNetns(p));
+  try {
+    assert.doesNotMatch(nftTables(plain.netnsPath), /weir/);
+    const ipt = execFileSync('nsenter', [`--net=${plain.netnsPath}`, 'iptables-save'], { encoding: 'utf8' });
+    assert.doesNotMatch(ipt, /15001|15006|15053/);
+    // Straight from the host over the bridge to the app: nothing in between.
+    const reply = await waitFor(() => readLine(plain.ip, APP_PORT), 10_000, `${plain.ip}:${APP_PORT}`);
+    assert.equal(reply.trim(), 'hello from we-plain');
+  } finally {
+    await plain.remove();
+  }
+});
+
+test('stop + remove of a captured pod leaves no rules, lease, netns or agent record', { skip }, async () => {
+  assert.ok(server && client, 'needs the pods of the first case');
+  const leasesBefore = ipamLeases(node.net);
+  assert.ok(leasesBefore.includes(client.ip));
+  const sandboxesFile = () => { try { return fs.readFileSync(path.join(runDir, fs.readdirSync(runDir).find((f) => f.endsWith('.json')) ?? ''), 'utf8'); } catch { return ''; } };
+  assert.ok(sandboxesFile().includes(client.sandboxId), `agent store lacks ${client.sandboxId}`);
+  // Keep a handle on the netns to look at its rules after stop (DEL with netns).
+  await node.cri.stopPodSandbox(client.sandboxId);
+  await node.cri.removePodSandbox(client.sandboxId);
+  client.removed = true;
+  assert.equal(fs.existsSync(client.netnsPath), false, 'netns left behind');
+  assert.equal(ipamLeases(node.net).includes(client.ip), false, 'IPAM lease left behind');
+  assert.equal(sandboxesFile().includes(client.sandboxId), false, 'agent kept the sandbox record');
+});
+
+test('agent killed: a new pod fails closed; after the agent returns it starts captured', { skip }, async () => {
+  lateSpec.uid = declare(lateSpec);
+  await killAgent('SIGKILL');
+  const leases = ipamLeases(node.net).length;
+  await assert.rejects(runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p)), /weir-cni|agent/i);
+  assert.equal(ipamLeases(node.net).length, leases, 'failed ADD left an IP lease');
+  // Pods that were running keep working while the agent is away.
+  assert.match(nftTables(server.netnsPath), /table inet weir_nat/);
+
+  await startAgent();
+  const late = await runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p));
+  try {
+    assert.match(nftTables(late.netnsPath), /table inet weir_nat/);
+    await waitForProxy(late);
+    const reply = await late.exec('app', ['/bin/nc', '-w', '5', server.ip, String(APP_PORT)]);
+    assert.equal(reply.stdout.trim(), 'hello from we-server');
+  } finally {
+    await late.remove();
+  }
+});
+
+test('client → service VIP through both proxies, routed by the agent\'s registry', { skip: skip || NEEDS_AGENT }, () => {});
+test('DNS of the service name answered by the client\'s proxy on 15053', {
+  skip: skip || `${NEEDS_AGENT}; and DNS embedded in \`weir proxy\` (DNS engineer: startDnsProxy is not started by src/proxy/proxy.ts yet)`,
+}, () => {});
+test('agent restart while pods run: rules verified in place, not re-created', { skip: skip || `${NEEDS_AGENT} (startup verification of existing sandboxes)` }, () => {});
