@@ -11,9 +11,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Containerd } from '../support/containerd.js';
-import { CriClient, runPod, type RunningPod } from '../support/cri.js';
+import { CriClient, runPod, type RunningPod, type PodSpec } from '../support/cri.js';
+import { AgentProcess, WEIR_CNI } from '../e2e/runtime/agent-process.js';
 import { APP_IMAGE, buildImage, pauseImageSpec, appImageSpec } from '../support/images.js';
 import { writeBridgeConflist } from '../e2e/runtime/fixture.js';
 import { proxySidecar, echoApp, waitFor } from '../e2e/runtime/pods.js';
@@ -43,6 +44,8 @@ interface DemoPod {
 
 interface DemoNode {
   kind: 'containerd' | 'netns';
+  /** Set when capture was already programmed by weir's CNI path while the pods were created. */
+  capturedBy?: string;
   server: DemoPod;
   client: DemoPod;
   cleanup(): Promise<void>;
@@ -81,16 +84,34 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   say(`CRI answers: ${v.runtime_name} ${v.runtime_version} (CRI ${v.runtime_api_version})`);
 
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-demo-run-'));
-  cleanups.push(async () => fs.rmSync(runDir, { recursive: true, force: true }));
-  step('Pods: created through CRI, exactly as the kubelet would');
-  const mk = async (name: string, app: ReturnType<typeof echoApp>): Promise<DemoPod> => {
-    const pod: RunningPod = await runPod(cri, { name, namespace: NS, containers: [app, proxySidecar(runDir, NS, name)] }, (p) => ctrd.trackNetns(p));
+  const podsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-demo-pods-'));
+  cleanups.push(async () => { for (const d of [runDir, podsDir]) fs.rmSync(d, { recursive: true, force: true }); });
+  const specs: PodSpec[] = [
+    { name: 'we-server', namespace: NS, uid: randomUUID(), containers: [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')] },
+    { name: 'we-client', namespace: NS, uid: randomUUID(), containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')] },
+  ];
+
+  step('weir on the node: the agent side, with weir-cni chained behind bridge + host-local');
+  if (!fs.existsSync(WEIR_CNI)) throw new Error(`missing ${WEIR_CNI}: run npm run build`);
+  const agent = new AgentProcess(ctrd, runDir, podsDir);
+  for (const s of specs) agent.declare({ ...s, uid: s.uid! });
+  cleanups.push(() => agent.kill());
+  await agent.start();
+  say('`weir agent` is not in this build yet: running its parts (installer, CNI server, capture controller) via test/e2e/runtime/agent-harness.ts, pods read from files');
+  const conflist = fs.readdirSync(ctrd.cniConfDir).map((f) => fs.readFileSync(path.join(ctrd.cniConfDir, f), 'utf8')).find((t) => t.includes('"weir-cni"'))!;
+  say('the CNI chain containerd now runs for each pod (written by weir\'s installer):');
+  show(JSON.stringify((JSON.parse(conflist) as { plugins: { type: string }[] }).plugins.map((p) => p.type)));
+
+  step('Pods: created through CRI, exactly as the kubelet would (CNI ADD runs bridge, host-local, weir-cni)');
+  const mk = async (spec: PodSpec): Promise<DemoPod> => {
+    const name = spec.name;
+    const pod: RunningPod = await runPod(cri, spec, (p) => ctrd.trackNetns(p));
     say(`${name}: sandbox ${pod.sandboxId.slice(0, 12)}, IP ${pod.ip}, netns ${pod.netnsPath}`);
     return { name, ip: pod.ip, netnsPath: pod.netnsPath, run: (cmd) => pod.exec('app', cmd), proxyLog: () => pod.logs('weir-proxy') };
   };
-  const server = await mk('we-server', echoApp(APP_PORT, 'we-server'));
-  const client = await mk('we-client', { name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] });
-  return { kind: 'containerd', server, client, cleanup: async () => {} };
+  const server = await mk(specs[0]);
+  const client = await mk(specs[1]);
+  return { kind: 'containerd', server, client, capturedBy: 'weir-cni -> agent -> buildPlan + nftables backend, during CNI ADD (before the containers started)', cleanup: async () => {} };
 }
 
 // ---------------------------------------------------------------- netns fallback
@@ -164,7 +185,10 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   }
 
   step('Capture: weir\'s redirect rules in each pod netns');
-  if (!capture) {
+  if (node.capturedBy) {
+    say(`programmed by ${node.capturedBy}`);
+    show(execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'nft', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' }).split('\n').slice(0, 30).join('\n'));
+  } else if (!capture) {
     say('SKIPPED: weir\'s capture core (src/redirect/plan.ts + nftables renderer) is not in this build.');
     say('Without it traffic goes straight to the app; the rest shows that.');
   } else {
@@ -240,7 +264,7 @@ async function main(): Promise<void> {
         node = await netnsNode(cleanups);
       }
     }
-    await story(node, await captureBackend());
+    await story(node, node.capturedBy ? null : await captureBackend());
     step('Cleaning up');
   } finally {
     await cleanup();

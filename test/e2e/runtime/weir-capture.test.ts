@@ -13,18 +13,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as net from 'node:net';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
 import { APP_IMAGE } from '../../support/images.js';
 import { startRuntimeNode, ipamLeases, type RuntimeNode } from './fixture.js';
 import { proxySidecar, echoApp, waitFor } from './pods.js';
-import type { Pod } from '../../../src/kube/pod-types.js';
+import { AgentProcess, WEIR_CNI } from './agent-process.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
-const WEIR_CNI = path.join(REPO, 'dist', 'weir-cni');
-const HARNESS = path.join(REPO, 'test', 'e2e', 'runtime', 'agent-harness.ts');
 const NS = 'we-e2e';
 const APP_PORT = 8080;
 
@@ -45,54 +43,12 @@ const NEEDS_AGENT = hasWeirAgent
 let node: RuntimeNode;
 let runDir: string;
 let podsDir: string;
-let agent: ChildProcess | null = null;
-let agentLog = '';
+let agent: AgentProcess;
 
-/** The Pod object the agent resolves for a sandbox: what the kubelet would have from the API. */
-function podObject(spec: PodSpec, uid: string): Pod {
-  return {
-    apiVersion: 'v1', kind: 'Pod',
-    metadata: { name: spec.name, namespace: spec.namespace, uid, labels: spec.labels ?? {}, annotations: spec.annotations ?? {} },
-    spec: {
-      containers: spec.containers.map((c) => ({
-        name: c.name, image: c.image,
-        ...(c.runAsUser !== undefined ? { securityContext: { runAsUser: c.runAsUser, runAsGroup: c.runAsGroup } } : {}),
-      })),
-    },
-  };
-}
-
-async function startAgent(): Promise<void> {
-  agentLog = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', HARNESS,
-    '--run-dir', runDir, '--cni-conf-dir', node.containerd.cniConfDir, '--cni-bin-dir', node.containerd.cniBinDir,
-    '--pods-dir', podsDir, '--plugin-binary', WEIR_CNI], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  agent = child;
-  child.stderr!.on('data', (d) => { agentLog += d.toString(); });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent harness not ready in 30 s:\n${agentLog}`)), 30_000);
-    child.stdout!.on('data', (d) => { if (d.toString().includes('ready')) { clearTimeout(timer); resolve(); } });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`agent harness exited ${code}:\n${agentLog}`)); });
-  });
-  // containerd re-reads the conf dir on change; wait until it sees weir-cni chained.
-  await waitFor(async () => fs.readdirSync(node.containerd.cniConfDir)
-    .some((f) => fs.readFileSync(path.join(node.containerd.cniConfDir, f), 'utf8').includes('"weir-cni"')), 10_000, 'weir-cni chained');
-  await new Promise((r) => setTimeout(r, 1500));
-}
-
-async function killAgent(signal: NodeJS.Signals): Promise<void> {
-  const child = agent;
-  agent = null;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  await exited;
-}
-
-/** Run a pod whose Pod object the agent can resolve (written before the agent starts or restarts). */
+/** Give the pod a uid and record its Pod object where the agent reads pods. */
 function declare(spec: PodSpec): string {
   const uid = randomUUID();
-  fs.writeFileSync(path.join(podsDir, `${spec.name}.json`), JSON.stringify(podObject(spec, uid)));
+  agent.declare({ ...spec, uid });
   return uid;
 }
 
@@ -137,19 +93,20 @@ before(async () => {
   serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')];
   clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')];
   lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-late')];
+  agent = new AgentProcess(node.containerd, runDir, podsDir);
   for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
-  await startAgent();
+  await agent.start();
 });
 
 after(async () => {
-  await killAgent('SIGKILL');
+  await agent?.kill();
   await node?.stop();
   for (const d of [runDir, podsDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
 test('captured pods: client → server pod IP goes through both proxies (access logs, metrics)', { skip }, async () => {
   const track = (p: string) => node.containerd.trackNetns(p);
-  server = await runPod(node.cri, serverSpec, track).catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${agentLog}`); });
+  server = await runPod(node.cri, serverSpec, track).catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${agent.log}`); });
   client = await runPod(node.cri, clientSpec, track);
   for (const p of [server, client]) {
     // weir's tables were programmed during CNI ADD, before any container started.
@@ -203,14 +160,14 @@ test('stop + remove of a captured pod leaves no rules, lease, netns or agent rec
 
 test('agent killed: a new pod fails closed; after the agent returns it starts captured', { skip }, async () => {
   lateSpec.uid = declare(lateSpec);
-  await killAgent('SIGKILL');
+  await agent.kill('SIGKILL');
   const leases = ipamLeases(node.net).length;
   await assert.rejects(runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p)), /weir-cni|agent/i);
   assert.equal(ipamLeases(node.net).length, leases, 'failed ADD left an IP lease');
   // Pods that were running keep working while the agent is away.
   assert.match(nftTables(server.netnsPath), /table inet weir_nat/);
 
-  await startAgent();
+  await agent.start();
   const late = await runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p));
   try {
     assert.match(nftTables(late.netnsPath), /table inet weir_nat/);
