@@ -16,6 +16,8 @@ export interface LocalMatch {
 export class LocalZone {
   private readonly domain: string;
   private readonly svcSuffix: string;
+  /** Labels in an FQDN `name.ns.svc.<domain>`. */
+  private readonly fqdnLabels: number;
 
   constructor(
     private readonly registry: Registry,
@@ -24,6 +26,7 @@ export class LocalZone {
   ) {
     this.domain = registry.clusterDomain.toLowerCase().replace(/\.$/, '');
     this.svcSuffix = `.svc.${this.domain}`;
+    this.fqdnLabels = 3 + this.domain.split('.').length;
   }
 
   get clusterDomain(): string {
@@ -50,7 +53,7 @@ export class LocalZone {
     const labels = name.split('.');
     let svcName: string | undefined;
     let ns: string | undefined;
-    if (name.endsWith(this.svcSuffix) && labels.length === 3 + this.domain.split('.').length) {
+    if (labels.length === this.fqdnLabels && name.endsWith(this.svcSuffix)) {
       [svcName, ns] = labels;
     } else if (labels.length === 3 && labels[2] === 'svc') {
       [svcName, ns] = labels;

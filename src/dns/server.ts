@@ -298,6 +298,9 @@ class DnsServer {
     const registry = this.opts.registry.current();
     if (registry && q.qclass === CLASS_IN && q.qnameIsPlain) {
       const zone = this.zoneFor(registry);
+      // Pre-encoded answer for this exact question under this registry.
+      const memoised = this.memo.get(q.key);
+      if (memoised) return this.done(qtype, 'local', started, this.fit(this.patchFor(memoised, msg, q), q, transport));
       const match = zone.lookup(q.qname);
       if (match) {
         const local = this.localAnswer(msg, q, zone, match);
@@ -381,9 +384,6 @@ class DnsServer {
   }
 
   private localAnswer(msg: Buffer, q: ParsedQuery, zone: LocalZone, match: LocalMatch): Buffer | Promise<Buffer> {
-    const memoised = this.memo.get(q.key);
-    if (memoised) return this.patchFor(memoised, msg, q);
-
     const question = msg.subarray(HEADER_LEN, q.questionEnd);
     const flags = FLAG_QR | FLAG_AA | FLAG_RA | (q.flags & FLAG_RD);
     const owner = q.qname;

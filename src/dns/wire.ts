@@ -42,27 +42,46 @@ export const CLASSIC_UDP_SIZE = 512;
 /** What we advertise in our own OPT records (DNS flag day 2020 value). */
 export const OUR_EDNS_UDP_SIZE = 1232;
 
-export interface ParsedQuery {
-  id: number;
-  flags: number;
-  opcode: number;
-  /** Lower-case, no trailing dot, labels joined with '.'; "" for the root. */
-  qname: string;
-  /** False when a label holds a '.', a control byte or non-ASCII: never answered locally. */
-  qnameIsPlain: boolean;
-  qtype: number;
-  qclass: number;
-  /** Offset just past the question section. */
-  questionEnd: number;
-  /** EDNS UDP payload size from the client's OPT record, or undefined without EDNS. */
-  ednsUdpSize: number | undefined;
-  /** DNSSEC OK bit of the client's OPT record. */
-  dnssecOk: boolean;
-  /**
-   * Cache/single-flight key: the question in lower case plus the bits that
-   * change what an upstream answers (EDNS present, DO, CD).
-   */
-  key: string;
+/** A parsed query: header fields, the single question and its EDNS parameters. */
+export class ParsedQuery {
+  private dotted: string | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly flags: number,
+    readonly opcode: number,
+    /** The question name in wire form (length-prefixed labels, no root byte), ASCII lower-cased. */
+    private readonly wireName: string,
+    /** False when a label holds a '.', a control byte or non-ASCII: never answered locally. */
+    readonly qnameIsPlain: boolean,
+    readonly qtype: number,
+    readonly qclass: number,
+    /** Offset just past the question section. */
+    readonly questionEnd: number,
+    /** EDNS UDP payload size from the client's OPT record, or undefined without EDNS. */
+    readonly ednsUdpSize: number | undefined,
+    /** DNSSEC OK bit of the client's OPT record. */
+    readonly dnssecOk: boolean,
+    /**
+     * Cache/single-flight key: the question in lower case plus the bits that
+     * change what an upstream answers (EDNS present, DO, CD).
+     */
+    readonly key: string,
+  ) {}
+
+  /** Lower-case, no trailing dot, labels joined with '.'; "" for the root. Built on first use (cache hits never need it). */
+  get qname(): string {
+    if (this.dotted === undefined) {
+      const parts: string[] = [];
+      for (let pos = 0; pos < this.wireName.length;) {
+        const len = this.wireName.charCodeAt(pos);
+        parts.push(this.wireName.slice(pos + 1, pos + 1 + len));
+        pos += 1 + len;
+      }
+      this.dotted = parts.join('.');
+    }
+    return this.dotted;
+  }
 }
 
 /** Reads the header only; undefined if fewer than 12 bytes. */
@@ -125,27 +144,27 @@ export function parseQuery(buf: Buffer): ParsedQuery {
   // Question name: uncompressed labels only (there is nothing earlier in a
   // query that a pointer could legitimately refer to).
   let off = HEADER_LEN;
-  let qname = '';
   let plain = true;
-  let nameLen = 0;
+  let upper = false;
   for (;;) {
     if (off >= buf.length) throw new WireError('question name runs past end of packet');
     const len = buf[off];
-    if (len === 0) { off += 1; break; }
+    if (len === 0) break;
     if (len > 63) throw new WireError('question name uses compression or a label longer than 63');
     if (off + 1 + len > buf.length) throw new WireError('question label runs past end of packet');
-    nameLen += len + 1;
-    if (nameLen > 255) throw new WireError('question name longer than 255 bytes');
-    let label = '';
+    if (off + 1 + len - HEADER_LEN > 254) throw new WireError('question name longer than 255 bytes');
     for (let i = off + 1; i <= off + len; i++) {
-      let c = buf[i];
-      if (c >= 0x41 && c <= 0x5a) c += 0x20; // ASCII lower-case
+      const c = buf[i];
+      if (c >= 0x41 && c <= 0x5a) upper = true;
       else if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c) plain = false;
-      label += String.fromCharCode(c);
     }
-    qname = qname === '' ? label : `${qname}.${label}`;
     off += 1 + len;
   }
+  // One string for the whole name; length bytes (< 64) are unaffected by
+  // lower-casing, and only ASCII letters are folded (RFC 4343).
+  const wireName = !upper ? buf.toString('latin1', HEADER_LEN, off)
+    : plain ? buf.toString('latin1', HEADER_LEN, off).toLowerCase() : asciiLowerLatin1(buf, HEADER_LEN, off);
+  off += 1; // root label
   if (off + 4 > buf.length) throw new WireError('question type/class runs past end of packet');
   const qtype = buf.readUInt16BE(off);
   const qclass = buf.readUInt16BE(off + 2);
@@ -166,9 +185,15 @@ export function parseQuery(buf: Buffer): ParsedQuery {
   }
   const edns = ednsUdpSize === undefined ? 0 : dnssecOk ? 2 : 1;
   const cd = flags & FLAG_CD ? 1 : 0;
-  // The raw name bytes make the key exact even for names with odd bytes.
-  const key = `${qtype}/${qclass}/${edns}${cd}/${plain ? qname : buf.toString('latin1', HEADER_LEN, questionEnd - 4).toLowerCase()}`;
-  return { id, flags, opcode, qname, qnameIsPlain: plain, qtype, qclass, questionEnd, ednsUdpSize, dnssecOk, key };
+  const key = `${qtype}/${qclass}/${edns}${cd}/${wireName}`;
+  return new ParsedQuery(id, flags, opcode, wireName, plain, qtype, qclass, questionEnd, ednsUdpSize, dnssecOk, key);
+}
+
+/** The bytes as latin1 text with only A-Z folded (DNS case-insensitivity is ASCII-only, RFC 4343). */
+function asciiLowerLatin1(buf: Buffer, start: number, end: number): string {
+  const copy = Buffer.from(buf.subarray(start, end));
+  for (let i = 0; i < copy.length; i++) if (copy[i] >= 0x41 && copy[i] <= 0x5a) copy[i] += 0x20;
+  return copy.toString('latin1');
 }
 
 /** A header-only (plus question, when parseable) error response. */

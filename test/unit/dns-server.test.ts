@@ -193,7 +193,8 @@ describe('dns proxy on loopback', () => {
       assert.match(text, new RegExp(`weir_dns_queries_total\\{qtype="[A-Z]+",outcome="${outcome}"\\} [1-9]`), outcome);
     }
     assert.match(text, /weir_dns_cache_entries [1-9]/);
-    assert.match(text, /weir_dns_request_duration_seconds_bucket/);
+    assert.match(text, /weir_dns_request_duration_seconds_bucket\{le="0.0001",outcome="local"\} \d/);
+    assert.match(text, /weir_dns_request_duration_seconds_count\{outcome="local"\} [1-9]/);
     assert.match(text, /istio_agent_dns_requests_total [1-9]/);
     assert.ok(proxy.stats().queries.cached > 0);
   });
