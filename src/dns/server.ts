@@ -184,7 +184,7 @@ class DnsServer {
 
   private listenUdp(host: string, port: number): Promise<void> {
     // A larger receive buffer rides out bursts (the kernel caps it at rmem_max).
-    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20 });
+    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20, lookup: net.isIPv6(host) ? literalAddress6 : literalAddress4 });
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(port, host, () => {
@@ -210,7 +210,8 @@ class DnsServer {
 
   private sendUdp(sock: dgram.Socket, resp: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closed) return; // an upstream answer arriving after close()
-    sock.send(resp, rinfo.port, rinfo.address, (err) => { if (err) this.log.debug({ err }, 'UDP send failed'); });
+    // Send errors surface as the socket's 'error' event (logged there).
+    sock.send(resp, rinfo.port, rinfo.address);
   }
 
   private listenTcp(host: string, port: number): Promise<void> {
@@ -473,6 +474,16 @@ class DnsServer {
     return out;
   }
 }
+
+/**
+ * dgram resolves the destination of every send through dns.lookup, which for
+ * an IP literal still costs an isIP check and a nextTick. Every destination
+ * here is a literal of the socket's own family (the client's source
+ * address), so hand it straight back.
+ */
+type LookupCallback = (err: Error | null, address: string, family: number) => void;
+function literalAddress4(address: string, _family: unknown, callback: LookupCallback): void { callback(null, address, 4); }
+function literalAddress6(address: string, _family: unknown, callback: LookupCallback): void { callback(null, address, 6); }
 
 /** A/AAAA records of a service for the asked type; headless answers shuffled. */
 function addressRecords(service: RegistryService, owner: string, qtype: number): RecordSpec[] {
