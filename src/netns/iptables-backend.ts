@@ -130,11 +130,12 @@ function removalScript(current: Map<string, WeirTableContent>, keep: (table: str
  */
 export function applyScript(tables: IptablesTable[], current: Map<string, WeirTableContent>): string {
   const wanted = new Map(tables.map((t) => [t.table as string, t]));
-  let out = formatRestore(tables, (t) => {
-    const c = current.get(t.table);
-    if (!c) return [];
-    const stale = c.chains.filter((ch) => !t.chains.includes(ch));
-    return [...c.jumps.map((j) => j.replace(/^-A /, '-D ')), ...stale.map((ch) => `-F ${ch}`), ...stale.map((ch) => `-X ${ch}`)];
+  const stale = (t: IptablesTable): string[] => (current.get(t.table)?.chains ?? []).filter((ch) => !t.chains.includes(ch));
+  let out = formatRestore(tables, {
+    before: (t) => (current.get(t.table)?.jumps ?? []).map((j) => j.replace(/^-A /, '-D ')),
+    // After the declarations flushed weir's live chains, nothing refers to a
+    // stale chain any more (only weir's chains jump to weir's chains).
+    afterDeclarations: (t) => [...stale(t).map((ch) => `-F ${ch}`), ...stale(t).map((ch) => `-X ${ch}`)],
   });
   // Tables weir used before but the plan no longer needs (raw when DNS capture is off).
   const leftover = new Map([...current].filter(([table]) => !wanted.has(table)));

@@ -123,13 +123,21 @@ export function renderIptablesRules(plan: RedirectPlan, family: 4 | 6): Iptables
   return { family, tables };
 }
 
-/** iptables-restore text (for --noflush) of the given tables; `prelude` lines go first in each. */
-export function formatRestore(tables: IptablesTable[], prelude: (t: IptablesTable) => string[] = () => []): string {
+export interface RestoreHooks {
+  /** Lines before the chain declarations (deleting old jumps). */
+  before?: (t: IptablesTable) => string[];
+  /** Lines after the declarations have flushed weir's chains (deleting chains no longer used). */
+  afterDeclarations?: (t: IptablesTable) => string[];
+}
+
+/** iptables-restore text (for --noflush) of the given tables. */
+export function formatRestore(tables: IptablesTable[], hooks: RestoreHooks = {}): string {
   let out = '';
   for (const t of tables) {
     out += `*${t.table}\n`;
-    for (const line of prelude(t)) out += `${line}\n`;
+    for (const line of hooks.before?.(t) ?? []) out += `${line}\n`;
     for (const c of t.chains) out += `:${c} - [0:0]\n`;
+    for (const line of hooks.afterDeclarations?.(t) ?? []) out += `${line}\n`;
     for (const r of [...t.rules, ...t.jumps]) out += `${r}\n`;
     out += 'COMMIT\n';
   }
