@@ -1,0 +1,140 @@
+// The agent's configuration from flags and environment, validated in one
+// place: every bad value is an error naming the flag and its env variable.
+import type { BackendName } from '../redirect/types.js';
+import { BACKEND_NAMES } from '../netns/backends.js';
+import { REPAIR_MODES, type RepairMode } from './repair.js';
+import { parseListenAddress } from './metrics.js';
+
+export interface AgentConfig {
+  nodeName: string;
+  /** undefined = in-cluster service account. */
+  kubeconfig?: string;
+  cniConfDir: string;
+  cniBinDir: string;
+  /** The weir-cni executable the installer copies into cniBinDir. */
+  cniPluginBinary: string;
+  /** false: do not install or chain (tests, or a node where the plugin is installed otherwise). */
+  install: boolean;
+  runDir: string;
+  backend: BackendName;
+  repairMode: RepairMode;
+  repairIntervalMs: number;
+  metricsAddr: string;
+  hostProc: string;
+  excludeNamespaces: string[];
+  keepChainOnShutdown: boolean;
+  /** Start the node control plane for proxies (proxy.sock). */
+  controlPlane: boolean;
+  clusterDomain: string;
+  logLevel: string;
+}
+
+/** Raw strings as they come from commander (flags) — env is read here. */
+export type RawAgentOptions = Partial<Record<keyof AgentConfig | string, string | boolean | undefined>>;
+
+interface Spec { flag: string; env: string }
+const SPECS: Record<string, Spec> = {
+  nodeName: { flag: '--node-name', env: 'NODE_NAME' },
+  kubeconfig: { flag: '--kubeconfig', env: 'KUBECONFIG' },
+  cniConfDir: { flag: '--cni-conf-dir', env: 'WEIR_CNI_CONF_DIR' },
+  cniBinDir: { flag: '--cni-bin-dir', env: 'WEIR_CNI_BIN_DIR' },
+  cniPluginBinary: { flag: '--cni-plugin-binary', env: 'WEIR_CNI_PLUGIN_BINARY' },
+  install: { flag: '--no-install', env: 'WEIR_INSTALL' },
+  runDir: { flag: '--run-dir', env: 'WEIR_RUN_DIR' },
+  backend: { flag: '--backend', env: 'WEIR_BACKEND' },
+  repairMode: { flag: '--repair-mode', env: 'WEIR_REPAIR_MODE' },
+  repairInterval: { flag: '--repair-interval', env: 'WEIR_REPAIR_INTERVAL' },
+  metricsAddr: { flag: '--metrics-addr', env: 'WEIR_METRICS_ADDR' },
+  hostProc: { flag: '--host-proc', env: 'WEIR_HOST_PROC' },
+  excludeNamespaces: { flag: '--exclude-namespaces', env: 'WEIR_EXCLUDE_NAMESPACES' },
+  keepChainOnShutdown: { flag: '--keep-chain-on-shutdown', env: 'WEIR_KEEP_CHAIN_ON_SHUTDOWN' },
+  controlPlane: { flag: '--no-control-plane', env: 'WEIR_CONTROL_PLANE' },
+  clusterDomain: { flag: '--cluster-domain', env: 'WEIR_CLUSTER_DOMAIN' },
+  logLevel: { flag: '--log-level', env: 'WEIR_LOG_LEVEL' },
+};
+
+export class ConfigError extends Error {
+  constructor(key: string, message: string, value?: unknown) {
+    const s = SPECS[key];
+    const name = s ? `${s.flag} (env ${s.env})` : key;
+    super(`${name}: ${message}${value !== undefined ? ` (bad value: ${JSON.stringify(value)})` : ''}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** "30s", "2m", "500ms", "1h" or plain seconds → ms. */
+export function parseDuration(value: string, key: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new ConfigError(key, 'must be a duration like 30s, 2m, 500ms', value);
+  const n = Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'] ?? 1000);
+  if (n <= 0) throw new ConfigError(key, 'must be positive', value);
+  return n;
+}
+
+function parseBool(value: string | boolean, key: string): boolean {
+  if (typeof value === 'boolean') return value;
+  const v = value.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(key, 'must be true or false', value);
+}
+
+export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const pick = (key: string): string | boolean | undefined => {
+    const v = raw[key];
+    if (v !== undefined) return v;
+    const e = env[SPECS[key].env];
+    return e === undefined || e === '' ? undefined : e;
+  };
+  const str = (key: string, def?: string): string | undefined => {
+    const v = pick(key);
+    if (v === undefined) return def;
+    if (typeof v !== 'string') throw new ConfigError(key, 'must be a string', v);
+    return v;
+  };
+  const nodeName = str('nodeName');
+  if (!nodeName) throw new ConfigError('nodeName', 'required (the DaemonSet sets it from spec.nodeName)');
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName) || nodeName.length > 253) throw new ConfigError('nodeName', 'must be a DNS-1123 subdomain', nodeName);
+
+  const backend = str('backend', 'nftables')!;
+  if (!(BACKEND_NAMES as readonly string[]).includes(backend)) throw new ConfigError('backend', `must be one of ${BACKEND_NAMES.join(', ')}`, backend);
+  const repairMode = str('repairMode', 'repair')!;
+  if (!(REPAIR_MODES as readonly string[]).includes(repairMode)) throw new ConfigError('repairMode', `must be one of ${REPAIR_MODES.join(', ')}`, repairMode);
+  const repairIntervalMs = parseDuration(str('repairInterval', '60s')!, 'repairInterval');
+  const metricsAddr = str('metricsAddr', '0.0.0.0:15014')!;
+  try { parseListenAddress(metricsAddr, 'metrics-addr'); } catch { throw new ConfigError('metricsAddr', 'must be host:port', metricsAddr); }
+  const excludeRaw = str('excludeNamespaces', 'kube-system')!;
+  const excludeNamespaces = excludeRaw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const ns of excludeNamespaces) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) throw new ConfigError('excludeNamespaces', 'each entry must be a namespace name', ns);
+  }
+  const abs = (key: string, def: string): string => {
+    const v = str(key, def)!;
+    if (!v.startsWith('/')) throw new ConfigError(key, 'must be an absolute path', v);
+    return v;
+  };
+  const install = pick('install');
+  const controlPlane = pick('controlPlane');
+  const keep = pick('keepChainOnShutdown');
+  const logLevel = str('logLevel', 'info')!;
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) throw new ConfigError('logLevel', 'must be trace|debug|info|warn|error|fatal|silent', logLevel);
+  return {
+    nodeName,
+    kubeconfig: str('kubeconfig'),
+    cniConfDir: abs('cniConfDir', '/etc/cni/net.d'),
+    cniBinDir: abs('cniBinDir', '/opt/cni/bin'),
+    cniPluginBinary: abs('cniPluginBinary', '/usr/local/lib/weir/weir-cni'),
+    install: install === undefined ? true : parseBool(install, 'install'),
+    runDir: abs('runDir', '/var/run/weir'),
+    backend: backend as BackendName,
+    repairMode: repairMode as RepairMode,
+    repairIntervalMs,
+    metricsAddr,
+    hostProc: abs('hostProc', '/proc'),
+    excludeNamespaces,
+    keepChainOnShutdown: keep === undefined ? false : parseBool(keep, 'keepChainOnShutdown'),
+    controlPlane: controlPlane === undefined ? true : parseBool(controlPlane, 'controlPlane'),
+    clusterDomain: str('clusterDomain', 'cluster.local')!,
+    logLevel,
+  };
+}
