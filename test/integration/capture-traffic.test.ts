@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createPodPair, podPairAddresses, sh, skipUnlessRoot, type Netns, type PodPair } from '../support/netns.js';
+import { createPodPair, podPairAddresses, sh, skipUnlessRoot, uniq, type Netns, type PodPair } from '../support/netns.js';
 import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
@@ -20,6 +20,9 @@ import type { BackendName } from '../../src/redirect/types.js';
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);
 const PROXY_UID = '1337';
+/** net1's subnet exists only inside this suite's two netns. */
+const NET1_POD = '192.168.77.2';
+const NET1_PEER = '192.168.77.1';
 
 function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -44,9 +47,10 @@ async function listen(ns: Netns, port: number, name: string, reportOriginalDst: 
 const asUid = (uid?: string): string[] => (uid ? ['setpriv', '--reuid', uid, '--regid', uid, '--clear-groups'] : []);
 
 /** Connects from inside `ns` (optionally as a uid) and returns the line the server sent. */
-async function tcpFrom(ns: Netns, address: string, port: number, uid?: string): Promise<string> {
+async function tcpFrom(ns: Netns, address: string, port: number, uid?: string, bind?: string): Promise<string> {
   const target = address.includes(':') ? `TCP6:[${address}]:${port}` : `TCP4:${address}:${port}`;
-  const { stdout } = await execFileAsync('ip', ['netns', 'exec', ns.name, ...asUid(uid), 'socat', '-u', `${target},connect-timeout=3`, '-'], { timeout: 10_000 });
+  const options = `connect-timeout=3${bind ? `,bind=${bind}` : ''}`;
+  const { stdout } = await execFileAsync('ip', ['netns', 'exec', ns.name, ...asUid(uid), 'socat', '-u', `${target},${options}`, '-'], { timeout: 10_000 });
   return stdout.trim();
 }
 
@@ -101,6 +105,7 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
           'traffic.sidecar.istio.io/excludeOutboundPorts': '9090',
           'traffic.sidecar.istio.io/excludeOutboundIPRanges': `${extra4}/32,${extra6}/128`,
           'traffic.sidecar.istio.io/excludeInboundPorts': '9443',
+          'traffic.sidecar.istio.io/excludeInterfaces': 'net1',
         },
       },
       spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] },
@@ -115,6 +120,17 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
       extra6 = a.peer6.replace(/::1$/, '::9');
       pair.peer.ip('addr', 'add', `${extra4}/32`, 'dev', pair.peerIf);
       pair.peer.ip('-6', 'addr', 'add', `${extra6}/128`, 'dev', pair.peerIf, 'nodad');
+      // A second link, net1 (think Multus), whose traffic is excluded both ways.
+      const tmp = uniq('wrx').slice(0, 12);
+      sh('ip', ['link', 'add', tmp, 'type', 'veth', 'peer', 'name', `${tmp}b`]);
+      sh('ip', ['link', 'set', tmp, 'netns', pair.pod.name]);
+      sh('ip', ['link', 'set', `${tmp}b`, 'netns', pair.peer.name]);
+      pair.pod.ip('link', 'set', tmp, 'name', 'net1');
+      pair.peer.ip('link', 'set', `${tmp}b`, 'name', 'net1');
+      pair.pod.ip('addr', 'add', `${NET1_POD}/24`, 'dev', 'net1');
+      pair.peer.ip('addr', 'add', `${NET1_PEER}/24`, 'dev', 'net1');
+      pair.pod.ip('link', 'set', 'net1', 'up');
+      pair.peer.ip('link', 'set', 'net1', 'up');
       // A rule and a table weir does not own: must survive apply and remove.
       pair.pod.exec('iptables-nft', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '7777', '-j', 'RETURN']);
       pair.pod.exec('nft', ['add table inet wr_foreign; add chain inet wr_foreign c; add rule inet wr_foreign c tcp dport 7777 accept']);
@@ -125,6 +141,7 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
       servers.push(await listen(pair.pod, 15006, '15006', true));
       servers.push(await listen(pair.pod, 9443, 'pod9443', false));
       servers.push(await listen(pair.pod, 15021, 'pod15021', false));
+      servers.push(await listen(pair.pod, 8080, 'pod8080', false));
       const peerDns = await startDnsmasq(pair.peer, dir, ['--port', '53', `--listen-address=${a.peer4}`, `--listen-address=${a.peer6}`, '--address=/wr.test/10.9.9.1']);
       children.push(peerDns.child);
       // The stand-in DNS proxy runs as the proxy uid, answers local.wr.test
@@ -165,6 +182,24 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
       assert.equal(await tcpFrom(pair.pod, extra6, 8080), 'peer8080');
       assert.equal(await tcpFrom(pair.peer, a.pod4, 9443), 'pod9443');
       assert.equal(await tcpFrom(pair.peer, a.pod6, 15021), 'pod15021');
+    });
+
+    test('traffic over an excluded interface is not captured, in either direction', async () => {
+      assert.equal(await tcpFrom(pair.pod, NET1_PEER, 8080), 'peer8080');
+      assert.equal(await tcpFrom(pair.peer, NET1_POD, 8080), 'pod8080');
+      // The same ports over eth0 are captured.
+      assert.equal(await tcpFrom(pair.peer, a.pod4, 8080), `15006 ${a.pod4}:8080`);
+    });
+
+    test("loopback: the proxy calling its pod's own address goes to 15006; the app and 127.0.0.6 passthrough do not", async () => {
+      assert.equal(await tcpFrom(pair.pod, a.pod4, 8080, PROXY_UID), `15006 ${a.pod4}:8080`);
+      assert.equal(await tcpFrom(pair.pod, a.pod6, 8080, PROXY_UID), `15006 [${a.pod6}]:8080`);
+      // The proxy handing inbound traffic to the app leaves from 127.0.0.6: never captured again.
+      assert.equal(await tcpFrom(pair.pod, a.pod4, 8080, PROXY_UID, '127.0.0.6'), 'pod8080');
+      // The app calling its own pod address or localhost stays local.
+      assert.equal(await tcpFrom(pair.pod, a.pod4, 8080), 'pod8080');
+      assert.equal(await tcpFrom(pair.pod, '127.0.0.1', 8080), 'pod8080');
+      assert.equal(await tcpFrom(pair.pod, '127.0.0.1', 8080, PROXY_UID), 'pod8080');
     });
 
     test('app DNS to any :53, UDP and TCP, IPv4 and IPv6, lands on 15053', async () => {
