@@ -31,7 +31,20 @@ export class AgentProcess {
   private child: ChildProcess | null = null;
   log = '';
 
-  constructor(private readonly containerd: Containerd, readonly runDir: string, readonly podsDir: string) {}
+  /**
+   * @param servicesDir when given, the agent also serves the proxies'
+   *   control plane on <runDir>/proxy.sock from the Service/EndpointSlice
+   *   JSON files there (see putObject).
+   */
+  constructor(private readonly containerd: Containerd, readonly runDir: string, readonly podsDir: string, readonly servicesDir?: string) {}
+
+  /** Add or replace a Service or EndpointSlice the agent's registry is built from. */
+  putObject(obj: { kind: 'Service' | 'EndpointSlice'; metadata: { name: string; namespace: string } }): void {
+    if (!this.servicesDir) throw new Error('AgentProcess: putObject needs servicesDir');
+    const file = path.join(this.servicesDir, `${obj.kind}-${obj.metadata.namespace}-${obj.metadata.name}.json`);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(obj));
+    fs.renameSync(`${file}.tmp`, file);
+  }
 
   /** Record the Pod object for `spec` (with its uid) where the agent reads pods. */
   declare(spec: PodSpec & { uid: string }): void {
@@ -43,7 +56,8 @@ export class AgentProcess {
     this.log = '';
     const child = spawn(process.execPath, ['--import', 'tsx', HARNESS,
       '--run-dir', this.runDir, '--cni-conf-dir', this.containerd.cniConfDir, '--cni-bin-dir', this.containerd.cniBinDir,
-      '--pods-dir', this.podsDir, '--plugin-binary', WEIR_CNI], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      '--pods-dir', this.podsDir, '--plugin-binary', WEIR_CNI,
+      ...(this.servicesDir ? ['--services-dir', this.servicesDir] : [])], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stderr!.on('data', (d) => { this.log += d.toString(); });
     await new Promise<void>((resolve, reject) => {

@@ -3,10 +3,12 @@
 // behind them by weir's installer, and weir's agent side (CNI server,
 // capture controller, nftables backend) programs each pod's netns.
 //
-// The agent here is test/e2e/runtime/agent-harness.ts (the agent's real parts,
-// pods from JSON files) because `weir agent` is not registered yet; the cases
-// that need the agent proper (Kubernetes API, control plane for service VIPs,
-// startup verification) are skipped below and say so.
+// The agent here is test/e2e/runtime/agent-harness.ts — the agent's real
+// parts (installer, CNI server, capture controller, control plane), with Pods,
+// Services and EndpointSlices from JSON files instead of the API server —
+// because `weir agent` is not registered yet. The cases that need the agent
+// proper (startup verification) or DNS inside `weir proxy` are skipped below
+// and name the missing component.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -43,6 +45,7 @@ const NEEDS_AGENT = hasWeirAgent
 let node: RuntimeNode;
 let runDir: string;
 let podsDir: string;
+let servicesDir: string;
 let agent: AgentProcess;
 
 /** Give the pod a uid and record its Pod object where the agent reads pods. */
@@ -89,11 +92,14 @@ before(async () => {
   if (skip) return;
   node = await startRuntimeNode({ withApp: true });
   runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-run-'));
+  // Mounted into pods at /var/run/weir: the proxies (UID 1337) must reach proxy.sock.
+  fs.chmodSync(runDir, 0o755);
   podsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-pods-'));
+  servicesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-svcs-'));
   serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')];
   clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')];
   lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-late')];
-  agent = new AgentProcess(node.containerd, runDir, podsDir);
+  agent = new AgentProcess(node.containerd, runDir, podsDir, servicesDir);
   for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
   await agent.start();
 });
@@ -101,7 +107,7 @@ before(async () => {
 after(async () => {
   await agent?.kill();
   await node?.stop();
-  for (const d of [runDir, podsDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of [runDir, podsDir, servicesDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
 test('captured pods: client → server pod IP goes through both proxies (access logs, metrics)', { skip }, async () => {
@@ -129,6 +135,31 @@ test('captured pods: client → server pod IP goes through both proxies (access 
   assert.match(smetrics, /istio_tcp_connections_opened_total\{reporter="destination"[^}]*destination_workload="we-server"[^}]*\} [1-9]/);
 });
 
+test('client → service VIP reaches the server app through both proxies, routed by the agent\'s registry', { skip }, async () => {
+  assert.ok(server && client, 'needs the pods of the first case');
+  // A ClusterIP nothing routes: only the client proxy's registry knows it.
+  const vip = `10.96.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+  agent.putObject({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'we-echo', namespace: NS },
+    spec: { type: 'ClusterIP', clusterIP: vip, clusterIPs: [vip], ports: [{ name: 'tcp-echo', port: 80, protocol: 'TCP', targetPort: APP_PORT }] } } as never);
+  agent.putObject({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+    metadata: { name: 'we-echo-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'we-echo' } },
+    endpoints: [{ addresses: [server.ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', name: 'we-server', namespace: NS } }],
+    ports: [{ name: 'tcp-echo', port: APP_PORT, protocol: 'TCP' }] } as never);
+
+  // The client proxy learns the service from the agent (config_dump on its loopback admin port).
+  await waitFor(async () => (await client.exec('app', ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:15000/config_dump'])).stdout.includes(vip),
+    10_000, `client proxy registry with ${vip}`).catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${agent.log}\nclient proxy:\n${client.logs('weir-proxy')}`); });
+  const reply = await client.exec('app', ['/bin/nc', '-w', '5', vip, '80']);
+  assert.equal(reply.stdout.trim(), 'hello from we-server', reply.stderr);
+
+  await waitFor(async () => accessLines(client, 'outbound').some((l) => l.originalDst === `${vip}:80`), 5000, 'client access line for the VIP');
+  const out = accessLines(client, 'outbound').filter((l) => l.originalDst === `${vip}:80`).at(-1)!;
+  assert.equal(out.upstream, `${server.ip}:${APP_PORT}`, JSON.stringify(out));
+  // The server proxy saw it arrive (inbound capture) from the client pod.
+  assert.ok(accessLines(server, 'inbound').some((l) => String(l.downstream).startsWith(`${client.ip}:`) && l.originalDst === `${server.ip}:${APP_PORT}`));
+  const metrics = (await client.exec('app', ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:15090/stats/prometheus'])).stdout;
+  assert.match(metrics, /istio_tcp_connections_opened_total\{reporter="source"[^}]*destination_service="we-echo\.we-e2e\.svc\.cluster\.local"[^}]*\} [1-9]/);
+});
 test('a pod without the proxy is untouched: no weir tables, reachable directly', { skip }, async () => {
   const plain = await runPod(node.cri, plainSpec, (p) => node.containerd.trackNetns(p));
   try {
@@ -179,7 +210,6 @@ test('agent killed: a new pod fails closed; after the agent returns it starts ca
   }
 });
 
-test('client → service VIP through both proxies, routed by the agent\'s registry', { skip: skip || NEEDS_AGENT }, () => {});
 test('DNS of the service name answered by the client\'s proxy on 15053', {
   skip: skip || `${NEEDS_AGENT}; and DNS embedded in \`weir proxy\` (DNS engineer: startDnsProxy is not started by src/proxy/proxy.ts yet)`,
 }, () => {});
