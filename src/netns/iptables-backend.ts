@@ -12,7 +12,7 @@
 // Locking: legacy xtables serialises writers on one lock file per host; a
 // slow pod would stall every other pod's ADD (istio 31936, 58507). Each netns
 // has its own tables, so each gets its own XTABLES_LOCKFILE.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
 import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
 import type { IptablesMode } from './iptables-detect.js';
@@ -252,6 +252,8 @@ export class IptablesBackend implements CaptureBackend {
         const script = removalScript(await this.current(netns, f));
         if (script !== '') await this.run(netns, f, 'restore', script);
       }
+      // One lock file per pod would otherwise pile up for the node's lifetime.
+      rmSync(this.lockFile(netns), { force: true });
     });
   }
 }

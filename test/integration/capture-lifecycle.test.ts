@@ -60,6 +60,7 @@ test('iptables legacy variant: apply, verify, re-apply, remove, with a lock file
   assert.doesNotMatch(ns.exec('iptables-nft-save'), /WEIR_/, 'legacy mode must not write nft tables');
   assert.ok(readdirSync(lockDir).some((f) => f.includes(ns.name)), `no per-netns lock in ${readdirSync(lockDir).join(', ')}`);
   await backend.remove(ns.path);
+  assert.ok(!readdirSync(lockDir).some((f) => f.includes(ns.name)), 'remove deletes the netns lock file');
   assert.doesNotMatch(ns.exec('iptables-legacy-save'), /WEIR_/);
   assert.doesNotMatch(ns.exec('ip6tables-legacy-save'), /WEIR_/);
 });
@@ -76,4 +77,17 @@ test('iptables variant detection follows the reference netns; override and env w
   assert.equal((await detectIptablesMode({ referenceNetns: ns.path, env: { WEIR_IPTABLES_MODE: 'legacy' } })).mode, 'legacy');
   await assert.rejects(detectIptablesMode({ env: { WEIR_IPTABLES_MODE: 'xt' } }), /WEIR_IPTABLES_MODE: must be "nft" or "legacy" \(bad value: "xt"\)/);
   assert.ok(existsSync(ns.path));
+});
+
+test('iptables legacy: concurrent applies to 6 netns, and 4 at once to one netns, all end exactly programmed', { skip }, async () => {
+  const lockDir = mkdtempSync(path.join(tmpdir(), 'wr-locks-'));
+  cleanups.push(() => rmSync(lockDir, { recursive: true, force: true }));
+  const backend = new IptablesBackend({ mode: 'legacy', lockDir });
+  const plan = buildPlan(pod({}));
+  const many = Array.from({ length: 6 }, () => netns());
+  await Promise.all(many.map((ns) => backend.apply(ns.path, plan)));
+  const one = many[0];
+  await Promise.all(Array.from({ length: 4 }, () => backend.apply(one.path, plan)));
+  for (const ns of many) assert.deepEqual(await backend.verify(ns.path, plan), { ok: true, differences: [] }, ns.name);
+  assert.equal(readdirSync(lockDir).filter((f) => f.startsWith('_run_netns_wrl-')).length, many.length, 'one lock file per netns');
 });
