@@ -6,13 +6,13 @@
 # warmed first, so "external" measures cached forwarded answers and
 # "service" measures locally answered cluster names.
 #
-#   bash bench/dns-bench.sh [seconds-per-run=10] [clients=4]
+#   [ROUNDS=3] bash bench/dns-bench.sh [seconds-per-run=5] [clients=4]
 #
 # Everything runs inside a private network namespace (loopback only) and is
 # removed on exit. Writes bench/results/dns.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS="${1:-10}"
+SECS="${1:-5}"
 CLIENTS="${2:-4}"
 NS="wdb-$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 TMP="$(mktemp -d /tmp/wd-bench.XXXXXX)"
@@ -81,15 +81,28 @@ run() { # server-port query-file seconds → dnsperf output
 run 15053 "$TMP/ext.txt" 1 >/dev/null
 run 5353 "$TMP/ext.txt" 1 >/dev/null
 
-declare -A QPS LAT LOST
+# The machine is shared, so load from elsewhere comes and goes: alternate
+# weir and dnsmasq in short rounds and report the median round of each.
+ROUNDS="${ROUNDS:-3}"
+declare -A QPS LAT LOST ALL
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for kind in ext svc; do
+  for round in $(seq 1 "$ROUNDS"); do
+    for target in weir dnsmasq; do
+      port=15053; [ "$target" = dnsmasq ] && port=5353
+      out="$(run "$port" "$TMP/$kind.txt" "$SECS")"
+      q="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
+      l="$(awk '/Average Latency \(s\):/ {printf "%.3f", $4 * 1000}' <<<"$out")"
+      lost="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
+      QPS[$target-$kind]+="$q "; LAT[$target-$kind]+="$l "; LOST[$target-$kind]+="$lost "
+      ALL[$target-$kind]+="${q%.*} "
+      echo "round $round $target $kind: $q qps, avg $l ms, lost $lost" >&2
+    done
+  done
   for target in weir dnsmasq; do
-    port=15053; [ "$target" = dnsmasq ] && port=5353
-    out="$(run "$port" "$TMP/$kind.txt" "$SECS")"
-    QPS[$target-$kind]="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
-    LAT[$target-$kind]="$(awk '/Average Latency \(s\):/ {printf "%.3f", $4 * 1000}' <<<"$out")"
-    LOST[$target-$kind]="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
-    echo "$target $kind: ${QPS[$target-$kind]} qps, avg ${LAT[$target-$kind]} ms, lost ${LOST[$target-$kind]}" >&2
+    QPS[$target-$kind]="$(median <<<"${QPS[$target-$kind]}")"
+    LAT[$target-$kind]="$(median <<<"${LAT[$target-$kind]}")"
+    LOST[$target-$kind]="$(tr ' ' '\n' | awk '{ s += $1 } END { print s }' <<<"${LOST[$target-$kind]}")"
   done
 done
 
@@ -105,16 +118,18 @@ mkdir -p bench/results
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(nproc) vCPU ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r); shared with other workloads"
   echo "- dnsperf $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), node $(node --version)"
-  echo "- each run: ${SECS} s, ${CLIENTS} clients, up to 200 outstanding queries, UDP over loopback in a private netns"
+  echo "- ${ROUNDS} alternating rounds per workload, each ${SECS} s per server, ${CLIENTS} clients, up to 200 outstanding queries, UDP over loopback in a private netns; medians reported, every round listed below"
   echo "- external: ${N_EXT} names, answered from each server's cache (warmed first) after forwarding to the same upstream dnsmasq"
   echo "- service: ${N_SVC} cluster FQDNs, weir from its registry, dnsmasq from --host-record"
   echo
-  echo "| workload | weir qps | dnsmasq qps | weir / dnsmasq | weir avg latency | dnsmasq avg latency | lost (weir / dnsmasq) |"
+  echo "| workload | weir qps (median) | dnsmasq qps (median) | weir / dnsmasq | weir avg latency | dnsmasq avg latency | lost, all rounds (weir / dnsmasq) |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
   for kind in ext svc; do
     label="cached external names"; [ "$kind" = svc ] && label="service names"
     echo "| $label | ${QPS[weir-$kind]%.*} | ${QPS[dnsmasq-$kind]%.*} | $(ratio "${QPS[weir-$kind]}" "${QPS[dnsmasq-$kind]}")× | ${LAT[weir-$kind]} ms | ${LAT[dnsmasq-$kind]} ms | ${LOST[weir-$kind]} / ${LOST[dnsmasq-$kind]} |"
   done
+  echo
+  echo "Every round (qps): weir external ${ALL[weir-ext]}; dnsmasq external ${ALL[dnsmasq-ext]}; weir service ${ALL[weir-svc]}; dnsmasq service ${ALL[dnsmasq-svc]}."
   echo
   echo "Single-socket Node.js ceiling on this machine (UDP echo that only flips the QR bit, same dnsperf settings): ${ECHO_QPS%.*} qps = $(ratio "$ECHO_QPS" "${QPS[dnsmasq-ext]}")× dnsmasq; weir reaches $(ratio "${QPS[weir-ext]}" "$ECHO_QPS")× (external) and $(ratio "${QPS[weir-svc]}" "$ECHO_QPS")× (service) of it."
   cat <<'NOTES'
