@@ -1,4 +1,49 @@
-import type { Command } from 'commander';
+// `weir agent`: the node agent (the DaemonSet's process).
+import { Command, Option } from 'commander';
+import { resolveAgentConfig, ConfigError, type RawAgentOptions } from '../../agent/config.js';
+import { startAgent, defaultPluginBinary } from '../../agent/agent.js';
 
-// Placeholder until the agent registers `weir agent`.
-export function registerAgentCommand(_program: Command): void {}
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run the node agent: CNI server, installer, capture repair, metrics (:15014), admin socket')
+    .addOption(new Option('--node-name <name>', 'this node (env NODE_NAME)'))
+    .addOption(new Option('--kubeconfig <path>', 'kubeconfig file; default in-cluster (env KUBECONFIG)'))
+    .addOption(new Option('--cni-conf-dir <dir>', 'CNI conf dir (env WEIR_CNI_CONF_DIR)').default(undefined, '/etc/cni/net.d'))
+    .addOption(new Option('--cni-bin-dir <dir>', 'CNI bin dir (env WEIR_CNI_BIN_DIR)').default(undefined, '/opt/cni/bin'))
+    .addOption(new Option('--cni-plugin-binary <path>', 'the weir-cni executable to install (env WEIR_CNI_PLUGIN_BINARY)'))
+    .option('--no-install', 'do not install or chain weir-cni (env WEIR_INSTALL=false)')
+    .addOption(new Option('--run-dir <dir>', 'sockets and state (env WEIR_RUN_DIR)').default(undefined, '/var/run/weir'))
+    .addOption(new Option('--backend <name>', 'nftables | iptables (env WEIR_BACKEND)').default(undefined, 'nftables'))
+    .addOption(new Option('--repair-mode <mode>', 'repair | delete | label (env WEIR_REPAIR_MODE)').default(undefined, 'repair'))
+    .addOption(new Option('--repair-interval <duration>', 'how often every pod is verified (env WEIR_REPAIR_INTERVAL)').default(undefined, '60s'))
+    .addOption(new Option('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)').default(undefined, '0.0.0.0:15014'))
+    .addOption(new Option('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)').default(undefined, '/proc'))
+    .addOption(new Option('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)').default(undefined, 'kube-system'))
+    .addOption(new Option('--keep-chain-on-shutdown [bool]', 'leave weir-cni chained when the agent stops: new pods then fail closed (env WEIR_KEEP_CHAIN_ON_SHUTDOWN)'))
+    .option('--no-control-plane', 'do not serve the proxies\' control plane (env WEIR_CONTROL_PLANE=false)')
+    .addOption(new Option('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN').default(undefined, 'cluster.local'))
+    .addOption(new Option('--log-level <level>', 'env WEIR_LOG_LEVEL').default(undefined, 'info'))
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      // Commander sets negatable flags to true when absent; only an explicit --no-x counts, so env can still decide.
+      const raw: RawAgentOptions = { ...opts, install: opts.install === false ? false : undefined, controlPlane: opts.controlPlane === false ? false : undefined };
+      if (raw.cniPluginBinary === undefined && !process.env.WEIR_CNI_PLUGIN_BINARY) raw.cniPluginBinary = defaultPluginBinary();
+      let cfg;
+      try {
+        cfg = resolveAgentConfig(raw);
+      } catch (e) {
+        if (e instanceof ConfigError) { process.stderr.write(`weir agent: ${e.message}\n`); process.exit(2); }
+        throw e;
+      }
+      const agent = await startAgent(cfg);
+      let stopping = false;
+      const stop = (sig: string): void => {
+        if (stopping) return;
+        stopping = true;
+        agent.logger.info({ signal: sig }, 'shutting down');
+        agent.close().then(() => process.exit(0), (err: unknown) => { agent.logger.error({ err: String(err) }, 'shutdown failed'); process.exit(1); });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}
