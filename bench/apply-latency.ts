@@ -163,8 +163,9 @@ async function main(): Promise<void> {
     '',
     'Why the two in-process rows differ: any nf_tables transaction that deletes a table makes the kernel wait (~10 ms here), ' +
       'even when the table was declared empty in the same batch. The replace idiom ("declare empty; delete; define") pays it on every apply; ' +
-      'NftablesBackend skips it when the netns has no weir table yet (CNI ADD): `list tables`, then `create table` + the definitions in one ' +
-      'transaction, falling back to the full replace if a weir table exists or appears meanwhile (EEXIST aborts the whole batch).',
+      'NftablesBackend skips it when the netns has no weir table yet (CNI ADD): `create table` + the definitions in one transaction ' +
+      '(preceded by a `list tables` only when the plan leaves one of weir\'s tables out), falling back to the full replace if a weir table ' +
+      'exists or appears meanwhile (EEXIST aborts the whole batch).',
     '',
     'Reproduce: `npx tsx bench/apply-latency.ts` (root, addon built; `WEIR_BENCH_N` to change the count).',
     '',
