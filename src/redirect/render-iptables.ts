@@ -96,6 +96,10 @@ function natTable(plan: RedirectPlan, family: 4 | 6, comment: string): IptablesT
 function rawTable(plan: RedirectPlan, comment: string): IptablesTable {
   const { proxyUid: uid, proxyGid: gid } = plan;
   const rules: string[] = [];
+  // DNS over an excluded interface is not captured: it stays in the default
+  // zone both ways (a query and its reply must share a zone).
+  for (const ifname of plan.excludeInterfaces) rules.push(`-A WEIR_DNS_ZONE_OUT -o ${ifname} -j RETURN`);
+  for (const ifname of plan.excludeInterfaces) rules.push(`-A WEIR_DNS_ZONE_IN -i ${ifname} -j RETURN`);
   for (const proto of ['udp', 'tcp']) {
     rules.push(`-A WEIR_DNS_ZONE_OUT -p ${proto} --sport ${plan.dns.port} -j CT --zone ${DNS_ZONE_APP_TO_PROXY}`);
   }

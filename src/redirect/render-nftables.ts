@@ -111,11 +111,16 @@ function natTable(plan: RedirectPlan, comment: string): string {
 function rawTable(plan: RedirectPlan, comment: string): string {
   const { proxyUid: uid, proxyGid: gid } = plan;
   const dns53 = 'meta l4proto { tcp, udp } th dport 53';
+  // DNS over an excluded interface is not captured, so it stays in the
+  // default zone both ways (a query and its reply must share a zone).
+  const skipInterfaces = (dir: 'iifname' | 'oifname'): string[] =>
+    plan.excludeInterfaces.length > 0 ? [`\t\t${dir} ${quoted(plan.excludeInterfaces)} return`] : [];
   return [
     `table ${NFT_FAMILY} ${NFT_RAW_TABLE} {`,
     `\tcomment "${comment}"`,
     '\tchain output {',
     '\t\ttype filter hook output priority raw; policy accept;',
+    ...skipInterfaces('oifname'),
     `\t\tmeta l4proto { tcp, udp } th sport ${plan.dns.port} ct zone set ${DNS_ZONE_APP_TO_PROXY} return`,
     `\t\t${dns53} meta skuid ${uid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
     `\t\t${dns53} meta skgid ${gid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
@@ -123,6 +128,7 @@ function rawTable(plan: RedirectPlan, comment: string): string {
     '\t}',
     '\tchain prerouting {',
     '\t\ttype filter hook prerouting priority raw; policy accept;',
+    ...skipInterfaces('iifname'),
     `\t\tmeta l4proto { tcp, udp } th sport 53 ct zone set ${DNS_ZONE_PROXY_UPSTREAM}`,
     '\t}',
     '}',

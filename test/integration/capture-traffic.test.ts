@@ -142,7 +142,7 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
       servers.push(await listen(pair.pod, 9443, 'pod9443', false));
       servers.push(await listen(pair.pod, 15021, 'pod15021', false));
       servers.push(await listen(pair.pod, 8080, 'pod8080', false));
-      const peerDns = await startDnsmasq(pair.peer, dir, ['--port', '53', `--listen-address=${a.peer4}`, `--listen-address=${a.peer6}`, '--address=/wr.test/10.9.9.1']);
+      const peerDns = await startDnsmasq(pair.peer, dir, ['--port', '53', `--listen-address=${a.peer4}`, `--listen-address=${a.peer6}`, `--listen-address=${NET1_PEER}`, '--address=/wr.test/10.9.9.1']);
       children.push(peerDns.child);
       // The stand-in DNS proxy runs as the proxy uid, answers local.wr.test
       // itself and forwards the rest to the peer (its own, uncaptured, query).
@@ -187,6 +187,9 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
     test('traffic over an excluded interface is not captured, in either direction', async () => {
       assert.equal(await tcpFrom(pair.pod, NET1_PEER, 8080), 'peer8080');
       assert.equal(await tcpFrom(pair.peer, NET1_POD, 8080), 'pod8080');
+      assert.equal(await digFrom(pair.pod, NET1_PEER, 'local.wr.test'), '10.9.9.1', 'app DNS over net1');
+      assert.equal(await digFrom(pair.pod, NET1_PEER, 'local.wr.test', { tcp: true }), '10.9.9.1', 'app TCP DNS over net1');
+      assert.equal(await digFrom(pair.pod, NET1_PEER, 'local.wr.test', { uid: PROXY_UID }), '10.9.9.1', 'proxy DNS over net1');
       // The same ports over eth0 are captured.
       assert.equal(await tcpFrom(pair.peer, a.pod4, 8080), `15006 ${a.pod4}:8080`);
     });
