@@ -7,6 +7,7 @@ import { FieldError } from '../../common/errors.js';
 import type { CaptureBackend } from '../../netns/backend-types.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, getBackend } from '../../netns/backends.js';
 import { detectIptablesMode, type IptablesMode } from '../../netns/iptables-detect.js';
+import { ADDON_NOT_BUILT, nativeAvailable } from '../../netns/native.js';
 import { buildPlan } from '../../redirect/plan.js';
 import { readPodFile } from '../../redirect/pod-file.js';
 import { renderIptables } from '../../redirect/render-iptables.js';
@@ -30,6 +31,18 @@ function requireNetns(netns: string | undefined): string {
   if (!netns) throw new BadInput('--netns: a network namespace path is required');
   if (!existsSync(netns)) throw new BadInput(`--netns: no such network namespace: ${netns}`);
   return netns;
+}
+
+/**
+ * Backends to look at when the user named none: both, except nftables when
+ * the native addon is missing (an iptables-only host can still show and
+ * remove; naming --backend nftables still reports the missing addon).
+ */
+function implicitBackends(named: BackendName | undefined): BackendName[] {
+  if (named) return [named];
+  if (nativeAvailable()) return [...BACKEND_NAMES];
+  process.stderr.write(`weir rules: skipping nftables: ${ADDON_NOT_BUILT}\n`);
+  return BACKEND_NAMES.filter((b) => b !== 'nftables');
 }
 
 async function backendFor(name: BackendName, opts: CommonOpts): Promise<CaptureBackend> {
@@ -90,7 +103,7 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('show').description('print what weir programmed in a netns'), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      const names = opts.backend ? [opts.backend] : [...BACKEND_NAMES];
+      const names = implicitBackends(opts.backend);
       let any = false;
       for (const name of names) {
         const state = await (await backendFor(name, opts)).read(netns);
@@ -117,7 +130,7 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('remove').description("remove exactly weir's rules from a netns"), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      for (const name of opts.backend ? [opts.backend] : [...BACKEND_NAMES]) await (await backendFor(name, opts)).remove(netns);
+      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(netns);
       process.stdout.write(`removed weir rules from ${netns}\n`);
     }));
 }
