@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
 import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
 import type { IptablesMode } from './iptables-detect.js';
+import { nativeAvailable, nftRun } from './native.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { formatRestore, IPTABLES_CHAIN_PREFIX, IPTABLES_TABLES, renderIptablesRules, type IptablesTable } from '../redirect/render-iptables.js';
 import { planHash } from '../redirect/plan.js';
@@ -196,11 +197,29 @@ export class IptablesBackend implements CaptureBackend {
     return content;
   }
 
+  /**
+   * True when the netns certainly holds no weir chain, known without running
+   * iptables-save: iptables-nft keeps its tables in nf_tables, and a netns
+   * with no nat or raw table at all (a new pod) has nothing of weir. Saves
+   * two process spawns per apply on CNI ADD. Any doubt → false.
+   */
+  private async knownEmpty(netns: string): Promise<boolean> {
+    if (this.mode !== 'nft' || !nativeAvailable()) return false;
+    try {
+      const tables = await nftRun(netns, 'list tables');
+      return !/^table ip6? (nat|raw)$/m.test(tables);
+    } catch {
+      return false;
+    }
+  }
+
   async apply(netns: NetnsPath, plan: RedirectPlan): Promise<void> {
     const rendered = FAMILIES.map((f) => renderIptablesRules(plan, f));
     await this.serial(netns, async () => {
+      const empty = await this.knownEmpty(netns);
       for (const r of rendered) {
-        const script = applyScript(r.tables, await this.current(netns, r.family));
+        const current = empty ? new Map<string, WeirTableContent>() : await this.current(netns, r.family);
+        const script = applyScript(r.tables, current);
         await this.run(netns, r.family, 'restore', script);
       }
     });
