@@ -1,8 +1,11 @@
 // Cache of upstream answers, stored as the raw response bytes. A hit copies
 // the bytes, patches the ID and rewrites each TTL field (offsets recorded at
 // insertion) to what is left of it: no decode or re-encode on the hot path.
-// Bounded by entries and bytes; least recently used entries go first (a Map
-// keeps insertion order, and a hit re-inserts the entry at the end).
+// Bounded by entries and bytes. Eviction is second-chance ("CLOCK"), an LRU
+// approximation: a hit only sets a flag, and eviction walks from the oldest
+// insertion, giving flagged entries another round at the end instead of
+// dropping them. Re-inserting into the Map on every hit (exact LRU) doubled
+// the cost of a cache hit.
 import { summarizeResponse, RCODE_NOERROR, RCODE_NXDOMAIN, WireError } from './wire.js';
 
 interface Entry {
@@ -12,6 +15,8 @@ interface Entry {
   storedAtMs: number;
   expiresAtMs: number;
   bytes: number;
+  /** Used since it was last considered for eviction. */
+  referenced: boolean;
 }
 
 export interface CacheOptions {
@@ -66,7 +71,7 @@ export class AnswerCache {
     const bytes = copy.length + ttlOffsets.byteLength * 2 + key.length * 2 + ENTRY_OVERHEAD;
     if (bytes > this.opts.maxBytes) return 0;
     this.delete(key);
-    this.entries.set(key, { response: copy, ttlOffsets, originalTtls, storedAtMs: nowMs, expiresAtMs: nowMs + ttl * 1000, bytes });
+    this.entries.set(key, { response: copy, ttlOffsets, originalTtls, storedAtMs: nowMs, expiresAtMs: nowMs + ttl * 1000, bytes, referenced: false });
     this.totalBytes += bytes;
     this.evict();
     return ttl;
@@ -83,9 +88,7 @@ export class AnswerCache {
       this.delete(key);
       return undefined;
     }
-    // Refresh LRU position.
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    e.referenced = true;
     const out = Buffer.allocUnsafe(e.response.length);
     e.response.copy(out);
     out.writeUInt16BE(id, 0);
@@ -113,9 +116,18 @@ export class AnswerCache {
 
   private evict(): void {
     while (this.entries.size > this.opts.maxEntries || this.totalBytes > this.opts.maxBytes) {
-      const oldest = this.entries.keys().next();
+      const oldest = this.entries.entries().next();
       if (oldest.done) break;
-      this.delete(oldest.value);
+      const [key, e] = oldest.value;
+      if (e.referenced) {
+        // Second chance: move behind everything else. Terminates because
+        // the flag is cleared, so a full pass finds a victim.
+        e.referenced = false;
+        this.entries.delete(key);
+        this.entries.set(key, e);
+        continue;
+      }
+      this.delete(key);
     }
   }
 }

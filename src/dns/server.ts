@@ -120,6 +120,8 @@ class DnsServer {
   private zoneRegistry: Registry | undefined;
   /** Pre-encoded local answers for the current registry, keyed like the cache. */
   private memo = new Map<string, Buffer>();
+  /** Question keys known not to be cluster names under the current registry. */
+  private notLocal = new Set<string>();
   private closed = false;
 
   constructor(
@@ -302,8 +304,12 @@ class DnsServer {
       // Pre-encoded answer for this exact question under this registry.
       const memoised = this.memo.get(q.key);
       if (memoised) return this.done(qtype, 'local', started, this.fit(this.patchFor(memoised, msg, q), q, transport));
-      const match = zone.lookup(q.qname);
-      if (match) {
+      const match = this.notLocal.has(q.key) ? undefined : zone.lookup(q.qname);
+      if (!match) {
+        // Forwarded names repeat too: skip the zone walk next time.
+        if (this.notLocal.size >= MEMO_MAX) this.notLocal.clear();
+        this.notLocal.add(q.key);
+      } else {
         const local = this.localAnswer(msg, q, zone, match);
         if (local instanceof Promise) {
           return local.then(
@@ -380,6 +386,7 @@ class DnsServer {
       this.zone = new LocalZone(registry, this.opts.podNamespace, this.firstSearchDomain);
       this.zoneRegistry = registry;
       this.memo = new Map();
+      this.notLocal = new Set();
     }
     return this.zone;
   }

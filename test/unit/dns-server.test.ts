@@ -13,6 +13,7 @@ import { startDnsProxy, type DnsProxy } from '../../src/dns/server.js';
 import { staticRegistryView } from '../../src/dns/standalone.js';
 import { parseResolvConf } from '../../src/dns/resolv-conf.js';
 import { createLogger } from '../../src/common/log.js';
+import type { Registry } from '../../src/controlplane/types.js';
 import {
   encodeQuery, randomPort, rcodeOf, RCODE, startFakeUpstream, tcpQueries, testRegistry, udpQuery, udpRaw, type FakeUpstream, decode, type Decoded,
 } from './dns-support.js';
@@ -214,6 +215,34 @@ describe('dns proxy edge cases', () => {
     assert.equal(r.rcode, 'NOERROR');
     assert.deepEqual(r.answers!.map((a) => a.data), ['192.0.2.1']);
     assert.equal(upstream.count('A', 'web'), 1);
+  });
+
+  test('a new registry snapshot takes effect at once, over cached and non-local answers', async (t) => {
+    const upstream = await startFakeUpstream({});
+    t.after(() => upstream.close());
+    let current: Registry | undefined = testRegistry();
+    const view = { current: () => current, on: () => view };
+    const port = randomPort();
+    const proxy = await startDnsProxy({
+      registry: view, podNamespace: 'ns', resolvConfPath: '/nonexistent',
+      listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: upstream.port }], logger,
+    });
+    t.after(() => proxy.close());
+    assert.equal((await udpQuery(port, 'late.ns.svc.cluster.local', 'A')).rcode, 'NXDOMAIN');
+    assert.equal((await udpQuery(port, 'late.ns.svc.cluster.local', 'A')).rcode, 'NXDOMAIN');
+    assert.equal(upstream.count('A', 'late.ns.svc.cluster.local'), 1, 'second one from the negative cache');
+    assert.deepEqual((await udpQuery(port, 'web', 'A')).answers.map((a) => a.data), ['10.96.0.10']);
+
+    const next = testRegistry();
+    next.version = 8;
+    next.services.set('ns/late', { namespace: 'ns', name: 'late', kind: 'ClusterIP', clusterIPs: ['10.96.0.99'], ports: [], endpoints: [] });
+    next.services.set('ns/web', { ...next.services.get('ns/web')!, clusterIPs: ['10.96.0.11'] });
+    current = next;
+    const late = await udpQuery(port, 'late.ns.svc.cluster.local', 'A');
+    assert.equal(late.rcode, 'NOERROR');
+    assert.deepEqual(late.answers.map((a) => a.data), ['10.96.0.99']);
+    assert.deepEqual((await udpQuery(port, 'web', 'A')).answers.map((a) => a.data), ['10.96.0.11'], 'pre-encoded answers dropped');
+    assert.equal(proxy.stats().registryVersion, 8);
   });
 
   test('fails over to the next upstream when the first is silent', async (t) => {
