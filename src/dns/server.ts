@@ -201,7 +201,7 @@ class DnsServer {
   }
 
   private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const r = this.handle(msg, 'udp');
+    const r = this.safeHandle(msg, 'udp');
     if (r === undefined) return;
     if (r instanceof Promise) {
       r.then((resp) => { if (resp) this.sendUdp(sock, resp, rinfo); }, (err) => this.log.error({ err }, 'DNS handler failed'));
@@ -264,7 +264,7 @@ class DnsServer {
         if (buf.length < 2 + len) break;
         const msg = Buffer.from(buf.subarray(2, 2 + len));
         buf = buf.subarray(2 + len);
-        const r = this.handle(msg, 'tcp');
+        const r = this.safeHandle(msg, 'tcp');
         if (r instanceof Promise) {
           pending++;
           if (pending >= TCP_MAX_PENDING_PER_CONNECTION) c.pause();
@@ -279,6 +279,20 @@ class DnsServer {
     });
     c.on('error', () => {});
     c.on('close', () => this.tcpConnections.delete(c));
+  }
+
+  /**
+   * handle() with a last line of defence: a bug on some odd input must cost
+   * that one query (dropped, logged), never the process and every pod query.
+   */
+  private safeHandle(msg: Buffer, transport: Transport): Buffer | Promise<Buffer | undefined> | undefined {
+    try {
+      return this.handle(msg, transport);
+    } catch (err) {
+      this.log.error({ err, query: msg.toString('base64') }, 'DNS query handling failed; dropped');
+      this.counts.failed++;
+      return undefined;
+    }
   }
 
   /** One query in, one answer (or nothing: dropped) out. */
