@@ -1,76 +1,102 @@
-// Runs weir's node-agent side as a child process for the runtime suite and
-// the demo: today test/e2e/runtime/agent-harness.ts (the agent's parts, pods
-// from JSON files), so it can be killed and started again like the agent.
+// Runs `weir agent` as a child process for the runtime suite and the demo,
+// against a TestApiServer (in this process) that holds the Pods, Namespaces,
+// Services and EndpointSlices, with its installer chaining weir-cni into the
+// private containerd's CNI conf dir. The API server outlives agent restarts,
+// so tests can kill the agent and start it again as a DaemonSet would.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import type { Containerd } from '../../support/containerd.js';
 import type { PodSpec } from '../../support/cri.js';
+import { TestApiServer, type KubeObject } from '../../support/apiserver.js';
 import type { Pod } from '../../../src/kube/pod-types.js';
 import { waitFor } from './pods.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
 export const WEIR_CNI = path.join(REPO, 'dist', 'weir-cni');
-const HARNESS = path.join(REPO, 'test', 'e2e', 'runtime', 'agent-harness.ts');
+const WEIR_MAIN = path.join(REPO, 'src', 'cli', 'main.ts');
+export const NODE_NAME = 'we-node';
 
-/** The Pod object the agent resolves for a sandbox: what the API server would hold for it. */
+/** The Pod object the API server holds for a CRI pod: scheduled to our node, proxy container with its UID. */
 export function podObject(spec: PodSpec, uid: string): Pod {
   return {
     apiVersion: 'v1', kind: 'Pod',
     metadata: { name: spec.name, namespace: spec.namespace, uid, labels: spec.labels ?? {}, annotations: spec.annotations ?? {} },
     spec: {
+      nodeName: NODE_NAME,
       containers: spec.containers.map((c) => ({
         name: c.name, image: c.image,
         ...(c.runAsUser !== undefined ? { securityContext: { runAsUser: c.runAsUser, runAsGroup: c.runAsGroup } } : {}),
       })),
     },
+    status: { phase: 'Pending' },
   };
+}
+
+/** Run `weir` (from source, so it is always the current code) and return stdout. */
+export function weirCli(args: string[]): string {
+  return execFileSync(process.execPath, ['--import', 'tsx', WEIR_MAIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
 }
 
 export class AgentProcess {
   private child: ChildProcess | null = null;
   log = '';
+  readonly dir: string;
+  readonly runDir: string;
+  readonly metricsAddr: string;
+  private readonly kubeconfig: string;
 
-  /**
-   * @param servicesDir when given, the agent also serves the proxies'
-   *   control plane on <runDir>/proxy.sock from the Service/EndpointSlice
-   *   JSON files there (see putObject).
-   */
-  constructor(private readonly containerd: Containerd, readonly runDir: string, readonly podsDir: string, readonly servicesDir?: string) {}
-
-  /** Add or replace a Service or EndpointSlice the agent's registry is built from. */
-  putObject(obj: { kind: 'Service' | 'EndpointSlice'; metadata: { name: string; namespace: string } }): void {
-    if (!this.servicesDir) throw new Error('AgentProcess: putObject needs servicesDir');
-    const file = path.join(this.servicesDir, `${obj.kind}-${obj.metadata.namespace}-${obj.metadata.name}.json`);
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(obj));
-    fs.renameSync(`${file}.tmp`, file);
+  private constructor(private readonly containerd: Containerd, readonly api: TestApiServer) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-'));
+    this.runDir = path.join(this.dir, 'run');
+    this.kubeconfig = api.writeKubeconfig(this.dir);
+    // A port of our own for the agent's metrics/health (:15014 in a cluster).
+    this.metricsAddr = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
   }
 
-  /** Record the Pod object for `spec` (with its uid) where the agent reads pods. */
+  static async create(containerd: Containerd): Promise<AgentProcess> {
+    const api = await TestApiServer.start();
+    return new AgentProcess(containerd, api);
+  }
+
+  /** Record the Pod (and its Namespace) in the API server, as the scheduler would before the kubelet runs it. */
   declare(spec: PodSpec & { uid: string }): void {
-    fs.writeFileSync(path.join(this.podsDir, `${spec.name}.json`), JSON.stringify(podObject(spec, spec.uid)));
+    this.api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: spec.namespace } } as KubeObject);
+    this.api.put(podObject(spec, spec.uid) as unknown as KubeObject);
   }
 
-  /** Start, wait for "ready", then until containerd can see weir-cni chained in its conf dir. */
+  /** Add or replace a Service or EndpointSlice. */
+  putObject(obj: object): void {
+    this.api.put(obj as KubeObject);
+  }
+
+  /** Start the agent; resolve once it is ready and containerd can see weir-cni chained. */
   async start(): Promise<void> {
     this.log = '';
-    const child = spawn(process.execPath, ['--import', 'tsx', HARNESS,
-      '--run-dir', this.runDir, '--cni-conf-dir', this.containerd.cniConfDir, '--cni-bin-dir', this.containerd.cniBinDir,
-      '--pods-dir', this.podsDir, '--plugin-binary', WEIR_CNI,
-      ...(this.servicesDir ? ['--services-dir', this.servicesDir] : [])], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', WEIR_MAIN, 'agent',
+      '--node-name', NODE_NAME, '--kubeconfig', this.kubeconfig,
+      '--cni-conf-dir', this.containerd.cniConfDir, '--cni-bin-dir', this.containerd.cniBinDir, '--cni-plugin-binary', WEIR_CNI,
+      '--run-dir', this.runDir, '--metrics-addr', this.metricsAddr, '--keep-chain-on-shutdown', 'true'],
+    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    child.stderr!.on('data', (d) => { this.log += d.toString(); });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`agent not ready in 30 s:\n${this.log}`)), 30_000);
-      child.stdout!.on('data', (d) => { if (d.toString().includes('ready')) { clearTimeout(timer); resolve(); } });
-      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`agent exited ${code}:\n${this.log}`)); });
-    });
+    const keep = (d: Buffer) => { this.log += d.toString(); };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    let exited: string | null = null;
+    child.once('exit', (code, sig) => { exited = `weir agent exited (code ${code}, signal ${sig})`; });
+    await waitFor(async () => {
+      if (exited) throw new Error(`${exited}:\n${this.log}`);
+      return /"msg":"agent started"/.test(this.log);
+    }, 30_000, 'weir agent started').catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${this.log.slice(-3000)}`); });
     const confDir = this.containerd.cniConfDir;
     await waitFor(async () => fs.readdirSync(confDir)
       .some((f) => fs.readFileSync(path.join(confDir, f), 'utf8').includes('"weir-cni"')), 10_000, 'weir-cni chained');
     // containerd's CRI reloads the conf dir on an fsnotify event; give it a moment.
     await new Promise((r) => setTimeout(r, 1500));
   }
+
+  get running(): boolean { return this.child !== null && this.child.exitCode === null && this.child.signalCode === null; }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.child;
@@ -79,5 +105,12 @@ export class AgentProcess {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill(signal);
     await exited;
+  }
+
+  /** Kill the agent, stop the API server, remove the dirs. */
+  async stop(): Promise<void> {
+    await this.kill();
+    await this.api.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

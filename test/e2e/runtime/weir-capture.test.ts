@@ -3,16 +3,11 @@
 // behind them by weir's installer, and weir's agent side (CNI server,
 // capture controller, nftables backend) programs each pod's netns.
 //
-// The agent here is test/e2e/runtime/agent-harness.ts — the agent's real
-// parts (installer, CNI server, capture controller, control plane), with Pods,
-// Services and EndpointSlices from JSON files instead of the API server —
-// because `weir agent` is not registered yet. The cases that need the agent
-// proper (startup verification) or DNS inside `weir proxy` are skipped below
-// and name the missing component.
+// The agent is `weir agent` itself, a child process against a TestApiServer
+// holding the Pods, Services and EndpointSlices (test/e2e/runtime/agent-process.ts).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { execFileSync } from 'node:child_process';
@@ -24,28 +19,13 @@ import { startRuntimeNode, ipamLeases, type RuntimeNode } from './fixture.js';
 import { proxySidecar, echoApp, waitFor } from './pods.js';
 import { AgentProcess, WEIR_CNI } from './agent-process.js';
 
-const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
 const NS = 'we-e2e';
 const APP_PORT = 8080;
 
 const skip = skipUnlessRoot()
-  || (fs.existsSync(WEIR_CNI) && fs.existsSync(path.join(REPO, 'dist', 'weir.mjs')) ? false : 'needs dist/weir-cni and dist/weir.mjs (npm run build)');
-const hasWeirAgent = (() => {
-  // Commander prints the top-level help for an unknown command, so look for
-  // `agent` in the command list rather than at the exit code.
-  try {
-    const help = execFileSync(process.execPath, [path.join(REPO, 'dist', 'weir.mjs'), '--help'], { encoding: 'utf8' });
-    return /^\s+agent\b/m.test(help);
-  } catch { return false; }
-})();
-const NEEDS_AGENT = hasWeirAgent
-  ? 'TODO(runtime e2e): `weir agent` now exists; switch this case from the harness to it'
-  : 'missing component: `weir agent` (Kubernetes engineer: src/agent/agent.ts + registerAgentCommand)';
+  || (fs.existsSync(WEIR_CNI) ? false : 'needs dist/weir-cni (npm run build)');
 
 let node: RuntimeNode;
-let runDir: string;
-let podsDir: string;
-let servicesDir: string;
 let agent: AgentProcess;
 
 /** Give the pod a uid and record its Pod object where the agent reads pods. */
@@ -72,6 +52,27 @@ function waitForProxy(p: RunningPod): Promise<boolean> {
     20_000, `${p.spec.name} proxy ready`);
 }
 
+function agentLogLines(): Record<string, unknown>[] {
+  return agent.log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** weir's nat table with handles: a re-created table or rule gets new handles. */
+function nftHandles(netnsPath: string): string {
+  return execFileSync('nsenter', [`--net=${netnsPath}`, 'nft', '-a', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' });
+}
+
+/**
+ * WORKAROUND (reported to the agent/CNI engineers): the agent's CNI server
+ * makes the run dir 0700, and the run dir is also where proxy.sock lives, so
+ * the proxies (UID 1337, run dir mounted at /var/run/weir) could not connect
+ * to the control plane. Re-open the directory after each agent start.
+ */
+let runDirModeFromAgent = 0;
+function openRunDirForProxies(): void {
+  runDirModeFromAgent = fs.statSync(agent.runDir).mode & 0o777;
+  fs.chmodSync(agent.runDir, 0o755);
+}
+
 function nftTables(netnsPath: string): string {
   return execFileSync('nsenter', [`--net=${netnsPath}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
 }
@@ -86,28 +87,25 @@ const clientSpec: PodSpec = { name: 'we-client', namespace: NS, containers: [] }
 const plainSpec: PodSpec = { name: 'we-plain', namespace: NS, containers: [echoApp(APP_PORT, 'we-plain')] };
 const lateSpec: PodSpec = { name: 'we-late', namespace: NS, containers: [] };
 let server: RunningPod;
+let vip = '';
 let client: RunningPod;
 
 before(async () => {
   if (skip) return;
   node = await startRuntimeNode({ withApp: true });
-  runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-run-'));
-  // Mounted into pods at /var/run/weir: the proxies (UID 1337) must reach proxy.sock.
-  fs.chmodSync(runDir, 0o755);
-  podsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-pods-'));
-  servicesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-svcs-'));
+  agent = await AgentProcess.create(node.containerd);
+  const runDir = agent.runDir;
   serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')];
   clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')];
   lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-late')];
-  agent = new AgentProcess(node.containerd, runDir, podsDir, servicesDir);
   for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
   await agent.start();
+  openRunDirForProxies();
 });
 
 after(async () => {
-  await agent?.kill();
+  await agent?.stop();
   await node?.stop();
-  for (const d of [runDir, podsDir, servicesDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
 test('captured pods: client → server pod IP goes through both proxies (access logs, metrics)', { skip }, async () => {
@@ -138,7 +136,7 @@ test('captured pods: client → server pod IP goes through both proxies (access 
 test('client → service VIP reaches the server app through both proxies, routed by the agent\'s registry', { skip }, async () => {
   assert.ok(server && client, 'needs the pods of the first case');
   // A ClusterIP nothing routes: only the client proxy's registry knows it.
-  const vip = `10.96.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+  vip = `10.96.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
   agent.putObject({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'we-echo', namespace: NS },
     spec: { type: 'ClusterIP', clusterIP: vip, clusterIPs: [vip], ports: [{ name: 'tcp-echo', port: 80, protocol: 'TCP', targetPort: APP_PORT }] } } as never);
   agent.putObject({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
@@ -160,6 +158,28 @@ test('client → service VIP reaches the server app through both proxies, routed
   const metrics = (await client.exec('app', ['/bin/wget', '-q', '-O-', 'http://127.0.0.1:15090/stats/prometheus'])).stdout;
   assert.match(metrics, /istio_tcp_connections_opened_total\{reporter="source"[^}]*destination_service="we-echo\.we-e2e\.svc\.cluster\.local"[^}]*\} [1-9]/);
 });
+test('agent restart while pods run: capture verified in place (not re-created), traffic keeps flowing', { skip }, async () => {
+  assert.ok(server && client && vip, 'needs the pods and service of the first cases');
+  const handlesBefore = [nftHandles(server.netnsPath), nftHandles(client.netnsPath)];
+  await agent.kill('SIGTERM');
+  // With the agent away, running pods are untouched and keep routing from their last registry.
+  assert.equal((await client.exec('app', ['/bin/nc', '-w', '5', vip, '80'])).stdout.trim(), 'hello from we-server');
+
+  await agent.start();
+  openRunDirForProxies();
+  // The new agent looks at the pods it finds (startup repair pass) ...
+  const pass = await waitFor(async () => agentLogLines().find((l) => l.msg === 'repair pass done' && Number(l.pods) >= 2),
+    20_000, 'the restarted agent\'s repair pass over running pods')
+    .catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${agent.log.slice(-3000)}`); });
+  // Every pod it looked at verified OK: nothing needed repair.
+  assert.equal(pass.ok, pass.pods, JSON.stringify(pass));
+  // ... and leaves correct rules alone: same tables, chains and rule handles.
+  assert.deepEqual([nftHandles(server.netnsPath), nftHandles(client.netnsPath)], handlesBefore);
+  assert.doesNotMatch(agent.log, /"msg":"(capture programmed|repaired)"/);
+  // The proxies reconnect and traffic through the VIP still flows.
+  assert.equal((await client.exec('app', ['/bin/nc', '-w', '5', vip, '80'])).stdout.trim(), 'hello from we-server');
+});
+
 test('a pod without the proxy is untouched: no weir tables, reachable directly', { skip }, async () => {
   const plain = await runPod(node.cri, plainSpec, (p) => node.containerd.trackNetns(p));
   try {
@@ -178,6 +198,7 @@ test('stop + remove of a captured pod leaves no rules, lease, netns or agent rec
   assert.ok(server && client, 'needs the pods of the first case');
   const leasesBefore = ipamLeases(node.net);
   assert.ok(leasesBefore.includes(client.ip));
+  const runDir = agent.runDir;
   const sandboxesFile = () => { try { return fs.readFileSync(path.join(runDir, fs.readdirSync(runDir).find((f) => f.endsWith('.json')) ?? ''), 'utf8'); } catch { return ''; } };
   assert.ok(sandboxesFile().includes(client.sandboxId), `agent store lacks ${client.sandboxId}`);
   // Keep a handle on the netns to look at its rules after stop (DEL with netns).
@@ -199,6 +220,7 @@ test('agent killed: a new pod fails closed; after the agent returns it starts ca
   assert.match(nftTables(server.netnsPath), /table inet weir_nat/);
 
   await agent.start();
+  openRunDirForProxies();
   const late = await runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p));
   try {
     assert.match(nftTables(late.netnsPath), /table inet weir_nat/);
@@ -211,6 +233,12 @@ test('agent killed: a new pod fails closed; after the agent returns it starts ca
 });
 
 test('DNS of the service name answered by the client\'s proxy on 15053', {
-  skip: skip || `${NEEDS_AGENT}; and DNS embedded in \`weir proxy\` (DNS engineer: startDnsProxy is not started by src/proxy/proxy.ts yet)`,
+  skip: skip || 'missing component: DNS inside `weir proxy` (DNS engineer: src/proxy/proxy.ts does not start startDnsProxy yet, so nothing listens on 15053 in the pod)',
 }, () => {});
-test('agent restart while pods run: rules verified in place, not re-created', { skip: skip || `${NEEDS_AGENT} (startup verification of existing sandboxes)` }, () => {});
+
+test('proxies (UID 1337) reach the agent\'s control plane with the run dir as the agent leaves it', {
+  todo: 'agent bug: CniServer chmods the run dir (home of cni.sock AND proxy.sock) to 0700, so a proxy mounting /var/run/weir cannot connect; the suite works around it in openRunDirForProxies()',
+  skip,
+}, () => {
+  assert.equal(runDirModeFromAgent & 0o001, 0o001, `run dir mode ${runDirModeFromAgent.toString(8)}: UID 1337 cannot reach proxy.sock`);
+});
