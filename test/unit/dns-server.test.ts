@@ -262,6 +262,23 @@ describe('dns proxy edge cases', () => {
     assert.equal(live.count('A', 'ext.example'), 1);
   });
 
+  test('IPv6 upstream, with the TCP retry over IPv6', async (t) => {
+    const upstream = await startFakeUpstream({
+      'A v6.example': { answers: [{ name: 'v6.example', type: 'A', ttl: 60, data: '203.0.113.6' }] },
+      'A tc6.example': { truncateUdp: true, answers: [{ name: 'tc6.example', type: 'A', ttl: 60, data: '203.0.113.16' }] },
+    }, '::1');
+    t.after(() => upstream.close());
+    const port = randomPort();
+    const proxy = await startDnsProxy({
+      registry: staticRegistryView(testRegistry()), podNamespace: 'ns', resolvConfPath: '/nonexistent',
+      listen: { port, v6: null }, upstreams: [{ host: '::1', port: upstream.port }], logger,
+    });
+    t.after(() => proxy.close());
+    assert.deepEqual((await udpQuery(port, 'v6.example', 'A')).answers.map((a) => a.data), ['203.0.113.6']);
+    assert.deepEqual((await udpQuery(port, 'tc6.example', 'A')).answers.map((a) => a.data), ['203.0.113.16']);
+    assert.equal(upstream.count('A', 'tc6.example', 'tcp'), 1);
+  });
+
   test('listens on ::1 too (UDP and TCP)', async (t) => {
     const port = randomPort();
     const proxy = await startDnsProxy({

@@ -75,7 +75,7 @@ export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>,
     return new Promise((r) => setTimeout(() => r(respond()), rule?.delayMs ?? 0));
   };
   let closed = false;
-  const udp = dgram.createSocket('udp4');
+  const udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   udp.on('message', (msg, rinfo) => {
     answer(msg, 'udp').then((resp) => { if (resp && !closed) udp.send(resp, rinfo.port, rinfo.address); }, () => {});
   });
