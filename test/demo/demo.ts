@@ -48,6 +48,8 @@ interface DemoNode {
   capturedBy?: string;
   /** `weir pods` output, when a weir agent runs. */
   pods?: () => string;
+  /** Where the client connects: a Service VIP when an agent serves the registry, else the server pod IP. */
+  target: { host: string; port: number; what: string };
   server: DemoPod;
   client: DemoPod;
   cleanup(): Promise<void>;
@@ -115,7 +117,19 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   };
   const server = await mk(specs[0]);
   const client = await mk(specs[1]);
+
+  step('A Service for the server pod (what kube-proxy would also see)');
+  const vip = `10.96.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+  agent.putObject({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: NS },
+    spec: { type: 'ClusterIP', clusterIP: vip, clusterIPs: [vip], ports: [{ name: 'tcp-echo', port: 80, protocol: 'TCP', targetPort: APP_PORT }] } });
+  agent.putObject({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+    metadata: { name: 'echo-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'echo' } },
+    endpoints: [{ addresses: [server.ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', name: 'we-server', namespace: NS } }],
+    ports: [{ name: 'tcp-echo', port: APP_PORT, protocol: 'TCP' }] });
+  say(`Service ${NS}/echo: ClusterIP ${vip}:80 -> ${server.ip}:${APP_PORT}. Nothing on this node routes ${vip}: only weir's proxies know it (the agent pushes the registry to them).`);
+  await waitFor(async () => (await client.run(['busybox', 'wget', '-q', '-O-', 'http://127.0.0.1:15000/config_dump'])).stdout.includes(vip), 15_000, 'the client proxy to learn the service');
   return {
+    target: { host: vip, port: 80, what: `Service echo (${vip}:80)` },
     kind: 'containerd', server, client,
     capturedBy: 'weir-cni -> weir agent -> buildPlan + nftables backend, during CNI ADD (before the containers started)',
     pods: () => weirCli(['pods', '--socket', path.join(runDir, 'admin.sock')]),
@@ -179,7 +193,7 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
   }
   procs.push(spawn('ip', ['netns', 'exec', server.ns, 'busybox', 'sh', '-c',
     `while :; do echo "hello from we-server" | busybox nc -l -p ${APP_PORT}; done`], { stdio: 'ignore', detached: true }));
-  return { kind: 'netns', server, client, cleanup: async () => {} };
+  return { kind: 'netns', server, client, target: { host: server.ip, port: APP_PORT, what: `the server pod (${server.ip}:${APP_PORT})` }, cleanup: async () => {} };
 }
 
 // ---------------------------------------------------------------- the story
@@ -209,10 +223,10 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
     show(execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'nft', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' }).split('\n').slice(0, 30).join('\n'));
   }
 
-  step(`Traffic: the client app connects to ${node.server.ip}:${APP_PORT}`);
+  step(`Traffic: the client app connects to ${node.target.what}`);
   const logMarkC = node.client.proxyLog().length;
   const logMarkS = node.server.proxyLog().length;
-  const reply = await node.client.run(['busybox', 'nc', '-w', '5', node.server.ip, String(APP_PORT)]);
+  const reply = await node.client.run(['busybox', 'nc', '-w', '5', node.target.host, String(node.target.port)]);
   say(`the app got: ${JSON.stringify(reply.stdout.trim())}${reply.exitCode ? ` (exit ${reply.exitCode} ${reply.stderr.trim()})` : ''}`);
   await new Promise((r) => setTimeout(r, 500));
 
@@ -234,7 +248,7 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   }
 
   step('DNS: answered by the client\'s proxy on 15053');
-  const dns = await node.client.run(['busybox', 'nslookup', `we-server.${NS}.svc.cluster.local`, '127.0.0.1:15053']);
+  const dns = await node.client.run(['busybox', 'nslookup', `echo.${NS}.svc.cluster.local`, '127.0.0.1:15053']);
   if (dns.exitCode === 0) show(dns.stdout);
   else say(`SKIPPED: nothing answers DNS on the client proxy's 15053 in this build (DNS not yet embedded in \`weir proxy\`): ${(dns.stdout + dns.stderr).trim().split('\n').pop()}`);
 
