@@ -410,7 +410,7 @@ class DnsServer {
     const flags = FLAG_QR | FLAG_AA | FLAG_RA | (q.flags & FLAG_RD);
     const owner = q.qname;
     const answers: RecordSpec[] = [];
-    let target = match;
+    const target = match;
     let targetOwner = owner;
     if (match.aliasOf) {
       answers.push({ name: owner, type: TYPE_CNAME, ttl: LOCAL_TTL, rdata: encodeName(match.aliasOf) });
