@@ -201,10 +201,21 @@ test('stop + remove of a captured pod leaves no rules, lease, netns or agent rec
   const runDir = agent.runDir;
   const sandboxesFile = () => { try { return fs.readFileSync(path.join(runDir, fs.readdirSync(runDir).find((f) => f.endsWith('.json')) ?? ''), 'utf8'); } catch { return ''; } };
   assert.ok(sandboxesFile().includes(client.sandboxId), `agent store lacks ${client.sandboxId}`);
-  // Keep a handle on the netns to look at its rules after stop (DEL with netns).
-  await node.cri.stopPodSandbox(client.sandboxId);
-  await node.cri.removePodSandbox(client.sandboxId);
-  client.removed = true;
+  // Hold the netns open with a bind mount of our own, so its rules can be
+  // read after containerd lets go of it: DEL (with netns, on stop) must have
+  // removed weir's tables, not just left them to die with the netns.
+  const hold = path.join(node.containerd.dir, `hold-${client.sandboxId.slice(0, 12)}`);
+  fs.writeFileSync(hold, '');
+  execFileSync('mount', ['--bind', client.netnsPath, hold]);
+  try {
+    await node.cri.stopPodSandbox(client.sandboxId);
+    await node.cri.removePodSandbox(client.sandboxId);
+    client.removed = true;
+    assert.doesNotMatch(nftTables(hold), /weir/, 'weir tables left in the netns after DEL');
+  } finally {
+    execFileSync('umount', [hold]);
+    fs.rmSync(hold, { force: true });
+  }
   assert.equal(fs.existsSync(client.netnsPath), false, 'netns left behind');
   assert.equal(ipamLeases(node.net).includes(client.ip), false, 'IPAM lease left behind');
   assert.equal(sandboxesFile().includes(client.sandboxId), false, 'agent kept the sandbox record');
