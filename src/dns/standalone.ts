@@ -8,40 +8,12 @@
 // Without --registry the proxy runs as before a first snapshot (forwards
 // everything). Prints "ready" on stdout once listening; exits on SIGTERM.
 import { readFileSync } from 'node:fs';
-import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
-import type { Registry, RegistryService, RegistryView } from '../controlplane/types.js';
 import { FieldError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { startDnsProxy } from './server.js';
+import { registryFromJson, staticRegistryView } from './static-registry.js';
 import type { Upstream } from './resolv-conf.js';
-
-export function registryFromJson(text: string, source: string): Registry {
-  let raw: { version?: unknown; clusterDomain?: unknown; services?: unknown };
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new FieldError(source, `not JSON: ${(err as Error).message}`);
-  }
-  if (typeof raw.clusterDomain !== 'string' || raw.clusterDomain === '') throw new FieldError(`${source}.clusterDomain`, 'expected a domain such as cluster.local');
-  if (!Array.isArray(raw.services)) throw new FieldError(`${source}.services`, 'expected an array of services');
-  const services = new Map<string, RegistryService>();
-  raw.services.forEach((s: RegistryService, i: number) => {
-    if (typeof s?.namespace !== 'string' || typeof s?.name !== 'string') throw new FieldError(`${source}.services[${i}]`, 'namespace and name are required');
-    services.set(`${s.namespace}/${s.name}`, {
-      ...s,
-      clusterIPs: s.clusterIPs ?? [],
-      ports: s.ports ?? [],
-      endpoints: s.endpoints ?? [],
-    });
-  });
-  return { version: typeof raw.version === 'number' ? raw.version : 1, clusterDomain: raw.clusterDomain, services };
-}
-
-export function staticRegistryView(registry: Registry | undefined): RegistryView {
-  const events = new EventEmitter();
-  return { current: () => registry, on: (event, listener) => events.on(event, listener) };
-}
 
 function parseUpstream(text: string): Upstream {
   const m = text.match(/^\[?([^\]]+?)\]?:(\d+)$/);
@@ -79,6 +51,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
 }
 
+// Only when run as a script (this module exports nothing, but guard anyway
+// so a bundle that includes it never starts a second proxy).
 if (import.meta.url === `file://${process.argv[1]}`) {
   main().catch((err) => {
     process.stderr.write(`weir dns: ${(err as Error).message}\n`);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
 import { startDnsProxy } from '../../src/dns/server.js';
-import { staticRegistryView } from '../../src/dns/standalone.js';
+import { staticRegistryView } from '../../src/dns/static-registry.js';
 import { createLogger } from '../../src/common/log.js';
 import { decode, encodeQuery, randomPort, startFakeUpstream, tcpQueries, testRegistry, udpQuery } from './dns-support.js';
 

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import dnsPacket from 'dns-packet';
 import { Registry as PromRegistry } from 'prom-client';
 import { startDnsProxy, type DnsProxy } from '../../src/dns/server.js';
-import { staticRegistryView } from '../../src/dns/standalone.js';
+import { registryFromJson, staticRegistryView } from '../../src/dns/static-registry.js';
 import { parseResolvConf } from '../../src/dns/resolv-conf.js';
 import { createLogger } from '../../src/common/log.js';
 import type { Registry } from '../../src/controlplane/types.js';
@@ -313,6 +313,9 @@ describe('dns proxy edge cases', () => {
     await assert.rejects(startDnsProxy({ registry: staticRegistryView(undefined), podNamespace: '' }), /podNamespace/);
     await assert.rejects(startDnsProxy({ registry: staticRegistryView(undefined), podNamespace: 'ns', resolvConfPath: '/nonexistent/resolv.conf' }), /resolvConfPath/);
     assert.throws(() => parseResolvConf('nameserver nope\n', 'rc'), /rc:1 nameserver.*"nope"/);
+    assert.throws(() => registryFromJson('{"clusterDomain":"cluster.local","services":[{"namespace":"a","name":"b","kind":"ClusterIP","clusterIPs":["x"]}]}', 'reg'), /reg.services\[0\].clusterIPs/);
+    assert.throws(() => registryFromJson('{"clusterDomain":"cluster.local","services":[{"namespace":"a","name":"b","kind":"Nope"}]}', 'reg'), /reg.services\[0\].kind/);
+    assert.throws(() => registryFromJson('{"services":[]}', 'reg'), /reg.clusterDomain/);
     assert.throws(() => parseResolvConf('search a\n', 'rc'), /rc nameserver/);
     const rc = parseResolvConf('# c\nnameserver 10.0.0.10\nnameserver fd00::a\nsearch NS.svc.cluster.local. svc.cluster.local\noptions ndots:5 timeout:1\n');
     assert.deepEqual(rc.nameservers.map((n) => n.host), ['10.0.0.10', 'fd00::a']);
