@@ -9,6 +9,7 @@
 
 #include "netns_thread.h"
 #include "nft.h"
+#include "pump_js.h"
 #include "sockets.h"
 
 namespace weir {
@@ -209,6 +210,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketInNetns", Napi::Function::New(env, SocketInNetnsJs, "socketInNetns"));
   exports.Set("originalDst", Napi::Function::New(env, OriginalDstJs, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCredJs, "peerCred"));
+  RegisterPump(env, exports);
   return exports;
 }
 

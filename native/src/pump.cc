@@ -1,0 +1,487 @@
+#include "pump.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+
+namespace weir {
+
+namespace {
+
+// epoll data of the wakeup eventfd; pump sockets use (id << 1) | side.
+constexpr uint64_t kWakeToken = ~uint64_t{0};
+// Bytes one pump may move per direction before the thread looks at the
+// others: a bulk stream must not starve 999 interactive ones.
+constexpr uint64_t kRoundBudget = 4u << 20;
+constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+int64_t NowMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+double NowMsPrecise() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+const char* SideName(int side) { return side == 0 ? "a" : "b"; }
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(std::strerror(err)) + " (" + (name != nullptr ? name : "EUNKNOWN") + ")";
+}
+
+// The peer of this socket aborted the connection: pass it on as an abort.
+bool IsResetErrno(int err) { return err == ECONNRESET || err == EPIPE || err == ECONNABORTED; }
+
+void CloseFd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+// Closing with SO_LINGER {1, 0} makes the kernel send RST instead of FIN.
+void ResetAndClose(int* fd) {
+  if (*fd < 0) return;
+  linger lg{1, 0};
+  setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  CloseFd(fd);
+}
+
+std::optional<Failure> CheckTcpSocket(int fd, const char* name, struct stat* st) {
+  std::string what = std::string(name) + " (" + std::to_string(fd) + ")";
+  if (fstat(fd, st) != 0) return ErrnoFailure(what, errno);
+  if (!S_ISSOCK(st->st_mode)) return Failure{what + " is not a socket", "ENOTSOCK"};
+  int type = 0, protocol = 0;
+  socklen_t len = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return ErrnoFailure(what + ": SO_TYPE", errno);
+  len = sizeof(protocol);
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0) return ErrnoFailure(what + ": SO_PROTOCOL", errno);
+  if (type != SOCK_STREAM || protocol != IPPROTO_TCP) return Failure{what + " is not a TCP socket", "EPROTOTYPE"};
+  sockaddr_storage peer{};
+  len = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+    int err = errno;
+    return Failure{what + " is not connected: " + std::strerror(err), err == ENOTCONN ? "ENOTCONN" : "EINVAL"};
+  }
+  return std::nullopt;
+}
+
+bool EarlierDeadline(const std::pair<int64_t, uint64_t>& x, const std::pair<int64_t, uint64_t>& y) {
+  return x.first > y.first;  // std heap is a max-heap: invert for a min-heap
+}
+
+}  // namespace
+
+// One direction of a pump: bytes read from `in` wait in the pipe until `out`
+// takes them. The pipe is the only buffer, so its capacity bounds what a
+// slow reader can make the pump hold.
+struct Flow {
+  int pipe_r = -1;
+  int pipe_w = -1;
+  size_t capacity = 0;
+  size_t in_pipe = 0;
+  std::string initial;  // bytes the caller had already read: sent first
+  size_t initial_sent = 0;
+  bool eof = false;   // `in` reported end of stream
+  bool shut = false;  // ... and it was passed on as shutdown(out, SHUT_WR)
+};
+
+struct PumpEngine::Pump {
+  uint64_t id = 0;
+  int fd[2] = {-1, -1};  // 0 = A, 1 = B
+  Flow flow[2];          // flow[0]: A -> B, flow[1]: B -> A
+  int64_t idle_timeout_ms = 0;
+  int64_t last_activity_ms = 0;
+  double started_ms = 0;
+  std::shared_ptr<PumpCounters> counters;
+  bool done = false;
+
+  ~Pump() {
+    for (int& f : fd) CloseFd(&f);
+    for (Flow& fl : flow) {
+      CloseFd(&fl.pipe_r);
+      CloseFd(&fl.pipe_w);
+    }
+  }
+};
+
+std::optional<Failure> PumpEngine::Create(OnDone on_done, std::unique_ptr<PumpEngine>* out) {
+  std::unique_ptr<PumpEngine> engine(new PumpEngine());
+  engine->on_done_ = std::move(on_done);
+  engine->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (engine->epoll_fd_ < 0) return ErrnoFailure("pump: epoll_create1", errno);
+  engine->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (engine->wake_fd_ < 0) {
+    int err = errno;
+    CloseFd(&engine->epoll_fd_);
+    return ErrnoFailure("pump: eventfd", err);
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeToken;
+  if (epoll_ctl(engine->epoll_fd_, EPOLL_CTL_ADD, engine->wake_fd_, &ev) != 0) {
+    int err = errno;
+    CloseFd(&engine->wake_fd_);
+    CloseFd(&engine->epoll_fd_);
+    return ErrnoFailure("pump: epoll_ctl", err);
+  }
+  // Signals stay with the process's own threads: blocking them all here
+  // keeps JavaScript signal handlers off this thread, and a SIGPIPE from a
+  // splice into a reset socket (Node ignores it anyway) cannot kill us.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  PumpEngine* raw = engine.get();
+  try {
+    engine->thread_ = std::thread([raw] { raw->Run(); });
+  } catch (const std::system_error& e) {
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    CloseFd(&engine->wake_fd_);
+    CloseFd(&engine->epoll_fd_);
+    return Failure{std::string("pump: cannot start thread: ") + e.what(), "EAGAIN"};
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  *out = std::move(engine);
+  return std::nullopt;
+}
+
+PumpEngine::~PumpEngine() { Stop(); }
+
+std::optional<Failure> PumpEngine::Start(const PumpSpec& spec, uint64_t* id, std::shared_ptr<PumpCounters>* counters) {
+  if (stopping_.load()) return Failure{"pump engine is stopped (environment shutting down)", "ESHUTDOWN"};
+  struct stat st_a {}, st_b {};
+  if (auto f = CheckTcpSocket(spec.fd_a, "fdA", &st_a)) return f;
+  if (auto f = CheckTcpSocket(spec.fd_b, "fdB", &st_b)) return f;
+  if (st_a.st_ino == st_b.st_ino && st_a.st_dev == st_b.st_dev) return Failure{"fdA and fdB are the same socket", "EINVAL"};
+
+  auto pump = std::make_unique<Pump>();
+  const int source[2] = {spec.fd_a, spec.fd_b};
+  for (int side = 0; side < 2; side++) {
+    pump->fd[side] = fcntl(source[side], F_DUPFD_CLOEXEC, 0);
+    if (pump->fd[side] < 0) return ErrnoFailure(std::string("dup fd") + (side == 0 ? "A" : "B"), errno);
+    // O_NONBLOCK lives on the open file description, shared with the
+    // caller's fd (libuv set it already); make sure either way.
+    int flags = fcntl(pump->fd[side], F_GETFL);
+    if (flags < 0 || fcntl(pump->fd[side], F_SETFL, flags | O_NONBLOCK) != 0) return ErrnoFailure("fcntl O_NONBLOCK", errno);
+  }
+  for (Flow& flow : pump->flow) {
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return ErrnoFailure("pipe2", errno);
+    flow.pipe_r = p[0];
+    flow.pipe_w = p[1];
+    // A bigger pipe means fewer wakeups per MiB; refusal (pipe-max-size,
+    // pipe-user-pages-soft for non-root) just keeps the default size.
+    if (spec.pipe_size > 0) fcntl(flow.pipe_w, F_SETPIPE_SZ, spec.pipe_size);
+    int capacity = fcntl(flow.pipe_w, F_GETPIPE_SZ);
+    if (capacity <= 0) return ErrnoFailure("F_GETPIPE_SZ", errno);
+    flow.capacity = static_cast<size_t>(capacity);
+  }
+  pump->flow[0].initial = spec.initial_a_to_b;
+  pump->flow[1].initial = spec.initial_b_to_a;
+  pump->idle_timeout_ms = spec.idle_timeout_ms;
+  pump->started_ms = NowMsPrecise();
+  pump->last_activity_ms = NowMs();
+  pump->counters = std::make_shared<PumpCounters>();
+  pump->id = next_id_.fetch_add(1);
+  *id = pump->id;
+  *counters = pump->counters;
+  started_.fetch_add(1);
+  active_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    commands_.push_back(Command{Command::Kind::kStart, std::move(pump), 0, false});
+  }
+  Wake();
+  return std::nullopt;
+}
+
+void PumpEngine::Abort(uint64_t id, bool reset) {
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    commands_.push_back(Command{Command::Kind::kAbort, nullptr, id, reset});
+  }
+  Wake();
+}
+
+void PumpEngine::Wake() {
+  uint64_t one = 1;
+  // EAGAIN only if the counter is saturated, i.e. a wakeup is pending anyway.
+  ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+  (void)ignored;
+}
+
+PumpEngineStats PumpEngine::Stats() const {
+  return PumpEngineStats{active_.load(), started_.load(), finished_.load()};
+}
+
+void PumpEngine::Stop() {
+  std::lock_guard<std::mutex> lock(stop_mutex_);
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_.store(true);
+  if (thread_.joinable()) {
+    Wake();
+    thread_.join();
+  }
+  // The thread is gone: what it still owned is closed here, without
+  // reporting (there is nobody left to report to).
+  uint64_t dropped = pumps_.size();
+  pumps_.clear();
+  {
+    std::lock_guard<std::mutex> commands_lock(commands_mutex_);
+    for (Command& c : commands_) {
+      if (c.pump) dropped++;
+    }
+    commands_.clear();
+  }
+  active_.fetch_sub(std::min(dropped, active_.load()));
+  CloseFd(&wake_fd_);
+  CloseFd(&epoll_fd_);
+}
+
+void PumpEngine::Run() {
+  std::vector<epoll_event> events(256);
+  std::vector<std::unique_ptr<Pump>> graveyard;
+  while (!stopping_.load()) {
+    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), NextTimeoutMs(NowMs()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;  // EBADF/EINVAL: the engine is being torn down
+    }
+    // Pumps that used up their budget last round have no new edge coming:
+    // give them their next round now.
+    std::vector<uint64_t> again;
+    again.swap(unfinished_);
+    for (uint64_t id : again) {
+      auto it = pumps_.find(id);
+      if (it != pumps_.end()) RunPump(it->second.get());
+    }
+    for (int i = 0; i < n; i++) {
+      uint64_t token = events[i].data.u64;
+      if (token == kWakeToken) {
+        uint64_t count;
+        ssize_t ignored = read(wake_fd_, &count, sizeof(count));
+        (void)ignored;
+        TakeCommands();
+        continue;
+      }
+      auto it = pumps_.find(token >> 1);
+      if (it != pumps_.end()) Service(it->second.get(), static_cast<uint32_t>(token & 1), events[i].events);
+    }
+    ExpireIdle(NowMs());
+    // Finished pumps are freed only here, after the whole batch: a later
+    // event of the same batch may still name them (it then finds nothing).
+    for (uint64_t id : done_ids_) {
+      auto it = pumps_.find(id);
+      if (it == pumps_.end()) continue;
+      graveyard.push_back(std::move(it->second));
+      pumps_.erase(it);
+    }
+    done_ids_.clear();
+    graveyard.clear();
+  }
+}
+
+void PumpEngine::TakeCommands() {
+  std::vector<Command> commands;
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    commands.swap(commands_);
+  }
+  for (Command& c : commands) {
+    if (c.kind == Command::Kind::kAbort) {
+      auto it = pumps_.find(c.id);
+      if (it != pumps_.end() && !it->second->done) Finish(it->second.get(), "aborted", "", c.reset, c.reset);
+      continue;
+    }
+    Pump* p = c.pump.get();
+    uint64_t id = p->id;
+    pumps_.emplace(id, std::move(c.pump));
+    for (int side = 0; side < 2; side++) {
+      // Edge-triggered: RunPump always goes on until the kernel says
+      // EAGAIN (or the pipe is full and the reader blocked), so every
+      // later change of state brings a fresh edge.
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+      ev.data.u64 = (id << 1) | static_cast<uint64_t>(side);
+      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, p->fd[side], &ev) != 0) {
+        Finish(p, "error", std::string("epoll_ctl ") + SideName(side) + ": " + ErrnoText(errno), true, true);
+        break;
+      }
+    }
+    if (p->done) continue;
+    if (p->idle_timeout_ms > 0) {
+      idle_heap_.emplace_back(p->last_activity_ms + p->idle_timeout_ms, id);
+      std::push_heap(idle_heap_.begin(), idle_heap_.end(), EarlierDeadline);
+    }
+    RunPump(p);
+  }
+}
+
+void PumpEngine::Service(Pump* p, uint32_t side, uint32_t events) {
+  if (p->done) return;
+  if (events & EPOLLERR) {
+    // A reset can arrive while nothing is being read or written on that
+    // socket (its direction already finished): without this check the
+    // other peer would wait for the idle timeout instead of seeing RST.
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(p->fd[side], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+      std::string what = std::string(SideName(side)) + ": " + ErrnoText(err);
+      if (IsResetErrno(err)) Finish(p, side == 0 ? "reset-by-a" : "reset-by-b", what, side == 1, side == 0);
+      else Finish(p, "error", what, true, true);
+      return;
+    }
+  }
+  RunPump(p);
+}
+
+void PumpEngine::RunPump(Pump* p) {
+  if (p->done) return;
+  bool moved = false;
+  bool over_budget = false;
+  // A failed syscall on `side`: a reset there becomes a reset of the other
+  // peer; anything else ends the pump with both peers reset (an abrupt end
+  // must not look like a clean end of stream).
+  auto fail = [&](int side, const char* op, int err) {
+    std::string what = std::string(SideName(side)) + ": " + op + ": " + ErrnoText(err);
+    if (IsResetErrno(err)) Finish(p, side == 0 ? "reset-by-a" : "reset-by-b", what, side == 1, side == 0);
+    else Finish(p, "error", what, true, true);
+  };
+  for (int d = 0; d < 2 && !p->done; d++) {
+    Flow& f = p->flow[d];
+    const int in_side = d, out_side = 1 - d;
+    const int in = p->fd[in_side], out = p->fd[out_side];
+    std::atomic<uint64_t>& counter = d == 0 ? p->counters->a_to_b : p->counters->b_to_a;
+    uint64_t budget = kRoundBudget;
+    for (;;) {
+      bool progress = false;
+      if (f.initial_sent < f.initial.size()) {
+        ssize_t n = send(out, f.initial.data() + f.initial_sent, f.initial.size() - f.initial_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          f.initial_sent += static_cast<size_t>(n);
+          counter.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+          progress = true;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          return fail(out_side, "send", errno);
+        }
+      }
+      const bool initial_done = f.initial_sent == f.initial.size();
+      if (initial_done && f.in_pipe > 0) {
+        ssize_t n = splice(f.pipe_r, nullptr, out, nullptr, f.in_pipe, kSpliceFlags);
+        if (n > 0) {
+          f.in_pipe -= static_cast<size_t>(n);
+          counter.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+          budget = budget > static_cast<uint64_t>(n) ? budget - static_cast<uint64_t>(n) : 0;
+          progress = true;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          return fail(out_side, "splice write", errno);
+        }
+      }
+      // Read only while the pipe has room: that, and a reader that waits
+      // for the writer, is the whole backpressure story.
+      if (!f.eof && f.in_pipe < f.capacity) {
+        ssize_t n = splice(in, nullptr, f.pipe_w, nullptr, f.capacity - f.in_pipe, kSpliceFlags);
+        if (n > 0) {
+          f.in_pipe += static_cast<size_t>(n);
+          progress = true;
+        } else if (n == 0) {
+          f.eof = true;
+          progress = true;
+        } else if (errno != EAGAIN && errno != EINTR) {
+          return fail(in_side, "splice read", errno);
+        }
+      }
+      // Half-close: the FIN is passed on only after every byte before it.
+      if (f.eof && !f.shut && initial_done && f.in_pipe == 0) {
+        if (shutdown(out, SHUT_WR) != 0) return fail(out_side, "shutdown", errno);
+        f.shut = true;
+      }
+      if (!progress) break;
+      moved = true;
+      if (budget == 0) {
+        over_budget = true;
+        break;
+      }
+    }
+  }
+  if (p->done) return;
+  if (moved) p->last_activity_ms = NowMs();
+  if (p->flow[0].shut && p->flow[1].shut) {
+    Finish(p, "closed", "", false, false);
+  } else if (over_budget) {
+    unfinished_.push_back(p->id);
+  }
+}
+
+void PumpEngine::Finish(Pump* p, const std::string& reason, const std::string& error, bool rst_a, bool rst_b) {
+  if (p->done) return;
+  p->done = true;
+  done_ids_.push_back(p->id);
+  const bool rst[2] = {rst_a, rst_b};
+  for (int side = 0; side < 2; side++) {
+    // Explicit removal: the caller's own fd may still share this file
+    // description for a moment, and epoll registrations follow the
+    // description, not the fd number.
+    if (p->fd[side] >= 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, p->fd[side], nullptr);
+    if (rst[side]) ResetAndClose(&p->fd[side]);
+    else CloseFd(&p->fd[side]);
+  }
+  for (Flow& f : p->flow) {
+    CloseFd(&f.pipe_r);
+    CloseFd(&f.pipe_w);
+  }
+  auto outcome = std::make_unique<PumpOutcome>();
+  outcome->id = p->id;
+  outcome->a_to_b = p->counters->a_to_b.load();
+  outcome->b_to_a = p->counters->b_to_a.load();
+  outcome->reason = reason;
+  outcome->error = error;
+  outcome->duration_ms = NowMsPrecise() - p->started_ms;
+  active_.fetch_sub(1);
+  finished_.fetch_add(1);
+  on_done_(std::move(outcome));
+}
+
+void PumpEngine::ExpireIdle(int64_t now_ms) {
+  // Lazy deadlines: activity does not touch the heap; an entry that comes
+  // due is checked against the pump's real last activity and re-queued.
+  while (!idle_heap_.empty() && idle_heap_.front().first <= now_ms) {
+    std::pop_heap(idle_heap_.begin(), idle_heap_.end(), EarlierDeadline);
+    uint64_t id = idle_heap_.back().second;
+    idle_heap_.pop_back();
+    auto it = pumps_.find(id);
+    if (it == pumps_.end() || it->second->done) continue;
+    Pump* p = it->second.get();
+    int64_t deadline = p->last_activity_ms + p->idle_timeout_ms;
+    if (deadline <= now_ms) {
+      Finish(p, "idle", "", false, false);
+    } else {
+      idle_heap_.emplace_back(deadline, id);
+      std::push_heap(idle_heap_.begin(), idle_heap_.end(), EarlierDeadline);
+    }
+  }
+}
+
+int PumpEngine::NextTimeoutMs(int64_t now_ms) const {
+  if (!unfinished_.empty()) return 0;
+  if (idle_heap_.empty()) return -1;
+  int64_t wait = idle_heap_.front().first - now_ms;
+  return static_cast<int>(std::clamp<int64_t>(wait, 0, 60000));
+}
+
+}  // namespace weir

@@ -1,0 +1,130 @@
+// The zero-copy L4 pump: moves bytes between two connected TCP sockets with
+// splice(2) through a pipe per direction, on one epoll thread owned by the
+// addon, so bulk proxy traffic never crosses into JavaScript (no copy into a
+// Buffer, no libuv wakeup per chunk). Pure C++; the Node-API glue that
+// delivers completions to JavaScript lives in pump_js.cc.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "netns_thread.h"
+
+namespace weir {
+
+// Bytes delivered so far, readable from any thread while the pump runs.
+struct PumpCounters {
+  std::atomic<uint64_t> a_to_b{0};
+  std::atomic<uint64_t> b_to_a{0};
+};
+
+struct PumpSpec {
+  int fd_a = -1;
+  int fd_b = -1;
+  // 0 = no idle timeout. Idle = no byte moved in either direction.
+  int64_t idle_timeout_ms = 0;
+  // Requested pipe capacity per direction (F_SETPIPE_SZ); if the kernel
+  // refuses (pipe-max-size, per-user pipe limits) the default pipe is used.
+  int pipe_size = 1 << 20;
+  // Bytes already read from A (resp. B) by the caller before the handoff:
+  // written to the other side before anything spliced.
+  std::string initial_a_to_b;
+  std::string initial_b_to_a;
+};
+
+struct PumpOutcome {
+  uint64_t id = 0;
+  uint64_t a_to_b = 0;
+  uint64_t b_to_a = 0;
+  // closed | reset-by-a | reset-by-b | idle | aborted | error
+  std::string reason;
+  std::string error;  // set for reset-* (the errno seen) and error
+  double duration_ms = 0;
+};
+
+struct PumpEngineStats {
+  uint64_t active = 0;
+  uint64_t started = 0;
+  uint64_t finished = 0;
+};
+
+class PumpEngine {
+ public:
+  // Called on the pump thread for each finished pump; takes ownership.
+  using OnDone = std::function<void(std::unique_ptr<PumpOutcome>)>;
+
+  // Creates the epoll instance and starts the thread.
+  static std::optional<Failure> Create(OnDone on_done, std::unique_ptr<PumpEngine>* out);
+  ~PumpEngine();
+  PumpEngine(const PumpEngine&) = delete;
+  PumpEngine& operator=(const PumpEngine&) = delete;
+
+  // Checks both fds are connected stream sockets, duplicates them (the
+  // caller keeps and must close its own fds) and creates the pipes; on
+  // failure nothing was taken and nothing leaks. On success the pump thread
+  // owns the duplicates and closes each exactly once.
+  std::optional<Failure> Start(const PumpSpec& spec, uint64_t* id, std::shared_ptr<PumpCounters>* counters);
+
+  // Ends a pump: reset=true sends RST to both peers, else a normal close.
+  // Unknown or already finished ids are ignored.
+  void Abort(uint64_t id, bool reset);
+
+  // Stops and joins the thread, closing every fd it still owns; no OnDone
+  // call happens after Stop returns. Idempotent.
+  void Stop();
+
+  PumpEngineStats Stats() const;
+
+  struct Pump;  // defined in pump.cc
+
+ private:
+  PumpEngine() = default;
+  void Run();
+  void Wake();
+  void TakeCommands();
+  void Service(Pump* p, uint32_t side, uint32_t events);
+  void RunPump(Pump* p);
+  void Finish(Pump* p, const std::string& reason, const std::string& error, bool rst_a, bool rst_b);
+  void ExpireIdle(int64_t now_ms);
+  int NextTimeoutMs(int64_t now_ms) const;
+
+  struct Command {
+    enum class Kind { kStart, kAbort } kind;
+    std::unique_ptr<Pump> pump;
+    uint64_t id = 0;
+    bool reset = false;
+  };
+
+  OnDone on_done_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  bool stopped_ = false;  // guarded by stop_mutex_
+  std::mutex stop_mutex_;
+
+  std::mutex commands_mutex_;
+  std::vector<Command> commands_;
+
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> active_{0};
+  std::atomic<uint64_t> started_{0};
+  std::atomic<uint64_t> finished_{0};
+
+  // Owned by the pump thread only.
+  std::unordered_map<uint64_t, std::unique_ptr<Pump>> pumps_;
+  std::vector<uint64_t> unfinished_;  // pumps that hit their per-round budget
+  std::vector<uint64_t> done_ids_;    // finished this batch, freed after it
+  std::vector<std::pair<int64_t, uint64_t>> idle_heap_;  // min-heap of (deadline, id)
+};
+
+}  // namespace weir

@@ -1,0 +1,225 @@
+// Node-API glue of the splice pump: argument checks, one PumpEngine (one
+// epoll thread) per JavaScript environment, completions delivered through a
+// thread-safe function. The completion callbacks live here on the JS thread
+// (keyed by pump id), never on the pump thread.
+#include "pump_js.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "pump.h"
+
+namespace weir {
+namespace {
+
+class PumpBinding;
+void DeliverOutcome(Napi::Env env, Napi::Function unused, PumpBinding* binding, PumpOutcome* outcome);
+using OutcomeTsfn = Napi::TypedThreadSafeFunction<PumpBinding, PumpOutcome, DeliverOutcome>;
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
+
+[[noreturn]] void ThrowFailure(Napi::Env env, const Failure& failure) {
+  Napi::Error error = Napi::Error::New(env, failure.message);
+  error.Set("code", Napi::String::New(env, failure.code));
+  throw error;
+}
+
+double IntegerArg(const Napi::Value& v, const std::string& name, double min, double max) {
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!v.IsNumber() || std::isnan(d) || d != std::floor(d) || d < min || d > max) {
+    ThrowType(v.Env(), name + " must be an integer in [" + std::to_string(static_cast<long long>(min)) + ", " +
+                           std::to_string(static_cast<long long>(max)) + "]");
+  }
+  return d;
+}
+
+std::string BytesOption(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowType(o.Env(), std::string("pumpStart: options.") + key + " must be a Buffer or Uint8Array");
+  }
+  Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
+  return std::string(reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength());
+}
+
+// Per-environment state (main thread or a worker): the engine, its thread-safe
+// function and the callbacks of running pumps.
+class PumpBinding {
+ public:
+  static PumpBinding* For(Napi::Env env) {
+    auto* binding = env.GetInstanceData<PumpBinding>();
+    if (binding == nullptr) {
+      binding = new PumpBinding();
+      env.SetInstanceData<PumpBinding>(binding);  // deleted by Node when the env goes away
+    }
+    return binding;
+  }
+
+  ~PumpBinding() {
+    if (engine_) engine_->Stop();
+  }
+
+  PumpEngine& Engine(Napi::Env env) {
+    if (torn_down_) ThrowFailure(env, Failure{"pump: environment is shutting down", "ESHUTDOWN"});
+    if (engine_) return *engine_;
+    // Unref'd while idle: an idle pump engine must not keep the process alive.
+    tsfn_ = OutcomeTsfn::New(env, "weirSplicePump", 0, 1, this);
+    tsfn_.Unref(env);
+    std::unique_ptr<PumpEngine> engine;
+    auto failure = PumpEngine::Create(
+        [this](std::unique_ptr<PumpOutcome> outcome) {
+          // Unbounded queue: NonBlockingCall fails only once the function is
+          // closing (environment teardown); the outcome is then dropped.
+          if (tsfn_.NonBlockingCall(outcome.get()) == napi_ok) outcome.release();
+        },
+        &engine);
+    if (failure) {
+      tsfn_.Release();
+      ThrowFailure(env, *failure);
+    }
+    engine_ = std::move(engine);
+    // Registered after the thread-safe function, so it runs BEFORE Node's own
+    // teardown of that function (hooks run in reverse order): the pump thread
+    // is joined while the function it calls is still valid.
+    napi_add_env_cleanup_hook(env, TearDown, this);
+    return *engine_;
+  }
+
+  void Track(Napi::Env env, uint64_t id, Napi::Function on_done, std::shared_ptr<PumpCounters> counters) {
+    if (running_.empty()) tsfn_.Ref(env);  // a running pump keeps the loop alive, like an open socket
+    running_.emplace(id, Running{Napi::Persistent(on_done), std::move(counters)});
+  }
+
+  bool Known(uint64_t id) const { return running_.count(id) != 0; }
+
+  const PumpCounters* Counters(uint64_t id) const {
+    auto it = running_.find(id);
+    return it == running_.end() ? nullptr : it->second.counters.get();
+  }
+
+  PumpEngineStats Stats() const { return engine_ ? engine_->Stats() : PumpEngineStats{}; }
+  bool HasEngine() const { return engine_ != nullptr; }
+
+  void Deliver(Napi::Env env, const PumpOutcome& outcome) {
+    auto it = running_.find(outcome.id);
+    if (it == running_.end()) return;
+    Napi::FunctionReference on_done = std::move(it->second.on_done);
+    running_.erase(it);
+    if (running_.empty()) tsfn_.Unref(env);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("bytesAtoB", static_cast<double>(outcome.a_to_b));
+    result.Set("bytesBtoA", static_cast<double>(outcome.b_to_a));
+    result.Set("reason", outcome.reason);
+    if (!outcome.error.empty()) result.Set("error", outcome.error);
+    result.Set("durationMs", outcome.duration_ms);
+    on_done.Call({result});
+  }
+
+ private:
+  static void TearDown(void* arg) {
+    auto* self = static_cast<PumpBinding*>(arg);
+    self->torn_down_ = true;
+    if (self->engine_) self->engine_->Stop();
+    self->running_.clear();
+  }
+
+  struct Running {
+    Napi::FunctionReference on_done;
+    std::shared_ptr<PumpCounters> counters;
+  };
+
+  std::unique_ptr<PumpEngine> engine_;
+  OutcomeTsfn tsfn_;
+  bool torn_down_ = false;
+  std::unordered_map<uint64_t, Running> running_;
+};
+
+void DeliverOutcome(Napi::Env env, Napi::Function unused, PumpBinding* binding, PumpOutcome* raw) {
+  std::unique_ptr<PumpOutcome> outcome(raw);
+  if (env == nullptr || binding == nullptr) return;  // environment teardown
+  binding->Deliver(env, *outcome);
+}
+
+// pumpStart(fdA, fdB, options?, onDone) -> id
+Napi::Value PumpStartJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PumpSpec spec;
+  spec.fd_a = static_cast<int>(IntegerArg(info[0], "pumpStart: fdA", 0, 2147483647));
+  spec.fd_b = static_cast<int>(IntegerArg(info[1], "pumpStart: fdB", 0, 2147483647));
+  if (!info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsObject()) ThrowType(env, "pumpStart: options must be an object");
+    Napi::Object o = info[2].As<Napi::Object>();
+    Napi::Value idle = o.Get("idleTimeoutMs");
+    if (!idle.IsUndefined()) spec.idle_timeout_ms = static_cast<int64_t>(IntegerArg(idle, "pumpStart: options.idleTimeoutMs", 0, 2147483647));
+    Napi::Value pipe = o.Get("pipeSize");
+    if (!pipe.IsUndefined()) spec.pipe_size = static_cast<int>(IntegerArg(pipe, "pumpStart: options.pipeSize", 4096, 1 << 30));
+    spec.initial_a_to_b = BytesOption(o, "initialAtoB");
+    spec.initial_b_to_a = BytesOption(o, "initialBtoA");
+  }
+  if (!info[3].IsFunction()) ThrowType(env, "pumpStart: onDone must be a function");
+  PumpBinding* binding = PumpBinding::For(env);
+  uint64_t id = 0;
+  std::shared_ptr<PumpCounters> counters;
+  if (auto f = binding->Engine(env).Start(spec, &id, &counters)) ThrowFailure(env, *f);
+  binding->Track(env, id, info[3].As<Napi::Function>(), std::move(counters));
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+uint64_t IdArg(const Napi::Value& v, const char* fn) {
+  return static_cast<uint64_t>(IntegerArg(v, std::string(fn) + ": id", 1, 9007199254740991.0));
+}
+
+// pumpAbort(id, {reset?}) -> whether the pump was still running
+Napi::Value PumpAbortJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t id = IdArg(info[0], "pumpAbort");
+  bool reset = false;
+  if (!info[1].IsUndefined()) {
+    if (!info[1].IsObject()) ThrowType(env, "pumpAbort: options must be an object");
+    Napi::Value r = info[1].As<Napi::Object>().Get("reset");
+    if (!r.IsUndefined() && !r.IsBoolean()) ThrowType(env, "pumpAbort: options.reset must be a boolean");
+    reset = r.IsBoolean() && r.As<Napi::Boolean>().Value();
+  }
+  PumpBinding* binding = PumpBinding::For(env);
+  if (!binding->HasEngine() || !binding->Known(id)) return Napi::Boolean::New(env, false);
+  binding->Engine(env).Abort(id, reset);
+  return Napi::Boolean::New(env, true);
+}
+
+// pumpProgress(id) -> {bytesAtoB, bytesBtoA} | undefined
+Napi::Value PumpProgressJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t id = IdArg(info[0], "pumpProgress");
+  const PumpCounters* counters = PumpBinding::For(env)->Counters(id);
+  if (counters == nullptr) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bytesAtoB", static_cast<double>(counters->a_to_b.load()));
+  o.Set("bytesBtoA", static_cast<double>(counters->b_to_a.load()));
+  return o;
+}
+
+Napi::Value PumpStatsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PumpBinding* binding = PumpBinding::For(env);
+  PumpEngineStats s = binding->Stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("active", static_cast<double>(s.active));
+  o.Set("started", static_cast<double>(s.started));
+  o.Set("finished", static_cast<double>(s.finished));
+  o.Set("threads", binding->HasEngine() ? 1 : 0);
+  return o;
+}
+
+}  // namespace
+
+void RegisterPump(Napi::Env env, Napi::Object exports) {
+  exports.Set("pumpStart", Napi::Function::New(env, PumpStartJs, "pumpStart"));
+  exports.Set("pumpAbort", Napi::Function::New(env, PumpAbortJs, "pumpAbort"));
+  exports.Set("pumpProgress", Napi::Function::New(env, PumpProgressJs, "pumpProgress"));
+  exports.Set("pumpStats", Napi::Function::New(env, PumpStatsJs, "pumpStats"));
+}
+
+}  // namespace weir
