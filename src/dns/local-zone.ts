@@ -11,6 +11,12 @@ export interface LocalMatch {
   fqdn: string;
   /** Set when the query name is not the FQDN itself and must CNAME to it. */
   aliasOf?: string;
+  /**
+   * A pod of a headless service by its hostname
+   * (`<hostname>.<service>.<ns>.svc.<domain>`, StatefulSets): answer only
+   * these addresses instead of the service's.
+   */
+  podAddresses?: string[];
 }
 
 export class LocalZone {
@@ -55,6 +61,8 @@ export class LocalZone {
     let ns: string | undefined;
     if (labels.length === this.fqdnLabels && name.endsWith(this.svcSuffix)) {
       [svcName, ns] = labels;
+    } else if (labels.length === this.fqdnLabels + 1 && name.endsWith(this.svcSuffix)) {
+      return this.matchPodHostname(name, labels);
     } else if (labels.length === 3 && labels[2] === 'svc') {
       [svcName, ns] = labels;
     } else if (labels.length === 2) {
@@ -69,6 +77,16 @@ export class LocalZone {
     // Short forms are answered under the asked name (as kube-dns would after
     // the client's own search walk); only the search-domain form gets a CNAME.
     return { service, fqdn: `${svcName}.${ns}${this.svcSuffix}` };
+  }
+
+  /** `<hostname>.<service>.<ns>.svc.<domain>`: ready endpoints of a headless service with that hostname. */
+  private matchPodHostname(name: string, labels: string[]): LocalMatch | undefined {
+    const [hostname, svcName, ns] = labels;
+    const service = this.registry.services.get(`${ns}/${svcName}`);
+    if (!service || service.kind !== 'Headless') return undefined;
+    const ips = [...new Set(service.endpoints.filter((ep) => ep.hostname?.toLowerCase() === hostname && ep.ready).map((ep) => ep.ip))];
+    if (ips.length === 0) return undefined;
+    return { service, fqdn: name, podAddresses: ips };
   }
 
   /** The service a (lower-case) FQDN-ish name refers to, for ExternalName chains. */

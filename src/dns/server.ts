@@ -443,7 +443,7 @@ class DnsServer {
       return this.resolveExternal(ext, q.qtype).then((records) => build(records), () => build([]));
     }
 
-    const records = addressRecords(target.service, targetOwner, q.qtype);
+    const records = addressRecords(target.service, targetOwner, q.qtype, target.podAddresses);
     const resp = build(records);
     // Only answers without a shuffle are memoised.
     if (!(target.service.kind === 'Headless' && records.length > 1)) {
@@ -507,12 +507,12 @@ function literalAddress4(address: string, _family: unknown, callback: LookupCall
 function literalAddress6(address: string, _family: unknown, callback: LookupCallback): void { callback(null, address, 6); }
 
 /** A/AAAA records of a service for the asked type; headless answers shuffled. */
-function addressRecords(service: RegistryService, owner: string, qtype: number): RecordSpec[] {
+function addressRecords(service: RegistryService, owner: string, qtype: number, only?: string[]): RecordSpec[] {
   const want4 = qtype === TYPE_A || qtype === TYPE_ANY;
   const want6 = qtype === TYPE_AAAA || qtype === TYPE_ANY;
   if (!want4 && !want6) return [];
   const out: RecordSpec[] = [];
-  for (const ip of LocalZone.addresses(service)) {
+  for (const ip of only ?? LocalZone.addresses(service)) {
     let rr;
     try { rr = rdataForIp(ip); } catch { continue; } // a bad IP in the registry must not break the name
     if ((rr.type === TYPE_A && want4) || (rr.type === TYPE_AAAA && want6)) out.push({ name: owner, ttl: LOCAL_TTL, ...rr });

@@ -94,6 +94,16 @@ describe('dns proxy on loopback', () => {
     assert.ok(orders.size > 1, 'answers are shuffled');
   });
 
+  test('StatefulSet pod hostname under a headless service answers that pod only', async () => {
+    const r = await udpQuery(port, 'db-1.db.ns.svc.cluster.local', 'A');
+    assert.equal(r.rcode, 'NOERROR');
+    assert.deepEqual(aData(r), ['10.1.0.2']);
+    assert.deepEqual(aData(await udpQuery(port, 'db-0.db.ns.svc.cluster.local', 'A')), ['10.1.0.1']);
+    // A hostname whose pod is not ready is not answered locally.
+    await udpQuery(port, 'db-9.db.ns.svc.cluster.local', 'A');
+    assert.equal(upstream.count('A', 'db-9.db.ns.svc.cluster.local'), 1);
+  });
+
   test('known name without a record of the type → NOERROR empty with SOA, never NXDOMAIN', async () => {
     for (const type of ['AAAA', 'TXT', 'MX'] as const) {
       const r = await udpQuery(port, 'web.ns.svc.cluster.local', type);

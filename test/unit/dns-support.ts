@@ -194,7 +194,7 @@ export function testRegistry(): Registry {
   const services = [
     svc('ns', 'web', { clusterIPs: ['10.96.0.10'] }),
     svc('other', 'api', { clusterIPs: ['10.96.0.20', 'fd00::20'] }),
-    svc('ns', 'db', { kind: 'Headless', endpoints: [ep('10.1.0.1'), ep('10.1.0.2'), ep('10.1.0.3'), ep('10.1.0.9', false)] }),
+    svc('ns', 'db', { kind: 'Headless', endpoints: [{ ...ep('10.1.0.1'), hostname: 'db-0' }, { ...ep('10.1.0.2'), hostname: 'db-1' }, ep('10.1.0.3'), { ...ep('10.1.0.9', false), hostname: 'db-9' }] }),
     svc('ns', 'alias', { kind: 'ExternalName', externalName: 'api.other.svc.cluster.local' }),
     svc('ns', 'outside', { kind: 'ExternalName', externalName: 'ext.example' }),
   ];
