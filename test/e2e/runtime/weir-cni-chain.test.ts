@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod } from '../../support/cri.js';
 import { PAUSE_IMAGE } from '../../support/images.js';
@@ -30,7 +31,11 @@ before(async () => {
   // containerd's CRI reloads the conf dir on change; give it a moment.
   await new Promise((r) => setTimeout(r, 1500));
 });
-after(async () => { await node?.stop(); });
+after(async () => {
+  await node?.stop();
+  // Our second network's bridge (the fixture removes only its own).
+  if (net) try { execFileSync('ip', ['link', 'del', net.bridge], { stdio: 'ignore' }); } catch { /* never created */ }
+});
 
 const sleeper = { name: 'app', image: PAUSE_IMAGE, command: ['/bin/busybox', 'sleep', '3600'] };
 
