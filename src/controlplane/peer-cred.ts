@@ -5,22 +5,7 @@
 import { execFile } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import type { Socket } from 'node:net';
-
-type PeerCredFn = (fd: number) => { pid: number; uid: number; gid: number };
-
-let nativePeerCred: PeerCredFn | null | undefined;
-
-async function loadNative(): Promise<PeerCredFn | null> {
-  if (nativePeerCred !== undefined) return nativePeerCred;
-  try {
-    const modPath = '../netns/native.js';
-    const mod = (await import(modPath)) as { peerCred?: PeerCredFn };
-    nativePeerCred = typeof mod.peerCred === 'function' ? mod.peerCred : null;
-  } catch {
-    nativePeerCred = null;
-  }
-  return nativePeerCred;
-}
+import { nativeAvailable, peerCred as nativePeerCred } from '../netns/native.js';
 
 /** The fd behind a net.Socket (libuv exposes it on the handle). */
 export function socketFd(sock: Socket): number {
@@ -56,9 +41,8 @@ async function peerPidViaSockDiag(fd: number): Promise<number | undefined> {
 
 export async function peerPid(sock: Socket): Promise<{ pid: number; via: 'SO_PEERCRED' | 'sock_diag' } | undefined> {
   const fd = socketFd(sock);
-  const native = await loadNative();
-  if (native) {
-    const c = native(fd);
+  if (nativeAvailable()) {
+    const c = nativePeerCred(fd);
     return c.pid > 0 ? { pid: c.pid, via: 'SO_PEERCRED' } : undefined;
   }
   const pid = await peerPidViaSockDiag(fd);

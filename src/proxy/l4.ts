@@ -14,6 +14,8 @@ import { originalDst, type OriginalDst } from './original-dst.js';
 import { connectUpstream, ConnectError, relay, type RelayHandle } from './relay.js';
 import { LeastConnections, RouteTable, targetKey, type Target } from './routing.js';
 
+type PeerNoted = Socket & { peer?: string };
+
 export type Direction = 'outbound' | 'inbound';
 
 export interface LocalIdentity { namespace: string; workload: string }
@@ -86,6 +88,8 @@ export class L4Proxy {
   private async accept(direction: Direction, down: Socket): Promise<void> {
     this.counters.accepted++;
     down.on('error', () => { /* handled by relay or below */ });
+    // Kept now: Node forgets the peer address once the socket is closed, and the access log needs it.
+    (down as PeerNoted).peer = `${canonicalIp(down.remoteAddress ?? '')}:${down.remotePort}`;
     const listenerPort = direction === 'outbound' ? this.d.config.outboundPort : this.d.config.inboundPort;
     if (this.draining) { this.reject(direction, down, 'draining'); return; }
     let dst: OriginalDst | undefined;
@@ -212,7 +216,7 @@ export class L4Proxy {
     this.d.metrics.opened.inc(labels);
     this.d.metrics.closed.inc(labels);
     if (this.d.config.accessLog) {
-      this.d.logger.info({ access: direction, downstream: `${canonicalIp(down.remoteAddress ?? '')}:${down.remotePort}`, originalDst: `${dst.ip}:${dst.port}`, service: labels.destination_service, flags: labels.response_flags, error, attempts, durationMs: round(performance.now() - start) }, 'connection failed');
+      this.d.logger.info({ access: direction, downstream: (down as PeerNoted).peer, originalDst: `${dst.ip}:${dst.port}`, service: labels.destination_service, flags: labels.response_flags, error, attempts, durationMs: round(performance.now() - start) }, 'connection failed');
     }
   }
 
@@ -229,7 +233,7 @@ export class L4Proxy {
     if (!this.d.config.accessLog) return;
     this.d.logger.info({
       access: direction,
-      downstream: `${canonicalIp(down.remoteAddress ?? '')}:${down.remotePort}`,
+      downstream: (down as PeerNoted).peer,
       originalDst: `${dst.ip}:${dst.port}`,
       upstream: `${t.ip}:${t.port}`,
       cluster,

@@ -6,24 +6,17 @@
 // the listener port the reply tuple points at.
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { nativeAvailable, originalDst as nativeOriginalDst } from '../netns/native.js';
 import { canonicalIp } from './addr.js';
 
 export interface OriginalDst { ip: string; port: number }
 
-type NativeFn = (fd: number) => unknown;
-let nativeOriginalDst: NativeFn | null | undefined;
+let useNative: boolean | undefined;
 
+/** Which mechanism this process uses; decided once (the addon either loads or not). */
 export async function loadNativeOriginalDst(): Promise<'native' | 'conntrack'> {
-  if (nativeOriginalDst === undefined) {
-    try {
-      const modPath = '../netns/native.js';
-      const mod = (await import(modPath)) as { originalDst?: NativeFn };
-      nativeOriginalDst = typeof mod.originalDst === 'function' ? mod.originalDst : null;
-    } catch {
-      nativeOriginalDst = null;
-    }
-  }
-  return nativeOriginalDst ? 'native' : 'conntrack';
+  useNative ??= nativeAvailable();
+  return useNative ? 'native' : 'conntrack';
 }
 
 function fdOf(sock: Socket): number {
@@ -65,8 +58,8 @@ export function findInConntrack(text: string, clientIp: string, clientPort: numb
 }
 
 export async function originalDst(sock: Socket, listenerPort: number): Promise<OriginalDst | undefined> {
-  if (nativeOriginalDst === undefined) await loadNativeOriginalDst();
-  if (nativeOriginalDst) {
+  useNative ??= nativeAvailable();
+  if (useNative) {
     try {
       return fromNative(nativeOriginalDst(fdOf(sock)));
     } catch {

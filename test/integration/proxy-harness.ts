@@ -1,0 +1,261 @@
+// Test topology for the weir proxy suites: pods (network namespaces) on one
+// bridge, each with capture rules, a weir proxy running as UID 1337 and a
+// small app; a node control plane in the test process that identifies the
+// proxies from the kernel (peer pid → netns inode → pod).
+import { once } from 'node:events';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { Registry as PromRegistry } from 'prom-client';
+import { pino } from 'pino';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Netns, sh, uniq } from '../support/netns.js';
+import { nftRun, netnsInode, socketInNetns } from '../../src/netns/native.js';
+import { startControlPlane, type ControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';
+import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface Pod {
+  name: string;
+  namespace: string;
+  ns: Netns;
+  ip4: string;
+  ip6: string;
+  proxy?: ChildProcess;
+  proxyLog: string[];
+  app?: ChildProcess;
+}
+
+/**
+ * Istio's REDIRECT ruleset (reference.md), written for nft. Used until the
+ * capture core's plan renderer is available to the tests; the semantics the
+ * proxy relies on are the same: uid 1337 and 127.0.0.6 exempt.
+ */
+export function captureRuleset(table: string): string {
+  return `table inet ${table} {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    tcp dport { 15008, 15020, 15021, 15090 } return
+    meta l4proto tcp redirect to :15006
+  }
+  chain output {
+    type nat hook output priority -100; policy accept;
+    oifname "lo" ip saddr 127.0.0.6 return
+    oifname "lo" ip daddr != 127.0.0.1 meta skuid 1337 tcp dport != 15008 redirect to :15006
+    oifname "lo" return
+    meta skuid 1337 return
+    meta skgid 1337 return
+    ip daddr 127.0.0.1 return
+    ip6 daddr ::1 return
+    meta l4proto tcp redirect to :15001
+  }
+}`;
+}
+
+/** The app: 8080 greets with its name then echoes; 8081 answers the sha256 of what it received once the client half-closes. */
+const APP = `
+const net = require('node:net'); const crypto = require('node:crypto');
+const name = process.argv[1];
+net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); s.write('hello from ' + name + '\\n'); s.pipe(s); }).listen({ port: 8080, host: '::' });
+net.createServer({ allowHalfOpen: true }, (s) => {
+  s.on('error', () => {});
+  const h = crypto.createHash('sha256'); let n = 0;
+  s.on('data', (d) => { h.update(d); n += d.length; });
+  s.on('end', () => s.end(name + ' ' + n + ' ' + h.digest('hex') + '\\n'));
+}).listen({ port: 8081, host: '::' }, () => console.log('app ready'));
+`;
+
+export class Cluster {
+  readonly router: Netns;
+  readonly pods: Pod[] = [];
+  readonly sockDir = mkdtempSync(path.join(tmpdir(), 'wx-cp-'));
+  readonly socketPath = path.join(this.sockDir, 'proxy.sock');
+  cp?: ControlPlane;
+  readonly metrics = new PromRegistry();
+  private readonly a = 100 + Math.floor(Math.random() * 100);
+  private readonly b = 1 + Math.floor(Math.random() * 250);
+  private nextHost = 10;
+
+  constructor() {
+    // Proxies run as UID 1337 and must reach the socket (mkdtemp makes 0700).
+    chmodSync(this.sockDir, 0o755);
+    this.router = Netns.create('wxr');
+    this.router.ip('link', 'add', 'br0', 'type', 'bridge');
+    this.router.ip('addr', 'add', `10.${this.a}.${this.b}.1/24`, 'dev', 'br0');
+    this.router.ip('link', 'set', 'br0', 'up');
+  }
+
+  /** A pod on the bridge with capture rules (no proxy yet). */
+  async addPod(name: string, namespace = 'default', opts: { capture?: boolean } = {}): Promise<Pod> {
+    const host = this.nextHost++;
+    const ns = Netns.create('wxp');
+    const pod: Pod = { name, namespace, ns, ip4: `10.${this.a}.${this.b}.${host}`, ip6: `fd00:${this.a}:${this.b}::${host}`, proxyLog: [] };
+    this.pods.push(pod);
+    const v = uniq('wxv').slice(0, 11);
+    sh('ip', ['link', 'add', v, 'type', 'veth', 'peer', 'name', `${v}b`]);
+    sh('ip', ['link', 'set', v, 'netns', ns.name]);
+    sh('ip', ['link', 'set', `${v}b`, 'netns', this.router.name]);
+    ns.ip('link', 'set', v, 'name', 'eth0');
+    ns.ip('addr', 'add', `${pod.ip4}/24`, 'dev', 'eth0');
+    ns.ip('-6', 'addr', 'add', `${pod.ip6}/64`, 'dev', 'eth0', 'nodad');
+    ns.ip('link', 'set', 'eth0', 'up');
+    this.router.ip('link', 'set', `${v}b`, 'master', 'br0');
+    this.router.ip('link', 'set', `${v}b`, 'up');
+    // A default route so a SYN to a VIP nothing routes leaves the app (then capture takes it).
+    ns.ip('route', 'add', 'default', 'via', `10.${this.a}.${this.b}.1`);
+    if (opts.capture !== false) await nftRun(ns.path, captureRuleset('wx_capture'));
+    return pod;
+  }
+
+  async startControlPlane(): Promise<ControlPlane> {
+    const byInode = () => new Map(this.pods.map((p) => [netnsInode(p.ns.path), p]));
+    this.cp = await startControlPlane({
+      kubeConfig: new KubeConfig(),
+      socketPath: this.socketPath,
+      logger: pino({ level: process.env.WX_LOG ?? 'silent' }),
+      metrics: this.metrics,
+      clusterDomain: 'cluster.local',
+      // The agent's real identifyPeer maps netns → pod the same way (via CNI ADD records).
+      identifyPeer: async (pid: number): Promise<PeerPodIdentity | undefined> => {
+        let ino: number;
+        try { ino = statSync(`/proc/${pid}/ns/net`).ino; } catch { return undefined; }
+        const p = byInode().get(ino);
+        return p ? { namespace: p.namespace, name: p.name, uid: `uid-${p.name}`, ips: [p.ip4, p.ip6] } : undefined;
+      },
+      source: () => ({ start: async () => {}, stop: async () => {} }),
+    });
+    return this.cp;
+  }
+
+  async startApp(pod: Pod): Promise<void> {
+    pod.app = pod.ns.spawn(process.execPath, ['-e', APP, pod.name]);
+    await waitForLine(pod.app, /app ready/, 5000);
+  }
+
+  async startProxy(pod: Pod, extra: string[] = []): Promise<void> {
+    pod.proxy = pod.ns.spawn('setpriv', [
+      '--reuid', '1337', '--regid', '1337', '--clear-groups',
+      process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'proxy',
+      '--control-plane-socket', this.socketPath, '--pod-namespace', pod.namespace, '--pod-name', pod.name,
+      '--ready-without-agent', '2s', ...extra,
+    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (d: Buffer) => { for (const l of d.toString().split('\n')) if (l) pod.proxyLog.push(l); };
+    pod.proxy.stdout!.on('data', keep);
+    pod.proxy.stderr!.on('data', keep);
+    await waitForLine(pod.proxy, /weir proxy listening/, 20000);
+  }
+
+  /** A TCP connection made by an app process (uid 0) inside the pod, so capture applies. */
+  async connect(pod: Pod, address: string, port: number): Promise<net.Socket> {
+    const fd = await socketInNetns(pod.ns.path, { kind: 'tcp-connect', family: net.isIPv6(address) ? 6 : 4, address, port, timeoutMs: 5000 });
+    return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  }
+
+  /** GET over loopback inside the pod (admin is localhost-only). */
+  async httpGet(pod: Pod, port: number, urlPath: string): Promise<{ status: number; body: string }> {
+    const s = await this.connect(pod, '127.0.0.1', port);
+    s.end(`GET ${urlPath} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    await once(s, 'close');
+    const text = Buffer.concat(chunks).toString();
+    const status = Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1] ?? 0);
+    let body = text.slice(text.indexOf('\r\n\r\n') + 4);
+    if (/transfer-encoding: chunked/i.test(text)) body = dechunk(body);
+    return { status, body };
+  }
+
+  async metric(pod: Pod, name: string, match: Record<string, string> = {}): Promise<number> {
+    const { body } = await this.httpGet(pod, 15090, '/stats/prometheus');
+    let sum = 0;
+    for (const line of body.split('\n')) {
+      if (!line.startsWith(name + '{') && line.split(' ')[0] !== name) continue;
+      if (!Object.entries(match).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  }
+
+  /** Proxy output, for failure messages. */
+  logs(): string {
+    return this.pods.map((p) => `--- ${p.name}\n${p.proxyLog.slice(-30).join('\n')}`).join('\n');
+  }
+
+  async destroy(): Promise<void> {
+    if (process.env.WX_DEBUG) console.log(this.logs());
+    for (const p of this.pods) p.ns.destroy();
+    await this.cp?.close().catch(() => {});
+    this.router.destroy();
+    rmSync(this.sockDir, { recursive: true, force: true });
+  }
+}
+
+function dechunk(s: string): string {
+  let out = '';
+  let i = 0;
+  for (;;) {
+    const nl = s.indexOf('\r\n', i);
+    if (nl < 0) break;
+    const n = parseInt(s.slice(i, nl), 16);
+    if (!n) break;
+    out += s.slice(nl + 2, nl + 2 + n);
+    i = nl + 2 + n + 2;
+  }
+  return out;
+}
+
+export function waitForLine(child: ChildProcess, re: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const t = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for ${re} in output: ${seen.slice(-2000)}`)); }, timeoutMs);
+    const on = (d: Buffer) => { seen += d.toString(); if (re.test(seen)) { cleanup(); resolve(); } };
+    const onExit = (code: number | null) => { cleanup(); reject(new Error(`process exited (${code}) before ${re}: ${seen.slice(-2000)}`)); };
+    const cleanup = () => { clearTimeout(t); child.stdout?.off('data', on); child.stderr?.off('data', on); child.off('exit', onExit); };
+    child.stdout?.on('data', on);
+    child.stderr?.on('data', on);
+    child.on('exit', onExit);
+  });
+}
+
+/** Reads until the peer ends; resolves with everything received. */
+export async function readAll(s: net.Socket): Promise<string> {
+  const chunks: Buffer[] = [];
+  s.on('data', (d: Buffer) => chunks.push(d));
+  await once(s, 'end');
+  return Buffer.concat(chunks).toString();
+}
+
+/** Reads one line. */
+export function readLine(s: net.Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const on = (d: Buffer) => {
+      buf += d.toString();
+      const i = buf.indexOf('\n');
+      if (i >= 0) { s.off('data', on); s.pause(); resolve(buf.slice(0, i)); }
+    };
+    s.on('data', on);
+    s.once('error', reject);
+    s.once('end', () => reject(new Error(`ended before a line; got ${JSON.stringify(buf)}`)));
+  });
+}
+
+export function service(name: string, namespace: string, clusterIP: string, ports: { name: string; port: number }[], headless = false): KubeService {
+  return { metadata: { name, namespace }, spec: { type: 'ClusterIP', clusterIP: headless ? 'None' : clusterIP, ports: ports.map((p) => ({ ...p, protocol: 'TCP' })) } };
+}
+
+export function slice(svc: string, namespace: string, sliceName: string, pods: { pod: Pod; ready?: boolean; terminating?: boolean }[], ports: { name: string; port: number }[]): KubeEndpointSlice {
+  return {
+    metadata: { name: sliceName, namespace, labels: { 'kubernetes.io/service-name': svc } },
+    addressType: 'IPv4',
+    endpoints: pods.map(({ pod, ready = true, terminating = false }) => ({
+      addresses: [pod.ip4], conditions: { ready, serving: ready || terminating, terminating },
+      targetRef: { kind: 'Pod', name: pod.name, namespace: pod.namespace },
+    })),
+    ports: ports.map((p) => ({ ...p, protocol: 'TCP' })),
+  };
+}
