@@ -6,7 +6,7 @@
 // resolve through the pod's own resolv.conf (search list + ndots:5).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -99,11 +99,15 @@ describe('DNS proxy in a captured pod netns', { skip: skipUnlessRoot() }, () => 
 
     await programCapture(pair.pod.path);
 
+    // The proxy's own scratch space (tsx's cache), removed with `dir`.
+    const proxyTmp = join(dir, 'proxy-tmp');
+    mkdirSync(proxyTmp);
+    chownSync(proxyTmp, PROXY_UID, PROXY_UID);
     const proxy = pair.pod.spawn('setpriv', [
       `--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups',
       process.execPath, '--import', 'tsx', join(REPO, 'src/dns/standalone.ts'),
       '--namespace', 'ns', '--registry', join(dir, 'registry.json'), '--timeout-ms', '1500',
-    ], { cwd: REPO, env: { ...process.env, HOME: dir, WEIR_LOG_LEVEL: 'warn' } });
+    ], { cwd: REPO, env: { ...process.env, HOME: proxyTmp, TMPDIR: proxyTmp, TSX_DISABLE_CACHE: '1', WEIR_LOG_LEVEL: 'warn' } });
     await waitForLine(proxy, /^ready$/m, 'DNS proxy');
     proxy.stderr?.on('data', (d) => { proxyStderr += d; });
   });
