@@ -42,12 +42,58 @@ export interface SocketInNetnsOptions {
  */
 export interface NativeError extends Error { code: string }
 
+export interface PumpOptions {
+  /** Close both sides after this long without a byte moving either way; 0/absent = never. */
+  idleTimeoutMs?: number;
+  /** Pipe capacity per direction (F_SETPIPE_SZ), default 1 MiB; the kernel's default if refused. */
+  pipeSize?: number;
+  /** Bytes already read from A before the handoff: written to B before anything else. */
+  initialAtoB?: Uint8Array;
+  /** Bytes already read from B before the handoff: written to A before anything else. */
+  initialBtoA?: Uint8Array;
+}
+
+/**
+ * How a pump ended. `closed`: both directions ended with FIN. `reset-by-a|b`:
+ * that side reset (or failed with EPIPE), the other got RST. `idle`: idle
+ * timeout, both closed. `aborted`: pumpAbort. `error`: any other socket error,
+ * both sides reset; `error` holds the text.
+ */
+export type PumpReason = 'closed' | 'reset-by-a' | 'reset-by-b' | 'idle' | 'aborted' | 'error';
+
+export interface PumpResult {
+  /** Bytes written to B (including `initialAtoB`). */
+  bytesAtoB: number;
+  /** Bytes written to A (including `initialBtoA`). */
+  bytesBtoA: number;
+  reason: PumpReason;
+  /** errno text for reset-* and error, e.g. "b: splice read: Connection reset by peer (ECONNRESET)". */
+  error?: string;
+  durationMs: number;
+}
+
+export interface PumpProgress { bytesAtoB: number; bytesBtoA: number }
+
+export interface PumpStats {
+  /** Pumps moving bytes now. */
+  active: number;
+  started: number;
+  finished: number;
+  /** Pump threads in this JS environment (0 until the first pumpStart). */
+  threads: number;
+}
+
 interface NativeAddon {
   nftRun(netns: string | null, script: string, opts?: NftRunOptions): Promise<string>;
   nftCanonical(script: string, listCommand?: string): Promise<string>;
   socketInNetns(netns: string | null, opts: SocketInNetnsOptions): Promise<number>;
   originalDst(fd: number): SocketAddress;
   peerCred(fd: number): PeerCredentials;
+  // Absent in an addon built before the pump existed.
+  pumpStart?(fdA: number, fdB: number, opts: PumpOptions | undefined, onDone: (r: PumpResult) => void): number;
+  pumpAbort?(id: number, opts?: { reset?: boolean }): boolean;
+  pumpProgress?(id: number): PumpProgress | undefined;
+  pumpStats?(): PumpStats;
 }
 
 export const ADDON_NOT_BUILT =
@@ -139,6 +185,51 @@ export function originalDst(fd: number): SocketAddress {
 /** The pid/uid/gid of the process at the other end of a unix socket. */
 export function peerCred(fd: number): PeerCredentials {
   return load().peerCred(fd);
+}
+
+export const PUMP_NOT_BUILT =
+  'weir native addon has no splice pump (built before it existed): run `npm run build:native`';
+
+/** True when the addon loads and has the splice pump. */
+export function pumpAvailable(): boolean {
+  return nativeAvailable() && typeof load().pumpStart === 'function';
+}
+
+function pumpAddon(): Required<Pick<NativeAddon, 'pumpStart' | 'pumpAbort' | 'pumpProgress' | 'pumpStats'>> {
+  const a = load();
+  if (!a.pumpStart || !a.pumpAbort || !a.pumpProgress || !a.pumpStats) {
+    throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
+  }
+  return a as Required<NativeAddon>;
+}
+
+/**
+ * Start moving bytes both ways between two connected TCP sockets with
+ * splice(2), on the addon's pump thread. The addon DUPLICATES both fds and
+ * owns the duplicates (closes each exactly once); the caller still owns
+ * `fdA`/`fdB` and must close them right away (destroy the net.Socket in the
+ * same tick), or libuv keeps polling and may read bytes meant for the pump.
+ * Prefer `startSplicePump` (splice-pump.ts), which does exactly that.
+ * Throws (code ENOTSOCK, EPROTOTYPE, ENOTCONN, EMFILE, ...) before taking
+ * anything; `onDone` runs once, on the JS thread.
+ */
+export function pumpStart(fdA: number, fdB: number, opts: PumpOptions, onDone: (r: PumpResult) => void): number {
+  return pumpAddon().pumpStart(fdA, fdB, opts, onDone);
+}
+
+/** End a running pump (reason `aborted`): RST both peers if `reset`, else close. False if not running. */
+export function pumpAbort(id: number, opts: { reset?: boolean } = {}): boolean {
+  return pumpAddon().pumpAbort(id, opts);
+}
+
+/** Bytes delivered so far by a running pump; undefined once it finished. */
+export function pumpProgress(id: number): PumpProgress | undefined {
+  return pumpAddon().pumpProgress(id);
+}
+
+/** Counters of this JS environment's pump engine. */
+export function pumpStats(): PumpStats {
+  return pumpAddon().pumpStats();
 }
 
 /**
