@@ -211,10 +211,7 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   if (node.capturedBy) {
     say(`programmed by ${node.capturedBy}`);
     show(execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'nft', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' }).split('\n').slice(0, 30).join('\n'));
-  } else if (!capture) {
-    say('SKIPPED: weir\'s capture core (src/redirect/plan.ts + nftables renderer) is not in this build.');
-    say('Without it traffic goes straight to the app; the rest shows that.');
-  } else {
+  } else if (capture) {
     say(capture.how);
     for (const p of [node.server, node.client]) {
       await capture.apply(p.netnsPath, podObject(p.name));
@@ -235,9 +232,9 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   const out = accessLines(node.client.proxyLog().slice(logMarkC));
   const inn = accessLines(node.server.proxyLog().slice(logMarkS));
   say(`client proxy (outbound, captured on 15001): ${out.length ? '' : 'no line: the connection was not captured'}`);
-  if (out.length) show(out.join('\n'));
+  if (out.length) show(out.map(summarizeAccess).join('\n'));
   say(`server proxy (inbound, captured on 15006): ${inn.length ? '' : 'no line: the connection was not captured'}`);
-  if (inn.length) show(inn.join('\n'));
+  if (inn.length) show(inn.map(summarizeAccess).join('\n'));
 
   step('Proxy metrics (Istio names) on :15090/stats/prometheus');
   for (const p of [node.client, node.server]) {
@@ -255,6 +252,12 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   step('weir pods (the node agent\'s view)');
   if (node.pods) show(node.pods());
   else say('SKIPPED: no weir agent in the netns fallback (pods are not Kubernetes pods there).');
+}
+
+/** The access log line's key fields, then the line itself (JSON, as the proxy wrote it). */
+function summarizeAccess(line: string): string {
+  const r = JSON.parse(line) as Record<string, unknown>;
+  return `${r.access}: ${r.downstream} -> original dst ${r.originalDst} -> upstream ${r.upstream} (cluster ${r.cluster}, service ${r.service}, ${r.bytesReceived} bytes back, ${r.durationMs} ms)\n${dim(line)}`;
 }
 
 async function main(): Promise<void> {
@@ -288,7 +291,7 @@ async function main(): Promise<void> {
         node = await netnsNode(cleanups);
       }
     }
-    await story(node, node.capturedBy ? null : await captureBackend());
+    await story(node, node.capturedBy ? null : captureBackend());
     step('Cleaning up');
   } finally {
     await cleanup();
