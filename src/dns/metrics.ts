@@ -8,7 +8,15 @@ export type Outcome = 'local' | 'forwarded' | 'cached' | 'failed' | 'malformed';
 export interface DnsMetrics {
   query(qtype: string, outcome: Outcome, seconds: number): void;
   upstream(seconds: number, ok: boolean): void;
+  /** Removes every DNS metric from the registry (so a restarted proxy can register again). */
+  unregister(): void;
 }
+
+const METRIC_NAMES = [
+  'weir_dns_queries_total', 'weir_dns_request_duration_seconds', 'weir_dns_cache_entries', 'weir_dns_cache_bytes',
+  'weir_dns_upstream_inflight', 'istio_agent_dns_requests_total', 'istio_agent_dns_upstream_requests_total',
+  'istio_agent_dns_upstream_failures_total', 'istio_agent_dns_upstream_request_duration_seconds',
+];
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5];
 
@@ -119,6 +127,9 @@ export function createDnsMetrics(registry: Registry, cache: () => { entries: num
       istioUpstream.inc();
       istioUpstreamLatency.observe(seconds);
       if (!ok) istioUpstreamFailures.inc();
+    },
+    unregister() {
+      for (const name of METRIC_NAMES) registry.removeSingleMetric(name);
     },
   };
 }

@@ -182,6 +182,7 @@ class DnsServer {
     this.udpSockets.length = 0;
     this.tcpServers.length = 0;
     await this.forwarder.close();
+    this.metrics.unregister();
   }
 
   private listenUdp(host: string, port: number): Promise<void> {

@@ -209,6 +209,16 @@ describe('dns proxy on loopback', () => {
     assert.match(text, /istio_agent_dns_requests_total [1-9]/);
     assert.ok(proxy.stats().queries.cached > 0);
   });
+
+  test('a proxy restarted on the same metrics registry registers again', async () => {
+    const shared = new PromRegistry();
+    const opts = { registry: staticRegistryView(testRegistry()), podNamespace: 'ns', resolvConfPath: '/nonexistent', upstreams: [{ host: '127.0.0.1', port: 9 }], metrics: shared, logger };
+    const first = await startDnsProxy({ ...opts, listen: { port: randomPort(), v6: null } });
+    await first.close();
+    assert.doesNotMatch(await shared.metrics(), /weir_dns_queries_total/);
+    const second = await startDnsProxy({ ...opts, listen: { port: randomPort(), v6: null } });
+    await second.close();
+  });
 });
 
 describe('dns proxy edge cases', () => {
