@@ -145,7 +145,7 @@ Napi::Value NftCanonicalJs(const Napi::CallbackInfo& info) {
   return Queue(task);
 }
 
-// socketInNetns(netns, {kind, family, address, port, backlog?, timeoutMs?, transparent?, mark?, freebind?})
+// socketInNetns(netns, {kind, family, address, port, backlog?, timeoutMs?, transparent?, mark?, freebind?, reusePort?})
 Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "socketInNetns";
@@ -174,6 +174,7 @@ Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   if (auto m = OptNumber(o, "mark", fn, 0, 4294967295.0)) r.mark = static_cast<unsigned>(*m);
   r.transparent = OptBool(o, "transparent", fn);
   r.freebind = OptBool(o, "freebind", fn);
+  r.reuse_port = OptBool(o, "reusePort", fn);
 
   auto* task = new NetnsTask(env, spec, [r](NetnsTask* t) { return CreateSocket(r, &t->fd); });
   task->returns_fd = true;

@@ -72,6 +72,9 @@ std::optional<Failure> ApplyOptions(int fd, const SocketRequest& r) {
                     : SetIntOption(fd, SOL_IP, IP_FREEBIND, 1, "IP_FREEBIND"))
       return f;
   }
+  if (r.reuse_port) {
+    if (auto f = SetIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT")) return f;
+  }
   if (r.mark) {
     if (auto f = SetIntOption(fd, SOL_SOCKET, SO_MARK, static_cast<int>(*r.mark), "SO_MARK")) return f;
   }

@@ -38,6 +38,9 @@ struct SocketRequest {
   int timeout_ms = 5000;
   bool transparent = false;
   bool freebind = false;
+  // SO_REUSEPORT: several sockets (one per worker thread) share one port and
+  // the kernel spreads datagrams/connections across them.
+  bool reuse_port = false;
   std::optional<unsigned> mark;
 };
 

@@ -33,6 +33,8 @@ export interface SocketInNetnsOptions {
   mark?: number;
   /** IP_FREEBIND / IPV6_FREEBIND: bind an address not (yet) configured. */
   freebind?: boolean;
+  /** SO_REUSEPORT: share the port across sockets (one per worker thread). */
+  reusePort?: boolean;
 }
 
 /**
