@@ -32,6 +32,9 @@ function step(title: string): void { console.log(`\n${bold(`== ${title}`)}`); }
 function say(text: string): void { console.log(`   ${text}`); }
 function show(text: string): void { for (const l of text.trimEnd().split('\n')) console.log(`   ${dim('|')} ${l}`); }
 
+/** Paths and links the demo created; checked to be gone after cleanup. */
+const created: { paths: string[]; links: string[] } = { paths: [], links: [] };
+
 /** One demo pod, however it was made. */
 interface DemoPod {
   name: string;
@@ -69,12 +72,14 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   step('Node: a private containerd (CRI plugin, runc, Debian CNI bridge + host-local)');
   const ctrd = await Containerd.start({ prefix: 'we-demo' });
   cleanups.push(() => ctrd.stop());
+  created.paths.push(ctrd.dir);
   say(`containerd ${dim(ctrd.dir)}`);
   say('building the pause and app images locally (no registry needed) and importing them ...');
   ctrd.importImage(buildImage(pauseImageSpec()));
   ctrd.importImage(buildImage(appImageSpec()));
   const net = writeBridgeConflist(ctrd.cniConfDir, ctrd.dir);
   cleanups.push(async () => { try { execFileSync('ip', ['link', 'del', net.bridge], { stdio: 'ignore' }); } catch { /* gone */ } });
+  created.links.push(net.bridge);
   say(`pod network ${net.subnet} on bridge ${net.bridge}`);
   const cri = new CriClient(ctrd.socket, ctrd.dir);
   cleanups.push(async () => {
@@ -93,6 +98,7 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   // that holds the two Pod objects, as the scheduler would have written them.
   const agent = await AgentProcess.create(ctrd);
   cleanups.push(() => agent.stop());
+  created.paths.push(agent.dir);
   const runDir = agent.runDir;
   const specs: PodSpec[] = [
     { name: 'we-server', namespace: NS, uid: randomUUID(), containers: [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')] },
@@ -111,7 +117,7 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   step('Pods: created through CRI, exactly as the kubelet would (CNI ADD runs bridge, host-local, weir-cni)');
   const mk = async (spec: PodSpec): Promise<DemoPod> => {
     const name = spec.name;
-    const pod: RunningPod = await runPod(cri, spec, (p) => ctrd.trackNetns(p));
+    const pod: RunningPod = await runPod(cri, spec, (p) => { ctrd.trackNetns(p); created.paths.push(p); });
     say(`${name}: sandbox ${pod.sandboxId.slice(0, 12)}, IP ${pod.ip}, netns ${pod.netnsPath}`);
     return { name, ip: pod.ip, netnsPath: pod.netnsPath, run: (cmd) => pod.exec('app', cmd), proxyLog: () => pod.logs('weir-proxy') };
   };
@@ -145,6 +151,7 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
   const b = 1 + Math.floor(Math.random() * 250);
   const procs: ChildProcess[] = [];
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-demo-logs-'));
+  created.paths.push(logDir);
   cleanups.push(async () => {
     // Each was started as its own process group: kill the group, so the
     // app's `nc` children go with their shell loop.
@@ -155,6 +162,7 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
     const ns = `we-${name.slice(3, 4)}${hex}`;
     execFileSync('ip', ['netns', 'add', ns]);
     cleanups.push(async () => { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } });
+    created.paths.push(`/run/netns/${ns}`);
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     const logFile = path.join(logDir, `${name}-proxy.log`);
     return {
@@ -296,7 +304,10 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
-  say('everything the demo created is gone.');
+  const left = [...created.paths.filter((p) => fs.existsSync(p)),
+    ...created.links.filter((l) => { try { execFileSync('ip', ['link', 'show', l], { stdio: 'ignore' }); return true; } catch { return false; } })];
+  if (left.length) throw new Error(`cleanup left these behind: ${left.join(', ')}`);
+  say(`checked: the ${created.paths.length + created.links.length} netns, dirs and bridges the demo created are gone.`);
 }
 
 main().catch((err: unknown) => {
