@@ -96,7 +96,7 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   if (!fs.existsSync(WEIR_CNI)) throw new Error(`missing ${WEIR_CNI}: run npm run build`);
   // The agent reads Pods from a Kubernetes API: here a local test API server
   // that holds the two Pod objects, as the scheduler would have written them.
-  const agent = await AgentProcess.create(ctrd);
+  const agent = await AgentProcess.create(ctrd, cri);
   cleanups.push(() => agent.stop());
   created.paths.push(agent.dir);
   const runDir = agent.runDir;

@@ -128,6 +128,27 @@ export class CriClient {
     return { stdout: res.stdout.toString('utf8'), stderr: res.stderr.toString('utf8'), exitCode: res.exit_code };
   }
 
+  /** Runtime conditions, and with verbose containerd's loaded CNI config under info.cniconfig. */
+  status(verbose = true): Promise<{ status: { conditions: { type: string; status: boolean; reason: string; message: string }[] }; info: Record<string, string> }> {
+    return this.call(this.runtime, 'Status', { verbose });
+  }
+
+  /**
+   * Wait until containerd has loaded a CNI config containing `needle` (it
+   * reloads the conf dir on fsnotify events, asynchronously): a pod created
+   * before that would run the old chain.
+   */
+  async waitForCniConfig(needle: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      last = (await this.status()).info?.cniconfig ?? '';
+      if (last.includes(needle)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`containerd did not load a CNI config with ${needle} within ${timeoutMs} ms; it has: ${last.slice(0, 500)}`);
+  }
+
   async listImages(): Promise<{ id: string; repo_tags: string[] }[]> {
     const res = await this.call<{ images: { id: string; repo_tags: string[] }[] }>(this.image, 'ListImages', {});
     return res.images;

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import type { Containerd } from '../../support/containerd.js';
-import type { PodSpec } from '../../support/cri.js';
+import type { CriClient, PodSpec } from '../../support/cri.js';
 import { TestApiServer, type KubeObject } from '../../support/apiserver.js';
 import type { Pod } from '../../../src/kube/pod-types.js';
 import { waitFor } from './pods.js';
@@ -47,7 +47,7 @@ export class AgentProcess {
   readonly metricsAddr: string;
   private readonly kubeconfig: string;
 
-  private constructor(private readonly containerd: Containerd, readonly api: TestApiServer) {
+  private constructor(private readonly containerd: Containerd, private readonly cri: CriClient, readonly api: TestApiServer) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-agent-'));
     this.runDir = path.join(this.dir, 'run');
     this.kubeconfig = api.writeKubeconfig(this.dir);
@@ -55,9 +55,9 @@ export class AgentProcess {
     this.metricsAddr = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
   }
 
-  static async create(containerd: Containerd): Promise<AgentProcess> {
+  static async create(containerd: Containerd, cri: CriClient): Promise<AgentProcess> {
     const api = await TestApiServer.start();
-    return new AgentProcess(containerd, api);
+    return new AgentProcess(containerd, cri, api);
   }
 
   /** Record the Pod (and its Namespace) in the API server, as the scheduler would before the kubelet runs it. */
@@ -89,11 +89,8 @@ export class AgentProcess {
       if (exited) throw new Error(`${exited}:\n${this.log}`);
       return /"msg":"agent started"/.test(this.log);
     }, 30_000, 'weir agent started').catch((e: Error) => { throw new Error(`${e.message}\nagent log:\n${this.log.slice(-3000)}`); });
-    const confDir = this.containerd.cniConfDir;
-    await waitFor(async () => fs.readdirSync(confDir)
-      .some((f) => fs.readFileSync(path.join(confDir, f), 'utf8').includes('"weir-cni"')), 10_000, 'weir-cni chained');
-    // containerd's CRI reloads the conf dir on an fsnotify event; give it a moment.
-    await new Promise((r) => setTimeout(r, 1500));
+    // The installer chained weir-cni; containerd must also have reloaded it.
+    await this.cri.waitForCniConfig('weir-cni');
   }
 
   get running(): boolean { return this.child !== null && this.child.exitCode === null && this.child.signalCode === null; }

@@ -79,6 +79,7 @@ export async function startRuntimeNode(opts: ContainerdOptions & { withApp?: boo
     const net = writeBridgeConflist(containerd.cniConfDir, containerd.dir);
     cri = new CriClient(containerd.socket, containerd.dir);
     await cri.version();
+    await cri.waitForCniConfig(net.name);
     const c = cri;
     return {
       containerd, cri: c, net,

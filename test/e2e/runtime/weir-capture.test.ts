@@ -97,7 +97,7 @@ let client: RunningPod;
 before(async () => {
   if (skip) return;
   node = await startRuntimeNode({ withApp: true });
-  agent = await AgentProcess.create(node.containerd);
+  agent = await AgentProcess.create(node.containerd, node.cri);
   const runDir = agent.runDir;
   serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')];
   clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')];

@@ -28,8 +28,8 @@ before(async () => {
   net = writeBridgeConflist(node.containerd.cniConfDir, path.join(node.containerd.dir, 'ipam2'), [
     { type: 'weir-cni', agentSocket, agentTimeoutMs: 1000, excludeNamespaces: ['kube-system'] },
   ]);
-  // containerd's CRI reloads the conf dir on change; give it a moment.
-  await new Promise((r) => setTimeout(r, 1500));
+  // containerd's CRI reloads the conf dir on change, asynchronously.
+  await node.cri.waitForCniConfig('weir-cni');
 });
 after(async () => {
   await node?.stop();
