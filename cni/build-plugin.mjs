@@ -10,7 +10,9 @@ import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
-const work = path.join(dist, 'weir-cni.build');
+// WEIR_CNI_OUT: build a variant elsewhere (bench/cni-add.ts compares start-up options).
+const out = process.env.WEIR_CNI_OUT ? path.resolve(process.env.WEIR_CNI_OUT) : path.join(dist, 'weir-cni');
+const work = `${out}.build`;
 mkdirSync(work, { recursive: true });
 
 const bundle = path.join(work, 'main.cjs');
@@ -38,9 +40,9 @@ writeFileSync(seaConfig, JSON.stringify({
 execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 // Inject into a copy, then rename: a build never leaves a half-made binary at dist/weir-cni.
-const tmp = path.join(work, 'weir-cni');
+const tmp = path.join(work, 'weir-cni.tmp');
 copyFileSync(process.execPath, tmp);
 chmodSync(tmp, 0o755);
 const postject = path.join(root, 'node_modules/postject/dist/cli.js');
 execFileSync(process.execPath, [postject, tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
-renameSync(tmp, path.join(dist, 'weir-cni'));
+renameSync(tmp, out);

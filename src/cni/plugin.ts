@@ -50,7 +50,7 @@ async function add(env: PluginEnv, conf: PluginConf, log: PluginLog): Promise<st
       // The agent may have started programming before we gave up; ask it
       // (briefly) to undo, so a failed ADD leaves nothing behind even if the
       // runtime never sends DEL.
-      await callAgent(agent, '/cni/del', { containerId: env.containerId, ifName: env.ifName, netns: env.netns } satisfies CniDelRequest)
+      await callAgent({ ...agent, timeoutMs: Math.min(1000, agent.timeoutMs) }, '/cni/del', { containerId: env.containerId, ifName: env.ifName, netns: env.netns } satisfies CniDelRequest)
         .catch(() => undefined);
     }
     throw e;
