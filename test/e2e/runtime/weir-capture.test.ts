@@ -1,7 +1,7 @@
 // weir end to end on a real container runtime: containerd's CRI creates the
 // pods, its CNI chain is Debian's bridge + host-local with weir-cni chained
-// behind them by weir's installer, and weir's agent side (CNI server,
-// capture controller, nftables backend) programs each pod's netns.
+// behind them by weir's installer, and `weir agent` programs each pod's
+// netns during CNI ADD and serves the proxies' registry.
 //
 // The agent is `weir agent` itself, a child process against a TestApiServer
 // holding the Pods, Services and EndpointSlices (test/e2e/runtime/agent-process.ts).
@@ -28,7 +28,7 @@ const skip = skipUnlessRoot()
 let node: RuntimeNode;
 let agent: AgentProcess;
 
-/** Give the pod a uid and record its Pod object where the agent reads pods. */
+/** Give the pod a uid and put its Pod object in the test API server the agent watches. */
 function declare(spec: PodSpec): string {
   const uid = randomUUID();
   agent.declare({ ...spec, uid });
