@@ -235,6 +235,16 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   say(`the app got: ${JSON.stringify(reply.stdout.trim())}${reply.exitCode ? ` (exit ${reply.exitCode} ${reply.stderr.trim()})` : ''}`);
   await new Promise((r) => setTimeout(r, 500));
 
+  step('The captured connection, as the kernel tracked it in the client pod (conntrack)');
+  try {
+    const ct = execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'conntrack', '-L', '-p', 'tcp', '--orig-dst', node.target.host],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    say(`the app dialled ${node.target.host}:${node.target.port}; the reply side shows who really answered (the proxy on 127.0.0.1:15001):`);
+    show(ct.trim() || '(no entry)');
+  } catch (err) {
+    say(`conntrack could not list the entry: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
+  }
+
   step('What the proxies saw (access log lines)');
   const accessLines = (log: string) => log.split('\n').filter((l) => l.includes('"access"'));
   const out = accessLines(node.client.proxyLog().slice(logMarkC));
