@@ -240,7 +240,10 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
     const ct = execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'conntrack', '-L', '-p', 'tcp', '--orig-dst', node.target.host],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     say(`the app dialled ${node.target.host}:${node.target.port}; the reply side shows who really answered (the proxy on 127.0.0.1:15001):`);
-    show(ct.trim() || '(no entry)');
+    // The proxy's own upstream connection (UID 1337, not captured) shows up
+    // too when it goes to the same address; keep the app's, redirected one.
+    const captured = ct.split('\n').filter((l) => / sport=15001 /.test(l));
+    show(captured.join('\n') || ct.trim() || '(no entry)');
   } catch (err) {
     say(`conntrack could not list the entry: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
   }
