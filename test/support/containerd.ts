@@ -133,6 +133,8 @@ export class Containerd {
       fs.closeSync(log);
     }
     this.proc.on('exit', (code, sig) => { this.exitInfo = `containerd exited (code ${code}, signal ${sig})`; });
+    // Not installed / not executable: spawn reports it as an 'error' event.
+    this.proc.on('error', (err) => { this.exitInfo = `containerd could not be started: ${err.message}`; });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (this.exitInfo) throw new Error(`${this.exitInfo} during start-up; log tail:\n${this.logTail()}`);
