@@ -2,6 +2,7 @@
 // prefix; the istio_agent_dns_* counters keep existing Istio dashboards
 // working unchanged.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LATENCY_BUCKETS, OUTCOMES, type SharedQueryStats } from './shared-stats.js';
 
 export type Outcome = 'local' | 'forwarded' | 'cached' | 'failed' | 'malformed';
 
@@ -18,7 +19,6 @@ const METRIC_NAMES = [
   'istio_agent_dns_upstream_failures_total', 'istio_agent_dns_upstream_request_duration_seconds',
 ];
 
-const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5];
 
 /**
  * A histogram with one label whose per-observation cost is a bucket search
@@ -32,7 +32,11 @@ class FastLabelledHistogram {
   readonly aggregator = 'sum';
   private readonly series = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
 
-  constructor(readonly name: string, readonly help: string, private readonly label: string, private readonly bounds: number[]) {}
+  constructor(
+    readonly name: string, readonly help: string, private readonly label: string, private readonly bounds: readonly number[],
+    /** Series recorded elsewhere (UDP worker threads), added in at scrape time. */
+    private readonly extra: () => Iterable<{ labelValue: string; buckets: ArrayLike<number>; sum: number; count: number }> = () => [],
+  ) {}
 
   observe(labelValue: string, v: number): void {
     let s = this.series.get(labelValue);
@@ -45,7 +49,17 @@ class FastLabelledHistogram {
 
   async get() {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-    for (const [lv, s] of this.series) {
+    const merged = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+    for (const [lv, s] of this.series) merged.set(lv, { buckets: Float64Array.from(s.buckets), sum: s.sum, count: s.count });
+    for (const e of this.extra()) {
+      if (e.count === 0) continue;
+      let m = merged.get(e.labelValue);
+      if (!m) { m = { buckets: new Float64Array(this.bounds.length), sum: 0, count: 0 }; merged.set(e.labelValue, m); }
+      for (let i = 0; i < this.bounds.length; i++) m.buckets[i] += e.buckets[i];
+      m.sum += e.sum;
+      m.count += e.count;
+    }
+    for (const [lv, s] of merged) {
       let acc = 0;
       this.bounds.forEach((le, i) => {
         acc += s.buckets[i];
@@ -63,7 +77,24 @@ class FastLabelledHistogram {
   }
 }
 
-export function createDnsMetrics(registry: Registry, cache: () => { entries: number; bytes: number }, inflight: () => number): DnsMetrics {
+/**
+ * A DnsMetrics for a UDP worker thread: query counts and latencies go to its
+ * shared counters (the main thread folds them into Prometheus); upstream
+ * exchanges happen in the main thread, which records those itself.
+ */
+export function sharedDnsMetrics(stats: SharedQueryStats): DnsMetrics {
+  return {
+    query: (qtype, outcome, seconds) => stats.record(qtype, outcome, seconds),
+    upstream: () => {},
+    unregister: () => {},
+  };
+}
+
+/** `workers` lists the shared counters of UDP worker threads, summed in at scrape time. */
+export function createDnsMetrics(
+  registry: Registry, cache: () => { entries: number; bytes: number }, inflight: () => number,
+  workers: () => readonly SharedQueryStats[] = () => [],
+): DnsMetrics {
   // Per-query counts live in plain objects and are copied into prom-client
   // at scrape time (collect), keeping prom-client off the per-query path.
   const queryCounts = new Map<string, { qtype: string; outcome: Outcome; n: number }>();
@@ -76,10 +107,14 @@ export function createDnsMetrics(registry: Registry, cache: () => { entries: num
     collect() {
       this.reset();
       for (const c of queryCounts.values()) this.inc({ qtype: c.qtype, outcome: c.outcome }, c.n);
+      for (const w of workers()) for (const c of w.counts()) this.inc({ qtype: c.qtype, outcome: c.outcome }, c.n);
     },
   });
   const latency = new FastLabelledHistogram(
     'weir_dns_request_duration_seconds', 'Time from receiving a query to sending its answer, by outcome.', 'outcome', LATENCY_BUCKETS,
+    function* workerSeries() {
+      for (const w of workers()) for (const outcome of OUTCOMES) yield { labelValue: outcome, ...w.latency(outcome) };
+    },
   );
   registry.registerMetric(latency as unknown as Parameters<Registry['registerMetric']>[0]);
   new Gauge({
@@ -102,7 +137,12 @@ export function createDnsMetrics(registry: Registry, cache: () => { entries: num
   });
   new Counter({
     name: 'istio_agent_dns_requests_total', help: 'Total number of DNS requests.', registers: [registry],
-    collect() { this.reset(); this.inc(totalQueries); },
+    collect() {
+      this.reset();
+      let n = totalQueries;
+      for (const w of workers()) for (const c of w.counts()) n += c.n;
+      this.inc(n);
+    },
   });
   const istioUpstream = new Counter({ name: 'istio_agent_dns_upstream_requests_total', help: 'Total number of DNS requests forwarded to upstream.', registers: [registry] });
   const istioUpstreamFailures = new Counter({ name: 'istio_agent_dns_upstream_failures_total', help: 'Total number of DNS failures forwarding to upstream.', registers: [registry] });

@@ -4,6 +4,7 @@
 // forwarded, so a pod's DNS never fails just because config is late.
 import dgram from 'node:dgram';
 import net from 'node:net';
+import os from 'node:os';
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import dnsPacket from 'dns-packet';
@@ -15,7 +16,9 @@ import { AnswerCache } from './cache.js';
 import { LocalZone, type LocalMatch } from './local-zone.js';
 import { createDnsMetrics, type DnsMetrics, type Outcome } from './metrics.js';
 import { readResolvConf, type Upstream } from './resolv-conf.js';
+import { SharedQueryStats } from './shared-stats.js';
 import { Forwarder } from './upstream.js';
+import { UdpWorkerPool, udpWorkersAvailable } from './udp-workers.js';
 import {
   buildResponse, CLASS_IN, CLASSIC_UDP_SIZE, encodeName, errorResponse, FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD,
   HEADER_LEN, parseQuery, qtypeLabel, rdataForIp, RCODE_FORMERR, RCODE_NOERROR, RCODE_NOTIMP, RCODE_SERVFAIL,
@@ -42,7 +45,21 @@ export interface DnsProxyOptions {
   tcpIdleTimeoutMs?: number;
   /** Overrides resolv.conf's nameservers (e.g. a non-53 port); the search list still comes from resolv.conf. */
   upstreams?: Upstream[];
+  /**
+   * UDP is served by this many worker threads, each with its own
+   * SO_REUSEPORT socket on the same address and port (one Node.js UDP socket
+   * tops out well below what the kernel can deliver). 1 = no threads, UDP
+   * in the calling thread. Default min(2, available CPUs) when the native
+   * addon (which creates the SO_REUSEPORT sockets) is built, else 1.
+   */
+  workers?: number;
 }
+
+/** An upstream answer, and whether it came from the (main thread's) cache rather than the network. */
+export interface UpstreamAnswer { response: Buffer; cached: boolean }
+
+/** How a UDP worker thread's server gets upstream answers: from the main thread. */
+export type RemoteUpstream = (key: string, query: Buffer, questionEnd: number) => Promise<UpstreamAnswer>;
 
 export interface DnsProxyStats {
   queries: Record<Outcome, number>;
@@ -51,6 +68,8 @@ export interface DnsProxyStats {
   upstreamInflight: number;
   tcpConnections: number;
   registryVersion: number | undefined;
+  /** Per UDP worker thread (empty without workers): queries answered and the registry version it answers from. */
+  udpWorkers: { queries: number; registryVersion: number | undefined }[];
 }
 
 export interface DnsProxy {
@@ -90,28 +109,72 @@ export async function startDnsProxy(opts: DnsProxyOptions): Promise<DnsProxy> {
     search = rc.search;
   }
 
-  const server = new DnsServer(opts, servers, search[0], timeoutMs);
+  const workers = opts.workers ?? (udpWorkersAvailable() ? Math.min(2, os.availableParallelism()) : 1);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new FieldError('workers', 'expected an integer from 1 to 64', String(workers));
+  if (workers > 1 && !udpWorkersAvailable()) throw new FieldError('workers', 'more than 1 needs the native addon (SO_REUSEPORT sockets); build it or use 1', String(workers));
+
+  const v4 = opts.listen?.v4 === undefined ? '127.0.0.1' : opts.listen.v4;
+  const v6 = opts.listen?.v6 === undefined ? '::1' : opts.listen.v6;
+  let pool: UdpWorkerPool | undefined;
+  const server = new DnsServer(opts, servers, search[0], timeoutMs, { workerStats: () => pool?.stats() ?? [] });
   try {
-    await server.listen(opts.listen?.v4 === undefined ? '127.0.0.1' : opts.listen.v4, opts.listen?.v6 === undefined ? '::1' : opts.listen.v6, port);
+    await server.listen(v4, v6, port, workers === 1);
+    if (workers > 1) {
+      pool = await UdpWorkerPool.start({
+        count: workers,
+        hosts: [v4, v6].filter((h): h is string => h !== null),
+        port,
+        registry: opts.registry,
+        server,
+        log: server.log,
+        workerOptions: {
+          podNamespace: opts.podNamespace,
+          firstSearchDomain: search[0],
+          cacheMaxEntries: opts.cacheMaxEntries,
+          cacheMaxBytes: opts.cacheMaxBytes,
+          cacheMaxTtlSeconds: opts.cacheMaxTtlSeconds,
+        },
+      });
+    }
   } catch (err) {
     await server.close();
     throw err;
   }
+  const udpPool = pool;
   return {
-    close: () => server.close(),
+    close: async () => {
+      // Workers first: their in-flight forwards are answered by the main thread.
+      await udpPool?.close();
+      await server.close();
+    },
     stats: () => server.stats(),
-    addresses: () => server.addresses(),
+    addresses: () => {
+      const a = server.addresses();
+      return udpPool ? { udp: udpPool.addresses(), tcp: a.tcp } : a;
+    },
   };
 }
 
 type Transport = 'udp' | 'tcp';
 
-class DnsServer {
-  private readonly log: Logger;
+/**
+ * How a DnsServer is wired: the main thread's forwards to the upstream
+ * servers itself and sums UDP workers' counters into its stats; a UDP
+ * worker thread's gets upstream answers from the main thread and records
+ * metrics into its shared counters.
+ */
+export interface DnsServerRole {
+  remoteUpstream?: RemoteUpstream;
+  metrics?: DnsMetrics;
+  workerStats?: () => readonly SharedQueryStats[];
+}
+
+export class DnsServer {
+  readonly log: Logger;
   private readonly cache: AnswerCache;
-  private readonly forwarder: Forwarder;
+  private readonly forwarder: Forwarder | undefined;
   private readonly metrics: DnsMetrics;
-  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly inflight = new Map<string, Promise<UpstreamAnswer>>();
   private readonly counts: Record<Outcome, number> = { local: 0, forwarded: 0, cached: 0, failed: 0, malformed: 0 };
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
@@ -129,6 +192,7 @@ class DnsServer {
     servers: Upstream[],
     private readonly firstSearchDomain: string | undefined,
     timeoutMs: number,
+    private readonly role: DnsServerRole = {},
   ) {
     this.log = opts.logger ?? createLogger({ name: 'dns' });
     this.cache = new AnswerCache({
@@ -136,21 +200,38 @@ class DnsServer {
       maxBytes: opts.cacheMaxBytes ?? 16 * 1024 * 1024,
       maxTtlSeconds: opts.cacheMaxTtlSeconds ?? 3600,
     });
-    this.forwarder = new Forwarder({ servers, timeoutMs });
-    this.metrics = createDnsMetrics(
+    this.forwarder = role.remoteUpstream ? undefined : new Forwarder({ servers, timeoutMs });
+    this.metrics = role.metrics ?? createDnsMetrics(
       opts.metrics ?? new PromRegistry(),
       () => ({ entries: this.cache.size, bytes: this.cache.bytes }),
-      () => this.forwarder.inflight,
+      () => this.upstreamInflight,
+      () => role.workerStats?.() ?? [],
     );
   }
 
-  async listen(v4: string | null, v6: string | null, port: number): Promise<void> {
+  private get upstreamInflight(): number {
+    return this.forwarder ? this.forwarder.inflight : this.inflight.size;
+  }
+
+  /** TCP on each address, and UDP too unless worker threads serve it. */
+  async listen(v4: string | null, v6: string | null, port: number, udp: boolean): Promise<void> {
     for (const host of [v4, v6]) {
       if (host === null) continue;
-      await this.listenUdp(host, port);
+      if (udp) await this.listenUdp(host, port);
       await this.listenTcp(host, port);
     }
     this.log.info({ addresses: this.addresses(), firstSearchDomain: this.firstSearchDomain }, 'DNS proxy listening');
+  }
+
+  /**
+   * An upstream answer for a UDP worker thread: from this (the main) cache,
+   * else through the shared single-flight, so across all workers each
+   * question reaches the upstream servers once per cache lifetime.
+   */
+  answerForWorker(key: string, query: Buffer, questionEnd: number): Promise<UpstreamAnswer> {
+    const cached = this.cache.lookup(key, query.readUInt16BE(0), Date.now());
+    if (cached) return Promise.resolve({ response: cached, cached: true });
+    return this.forwardShared(key, query, questionEnd);
   }
 
   addresses(): { udp: net.AddressInfo[]; tcp: net.AddressInfo[] } {
@@ -161,13 +242,22 @@ class DnsServer {
   }
 
   stats(): DnsProxyStats {
+    const queries = { ...this.counts };
+    const udpWorkers = [];
+    for (const w of this.role.workerStats?.() ?? []) {
+      const totals = w.outcomeTotals();
+      let n = 0;
+      for (const o of Object.keys(totals) as Outcome[]) { queries[o] += totals[o]; n += totals[o]; }
+      udpWorkers.push({ queries: n, registryVersion: w.registryVersion });
+    }
     return {
-      queries: { ...this.counts },
+      queries,
       cacheEntries: this.cache.size,
       cacheBytes: this.cache.bytes,
-      upstreamInflight: this.forwarder.inflight,
+      upstreamInflight: this.upstreamInflight,
       tcpConnections: this.tcpConnections.size,
       registryVersion: this.opts.registry.current()?.version,
+      udpWorkers,
     };
   }
 
@@ -181,23 +271,30 @@ class DnsServer {
     ]);
     this.udpSockets.length = 0;
     this.tcpServers.length = 0;
-    await this.forwarder.close();
+    await this.forwarder?.close();
     this.metrics.unregister();
   }
 
-  private listenUdp(host: string, port: number): Promise<void> {
+  /** UDP on an already bound socket (a UDP worker thread's SO_REUSEPORT socket). */
+  listenUdpFd(fd: number, family: 4 | 6): Promise<void> {
+    return this.listenUdp(family === 6 ? '::' : '0.0.0.0', 0, fd);
+  }
+
+  private listenUdp(host: string, port: number, fd?: number): Promise<void> {
     // A larger receive buffer rides out bursts (the kernel caps it at rmem_max).
     const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20, lookup: net.isIPv6(host) ? literalAddress6 : literalAddress4 });
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
-      sock.bind(port, host, () => {
+      const bound = () => {
         sock.off('error', reject);
         // Errors on a bound UDP socket (e.g. ICMP from a vanished client) are per-packet.
         sock.on('error', (err) => this.log.debug({ err }, 'UDP socket error'));
         sock.on('message', (msg, rinfo) => this.onUdp(sock, msg, rinfo));
         this.udpSockets.push(sock);
         resolve();
-      });
+      };
+      if (fd === undefined) sock.bind(port, host, bound);
+      else sock.bind({ fd }, bound);
     });
   }
 
@@ -342,16 +439,17 @@ class DnsServer {
       return this.done(qtype, 'cached', started, this.fit(cached, q, transport));
     }
 
-    if (this.forwarder.inflight >= MAX_UPSTREAM_INFLIGHT && !this.inflight.has(q.key)) {
+    if (this.upstreamInflight >= MAX_UPSTREAM_INFLIGHT && !this.inflight.has(q.key)) {
       return this.done(qtype, 'failed', started, errorResponse(msg, RCODE_SERVFAIL, q.questionEnd));
     }
     return this.forwardShared(q.key, msg, q.questionEnd).then(
       (upstream) => {
-        const resp = Buffer.from(upstream);
+        const resp = Buffer.from(upstream.response);
         resp.writeUInt16BE(q.id, 0);
         msg.copy(resp, HEADER_LEN, HEADER_LEN, q.questionEnd);
         const rcode = resp.readUInt16BE(2) & 0xf;
-        return this.done(qtype, rcode === RCODE_SERVFAIL ? 'failed' : 'forwarded', started, this.fit(resp, q, transport));
+        const outcome = rcode === RCODE_SERVFAIL ? 'failed' : upstream.cached ? 'cached' : 'forwarded';
+        return this.done(qtype, outcome, started, this.fit(resp, q, transport));
       },
       (err) => {
         this.log.debug({ err: (err as Error).message, qname: q.qname }, 'upstream failed');
@@ -377,21 +475,31 @@ class DnsServer {
    * upstream query. Resolves with the upstream bytes (shared: copy before
    * patching) and stores cacheable answers.
    */
-  private forwardShared(key: string, query: Buffer, questionEnd: number): Promise<Buffer> {
+  private forwardShared(key: string, query: Buffer, questionEnd: number): Promise<UpstreamAnswer> {
     let p = this.inflight.get(key);
     if (p) return p;
-    const started = performance.now();
-    p = this.forwarder.query(query, questionEnd).then(
-      (resp) => {
-        this.metrics.upstream((performance.now() - started) / 1000, true);
-        this.cache.store(key, resp, Date.now());
-        return resp;
-      },
-      (err) => {
-        this.metrics.upstream((performance.now() - started) / 1000, false);
-        throw err;
-      },
-    ).finally(() => this.inflight.delete(key));
+    if (this.role.remoteUpstream) {
+      // A worker thread: the main thread forwards (with its own cache and
+      // single-flight across workers); keep a copy here for the next hit.
+      p = this.role.remoteUpstream(key, query, questionEnd).then((a) => {
+        this.cache.store(key, a.response, Date.now());
+        return a;
+      });
+    } else {
+      const started = performance.now();
+      p = this.forwarder!.query(query, questionEnd).then(
+        (resp) => {
+          this.metrics.upstream((performance.now() - started) / 1000, true);
+          this.cache.store(key, resp, Date.now());
+          return { response: resp, cached: false };
+        },
+        (err) => {
+          this.metrics.upstream((performance.now() - started) / 1000, false);
+          throw err;
+        },
+      );
+    }
+    p = p.finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
   }
@@ -485,7 +593,7 @@ class DnsServer {
     }));
     const parsed = parseQuery(query);
     let resp = this.cache.lookup(parsed.key, parsed.id, Date.now());
-    if (!resp) resp = await this.forwardShared(parsed.key, query, parsed.questionEnd);
+    if (!resp) resp = (await this.forwardShared(parsed.key, query, parsed.questionEnd)).response;
     const decoded = dnsPacket.decode(resp);
     const out: RecordSpec[] = [];
     for (const a of decoded.answers ?? []) {

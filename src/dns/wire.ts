@@ -424,6 +424,9 @@ const TYPE_NAMES: Record<number, string> = {
   35: 'NAPTR', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA',
 };
 
+/** Every value qtypeLabel() can return (fixed, so per-label counters can live in a flat array). */
+export const QTYPE_LABELS: readonly string[] = [...new Set(Object.values(TYPE_NAMES)), 'OTHER'];
+
 /** Metric label for a qtype; rare types collapse to OTHER to bound cardinality. */
 export function qtypeLabel(qtype: number): string {
   return TYPE_NAMES[qtype] ?? 'OTHER';

@@ -237,6 +237,9 @@ describe('dns proxy edge cases', () => {
     assert.equal(upstream.count('A', 'web'), 1);
   });
 
+  // In-thread UDP (workers: 1) reads the view on every query, so even a view
+  // that never emits 'update' takes effect at once. UDP worker threads get
+  // snapshots by message: see dns-workers.test.ts.
   test('a new registry snapshot takes effect at once, over cached and non-local answers', async (t) => {
     const upstream = await startFakeUpstream({});
     t.after(() => upstream.close());
@@ -245,7 +248,7 @@ describe('dns proxy edge cases', () => {
     const port = randomPort();
     const proxy = await startDnsProxy({
       registry: view, podNamespace: 'ns', resolvConfPath: '/nonexistent',
-      listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: upstream.port }], logger,
+      listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: upstream.port }], logger, workers: 1,
     });
     t.after(() => proxy.close());
     assert.equal((await udpQuery(port, 'late.ns.svc.cluster.local', 'A')).rcode, 'NXDOMAIN');
