@@ -74,6 +74,7 @@ export class Installer {
   private again = false;
   private retryTimer?: NodeJS.Timeout;
   private rateLimited = false;
+  private waitingForPrimary = false;
   private stopped = false;
   /** Number of times weir's entry was (re)written. */
   chainWrites = 0;
@@ -169,10 +170,16 @@ export class Installer {
     const ignore = [path.basename(this.standaloneFile)];
     const primary = await findPrimaryConf(this.opts.confDir, { name: this.opts.primaryConfName, ignore });
     if (!primary) {
-      if (this.chainedFile !== undefined || this.unchainedSince !== undefined) this.emit({ kind: 'waiting-for-primary' });
+      // Report the transition once, not on every periodic pass.
+      if (!this.waitingForPrimary) {
+        this.waitingForPrimary = true;
+        this.emit({ kind: 'waiting-for-primary' });
+        this.log.info({ confDir: this.opts.confDir }, 'no primary CNI conf yet; waiting');
+      }
       this.markUnchained();
       return;
     }
+    this.waitingForPrimary = false;
     const idx = weirEntryIndex(primary, PLUGIN_TYPE);
     if (primary.isList && idx >= 0 && sameJson(pluginsOf(primary)[idx], this.entry()) && idx === pluginsOf(primary).length - 1) {
       this.markChained(primary.path);

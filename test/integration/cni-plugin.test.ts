@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { Netns, skipUnlessRoot } from '../support/netns.js';
 import { CniRuntime } from '../support/cni-runtime.js';
 import { CniServer } from '../../src/agent/cni-server.js';
@@ -167,6 +168,26 @@ describe('weir-cni executable: spec behaviour', { skip: skipUnlessRoot() || (!ex
     ready = { ready: true, reason: 'chained' };
     const down = await rt.exec(PLUGIN, { CNI_COMMAND: 'STATUS' }, conf({ agentSocket: path.join(dir, 'nothing.sock') }));
     assert.equal(JSON.parse(down.stdout).code, 50);
+  });
+
+  test('an agent that accepts but never answers: ADD fails with 11 within the configured bound', async () => {
+    const hungSock = path.join(dir, 'hung.sock');
+    const held: net.Socket[] = [];
+    const hung = net.createServer((c) => { held.push(c); });
+    await new Promise<void>((resolve) => hung.listen(hungSock, resolve));
+    try {
+      const started = performance.now();
+      const r = await run('ADD', conf({ agentSocket: hungSock, agentTimeoutMs: 500 }), { CNI_NETNS: '/run/netns/none' });
+      const took = performance.now() - started;
+      const e = JSON.parse(r.stdout);
+      assert.equal(e.code, 11);
+      assert.match(e.msg, /no answer within 500 ms/);
+      // 500 ms for ADD + at most 500 ms for the rollback DEL + process start.
+      assert.ok(took < 2500, `ADD took ${took.toFixed(0)} ms`);
+    } finally {
+      for (const c of held) c.destroy();
+      await new Promise((resolve) => hung.close(resolve));
+    }
   });
 
   test('plugin errors are re-logged by the agent with the pod name', async () => {
