@@ -69,3 +69,15 @@ test('chainedConf: appends last, replaces an outdated weir entry in place of a d
   assert.equal(parseConfText('/x/a.conflist', '{"plugins":[]}', 0o644), undefined);
   assert.equal(parseConfText('/x/a.conflist', '{"type":"bridge"}', 0o644), undefined);
 });
+
+test('parseHttpAnswer: the agent answer framing, and clear errors for anything else', async () => {
+  const { parseHttpAnswer } = await import('../../src/cni/agent-client.js');
+  const ok = parseHttpAnswer(Buffer.from('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nContent-Length: 13\r\n\r\n{"cniCode":11}'));
+  assert.equal(ok.status, 503);
+  assert.equal(ok.body, '{"cniCode":11');
+  assert.equal(parseHttpAnswer(Buffer.from('HTTP/1.1 200 OK\r\n\r\n{}')).body, '{}');
+  assert.throws(() => parseHttpAnswer(Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}')), /truncated/);
+  assert.throws(() => parseHttpAnswer(Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n')), /transfer-encoding/);
+  assert.throws(() => parseHttpAnswer(Buffer.from('SSH-2.0-OpenSSH\r\n\r\n')), /not an HTTP answer/);
+  assert.throws(() => parseHttpAnswer(Buffer.from('HTTP/1.1 200 OK\r\n')), /incomplete/);
+});
