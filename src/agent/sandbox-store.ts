@@ -1,7 +1,7 @@
 // What the agent knows about each sandbox it programmed (or chose not to),
 // keyed by container id and persisted atomically as one JSON file under the
 // agent's run dir, so DEL, CHECK, GC and repair work after an agent restart.
-import { readFile, mkdir } from 'node:fs/promises';
+import { readFile, mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { SandboxRecord } from './contracts.js';
 import type { RedirectPlan } from '../redirect/types.js';
@@ -17,6 +17,8 @@ export class SandboxStore {
   private readonly records = new Map<string, StoredSandbox>();
   /** Saves are chained so concurrent updates never write out of order. */
   private saving: Promise<void> = Promise.resolve();
+  /** Set when open() found an unreadable file and moved it here (the agent should log it). */
+  recoveredFrom?: string;
 
   private constructor(file: string) {
     this.file = file;
@@ -33,14 +35,20 @@ export class SandboxStore {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     if (text !== undefined) {
-      let parsed: StoreFile;
+      let parsed: StoreFile | undefined;
       try {
         parsed = JSON.parse(text) as StoreFile;
-      } catch (e) {
-        throw new Error(`${store.file}: not valid JSON (${(e as Error).message}); move it aside to start with an empty store`);
+      } catch { /* handled below */ }
+      if (parsed?.version === 1 && Array.isArray(parsed.sandboxes)) {
+        for (const r of parsed.sandboxes) store.records.set(r.containerId, r);
+      } else {
+        // Writes are atomic, so this is damage from outside (disk, a person).
+        // Crash-looping the agent would block every pod on the node; the
+        // records only speed up DEL/GC/CHECK (DEL without a record removes
+        // unconditionally), so keep the evidence and start empty.
+        store.recoveredFrom = `${store.file}.corrupt-${Date.now()}`;
+        await rename(store.file, store.recoveredFrom);
       }
-      if (parsed.version !== 1 || !Array.isArray(parsed.sandboxes)) throw new Error(`${store.file}: unknown format (version ${String(parsed.version)})`);
-      for (const r of parsed.sandboxes) store.records.set(r.containerId, r);
     }
     return store;
   }

@@ -108,3 +108,19 @@ describe('agent CNI server and controller across restarts', { skip: skipUnlessRo
     assert.match(tables(ns), /weir_nat/);
   });
 });
+
+test('a damaged sandbox store is moved aside, not fatal', async () => {
+  const { writeFileSync, existsSync } = await import('node:fs');
+  const d = mkdtempSync(path.join(tmpdir(), 'wc-store-'));
+  try {
+    writeFileSync(path.join(d, 'sandboxes.json'), '{"version":1,"sandb');
+    const store = await SandboxStore.open(d);
+    assert.deepEqual(store.list(), []);
+    assert.ok(store.recoveredFrom && existsSync(store.recoveredFrom));
+    assert.equal(readFileSync(store.recoveredFrom, 'utf8'), '{"version":1,"sandb');
+    await store.put({ containerId: 'c1', ifName: 'eth0', netns: '', ips: [], captured: false, reason: 'not-a-pod', updatedAt: 1 });
+    assert.equal((await SandboxStore.open(d)).get('c1')?.reason, 'not-a-pod');
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});
