@@ -4,16 +4,19 @@
 # answering the external names) and both know the same service names
 # (weir from a registry snapshot, dnsmasq from --host-record). Caches are
 # warmed first, so "external" measures cached forwarded answers and
-# "service" measures locally answered cluster names.
+# "service" measures locally answered cluster names. weir runs twice: UDP in
+# its main thread (workers=1) and UDP on WORKERS worker threads with
+# SO_REUSEPORT sockets (default 2).
 #
-#   [ROUNDS=3] bash bench/dns-bench.sh [seconds-per-run=5] [clients=4]
+#   [ROUNDS=3] [WORKERS=2] bash bench/dns-bench.sh [seconds-per-run=5] [clients=8]
 #
 # Everything runs inside a private network namespace (loopback only) and is
 # removed on exit. Writes bench/results/dns.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-5}"
-CLIENTS="${2:-4}"
+CLIENTS="${2:-8}"
+WORKERS="${WORKERS:-2}"
 NS="wdb-$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 TMP="$(mktemp -d /tmp/wd-bench.XXXXXX)"
 PIDS=()
@@ -56,9 +59,11 @@ start dnsmasq --no-daemon --conf-file="$TMP/upstream.conf" --no-resolv --no-host
 # dnsmasq under test: same upstream, same service names, a cache that holds them all.
 start dnsmasq --no-daemon --conf-file="$TMP/dnsmasq-svc.conf" --no-resolv --no-hosts --user=root --pid-file= \
   --bind-interfaces --listen-address=127.0.0.1 --port=5353 --server=127.0.0.2 --cache-size=10000 --local-ttl=30
-# weir's DNS proxy.
+# weir's DNS proxy: UDP in the main thread, and on worker threads.
 WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
-  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15053 --no-v6
+  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15053 --no-v6 --workers 1
+WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
+  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15054 --no-v6 --workers "$WORKERS"
 
 # The ceiling of a single Node.js UDP socket on this machine: an echo server
 # that only flips the QR bit (no parsing, no lookup). weir cannot exceed it
@@ -70,6 +75,7 @@ s.bind(15099, "127.0.0.1");'
 
 for _ in $(seq 1 100); do
   if ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15053 @127.0.0.1 svc1.bench.svc.cluster.local >/dev/null 2>&1 \
+    && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15054 @127.0.0.1 svc1.bench.svc.cluster.local | grep -q 10.96 \
     && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 5353 @127.0.0.1 ext1.example | grep -q 203; then break; fi
   sleep 0.2
 done
@@ -79,6 +85,7 @@ run() { # server-port query-file seconds → dnsperf output
 }
 # Warm both caches (every external name fetched once from the upstream).
 run 15053 "$TMP/ext.txt" 1 >/dev/null
+run 15054 "$TMP/ext.txt" 1 >/dev/null
 run 5353 "$TMP/ext.txt" 1 >/dev/null
 
 # The machine is shared, so load from elsewhere comes and goes: alternate
@@ -87,25 +94,47 @@ ROUNDS="${ROUNDS:-3}"
 declare -A QPS LAT LOST ALL RATIOS
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+TARGETS="weir weirN dnsmasq"
+declare -A PORT=([weir]=15053 [weirN]=15054 [dnsmasq]=5353)
+# Started in this order above: upstream, dnsmasq, weir, weirN, echo.
+declare -A PID=([dnsmasq]="${PIDS[1]}" [weir]="${PIDS[2]}" [weirN]="${PIDS[3]}")
+declare -A CPU
+HZ="$(getconf CLK_TCK)"
+# CPU time (all threads) a server process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Machine-wide "idle total" ticks: was there spare CPU for more threads to use?
+idle_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
+declare -A IDLE
 for kind in ext svc; do
   for round in $(seq 1 "$ROUNDS"); do
-    for target in weir dnsmasq; do
-      port=15053; [ "$target" = dnsmasq ] && port=5353
+    for target in $TARGETS; do
+      port="${PORT[$target]}"
+      before="$(cpu_ticks "${PID[$target]}")"; idle0="$(idle_ticks)"
       out="$(run "$port" "$TMP/$kind.txt" "$SECS")"
+      after="$(cpu_ticks "${PID[$target]}")"; idle1="$(idle_ticks)"
+      idle="$(awk -v a="$idle0" -v b="$idle1" 'BEGIN { split(a, x, " "); split(b, y, " "); if (y[2] > x[2]) printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]); else print "n/a" }')"
+      IDLE[$target-$kind]+="$idle "
       q="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
+      # Server CPU microseconds per answered query: what the answers cost, whatever else ran.
+      cpu="$(awk -v t=$((after - before)) -v hz="$HZ" -v q="$q" -v s="$SECS" 'BEGIN { if (q > 0) printf "%.1f", t / hz * 1e6 / (q * s); else print "n/a" }')"
+      CPU[$target-$kind]+="$cpu "
       l="$(awk '/Average Latency \(s\):/ {printf "%.3f", $4 * 1000}' <<<"$out")"
       lost="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
       QPS[$target-$kind]+="$q "; LAT[$target-$kind]+="$l "; LOST[$target-$kind]+="$lost "
       ALL[$target-$kind]+="${q%.*} "
-      echo "round $round $target $kind: $q qps, avg $l ms, lost $lost" >&2
+      echo "round $round $target $kind: $q qps, avg $l ms, lost $lost, $cpu µs CPU/query, machine idle $idle %" >&2
     done
-    # The pair ran back to back, under the same outside load: its ratio is
-    # the fairest single number.
-    RATIOS[$kind]+="$(ratio "$(awk '{print $NF}' <<<"${QPS[weir-$kind]}")" "$(awk '{print $NF}' <<<"${QPS[dnsmasq-$kind]}")") "
+    # The round ran back to back, under the same outside load: its ratios
+    # are the fairest single numbers.
+    for w in weir weirN; do
+      RATIOS[$w-$kind]+="$(ratio "$(awk '{print $NF}' <<<"${QPS[$w-$kind]}")" "$(awk '{print $NF}' <<<"${QPS[dnsmasq-$kind]}")") "
+    done
   done
-  for target in weir dnsmasq; do
+  for target in $TARGETS; do
     QPS[$target-$kind]="$(median <<<"${QPS[$target-$kind]}")"
     LAT[$target-$kind]="$(median <<<"${LAT[$target-$kind]}")"
+    CPU[$target-$kind]="$(median <<<"${CPU[$target-$kind]}")"
+    IDLE[$target-$kind]="$(median <<<"${IDLE[$target-$kind]}")"
     LOST[$target-$kind]="$(tr ' ' '\n' | awk '{ s += $1 } END { print s }' <<<"${LOST[$target-$kind]}")"
   done
 done
@@ -125,16 +154,25 @@ mkdir -p bench/results
   echo "- external: ${N_EXT} names, answered from each server's cache (warmed first) after forwarding to the same upstream dnsmasq"
   echo "- service: ${N_SVC} cluster FQDNs, weir from its registry, dnsmasq from --host-record"
   echo
-  echo "| workload | weir qps (median) | dnsmasq qps (median) | weir / dnsmasq (median of per-round ratios) | per-round ratios | weir avg latency | dnsmasq avg latency | lost, all rounds (weir / dnsmasq) |"
-  echo "|---|---:|---:|---:|---|---:|---:|---:|"
+  echo "weir (1) = UDP in the main thread (workers=1); weir ($WORKERS) = UDP on $WORKERS worker threads with SO_REUSEPORT sockets."
+  echo
+  echo "| workload | server | qps (median) | / dnsmasq (median of per-round ratios) | per-round ratios | avg latency (median) | server CPU per query (median) | machine idle during run (median) | lost, all rounds |"
+  echo "|---|---|---:|---:|---|---:|---:|---:|---:|"
   for kind in ext svc; do
     label="cached external names"; [ "$kind" = svc ] && label="service names"
-    echo "| $label | ${QPS[weir-$kind]%.*} | ${QPS[dnsmasq-$kind]%.*} | $(median <<<"${RATIOS[$kind]}")× | ${RATIOS[$kind]% } | ${LAT[weir-$kind]} ms | ${LAT[dnsmasq-$kind]} ms | ${LOST[weir-$kind]} / ${LOST[dnsmasq-$kind]} |"
+    for target in $TARGETS; do
+      name="weir (1)"; [ "$target" = weirN ] && name="weir ($WORKERS)"; [ "$target" = dnsmasq ] && name="dnsmasq"
+      if [ "$target" = dnsmasq ]; then r="1.00×"; rr=""; else r="$(median <<<"${RATIOS[$target-$kind]}")×"; rr="${RATIOS[$target-$kind]% }"; fi
+      echo "| $label | $name | ${QPS[$target-$kind]%.*} | $r | $rr | ${LAT[$target-$kind]} ms | ${CPU[$target-$kind]} µs | ${IDLE[$target-$kind]} % | ${LOST[$target-$kind]} |"
+    done
   done
   echo
-  echo "Every round (qps): weir external ${ALL[weir-ext]}; dnsmasq external ${ALL[dnsmasq-ext]}; weir service ${ALL[weir-svc]}; dnsmasq service ${ALL[dnsmasq-svc]}."
+  echo "Every round (qps):"
+  for kind in ext svc; do
+    for target in $TARGETS; do echo "- $target $kind: ${ALL[$target-$kind]}"; done
+  done
   echo
-  echo "Single-socket Node.js ceiling on this machine (UDP echo that only flips the QR bit, same dnsperf settings): ${ECHO_QPS%.*} qps = $(ratio "$ECHO_QPS" "${QPS[dnsmasq-ext]}")× dnsmasq; weir reaches $(ratio "${QPS[weir-ext]}" "$ECHO_QPS")× (external) and $(ratio "${QPS[weir-svc]}" "$ECHO_QPS")× (service) of it."
+  echo "Single-socket Node.js ceiling on this machine (UDP echo that only flips the QR bit, same dnsperf settings): ${ECHO_QPS%.*} qps = $(ratio "$ECHO_QPS" "${QPS[dnsmasq-ext]}")× dnsmasq (external median)."
   cat <<'NOTES'
 
 ## Reading the numbers
