@@ -108,6 +108,7 @@ export class L4Proxy {
   private reject(direction: Direction, down: Socket, reason: string): void {
     this.counters.rejected++;
     this.d.metrics.rejected.inc({ direction, reason });
+    if (this.d.config.accessLog) this.d.logger.info({ access: direction, downstream: (down as PeerNoted).peer, rejected: reason }, 'connection rejected');
     down.resetAndDestroy();
   }
 

@@ -56,7 +56,11 @@ export function captureRuleset(table: string): string {
 }`;
 }
 
-/** The app: 8080 greets with its name then echoes; 8081 answers the sha256 of what it received once the client half-closes. */
+/**
+ * The app: 8080 greets with its name then echoes; 8081 answers the sha256 of
+ * what it received once the client half-closes; 8082 half-closes first and
+ * logs how many bytes it still received.
+ */
 const APP = `
 const net = require('node:net'); const crypto = require('node:crypto');
 const name = process.argv[1];
@@ -67,6 +71,12 @@ net.createServer({ allowHalfOpen: true }, (s) => {
   s.on('data', (d) => { h.update(d); n += d.length; });
   s.on('end', () => s.end(name + ' ' + n + ' ' + h.digest('hex') + '\\n'));
 }).listen({ port: 8081, host: '::' }, () => console.log('app ready'));
+net.createServer({ allowHalfOpen: true }, (s) => {
+  s.on('error', () => {}); let n = 0;
+  s.end('bye\\n');
+  s.on('data', (d) => { n += d.length; });
+  s.on('end', () => console.log('8082 got ' + n));
+}).listen({ port: 8082, host: '::' });
 `;
 
 export class Cluster {
@@ -147,6 +157,12 @@ export class Cluster {
     pod.proxy.stdout!.on('data', keep);
     pod.proxy.stderr!.on('data', keep);
     await waitForLine(pod.proxy, /weir proxy listening/, 20000);
+    // As the kubelet would: no traffic before the proxy is ready (registry applied, or the no-agent grace over).
+    const end = Date.now() + 10000;
+    while ((await this.httpGet(pod, 15021, '/healthz/ready')).status !== 200) {
+      if (Date.now() > end) throw new Error(`${pod.name}: proxy not ready after 10 s:\n${pod.proxyLog.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** A TCP connection made by an app process (uid 0) inside the pod, so capture applies. */
