@@ -22,6 +22,8 @@ export interface ProxyConfig {
   readyWithoutAgentMs: number;
   drainTimeoutMs: number;
   accessLog: boolean;
+  /** DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS proxy. */
+  dnsPort: number;
   /** Inbound hand-off to the app leaves from this source so capture lets it through. */
   inboundSourceV4: string;
 }
@@ -43,6 +45,7 @@ export const DEFAULTS: ProxyConfig = {
   readyWithoutAgentMs: 5_000,
   drainTimeoutMs: 5_000,
   accessLog: true,
+  dnsPort: 15053,
   inboundSourceV4: '127.0.0.6',
 };
 
@@ -64,6 +67,9 @@ export interface RawProxyOptions {
   readyWithoutAgent?: string;
   drainTimeout?: string;
   accessLog?: boolean;
+  dnsPort?: string;
+  /** commander's --no-dns */
+  dns?: boolean;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -120,11 +126,12 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     readyWithoutAgentMs: parseDuration('--ready-without-agent', raw.readyWithoutAgent, DEFAULTS.readyWithoutAgentMs),
     drainTimeoutMs: parseDuration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
     accessLog: raw.accessLog ?? DEFAULTS.accessLog,
+    dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
   };
-  const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort]] as const;
+  const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {
-      if (ports[i][1] === ports[j][1]) throw new FieldError(ports[j][0], `same port as ${ports[i][0]}`, String(ports[j][1]));
+      if (ports[i][1] === ports[j][1] && ports[j][1] !== 0) throw new FieldError(ports[j][0], `same port as ${ports[i][0]}`, String(ports[j][1]));
     }
   }
   return cfg;

@@ -3,6 +3,7 @@
 import type { Server } from 'node:http';
 import type { Logger } from '../common/log.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
+import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
 import { workloadFromPodName, type ProxyConfig } from './config.js';
 import { L4Proxy } from './l4.js';
@@ -77,7 +78,9 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000) }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
-  logger.info({ outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
+  // DNS proxy (answers cluster names from the same registry) on 15053.
+  const dns = cfg.dnsPort ? await startDnsProxy({ registry: client, podNamespace: cfg.podNamespace, metrics: metrics.registry, logger: logger.child({ component: 'dns' }), listen: { port: cfg.dnsPort } }) : undefined;
+  logger.info({ dns: cfg.dnsPort || 'off', outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
 
   return {
     registry: client, metrics, l4, ready,
@@ -85,6 +88,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       draining = true;
       const { remaining } = await l4.drain(cfg.drainTimeoutMs);
       client.stop();
+      await dns?.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
       logger.info({ cutConnections: remaining }, 'weir proxy drained');
     },

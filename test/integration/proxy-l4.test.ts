@@ -160,6 +160,11 @@ test('endpoint added and removed in the registry: traffic follows within a secon
   console.log(`# endpoint change → traffic followed in ${followMs.toFixed(1)} ms; control-plane fan-out p50 ${fanout.p50Ms?.toFixed(2)} ms p99 ${fanout.p99Ms?.toFixed(2)} ms (3 proxies)`);
 });
 
+test('the proxy also serves DNS for cluster names from the same registry (15053)', { skip }, async () => {
+  const out = client.ns.exec('dig', ['+short', '+time=2', '+tries=1', '@127.0.0.1', '-p', '15053', 'web.shop.svc.cluster.local', 'A']).trim();
+  assert.equal(out, VIP);
+});
+
 test('admin endpoints and readiness report the registry', { skip }, async () => {
   const ready = await c.httpGet(client, 15021, '/healthz/ready');
   assert.equal(ready.status, 200);

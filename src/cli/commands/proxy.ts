@@ -23,6 +23,8 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--connect-attempts <n>', 'endpoints tried per outbound connection').default(undefined, '3'))
     .addOption(new Option('--ready-without-agent <duration>', 'become ready without an agent after').default(undefined, '5s'))
     .addOption(new Option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections').default(undefined, '5s'))
+    .addOption(new Option('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1').default(undefined, '15053'))
+    .option('--no-dns', 'do not run the DNS proxy')
     .option('--no-access-log', 'no log line per connection')
     .action(async (opts: RawProxyOptions) => {
       const cfg = resolveProxyConfig(opts);
