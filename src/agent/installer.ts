@@ -6,7 +6,7 @@
 import { readFile, unlink, mkdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { copyFileAtomic, writeFileAtomic } from '../cni/atomic-file.js';
+import { copyFileAtomic, writeFileAtomic, PreconditionFailed } from '../cni/atomic-file.js';
 import { chainedConf, findPrimaryConf, readConf, sameJson, unchainedConf, weirEntryIndex, pluginsOf, type ConfFile } from './installer-conf.js';
 import { DirWatch, RateLimiter } from './conf-watch.js';
 import type { ControllerLogger } from './capture-controller.js';
@@ -204,10 +204,15 @@ export class Installer {
   private async chain(primary: ConfFile): Promise<void> {
     const next = JSON.stringify(chainedConf(primary, this.entry()), null, 2) + '\n';
     const target = primary.isList ? primary.path : primary.path.replace(/\.(conf|json)$/, '.conflist');
-    // Do not overwrite a rewrite that landed after we read: re-read just before writing.
-    const current = await readFile(primary.path, 'utf8').catch(() => undefined);
-    if (current !== primary.text) { this.again = true; return; }
-    await writeFileAtomic(target, next, primary.mode);
+    // Never overwrite a rewrite by the primary CNI that landed after we read
+    // its file: check again right before the rename, and start over if so.
+    const unchanged = async () => (await readFile(primary.path, 'utf8').catch(() => undefined)) === primary.text;
+    try {
+      await writeFileAtomic(target, next, primary.mode, unchanged);
+    } catch (e) {
+      if (e instanceof PreconditionFailed) { this.again = true; return; }
+      throw e;
+    }
     if (!primary.isList) {
       this.converted = { confPath: primary.path, text: primary.text, mode: primary.mode, listPath: target };
       if (target !== primary.path) await unlink(primary.path).catch(() => undefined);

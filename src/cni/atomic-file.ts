@@ -16,7 +16,15 @@ async function fsyncDir(dir: string): Promise<void> {
   try { await fh.sync(); } finally { await fh.close(); }
 }
 
-export async function writeFileAtomic(target: string, data: string | Buffer, mode = 0o644): Promise<void> {
+/** Thrown when writeFileAtomic's precondition fails; nothing was replaced. */
+export class PreconditionFailed extends Error {}
+
+/**
+ * `precondition`, when given, runs after the temp file is durable and just
+ * before the rename; returning false aborts (PreconditionFailed). It narrows
+ * the window in which a concurrent writer's update could be overwritten.
+ */
+export async function writeFileAtomic(target: string, data: string | Buffer, mode = 0o644, precondition?: () => Promise<boolean>): Promise<void> {
   const tmp = tempPathFor(target);
   try {
     const fh = await open(tmp, 'wx', mode);
@@ -28,6 +36,7 @@ export async function writeFileAtomic(target: string, data: string | Buffer, mod
     } finally {
       await fh.close();
     }
+    if (precondition && !(await precondition())) throw new PreconditionFailed(`${target} changed while being rewritten`);
     await rename(tmp, target);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);

@@ -81,3 +81,23 @@ test('parseHttpAnswer: the agent answer framing, and clear errors for anything e
   assert.throws(() => parseHttpAnswer(Buffer.from('SSH-2.0-OpenSSH\r\n\r\n')), /not an HTTP answer/);
   assert.throws(() => parseHttpAnswer(Buffer.from('HTTP/1.1 200 OK\r\n')), /incomplete/);
 });
+
+test('writeFileAtomic: mode kept, no temp files left, a failed precondition replaces nothing', async () => {
+  const { mkdtempSync, readFileSync, readdirSync, statSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { writeFileAtomic, PreconditionFailed } = await import('../../src/cni/atomic-file.js');
+  const d = mkdtempSync(path.join(tmpdir(), 'wc-atomic-'));
+  try {
+    const f = path.join(d, '10-x.conflist');
+    writeFileSync(f, 'old');
+    await writeFileAtomic(f, 'new', 0o640);
+    assert.equal(readFileSync(f, 'utf8'), 'new');
+    assert.equal(statSync(f).mode & 0o777, 0o640);
+    await assert.rejects(writeFileAtomic(f, 'clobber', 0o640, async () => false), PreconditionFailed);
+    assert.equal(readFileSync(f, 'utf8'), 'new');
+    assert.deepEqual(readdirSync(d), ['10-x.conflist']);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});
