@@ -102,16 +102,19 @@ declare -A CPU
 HZ="$(getconf CLK_TCK)"
 # CPU time (all threads) a server process has used, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+user_ticks() { awk '{ print $14 }' "/proc/$1/stat"; }
 # Machine-wide "idle total" ticks: was there spare CPU for more threads to use?
 idle_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
-declare -A IDLE
+declare -A IDLE USER
 for kind in ext svc; do
   for round in $(seq 1 "$ROUNDS"); do
     for target in $TARGETS; do
       port="${PORT[$target]}"
-      before="$(cpu_ticks "${PID[$target]}")"; idle0="$(idle_ticks)"
+      before="$(cpu_ticks "${PID[$target]}")"; ubefore="$(user_ticks "${PID[$target]}")"; idle0="$(idle_ticks)"
       out="$(run "$port" "$TMP/$kind.txt" "$SECS")"
-      after="$(cpu_ticks "${PID[$target]}")"; idle1="$(idle_ticks)"
+      after="$(cpu_ticks "${PID[$target]}")"; uafter="$(user_ticks "${PID[$target]}")"; idle1="$(idle_ticks)"
+      user="$(awk -v u=$((uafter - ubefore)) -v t=$((after - before)) 'BEGIN { if (t > 0) printf "%.0f", 100 * u / t; else print "n/a" }')"
+      USER[$target-$kind]+="$user "
       idle="$(awk -v a="$idle0" -v b="$idle1" 'BEGIN { split(a, x, " "); split(b, y, " "); if (y[2] > x[2]) printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]); else print "n/a" }')"
       IDLE[$target-$kind]+="$idle "
       q="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
@@ -122,7 +125,7 @@ for kind in ext svc; do
       lost="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
       QPS[$target-$kind]+="$q "; LAT[$target-$kind]+="$l "; LOST[$target-$kind]+="$lost "
       ALL[$target-$kind]+="${q%.*} "
-      echo "round $round $target $kind: $q qps, avg $l ms, lost $lost, $cpu µs CPU/query, machine idle $idle %" >&2
+      echo "round $round $target $kind: $q qps, avg $l ms, lost $lost, $cpu µs CPU/query ($user % user), machine idle $idle %" >&2
     done
     # The round ran back to back, under the same outside load: its ratios
     # are the fairest single numbers.
@@ -135,6 +138,7 @@ for kind in ext svc; do
     LAT[$target-$kind]="$(median <<<"${LAT[$target-$kind]}")"
     CPU[$target-$kind]="$(median <<<"${CPU[$target-$kind]}")"
     IDLE[$target-$kind]="$(median <<<"${IDLE[$target-$kind]}")"
+    USER[$target-$kind]="$(median <<<"${USER[$target-$kind]}")"
     LOST[$target-$kind]="$(tr ' ' '\n' | awk '{ s += $1 } END { print s }' <<<"${LOST[$target-$kind]}")"
   done
 done
@@ -156,14 +160,14 @@ mkdir -p bench/results
   echo
   echo "weir (1) = UDP in the main thread (workers=1); weir ($WORKERS) = UDP on $WORKERS worker threads with SO_REUSEPORT sockets."
   echo
-  echo "| workload | server | qps (median) | / dnsmasq (median of per-round ratios) | per-round ratios | avg latency (median) | server CPU per query (median) | machine idle during run (median) | lost, all rounds |"
+  echo "| workload | server | qps (median) | / dnsmasq (median of per-round ratios) | per-round ratios | avg latency (median) | server CPU per query, user share (median) | machine idle during run (median) | lost, all rounds |"
   echo "|---|---|---:|---:|---|---:|---:|---:|---:|"
   for kind in ext svc; do
     label="cached external names"; [ "$kind" = svc ] && label="service names"
     for target in $TARGETS; do
       name="weir (1)"; [ "$target" = weirN ] && name="weir ($WORKERS)"; [ "$target" = dnsmasq ] && name="dnsmasq"
       if [ "$target" = dnsmasq ]; then r="1.00×"; rr=""; else r="$(median <<<"${RATIOS[$target-$kind]}")×"; rr="${RATIOS[$target-$kind]% }"; fi
-      echo "| $label | $name | ${QPS[$target-$kind]%.*} | $r | $rr | ${LAT[$target-$kind]} ms | ${CPU[$target-$kind]} µs | ${IDLE[$target-$kind]} % | ${LOST[$target-$kind]} |"
+      echo "| $label | $name | ${QPS[$target-$kind]%.*} | $r | $rr | ${LAT[$target-$kind]} ms | ${CPU[$target-$kind]} µs (${USER[$target-$kind]} % user) | ${IDLE[$target-$kind]} % | ${LOST[$target-$kind]} |"
     done
   done
   echo
@@ -177,27 +181,48 @@ mkdir -p bench/results
 
 ## Reading the numbers
 
-- The machine is shared with other builds and tests; rates swing by 2× from
-  round to round for both servers. Read the per-round ratios (each pair ran
-  back to back) rather than any single rate.
+- The machine is shared with other engineers' builds and tests, and has 2
+  vCPUs for dnsperf, the server under test and everything else: the "machine
+  idle" column is the whole machine's idle share while that server was
+  measured. Rates swing by 2× from round to round for every server; read the
+  per-round ratios (each round ran back to back) and the CPU cost per query,
+  which does not depend on how much CPU the server was given.
 - dnsperf keeps up to 200 queries outstanding, so "avg latency" is mostly
   queueing at saturation, not the per-query service time.
-- A profile of weir under this load (`node --cpu-prof`, service names, run
-  by hand on this machine) put about 70 % of its busy CPU time in `dgram`
-  `doSend` (the sendto syscall, which on loopback also runs the receiver's
-  softirq) and under 10 % in weir's own code (parse, lookup, ID/TTL
-  patching, metrics; about 1 µs per query measured in-process after the
-  optimisations in this change, down from 3 µs). Answers are pre-encoded
-  (local names) or stored as raw bytes (cache) and only patched, so there is
-  little left to remove in JavaScript: compare weir with the single-socket
-  Node.js ceiling above.
-- dnsmasq is a single-threaded C event loop; Node 20 adds libuv and JS
-  boundary costs per datagram (one recvmsg and one sendto each, no
-  recvmmsg/sendmmsg batching), roughly halving the rate of one socket.
-- The way past the ceiling is more sockets: N worker threads, each with its
-  own SO_REUSEPORT socket on 15053 (Node 20's dgram has no reusePort option;
-  a socket fd created by the native addon with SO_REUSEPORT can be handed to
-  `dgram.bind({ fd })`). Not done yet; see the DNS report.
+- Server CPU per query = the server process's CPU time (all threads, user +
+  system, from /proc/PID/stat) over the queries it answered. With the
+  machine at ~0 % idle, qps ≈ (CPU the server got) / (CPU per query), so the
+  per-query cost decides the ratio, not the number of threads.
+- weir spends ~10 µs of CPU per query against dnsmasq's ~6–7 µs. The system
+  part is similar (one recvmsg and one sendto per query for both; on
+  loopback the sendto also runs the receiver's softirq); the difference is
+  user time: ~4.5 µs for weir, of which ~1 µs is weir's own code (parse,
+  lookup, ID/TTL patch, metrics; measured in-process) and the rest Node's
+  per-datagram machinery (libuv poll, a Buffer and rinfo object per message,
+  the send request object, JS↔C++ crossings), against ~1 µs for dnsmasq's C
+  loop.
+- Worker threads (SO_REUSEPORT) remove the single-socket ceiling of one
+  event loop (the "Node.js ceiling" line: a UDP echo that does no DNS work
+  at all) but cannot create CPU: on this saturated 2-vCPU machine weir (N)
+  is about as fast as, or somewhat faster than, weir (1), and both stay
+  below dnsmasq. Where the node has idle cores, N threads serve up to N
+  times one thread's rate while dnsmasq stays on one core; that could not
+  be measured here.
+- What would close the per-query gap is batching datagrams (recvmmsg /
+  sendmmsg) and answering cache hits and local names without entering
+  JavaScript per packet, i.e. a native UDP fast path; not done.
+
+## Earlier run, before worker threads (single socket, 4 clients)
+
+2026-11-21 19:53 UTC, same machine and settings except 4 dnsperf clients,
+weir with UDP in the main thread only:
+
+| workload | weir qps (median) | dnsmasq qps (median) | weir / dnsmasq (median of per-round ratios) | per-round ratios |
+|---|---:|---:|---:|---|
+| cached external names | 67041 | 93006 | 0.71× | 0.52 0.72 0.71 |
+| service names | 83865 | 119558 | 0.70× | 0.70 0.73 0.62 |
+
+Single-socket Node.js echo ceiling in that run: 86905 qps = 0.93× dnsmasq.
 NOTES
 } >bench/results/dns.md
 cat bench/results/dns.md

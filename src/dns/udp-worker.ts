@@ -3,6 +3,7 @@
 // answering cluster names from the registry snapshots the main thread posts,
 // and asking the main thread for anything its own cache does not hold.
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { createLogger } from '../common/log.js';
@@ -75,7 +76,16 @@ async function run(port: NonNullable<typeof parentPort>, data: UdpWorkerData): P
     }
   });
 
-  for (const s of data.sockets) await server.listenUdpFd(s.fd, s.family);
+  let bound = 0;
+  try {
+    for (const s of data.sockets) { await server.listenUdpFd(s.fd, s.family); bound++; }
+  } catch (err) {
+    // The fds are ours: the bound ones close with the server, the ones never
+    // tried here; the one that failed is left alone (dgram may have closed it).
+    for (const s of data.sockets.slice(bound + 1)) { try { closeSync(s.fd); } catch { /* not open */ } }
+    await server.close();
+    throw err;
+  }
   port.postMessage({ t: 'ready', addresses: server.addresses().udp } satisfies FromWorker);
 }
 

@@ -145,7 +145,16 @@ export class UdpWorkerPool {
 
   private push(registry: Registry): void {
     this.lastPushed = registry;
-    for (const s of this.slots) s.worker.postMessage({ t: 'registry', registry } satisfies ToWorker);
+    // Only the data the DNS answers need (the view's object may carry more).
+    const snapshot: Registry = { version: registry.version, clusterDomain: registry.clusterDomain, services: registry.services };
+    for (const s of this.slots) {
+      try {
+        s.worker.postMessage({ t: 'registry', registry: snapshot } satisfies ToWorker);
+      } catch (err) {
+        // Never throw into the registry's event emitter; the worker keeps its last snapshot.
+        this.o.log.error({ err, version: registry.version }, 'could not post the registry snapshot to a DNS UDP worker');
+      }
+    }
   }
 
   private async spawn(index: number): Promise<Slot> {
@@ -161,9 +170,21 @@ export class UdpWorkerPool {
       throw err;
     }
     const stats = new SharedQueryStats();
-    const data: UdpWorkerData = { index, sockets, stats: stats.buffer, registry: this.o.registry.current(), options: this.o.workerOptions };
-    // From here the worker owns the fds (its dgram sockets close them).
-    const worker = new Worker(workerUrl(), { workerData: data, name: `weir-dns-udp-${index}` });
+    const current = this.o.registry.current();
+    const data: UdpWorkerData = {
+      index, sockets, stats: stats.buffer, options: this.o.workerOptions,
+      registry: current && { version: current.version, clusterDomain: current.clusterDomain, services: current.services },
+    };
+    let worker: Worker;
+    try {
+      worker = new Worker(workerUrl(), { workerData: data, name: `weir-dns-udp-${index}` });
+    } catch (err) {
+      for (const s of sockets) closeSync(s.fd);
+      throw err;
+    }
+    // From here the worker owns the fds: its dgram sockets close them, and
+    // it closes any it could not bind (closing them here could hit an fd
+    // number already reused by then).
     const slot: Slot = { worker, exited: new Promise((resolve) => worker.once('exit', () => resolve())), stats, addresses: [] };
     let ready = false;
     await new Promise<void>((resolve, reject) => {
@@ -184,13 +205,11 @@ export class UdpWorkerPool {
       });
     }).catch(async (err) => {
       await worker.terminate();
-      // A worker that died before binding never took its fds over.
-      if (!ready) for (const s of sockets) { try { closeSync(s.fd); } catch { /* already closed by the worker */ } }
       throw err;
     });
     // The registry may have moved on while the worker started.
     const now = this.o.registry.current();
-    if (now && now !== data.registry) worker.postMessage({ t: 'registry', registry: now } satisfies ToWorker);
+    if (now && now !== current) worker.postMessage({ t: 'registry', registry: { version: now.version, clusterDomain: now.clusterDomain, services: now.services } } satisfies ToWorker);
     return slot;
   }
 
