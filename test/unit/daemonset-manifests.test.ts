@@ -1,0 +1,106 @@
+// The DaemonSet base validates against the Kubernetes schema (offline, via
+// kubernetes-models' shipped JSON schemas) and keeps the properties the
+// agent depends on: host network, host /proc read-only, capabilities instead
+// of privileged, probes on :15014, all-node tolerations, least-privilege RBAC.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { DaemonSet } from 'kubernetes-models/apps/v1';
+import { Namespace, ServiceAccount } from 'kubernetes-models/v1';
+import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+
+const DIR = path.resolve(import.meta.dirname, '../../daemonset');
+
+type Doc = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
+
+const MODELS: Record<string, new (o: never) => { validate(): void }> = {
+  'apps/v1/DaemonSet': DaemonSet as never,
+  'v1/Namespace': Namespace as never,
+  'v1/ServiceAccount': ServiceAccount as never,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
+};
+
+function validate(doc: Doc): void {
+  const Model = MODELS[`${doc.apiVersion}/${doc.kind}`];
+  if (!Model) throw new Error(`no schema for ${doc.apiVersion} ${doc.kind}`);
+  new Model(structuredClone(doc) as never).validate();
+}
+
+function load(): Doc[] {
+  const kust = parseAllDocuments(readFileSync(path.join(DIR, 'kustomization.yaml'), 'utf8'))[0].toJS() as { resources: string[] };
+  const docs: Doc[] = [];
+  for (const r of kust.resources) {
+    assert.ok(existsSync(path.join(DIR, r)), `kustomization resource ${r} exists`);
+    for (const d of parseAllDocuments(readFileSync(path.join(DIR, r), 'utf8'))) {
+      assert.deepEqual(d.errors, [], `${r} parses`);
+      docs.push(d.toJS() as Doc);
+    }
+  }
+  return docs;
+}
+
+test('every manifest in the kustomize base validates against the Kubernetes schema', () => {
+  const docs = load();
+  assert.deepEqual(docs.map((d) => d.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+  for (const d of docs) assert.doesNotThrow(() => validate(d), `${d.kind}/${d.metadata.name}`);
+});
+
+test('the validator rejects a broken DaemonSet (the check can fail)', () => {
+  const ds = structuredClone(load().find((d) => d.kind === 'DaemonSet')!) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  ds.spec.template.spec.containers[0].ports[0].containerPort = 'fifteen';
+  assert.throws(() => validate(ds), /containerPort|integer/);
+  const ds2 = structuredClone(load().find((d) => d.kind === 'DaemonSet')!) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  delete ds2.spec.selector;
+  assert.throws(() => validate(ds2), /selector/);
+});
+
+test('the DaemonSet keeps what the agent depends on', () => {
+  const ds = load().find((d) => d.kind === 'DaemonSet') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const pod = ds.spec.template.spec;
+  const c = pod.containers[0];
+  assert.equal(pod.hostNetwork, true);
+  assert.equal(pod.priorityClassName, 'system-node-critical');
+  assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+  assert.equal(pod.serviceAccountName, 'weir-agent');
+  assert.equal(ds.spec.template.metadata.labels['app.kubernetes.io/name'], 'weir-agent');
+  assert.equal(c.securityContext.privileged, false);
+  assert.deepEqual(c.securityContext.capabilities.add.sort(), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE']);
+  for (const probe of [c.livenessProbe, c.readinessProbe]) assert.equal(probe.httpGet.port, 15014);
+  assert.equal(c.readinessProbe.httpGet.path, '/readyz');
+  assert.ok(c.resources.requests.cpu && c.resources.limits.memory);
+  const mounts = Object.fromEntries(c.volumeMounts.map((m: { name: string }) => [m.name, m]));
+  const vols = Object.fromEntries(pod.volumes.map((v: { name: string; hostPath?: { path: string } }) => [v.name, v.hostPath?.path]));
+  assert.equal(vols['host-proc'], '/proc');
+  assert.equal(mounts['host-proc'].readOnly, true);
+  assert.equal(mounts['run-netns'].mountPropagation, 'HostToContainer');
+  for (const [vol, host] of [['cni-bin', '/opt/cni/bin'], ['cni-conf', '/etc/cni/net.d'], ['run-weir', '/var/run/weir']]) assert.equal(vols[vol], host);
+  const env = Object.fromEntries(c.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+  assert.equal(env.WEIR_HOST_PROC, mounts['host-proc'].mountPath);
+  assert.equal(env.WEIR_CNI_CONF_DIR, mounts['cni-conf'].mountPath);
+  assert.equal(env.WEIR_CNI_BIN_DIR, mounts['cni-bin'].mountPath);
+  assert.equal(c.env.find((e: { name: string }) => e.name === 'NODE_NAME').valueFrom.fieldRef.fieldPath, 'spec.nodeName');
+});
+
+test('RBAC is least privilege: named resources and verbs only, no wildcards, no secrets', () => {
+  const role = load().find((d) => d.kind === 'ClusterRole') as unknown as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
+  const granted = new Set<string>();
+  for (const r of role.rules) for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) granted.add(`${g || 'core'}/${res}:${v}`);
+  for (const g of granted) assert.doesNotMatch(g, /\*/);
+  assert.ok(![...granted].some((g) => /secrets|configmaps|nodes/.test(g)), [...granted].join(' '));
+  for (const need of ['core/pods:list', 'core/pods:watch', 'core/pods:get', 'core/pods:patch', 'core/namespaces:watch', 'core/services:watch', 'discovery.k8s.io/endpointslices:watch', 'core/events:create']) {
+    assert.ok(granted.has(need), `missing ${need}`);
+  }
+});
+
+test('the Dockerfile builds from the repo with the project\'s build and ships the CNI plugin', () => {
+  const df = readFileSync(path.join(DIR, 'Dockerfile'), 'utf8');
+  assert.match(df, /npm run build/);
+  assert.match(df, /FROM node:20/);
+  for (const p of [...df.matchAll(/COPY --from=build \/src\/(\S+)/g)].map((m) => m[1])) {
+    assert.ok(['dist/weir.mjs', 'dist/weir-cni', 'native/build/Release/weir_native.node', 'node_modules'].includes(p), `unexpected artifact ${p}`);
+  }
+  assert.ok(JSON.parse(readFileSync(path.resolve(DIR, '../package.json'), 'utf8')).scripts.build);
+});
