@@ -1,12 +1,16 @@
 // The agent's side of the CNI protocol: HTTP/1.1 over a unix socket that only
-// root can reach (socket 0600 in a 0700 directory). The plugin is a short
+// root can reach (the socket is 0600). Its directory is the agent's run dir,
+// which also holds proxy.sock for the proxies (UID 1337, which mount it), so
+// the directory stays traversable (0755) and each socket carries its own mode. The plugin is a short
 // process per sandbox; everything stateful happens here.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdir, unlink, chmod, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { CNI_API_PREFIX, DEFAULT_AGENT_SOCKET, type AgentReadyResponse, type CniDelRequest, type CniErrorBody, type CniGcRequest, type CniLogLine, type CniPodRequest } from '../cni/agent-protocol.js';
-import { CniCode } from '../cni/spec.js';
+import { CniCode, CniError } from '../cni/spec.js';
+import { runPlugin } from '../cni/plugin.js';
+import { PluginLog } from '../cni/plugin-log.js';
 import { CaptureError, type CaptureController, type ControllerLogger } from './capture-controller.js';
 
 export interface CniServerOptions {
@@ -95,8 +99,8 @@ export class CniServer {
 
   async start(): Promise<void> {
     const dir = path.dirname(this.socketPath);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chmod(dir, 0o700);
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await chmod(dir, 0o755);
     await this.removeStaleSocket();
     const server = createServer((req, res) => { void this.handle(req, res); });
     // Plugins send one request per connection; keep-alive only wastes fds.
@@ -152,6 +156,7 @@ export class CniServer {
     const started = Date.now();
     const route = (req.url ?? '').split('?')[0];
     try {
+      if (req.method === 'POST' && route === `${CNI_API_PREFIX}/cni/exec`) { await this.exec(req, res); return; }
       const body = await this.route(req, route);
       this.send(res, 200, body);
       this.opts.onRequest?.(route, 'ok', Date.now() - started);
@@ -170,33 +175,91 @@ export class CniServer {
   }
 
   private async route(req: IncomingMessage, route: string): Promise<unknown> {
-    const c = this.opts.controller;
     const p = CNI_API_PREFIX;
-    if (req.method === 'GET' && route === `${p}/ready`) return this.readiness();
+    if (!route.startsWith(`${p}/`)) throw new NotFound();
+    const op = route.slice(p.length);
+    if (op === '/ready') {
+      if (req.method !== 'GET') throw new NotFound();
+      return this.readiness();
+    }
     if (req.method !== 'POST') throw new NotFound();
-    switch (route) {
-      case `${p}/cni/add`: return c.add(podRequest(await readJson(req), true));
-      case `${p}/cni/check`: return c.check(podRequest(await readJson(req), true));
-      case `${p}/cni/del`: {
-        const r: CniDelRequest = podRequest(await readJson(req), false);
+    return this.dispatch(op, await readJson(req));
+  }
+
+  /** One protocol operation: shared by the HTTP routes and by the in-process calls made while serving /v1/cni/exec. */
+  private async dispatch(op: string, body: unknown): Promise<unknown> {
+    const c = this.opts.controller;
+    switch (op) {
+      case '/ready': return this.readiness();
+      case '/cni/add': return c.add(podRequest(body, true));
+      case '/cni/check': return c.check(podRequest(body, true));
+      case '/cni/del': {
+        const r: CniDelRequest = podRequest(body, false);
         await c.del(r);
         return {};
       }
-      case `${p}/cni/gc`: {
-        const body = await readJson(req) as Partial<CniGcRequest>;
-        const valid = body?.validAttachments;
+      case '/cni/gc': {
+        const valid = (body as Partial<CniGcRequest> | null)?.validAttachments;
         if (!Array.isArray(valid) || valid.some((v) => typeof v?.containerId !== 'string' || typeof v?.ifName !== 'string')) {
           throw new BadRequest('validAttachments: must be a list of {containerId, ifName}');
         }
         return { removed: await c.gc(valid) };
       }
-      case `${p}/log`: {
-        const line = await readJson(req) as Partial<CniLogLine>;
-        const level = line.level && ['debug', 'info', 'warn', 'error'].includes(line.level) ? line.level : 'info';
-        this.log[level]({ source: 'weir-cni', containerId: line.containerId, podNamespace: line.podNamespace, podName: line.podName, ...line.fields }, String(line.msg ?? ''));
+      case '/log': {
+        this.relog((body ?? {}) as Partial<CniLogLine>);
         return {};
       }
       default: throw new NotFound();
+    }
+  }
+
+  private relog(line: Partial<CniLogLine>): void {
+    const level = line.level && ['debug', 'info', 'warn', 'error'].includes(line.level) ? line.level : 'info';
+    this.log[level]({ source: 'weir-cni', containerId: line.containerId, podNamespace: line.podNamespace, podName: line.podName, ...line.fields }, String(line.msg ?? ''));
+  }
+
+  /**
+   * POST /v1/cni/exec: one whole plugin invocation relayed by the C weir-cni
+   * (cni/relay/weir-cni.c): `{env: {CNI_*: string}, stdin: string}`. The
+   * plugin logic (src/cni/plugin.ts: validation, versions, errors naming
+   * fields) runs here, in-process, so the executable a runtime starts per
+   * sandbox stays a few-ms C program. Answer: the plugin's stdout as the body,
+   * its exit code in `x-weir-exit-code`.
+   */
+  private async exec(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req);
+    if (typeof body !== 'object' || body === null) throw new BadRequest('body: must be an object');
+    const { env: rawEnv, stdin } = body as { env?: unknown; stdin?: unknown };
+    if (typeof rawEnv !== 'object' || rawEnv === null || Array.isArray(rawEnv)) throw new BadRequest('env: must be an object of strings');
+    if (typeof stdin !== 'string') throw new BadRequest('stdin: must be a string');
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(rawEnv as Record<string, unknown>)) {
+      if (!k.startsWith('CNI_')) continue;
+      if (typeof v !== 'string') throw new BadRequest(`env.${k}: must be a string`);
+      env[k] = v;
+    }
+    const log = new PluginLog((line) => this.relog(line));
+    const outcome = await runPlugin(env, stdin, log, <T>(_opts: unknown, op: string, b?: unknown) => this.inProcess<T>(op, b));
+    const text = outcome.stdout;
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-weir-exit-code': String(outcome.exitCode), connection: 'close' });
+    res.end(text);
+  }
+
+  /** An operation called by the in-process plugin logic: errors become the CniErrors the plugin would have decoded from HTTP. */
+  private async inProcess<T>(op: string, body: unknown): Promise<T> {
+    const started = Date.now();
+    const route = `${CNI_API_PREFIX}${op}`;
+    try {
+      const r = await this.dispatch(op, body ?? {}) as T;
+      if (op !== '/log') this.opts.onRequest?.(route, 'ok', Date.now() - started);
+      return r;
+    } catch (e) {
+      const err = e instanceof CaptureError ? new CniError(e.cniCode, e.message, e.details)
+        : e instanceof BadRequest ? new CniError(CniCode.invalidConfig, `weir agent: bad ${route} request: ${e.message}`)
+        : new CniError(CniCode.tryAgainLater, `weir agent internal error: ${(e as Error).message}`);
+      if (!(e instanceof CaptureError) && !(e instanceof BadRequest)) this.log.error({ route, err: (e as Error).stack }, 'CNI request failed');
+      this.opts.onRequest?.(route, 'error', Date.now() - started, err.code);
+      throw err;
     }
   }
 }

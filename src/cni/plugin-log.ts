@@ -16,6 +16,12 @@ export class PluginLog {
   private agentSocket?: string;
   private readonly pending: Promise<unknown>[] = [];
 
+  /**
+   * With a sink (the agent running the plugin logic for the C relay), lines
+   * go straight to the agent's log instead of stderr and the socket.
+   */
+  constructor(private readonly sink?: (line: CniLogLine) => void) {}
+
   configure(level: LogLevel, agentSocket: string | undefined, context: PluginLogContext): void {
     this.level = level;
     this.agentSocket = agentSocket;
@@ -24,6 +30,7 @@ export class PluginLog {
 
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (ORDER[level] < ORDER[this.level]) return;
+    if (this.sink) { this.sink({ level, msg, ...this.context, fields }); return; }
     const line = { time: new Date().toISOString(), level, plugin: 'weir-cni', msg, ...this.context, ...fields };
     try { writeSync(2, JSON.stringify(line) + '\n'); } catch { /* stderr closed: nothing else to do */ }
     if (this.agentSocket && ORDER[level] >= ORDER.warn) {

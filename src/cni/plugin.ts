@@ -3,12 +3,15 @@
 // plugin's result through unchanged. Decisions (capture or not, which rules)
 // live in the agent; the plugin only knows which namespaces never need it.
 import type { CniAddResponse, CniCheckResponse, CniDelRequest, CniGcResponse, CniPodRequest, AgentReadyResponse } from './agent-protocol.js';
-import { callAgent, AgentUnavailableError } from './agent-client.js';
+import { callAgent, AgentUnavailableError, type AgentCallOptions } from './agent-client.js';
 import { parseConf, parseEnv, sniffVersion, type PluginConf, type PluginEnv } from './conf.js';
 import { CniCode, CniError, LATEST_VERSION, SUPPORTED_VERSIONS, errorJson, isSupportedVersion, versionAtLeast } from './spec.js';
 import { PluginLog } from './plugin-log.js';
 
 export interface PluginOutcome { stdout: string; exitCode: number }
+
+/** How the plugin logic reaches the agent: over its socket (the Node plugin), or in-process (the agent running the logic for the C relay). */
+export type AgentCall = <T>(opts: AgentCallOptions, path: string, body?: unknown) => Promise<T>;
 
 /** The result a chained plugin prints: the previous result as received, or an empty one in the conf's version. */
 function passThrough(conf: PluginConf): string {
@@ -35,14 +38,14 @@ function excluded(env: PluginEnv, conf: PluginConf): boolean {
   return env.podNamespace !== undefined && conf.excludeNamespaces.includes(env.podNamespace);
 }
 
-async function add(env: PluginEnv, conf: PluginConf, log: PluginLog): Promise<string> {
+async function add(env: PluginEnv, conf: PluginConf, log: PluginLog, call: AgentCall): Promise<string> {
   if (excluded(env, conf)) {
     log.log('debug', 'namespace excluded from capture; agent not asked', { reason: 'excluded-namespace' });
     return passThrough(conf);
   }
   const agent = { socketPath: conf.agentSocket, timeoutMs: conf.agentTimeoutMs };
   try {
-    const res = await callAgent<CniAddResponse>(agent, '/cni/add', podRequest(env, conf));
+    const res = await call<CniAddResponse>(agent, '/cni/add', podRequest(env, conf));
     log.log('info', res.captured ? 'traffic capture programmed' : 'not captured', { reason: res.reason, backend: res.backend });
     return passThrough(conf);
   } catch (e) {
@@ -50,20 +53,20 @@ async function add(env: PluginEnv, conf: PluginConf, log: PluginLog): Promise<st
       // The agent may have started programming before we gave up; ask it
       // (briefly) to undo, so a failed ADD leaves nothing behind even if the
       // runtime never sends DEL.
-      await callAgent({ ...agent, timeoutMs: Math.min(1000, agent.timeoutMs) }, '/cni/del', { containerId: env.containerId, ifName: env.ifName, netns: env.netns } satisfies CniDelRequest)
+      await call({ ...agent, timeoutMs: Math.min(1000, agent.timeoutMs) }, '/cni/del', { containerId: env.containerId, ifName: env.ifName, netns: env.netns } satisfies CniDelRequest)
         .catch(() => undefined);
     }
     throw e;
   }
 }
 
-async function del(env: PluginEnv, conf: PluginConf, log: PluginLog): Promise<string> {
+async function del(env: PluginEnv, conf: PluginConf, log: PluginLog, call: AgentCall): Promise<string> {
   // DEL must succeed whatever happens: the sandbox is going away either way,
   // and a failing DEL wedges the runtime's teardown. Leftover records are
   // removed by the agent's GC.
   const req: CniDelRequest = { ...podRequest(env, conf) };
   try {
-    await callAgent(agent(conf), '/cni/del', req);
+    await call(agent(conf), '/cni/del', req);
   } catch (e) {
     log.log('warn', `DEL not confirmed by the agent (ignored): ${(e as Error).message}`);
   }
@@ -72,18 +75,18 @@ async function del(env: PluginEnv, conf: PluginConf, log: PluginLog): Promise<st
 
 const agent = (conf: PluginConf) => ({ socketPath: conf.agentSocket, timeoutMs: conf.agentTimeoutMs });
 
-async function check(env: PluginEnv, conf: PluginConf): Promise<string> {
+async function check(env: PluginEnv, conf: PluginConf, call: AgentCall): Promise<string> {
   if (!versionAtLeast(conf.cniVersion, '0.4.0')) throw new CniError(CniCode.incompatibleVersion, `stdin.cniVersion: CHECK needs 0.4.0 or later, conf has ${conf.cniVersion}`);
   if (!conf.prevResult) throw new CniError(CniCode.invalidConfig, 'stdin.prevResult: CHECK needs the previous result');
   if (excluded(env, conf)) return '';
-  await callAgent<CniCheckResponse>(agent(conf), '/cni/check', podRequest(env, conf));
+  await call<CniCheckResponse>(agent(conf), '/cni/check', podRequest(env, conf));
   return '';
 }
 
-async function status(conf: PluginConf): Promise<string> {
+async function status(conf: PluginConf, call: AgentCall): Promise<string> {
   let ready: AgentReadyResponse;
   try {
-    ready = await callAgent<AgentReadyResponse>(agent(conf), '/ready');
+    ready = await call<AgentReadyResponse>(agent(conf), '/ready');
   } catch (e) {
     throw new CniError(CniCode.notAvailable, `weir agent not available: ${(e as Error).message}`);
   }
@@ -91,8 +94,8 @@ async function status(conf: PluginConf): Promise<string> {
   return '';
 }
 
-async function gc(conf: PluginConf, log: PluginLog): Promise<string> {
-  const res = await callAgent<CniGcResponse>(agent(conf), '/cni/gc', { validAttachments: conf.validAttachments ?? [] });
+async function gc(conf: PluginConf, log: PluginLog, call: AgentCall): Promise<string> {
+  const res = await call<CniGcResponse>(agent(conf), '/cni/gc', { validAttachments: conf.validAttachments ?? [] });
   if (res.removed.length > 0) log.log('info', 'removed capture leftovers', { removed: res.removed });
   return '';
 }
@@ -107,7 +110,7 @@ function version(stdin: string): string {
   return JSON.stringify({ cniVersion: v, supportedVersions: [...SUPPORTED_VERSIONS] });
 }
 
-export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string, log = new PluginLog()): Promise<PluginOutcome> {
+export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string, log = new PluginLog(), agentCall: AgentCall = callAgent): Promise<PluginOutcome> {
   let answerVersion = sniffVersion(stdin);
   try {
     if (processEnv.CNI_COMMAND === 'VERSION') return { stdout: version(stdin), exitCode: 0 };
@@ -120,11 +123,11 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string, lo
     }
     let out = '';
     switch (env.command) {
-      case 'ADD': out = await add(env, conf, log); break;
-      case 'DEL': out = await del(env, conf, log); break;
-      case 'CHECK': out = await check(env, conf); break;
-      case 'STATUS': out = await status(conf); break;
-      case 'GC': out = await gc(conf, log); break;
+      case 'ADD': out = await add(env, conf, log, agentCall); break;
+      case 'DEL': out = await del(env, conf, log, agentCall); break;
+      case 'CHECK': out = await check(env, conf, agentCall); break;
+      case 'STATUS': out = await status(conf, agentCall); break;
+      case 'GC': out = await gc(conf, log, agentCall); break;
     }
     return { stdout: out, exitCode: 0 };
   } catch (e) {

@@ -54,9 +54,9 @@ describe('agent CNI server and controller across restarts', { skip: skipUnlessRo
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('socket 0600 in a 0700 dir; a second agent cannot take a live socket', async () => {
+  test('socket 0600 in a traversable (0755) run dir shared with proxy.sock; a second agent cannot take a live socket', async () => {
     const s = await agent();
-    assert.equal(statSync(runDir).mode & 0o777, 0o700);
+    assert.equal(statSync(runDir).mode & 0o777, 0o755);
     assert.equal(statSync(s.socketPath).mode & 0o777, 0o600);
     await assert.rejects(agent(), /another agent is serving/);
     await s.close();

@@ -61,16 +61,10 @@ function nftHandles(netnsPath: string): string {
   return execFileSync('nsenter', [`--net=${netnsPath}`, 'nft', '-a', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' });
 }
 
-/**
- * WORKAROUND (reported to the agent/CNI engineers): the agent's CNI server
- * makes the run dir 0700, and the run dir is also where proxy.sock lives, so
- * the proxies (UID 1337, run dir mounted at /var/run/weir) could not connect
- * to the control plane. Re-open the directory after each agent start.
- */
+/** The run dir (cni.sock, admin.sock, proxy.sock) as the agent leaves it: proxies (UID 1337) mount it and must reach proxy.sock. */
 let runDirModeFromAgent = 0;
-function openRunDirForProxies(): void {
+function recordRunDirMode(): void {
   runDirModeFromAgent = fs.statSync(agent.runDir).mode & 0o777;
-  fs.chmodSync(agent.runDir, 0o755);
 }
 
 function nftTables(netnsPath: string): string {
@@ -104,7 +98,7 @@ before(async () => {
   lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-late')];
   for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
   await agent.start();
-  openRunDirForProxies();
+  recordRunDirMode();
 });
 
 after(async () => {
@@ -188,7 +182,7 @@ test('agent restart while pods run: capture verified in place (not re-created), 
   assert.equal((await client.exec('app', ['/bin/nc', '-w', '5', vip, '80'])).stdout.trim(), 'hello from we-server');
 
   await agent.start();
-  openRunDirForProxies();
+  recordRunDirMode();
   // The new agent looks at the pods it finds (startup repair pass) ...
   const pass = await waitFor(async () => agentLogLines().find((l) => l.msg === 'repair pass done' && Number(l.pods) >= 2),
     20_000, 'the restarted agent\'s repair pass over running pods')
@@ -253,7 +247,7 @@ test('agent killed: a new pod fails closed; after the agent returns it starts ca
   assert.match(nftTables(server.netnsPath), /table inet weir_nat/);
 
   await agent.start();
-  openRunDirForProxies();
+  recordRunDirMode();
   const late = await runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p));
   try {
     assert.match(nftTables(late.netnsPath), /table inet weir_nat/);
@@ -266,7 +260,6 @@ test('agent killed: a new pod fails closed; after the agent returns it starts ca
 });
 
 test('proxies (UID 1337) reach the agent\'s control plane with the run dir as the agent leaves it', {
-  todo: 'agent bug: CniServer chmods the run dir (home of cni.sock AND proxy.sock) to 0700, so a proxy mounting /var/run/weir cannot connect; the suite works around it in openRunDirForProxies()',
   skip,
 }, () => {
   assert.equal(runDirModeFromAgent & 0o001, 0o001, `run dir mode ${runDirModeFromAgent.toString(8)}: UID 1337 cannot reach proxy.sock`);
