@@ -499,13 +499,17 @@ test('wn 1 GiB one way, sha256 on both ends; throughput: splice pump vs Node pip
   const pipePort = await listen(pipeRelay);
   const splice = await spliceRelay(sinkPort);
   const rates: Record<string, number> = {};
+  const cpu: Record<string, number> = {};
   for (const [name, port] of [['direct', sinkPort], ['node pipe() relay', pipePort], ['splice pump', splice.port]] as const) {
+    const cpu0 = process.cpuUsage(); // this process = the relay (all its threads, the pump thread included)
     child.stdin!.write(`${port}\n`);
     const run = await next<{ bytes: number; ms: number }>();
+    const used = process.cpuUsage(cpu0);
     assert.equal(run.bytes, bytes, `${name}: sink got ${run.bytes} bytes`);
     rates[name] = bytes / MiB / (run.ms / 1000);
+    cpu[name] = (used.user + used.system) / 1e6;
   }
   child.kill();
-  const line = Object.entries(rates).map(([k, v]) => `${k} ${v.toFixed(0)} MiB/s`).join(', ');
+  const line = Object.entries(rates).map(([k, v]) => `${k} ${v.toFixed(0)} MiB/s (relay CPU ${cpu[k].toFixed(2)} s)`).join(', ');
   console.log(`# 1 GiB, one stream: ${line}; splice/pipe() = ${(rates['splice pump'] / rates['node pipe() relay']).toFixed(2)}x`);
 });
