@@ -111,7 +111,9 @@ export async function startDnsProxy(opts: DnsProxyOptions): Promise<DnsProxy> {
 
   const workers = opts.workers ?? (udpWorkersAvailable() ? Math.min(2, os.availableParallelism()) : 1);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new FieldError('workers', 'expected an integer from 1 to 64', String(workers));
-  if (workers > 1 && !udpWorkersAvailable()) throw new FieldError('workers', 'more than 1 needs the native addon (SO_REUSEPORT sockets); build it or use 1', String(workers));
+  if (workers > 1 && !udpWorkersAvailable()) {
+    throw new FieldError('workers', 'more than 1 needs the native addon (SO_REUSEPORT sockets) and the worker entry (dns-udp-worker.mjs beside a bundle); use 1', String(workers));
+  }
 
   const v4 = opts.listen?.v4 === undefined ? '127.0.0.1' : opts.listen.v4;
   const v6 = opts.listen?.v6 === undefined ? '::1' : opts.listen.v6;
@@ -134,6 +136,13 @@ export async function startDnsProxy(opts: DnsProxyOptions): Promise<DnsProxy> {
           cacheMaxBytes: opts.cacheMaxBytes,
           cacheMaxTtlSeconds: opts.cacheMaxTtlSeconds,
         },
+      }).catch(async (err) => {
+        // Asked for explicitly: fail. By default: DNS must work, so serve
+        // UDP in this thread rather than not at all.
+        if (opts.workers !== undefined) throw err;
+        server.log.error({ err }, 'DNS UDP worker threads failed to start; serving UDP in the main thread');
+        for (const host of [v4, v6]) if (host !== null) await server.listenUdpOn(host, port);
+        return undefined;
       });
     }
   } catch (err) {
@@ -273,6 +282,11 @@ export class DnsServer {
     this.tcpServers.length = 0;
     await this.forwarder?.close();
     this.metrics.unregister();
+  }
+
+  /** UDP in this thread on host:port (the fallback when worker threads could not start). */
+  listenUdpOn(host: string, port: number): Promise<void> {
+    return this.listenUdp(host, port);
   }
 
   /** UDP on an already bound socket (a UDP worker thread's SO_REUSEPORT socket). */

@@ -13,7 +13,7 @@
 //  - metrics: workers count into SharedArrayBuffers the main thread sums.
 // Sockets are created here (native addon, SO_REUSEPORT) and handed to the
 // worker by fd; the worker's dgram socket owns and closes it.
-import { closeSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Registry, RegistryView } from '../controlplane/types.js';
@@ -57,8 +57,9 @@ const REGISTRY_POLL_MS = 250;
 const WORKER_START_TIMEOUT_MS = 20_000;
 const WORKER_CLOSE_TIMEOUT_MS = 5_000;
 
+/** Worker threads need the addon (SO_REUSEPORT sockets) and a worker entry in this build. */
 export function udpWorkersAvailable(): boolean {
-  return nativeAvailable();
+  return nativeAvailable() && udpWorkerEntry() !== undefined;
 }
 
 interface StartOptions {
@@ -78,8 +79,20 @@ interface Slot {
   addresses: net.AddressInfo[];
 }
 
-function workerUrl(): URL {
-  if (!import.meta.url.endsWith('.ts')) return new URL('./udp-worker.js', import.meta.url);
+/**
+ * The worker thread's entry, or undefined when this build has none. Beside
+ * this module: udp-worker.ts (run from source), udp-worker.js (compiled
+ * tree), or dns-udp-worker.mjs next to a bundle (dist/weir.mjs), which the
+ * bundler must emit as a second entry point.
+ */
+export function udpWorkerEntry(): URL | undefined {
+  if (!import.meta.url.endsWith('.ts')) {
+    for (const name of ['./udp-worker.js', './dns-udp-worker.mjs']) {
+      const url = new URL(name, import.meta.url);
+      if (existsSync(url)) return url;
+    }
+    return undefined;
+  }
   // Run from source: Node 20 does not carry tsx's loader (`--import tsx`)
   // into worker threads, so a small ESM bootstrap registers it in the
   // worker before importing the TypeScript entry.
@@ -177,7 +190,7 @@ export class UdpWorkerPool {
     };
     let worker: Worker;
     try {
-      worker = new Worker(workerUrl(), { workerData: data, name: `weir-dns-udp-${index}` });
+      worker = new Worker(udpWorkerEntry()!, { workerData: data, name: `weir-dns-udp-${index}` });
     } catch (err) {
       for (const s of sockets) closeSync(s.fd);
       throw err;
