@@ -67,17 +67,18 @@ export class StatusWriter {
     if (value !== undefined) {
       const current = this.opts.lookup?.(namespace, name)?.metadata.annotations?.[CAPTURE_ANNOTATION] ?? this.written.get(key);
       if (current !== value) {
-        await this.retryOnce(`patch ${key}`, () => this.api.patchNamespacedPod(
+        const done = await this.retryOnce(`patch ${key}`, () => this.api.patchNamespacedPod(
           { name, namespace, body: { metadata: { annotations: { [CAPTURE_ANNOTATION]: value } } } },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         ));
+        if (!done) return; // the pod is gone: no event either
         this.written.set(key, value);
         this.patches++;
       }
     }
     const ev = eventFor(e);
     if (ev) {
-      await this.retryOnce(`event ${key}`, () => this.api.createNamespacedEvent({
+      const done = await this.retryOnce(`event ${key}`, () => this.api.createNamespacedEvent({
         namespace,
         body: {
           metadata: { generateName: `${name}.` },
@@ -88,19 +89,22 @@ export class StatusWriter {
           firstTimestamp: new Date(), lastTimestamp: new Date(), count: 1,
         },
       }));
-      this.events++;
+      if (done) this.events++;
     }
   }
 
-  private async retryOnce(what: string, fn: () => Promise<unknown>): Promise<void> {
+  /** true when written; false when the target is gone (404). */
+  private async retryOnce(what: string, fn: () => Promise<unknown>): Promise<boolean> {
     try {
       await fn();
+      return true;
     } catch (first) {
       // 404: the pod is gone; nothing to tell.
-      if ((first as { code?: number }).code === 404) return;
+      if ((first as { code?: number }).code === 404) return false;
       await new Promise((r) => setTimeout(r, 500));
       try {
         await fn();
+        return true;
       } catch (e) {
         this.opts.logger.warn({ what, err: (e as Error).message }, 'status write failed');
         throw e;
