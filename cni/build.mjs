@@ -7,9 +7,7 @@ import { existsSync } from 'node:fs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-await build({
-  entryPoints: [path.join(root, 'src/cli/main.ts')],
-  outfile: path.join(root, 'dist/weir.mjs'),
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -22,7 +20,11 @@ await build({
     js: "import { createRequire as __weirCreateRequire } from 'node:module'; const require = __weirCreateRequire(import.meta.url);",
   },
   logLevel: 'warning',
-});
+};
+
+await build({ ...common, entryPoints: [path.join(root, 'src/cli/main.ts')], outfile: path.join(root, 'dist/weir.mjs') });
+// The DNS proxy's UDP worker threads load this file beside dist/weir.mjs.
+await build({ ...common, entryPoints: [path.join(root, 'src/dns/udp-worker.ts')], outfile: path.join(root, 'dist/dns-udp-worker.mjs') });
 
 const plugin = path.join(root, 'cni/build-plugin.mjs');
 if (existsSync(plugin)) await import(plugin);
