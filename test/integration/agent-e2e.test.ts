@@ -150,7 +150,7 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
       nodeName: NODE, kubeconfig: api.writeKubeconfig(dir), cniConfDir: confDir, cniBinDir: path.join(dir, 'bin'), cniPluginBinary: PLUGIN,
       install: true, runDir: path.join(dir, 'run'), backend: 'nftables', repairMode: 'repair', repairIntervalMs: 1000,
       metricsAddr: '127.0.0.1:0', hostProc: procRoot, excludeNamespaces: ['kube-system'], keepChainOnShutdown: false,
-      controlPlane: false, clusterDomain: 'cluster.local', logLevel: process.env.WK_LOG ?? 'silent',
+      controlPlane: true, clusterDomain: 'cluster.local', logLevel: process.env.WK_LOG ?? 'silent',
     };
     agent = await startAgent(config);
     runtime = new CniRuntime({ conflist: path.join(confDir, '10-wk.conflist'), binDirs: [path.join(dir, 'bin'), '/usr/lib/cni'] });
@@ -237,6 +237,9 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     assert.match(m, /weir_agent_install_ready 1/);
     assert.match(m, /weir_agent_informer_synced\{informer="pods"\} 1/);
     assert.match(m, /weir_agent_rule_programming_seconds_count\{backend="nftables"\} [1-9]/);
+    // The proxies' control plane runs inside the agent, on the same registry.
+    assert.match(m, /weir_controlplane_proxies_connected 0/);
+    assert.ok(existsSync(path.join(dir, 'run', 'proxy.sock')));
   });
 
   test('the informer survives closed watches and 410 Gone: a pod created afterwards is captured', async () => {
