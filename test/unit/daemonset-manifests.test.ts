@@ -99,8 +99,11 @@ test('the Dockerfile builds from the repo with the project\'s build and ships th
   const df = readFileSync(path.join(DIR, 'Dockerfile'), 'utf8');
   assert.match(df, /npm run build/);
   assert.match(df, /FROM node:20/);
-  for (const p of [...df.matchAll(/COPY --from=build \/src\/(\S+)/g)].map((m) => m[1])) {
-    assert.ok(['dist/weir.mjs', 'dist/weir-cni', 'native/build/Release/weir_native.node', 'node_modules'].includes(p), `unexpected artifact ${p}`);
+  // Every source of every COPY --from=build line (the last word is the destination).
+  const sources = [...df.matchAll(/^COPY --from=build (.+)$/gm)].flatMap((m) => m[1].trim().split(/\s+/).slice(0, -1));
+  for (const need of ['/src/dist/weir.mjs', '/src/dist/weir-cni', '/src/native/build/Release/weir_native.node', '/src/node_modules']) {
+    assert.ok(sources.includes(need), `the image ships ${need} (have: ${sources.join(' ')})`);
   }
+  assert.match(df, /WEIR_NATIVE_ADDON=/);
   assert.ok(JSON.parse(readFileSync(path.resolve(DIR, '../package.json'), 'utf8')).scripts.build);
 });
