@@ -22,6 +22,8 @@ export interface ProxyConfig {
   readyWithoutAgentMs: number;
   drainTimeoutMs: number;
   accessLog: boolean;
+  /** How bytes move: splice in the kernel (native addon), Node streams, or auto (splice when built). */
+  pump: 'auto' | 'splice' | 'stream';
   /** DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS proxy. */
   dnsPort: number;
   /** Inbound hand-off to the app leaves from this source so capture lets it through. */
@@ -46,6 +48,7 @@ export const DEFAULTS: ProxyConfig = {
   drainTimeoutMs: 5_000,
   accessLog: true,
   dnsPort: 15053,
+  pump: 'auto',
   inboundSourceV4: '127.0.0.6',
 };
 
@@ -68,6 +71,7 @@ export interface RawProxyOptions {
   drainTimeout?: string;
   accessLog?: boolean;
   dnsPort?: string;
+  pump?: string;
   /** commander's --no-dns */
   dns?: boolean;
 }
@@ -104,6 +108,12 @@ export function workloadFromPodName(pod: string): string {
   return pod.replace(/-[a-z0-9]{6,10}-[a-z0-9]{5}$/, '').replace(/-[a-z0-9]{5}$/, '') || pod;
 }
 
+function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'splice' || v === 'stream') return v;
+  throw new FieldError('--pump', 'must be auto, splice or stream', v);
+}
+
 export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
   const podName = raw.podName ?? env.POD_NAME ?? '';
@@ -126,6 +136,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     readyWithoutAgentMs: parseDuration('--ready-without-agent', raw.readyWithoutAgent, DEFAULTS.readyWithoutAgentMs),
     drainTimeoutMs: parseDuration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
     accessLog: raw.accessLog ?? DEFAULTS.accessLog,
+    pump: pumpChoice(raw.pump),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
   };
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;

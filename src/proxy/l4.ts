@@ -11,7 +11,7 @@ import { canonicalIp, familyOf } from './addr.js';
 import type { ProxyConfig } from './config.js';
 import { unknownLabels, workloadLabel, type IstioTcpLabels, type ProxyMetrics } from './metrics.js';
 import { originalDst, type OriginalDst } from './original-dst.js';
-import { connectUpstream, ConnectError, relay, type RelayHandle } from './relay.js';
+import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from './relay.js';
 import { LeastConnections, RouteTable, targetKey, type Target } from './routing.js';
 
 type PeerNoted = Socket & { peer?: string };
@@ -42,7 +42,13 @@ export class L4Proxy {
   private flushTimer: NodeJS.Timeout | undefined;
   counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0 };
 
-  constructor(private readonly d: L4Deps) {}
+  /** Accepted connections not yet finished (the limit must hold after sockets are handed to the splice pump). */
+  private inFlight = 0;
+  readonly pump: 'splice' | 'stream';
+
+  constructor(private readonly d: L4Deps) {
+    this.pump = pumpMode(d.config.pump);
+  }
 
   async listen(): Promise<void> {
     await this.bind('outbound', this.d.config.outboundPort);
@@ -72,11 +78,6 @@ export class L4Proxy {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => {
       void this.accept(direction, sock);
     });
-    server.maxConnections = this.d.config.maxConnections;
-    server.on('drop', () => {
-      this.counters.rejected++;
-      this.d.metrics.rejected.inc({ direction, reason: 'max_connections' });
-    });
     // "::" with ipv6Only=false is one dual-stack socket: IPv4 arrives as ::ffff:a.b.c.d.
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -92,6 +93,17 @@ export class L4Proxy {
     (down as PeerNoted).peer = `${canonicalIp(down.remoteAddress ?? '')}:${down.remotePort}`;
     const listenerPort = direction === 'outbound' ? this.d.config.outboundPort : this.d.config.inboundPort;
     if (this.draining) { this.reject(direction, down, 'draining'); return; }
+    // Our own count, not server.maxConnections: spliced sockets leave Node's count.
+    if (this.inFlight >= this.d.config.maxConnections) { this.reject(direction, down, 'max_connections'); return; }
+    this.inFlight++;
+    try {
+      await this.route(direction, down, listenerPort);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async route(direction: Direction, down: Socket, listenerPort: number): Promise<void> {
     let dst: OriginalDst | undefined;
     try {
       dst = await originalDst(down, listenerPort);
@@ -190,8 +202,8 @@ export class L4Proxy {
         labels.destination_workload = workloadLabel(t.endpoint.podName);
         labels.destination_workload_namespace = t.endpoint.podNamespace ?? labels.destination_workload_namespace;
       }
-      const tracked: Tracked = { handle: relay(down, up, cfg.idleTimeoutMs), labels, reported: { sent: 0, received: 0 } };
-      down.resume();
+      const handle = this.pump === 'splice' ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
+      const tracked: Tracked = { handle, labels, reported: { sent: 0, received: 0 } };
       this.open.add(tracked);
       this.d.metrics.opened.inc(labels);
       this.d.metrics.active.inc({ direction });

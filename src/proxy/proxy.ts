@@ -59,7 +59,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     configDump: () => {
       const reg = client.current();
       return {
-        config: cfg, originalDst: pumpVia,
+        config: cfg, originalDst: pumpVia, pump: l4.pump,
         agent: { connected: client.connected, identity: client.identity, lastRefusal: client.lastRefusal, snapshots: client.snapshots, deltas: client.deltas },
         registry: reg ? { version: reg.version, clusterDomain: reg.clusterDomain, services: [...reg.services.values()] } : null,
       };
@@ -80,7 +80,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   });
   // DNS proxy (answers cluster names from the same registry) on 15053.
   const dns = cfg.dnsPort ? await startDnsProxy({ registry: client, podNamespace: cfg.podNamespace, metrics: metrics.registry, logger: logger.child({ component: 'dns' }), listen: { port: cfg.dnsPort } }) : undefined;
-  logger.info({ dns: cfg.dnsPort || 'off', outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
+  logger.info({ dns: cfg.dnsPort || 'off', pump: l4.pump, outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
 
   return {
     registry: client, metrics, l4, ready,

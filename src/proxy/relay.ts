@@ -4,6 +4,7 @@
 // both sides so a FIN travels on its own, an RST on one side becomes an RST
 // on the other, and one idle timer for the pair.
 import { connect, type Socket } from 'node:net';
+import { splicePumpAvailable, startSplicePump, type PumpResult } from '../netns/splice-pump.js';
 
 export interface ConnectOptions {
   ip: string;
@@ -96,5 +97,39 @@ export function relay(down: Socket, up: Socket, idleTimeoutMs: number): RelayHan
       down.resetAndDestroy();
       up.resetAndDestroy();
     },
+  };
+}
+
+const FLAGS_BY_REASON: Record<PumpResult['reason'], string> = {
+  closed: '-', 'reset-by-a': 'DR', 'reset-by-b': 'UR', idle: 'IT', aborted: 'DC', error: 'UR',
+};
+
+/** Which byte mover this process uses: the kernel (splice, native addon) when available. */
+export function pumpMode(requested: 'auto' | 'splice' | 'stream'): 'splice' | 'stream' {
+  if (requested === 'stream') return 'stream';
+  if (splicePumpAvailable()) return 'splice';
+  if (requested === 'splice') throw new Error('--pump splice: the native addon has no splice pump (build it: npm run build:native)');
+  return 'stream';
+}
+
+/**
+ * The same contract as relay(), with the bytes moved by the addon's splice
+ * pump (socket → pipe → socket in the kernel, half-close and RST carried
+ * over, idle timeout on the pump thread). Node's sockets are handed off and
+ * destroyed; the counts come from the pump. Falls back to the stream relay
+ * if the handoff is refused (it leaves both sockets untouched then).
+ */
+export function spliceRelay(down: Socket, up: Socket, idleTimeoutMs: number): RelayHandle {
+  let pump;
+  try {
+    pump = startSplicePump(down, up, { idleTimeoutMs });
+  } catch {
+    return relay(down, up, idleTimeoutMs);
+  }
+  const p = pump;
+  return {
+    done: p.done.then((r) => ({ sent: r.bytesAtoB, received: r.bytesBtoA, flags: FLAGS_BY_REASON[r.reason] ?? 'UR' })),
+    progress: () => { const x = p.progress(); return { sent: x.bytesAtoB, received: x.bytesBtoA }; },
+    abort: () => p.abort({ reset: true }),
   };
 }

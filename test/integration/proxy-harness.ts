@@ -168,7 +168,10 @@ export class Cluster {
   /** A TCP connection made by an app process (uid 0) inside the pod, so capture applies. */
   async connect(pod: Pod, address: string, port: number): Promise<net.Socket> {
     const fd = await socketInNetns(pod.ns.path, { kind: 'tcp-connect', family: net.isIPv6(address) ? 6 : 4, address, port, timeoutMs: 5000 });
-    return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    // Resets are expected in several tests; a test that cares listens itself. Unheard errors are kept for inspection.
+    sock.on('error', (e) => { (sock as net.Socket & { lastError?: Error }).lastError = e; });
+    return sock;
   }
 
   /** GET over loopback inside the pod (admin is localhost-only). */

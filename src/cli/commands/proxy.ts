@@ -24,6 +24,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--ready-without-agent <duration>', 'become ready without an agent after').default(undefined, '5s'))
     .addOption(new Option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections').default(undefined, '5s'))
     .addOption(new Option('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1').default(undefined, '15053'))
+    .addOption(new Option('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream').default(undefined, 'auto'))
     .option('--no-dns', 'do not run the DNS proxy')
     .option('--no-access-log', 'no log line per connection')
     .action(async (opts: RawProxyOptions) => {
