@@ -9,6 +9,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
+import { build } from 'esbuild';
 import { Cluster, REPO, waitForLine, service, slice, type Pod } from '../test/integration/proxy-harness.js';
 
 const VIP = '10.96.99.10';
@@ -133,6 +134,16 @@ async function main(): Promise<void> {
   const extra: ChildProcess[] = [];
   try {
     await c.startControlPlane();
+    // The proxy as it would ship (src/proxy/main.ts as one esbuild bundle, plain node), not through tsx: tsx's compiler would dominate RSS.
+    const bundle = path.join(tmp, 'weir-proxy.mjs');
+    await build({
+      entryPoints: [path.join(REPO, 'src/proxy/main.ts')], outfile: bundle, bundle: true, platform: 'node', target: 'node20', format: 'esm',
+      external: ['*.node'], logLevel: 'warning',
+      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    });
+    chmodSync(bundle, 0o644);
+    process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');
+    c.proxyCommand = [process.execPath, bundle];
     // direct: no capture
     const dClient = await c.addPod('dclient', 'bench', { capture: false });
     const dServer = await c.addPod('dserver', 'bench', { capture: false });

@@ -85,6 +85,8 @@ export class Cluster {
   readonly sockDir = mkdtempSync(path.join(tmpdir(), 'wx-cp-'));
   readonly socketPath = path.join(this.sockDir, 'proxy.sock');
   cp?: ControlPlane;
+  /** How to start \`weir proxy\`: the TypeScript sources through tsx (tests), or a prebuilt bundle (bench). */
+  proxyCommand: string[] = [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts')];
   readonly metrics = new PromRegistry();
   private readonly a = 100 + Math.floor(Math.random() * 100);
   private readonly b = 1 + Math.floor(Math.random() * 250);
@@ -149,7 +151,7 @@ export class Cluster {
   async startProxy(pod: Pod, extra: string[] = []): Promise<void> {
     pod.proxy = pod.ns.spawn('setpriv', [
       '--reuid', '1337', '--regid', '1337', '--clear-groups',
-      process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'proxy',
+      ...this.proxyCommand, ...(this.proxyCommand.some((a) => a.endsWith('cli/main.ts')) ? ['proxy'] : []),
       '--control-plane-socket', this.socketPath, '--pod-namespace', pod.namespace, '--pod-name', pod.name,
       '--ready-without-agent', '2s', ...extra,
     ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
