@@ -13,7 +13,9 @@ import { Registry as PromRegistry } from 'prom-client';
 import { pino } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Netns, sh, uniq } from '../support/netns.js';
-import { nftRun, netnsInode, socketInNetns } from '../../src/netns/native.js';
+import { netnsInode, socketInNetns } from '../../src/netns/native.js';
+import { getBackend } from '../../src/netns/backends.js';
+import { buildPlan } from '../../src/redirect/plan.js';
 import { startControlPlane, type ControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';
 import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
 
@@ -28,32 +30,6 @@ export interface Pod {
   proxy?: ChildProcess;
   proxyLog: string[];
   app?: ChildProcess;
-}
-
-/**
- * Istio's REDIRECT ruleset (reference.md), written for nft. Used until the
- * capture core's plan renderer is available to the tests; the semantics the
- * proxy relies on are the same: uid 1337 and 127.0.0.6 exempt.
- */
-export function captureRuleset(table: string): string {
-  return `table inet ${table} {
-  chain prerouting {
-    type nat hook prerouting priority dstnat; policy accept;
-    tcp dport { 15008, 15020, 15021, 15090 } return
-    meta l4proto tcp redirect to :15006
-  }
-  chain output {
-    type nat hook output priority -100; policy accept;
-    oifname "lo" ip saddr 127.0.0.6 return
-    oifname "lo" ip daddr != 127.0.0.1 meta skuid 1337 tcp dport != 15008 redirect to :15006
-    oifname "lo" return
-    meta skuid 1337 return
-    meta skgid 1337 return
-    ip daddr 127.0.0.1 return
-    ip6 daddr ::1 return
-    meta l4proto tcp redirect to :15001
-  }
-}`;
 }
 
 /**
@@ -119,7 +95,8 @@ export class Cluster {
     this.router.ip('link', 'set', `${v}b`, 'up');
     // A default route so a SYN to a VIP nothing routes leaves the app (then capture takes it).
     ns.ip('route', 'add', 'default', 'via', `10.${this.a}.${this.b}.1`);
-    if (opts.capture !== false) await nftRun(ns.path, captureRuleset('wx_capture'));
+    // Capture exactly as the agent programs it: weir's plan for a pod with a proxy container, nftables backend.
+    if (opts.capture !== false) await getBackend('nftables').apply(ns.path, buildPlan({ metadata: { name, namespace }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } }));
     return pod;
   }
 
