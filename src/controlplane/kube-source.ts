@@ -1,9 +1,13 @@
 // Feeds the registry builder from the API server: Services and
-// EndpointSlices in all namespaces, list + watch, restarted with backoff when
-// the watch fails (the informer relists, and the builder turns the relisted
-// state into a delta, so proxies never see a gap or a full reset).
-import { CoreV1Api, DiscoveryV1Api, makeInformer, type KubeConfig, type KubernetesObject, type Informer } from '@kubernetes/client-node';
+// EndpointSlices in all namespaces, through the agent's ResilientInformer
+// (one list then watch; watch restarted with backoff; relist and diff after
+// 410 Gone; a watchdog restarts stalled watches). A relist's differences
+// arrive as add/update/delete events, which the builder turns into deltas, so
+// proxies never see a gap or a full reset.
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
+import { endpointSlices, services } from '../kube/informers.js';
+import type { ResilientInformer } from '../kube/informer.js';
 import type { KubeEndpointSlice, KubeService } from './kube-shapes.js';
 import type { RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
@@ -16,39 +20,31 @@ export interface RegistrySource {
 
 type Apply = (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void;
 
-export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger): RegistrySource {
-  const core = kc.makeApiClient(CoreV1Api);
-  const discovery = kc.makeApiClient(DiscoveryV1Api);
-  const informers: Informer<KubernetesObject>[] = [];
-  let stopped = false;
+interface Named { metadata?: { namespace?: string; name?: string } }
 
-  function wire<T extends KubernetesObject>(kind: string, inf: Informer<T>, up: (b: RegistryBuilder, o: T) => RegistryDelta | undefined, del: (b: RegistryBuilder, ns: string, name: string) => RegistryDelta | undefined): Promise<void> {
-    informers.push(inf as unknown as Informer<KubernetesObject>);
+export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number } = {}): RegistrySource {
+  const informers: ResilientInformer<Named>[] = [];
+
+  function wire<T extends Named>(inf: ResilientInformer<T>, up: (b: RegistryBuilder, o: T) => RegistryDelta | undefined, del: (b: RegistryBuilder, ns: string, name: string) => RegistryDelta | undefined): Promise<void> {
+    informers.push(inf as unknown as ResilientInformer<Named>);
     inf.on('add', (o) => apply((b) => up(b, o)));
     inf.on('update', (o) => apply((b) => up(b, o)));
     inf.on('delete', (o) => apply((b) => del(b, o.metadata?.namespace ?? '', o.metadata?.name ?? '')));
-    let backoff = 500;
-    inf.on('error', (err) => {
-      if (stopped) return;
-      logger.warn({ kind, err: String(err), retryInMs: backoff }, 'watch failed; restarting');
-      setTimeout(() => { if (!stopped) inf.start().catch(() => { /* reported via 'error' */ }); }, backoff).unref();
-      backoff = Math.min(backoff * 2, 30_000);
-    });
-    inf.on('connect', () => { backoff = 500; });
+    // Errors are retried inside the informer; a listener keeps them from being thrown.
+    inf.on('error', () => undefined);
     return inf.start();
   }
 
   return {
     async start() {
-      const svc = makeInformer(kc, '/api/v1/services', () => core.listServiceForAllNamespaces());
-      const eps = makeInformer(kc, '/apis/discovery.k8s.io/v1/endpointslices', () => discovery.listEndpointSliceForAllNamespaces());
+      // Only pass what is set: an explicit undefined would override the informer's defaults.
+      const common = { kubeConfig: kc, logger, ...(opts.watchdogMs !== undefined ? { watchdogMs: opts.watchdogMs } : {}) };
       await Promise.all([
-        wire('Service', svc, (b, o) => b.upsertService(o as unknown as KubeService), (b, ns, n) => b.deleteService(ns, n)),
-        wire('EndpointSlice', eps, (b, o) => b.upsertEndpointSlice(o as unknown as KubeEndpointSlice), (b, ns, n) => b.deleteEndpointSlice(ns, n)),
+        wire(services(common), (b, o) => b.upsertService(o as unknown as KubeService), (b, ns, n) => b.deleteService(ns, n)),
+        wire(endpointSlices(common), (b, o) => b.upsertEndpointSlice(o as unknown as KubeEndpointSlice), (b, ns, n) => b.deleteEndpointSlice(ns, n)),
       ]);
     },
     async stop() {
-      stopped = true;
       await Promise.all(informers.map((i) => i.stop()));
     },
   };

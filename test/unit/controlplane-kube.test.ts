@@ -69,6 +69,14 @@ test('API changes reach a connected proxy as acked deltas (list/watch, all names
     api.remove('Service', 'shop', 'web');
     const del = await next('delta') as unknown as { deletes: string[] };
     assert.deepEqual(del.deletes, ['shop/web']);
+
+    // 410 Gone: the history expires while the watch is down; the informer
+    // relists, and what changed meanwhile still reaches the proxy as a delta.
+    api.expireHistory();
+    api.closeWatches();
+    api.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'late', namespace: 'shop' }, spec: { clusterIP: '10.96.0.77', clusterIPs: ['10.96.0.77'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } });
+    const late = await next('delta');
+    assert.deepEqual(late.upserts!.map((u) => u.name), ['late']);
   } finally {
     sock.destroy();
     await cp.close();
