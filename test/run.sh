@@ -14,4 +14,5 @@ else
   mapfile -t files < <(find test -name '*.test.ts' | sort)
 fi
 [ "${#files[@]}" -gt 0 ] || { echo "no test files found" >&2; exit 1; }
-exec node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-reporter=spec "${files[@]}"
+# A test process that never exits (a leaked handle) must fail the run, not hang CI.
+exec timeout --kill-after=30 "${WEIR_TEST_TIMEOUT:-1500}" node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-reporter=spec "${files[@]}"

@@ -30,6 +30,9 @@ async function listen(server: net.Server): Promise<number> {
 async function serve(onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => { /* asserted where expected */ });
+    // Half-open accepted sockets that a test leaves open would keep their
+    // pump (and this test process) alive after the suite.
+    cleanups.push(() => s.destroy());
     onConnection(s);
   });
   return { port: await listen(server), server };
@@ -190,6 +193,8 @@ test('wn backpressure: a reader that stops reading stalls the writer; the pump h
   for (; next < data.length; next += MiB) client.write(data.subarray(next, next + MiB));
   client.end();
   assert.ok((await serverGot).equals(data), 'bytes lost or reordered after the stall');
+  server.end();
+  assert.equal((await relay.result(0)).reason, 'closed');
 });
 
 test('wn a reset by the server reaches the client as ECONNRESET (reset-by-b)', { skip }, async () => {
