@@ -215,7 +215,7 @@ Ratios:
 - idle RSS per weir proxy: **${f(r.weir.rssIdleMB)} MB** (goal ≤ 40 MB); HAProxy ${f(r.haproxy.rssIdleMB)} MB
 - proxy CPU for the same work: weir ${f(r.weir.cpuSec, 2)} s vs HAProxy ${f(r.haproxy.cpuSec, 2)} s (${f(r.weir.cpuSec / r.haproxy.cpuSec, 2)}×)
 
-The machine is shared (2 vCPU, other engineers' builds and tests running), so absolute numbers are noisy; the three modes ran back to back in one process.
+The load generator, both proxies and the servers share the machine's 2 vCPUs, so tail latencies (p99) are dominated by scheduling and vary from run to run (earlier runs on a busier machine: 0.41 ms and 0.70 ms added p99); the three modes ran back to back in one process, so compare ratios within one run.
 `;
   writeFileSync(path.join(REPO, 'bench/results/proxy-l4.md'), md);
   process.stdout.write(md);
