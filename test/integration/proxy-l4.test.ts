@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { skipUnlessRoot } from '../support/netns.js';
 import { Cluster, readLine, service, slice, type Pod } from './proxy-harness.js';
 
@@ -106,19 +107,29 @@ test('an endpoint that refuses is skipped: the connection is retried on another'
   assert.ok(await c.metric(client, 'weir_proxy_upstream_connect_failures_total', { direction: 'outbound', reason: 'ECONNREFUSED' }) >= 1);
 });
 
+/**
+ * How a connection ended: its error, or undefined on a clean close. The reset
+ * may come before the test's connect resolves (a fast proxy or a slow test
+ * process), so a rejected connect counts too.
+ */
+function resetOf(connecting: Promise<Socket>): Promise<NodeJS.ErrnoException | undefined> {
+  return connecting.then(
+    (s) => new Promise((r) => { s.on('error', r); s.on('close', () => r(undefined)); s.resume(); }),
+    (e: NodeJS.ErrnoException) => e,
+  );
+}
+
 test('a service with only refusing endpoints resets the client instead of hanging', { skip }, async () => {
   c.cp!.apply((b) => b.upsertService(service('dead', 'shop', '10.96.77.12', [{ name: 'tcp', port: 82 }])));
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('dead', 'shop', 'dead-a', [{ pod: outside }], [{ name: 'tcp', port: 9 }])));
   await c.cp!.waitAcked(c.cp!.stats().version as number);
-  const s = await c.connect(client, '10.96.77.12', 82);
-  const err = await new Promise<NodeJS.ErrnoException | undefined>((r) => { s.on('error', r); s.on('close', () => r(undefined)); s.resume(); });
+  const err = await resetOf(c.connect(client, '10.96.77.12', 82));
   assert.equal(err?.code, 'ECONNRESET');
 });
 
 test('inbound to a port nothing listens on resets the client cleanly', { skip }, async () => {
   // Direct to server-1's pod IP: passthrough at the client, inbound capture at the server, nothing on 7777.
-  const s = await c.connect(client, s1.ip4, 7777);
-  const err = await new Promise<NodeJS.ErrnoException | undefined>((r) => { s.on('error', r); s.on('close', () => r(undefined)); s.resume(); });
+  const err = await resetOf(c.connect(client, s1.ip4, 7777));
   assert.equal(err?.code, 'ECONNRESET');
 });
 

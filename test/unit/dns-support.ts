@@ -75,13 +75,10 @@ export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>,
     return new Promise((r) => setTimeout(() => r(respond()), rule?.delayMs ?? 0));
   };
   let closed = false;
-  const udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  udp.on('message', (msg, rinfo) => {
+  const onUdp = (udp: dgram.Socket) => (msg: Buffer, rinfo: dgram.RemoteInfo) => {
     answer(msg, 'udp').then((resp) => { if (resp && !closed) udp.send(resp, rinfo.port, rinfo.address); }, () => {});
-  });
-  await new Promise<void>((r) => udp.bind(0, host, () => r()));
-  const port = udp.address().port;
-  const tcp = net.createServer((c) => {
+  };
+  const onTcp = (c: net.Socket) => {
     let buf = Buffer.alloc(0);
     c.on('data', (d) => {
       buf = Buffer.concat([buf, d]);
@@ -97,8 +94,26 @@ export async function startFakeUpstream(rules: Record<string, FakeUpstreamRule>,
       }
     });
     c.on('error', () => {});
-  });
-  await new Promise<void>((r, j) => { tcp.once('error', j); tcp.listen(port, host, () => r()); });
+  };
+  // UDP and TCP on one port number: the kernel picks a free UDP port, and the
+  // same number may be taken for TCP (an ephemeral client port), so retry.
+  let udp!: dgram.Socket;
+  let tcp!: net.Server;
+  let port = 0;
+  for (let attempt = 0; ; attempt++) {
+    udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    udp.on('message', onUdp(udp));
+    await new Promise<void>((r) => udp.bind(0, host, () => r()));
+    port = udp.address().port;
+    tcp = net.createServer(onTcp);
+    try {
+      await new Promise<void>((r, j) => { tcp.once('error', j); tcp.listen(port, host, () => r()); });
+      break;
+    } catch (e) {
+      await new Promise<void>((r) => udp.close(() => r()));
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw e;
+    }
+  }
   return {
     port,
     counts,
@@ -169,8 +184,9 @@ export function tcpQueries(port: number, queries: Buffer[], host = '127.0.0.1', 
   });
 }
 
+/** A port for a test server: below the kernel's ephemeral range (32768+), so it never collides with a client socket's port. */
 export function randomPort(): number {
-  return 20000 + Math.floor(Math.random() * 40000);
+  return 20000 + Math.floor(Math.random() * 12000);
 }
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
