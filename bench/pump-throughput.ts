@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { startSplicePump } from '../src/netns/splice-pump.js';
+import { BULK_STREAM_ENDPOINTS } from '../test/support/bulk-stream-endpoints.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -22,33 +23,6 @@ const MIB = arg('mib', 1024);
 const ROUNDS = arg('rounds', 3);
 const BYTES = MIB * (1 << 20);
 
-const ENDPOINTS = `
-  const net = require('node:net');
-  const readline = require('node:readline');
-  const total = Number(process.env.BYTES);
-  const block = Buffer.alloc(1 << 20, 7);
-  let pending;
-  const sink = net.createServer((s) => {
-    let got = 0;
-    s.on('data', (c) => { got += c.length; });
-    // Empty connections (HAProxy's readiness probe passing through) are not runs.
-    s.on('end', () => { if (got > 0 && pending) { pending(got); pending = undefined; } s.end(); });
-  });
-  sink.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ sinkPort: sink.address().port })));
-  readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    const start = process.hrtime.bigint();
-    pending = (got) => console.log(JSON.stringify({ bytes: got, ms: Number(process.hrtime.bigint() - start) / 1e6 }));
-    const c = net.connect(Number(line), '127.0.0.1', () => {
-      let sent = 0;
-      const pump = () => {
-        while (sent < total) { sent += block.length; if (!c.write(block)) return c.once('drain', pump); }
-        c.end();
-      };
-      pump();
-    });
-    c.on('data', () => {});
-  });
-`;
 
 async function listen(server: net.Server): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -114,7 +88,7 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   const servers: net.Server[] = [];
   try {
-    const endpoints = spawn(process.execPath, ['-e', ENDPOINTS], { env: { ...process.env, BYTES: String(BYTES) }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const endpoints = spawn(process.execPath, ['-e', BULK_STREAM_ENDPOINTS], { env: { ...process.env, BYTES: String(BYTES) }, stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(endpoints);
     const lines = createInterface({ input: endpoints.stdout! })[Symbol.asyncIterator]();
     const next = async <T>(): Promise<T> => JSON.parse((await lines.next()).value as string) as T;

@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { createInterface } from 'node:readline';
 import { locateAddon, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/netns/native.js';
 import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/netns/splice-pump.js';
+import { BULK_STREAM_ENDPOINTS } from '../support/bulk-stream-endpoints.js';
 
 const skip = splicePumpAvailable() ? false : 'native addon without the splice pump: run npm run build:native';
 const cleanups: Array<() => void> = [];
@@ -454,38 +455,6 @@ test('wn process.exit with pumps running exits cleanly (no crash, no hang)', { s
 
 // --- throughput -----------------------------------------------------------
 
-/**
- * Source and sink in a child process (so the relay's CPU is all that differs
- * between runs): for each port written to its stdin it sends `bytes` to that
- * port and reports how long until the sink saw the end.
- */
-const ENDPOINTS = `
-  const net = require('node:net');
-  const readline = require('node:readline');
-  const total = Number(process.env.BYTES);
-  const block = Buffer.alloc(1 << 20, 7);
-  let pending;
-  const sink = net.createServer((s) => {
-    let got = 0;
-    s.on('data', (c) => { got += c.length; });
-    s.on('end', () => { pending(got); s.end(); });
-  });
-  sink.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ sinkPort: sink.address().port })));
-  readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    const start = process.hrtime.bigint();
-    pending = (got) => console.log(JSON.stringify({ bytes: got, ms: Number(process.hrtime.bigint() - start) / 1e6 }));
-    const c = net.connect(Number(line), '127.0.0.1', () => {
-      let sent = 0;
-      const pump = () => {
-        while (sent < total) { sent += block.length; if (!c.write(block)) return c.once('drain', pump); }
-        c.end();
-      };
-      pump();
-    });
-    c.on('data', () => {});
-  });
-`;
-
 test('wn 1 GiB one way, sha256 on both ends; throughput: splice pump vs Node pipe() relay vs direct', { skip, timeout: 300_000 }, async () => {
   // Correctness: 1 GiB through the pump, hashed by sender and receiver.
   // Each 1 MiB chunk carries its index, so a lost, repeated or reordered chunk changes the hash.
@@ -518,7 +487,7 @@ test('wn 1 GiB one way, sha256 on both ends; throughput: splice pump vs Node pip
 
   // Throughput: same child-process endpoints, three paths, 1 GiB each.
   const bytes = 1024 * MiB;
-  const child = spawn(process.execPath, ['-e', ENDPOINTS], { env: { ...process.env, BYTES: String(bytes) }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', BULK_STREAM_ENDPOINTS], { env: { ...process.env, BYTES: String(bytes) }, stdio: ['pipe', 'pipe', 'inherit'] });
   cleanups.push(() => child.kill('SIGKILL'));
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async <T>(): Promise<T> => JSON.parse((await lines.next()).value as string) as T;
