@@ -1,12 +1,11 @@
 // resolveNetnsPath: paths, PIDs and `ip netns` names, and what it refuses.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Netns, skipUnlessRoot } from '../support/netns.js';
+import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
 import { netnsExists, resolveNetnsPath } from '../../src/netns/netns-path.js';
 import { netnsInode, nftRun } from '../../src/netns/native.js';
 
-const spaces: Netns[] = [];
-after(() => { for (const ns of spaces) ns.destroy(); });
+const suite = suiteNetns('wn');
 
 test('paths, PIDs and names resolve; junk is a FieldError naming the field', () => {
   assert.equal(resolveNetnsPath('/var/run/netns/cni-1234'), '/var/run/netns/cni-1234');
@@ -19,8 +18,7 @@ test('paths, PIDs and names resolve; junk is a FieldError naming the field', () 
 });
 
 test('a name and the PID of a process inside resolve to the same netns', { skip: skipUnlessRoot() }, async () => {
-  const ns = Netns.create('wn');
-  spaces.push(ns);
+  const ns = suite.create();
   const child = ns.spawn('sleep', ['30']);
   await new Promise((r) => setTimeout(r, 200));
   const byName = resolveNetnsPath(ns.name);

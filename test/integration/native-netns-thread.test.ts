@@ -1,17 +1,17 @@
 // The addon's promise: netns work happens on throw-away threads, so after any
 // number of concurrent calls every thread of this process is still in the
 // netns it started in; bad paths give errors that name the path.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, statSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Netns, skipUnlessRoot } from '../support/netns.js';
+import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
 import { nftRun, netnsInode, socketInNetns, type NativeError } from '../../src/netns/native.js';
 
 const skip = skipUnlessRoot();
-const spaces: Netns[] = [];
-after(() => { for (const ns of spaces) ns.destroy(); });
+const suite = suiteNetns('wn');
+const spaces = suite.all;
 
 function threadNetnsInodes(): Map<string, number> {
   const out = new Map<string, number>();
@@ -23,7 +23,7 @@ function threadNetnsInodes(): Map<string, number> {
 
 test('many concurrent nftRun calls into several netns leave every thread in the original netns', { skip }, async () => {
   const initial = netnsInode('/proc/self/ns/net');
-  for (let i = 0; i < 4; i++) spaces.push(Netns.create('wn'));
+  for (let i = 0; i < 4; i++) suite.create();
   const tableOf = (ns: Netns) => `wn_${ns.name.replace(/-/g, '_')}`;
 
   const calls: Promise<string>[] = [];
@@ -73,8 +73,7 @@ test('a netns path that is missing, a regular file or another namespace type is 
 });
 
 test('a /proc/PID/ns/net path works like a /run/netns path', { skip }, async () => {
-  const ns = Netns.create('wn');
-  spaces.push(ns);
+  const ns = suite.create();
   const sleeper = ns.spawn('sleep', ['30']);
   // `ip netns exec` execs sleep in place, so the child pid is inside the netns.
   await new Promise((r) => setTimeout(r, 200));
@@ -85,8 +84,7 @@ test('a /proc/PID/ns/net path works like a /run/netns path', { skip }, async () 
 });
 
 test('no file descriptor leaks: nft contexts, netns fds and failed sockets are all closed', { skip }, async () => {
-  const ns = Netns.create('wn');
-  spaces.push(ns);
+  const ns = suite.create();
   ns.ip('link', 'add', 'wnl0', 'type', 'veth', 'peer', 'name', 'wnl1');
   ns.ip('addr', 'add', '10.78.0.1/24', 'dev', 'wnl0');
   ns.ip('link', 'set', 'wnl0', 'up');

@@ -1,20 +1,15 @@
 // libnftables in-process through the addon, on the real kernel: errors are
 // libnftables' own text, and a script is one transaction.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Netns, skipUnlessRoot } from '../support/netns.js';
+import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
 import { nftRun, type NativeError } from '../../src/netns/native.js';
 
 const skip = skipUnlessRoot();
-const spaces: Netns[] = [];
-after(() => { for (const ns of spaces) ns.destroy(); });
+const suite = suiteNetns('wn');
 
-function netns(): Netns {
-  const ns = Netns.create('wn');
-  spaces.push(ns);
-  return ns;
-}
+const netns = (): Netns => suite.create();
 
 /** stderr of the nft CLI for the same script in the same netns. */
 function nftCliError(ns: Netns, script: string): string {

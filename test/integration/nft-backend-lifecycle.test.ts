@@ -2,27 +2,22 @@
 // renderer here is a small local one in weir's shape (nat + raw tables, plan
 // hash comment, "declare empty; delete; define" replace idiom) so this suite
 // tests the backend, not the real renderer's golden output.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Netns, createPodPair, podPairAddresses, skipUnlessRoot } from '../support/netns.js';
+import { Netns, createPodPair, podPairAddresses, skipUnlessRoot, suiteNetns } from '../support/netns.js';
 import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
 import { NftablesBackend, type NftRenderer } from '../../src/netns/nft-backend.js';
 import type { RedirectPlan } from '../../src/redirect/types.js';
 
 const skip = skipUnlessRoot();
-const spaces: Netns[] = [];
-after(() => { for (const ns of spaces) ns.destroy(); });
+const suite = suiteNetns('wn');
 
-function netns(): Netns {
-  const ns = Netns.create('wn');
-  spaces.push(ns);
-  return ns;
-}
+const netns = (): Netns => suite.create();
 
 const TABLES = ['wn_nat', 'wn_raw'] as const;
 

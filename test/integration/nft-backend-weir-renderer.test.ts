@@ -2,17 +2,16 @@
 // on the real kernel, for representative plans: both apply paths, verify
 // against the scratch-netns canonical form, re-apply, plan change, removal.
 // (The rendered text itself is covered by the renderer's golden files.)
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Netns, skipUnlessRoot } from '../support/netns.js';
+import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
 import { NftablesBackend, WEIR_NFT_RENDERER } from '../../src/netns/nft-backend.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import { planHash } from '../../src/redirect/plan.js';
 import type { Pod } from '../../src/kube/pod-types.js';
 
 const skip = skipUnlessRoot();
-const spaces: Netns[] = [];
-after(() => { for (const ns of spaces) ns.destroy(); });
+const suite = suiteNetns('wn');
 
 function pod(annotations: Record<string, string> = {}): Pod {
   return {
@@ -34,8 +33,7 @@ const PODS: Record<string, Pod> = {
 
 for (const [name, p] of Object.entries(PODS)) {
   test(`weir renderer, ${name}: apply (fast path and replace) verifies clean, re-apply is identical, remove leaves nothing`, { skip }, async () => {
-    const ns = Netns.create('wn');
-    spaces.push(ns);
+    const ns = suite.create();
     const backend = new NftablesBackend();
     const plan = buildPlan(p);
 
@@ -65,8 +63,7 @@ for (const [name, p] of Object.entries(PODS)) {
 }
 
 test('weir renderer: switching a netns from the defaults to DNS off drops weir_raw', { skip }, async () => {
-  const ns = Netns.create('wn');
-  spaces.push(ns);
+  const ns = suite.create();
   const backend = new NftablesBackend();
   await backend.apply(ns.path, buildPlan(pod()));
   assert.match(ns.exec('nft', ['list', 'tables']), /weir_raw/);

@@ -3,6 +3,7 @@
 // helpers' suites running side by side) never collide.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { after } from 'node:test';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -61,6 +62,17 @@ export class Netns {
     this.children.clear();
     try { sh('ip', ['netns', 'del', this.name]); } catch { /* already gone */ }
   }
+}
+
+/**
+ * Netns for one test file: `create()` makes one (with `prefix`), `all` lists
+ * them, and every one is destroyed after the file's tests. Call at the top
+ * level of a test file.
+ */
+export function suiteNetns(prefix: string): { create(): Netns; all: Netns[] } {
+  const all: Netns[] = [];
+  after(() => { for (const ns of all) ns.destroy(); });
+  return { all, create() { const ns = Netns.create(prefix); all.push(ns); return ns; } };
 }
 
 export interface PodPair { pod: Netns; peer: Netns; podIf: string; peerIf: string; destroy(): void }
