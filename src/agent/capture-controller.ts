@@ -11,21 +11,11 @@ import type { RedirectPlan } from '../redirect/types.js';
 import type { Pod } from '../kube/pod-types.js';
 import { decideCapture, DEFAULT_CAPTURE_SETTINGS, type CaptureSettings } from '../kube/capture-decision.js';
 import type { CniAddResponse, CniCheckResponse, CniDelRequest, CniPodRequest } from '../cni/agent-protocol.js';
-import { CniCode } from '../cni/spec.js';
+// Failures are CniErrors: the code the plugin must return travels with them,
+// whether the plugin logic runs in the agent (/v1/cni/exec) or reads it from HTTP.
+import { CniCode, CniError } from '../cni/spec.js';
 import { FieldError } from '../common/errors.js';
 import type { SandboxStore, StoredSandbox } from './sandbox-store.js';
-
-/** An error the CNI server turns into a CniErrorBody with this code. */
-export class CaptureError extends Error {
-  readonly cniCode: number;
-  readonly details?: string;
-  constructor(cniCode: number, message: string, details?: string) {
-    super(message);
-    this.name = 'CaptureError';
-    this.cniCode = cniCode;
-    this.details = details;
-  }
-}
 
 export interface ControllerLogger {
   debug(obj: object, msg: string): void;
@@ -93,13 +83,13 @@ export class CaptureController {
     try {
       pod = await Promise.race([this.opts.resolver.getPod(namespace, name, uid), timeout]);
     } catch (e) {
-      throw new CaptureError(CniCode.tryAgainLater, `cannot look up pod ${namespace}/${name}: ${(e as Error).message}`);
+      throw new CniError(CniCode.tryAgainLater, `cannot look up pod ${namespace}/${name}: ${(e as Error).message}`);
     } finally {
       clearTimeout(timer);
     }
     // Not (yet) visible: the kubelet only creates sandboxes for pods the API
     // server has, so this is a lagging cache. Retry rather than guess.
-    if (!pod) throw new CaptureError(CniCode.tryAgainLater, `pod ${namespace}/${name}${uid ? ` (uid ${uid})` : ''} not found yet`);
+    if (!pod) throw new CniError(CniCode.tryAgainLater, `pod ${namespace}/${name}${uid ? ` (uid ${uid})` : ''} not found yet`);
     return pod;
   }
 
@@ -144,7 +134,7 @@ export class CaptureController {
       try {
         plan = this.opts.planner(pod);
       } catch (e) {
-        if (e instanceof FieldError) throw new CaptureError(CniCode.invalidConfig, `pod ${namespace}/${req.podName}: ${e.message}`, e.field);
+        if (e instanceof FieldError) throw new CniError(CniCode.invalidConfig, `pod ${namespace}/${req.podName}: ${e.message}`, e.field);
         throw e;
       }
       try {
@@ -152,12 +142,12 @@ export class CaptureController {
       } catch (e) {
         // Roll back whatever part of the apply may have landed.
         await this.opts.backend.remove(req.netns).catch(() => undefined);
-        throw new CaptureError(CniCode.tryAgainLater, `programming capture in ${req.netns} failed: ${(e as Error).message}`);
+        throw new CniError(CniCode.tryAgainLater, `programming capture in ${req.netns} failed: ${(e as Error).message}`);
       }
     } catch (e) {
-      const err = e instanceof CaptureError ? e : new CaptureError(CniCode.tryAgainLater, (e as Error).message);
+      const err = e instanceof CniError ? e : new CniError(CniCode.tryAgainLater, (e as Error).message);
       this.emit({ kind: 'failed', ...who, backend: this.opts.backend.name, error: err.message, durationMs: Date.now() - started });
-      this.opts.logger.warn({ ...who, cniCode: err.cniCode, err: err.message }, 'capture failed');
+      this.opts.logger.warn({ ...who, cniCode: err.code, err: err.message }, 'capture failed');
       throw err;
     }
     const hash = planHash(plan);
@@ -171,13 +161,13 @@ export class CaptureController {
   check(req: CniPodRequest): Promise<CniCheckResponse> {
     return this.serialize(req.containerId, async () => {
       const rec = this.opts.store.get(req.containerId);
-      if (!rec) throw new CaptureError(CniCode.containerUnknown, `container ${req.containerId} was never added through weir (no record)`);
+      if (!rec) throw new CniError(CniCode.containerUnknown, `container ${req.containerId} was never added through weir (no record)`);
       if (!rec.captured) return { ok: true, captured: false };
-      if (!rec.plan) throw new CaptureError(CniCode.captureDrift, `container ${req.containerId}: record has no plan to verify against`);
+      if (!rec.plan) throw new CniError(CniCode.captureDrift, `container ${req.containerId}: record has no plan to verify against`);
       const result = await this.opts.backend.verify(req.netns || rec.netns, rec.plan);
       if (!result.ok) {
         this.emit({ kind: 'drift', containerId: rec.containerId, podNamespace: rec.podNamespace, podName: rec.podName, podUid: rec.podUid, backend: rec.backend, error: result.differences.join('; ') });
-        throw new CaptureError(CniCode.captureDrift, `traffic capture rules in ${req.netns || rec.netns} differ from what weir programmed`, result.differences.join('\n'));
+        throw new CniError(CniCode.captureDrift, `traffic capture rules in ${req.netns || rec.netns} differ from what weir programmed`, result.differences.join('\n'));
       }
       return { ok: true, captured: true };
     });

@@ -12,7 +12,7 @@ import { CNI_API_PREFIX, DEFAULT_AGENT_SOCKET, type AgentReadyResponse, type Cni
 import { CniCode, CniError } from '../cni/spec.js';
 import { runPlugin } from '../cni/plugin.js';
 import { PluginLog } from '../cni/plugin-log.js';
-import { CaptureError, type CaptureController, type ControllerLogger } from './capture-controller.js';
+import type { CaptureController, ControllerLogger } from './capture-controller.js';
 
 export interface CniServerOptions {
   controller: CaptureController;
@@ -165,9 +165,9 @@ export class CniServer {
       let status = 500;
       let err: CniErrorBody;
       if (e instanceof BadRequest) { status = 400; err = { cniCode: CniCode.invalidConfig, msg: `weir agent: bad ${route} request: ${e.message}` }; }
-      else if (e instanceof CaptureError) {
-        status = e.cniCode === CniCode.captureDrift ? 409 : e.cniCode === CniCode.tryAgainLater ? 503 : 422;
-        err = { cniCode: e.cniCode, msg: e.message, details: e.details };
+      else if (e instanceof CniError) {
+        status = e.code === CniCode.captureDrift ? 409 : e.code === CniCode.tryAgainLater ? 503 : 422;
+        err = { cniCode: e.code, msg: e.message, details: e.details };
       } else if (e instanceof NotFound) { status = 404; err = { cniCode: CniCode.incompatibleVersion, msg: `weir agent: unknown route ${route} (plugin and agent versions differ?)` }; }
       else { err = { cniCode: CniCode.tryAgainLater, msg: `weir agent internal error: ${(e as Error).message}` }; this.log.error({ route, err: (e as Error).stack }, 'CNI request failed'); }
       if (!res.headersSent) this.send(res, status, err);
@@ -255,10 +255,10 @@ export class CniServer {
       if (op !== '/log') this.opts.onRequest?.(route, 'ok', Date.now() - started);
       return r;
     } catch (e) {
-      const err = e instanceof CaptureError ? new CniError(e.cniCode, e.message, e.details)
+      const err = e instanceof CniError ? e
         : e instanceof BadRequest ? new CniError(CniCode.invalidConfig, `weir agent: bad ${route} request: ${e.message}`)
         : new CniError(CniCode.tryAgainLater, `weir agent internal error: ${(e as Error).message}`);
-      if (!(e instanceof CaptureError) && !(e instanceof BadRequest)) this.log.error({ route, err: (e as Error).stack }, 'CNI request failed');
+      if (!(e instanceof CniError) && !(e instanceof BadRequest)) this.log.error({ route, err: (e as Error).stack }, 'CNI request failed');
       this.opts.onRequest?.(route, 'error', Date.now() - started, err.code);
       throw err;
     }
