@@ -4,11 +4,12 @@
 # answering the external names) and both know the same service names
 # (weir from a registry snapshot, dnsmasq from --host-record). Caches are
 # warmed first, so "external" measures cached forwarded answers and
-# "service" measures locally answered cluster names. weir runs twice: UDP in
-# its main thread (workers=1) and UDP on WORKERS worker threads with
-# SO_REUSEPORT sockets (default 2).
+# "service" measures locally answered cluster names. weir runs twice: UDP
+# through Node's dgram in its JavaScript thread (--udp-threads 0), and UDP on
+# THREADS native threads of the addon's fast path (default 2, as shipped),
+# plus one native thread (the same thread count as dnsmasq).
 #
-#   [ROUNDS=3] [WORKERS=2] bash bench/dns-bench.sh [seconds-per-run=5] [clients=8]
+#   [ROUNDS=3] [THREADS=2] bash bench/dns-bench.sh [seconds-per-run=5] [clients=8]
 #
 # Everything runs inside a private network namespace (loopback only) and is
 # removed on exit. Writes bench/results/dns.md.
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-5}"
 CLIENTS="${2:-8}"
-WORKERS="${WORKERS:-2}"
+THREADS="${THREADS:-2}"
 NS="wdb-$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 TMP="$(mktemp -d /tmp/wd-bench.XXXXXX)"
 PIDS=()
@@ -59,11 +60,13 @@ start dnsmasq --no-daemon --conf-file="$TMP/upstream.conf" --no-resolv --no-host
 # dnsmasq under test: same upstream, same service names, a cache that holds them all.
 start dnsmasq --no-daemon --conf-file="$TMP/dnsmasq-svc.conf" --no-resolv --no-hosts --user=root --pid-file= \
   --bind-interfaces --listen-address=127.0.0.1 --port=5353 --server=127.0.0.2 --cache-size=10000 --local-ttl=30
-# weir's DNS proxy: UDP in the main thread, and on worker threads.
+# weir's DNS proxy: UDP through Node in the JavaScript thread, and on native threads.
 WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
-  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15053 --no-v6 --workers 1
+  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15053 --no-v6 --udp-threads 0
 WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
-  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15054 --no-v6 --workers "$WORKERS"
+  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15054 --no-v6 --udp-threads "$THREADS"
+WEIR_LOG_LEVEL=warn start node --import tsx src/dns/standalone.ts --namespace bench --registry "$TMP/registry.json" \
+  --upstream 127.0.0.2:53 --resolv-conf /nonexistent --port 15055 --no-v6 --udp-threads 1
 
 # The ceiling of a single Node.js UDP socket on this machine: an echo server
 # that only flips the QR bit (no parsing, no lookup). weir cannot exceed it
@@ -76,6 +79,7 @@ s.bind(15099, "127.0.0.1");'
 for _ in $(seq 1 100); do
   if ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15053 @127.0.0.1 svc1.bench.svc.cluster.local >/dev/null 2>&1 \
     && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15054 @127.0.0.1 svc1.bench.svc.cluster.local | grep -q 10.96 \
+    && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 15055 @127.0.0.1 svc1.bench.svc.cluster.local | grep -q 10.96 \
     && ip netns exec "$NS" dig +short +time=1 +tries=1 -p 5353 @127.0.0.1 ext1.example | grep -q 203; then break; fi
   sleep 0.2
 done
@@ -86,6 +90,7 @@ run() { # server-port query-file seconds → dnsperf output
 # Warm both caches (every external name fetched once from the upstream).
 run 15053 "$TMP/ext.txt" 1 >/dev/null
 run 15054 "$TMP/ext.txt" 1 >/dev/null
+run 15055 "$TMP/ext.txt" 1 >/dev/null
 run 5353 "$TMP/ext.txt" 1 >/dev/null
 
 # The machine is shared, so load from elsewhere comes and goes: alternate
@@ -94,10 +99,10 @@ ROUNDS="${ROUNDS:-3}"
 declare -A QPS LAT LOST ALL RATIOS
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-TARGETS="weir weirN dnsmasq"
-declare -A PORT=([weir]=15053 [weirN]=15054 [dnsmasq]=5353)
-# Started in this order above: upstream, dnsmasq, weir, weirN, echo.
-declare -A PID=([dnsmasq]="${PIDS[1]}" [weir]="${PIDS[2]}" [weirN]="${PIDS[3]}")
+TARGETS="weir weir1 weirN dnsmasq"
+declare -A PORT=([weir]=15053 [weirN]=15054 [weir1]=15055 [dnsmasq]=5353)
+# Started in this order above: upstream, dnsmasq, weir, weirN, weir1, echo.
+declare -A PID=([dnsmasq]="${PIDS[1]}" [weir]="${PIDS[2]}" [weirN]="${PIDS[3]}" [weir1]="${PIDS[4]}")
 declare -A CPU
 HZ="$(getconf CLK_TCK)"
 # CPU time (all threads) a server process has used, in clock ticks.
@@ -129,7 +134,7 @@ for kind in ext svc; do
     done
     # The round ran back to back, under the same outside load: its ratios
     # are the fairest single numbers.
-    for w in weir weirN; do
+    for w in weir weir1 weirN; do
       RATIOS[$w-$kind]+="$(ratio "$(awk '{print $NF}' <<<"${QPS[$w-$kind]}")" "$(awk '{print $NF}' <<<"${QPS[dnsmasq-$kind]}")") "
     done
   done
@@ -158,14 +163,14 @@ mkdir -p bench/results
   echo "- external: ${N_EXT} names, answered from each server's cache (warmed first) after forwarding to the same upstream dnsmasq"
   echo "- service: ${N_SVC} cluster FQDNs, weir from its registry, dnsmasq from --host-record"
   echo
-  echo "weir (1) = UDP in the main thread (workers=1); weir ($WORKERS) = UDP on $WORKERS worker threads with SO_REUSEPORT sockets."
+  echo "weir (node) = UDP through Node's dgram in the JavaScript thread (--udp-threads 0); weir (native $THREADS) = UDP on $THREADS native threads of the fast path (recvmmsg/sendmmsg, repeated questions answered without JavaScript; the default); weir (native 1) = the same with one thread."
   echo
   echo "| workload | server | qps (median) | / dnsmasq (median of per-round ratios) | per-round ratios | avg latency (median) | server CPU per query, user share (median) | machine idle during run (median) | lost, all rounds |"
   echo "|---|---|---:|---:|---|---:|---:|---:|---:|"
   for kind in ext svc; do
     label="cached external names"; [ "$kind" = svc ] && label="service names"
     for target in $TARGETS; do
-      name="weir (1)"; [ "$target" = weirN ] && name="weir ($WORKERS)"; [ "$target" = dnsmasq ] && name="dnsmasq"
+      name="weir (node)"; [ "$target" = weirN ] && name="weir (native $THREADS)"; [ "$target" = weir1 ] && name="weir (native 1)"; [ "$target" = dnsmasq ] && name="dnsmasq"
       if [ "$target" = dnsmasq ]; then r="1.00×"; rr=""; else r="$(median <<<"${RATIOS[$target-$kind]}")×"; rr="${RATIOS[$target-$kind]% }"; fi
       echo "| $label | $name | ${QPS[$target-$kind]%.*} | $r | $rr | ${LAT[$target-$kind]} ms | ${CPU[$target-$kind]} µs (${USER[$target-$kind]} % user) | ${IDLE[$target-$kind]} % | ${LOST[$target-$kind]} |"
     done
@@ -181,52 +186,33 @@ mkdir -p bench/results
 
 ## Reading the numbers
 
-- The machine is shared with other engineers' builds and tests, and has 2
-  vCPUs for dnsperf, the server under test and everything else: the "machine
-  idle" column is the whole machine's idle share while that server was
-  measured. Rates swing by 2× from round to round for every server; read the
-  per-round ratios (each round ran back to back) and the CPU cost per query,
-  which does not depend on how much CPU the server was given.
+- The machine has 2 vCPUs for dnsperf, the server under test and everything
+  else, and may be shared: the "machine idle" column is the whole machine's
+  idle share while that server was measured. Read the per-round ratios
+  (each round ran back to back) and the CPU cost per query, which does not
+  depend on how much CPU the server was given.
 - dnsperf keeps up to 200 queries outstanding, so "avg latency" is mostly
   queueing at saturation, not the per-query service time.
 - Server CPU per query = the server process's CPU time (all threads, user +
   system, from /proc/PID/stat) over the queries it answered. With the
-  machine at ~0 % idle, qps ≈ (CPU the server got) / (CPU per query), so the
-  per-query cost decides the ratio, not the number of threads.
-- weir spends ~10 µs of CPU per query against dnsmasq's ~6–7 µs. The system
-  part is similar (one recvmsg and one sendto per query for both; on
-  loopback the sendto also runs the receiver's softirq); the difference is
-  user time: ~4.5 µs for weir, of which ~1 µs is weir's own code (parse,
-  lookup, ID/TTL patch, metrics; measured in-process) and the rest Node's
-  per-datagram machinery (libuv poll, a Buffer and rinfo object per message,
-  the send request object, JS↔C++ crossings), against ~1 µs for dnsmasq's C
-  loop. A `node --cpu-prof` of weir (workers=1, service names, dnsperf as
-  above, 20:18 UTC) attributed 33 % of the main thread's wall time to
-  `dgram` `doSend` (the sendto call), ~54 % to "(idle)" (libuv's poll and
-  recvmsg, outside JavaScript) and ~3 % to weir's own functions: there is
-  no JavaScript left worth optimising on this path.
-- Worker threads (SO_REUSEPORT) remove the single-socket ceiling of one
-  event loop (the "Node.js ceiling" line: a UDP echo that does no DNS work
-  at all) but cannot create CPU: on this saturated 2-vCPU machine weir (N)
-  is about as fast as, or somewhat faster than, weir (1), and both stay
-  below dnsmasq. Where the node has idle cores, N threads serve up to N
-  times one thread's rate while dnsmasq stays on one core; that could not
-  be measured here.
-- What would close the per-query gap is batching datagrams (recvmmsg /
-  sendmmsg) and answering cache hits and local names without entering
-  JavaScript per packet, i.e. a native UDP fast path; not done.
-
-## Earlier run, before worker threads (single socket, 4 clients)
-
-2026-11-21 19:53 UTC, same machine and settings except 4 dnsperf clients,
-weir with UDP in the main thread only:
-
-| workload | weir qps (median) | dnsmasq qps (median) | weir / dnsmasq (median of per-round ratios) | per-round ratios |
-|---|---:|---:|---:|---|
-| cached external names | 67041 | 93006 | 0.71× | 0.52 0.72 0.71 |
-| service names | 83865 | 119558 | 0.70× | 0.70 0.73 0.62 |
-
-Single-socket Node.js echo ceiling in that run: 86905 qps = 0.93× dnsmasq.
+  machine at ~0 % idle, qps ≈ (CPU the server got) / (CPU per query): the
+  per-query cost decides the ratio.
+- weir (node) pays Node's per-datagram machinery (libuv poll, a Buffer and
+  an rinfo object per message, a sendto per answer, JS↔C++ crossings): its
+  user time per query is several times dnsmasq's, and it cannot exceed the
+  single-socket Node.js ceiling line (a UDP echo that does no DNS work at
+  all). A CPU profile of that path put ~3 % of the time in weir's own
+  functions, so no JavaScript change could close the gap.
+- The native fast path (native/src/dns_fast.cc, the default when the addon
+  is built) reads and writes up to 32 datagrams per system call and answers
+  a repeated question from a table the JavaScript server fills (local
+  answers; cacheable upstream answers for their remaining lifetime, TTLs
+  aged), patching ID, RD and the client's letter case. Only first queries,
+  forwarding and odd packets cross into JavaScript. Its user time per query
+  is a fraction of dnsmasq's; what remains is the kernel's share (on
+  loopback the sender also runs the receiver's softirq).
+- weir (native 1) uses one thread, like dnsmasq: the comparison at equal
+  thread count.
 NOTES
 } >bench/results/dns.md
 cat bench/results/dns.md

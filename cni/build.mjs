@@ -23,8 +23,6 @@ const common = {
 };
 
 await build({ ...common, entryPoints: [path.join(root, 'src/cli/main.ts')], outfile: path.join(root, 'dist/weir.mjs') });
-// The DNS proxy's UDP worker threads load this file beside dist/weir.mjs.
-await build({ ...common, entryPoints: [path.join(root, 'src/dns/udp-worker.ts')], outfile: path.join(root, 'dist/dns-udp-worker.mjs') });
 
 const plugin = path.join(root, 'cni/build-plugin.mjs');
 if (existsSync(plugin)) await import(plugin);

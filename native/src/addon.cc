@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "dns_fast_js.h"
 #include "netns_thread.h"
 #include "nft.h"
 #include "pump_js.h"
@@ -212,6 +213,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDst", Napi::Function::New(env, OriginalDstJs, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCredJs, "peerCred"));
   RegisterPump(env, exports);
+  RegisterDnsFast(env, exports);
   return exports;
 }
 

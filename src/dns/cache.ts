@@ -102,6 +102,12 @@ export class AnswerCache {
     return out;
   }
 
+  /** How long the entry for `key` stays servable, in ms (0 when absent or expired). */
+  remainingMs(key: string, nowMs: number): number {
+    const e = this.entries.get(key);
+    return e && e.expiresAtMs > nowMs ? e.expiresAtMs - nowMs : 0;
+  }
+
   clear(): void {
     this.entries.clear();
     this.totalBytes = 0;

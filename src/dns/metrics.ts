@@ -34,7 +34,7 @@ class FastLabelledHistogram {
 
   constructor(
     readonly name: string, readonly help: string, private readonly label: string, private readonly bounds: readonly number[],
-    /** Series recorded elsewhere (UDP worker threads), added in at scrape time. */
+    /** Series recorded elsewhere (native UDP threads), added in at scrape time. */
     private readonly extra: () => Iterable<{ labelValue: string; buckets: ArrayLike<number>; sum: number; count: number }> = () => [],
   ) {}
 
@@ -77,23 +77,10 @@ class FastLabelledHistogram {
   }
 }
 
-/**
- * A DnsMetrics for a UDP worker thread: query counts and latencies go to its
- * shared counters (the main thread folds them into Prometheus); upstream
- * exchanges happen in the main thread, which records those itself.
- */
-export function sharedDnsMetrics(stats: SharedQueryStats): DnsMetrics {
-  return {
-    query: (qtype, outcome, seconds) => stats.record(qtype, outcome, seconds),
-    upstream: () => {},
-    unregister: () => {},
-  };
-}
-
-/** `workers` lists the shared counters of UDP worker threads, summed in at scrape time. */
+/** `threads` lists the counters of the native UDP threads, summed in at scrape time. */
 export function createDnsMetrics(
   registry: Registry, cache: () => { entries: number; bytes: number }, inflight: () => number,
-  workers: () => readonly SharedQueryStats[] = () => [],
+  threads: () => readonly SharedQueryStats[] = () => [],
 ): DnsMetrics {
   // Per-query counts live in plain objects and are copied into prom-client
   // at scrape time (collect), keeping prom-client off the per-query path.
@@ -107,13 +94,13 @@ export function createDnsMetrics(
     collect() {
       this.reset();
       for (const c of queryCounts.values()) this.inc({ qtype: c.qtype, outcome: c.outcome }, c.n);
-      for (const w of workers()) for (const c of w.counts()) this.inc({ qtype: c.qtype, outcome: c.outcome }, c.n);
+      for (const w of threads()) for (const c of w.counts()) this.inc({ qtype: c.qtype, outcome: c.outcome }, c.n);
     },
   });
   const latency = new FastLabelledHistogram(
     'weir_dns_request_duration_seconds', 'Time from receiving a query to sending its answer, by outcome.', 'outcome', LATENCY_BUCKETS,
-    function* workerSeries() {
-      for (const w of workers()) for (const outcome of OUTCOMES) yield { labelValue: outcome, ...w.latency(outcome) };
+    function* threadSeries() {
+      for (const w of threads()) for (const outcome of OUTCOMES) yield { labelValue: outcome, ...w.latency(outcome) };
     },
   );
   registry.registerMetric(latency as unknown as Parameters<Registry['registerMetric']>[0]);
@@ -140,7 +127,7 @@ export function createDnsMetrics(
     collect() {
       this.reset();
       let n = totalQueries;
-      for (const w of workers()) for (const c of w.counts()) n += c.n;
+      for (const w of threads()) for (const c of w.counts()) n += c.n;
       this.inc(n);
     },
   });

@@ -16,9 +16,8 @@ import { AnswerCache } from './cache.js';
 import { LocalZone, type LocalMatch } from './local-zone.js';
 import { createDnsMetrics, type DnsMetrics, type Outcome } from './metrics.js';
 import { readResolvConf, type Upstream } from './resolv-conf.js';
-import { SharedQueryStats } from './shared-stats.js';
 import { Forwarder } from './upstream.js';
-import { UdpWorkerPool, udpWorkersAvailable } from './udp-workers.js';
+import { UdpFastPath, udpFastPathAvailable } from './udp-fast.js';
 import {
   buildResponse, CLASS_IN, CLASSIC_UDP_SIZE, encodeName, errorResponse, FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD,
   HEADER_LEN, parseQuery, qtypeLabel, rdataForIp, RCODE_FORMERR, RCODE_NOERROR, RCODE_NOTIMP, RCODE_SERVFAIL,
@@ -46,20 +45,17 @@ export interface DnsProxyOptions {
   /** Overrides resolv.conf's nameservers (e.g. a non-53 port); the search list still comes from resolv.conf. */
   upstreams?: Upstream[];
   /**
-   * UDP is served by this many worker threads, each with its own
-   * SO_REUSEPORT socket on the same address and port (one Node.js UDP socket
-   * tops out well below what the kernel can deliver). 1 = no threads, UDP
-   * in the calling thread. Default min(2, available CPUs) when the native
-   * addon (which creates the SO_REUSEPORT sockets) is built, else 1.
+   * UDP is served by this many native threads of the addon's fast path
+   * (udp-fast.ts), each with its own SO_REUSEPORT socket per address when
+   * more than one: repeated questions are answered there without entering
+   * JavaScript. 0 = UDP through Node's dgram in this thread. Default
+   * min(2, available CPUs) when the addon is built, else 0.
    */
-  workers?: number;
+  udpThreads?: number;
 }
 
-/** An upstream answer, and whether it came from the (main thread's) cache rather than the network. */
+/** An upstream answer, and whether it came from the cache rather than the network. */
 export interface UpstreamAnswer { response: Buffer; cached: boolean }
-
-/** How a UDP worker thread's server gets upstream answers: from the main thread. */
-export type RemoteUpstream = (key: string, query: Buffer, questionEnd: number) => Promise<UpstreamAnswer>;
 
 export interface DnsProxyStats {
   queries: Record<Outcome, number>;
@@ -68,8 +64,10 @@ export interface DnsProxyStats {
   upstreamInflight: number;
   tcpConnections: number;
   registryVersion: number | undefined;
-  /** Per UDP worker thread (empty without workers): queries answered and the registry version it answers from. */
-  udpWorkers: { queries: number; registryVersion: number | undefined }[];
+  /** Per native UDP thread (empty without them): queries it answered itself, and the registry version it answers from. */
+  udpThreads: { queries: number; registryVersion: number | undefined }[];
+  /** The fast path's answer table and hand-offs (undefined without it). */
+  udpFastPath?: { entries: number; answered: number; missed: number; dropped: number };
 }
 
 export interface DnsProxy {
@@ -87,6 +85,8 @@ const TCP_MAX_UNREAD_ANSWER_BYTES = 1024 * 1024;
 const UDP_MAX_PAYLOAD = 65507;
 const MAX_UPSTREAM_INFLIGHT = 8192;
 const MEMO_MAX = 20000;
+/** How often a registry view that never emits 'update' is checked for a new snapshot (fast path only). */
+const REGISTRY_POLL_MS = 250;
 
 /** Starts the DNS proxy; resolves once every listener is bound. */
 export async function startDnsProxy(opts: DnsProxyOptions): Promise<DnsProxy> {
@@ -109,79 +109,52 @@ export async function startDnsProxy(opts: DnsProxyOptions): Promise<DnsProxy> {
     search = rc.search;
   }
 
-  const workers = opts.workers ?? (udpWorkersAvailable() ? Math.min(2, os.availableParallelism()) : 1);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new FieldError('workers', 'expected an integer from 1 to 64', String(workers));
-  if (workers > 1 && !udpWorkersAvailable()) {
-    throw new FieldError('workers', 'more than 1 needs the native addon (SO_REUSEPORT sockets) and the worker entry (dns-udp-worker.mjs beside a bundle); use 1', String(workers));
+  const fastAvailable = udpFastPathAvailable();
+  const threads = opts.udpThreads ?? (fastAvailable ? Math.min(2, os.availableParallelism()) : 0);
+  if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw new FieldError('udpThreads', 'expected an integer from 0 to 64', String(threads));
+  if (threads > 0 && !fastAvailable) {
+    throw new FieldError('udpThreads', 'native UDP threads need the native addon with the DNS fast path (npm run build:native); use 0', String(threads));
   }
 
   const v4 = opts.listen?.v4 === undefined ? '127.0.0.1' : opts.listen.v4;
   const v6 = opts.listen?.v6 === undefined ? '::1' : opts.listen.v6;
-  let pool: UdpWorkerPool | undefined;
-  const server = new DnsServer(opts, servers, search[0], timeoutMs, { workerStats: () => pool?.stats() ?? [] });
+  const server = new DnsServer(opts, servers, search[0], timeoutMs);
   try {
-    await server.listen(v4, v6, port, workers === 1);
-    if (workers > 1) {
-      pool = await UdpWorkerPool.start({
-        count: workers,
+    await server.listen(v4, v6, port, threads === 0);
+    if (threads > 0) {
+      const fast = await UdpFastPath.start({
+        threads,
         hosts: [v4, v6].filter((h): h is string => h !== null),
         port,
-        registry: opts.registry,
-        server,
-        log: server.log,
-        workerOptions: {
-          podNamespace: opts.podNamespace,
-          firstSearchDomain: search[0],
-          cacheMaxEntries: opts.cacheMaxEntries,
-          cacheMaxBytes: opts.cacheMaxBytes,
-          cacheMaxTtlSeconds: opts.cacheMaxTtlSeconds,
-        },
+        maxEntries: opts.cacheMaxEntries ?? 10000,
+        onMiss: (packet, reply) => server.answerMiss(packet, reply),
       }).catch(async (err) => {
         // Asked for explicitly: fail. By default: DNS must work, so serve
         // UDP in this thread rather than not at all.
-        if (opts.workers !== undefined) throw err;
-        server.log.error({ err }, 'DNS UDP worker threads failed to start; serving UDP in the main thread');
+        if (opts.udpThreads !== undefined) throw err;
+        server.log.error({ err }, 'DNS UDP fast path failed to start; serving UDP through Node in this thread');
         for (const host of [v4, v6]) if (host !== null) await server.listenUdpOn(host, port);
         return undefined;
       });
+      if (fast) server.attachFastPath(fast);
     }
   } catch (err) {
     await server.close();
     throw err;
   }
-  const udpPool = pool;
   return {
-    close: async () => {
-      // Workers first: their in-flight forwards are answered by the main thread.
-      await udpPool?.close();
-      await server.close();
-    },
+    close: () => server.close(),
     stats: () => server.stats(),
-    addresses: () => {
-      const a = server.addresses();
-      return udpPool ? { udp: udpPool.addresses(), tcp: a.tcp } : a;
-    },
+    addresses: () => server.addresses(),
   };
 }
 
 type Transport = 'udp' | 'tcp';
 
-/**
- * How a DnsServer is wired: the main thread's forwards to the upstream
- * servers itself and sums UDP workers' counters into its stats; a UDP
- * worker thread's gets upstream answers from the main thread and records
- * metrics into its shared counters.
- */
-export interface DnsServerRole {
-  remoteUpstream?: RemoteUpstream;
-  metrics?: DnsMetrics;
-  workerStats?: () => readonly SharedQueryStats[];
-}
-
 export class DnsServer {
   readonly log: Logger;
   private readonly cache: AnswerCache;
-  private readonly forwarder: Forwarder | undefined;
+  private readonly forwarder: Forwarder;
   private readonly metrics: DnsMetrics;
   private readonly inflight = new Map<string, Promise<UpstreamAnswer>>();
   private readonly counts: Record<Outcome, number> = { local: 0, forwarded: 0, cached: 0, failed: 0, malformed: 0 };
@@ -195,13 +168,17 @@ export class DnsServer {
   /** Question keys known not to be cluster names under the current registry. */
   private notLocal = new Set<string>();
   private closed = false;
+  /** The native UDP threads, when they serve UDP; taught answers they may repeat. */
+  private fast: UdpFastPath | undefined;
+  private fastRegistry: Registry | undefined;
+  private fastPoll: NodeJS.Timeout | undefined;
+  private readonly onRegistryUpdate = () => this.registryMaybeChanged();
 
   constructor(
     private readonly opts: DnsProxyOptions,
     servers: Upstream[],
     private readonly firstSearchDomain: string | undefined,
     timeoutMs: number,
-    private readonly role: DnsServerRole = {},
   ) {
     this.log = opts.logger ?? createLogger({ name: 'dns' });
     this.cache = new AnswerCache({
@@ -209,20 +186,16 @@ export class DnsServer {
       maxBytes: opts.cacheMaxBytes ?? 16 * 1024 * 1024,
       maxTtlSeconds: opts.cacheMaxTtlSeconds ?? 3600,
     });
-    this.forwarder = role.remoteUpstream ? undefined : new Forwarder({ servers, timeoutMs });
-    this.metrics = role.metrics ?? createDnsMetrics(
+    this.forwarder = new Forwarder({ servers, timeoutMs });
+    this.metrics = createDnsMetrics(
       opts.metrics ?? new PromRegistry(),
       () => ({ entries: this.cache.size, bytes: this.cache.bytes }),
-      () => this.upstreamInflight,
-      () => role.workerStats?.() ?? [],
+      () => this.forwarder.inflight,
+      () => this.fast?.stats() ?? [],
     );
   }
 
-  private get upstreamInflight(): number {
-    return this.forwarder ? this.forwarder.inflight : this.inflight.size;
-  }
-
-  /** TCP on each address, and UDP too unless worker threads serve it. */
+  /** TCP on each address, and UDP too unless native threads serve it. */
   async listen(v4: string | null, v6: string | null, port: number, udp: boolean): Promise<void> {
     for (const host of [v4, v6]) {
       if (host === null) continue;
@@ -233,45 +206,83 @@ export class DnsServer {
   }
 
   /**
-   * An upstream answer for a UDP worker thread: from this (the main) cache,
-   * else through the shared single-flight, so across all workers each
-   * question reaches the upstream servers once per cache lifetime.
+   * Hands UDP to the native threads. They answer from what handle()
+   * teaches them, and forget it all whenever the registry changes: on the
+   * view's 'update' event, and by a periodic identity check for views that
+   * change without one.
    */
-  answerForWorker(key: string, query: Buffer, questionEnd: number): Promise<UpstreamAnswer> {
-    const cached = this.cache.lookup(key, query.readUInt16BE(0), Date.now());
-    if (cached) return Promise.resolve({ response: cached, cached: true });
-    return this.forwardShared(key, query, questionEnd);
+  attachFastPath(fast: UdpFastPath): void {
+    this.fast = fast;
+    this.fastRegistry = this.opts.registry.current();
+    fast.forgetAll(this.fastRegistry?.version);
+    this.opts.registry.on('update', this.onRegistryUpdate);
+    this.fastPoll = setInterval(this.onRegistryUpdate, REGISTRY_POLL_MS);
+    this.fastPoll.unref();
+    this.log.info({ addresses: fast.addresses(), threads: fast.stats().length }, 'DNS UDP served by native threads');
+  }
+
+  /** A query the native threads handed over: answered like any other, through them. */
+  answerMiss(packet: Buffer, reply: (answer: Buffer) => void): void {
+    if (this.closed) return;
+    const r = this.safeHandle(packet, 'udp');
+    if (r === undefined) return;
+    if (r instanceof Promise) {
+      r.then((resp) => { if (resp && !this.closed) reply(resp); }, (err) => this.log.error({ err }, 'DNS handler failed'));
+    } else {
+      reply(r);
+    }
+  }
+
+  private registryMaybeChanged(): void {
+    const r = this.opts.registry.current();
+    if (!this.fast || r === this.fastRegistry) return;
+    this.fastRegistry = r;
+    this.fast.forgetAll(r?.version);
+  }
+
+  /** Lets the native threads repeat this answer to questions like `query` (UDP only: they serve nothing else). */
+  private teach(query: Buffer, answer: Buffer, lifetimeMs: number, kind: 'local' | 'cached', transport: Transport): void {
+    if (this.fast && transport === 'udp') this.fast.teach(query, answer, lifetimeMs, kind);
   }
 
   addresses(): { udp: net.AddressInfo[]; tcp: net.AddressInfo[] } {
     return {
-      udp: this.udpSockets.map((s) => s.address()),
+      udp: this.fast ? this.fast.addresses() : this.udpSockets.map((s) => s.address()),
       tcp: this.tcpServers.map((s) => s.address() as net.AddressInfo),
     };
   }
 
   stats(): DnsProxyStats {
     const queries = { ...this.counts };
-    const udpWorkers = [];
-    for (const w of this.role.workerStats?.() ?? []) {
+    const udpThreads = [];
+    for (const w of this.fast?.stats() ?? []) {
       const totals = w.outcomeTotals();
       let n = 0;
       for (const o of Object.keys(totals) as Outcome[]) { queries[o] += totals[o]; n += totals[o]; }
-      udpWorkers.push({ queries: n, registryVersion: w.registryVersion });
+      udpThreads.push({ queries: n, registryVersion: w.registryVersion });
     }
+    const fc = this.fast?.counters();
     return {
       queries,
       cacheEntries: this.cache.size,
       cacheBytes: this.cache.bytes,
-      upstreamInflight: this.upstreamInflight,
+      upstreamInflight: this.forwarder.inflight,
       tcpConnections: this.tcpConnections.size,
       registryVersion: this.opts.registry.current()?.version,
-      udpWorkers,
+      udpThreads,
+      udpFastPath: fc && { entries: fc.entries, answered: fc.answered, missed: fc.missed, dropped: fc.dropped },
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.fast) {
+      if (this.fastPoll) clearInterval(this.fastPoll);
+      const off = (this.opts.registry as { off?: (e: string, l: () => void) => unknown }).off;
+      if (typeof off === 'function') off.call(this.opts.registry, 'update', this.onRegistryUpdate);
+      // Joins the threads and closes their sockets; misses still queued are dropped.
+      this.fast.close();
+    }
     for (const c of this.tcpConnections) c.destroy();
     this.tcpConnections.clear();
     await Promise.all([
@@ -280,21 +291,16 @@ export class DnsServer {
     ]);
     this.udpSockets.length = 0;
     this.tcpServers.length = 0;
-    await this.forwarder?.close();
+    await this.forwarder.close();
     this.metrics.unregister();
   }
 
-  /** UDP in this thread on host:port (the fallback when worker threads could not start). */
+  /** UDP in this thread on host:port (the fallback when the native threads could not start). */
   listenUdpOn(host: string, port: number): Promise<void> {
     return this.listenUdp(host, port);
   }
 
-  /** UDP on an already bound socket (a UDP worker thread's SO_REUSEPORT socket). */
-  listenUdpFd(fd: number, family: 4 | 6): Promise<void> {
-    return this.listenUdp(family === 6 ? '::' : '0.0.0.0', 0, fd);
-  }
-
-  private listenUdp(host: string, port: number, fd?: number): Promise<void> {
+  private listenUdp(host: string, port: number): Promise<void> {
     // A larger receive buffer rides out bursts (the kernel caps it at rmem_max).
     const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20, lookup: net.isIPv6(host) ? literalAddress6 : literalAddress4 });
     return new Promise((resolve, reject) => {
@@ -307,8 +313,7 @@ export class DnsServer {
         this.udpSockets.push(sock);
         resolve();
       };
-      if (fd === undefined) sock.bind(port, host, bound);
-      else sock.bind({ fd }, bound);
+      sock.bind(port, host, bound);
     });
   }
 
@@ -429,14 +434,18 @@ export class DnsServer {
       const zone = this.zoneFor(registry);
       // Pre-encoded answer for this exact question under this registry.
       const memoised = this.memo.get(q.key);
-      if (memoised) return this.done(qtype, 'local', started, this.fit(this.patchFor(memoised, msg, q), q, transport));
+      if (memoised) {
+        const resp = this.patchFor(memoised, msg, q);
+        this.teach(msg, resp, LOCAL_TTL * 1000, 'local', transport);
+        return this.done(qtype, 'local', started, this.fit(resp, q, transport));
+      }
       const match = this.notLocal.has(q.key) ? undefined : zone.lookup(q.qname);
       if (!match) {
         // Forwarded names repeat too: skip the zone walk next time.
         if (this.notLocal.size >= MEMO_MAX) this.notLocal.clear();
         this.notLocal.add(q.key);
       } else {
-        const local = this.localAnswer(msg, q, zone, match);
+        const local = this.localAnswer(msg, q, zone, match, transport);
         if (local instanceof Promise) {
           return local.then(
             (resp) => this.done(qtype, 'local', started, this.fit(resp, q, transport)),
@@ -447,13 +456,15 @@ export class DnsServer {
       }
     }
 
-    const cached = this.cache.lookup(q.key, q.id, Date.now());
+    const now = Date.now();
+    const cached = this.cache.lookup(q.key, q.id, now);
     if (cached) {
       msg.copy(cached, HEADER_LEN, HEADER_LEN, q.questionEnd); // client's own letter case
+      this.teach(msg, cached, this.cache.remainingMs(q.key, now), 'cached', transport);
       return this.done(qtype, 'cached', started, this.fit(cached, q, transport));
     }
 
-    if (this.upstreamInflight >= MAX_UPSTREAM_INFLIGHT && !this.inflight.has(q.key)) {
+    if (this.forwarder.inflight >= MAX_UPSTREAM_INFLIGHT && !this.inflight.has(q.key)) {
       return this.done(qtype, 'failed', started, errorResponse(msg, RCODE_SERVFAIL, q.questionEnd));
     }
     return this.forwardShared(q.key, msg, q.questionEnd).then(
@@ -463,6 +474,8 @@ export class DnsServer {
         msg.copy(resp, HEADER_LEN, HEADER_LEN, q.questionEnd);
         const rcode = resp.readUInt16BE(2) & 0xf;
         const outcome = rcode === RCODE_SERVFAIL ? 'failed' : upstream.cached ? 'cached' : 'forwarded';
+        // Cacheable answers were stored by forwardShared: the threads may repeat them as long as the cache would.
+        if (outcome !== 'failed') this.teach(msg, resp, this.cache.remainingMs(q.key, Date.now()), 'cached', transport);
         return this.done(qtype, outcome, started, this.fit(resp, q, transport));
       },
       (err) => {
@@ -492,27 +505,18 @@ export class DnsServer {
   private forwardShared(key: string, query: Buffer, questionEnd: number): Promise<UpstreamAnswer> {
     let p = this.inflight.get(key);
     if (p) return p;
-    if (this.role.remoteUpstream) {
-      // A worker thread: the main thread forwards (with its own cache and
-      // single-flight across workers); keep a copy here for the next hit.
-      p = this.role.remoteUpstream(key, query, questionEnd).then((a) => {
-        this.cache.store(key, a.response, Date.now());
-        return a;
-      });
-    } else {
-      const started = performance.now();
-      p = this.forwarder!.query(query, questionEnd).then(
-        (resp) => {
-          this.metrics.upstream((performance.now() - started) / 1000, true);
-          this.cache.store(key, resp, Date.now());
-          return { response: resp, cached: false };
-        },
-        (err) => {
-          this.metrics.upstream((performance.now() - started) / 1000, false);
-          throw err;
-        },
-      );
-    }
+    const started = performance.now();
+    p = this.forwarder.query(query, questionEnd).then(
+      (resp) => {
+        this.metrics.upstream((performance.now() - started) / 1000, true);
+        this.cache.store(key, resp, Date.now());
+        return { response: resp, cached: false };
+      },
+      (err) => {
+        this.metrics.upstream((performance.now() - started) / 1000, false);
+        throw err;
+      },
+    );
     p = p.finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
@@ -528,7 +532,7 @@ export class DnsServer {
     return this.zone;
   }
 
-  private localAnswer(msg: Buffer, q: ParsedQuery, zone: LocalZone, match: LocalMatch): Buffer | Promise<Buffer> {
+  private localAnswer(msg: Buffer, q: ParsedQuery, zone: LocalZone, match: LocalMatch, transport: Transport): Buffer | Promise<Buffer> {
     const question = msg.subarray(HEADER_LEN, q.questionEnd);
     const flags = FLAG_QR | FLAG_AA | FLAG_RA | (q.flags & FLAG_RD);
     const owner = q.qname;
@@ -572,7 +576,9 @@ export class DnsServer {
     if (!(target.service.kind === 'Headless' && records.length > 1)) {
       if (this.memo.size >= MEMO_MAX) this.memo.clear();
       this.memo.set(q.key, resp);
-      return this.patchFor(resp, msg, q);
+      const patched = this.patchFor(resp, msg, q);
+      this.teach(msg, patched, LOCAL_TTL * 1000, 'local', transport);
+      return patched;
     }
     return resp;
   }

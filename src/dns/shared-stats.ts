@@ -1,11 +1,13 @@
-// Per-query counters of one UDP worker thread, kept in a SharedArrayBuffer
-// so the main thread reads them (for stats() and Prometheus scrapes) without
-// a message round trip and without lag: a worker bumps its counters before
-// it sends the answer, so once a client has its answer the count is visible.
-// Each worker writes only its own buffer (single writer), so plain stores
-// suffice; a reader may at worst see a value one query old.
-import { QTYPE_LABELS } from './wire.js';
+// Per-query counters of one thread of the native UDP fast path
+// (native/src/dns_fast.h), kept in a SharedArrayBuffer the thread writes
+// directly, so the JavaScript thread reads them (for stats() and Prometheus
+// scrapes) with no message and no lag. Each thread writes only its own
+// buffer (single writer), so plain stores suffice; a reader may at worst see
+// a value one query old. The layout is described to the addon by
+// nativeStatsLayout(), so the two sides cannot drift apart.
+import { QTYPE_LABELS, TYPE_NAMES } from './wire.js';
 import type { Outcome } from './metrics.js';
+import type { DnsFastLayout } from '../netns/native.js';
 
 export const OUTCOMES: readonly Outcome[] = ['local', 'forwarded', 'cached', 'failed', 'malformed'];
 
@@ -21,6 +23,18 @@ const LATENCY_BASE = N_COUNTS;
 const REGISTRY_VERSION_SLOT = LATENCY_BASE + OUTCOMES.length * LATENCY_STRIDE;
 const SLOTS = REGISTRY_VERSION_SLOT + 1;
 
+/** The counter layout, as the native fast path writes it. */
+export function nativeStatsLayout(): DnsFastLayout {
+  const other = QTYPE_INDEX.get('OTHER')!;
+  const qtypeIndex = new Uint8Array(65536).fill(other);
+  for (const [num, label] of Object.entries(TYPE_NAMES)) qtypeIndex[Number(num)] = QTYPE_INDEX.get(label) ?? other;
+  return {
+    qtypeIndex, outcomes: OUTCOMES.length,
+    localOutcome: OUTCOME_INDEX.get('local')!, cachedOutcome: OUTCOME_INDEX.get('cached')!, malformedOutcome: OUTCOME_INDEX.get('malformed')!,
+    latencyBase: LATENCY_BASE, latencyStride: LATENCY_STRIDE, bounds: LATENCY_BUCKETS, slots: SLOTS,
+  };
+}
+
 export interface LatencySeries { buckets: ArrayLike<number>; sum: number; count: number }
 
 export class SharedQueryStats {
@@ -28,7 +42,7 @@ export class SharedQueryStats {
 
   readonly buffer: SharedArrayBuffer;
 
-  /** A new, zeroed set of counters, or a view of an existing one (the worker's side). */
+  /** A new, zeroed set of counters, or a view of an existing one. */
   constructor(buffer?: SharedArrayBuffer) {
     if (buffer && buffer.byteLength !== SLOTS * 8) throw new Error(`SharedQueryStats: expected ${SLOTS * 8} bytes, got ${buffer.byteLength}`);
     this.buffer = buffer ?? new SharedArrayBuffer(SLOTS * 8);
@@ -36,14 +50,9 @@ export class SharedQueryStats {
     if (!buffer) this.v[REGISTRY_VERSION_SLOT] = NaN;
   }
 
-  record(qtype: string, outcome: Outcome, seconds: number): void {
-    const o = OUTCOME_INDEX.get(outcome)!;
-    const q = QTYPE_INDEX.get(qtype) ?? QTYPE_INDEX.get('OTHER')!;
-    this.v[q * OUTCOMES.length + o]++;
-    const base = LATENCY_BASE + o * LATENCY_STRIDE;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) { this.v[base + i]++; break; }
-    this.v[base + LATENCY_BUCKETS.length] += seconds;
-    this.v[base + LATENCY_BUCKETS.length + 1]++;
+  /** The raw counters (what the native thread writes into). */
+  get values(): Float64Array {
+    return this.v;
   }
 
   /** Non-zero (qtype, outcome) counts. */
@@ -72,7 +81,7 @@ export class SharedQueryStats {
     };
   }
 
-  /** The registry version the worker answers from (undefined before the first snapshot). */
+  /** The registry version the thread answers from (undefined before the first snapshot). */
   get registryVersion(): number | undefined {
     const v = this.v[REGISTRY_VERSION_SLOT];
     return Number.isNaN(v) ? undefined : v;

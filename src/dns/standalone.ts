@@ -4,7 +4,7 @@
 //
 //   tsx src/dns/standalone.ts --namespace NS [--registry FILE] [--port N]
 //       [--resolv-conf PATH] [--upstream HOST:PORT ...] [--timeout-ms N]
-//       [--workers N]   (UDP worker threads; default as startDnsProxy)
+//       [--udp-threads N]   (native UDP threads, 0 = Node dgram; default as startDnsProxy)
 //
 // Without --registry the proxy runs as before a first snapshot (forwards
 // everything). Prints "ready" on stdout once listening; exits on SIGTERM.
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
       upstream: { type: 'string', multiple: true },
       'timeout-ms': { type: 'string' },
       'no-v6': { type: 'boolean', default: false },
-      workers: { type: 'string' },
+      'udp-threads': { type: 'string' },
     },
   });
   if (!values.namespace) throw new FieldError('--namespace', 'the pod namespace is required');
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     listen: { port: Number(values.port), v6: values['no-v6'] ? null : undefined },
     upstreams: values.upstream?.map(parseUpstream),
     upstreamTimeoutMs: values['timeout-ms'] ? Number(values['timeout-ms']) : undefined,
-    workers: values.workers !== undefined ? Number(values.workers) : undefined,
+    udpThreads: values['udp-threads'] !== undefined ? Number(values['udp-threads']) : undefined,
     logger,
   });
   process.stdout.write('ready\n');

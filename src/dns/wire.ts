@@ -419,7 +419,7 @@ export function sameQuestion(a: Buffer, aEnd: number, b: Buffer, bEnd: number): 
   return true;
 }
 
-const TYPE_NAMES: Record<number, string> = {
+export const TYPE_NAMES: Record<number, string> = {
   1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV',
   35: 'NAPTR', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA',
 };

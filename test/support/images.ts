@@ -112,8 +112,6 @@ export function appImageSpec(): ImageSpec {
     { hostPath: '/bin/busybox', imagePath: '/bin/busybox', mode: 0o755 },
     { hostPath: node, imagePath: '/usr/bin/node', mode: 0o755 },
     { hostPath: bundle, imagePath: '/weir/dist/weir.mjs' },
-    // The DNS proxy's UDP worker threads (without it the proxy serves DNS from one thread).
-    ...(fs.existsSync(path.join(REPO_ROOT, 'dist', 'dns-udp-worker.mjs')) ? [{ hostPath: path.join(REPO_ROOT, 'dist', 'dns-udp-worker.mjs'), imagePath: '/weir/dist/dns-udp-worker.mjs' }] : []),
     { hostPath: addon, imagePath: '/weir/native/build/Release/weir_native.node', mode: 0o755 },
     { hostPath: path.join(REPO_ROOT, 'package.json'), imagePath: '/weir/package.json' },
     ...libraryFiles([node, addon]),

@@ -248,7 +248,7 @@ describe('dns proxy edge cases', () => {
     const port = randomPort();
     const proxy = await startDnsProxy({
       registry: view, podNamespace: 'ns', resolvConfPath: '/nonexistent',
-      listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: upstream.port }], logger, workers: 1,
+      listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: upstream.port }], logger, udpThreads: 0,
     });
     t.after(() => proxy.close());
     assert.equal((await udpQuery(port, 'late.ns.svc.cluster.local', 'A')).rcode, 'NXDOMAIN');
