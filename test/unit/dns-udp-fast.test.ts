@@ -225,3 +225,24 @@ test('udpThreads: close() stops the threads and frees the port; bad counts are r
     }), /udpThreads/);
   }
 });
+
+test('the addon refuses bad fast-path options by name and takes no socket it cannot serve', { skip }, async () => {
+  const { createDnsFast, socketInNetns } = await import('../../src/netns/native.js');
+  const { nativeStatsLayout, SharedQueryStats } = await import('../../src/dns/shared-stats.js');
+  const { closeSync } = await import('node:fs');
+  const layout = nativeStatsLayout();
+  const stats = [new SharedQueryStats().values];
+  const noop = () => {};
+  assert.throws(() => createDnsFast({ sockets: [[0]], stats, layout: { ...layout, qtypeIndex: new Uint8Array(10) }, maxEntries: 10 }, noop), /options\.layout\.qtypeIndex/);
+  assert.throws(() => createDnsFast({ sockets: [[0]], stats: [new Float64Array(3)], layout, maxEntries: 10 }, noop), /options\.stats\[0\]/);
+  assert.throws(() => createDnsFast({ sockets: [[0]], stats, layout: { ...layout, latencyBase: 1 }, maxEntries: 10 }, noop), /options\.layout is inconsistent/);
+  assert.throws(() => createDnsFast({ sockets: [[-1]], stats, layout, maxEntries: 10 }, noop), /options\.sockets\[0\]\[0\]/);
+  assert.throws(() => createDnsFast({ sockets: [[0]], stats, layout, maxEntries: 0 }, noop), /options\.maxEntries/);
+  // A TCP socket is not a UDP socket: refused, and left to its owner.
+  const fd = await socketInNetns(null, { kind: 'tcp-listen', family: 4, address: '127.0.0.1', port: 0 });
+  try {
+    assert.throws(() => createDnsFast({ sockets: [[fd]], stats, layout, maxEntries: 10 }, noop), (e: Error & { code?: string }) => e.code === 'EINVAL' && /not a UDP socket/.test(e.message));
+  } finally {
+    closeSync(fd); // still ours: closing succeeds (it would throw EBADF had the addon closed it)
+  }
+});
