@@ -133,6 +133,33 @@ test('inbound to a port nothing listens on resets the client cleanly', { skip },
   assert.equal(err?.code, 'ECONNRESET');
 });
 
+test('IPv6: a v6 service VIP reaches the app through both proxies (outbound 15001 and inbound 15006 over v6)', { skip }, async () => {
+  const VIP6 = 'fd00:96::77:10';
+  // The harness routes only v4 by default; a SYN to the VIP must leave the app for capture to take it.
+  client.ns.ip('-6', 'route', 'replace', 'default', 'dev', 'eth0');
+  c.cp!.apply((b) => b.upsertService({ metadata: { name: 'web6', namespace: 'shop' }, spec: { type: 'ClusterIP', clusterIP: VIP6, clusterIPs: [VIP6], ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } }));
+  c.cp!.apply((b) => b.upsertEndpointSlice({
+    metadata: { name: 'web6-a', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web6' } },
+    addressType: 'IPv6',
+    endpoints: [{ addresses: [s1.ip6], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', name: s1.name, namespace: 'shop' } }],
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  }));
+  await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+  const inboundBefore = await c.metric(s1, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_service_name: 'web6' });
+  const s = await c.connect(client, VIP6, 80);
+  assert.equal(await readLine(s), 'hello from server-1');
+  s.resume();
+  s.write('ping6\n');
+  assert.equal(await new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString()))), 'ping6\n');
+  s.destroy();
+  assert.ok(await c.metric(client, 'istio_tcp_connections_opened_total', { reporter: 'source', destination_service: 'web6.shop.svc.cluster.local', destination_workload: 'server-1' }) >= 1);
+  // The server's inbound proxy took it (its metric names the service from the v6 pod IP and port it was dialled on).
+  assert.equal(await c.metric(s1, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_service_name: 'web6' }) - inboundBefore, 1);
+  // Inbound over v6 to a port nothing listens on: a clean reset, as over v4.
+  const err = await resetOf(c.connect(client, s1.ip6, 7777));
+  assert.equal(err?.code, 'ECONNRESET');
+});
+
 test('endpoint added and removed in the registry: traffic follows within a second, open connections survive', { skip }, async () => {
   const longLived = await c.connect(client, VIP, 80);
   assert.equal(await readLine(longLived), 'hello from server-1');
