@@ -18,6 +18,7 @@ import { APP_IMAGE } from '../../support/images.js';
 import { startRuntimeNode, ipamLeases, type RuntimeNode } from './fixture.js';
 import { proxySidecar, echoApp, waitFor } from './pods.js';
 import { AgentProcess, WEIR_CNI } from './agent-process.js';
+import { socketInNetns } from '../../../src/netns/native.js';
 
 const NS = 'we-e2e';
 const APP_PORT = 8080;
@@ -166,6 +167,64 @@ test('DNS of the service name is answered by the client\'s proxy (captured port 
   assert.equal(res.exitCode, 0, res.stdout + res.stderr);
   // busybox prints "Address: IP" (newer) or "Address 1: IP" (older).
   assert.match(res.stdout, new RegExp(`Address[^\\n]*\\b${vip.replace(/\./g, '\\.')}\\b`));
+});
+
+/** From inside the client pod (captured like the app's own traffic) to the service VIP: the greeting line. */
+async function greetVip(): Promise<string> {
+  const fd = await socketInNetns(client.netnsPath, { kind: 'tcp-connect', family: 4, address: vip, port: 80, timeoutMs: 2000 });
+  const sock = new net.Socket({ fd, readable: true, writable: true });
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let data = '';
+      const timer = setTimeout(() => reject(new Error('no greeting within 2 s')), 2000);
+      sock.on('data', (d: Buffer) => {
+        data += d.toString();
+        if (data.includes('\n')) { clearTimeout(timer); resolve(data.split('\n')[0]); }
+      });
+      sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+    });
+  } finally {
+    sock.destroy();
+  }
+}
+
+function echoSlice(ip: string, pod: string): never {
+  return { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+    metadata: { name: 'we-echo-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'we-echo' } },
+    endpoints: [{ addresses: [ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', name: pod, namespace: NS } }],
+    ports: [{ name: 'tcp-echo', port: APP_PORT, protocol: 'TCP' }] } as never;
+}
+
+test('endpoint moved in the API: client traffic follows within a second, through the agent\'s informer and the real CNI chain', { skip }, async () => {
+  assert.ok(server && client && vip, 'needs the pods and service of the first cases');
+  // (That open connections survive such a move is shown in test/integration/proxy-l4.test.ts:
+  // the app here is busybox `nc -l`, one connection at a time.)
+  const spec: PodSpec = { name: 'we-server2', namespace: NS, containers: [echoApp(APP_PORT, 'we-server2'), proxySidecar(agent.runDir, NS, 'we-server2')] };
+  spec.uid = declare(spec);
+  const server2 = await runPod(node.cri, spec, (p) => node.containerd.trackNetns(p));
+  try {
+    await waitForProxy(server2);
+    // Ready as the API would say it (all containers): the app answers through the pod's inbound capture.
+    await waitFor(async () => (await readLine(server2.ip, APP_PORT)).startsWith('hello from we-server2'), 10_000, 'we-server2 app ready');
+    assert.equal(await greetVip(), 'hello from we-server');
+
+    // API server → agent's ResilientInformer → registry → proxy.sock → client proxy.
+    const t0 = performance.now();
+    agent.putObject(echoSlice(server2.ip, 'we-server2'));
+    let followedMs = -1;
+    while (performance.now() - t0 < 1000) {
+      // A reset is possible in the instant `nc -l` restarts between connections: try again.
+      if ((await greetVip().catch(() => '')) === 'hello from we-server2') { followedMs = performance.now() - t0; break; }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(followedMs >= 0, `traffic did not move to we-server2 within 1 s\nagent log:\n${agent.log.slice(-2000)}`);
+    console.log(`# endpoint moved in the API → client traffic followed in ${followedMs.toFixed(0)} ms`);
+  } finally {
+    // Back as the later cases expect it.
+    agent.putObject(echoSlice(server.ip, 'we-server'));
+    await waitFor(async () => (await greetVip().catch(() => '')) === 'hello from we-server', 5000, 'service back on we-server');
+    await server2.remove();
+  }
 });
 
 test('agent restart while pods run: capture verified in place (not re-created), traffic keeps flowing', { skip }, async () => {
