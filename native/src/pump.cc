@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +32,12 @@ int64_t NowMs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t NowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
 double NowMsPrecise() {
@@ -177,6 +185,13 @@ std::optional<Failure> PumpEngine::Start(const PumpSpec& spec, uint64_t* id, std
     // caller's fd (libuv set it already); make sure either way.
     int flags = fcntl(pump->fd[side], F_GETFL);
     if (flags < 0 || fcntl(pump->fd[side], F_SETFL, flags | O_NONBLOCK) != 0) return ErrnoFailure("fcntl O_NONBLOCK", errno);
+    // A relay forwards what it has as soon as it has it: with Nagle on, a
+    // small write behind unacknowledged data waits for the peer's delayed
+    // ACK (up to 40 ms) — latency the endpoints did not ask for. Whatever
+    // batching the sender wanted, it did itself (its own Nagle, MSG_MORE);
+    // bulk data leaves in large splices anyway. Best effort.
+    int one = 1;
+    setsockopt(pump->fd[side], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   for (Flow& flow : pump->flow) {
     int p[2];
@@ -225,7 +240,11 @@ void PumpEngine::Wake() {
 }
 
 PumpEngineStats PumpEngine::Stats() const {
-  return PumpEngineStats{active_.load(), started_.load(), finished_.load()};
+  return PumpEngineStats{active_.load(), started_.load(), finished_.load(), polled_batches_.load(), blocked_batches_.load(), spin_ns_.load()};
+}
+
+void PumpEngine::SetBusyPoll(int64_t micros) {
+  busy_poll_ns_.store(std::max<int64_t>(micros, 0) * 1000, std::memory_order_relaxed);
 }
 
 void PumpEngine::Stop() {
@@ -256,11 +275,52 @@ void PumpEngine::Stop() {
 void PumpEngine::Run() {
   std::vector<epoll_event> events(256);
   std::vector<std::unique_ptr<Pump>> graveyard;
+  // End of the current busy-poll window (CLOCK_MONOTONIC ns); 0 = none.
+  int64_t poll_until = 0;
+  int64_t spin_started = 0;
   while (!stopping_.load()) {
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), NextTimeoutMs(NowMs()));
+    const int timeout = NextTimeoutMs(NowMs());
+    int n;
+    // Spin only inside a window opened by recent activity, and only when
+    // we would otherwise sleep (timeout != 0): an idle engine blocks.
+    const int64_t now_ns = poll_until != 0 ? NowNs() : 0;
+    if (poll_until != 0 && timeout != 0 && now_ns < poll_until) {
+      if (spin_started == 0) spin_started = now_ns;
+      n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
+      if (n == 0) {
+        // Let a runnable thread on this CPU (the app, the other proxy
+        // thread) go first: spinning must not delay the very peers whose
+        // reply we are waiting for.
+        sched_yield();
+        continue;
+      }
+      if (n > 0) polled_batches_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      if (spin_started != 0) {
+        spin_ns_.fetch_add(static_cast<uint64_t>((now_ns != 0 ? now_ns : NowNs()) - spin_started), std::memory_order_relaxed);
+        spin_started = 0;
+      }
+      // timeout 0 (a pump owed another round) does not sleep: the window stays.
+      if (timeout != 0) poll_until = 0;
+      n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
+      if (n > 0) blocked_batches_.fetch_add(1, std::memory_order_relaxed);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       break;  // EBADF/EINVAL: the engine is being torn down
+    }
+    if (n > 0) {
+      const int64_t window = busy_poll_ns_.load(std::memory_order_relaxed);
+      if (window > 0) {
+        const int64_t t = NowNs();
+        if (spin_started != 0) {
+          spin_ns_.fetch_add(static_cast<uint64_t>(t - spin_started), std::memory_order_relaxed);
+          spin_started = 0;
+        }
+        poll_until = t + window;
+      } else {
+        poll_until = 0;
+      }
     }
     // Pumps that used up their budget last round have no new edge coming:
     // give them their next round now.
