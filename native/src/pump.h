@@ -32,8 +32,11 @@ struct PumpSpec {
   int fd_b = -1;
   // 0 = no idle timeout. Idle = no byte moved in either direction.
   int64_t idle_timeout_ms = 0;
-  // Requested pipe capacity per direction (F_SETPIPE_SZ); if the kernel
-  // refuses (pipe-max-size, per-user pipe limits) the default pipe is used.
+  // Pipe capacity per direction (F_SETPIPE_SZ) for a flow that needs it:
+  // pipes start at the kernel's default (64 KiB) and grow to this the first
+  // time one read fills the pipe (bulk data), so short and interactive
+  // connections never pay for the resize. If the kernel refuses
+  // (pipe-max-size, per-user pipe limits) the pipe keeps its size.
   int pipe_size = 1 << 20;
   // Bytes already read from A (resp. B) by the caller before the handoff:
   // written to the other side before anything spliced.
@@ -118,6 +121,8 @@ class PumpEngine {
     uint64_t id = 0;
     bool reset = false;
   };
+  // Queues a command; true if the thread needs a wakeup for it.
+  bool Enqueue(Command command);
 
   OnDone on_done_;
   int epoll_fd_ = -1;
