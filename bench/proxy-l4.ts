@@ -16,7 +16,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { build } from 'esbuild';
+// @ts-expect-error plain .mjs build helper, no types
+import { buildProxyBundle } from '../cni/proxy-bundle.mjs';
 import { Cluster, REPO, waitForLine, service, slice, type Pod } from '../test/integration/proxy-harness.js';
 import { DEFAULTS } from '../src/proxy/config.js';
 
@@ -177,13 +178,8 @@ async function main(): Promise<void> {
   const extra: ChildProcess[] = [];
   try {
     await c.startControlPlane();
-    // The proxy as it would ship (src/proxy/main.ts as one esbuild bundle, plain node), not through tsx: tsx's compiler would dominate RSS.
-    const bundle = path.join(tmp, 'weir-proxy.mjs');
-    await build({
-      entryPoints: [path.join(REPO, 'src/proxy/main.ts')], outfile: bundle, bundle: true, platform: 'node', target: 'node20', format: 'esm',
-      external: ['*.node'], logLevel: 'warning',
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    });
+    // The proxy as it ships (dist/weir-proxy.mjs: cni/proxy-bundle.mjs, plain node), not through tsx: tsx's compiler would dominate RSS.
+    const bundle = await buildProxyBundle(path.join(tmp, 'weir-proxy.mjs'), { sourcemap: false });
     chmodSync(bundle, 0o644);
     process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');
     c.proxyCommand = [process.execPath, ...(process.env.WEIR_PROXY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), bundle];
@@ -287,10 +283,14 @@ async function main(): Promise<void> {
       r.pump = [];
       for (const pod of [w.client, w.server]) r.pump.push((JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { pump: Record<string, unknown> }).pump);
     }
-    // Idle again: what the proxies keep after the load.
-    await sleep(3000);
+    // Idle again: what the proxies keep after the load, once V8's memory
+    // reducer (it runs after some seconds of idleness) has had its turn.
+    await sleep(12_000);
     for (const m of modes) results.get(m.key)!.memAfter = m.proxies.map((p) => mem(pidOf(p)));
     for (const m of modes) pause(m, false);
+    // A graceful stop (SIGTERM → drain → exit) so flags such as --cpu-prof in WEIR_PROXY_NODE_FLAGS get to write their output.
+    for (const m of modes) if (m.weir) for (const p of m.proxies) process.kill(pidOf(p), 'SIGTERM');
+    await sleep(1500);
     report(modes, results, bareMem, (Date.now() - total) / 1000);
   } finally {
     for (const e of extra) e.kill('SIGKILL');
@@ -369,7 +369,7 @@ ${pumpLines.join('\n')}
 
 VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly the node (or haproxy) binary's pages: shared with every other process running the same binary, counted in full in each one's VmRSS. Pss divides shared pages among the processes mapping them (here several Node processes run, so the node binary is split between them); RssAnon / Pss_Anon is the process's own memory.
 
-| process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | after the load: VmRSS / RssAnon | peak VmRSS (VmHWM) |
+| process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | 12 s after the load: VmRSS / RssAnon | peak VmRSS (VmHWM) |
 |---|---|---|---|---|---|---|---|
 ${memRows.join('\n')}
 
