@@ -195,7 +195,7 @@ async function main(): Promise<void> {
       ? SWEEP.map((us) => ({ key: `weir-${us}`, label: `weir, busy-poll ${us} µs`, flags: ['--busy-poll', `${us}us`] }))
       : DEFAULTS.busyPollUs > 0
         ? [{ key: 'weir', label: `weir (default: busy-poll ${DEFAULTS.busyPollUs} µs)`, flags: [] }, { key: 'weir-off', label: 'weir, busy-poll off', flags: ['--busy-poll', 'off'] }]
-        : [{ key: 'weir', label: 'weir (default: busy-poll off)', flags: [] }];
+        : [{ key: 'weir', label: 'weir (default: busy-poll off)', flags: [] }, { key: 'weir-bp', label: 'weir, busy-poll 200 µs', flags: ['--busy-poll', '200us'] }];
     const weirPods: { v: (typeof weirVariants)[number]; client: Pod; server: Pod; vip: string; svc: string }[] = [];
     for (const [i, v] of weirVariants.entries()) {
       const client = await c.addPod(`wclient${i}`, 'bench');
