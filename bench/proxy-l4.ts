@@ -1,21 +1,33 @@
-// bench/proxy-l4: the same two-pod netns topology, three ways, in one run:
-//   direct  — client pod → server pod, no capture, no proxy;
-//   weir    — capture in both pods, weir proxy (UID 1337) on both sides, client dials a service VIP;
-//   haproxy — capture in both pods, HAProxy 2.6 (UID 1337) as both proxies, static config, same hops.
+// bench/proxy-l4: the same two-pod netns topology, several ways, in one run:
+//   direct        — client pod → server pod, no capture, no proxy;
+//   weir          — capture in both pods, weir proxy (UID 1337) on both sides, client dials a service VIP
+//                   (once with its default busy-poll window, once with busy-poll off);
+//   haproxy       — capture in both pods, HAProxy 2.6 (UID 1337) as both proxies, static config, same hops
+//                   (once plain, once with its `busy-polling` global option).
 // Workloads: one bulk TCP stream (throughput), short connections (conn/s),
-// small echo messages at a fixed 1000 req/s (p50/p99). Proxy CPU and RSS from /proc.
+// small echo messages at a fixed 1000 req/s (p50/p99/p99.9 over several
+// interleaved rounds). Proxy CPU from /proc; memory (VmRSS, RssAnon, RssFile,
+// Pss) of every proxy and of a bare Node process started in the same run.
 // Run: node --import tsx bench/proxy-l4.ts   (root). Writes bench/results/proxy-l4.md.
-import { execFileSync, type ChildProcess } from 'node:child_process';
+// Env: ROUNDS (latency rounds, default 3), LAT_SECONDS (per mode per round, default 6),
+//      BULK_MB (default 1024), BUSY_POLL_SWEEP=0,50,100 (one weir row per window instead of default/off),
+//      WX_NS_PREFIX (netns/veth name prefix, default wx), BENCH_OUT (result file).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { build } from 'esbuild';
+// @ts-expect-error plain .mjs build helper, no types
+import { buildProxyBundle } from '../cni/proxy-bundle.mjs';
 import { Cluster, REPO, waitForLine, service, slice, type Pod } from '../test/integration/proxy-harness.js';
+import { DEFAULTS } from '../src/proxy/config.js';
 
-const VIP = '10.96.99.10';
 const BULK_BYTES = Number(process.env.BULK_MB ?? 1024) * 1024 * 1024;
-const CONN_SECONDS = 4;
-const LAT_SECONDS = 5;
+const CONN_SECONDS = 3;
+const LAT_SECONDS = Number(process.env.LAT_SECONDS ?? 6);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const SWEEP = process.env.BUSY_POLL_SWEEP?.split(',').map((x) => Number(x.trim()));
+const HZ = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'bench/results/proxy-l4.md');
 
 // Server app: first byte 'E' → echo, 'S' → sink (answers the byte count on FIN).
 const SERVER = `
@@ -31,6 +43,7 @@ net.createServer({ allowHalfOpen: true }, (s) => {
 `;
 
 // Load generator, run inside the client pod as root (so capture applies).
+// latency prints every sample (µs) so rounds can be pooled for p99.9.
 const CLIENT = `
 const net = require('node:net');
 const [mode, host, port, arg] = process.argv.slice(1);
@@ -54,62 +67,91 @@ function conns(seconds) {
   }
   for (let i = 0; i < 16; i++) { active++; one(); }
 }
+// One request every 1/rate s, round robin over N connections, each with at
+// most one outstanding (a request that finds its connection still waiting is
+// counted as late and skipped). Paced from a 1 ms interval timer: a late
+// timer sends the requests that fell due meanwhile, on different connections.
 function latency(seconds) {
-  const N = 10, rate = 1000, per = N, lat = []; let socks = [], ready = 0;
+  const N = 10, rate = 1000, lat = []; const socks = []; let ready = 0, late = 0;
   for (let i = 0; i < N; i++) { const s = net.connect({ host, port: P }); s.setNoDelay(true); s.on('connect', () => { s.write('E'); if (++ready === N) go(); }); socks.push(s); }
   const msg = Buffer.alloc(64, 1);
   function go() {
-    const interval = 1000 / (rate / N); const t0 = now(); const end = t0 + seconds * 1000;
-    socks.forEach((s, i) => {
-      let sentAt = 0, got = 0;
-      s.on('data', (d) => { got += d.length; if (got >= 64) { got -= 64; lat.push(now() - sentAt); } });
-      const tick = () => { if (now() > end) return; sentAt = now(); s.write(msg); setTimeout(tick, interval - ((now() - t0) % interval)); };
-      setTimeout(tick, (interval / N) * i);
+    const st = socks.map((s) => {
+      const o = { s, sentAt: 0, busy: false, got: 0 };
+      s.on('data', (d) => { o.got += d.length; while (o.got >= 64) { o.got -= 64; lat.push(now() - o.sentAt); o.busy = false; } });
+      return o;
     });
-    setTimeout(() => { lat.sort((a, b) => a - b); const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-      console.log(JSON.stringify({ n: lat.length, p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] })); process.exit(0); }, seconds * 1000 + 300);
+    const gap = 1000 / rate, t0 = now(), end = t0 + seconds * 1000; let j = 0;
+    const timer = setInterval(() => {
+      const t = now();
+      if (t > end) {
+        clearInterval(timer);
+        setTimeout(() => { console.log(JSON.stringify({ late, us: lat.map((x) => Math.round(x * 1000)) })); process.exit(0); }, 300);
+        return;
+      }
+      while (t0 + j * gap <= t) { const o = st[j % N]; j++; if (o.busy) { late++; continue; } o.busy = true; o.sentAt = now(); o.s.write(msg); }
+    }, 1);
   }
 }
 if (mode === 'bulk') bulk(Number(arg)); else if (mode === 'conns') conns(Number(arg)); else latency(Number(arg));
 `;
 
-interface Row { bulkMBps: number; connsPerSec: number; p50: number; p99: number; cpuSec: number; rssIdleMB: number; rssPeakMB: number }
-
-function runClient(pod: Pod, args: string[]): Record<string, number> {
-  const out = execFileSync('ip', ['netns', 'exec', pod.ns.name, process.execPath, '-e', CLIENT, ...args], { encoding: 'utf8', timeout: 600_000 });
-  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
+function runClient(pod: Pod, args: string[]): Record<string, unknown> {
+  const out = execFileSync('ip', ['netns', 'exec', pod.ns.name, process.execPath, '-e', CLIENT, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
+  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
 function cpuTicks(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(f[11]) + Number(f[12]); // utime + stime
+  return Number(f[11]) + Number(f[12]); // utime + stime, all threads
 }
-function rssMB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
-function hwmMB(pid: number): number {
-  return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
+const cpuSec = (pids: number[], before: number[]) => pids.reduce((s, pid, i) => s + (cpuTicks(pid) - before[i]) / HZ, 0);
 
-async function measure(client: Pod, host: string, port: number, proxies: number[]): Promise<Row> {
-  const idle = proxies.map(rssMB);
-  const c0 = proxies.map(cpuTicks);
-  const bulk = runClient(client, ['bulk', host, String(port), String(BULK_BYTES)]);
-  const conns = runClient(client, ['conns', host, String(port), String(CONN_SECONDS)]);
-  const lat = runClient(client, ['latency', host, String(port), String(LAT_SECONDS)]);
-  const hz = 100;
-  const cpu = proxies.reduce((s, pid, i) => s + (cpuTicks(pid) - c0[i]) / hz, 0);
+/** Memory of one process, MB: what `ps` shows (VmRSS) split into anonymous and file pages, and Pss (shared pages divided among the processes mapping them). */
+interface Mem { rss: number; anon: number; file: number; pss: number; pssAnon: number; pssFile: number; hwm: number }
+function mem(pid: number): Mem {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (text: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN) / 1024;
   return {
-    bulkMBps: bulk.MBps, connsPerSec: conns.perSec, p50: lat.p50, p99: lat.p99, cpuSec: cpu,
-    rssIdleMB: proxies.length ? Math.max(...idle) : 0, rssPeakMB: proxies.length ? Math.max(...proxies.map(hwmMB)) : 0,
+    rss: kb(status, 'VmRSS'), anon: kb(status, 'RssAnon'), file: kb(status, 'RssFile') + kb(status, 'RssShmem'), hwm: kb(status, 'VmHWM'),
+    pss: kb(rollup, 'Pss'), pssAnon: kb(rollup, 'Pss_Anon'), pssFile: kb(rollup, 'Pss_File'),
   };
 }
 
-function haproxyConfig(upstream: string): string {
+function quantile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+interface Mode {
+  key: string;
+  label: string;
+  client: Pod;
+  host: string;
+  port: number;
+  proxies: Pod[];
+  /** HAProxy with busy-polling spins even when idle: kept SIGSTOPped outside its own measurements. */
+  spinsWhenIdle?: boolean;
+  weir?: boolean;
+}
+
+interface Result {
+  bulkMBps: number;
+  connsPerSec: number;
+  loadCpuSec: number;
+  lat: number[][]; // per round, sorted, µs
+  latCpuSec: number;
+  latSeconds: number;
+  memFresh: Mem[];
+  memAfter: Mem[];
+  pump?: Record<string, unknown>[];
+}
+
+function haproxyConfig(upstream: string, busyPolling: boolean): string {
   return `global
   maxconn 9000
   nbthread 1
-defaults
+${busyPolling ? '  busy-polling\n' : ''}defaults
   mode tcp
   timeout connect 5s
   timeout client 1h
@@ -127,6 +169,8 @@ backend to_app
 `;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 async function main(): Promise<void> {
   const c = new Cluster();
   const tmp = mkdtempSync(path.join(tmpdir(), 'wx-bench-'));
@@ -134,49 +178,120 @@ async function main(): Promise<void> {
   const extra: ChildProcess[] = [];
   try {
     await c.startControlPlane();
-    // The proxy as it would ship (src/proxy/main.ts as one esbuild bundle, plain node), not through tsx: tsx's compiler would dominate RSS.
-    const bundle = path.join(tmp, 'weir-proxy.mjs');
-    await build({
-      entryPoints: [path.join(REPO, 'src/proxy/main.ts')], outfile: bundle, bundle: true, platform: 'node', target: 'node20', format: 'esm',
-      external: ['*.node'], logLevel: 'warning',
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    });
+    // The proxy as it ships (dist/weir-proxy.mjs: cni/proxy-bundle.mjs, plain node), not through tsx: tsx's compiler would dominate RSS.
+    const bundle = await buildProxyBundle(path.join(tmp, 'weir-proxy.mjs'), { sourcemap: false });
     chmodSync(bundle, 0o644);
     process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');
-    c.proxyCommand = [process.execPath, bundle];
-    // direct: no capture
+    c.proxyCommand = [process.execPath, ...(process.env.WEIR_PROXY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), bundle];
+
+    const modes: Mode[] = [];
+    const servers: Pod[] = [];
     const dClient = await c.addPod('dclient', 'bench', { capture: false });
     const dServer = await c.addPod('dserver', 'bench', { capture: false });
-    // weir
-    const wClient = await c.addPod('wclient', 'bench');
-    const wServer = await c.addPod('wserver', 'bench');
-    // haproxy
-    const hClient = await c.addPod('hclient', 'bench');
-    const hServer = await c.addPod('hserver', 'bench');
-    for (const p of [dServer, wServer, hServer]) {
+    servers.push(dServer);
+    modes.push({ key: 'direct', label: 'direct', client: dClient, host: dServer.ip4, port: 9000, proxies: [] });
+
+    const weirVariants: { key: string; label: string; flags: string[] }[] = SWEEP
+      ? SWEEP.map((us) => ({ key: `weir-${us}`, label: `weir, busy-poll ${us} µs`, flags: ['--busy-poll', `${us}us`] }))
+      : DEFAULTS.busyPollUs > 0
+        ? [{ key: 'weir', label: `weir (default: busy-poll ${DEFAULTS.busyPollUs} µs)`, flags: [] }, { key: 'weir-off', label: 'weir, busy-poll off', flags: ['--busy-poll', 'off'] }]
+        : [{ key: 'weir', label: 'weir (default: busy-poll off)', flags: [] }, { key: 'weir-bp', label: 'weir, busy-poll 200 µs', flags: ['--busy-poll', '200us'] }];
+    const weirPods: { v: (typeof weirVariants)[number]; client: Pod; server: Pod; vip: string; svc: string }[] = [];
+    for (const [i, v] of weirVariants.entries()) {
+      const client = await c.addPod(`wclient${i}`, 'bench');
+      const server = await c.addPod(`wserver${i}`, 'bench');
+      servers.push(server);
+      weirPods.push({ v, client, server, vip: `10.96.99.${10 + i}`, svc: `bench${i}` });
+    }
+    const haproxies: { key: string; label: string; busy: boolean; client: Pod; server: Pod }[] = [];
+    for (const [key, label, busy] of [['haproxy', 'HAProxy', false], ['haproxy-bp', 'HAProxy, busy-polling', true]] as const) {
+      const client = await c.addPod(`${key}-c`, 'bench');
+      const server = await c.addPod(`${key}-s`, 'bench');
+      servers.push(server);
+      haproxies.push({ key, label, busy, client, server });
+    }
+    for (const p of servers) {
       p.app = p.ns.spawn(process.execPath, ['-e', SERVER]);
       await waitForLine(p.app, /bench server ready/, 10000);
     }
-    c.cp!.apply((b) => b.upsertService(service('bench', 'bench', VIP, [{ name: 'tcp', port: 80 }])));
-    c.cp!.apply((b) => b.upsertEndpointSlice(slice('bench', 'bench', 'bench-a', [{ pod: wServer }], [{ name: 'tcp', port: 9000 }])));
-    await c.startProxy(wClient, ['--no-access-log', '--no-dns']);
-    await c.startProxy(wServer, ['--no-access-log', '--no-dns']);
-    for (const [pod, up] of [[hClient, hServer.ip4], [hServer, '127.0.0.1']] as const) {
-      const cfg = path.join(tmp, `${pod.name}.cfg`);
-      writeFileSync(cfg, haproxyConfig(up));
-      chmodSync(cfg, 0o644);
-      const h = pod.ns.spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', 'haproxy', '-db', '-f', cfg]);
-      extra.push(h);
-      pod.proxy = h;
-      await new Promise((r) => setTimeout(r, 500));
+    for (const w of weirPods) {
+      c.cp!.apply((b) => b.upsertService(service(w.svc, 'bench', w.vip, [{ name: 'tcp', port: 80 }])));
+      c.cp!.apply((b) => b.upsertEndpointSlice(slice(w.svc, 'bench', `${w.svc}-a`, [{ pod: w.server }], [{ name: 'tcp', port: 9000 }])));
     }
+    for (const w of weirPods) {
+      await c.startProxy(w.client, ['--no-access-log', '--no-dns', ...w.v.flags]);
+      await c.startProxy(w.server, ['--no-access-log', '--no-dns', ...w.v.flags]);
+      modes.push({ key: w.v.key, label: w.v.label, client: w.client, host: w.vip, port: 80, proxies: [w.client, w.server], weir: true });
+    }
+    for (const h of haproxies) {
+      for (const [pod, up] of [[h.client, h.server.ip4], [h.server, '127.0.0.1']] as const) {
+        const cfg = path.join(tmp, `${pod.name}.cfg`);
+        writeFileSync(cfg, haproxyConfig(up, h.busy));
+        chmodSync(cfg, 0o644);
+        const proc = pod.ns.spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', 'haproxy', '-db', '-f', cfg]);
+        extra.push(proc);
+        pod.proxy = proc;
+      }
+      await sleep(500);
+      // The client dials the same VIP as for weir; capture sends it to HAProxy, which ignores it.
+      modes.push({ key: h.key, label: h.label, client: h.client, host: '10.96.99.10', port: 80, proxies: [h.client, h.server], spinsWhenIdle: h.busy });
+    }
+    // `ip netns exec` is the spawned process; the proxy is its child (exec replaces it, so it is the same pid).
     const pidOf = (p: Pod) => p.proxy!.pid!;
-    // Let everything settle, then measure each mode in turn.
-    await new Promise((r) => setTimeout(r, 1000));
-    const direct = await measure(dClient, dServer.ip4, 9000, []);
-    const weir = await measure(wClient, VIP, 80, [pidOf(wClient), pidOf(wServer)]);
-    const haproxy = await measure(hClient, VIP, 80, [pidOf(hClient), pidOf(hServer)]);
-    report({ direct, weir, haproxy });
+    const pause = (m: Mode, on: boolean) => { if (m.spinsWhenIdle) for (const p of m.proxies) process.kill(pidOf(p), on ? 'SIGSTOP' : 'SIGCONT'); };
+    for (const m of modes) pause(m, true);
+
+    // A bare Node process in the same run: what any Node program costs before doing anything.
+    const bare = spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', process.execPath, '-e', 'setTimeout(() => {}, 1e9)'], { stdio: 'ignore' });
+    extra.push(bare);
+    // Let everything settle (GC after start-up, lazy pages).
+    await sleep(3000);
+    const bareMem = mem(bare.pid!);
+    const results = new Map<string, Result>();
+    for (const m of modes) {
+      results.set(m.key, { bulkMBps: 0, connsPerSec: 0, loadCpuSec: 0, lat: [], latCpuSec: 0, latSeconds: 0, memFresh: m.proxies.map((p) => mem(pidOf(p))), memAfter: [] });
+    }
+    const total = Date.now();
+    for (const m of modes) {
+      const r = results.get(m.key)!;
+      pause(m, false);
+      const pids = m.proxies.map(pidOf);
+      const c0 = pids.map(cpuTicks);
+      r.bulkMBps = runClient(m.client, ['bulk', m.host, String(m.port), String(BULK_BYTES)]).MBps as number;
+      r.connsPerSec = runClient(m.client, ['conns', m.host, String(m.port), String(CONN_SECONDS)]).perSec as number;
+      r.loadCpuSec = cpuSec(pids, c0);
+      pause(m, true);
+    }
+    // Latency: rounds, each running every mode once, in a rotated order so no mode always follows the same one.
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = modes.map((_, i) => modes[(i + round) % modes.length]);
+      for (const m of order) {
+        const r = results.get(m.key)!;
+        pause(m, false);
+        const pids = m.proxies.map(pidOf);
+        const c0 = pids.map(cpuTicks);
+        const t0 = performance.now();
+        const us = (runClient(m.client, ['latency', m.host, String(m.port), String(LAT_SECONDS)]).us as number[]).sort((a, b) => a - b);
+        r.latSeconds += (performance.now() - t0) / 1000;
+        r.latCpuSec += cpuSec(pids, c0);
+        r.lat.push(us);
+        pause(m, true);
+      }
+    }
+    for (const w of weirPods) {
+      const r = results.get(w.v.key)!;
+      r.pump = [];
+      for (const pod of [w.client, w.server]) r.pump.push((JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { pump: Record<string, unknown> }).pump);
+    }
+    // Idle again: what the proxies keep after the load, once V8's memory
+    // reducer (it runs after some seconds of idleness) has had its turn.
+    await sleep(12_000);
+    for (const m of modes) results.get(m.key)!.memAfter = m.proxies.map((p) => mem(pidOf(p)));
+    for (const m of modes) pause(m, false);
+    // A graceful stop (SIGTERM → drain → exit) so flags such as --cpu-prof in WEIR_PROXY_NODE_FLAGS get to write their output.
+    for (const m of modes) if (m.weir) for (const p of m.proxies) process.kill(pidOf(p), 'SIGTERM');
+    await sleep(1500);
+    report(modes, results, bareMem, (Date.now() - total) / 1000);
   } finally {
     for (const e of extra) e.kill('SIGKILL');
     await c.destroy();
@@ -184,41 +299,94 @@ async function main(): Promise<void> {
   }
 }
 
-function report(r: { direct: Row; weir: Row; haproxy: Row }): void {
-  const f = (n: number, d = 1) => n.toFixed(d);
+function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds: number): void {
+  const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+  const ms = (us: number) => f(us / 1000, 3);
   const cpuModel = cpus()[0]?.model ?? 'unknown';
   const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
-  const rows = (['direct', 'weir', 'haproxy'] as const).map((k) => {
-    const x = r[k];
-    return `| ${k} | ${f(x.bulkMBps)} | ${f(x.connsPerSec, 0)} | ${f(x.p50, 3)} | ${f(x.p99, 3)} | ${k === 'direct' ? '-' : f(x.cpuSec, 2)} | ${k === 'direct' ? '-' : f(x.rssIdleMB)} | ${k === 'direct' ? '-' : f(x.rssPeakMB)} |`;
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const direct = results.get('direct')!;
+  const pooled = (r: Result) => r.lat.flat().sort((a, b) => a - b);
+  const dPooled = pooled(direct);
+  const maxBy = (ms: Mem[], k: keyof Mem) => Math.max(...ms.map((x) => x[k]));
+
+  const throughput = modes.map((m) => {
+    const r = results.get(m.key)!;
+    return `| ${m.label} | ${f(r.bulkMBps)} | ${f(r.connsPerSec, 0)} | ${m.proxies.length ? f(r.loadCpuSec, 2) : '-'} |`;
   });
+  const latency = modes.map((m) => {
+    const r = results.get(m.key)!;
+    const all = pooled(r);
+    const perRound = r.lat.map((l) => quantile(l, 0.99));
+    const added = r.lat.map((l, i) => quantile(l, 0.99) - quantile(direct.lat[i], 0.99));
+    const cpu = m.proxies.length ? `${f((r.latCpuSec / r.latSeconds) * 100, 0)} %` : '-';
+    return `| ${m.label} | ${all.length} | ${ms(quantile(all, 0.5))} | ${ms(quantile(all, 0.99))} | ${ms(quantile(all, 0.999))} | ${ms(Math.min(...perRound))}–${ms(Math.max(...perRound))} | ${m.key === 'direct' ? '-' : `**${ms(quantile(all, 0.99) - quantile(dPooled, 0.99))}** (${ms(Math.min(...added))}–${ms(Math.max(...added))})`} | ${cpu} |`;
+  });
+  const memRows = [
+    `| bare \`node -e 'setTimeout(…)'\` | ${f(bare.rss)} | ${f(bare.anon)} | ${f(bare.file)} | ${f(bare.pss)} | ${f(bare.pssAnon)} | - | - |`,
+    ...modes.filter((m) => m.proxies.length).map((m) => {
+      const r = results.get(m.key)!;
+      return `| ${m.label} | ${f(maxBy(r.memFresh, 'rss'))} | ${f(maxBy(r.memFresh, 'anon'))} | ${f(maxBy(r.memFresh, 'file'))} | ${f(maxBy(r.memFresh, 'pss'))} | ${f(maxBy(r.memFresh, 'pssAnon'))} | ${f(maxBy(r.memAfter, 'rss'))} / ${f(maxBy(r.memAfter, 'anon'))} | ${f(maxBy(r.memAfter, 'hwm'))} |`;
+    }),
+  ];
+  const pumpLines = modes.filter((m) => m.weir).map((m) => {
+    const ps = results.get(m.key)!.pump ?? [];
+    const polled = ps.reduce((s, p) => s + Number(p.polledBatches ?? 0), 0);
+    const blocked = ps.reduce((s, p) => s + Number(p.blockedBatches ?? 0), 0);
+    const spin = ps.reduce((s, p) => s + Number(p.spinMs ?? 0), 0);
+    return `- ${m.label}: pump event batches found while busy-polling ${polled}, after sleeping ${blocked} (${f((100 * polled) / Math.max(1, polled + blocked), 0)} % of wakeups avoided); time spent spinning ${f(spin / 1000, 2)} s (both proxies, whole run)`;
+  });
+  const weirDefault = results.get(modes.find((m) => m.weir)!.key)!;
+  const hap = results.get('haproxy')!;
+  const addedP99 = (r: Result) => quantile(pooled(r), 0.99) - quantile(dPooled, 0.99);
   const md = `# bench/proxy-l4 — weir L4 proxy vs direct vs HAProxy 2.6
 
 Date: ${new Date().toISOString()}  
-Machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} vCPU (shared with other workloads), ${cpuModel}, kernel ${kernel}, Node ${process.version}
+Machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} vCPU Firecracker VM (cpuidle: haltpoll, guest_halt_poll_ns ${readOr('/sys/module/haltpoll/parameters/guest_halt_poll_ns')}), ${cpuModel}, kernel ${kernel}, Node ${process.version}; load average at the end ${load}  
+Run: ${f(seconds, 0)} s of measurement; latency ${ROUNDS} rounds × ${LAT_SECONDS} s per mode, modes interleaved (rotated order each round).
 
-Topology (same for all three, one run): client pod netns and server pod netns on one bridge.
+Topology (same for every mode, one run): client pod netns and server pod netns on one bridge; each mode has its own pair of pods.
 *direct*: no capture, no proxy. *weir*: weir capture rules (nft REDIRECT, uid 1337 exempt) in both pods,
-\`weir proxy\` as UID 1337 in both (client dials a service VIP that only the proxy resolves).
-*haproxy*: the same rules, HAProxy 2.6 (Debian, nbthread 1) as UID 1337 in both pods, static config
-(outbound 15001 → server pod:9000, inbound 15006 → 127.0.0.1:9000 from 127.0.0.6). Load generator: Node, inside the client pod.
+\`weir proxy\` (the esbuild bundle of src/proxy/main.ts, plain node, \`--no-dns --no-access-log\`) as UID 1337 in both (client dials a service VIP that only the proxy resolves).
+*HAProxy*: the same rules, HAProxy 2.6 (Debian, nbthread 1) as UID 1337 in both pods, static config
+(outbound 15001 → server pod:9000, inbound 15006 → 127.0.0.1:9000 from 127.0.0.6); *busy-polling* adds HAProxy's global \`busy-polling\` (it then spins all the time, so it is SIGSTOPped while other modes run). Load generator: Node, inside the client pod.
 
-| mode | bulk stream MB/s (1 stream, ${BULK_BYTES / 1024 / 1024} MiB) | short conns/s (16 parallel) | p50 ms @1000 req/s | p99 ms @1000 req/s | proxy CPU s (both, whole run) | proxy RSS idle MB (max of 2) | proxy RSS peak MB |
+## Throughput
+
+| mode | bulk stream MB/s (1 stream, ${BULK_BYTES / 1024 / 1024} MiB) | short conns/s (16 parallel, ${CONN_SECONDS} s) | proxy CPU s (both, bulk + conns) |
+|---|---|---|---|
+${throughput.join('\n')}
+
+## Latency: 64-byte echo at 1000 req/s (10 connections × 100/s)
+
+| mode | samples | p50 ms | p99 ms | p99.9 ms | p99 per round (min–max) | p99 added vs direct, pooled (per round min–max) | proxy CPU during the test (both, % of one vCPU) |
 |---|---|---|---|---|---|---|---|
-${rows.join('\n')}
+${latency.join('\n')}
 
-Ratios:
-- throughput weir / HAProxy: **${f(r.weir.bulkMBps / r.haproxy.bulkMBps, 2)}×** (goal ≥ 1.0); weir / direct: ${f(r.weir.bulkMBps / r.direct.bulkMBps, 2)}×
-- conns/s weir / HAProxy: **${f(r.weir.connsPerSec / r.haproxy.connsPerSec, 2)}×**; weir / direct: ${f(r.weir.connsPerSec / r.direct.connsPerSec, 2)}×
-- p99 added by two weir proxies: **${f(r.weir.p99 - r.direct.p99, 3)} ms** (goal ≤ 0.3 ms); by two HAProxies: ${f(r.haproxy.p99 - r.direct.p99, 3)} ms
-- p50 added: weir ${f(r.weir.p50 - r.direct.p50, 3)} ms, HAProxy ${f(r.haproxy.p50 - r.direct.p50, 3)} ms
-- idle RSS per weir proxy: **${f(r.weir.rssIdleMB)} MB** (goal ≤ 40 MB); HAProxy ${f(r.haproxy.rssIdleMB)} MB
-- proxy CPU for the same work: weir ${f(r.weir.cpuSec, 2)} s vs HAProxy ${f(r.haproxy.cpuSec, 2)} s (${f(r.weir.cpuSec / r.haproxy.cpuSec, 2)}×)
+${pumpLines.join('\n')}
 
-The load generator, both proxies and the servers share the machine's 2 vCPUs, so tail latencies (p99) are dominated by scheduling and vary from run to run (earlier runs on a busier machine: 0.41 ms and 0.70 ms added p99); the three modes ran back to back in one process, so compare ratios within one run.
+## Memory (MB; max of the two proxies of a mode)
+
+VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly the node (or haproxy) binary's pages: shared with every other process running the same binary, counted in full in each one's VmRSS. Pss divides shared pages among the processes mapping them (here several Node processes run, so the node binary is split between them); RssAnon / Pss_Anon is the process's own memory.
+
+| process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | 12 s after the load: VmRSS / RssAnon | peak VmRSS (VmHWM) |
+|---|---|---|---|---|---|---|---|
+${memRows.join('\n')}
+
+## Against the goals (issue #5)
+- throughput weir / HAProxy: **${f(weirDefault.bulkMBps / hap.bulkMBps, 2)}×** (goal ≥ 1.0)
+- conns/s weir / HAProxy: **${f(weirDefault.connsPerSec / hap.connsPerSec, 2)}×** (no goal)
+- p99 added by two weir proxies (default settings): **${ms(addedP99(weirDefault))} ms** (goal ≤ 0.3 ms); by two HAProxies: ${ms(addedP99(hap))} ms${results.has('haproxy-bp') ? `, with busy-polling ${ms(addedP99(results.get('haproxy-bp')!))} ms` : ''}
+- idle VmRSS per weir proxy: **${f(maxBy(weirDefault.memFresh, 'rss'))} MB** (goal ≤ 40 MB), of which the weir process's own (RssAnon) ${f(maxBy(weirDefault.memFresh, 'anon'))} MB; a bare Node process in the same run: ${f(bare.rss)} MB (RssAnon ${f(bare.anon)} MB); HAProxy ${f(maxBy(hap.memFresh, 'rss'))} MB
+
+The load generator, the proxies and the servers share the machine's vCPUs, so tail latencies depend on scheduling and on how fast an idle vCPU wakes (here it halts at once: guest_halt_poll_ns 0); compare modes within one run, and see the per-round spread.
 `;
-  writeFileSync(path.join(REPO, 'bench/results/proxy-l4.md'), md);
+  writeFileSync(OUT, md);
   process.stdout.write(md);
+}
+
+function readOr(file: string): string {
+  try { return readFileSync(file, 'utf8').trim(); } catch { return '?'; }
 }
 
 main().catch((err: unknown) => { console.error(err); process.exit(1); });

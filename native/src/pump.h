@@ -32,8 +32,11 @@ struct PumpSpec {
   int fd_b = -1;
   // 0 = no idle timeout. Idle = no byte moved in either direction.
   int64_t idle_timeout_ms = 0;
-  // Requested pipe capacity per direction (F_SETPIPE_SZ); if the kernel
-  // refuses (pipe-max-size, per-user pipe limits) the default pipe is used.
+  // Pipe capacity per direction (F_SETPIPE_SZ) for a flow that needs it:
+  // pipes start at the kernel's default (64 KiB) and grow to this the first
+  // time one read fills the pipe (bulk data), so short and interactive
+  // connections never pay for the resize. If the kernel refuses
+  // (pipe-max-size, per-user pipe limits) the pipe keeps its size.
   int pipe_size = 1 << 20;
   // Bytes already read from A (resp. B) by the caller before the handoff:
   // written to the other side before anything spliced.
@@ -55,6 +58,12 @@ struct PumpEngineStats {
   uint64_t active = 0;
   uint64_t started = 0;
   uint64_t finished = 0;
+  // Busy-poll accounting: event batches found while spinning (each one a
+  // sleep/wakeup avoided), batches that came after blocking, and the time
+  // spent spinning (CPU the option costs).
+  uint64_t polled_batches = 0;
+  uint64_t blocked_batches = 0;
+  uint64_t spin_ns = 0;
 };
 
 class PumpEngine {
@@ -84,6 +93,15 @@ class PumpEngine {
 
   PumpEngineStats Stats() const;
 
+  // Busy-poll window: after any event, keep polling epoll without sleeping
+  // for up to this long before blocking again (0 = always block). On VMs a
+  // blocked thread's wakeup can cost tens to hundreds of microseconds (the
+  // vCPU halted); spinning briefly after activity catches the next packet
+  // of a request/response exchange without that wakeup, and an idle
+  // engine still sleeps. Takes effect on the next loop iteration.
+  void SetBusyPoll(int64_t micros);
+  int64_t BusyPollMicros() const { return busy_poll_ns_.load(std::memory_order_relaxed) / 1000; }
+
   struct Pump;  // defined in pump.cc
 
  private:
@@ -103,6 +121,8 @@ class PumpEngine {
     uint64_t id = 0;
     bool reset = false;
   };
+  // Queues a command; true if the thread needs a wakeup for it.
+  bool Enqueue(Command command);
 
   OnDone on_done_;
   int epoll_fd_ = -1;
@@ -119,6 +139,10 @@ class PumpEngine {
   std::atomic<uint64_t> active_{0};
   std::atomic<uint64_t> started_{0};
   std::atomic<uint64_t> finished_{0};
+  std::atomic<int64_t> busy_poll_ns_{0};
+  std::atomic<uint64_t> polled_batches_{0};
+  std::atomic<uint64_t> blocked_batches_{0};
+  std::atomic<uint64_t> spin_ns_{0};
 
   // Owned by the pump thread only.
   std::unordered_map<uint64_t, std::unique_ptr<Pump>> pumps_;

@@ -81,6 +81,7 @@ class PumpBinding {
       ThrowFailure(env, *failure);
     }
     engine_ = std::move(engine);
+    engine_->SetBusyPoll(busy_poll_us_);
     // Registered after the thread-safe function, so it runs BEFORE Node's own
     // teardown of that function (hooks run in reverse order): the pump thread
     // is joined while the function it calls is still valid.
@@ -101,6 +102,13 @@ class PumpBinding {
   }
 
   PumpEngineStats Stats() const { return engine_ ? engine_->Stats() : PumpEngineStats{}; }
+
+  // Kept here so it can be set before the engine (and its thread) exists.
+  void SetBusyPoll(int64_t micros) {
+    busy_poll_us_ = micros;
+    if (engine_) engine_->SetBusyPoll(micros);
+  }
+  int64_t BusyPollMicros() const { return busy_poll_us_; }
   bool HasEngine() const { return engine_ != nullptr; }
 
   void Deliver(Napi::Env env, const PumpOutcome& outcome) {
@@ -134,6 +142,7 @@ class PumpBinding {
   std::unique_ptr<PumpEngine> engine_;
   OutcomeTsfn tsfn_;
   bool torn_down_ = false;
+  int64_t busy_poll_us_ = 0;
   std::unordered_map<uint64_t, Running> running_;
 };
 
@@ -210,7 +219,26 @@ Napi::Value PumpStatsJs(const Napi::CallbackInfo& info) {
   o.Set("started", static_cast<double>(s.started));
   o.Set("finished", static_cast<double>(s.finished));
   o.Set("threads", binding->HasEngine() ? 1 : 0);
+  o.Set("busyPollUs", static_cast<double>(binding->BusyPollMicros()));
+  o.Set("polledBatches", static_cast<double>(s.polled_batches));
+  o.Set("blockedBatches", static_cast<double>(s.blocked_batches));
+  o.Set("spinMs", static_cast<double>(s.spin_ns) / 1e6);
   return o;
+}
+
+// pumpConfigure({busyPollUs}) -> the settings now in force. Applies to the
+// running engine at once, or to the one the first pumpStart creates.
+Napi::Value PumpConfigureJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) ThrowType(env, "pumpConfigure: options must be an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  PumpBinding* binding = PumpBinding::For(env);
+  Napi::Value bp = o.Get("busyPollUs");
+  // Bounded: a window of more than 10 ms is a spinning thread, not a poll.
+  if (!bp.IsUndefined()) binding->SetBusyPoll(static_cast<int64_t>(IntegerArg(bp, "pumpConfigure: options.busyPollUs", 0, 10000)));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("busyPollUs", static_cast<double>(binding->BusyPollMicros()));
+  return out;
 }
 
 }  // namespace
@@ -220,6 +248,7 @@ void RegisterPump(Napi::Env env, Napi::Object exports) {
   exports.Set("pumpAbort", Napi::Function::New(env, PumpAbortJs, "pumpAbort"));
   exports.Set("pumpProgress", Napi::Function::New(env, PumpProgressJs, "pumpProgress"));
   exports.Set("pumpStats", Napi::Function::New(env, PumpStatsJs, "pumpStats"));
+  exports.Set("pumpConfigure", Napi::Function::New(env, PumpConfigureJs, "pumpConfigure"));
 }
 
 }  // namespace weir

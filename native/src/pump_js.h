@@ -1,5 +1,5 @@
 // Registers the splice pump's JavaScript exports (pumpStart, pumpAbort,
-// pumpProgress, pumpStats) on the addon's exports object.
+// pumpProgress, pumpStats, pumpConfigure) on the addon's exports object.
 #pragma once
 
 #include <napi.h>

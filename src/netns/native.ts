@@ -83,6 +83,19 @@ export interface PumpStats {
   finished: number;
   /** Pump threads in this JS environment (0 until the first pumpStart). */
   threads: number;
+  /** Busy-poll window in force (µs after activity; 0 = the thread always sleeps in epoll_wait). */
+  busyPollUs: number;
+  /** Event batches the thread found while busy-polling (a sleep and wakeup avoided each). */
+  polledBatches: number;
+  /** Event batches that came after the thread slept. */
+  blockedBatches: number;
+  /** Time spent busy-polling (CPU the option costs), milliseconds. */
+  spinMs: number;
+}
+
+export interface PumpSettings {
+  /** Busy-poll window in µs, 0-10000 (0 = off). */
+  busyPollUs?: number;
 }
 
 interface NativeAddon {
@@ -96,6 +109,7 @@ interface NativeAddon {
   pumpAbort?(id: number, opts?: { reset?: boolean }): boolean;
   pumpProgress?(id: number): PumpProgress | undefined;
   pumpStats?(): PumpStats;
+  pumpConfigure?(settings: PumpSettings): Required<PumpSettings>;
   // Absent in an addon built before the DNS fast path existed.
   DnsFast?: new (opts: DnsFastOptions, onMiss: DnsFastMissHandler) => DnsFastHandle;
   dnsLocalAddress?(fd: number): { family: 'IPv4' | 'IPv6'; address: string; port: number };
@@ -235,6 +249,17 @@ export function pumpProgress(id: number): PumpProgress | undefined {
 /** Counters of this JS environment's pump engine. */
 export function pumpStats(): PumpStats {
   return pumpAddon().pumpStats();
+}
+
+/**
+ * Engine-wide settings of this JS environment's pump (now, or for the engine
+ * the first pumpStart creates). Returns what is in force. Throws ENOPUMP if
+ * the addon was built without pumpConfigure.
+ */
+export function pumpConfigure(settings: PumpSettings): Required<PumpSettings> {
+  const a = load();
+  if (!a.pumpConfigure) throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
+  return a.pumpConfigure(settings);
 }
 
 /**

@@ -24,6 +24,14 @@ export interface ProxyConfig {
   accessLog: boolean;
   /** How bytes move: splice in the kernel (native addon), Node streams, or auto (splice when built). */
   pump: 'auto' | 'splice' | 'stream';
+  /**
+   * Splice pump busy-poll window, µs: after activity the pump thread keeps
+   * polling (epoll_wait with a zero timeout, yielding the CPU in between)
+   * this long before it sleeps, so the next packet of an exchange does not
+   * pay a thread (and, on VMs, vCPU) wakeup. 0 = always sleep. No effect on
+   * the stream pump.
+   */
+  busyPollUs: number;
   /** DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS proxy. */
   dnsPort: number;
   /** Inbound hand-off to the app leaves from this source so capture lets it through. */
@@ -49,6 +57,7 @@ export const DEFAULTS: ProxyConfig = {
   accessLog: true,
   dnsPort: 15053,
   pump: 'auto',
+  busyPollUs: 0,
   inboundSourceV4: '127.0.0.6',
 };
 
@@ -72,6 +81,7 @@ export interface RawProxyOptions {
   accessLog?: boolean;
   dnsPort?: string;
   pump?: string;
+  busyPoll?: string;
   /** commander's --no-dns */
   dns?: boolean;
 }
@@ -114,6 +124,18 @@ function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
   throw new FieldError('--pump', 'must be auto, splice or stream', v);
 }
 
+/** Busy-poll window: "off", "0", "200us", "0.2ms" or bare microseconds; at most 10 ms. */
+export function parseBusyPoll(field: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const t = v.trim();
+  if (t === 'off') return 0;
+  const m = /^(\d+(?:\.\d+)?)(us|µs|ms)?$/.exec(t);
+  if (!m) throw new FieldError(field, 'must be off or a duration in microseconds like 200us or 0.2ms', v);
+  const us = Math.round(Number(m[1]) * (m[2] === 'ms' ? 1000 : 1));
+  if (us > 10_000) throw new FieldError(field, 'must be at most 10ms (a longer window is a spinning thread)', v);
+  return us;
+}
+
 export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
   const podName = raw.podName ?? env.POD_NAME ?? '';
@@ -137,6 +159,9 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     drainTimeoutMs: parseDuration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
     accessLog: raw.accessLog ?? DEFAULTS.accessLog,
     pump: pumpChoice(raw.pump),
+    busyPollUs: raw.busyPoll !== undefined
+      ? parseBusyPoll('--busy-poll', raw.busyPoll, DEFAULTS.busyPollUs)
+      : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
   };
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;

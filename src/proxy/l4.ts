@@ -11,6 +11,7 @@ import { canonicalIp, familyOf } from './addr.js';
 import type { ProxyConfig } from './config.js';
 import { unknownLabels, workloadLabel, type IstioTcpLabels, type ProxyMetrics } from './metrics.js';
 import { originalDst, type OriginalDst } from './original-dst.js';
+import { pumpConfigure, pumpStats, type PumpStats } from '../netns/native.js';
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from './relay.js';
 import { LeastConnections, RouteTable, targetKey, type Target } from './routing.js';
 
@@ -48,6 +49,13 @@ export class L4Proxy {
 
   constructor(private readonly d: L4Deps) {
     this.pump = pumpMode(d.config.pump);
+    // Engine-wide, so set once before the first connection creates the pump thread.
+    if (this.pump === 'splice') pumpConfigure({ busyPollUs: d.config.busyPollUs });
+  }
+
+  /** The splice pump thread's counters (busy-poll hits, spin time), when splicing. */
+  pumpStats(): PumpStats | undefined {
+    return this.pump === 'splice' ? pumpStats() : undefined;
   }
 
   async listen(): Promise<void> {

@@ -75,7 +75,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
         })),
       };
     },
-    stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000) }),
+    stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: l4.pumpStats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // DNS proxy (answers cluster names from the same registry) on 15053.

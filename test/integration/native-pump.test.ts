@@ -10,7 +10,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { createInterface } from 'node:readline';
-import { locateAddon, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/netns/native.js';
+import { locateAddon, pumpConfigure, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/netns/native.js';
 import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/netns/splice-pump.js';
 import { BULK_STREAM_ENDPOINTS } from '../support/bulk-stream-endpoints.js';
 
@@ -131,6 +131,41 @@ test('wn echo both ways through the pump: small interactive messages, then 8 MiB
   const r = await relay.result(0);
   const total = 5 + 4 + 3000 + bulk.length;
   assert.deepEqual({ reason: r.reason, a: r.bytesAtoB, b: r.bytesBtoA }, { reason: 'closed', a: total, b: total });
+});
+
+test('wn busy-poll on: echo, half-close and bulk stay exact; the thread polls after activity and sleeps again when idle', { skip }, async () => {
+  assert.throws(() => pumpConfigure({ busyPollUs: -1 }), /options\.busyPollUs must be an integer in \[0, 10000\]/);
+  assert.throws(() => pumpConfigure({ busyPollUs: 20_000 }), /options\.busyPollUs must be an integer/);
+  assert.deepEqual(pumpConfigure({ busyPollUs: 500 }), { busyPollUs: 500 });
+  try {
+    const before = pumpStats();
+    const echo = await echoServer();
+    const relay = await spliceRelay(echo.port);
+    const client = await connect(relay.port);
+    // Request/response: each reply comes back within the window, so the thread finds it while polling.
+    for (let i = 0; i < 200; i++) {
+      const msg = `ping ${i}`;
+      client.write(msg);
+      assert.equal((await readExactly(client, msg.length)).toString(), msg);
+    }
+    const bulk = randomBytes(4 * MiB);
+    const received = collect(client);
+    client.end(bulk);
+    const echoed = await received;
+    assert.ok(echoed.equals(bulk), 'echoed bytes differ');
+    const r = await relay.result(0);
+    assert.equal(r.reason, 'closed');
+    const after = pumpStats();
+    assert.equal(after.busyPollUs, 500);
+    assert.ok(after.polledBatches > before.polledBatches, `no event found while busy-polling: ${JSON.stringify({ before, after })}`);
+    // Idle: the window closes and the thread blocks; spin time stops growing.
+    await new Promise((res) => setTimeout(res, 50));
+    const idle1 = pumpStats().spinMs;
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(pumpStats().spinMs, idle1, 'the pump thread kept spinning while idle');
+  } finally {
+    assert.deepEqual(pumpConfigure({ busyPollUs: 0 }), { busyPollUs: 0 });
+  }
 });
 
 test('wn half-close: the client ends its write side and still receives all of the server reply', { skip }, async () => {

@@ -67,11 +67,13 @@ export class Cluster {
   private readonly a = 100 + Math.floor(Math.random() * 100);
   private readonly b = 1 + Math.floor(Math.random() * 250);
   private nextHost = 10;
+  /** Name prefix of this cluster's netns and veths (WX_NS_PREFIX): lets concurrent runs tell theirs apart. */
+  private readonly prefix = (process.env.WX_NS_PREFIX ?? 'wx').slice(0, 4);
 
   constructor() {
     // Proxies run as UID 1337 and must reach the socket (mkdtemp makes 0700).
     chmodSync(this.sockDir, 0o755);
-    this.router = Netns.create('wxr');
+    this.router = Netns.create(`${this.prefix}r`);
     this.router.ip('link', 'add', 'br0', 'type', 'bridge');
     this.router.ip('addr', 'add', `10.${this.a}.${this.b}.1/24`, 'dev', 'br0');
     this.router.ip('link', 'set', 'br0', 'up');
@@ -80,10 +82,10 @@ export class Cluster {
   /** A pod on the bridge with capture rules (no proxy yet). */
   async addPod(name: string, namespace = 'default', opts: { capture?: boolean } = {}): Promise<Pod> {
     const host = this.nextHost++;
-    const ns = Netns.create('wxp');
+    const ns = Netns.create(`${this.prefix}p`);
     const pod: Pod = { name, namespace, ns, ip4: `10.${this.a}.${this.b}.${host}`, ip6: `fd00:${this.a}:${this.b}::${host}`, proxyLog: [] };
     this.pods.push(pod);
-    const v = uniq('wxv').slice(0, 11);
+    const v = uniq(`${this.prefix}v`).slice(0, 11);
     sh('ip', ['link', 'add', v, 'type', 'veth', 'peer', 'name', `${v}b`]);
     sh('ip', ['link', 'set', v, 'netns', ns.name]);
     sh('ip', ['link', 'set', `${v}b`, 'netns', this.router.name]);

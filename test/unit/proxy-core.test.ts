@@ -1,7 +1,7 @@
 // Pure parts of the proxy: settings, routing table, load balancing, conntrack parsing, framing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveProxyConfig, workloadFromPodName } from '../../src/proxy/config.js';
+import { DEFAULTS, resolveProxyConfig, workloadFromPodName } from '../../src/proxy/config.js';
 import { LeastConnections, RouteTable } from '../../src/proxy/routing.js';
 import { findInConntrack } from '../../src/proxy/original-dst.js';
 import { canonicalIp } from '../../src/proxy/addr.js';
@@ -21,6 +21,21 @@ test('config: defaults, env, and errors that name the flag', () => {
   assert.throws(() => resolveProxyConfig({ podNamespace: 'Bad_NS' }, {}), /--pod-namespace/);
   assert.equal(workloadFromPodName('db-0'), 'db-0');
   assert.equal(workloadFromPodName('agent-x7k2p'), 'agent');
+});
+
+test('config: busy-poll window from --busy-poll or WEIR_BUSY_POLL, errors name the one that is wrong', () => {
+  assert.equal(resolveProxyConfig({}, {}).busyPollUs, DEFAULTS.busyPollUs);
+  assert.equal(resolveProxyConfig({ busyPoll: '200us' }, {}).busyPollUs, 200);
+  assert.equal(resolveProxyConfig({ busyPoll: '0.25ms' }, {}).busyPollUs, 250);
+  assert.equal(resolveProxyConfig({ busyPoll: '75' }, {}).busyPollUs, 75);
+  assert.equal(resolveProxyConfig({ busyPoll: 'off' }, {}).busyPollUs, 0);
+  assert.equal(resolveProxyConfig({}, { WEIR_BUSY_POLL: '50us' }).busyPollUs, 50);
+  // The flag wins over the environment.
+  assert.equal(resolveProxyConfig({ busyPoll: 'off' }, { WEIR_BUSY_POLL: '50us' }).busyPollUs, 0);
+  assert.throws(() => resolveProxyConfig({ busyPoll: 'fast' }, {}), /--busy-poll: must be off or a duration in microseconds.*"fast"/);
+  assert.throws(() => resolveProxyConfig({ busyPoll: '-5us' }, {}), /--busy-poll: must be off/);
+  assert.throws(() => resolveProxyConfig({ busyPoll: '20ms' }, {}), /--busy-poll: must be at most 10ms.*"20ms"/);
+  assert.throws(() => resolveProxyConfig({}, { WEIR_BUSY_POLL: '1s' }), /WEIR_BUSY_POLL: must be off or a duration/);
 });
 
 test('routing: VIP:port → ready endpoints by port name; headless pod IP:port; terminating fallback', () => {

@@ -25,6 +25,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections').default(undefined, '5s'))
     .addOption(new Option('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1').default(undefined, '15053'))
     .addOption(new Option('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream').default(undefined, 'auto'))
+    .addOption(new Option('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)').default(undefined, 'DEFAULT'))
     .option('--no-dns', 'do not run the DNS proxy')
     .option('--no-access-log', 'no log line per connection')
     .action(async (opts: RawProxyOptions) => {
