@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dns_fast.h"
+#include "napi_args.h"
 
 namespace weir {
 namespace {
@@ -21,20 +22,9 @@ namespace {
 // Misses waiting for the JavaScript thread, at most.
 constexpr size_t kMissQueue = 8192;
 
-[[noreturn]] void ThrowType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
-
-double IntegerArg(const Napi::Value& v, const std::string& name, double min, double max) {
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!v.IsNumber() || std::isnan(d) || d != std::floor(d) || d < min || d > max) {
-    ThrowType(v.Env(), name + " must be an integer in [" + std::to_string(static_cast<long long>(min)) + ", " +
-                           std::to_string(static_cast<long long>(max)) + "]");
-  }
-  return d;
-}
-
 Napi::Uint8Array BytesArg(const Napi::Value& v, const std::string& name) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowType(v.Env(), name + " must be a Buffer or Uint8Array");
+    ThrowTypeError(v.Env(), name + " must be a Buffer or Uint8Array");
   }
   return v.As<Napi::Uint8Array>();
 }
@@ -74,18 +64,18 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
   explicit DnsFast(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DnsFast>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
-      ThrowType(env, "DnsFast: expected (options, onMiss)");
+      ThrowTypeError(env, "DnsFast: expected (options, onMiss)");
     }
     Napi::Object o = info[0].As<Napi::Object>();
     FastStatsLayout layout = LayoutArg(o.Get("layout"));
 
     Napi::Value sockets_v = o.Get("sockets");
-    if (!sockets_v.IsArray()) ThrowType(env, "DnsFast: options.sockets must be an array (per thread) of fd arrays");
+    if (!sockets_v.IsArray()) ThrowTypeError(env, "DnsFast: options.sockets must be an array (per thread) of fd arrays");
     Napi::Array sockets = sockets_v.As<Napi::Array>();
     std::vector<std::vector<int>> per_thread;
     for (uint32_t i = 0; i < sockets.Length(); i++) {
       Napi::Value t = sockets.Get(i);
-      if (!t.IsArray()) ThrowType(env, "DnsFast: options.sockets[" + std::to_string(i) + "] must be an array of fds");
+      if (!t.IsArray()) ThrowTypeError(env, "DnsFast: options.sockets[" + std::to_string(i) + "] must be an array of fds");
       Napi::Array fds = t.As<Napi::Array>();
       std::vector<int> list;
       for (uint32_t j = 0; j < fds.Length(); j++) {
@@ -97,7 +87,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
 
     Napi::Value stats_v = o.Get("stats");
     if (!stats_v.IsArray() || stats_v.As<Napi::Array>().Length() != per_thread.size()) {
-      ThrowType(env, "DnsFast: options.stats must hold one Float64Array per thread");
+      ThrowTypeError(env, "DnsFast: options.stats must hold one Float64Array per thread");
     }
     Napi::Array stats = stats_v.As<Napi::Array>();
     std::vector<double*> blocks;
@@ -105,7 +95,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
       Napi::Value s = stats.Get(i);
       if (!s.IsTypedArray() || s.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
           s.As<Napi::Float64Array>().ElementLength() != layout.slots) {
-        ThrowType(env, "DnsFast: options.stats[" + std::to_string(i) + "] must be a Float64Array of " + std::to_string(layout.slots) +
+        ThrowTypeError(env, "DnsFast: options.stats[" + std::to_string(i) + "] must be a Float64Array of " + std::to_string(layout.slots) +
                            " elements");
       }
       Napi::Float64Array block = s.As<Napi::Float64Array>();
@@ -133,9 +123,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
         &engine_);
     if (failure) {
       tsfn_.Release();
-      Napi::Error error = Napi::Error::New(env, failure->message);
-      error.Set("code", Napi::String::New(env, failure->code));
-      throw error;
+      ThrowFailure(env, *failure);
     }
     env_ = env;
     napi_add_env_cleanup_hook(env, TearDown, this);
@@ -146,11 +134,11 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
  private:
   static FastStatsLayout LayoutArg(const Napi::Value& v) {
     Napi::Env env = v.Env();
-    if (!v.IsObject()) ThrowType(env, "DnsFast: options.layout must be an object");
+    if (!v.IsObject()) ThrowTypeError(env, "DnsFast: options.layout must be an object");
     Napi::Object o = v.As<Napi::Object>();
     FastStatsLayout l;
     Napi::Uint8Array index = BytesArg(o.Get("qtypeIndex"), "DnsFast: options.layout.qtypeIndex");
-    if (index.ByteLength() != 65536) ThrowType(env, "DnsFast: options.layout.qtypeIndex must have 65536 entries");
+    if (index.ByteLength() != 65536) ThrowTypeError(env, "DnsFast: options.layout.qtypeIndex must have 65536 entries");
     l.qtype_index.assign(index.Data(), index.Data() + 65536);
     auto field = [&](const char* name, double max) {
       return static_cast<int>(IntegerArg(o.Get(name), std::string("DnsFast: options.layout.") + name, 0, max));
@@ -163,11 +151,11 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
     l.latency_stride = field("latencyStride", 1024);
     l.slots = static_cast<size_t>(field("slots", 1 << 20));
     Napi::Value bounds = o.Get("bounds");
-    if (!bounds.IsArray()) ThrowType(env, "DnsFast: options.layout.bounds must be an array of numbers");
+    if (!bounds.IsArray()) ThrowTypeError(env, "DnsFast: options.layout.bounds must be an array of numbers");
     Napi::Array b = bounds.As<Napi::Array>();
     for (uint32_t i = 0; i < b.Length(); i++) {
       Napi::Value x = b.Get(i);
-      if (!x.IsNumber()) ThrowType(env, "DnsFast: options.layout.bounds must be an array of numbers");
+      if (!x.IsNumber()) ThrowTypeError(env, "DnsFast: options.layout.bounds must be an array of numbers");
       l.bounds.push_back(x.As<Napi::Number>().DoubleValue());
     }
     // Every slot a thread may write must be inside its block.
@@ -178,7 +166,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
     size_t latency_end = static_cast<size_t>(l.latency_base) + static_cast<size_t>(max_outcome + 1) * l.latency_stride;
     if (max_outcome >= l.outcomes || l.latency_stride < static_cast<int>(l.bounds.size()) + 2 ||
         counts_end > static_cast<size_t>(l.latency_base) || latency_end > l.slots) {
-      ThrowType(env, "DnsFast: options.layout is inconsistent (a slot would fall outside the stats block)");
+      ThrowTypeError(env, "DnsFast: options.layout is inconsistent (a slot would fall outside the stats block)");
     }
     return l;
   }
@@ -203,7 +191,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
     Napi::Uint8Array response = BytesArg(info[1], "DnsFast.put: response");
     double lifetime = IntegerArg(info[2], "DnsFast.put: lifetimeMs", 0, 86400000.0 * 7);
     std::string kind = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
-    if (kind != "local" && kind != "cached") ThrowType(env, "DnsFast.put: kind must be 'local' or 'cached'");
+    if (kind != "local" && kind != "cached") ThrowTypeError(env, "DnsFast.put: kind must be 'local' or 'cached'");
     if (!engine_) return Napi::Boolean::New(env, false);
     bool ok = table_->Put(query.Data(), query.ByteLength(), response.Data(), response.ByteLength(), static_cast<int64_t>(lifetime),
                           kind == "local" ? FastKind::kLocal : FastKind::kCached,
@@ -224,7 +212,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
     int socket = static_cast<int>(IntegerArg(info[0], "DnsFast.send: socket", 0, 1 << 20));
     Napi::Uint8Array peer = BytesArg(info[1], "DnsFast.send: peer");
     Napi::Uint8Array data = BytesArg(info[2], "DnsFast.send: response");
-    if (peer.ByteLength() == 0 || peer.ByteLength() > sizeof(sockaddr_storage)) ThrowType(env, "DnsFast.send: peer is not a socket address");
+    if (peer.ByteLength() == 0 || peer.ByteLength() > sizeof(sockaddr_storage)) ThrowTypeError(env, "DnsFast.send: peer is not a socket address");
     if (!engine_) return Napi::Boolean::New(env, false);
     sockaddr_storage addr{};
     std::memcpy(&addr, peer.Data(), peer.ByteLength());
@@ -263,11 +251,7 @@ Napi::Value DnsLocalAddressJs(const Napi::CallbackInfo& info) {
   int fd = static_cast<int>(IntegerArg(info[0], "dnsLocalAddress: fd", 0, 2147483647));
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    Napi::Error error = Napi::Error::New(env, std::string("dnsLocalAddress: getsockname: ") + strerror(errno));
-    error.Set("code", Napi::String::New(env, "EBADF"));
-    throw error;
-  }
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) ThrowFailure(env, ErrnoFailure("dnsLocalAddress: getsockname", errno));
   char text[INET6_ADDRSTRLEN] = {};
   Napi::Object o = Napi::Object::New(env);
   if (ss.ss_family == AF_INET6) {

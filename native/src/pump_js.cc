@@ -9,6 +9,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "napi_args.h"
 #include "pump.h"
 
 namespace weir {
@@ -18,28 +19,11 @@ class PumpBinding;
 void DeliverOutcome(Napi::Env env, Napi::Function unused, PumpBinding* binding, PumpOutcome* outcome);
 using OutcomeTsfn = Napi::TypedThreadSafeFunction<PumpBinding, PumpOutcome, DeliverOutcome>;
 
-[[noreturn]] void ThrowType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
-
-[[noreturn]] void ThrowFailure(Napi::Env env, const Failure& failure) {
-  Napi::Error error = Napi::Error::New(env, failure.message);
-  error.Set("code", Napi::String::New(env, failure.code));
-  throw error;
-}
-
-double IntegerArg(const Napi::Value& v, const std::string& name, double min, double max) {
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!v.IsNumber() || std::isnan(d) || d != std::floor(d) || d < min || d > max) {
-    ThrowType(v.Env(), name + " must be an integer in [" + std::to_string(static_cast<long long>(min)) + ", " +
-                           std::to_string(static_cast<long long>(max)) + "]");
-  }
-  return d;
-}
-
 std::string BytesOption(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return {};
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowType(o.Env(), std::string("pumpStart: options.") + key + " must be a Buffer or Uint8Array");
+    ThrowTypeError(o.Env(), std::string("pumpStart: options.") + key + " must be a Buffer or Uint8Array");
   }
   Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
   return std::string(reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength());
@@ -159,7 +143,7 @@ Napi::Value PumpStartJs(const Napi::CallbackInfo& info) {
   spec.fd_a = static_cast<int>(IntegerArg(info[0], "pumpStart: fdA", 0, 2147483647));
   spec.fd_b = static_cast<int>(IntegerArg(info[1], "pumpStart: fdB", 0, 2147483647));
   if (!info[2].IsUndefined() && !info[2].IsNull()) {
-    if (!info[2].IsObject()) ThrowType(env, "pumpStart: options must be an object");
+    if (!info[2].IsObject()) ThrowTypeError(env, "pumpStart: options must be an object");
     Napi::Object o = info[2].As<Napi::Object>();
     Napi::Value idle = o.Get("idleTimeoutMs");
     if (!idle.IsUndefined()) spec.idle_timeout_ms = static_cast<int64_t>(IntegerArg(idle, "pumpStart: options.idleTimeoutMs", 0, 2147483647));
@@ -168,7 +152,7 @@ Napi::Value PumpStartJs(const Napi::CallbackInfo& info) {
     spec.initial_a_to_b = BytesOption(o, "initialAtoB");
     spec.initial_b_to_a = BytesOption(o, "initialBtoA");
   }
-  if (!info[3].IsFunction()) ThrowType(env, "pumpStart: onDone must be a function");
+  if (!info[3].IsFunction()) ThrowTypeError(env, "pumpStart: onDone must be a function");
   PumpBinding* binding = PumpBinding::For(env);
   uint64_t id = 0;
   std::shared_ptr<PumpCounters> counters;
@@ -187,9 +171,9 @@ Napi::Value PumpAbortJs(const Napi::CallbackInfo& info) {
   uint64_t id = IdArg(info[0], "pumpAbort");
   bool reset = false;
   if (!info[1].IsUndefined()) {
-    if (!info[1].IsObject()) ThrowType(env, "pumpAbort: options must be an object");
+    if (!info[1].IsObject()) ThrowTypeError(env, "pumpAbort: options must be an object");
     Napi::Value r = info[1].As<Napi::Object>().Get("reset");
-    if (!r.IsUndefined() && !r.IsBoolean()) ThrowType(env, "pumpAbort: options.reset must be a boolean");
+    if (!r.IsUndefined() && !r.IsBoolean()) ThrowTypeError(env, "pumpAbort: options.reset must be a boolean");
     reset = r.IsBoolean() && r.As<Napi::Boolean>().Value();
   }
   PumpBinding* binding = PumpBinding::For(env);
@@ -230,7 +214,7 @@ Napi::Value PumpStatsJs(const Napi::CallbackInfo& info) {
 // running engine at once, or to the one the first pumpStart creates.
 Napi::Value PumpConfigureJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsObject()) ThrowType(env, "pumpConfigure: options must be an object");
+  if (!info[0].IsObject()) ThrowTypeError(env, "pumpConfigure: options must be an object");
   Napi::Object o = info[0].As<Napi::Object>();
   PumpBinding* binding = PumpBinding::For(env);
   Napi::Value bp = o.Get("busyPollUs");
