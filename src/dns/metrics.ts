@@ -16,7 +16,7 @@ export interface DnsMetrics {
 const METRIC_NAMES = [
   'weir_dns_queries_total', 'weir_dns_request_duration_seconds', 'weir_dns_cache_entries', 'weir_dns_cache_bytes',
   'weir_dns_upstream_inflight', 'istio_agent_dns_requests_total', 'istio_agent_dns_upstream_requests_total',
-  'istio_agent_dns_upstream_failures_total', 'istio_agent_dns_upstream_request_duration_seconds',
+  'istio_agent_dns_upstream_failures_total', 'istio_agent_dns_upstream_request_duration_seconds', 'weir_dns_udp_dropped_total',
 ];
 
 
@@ -81,6 +81,8 @@ class FastLabelledHistogram {
 export function createDnsMetrics(
   registry: Registry, cache: () => { entries: number; bytes: number }, inflight: () => number,
   threads: () => readonly SharedQueryStats[] = () => [],
+  /** Queries the native UDP threads dropped (0 without them). */
+  udpDropped: () => number = () => 0,
 ): DnsMetrics {
   // Per-query counts live in plain objects and are copied into prom-client
   // at scrape time (collect), keeping prom-client off the per-query path.
@@ -115,6 +117,12 @@ export function createDnsMetrics(
     help: 'Approximate memory held by the DNS cache, in bytes.',
     registers: [registry],
     collect() { this.set(cache().bytes); },
+  });
+  new Counter({
+    name: 'weir_dns_udp_dropped_total',
+    help: 'UDP queries the native threads dropped: the queue to JavaScript was full (8192 waiting), or the socket buffer was full on send. Clients retry.',
+    registers: [registry],
+    collect() { this.reset(); this.inc(udpDropped()); },
   });
   new Gauge({
     name: 'weir_dns_upstream_inflight',

@@ -192,6 +192,7 @@ export class DnsServer {
       () => ({ entries: this.cache.size, bytes: this.cache.bytes }),
       () => this.forwarder.inflight,
       () => this.fast?.stats() ?? [],
+      () => this.fast?.counters().dropped ?? 0,
     );
   }
 
