@@ -157,8 +157,11 @@ void AnswerTable::EvictLocked(int64_t now_ms) {
     else ++it;
   }
   // Still full: drop arbitrary entries (a dropped answer only costs one trip
-  // through JavaScript, which still has it cached).
-  while (entries_.size() >= max_entries_ && !entries_.empty()) entries_.erase(entries_.begin());
+  // through JavaScript, which still has it cached) down to 90 %, so the
+  // sweep above runs once per tenth of the table, not on every put while a
+  // flood of new names keeps it full.
+  const size_t target = max_entries_ - std::max<size_t>(1, max_entries_ / 10);
+  while (entries_.size() > target && !entries_.empty()) entries_.erase(entries_.begin());
 }
 
 size_t AnswerTable::Answer(const uint8_t* query, size_t qlen, uint8_t* out, int64_t now_ms, std::string* key,

@@ -248,3 +248,23 @@ test('the addon refuses bad fast-path options by name and takes no socket it can
     closeSync(fd); // still ours: closing succeeds (it would throw EBADF had the addon closed it)
   }
 });
+
+test('the threads\' answer table stays within cacheMaxEntries under many new names, and answers stay right', { skip }, async (t) => {
+  const upstream = await startFakeUpstream({}); // every name: NXDOMAIN with an SOA (cacheable, RFC 2308)
+  t.after(() => upstream.close());
+  const port = randomPort();
+  const proxy = await startDnsProxy({
+    registry: mutableView(testRegistry()), podNamespace: 'ns', resolvConfPath: '/nonexistent', udpThreads: 1, cacheMaxEntries: 8,
+    listen: { port, v6: null }, upstreams: [{ host: '127.0.0.1', port: upstream.port }], logger,
+  });
+  t.after(() => proxy.close());
+  for (let i = 0; i < 40; i++) {
+    assert.equal((await udpQuery(port, `n${i}.example`, 'A')).rcode, 'NXDOMAIN');
+    assert.ok(proxy.stats().udpFastPath!.entries <= 8, `table over its bound: ${proxy.stats().udpFastPath!.entries}`);
+  }
+  // The most recent names are still served by the thread, with the right answer.
+  const n = answeredNatively(proxy);
+  assert.equal((await udpQuery(port, 'n39.example', 'A')).rcode, 'NXDOMAIN');
+  assert.equal(answeredNatively(proxy), n + 1);
+  assert.deepEqual((await udpQuery(port, 'web', 'A')).answers.map((a) => a.data), ['10.96.0.10']);
+});
