@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dns_fast_js.h"
+#include "napi_args.h"
 #include "netns_thread.h"
 #include "nft.h"
 #include "pump_js.h"
@@ -16,43 +17,33 @@
 namespace weir {
 namespace {
 
-Napi::Value MakeError(Napi::Env env, const Failure& failure) {
-  Napi::Error error = Napi::Error::New(env, failure.message);
-  error.Set("code", Napi::String::New(env, failure.code));
-  return error.Value();
-}
-
-[[noreturn]] void ThrowType(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
-
 // netns argument: a path string, or null/undefined for the current netns.
 NetnsSpec NetnsArg(const Napi::Value& v, const char* fn) {
   NetnsSpec spec;
   if (v.IsNull() || v.IsUndefined()) return spec;
-  if (!v.IsString()) ThrowType(v.Env(), std::string(fn) + ": netns must be a path string or null");
+  if (!v.IsString()) ThrowTypeError(v.Env(), std::string(fn) + ": netns must be a path string or null");
   spec.path = v.As<Napi::String>().Utf8Value();
-  if (spec.path.empty()) ThrowType(v.Env(), std::string(fn) + ": netns must not be an empty string");
+  if (spec.path.empty()) ThrowTypeError(v.Env(), std::string(fn) + ": netns must not be an empty string");
   spec.kind = NetnsSpec::Kind::kPath;
   return spec;
 }
 
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
-  if (info.Length() <= i || !info[i].IsString()) ThrowType(info.Env(), std::string(fn) + ": " + name + " must be a string");
+  if (info.Length() <= i || !info[i].IsString()) ThrowTypeError(info.Env(), std::string(fn) + ": " + name + " must be a string");
   return info[i].As<Napi::String>().Utf8Value();
 }
 
 int FdArg(const Napi::CallbackInfo& info, const char* fn) {
-  if (info.Length() < 1 || !info[0].IsNumber()) ThrowType(info.Env(), std::string(fn) + ": fd must be a number");
+  if (info.Length() < 1 || !info[0].IsNumber()) ThrowTypeError(info.Env(), std::string(fn) + ": fd must be a number");
   double d = info[0].As<Napi::Number>().DoubleValue();
-  if (d < 0 || d != static_cast<int>(d)) ThrowType(info.Env(), std::string(fn) + ": fd must be a non-negative integer");
+  if (d < 0 || d != static_cast<int>(d)) ThrowTypeError(info.Env(), std::string(fn) + ": fd must be a non-negative integer");
   return static_cast<int>(d);
 }
 
 bool OptBool(const Napi::Object& o, const char* key, const char* fn) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return false;
-  if (!v.IsBoolean()) ThrowType(o.Env(), std::string(fn) + ": options." + key + " must be a boolean");
+  if (!v.IsBoolean()) ThrowTypeError(o.Env(), std::string(fn) + ": options." + key + " must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
@@ -61,7 +52,7 @@ std::optional<double> OptNumber(const Napi::Object& o, const char* key, const ch
   if (v.IsUndefined()) return std::nullopt;
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1e300;
   if (!v.IsNumber() || d != static_cast<double>(static_cast<long long>(d)) || d < min || d > max) {
-    ThrowType(o.Env(), std::string(fn) + ": options." + key + " must be an integer in [" + std::to_string(static_cast<long long>(min)) + ", " +
+    ThrowTypeError(o.Env(), std::string(fn) + ": options." + key + " must be an integer in [" + std::to_string(static_cast<long long>(min)) + ", " +
                            std::to_string(static_cast<long long>(max)) + "]");
   }
   return d;
@@ -90,7 +81,7 @@ class NetnsTask : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     if (failure_) {
-      deferred_.Reject(MakeError(env, *failure_));
+      deferred_.Reject(FailureError(env, *failure_).Value());
     } else if (returns_fd) {
       deferred_.Resolve(Napi::Number::New(env, fd));
     } else {
@@ -119,7 +110,7 @@ Napi::Value NftRunJs(const Napi::CallbackInfo& info) {
   std::string script = StringArg(info, 1, "nftRun", "script");
   NftOptions options;
   if (info.Length() > 2 && !info[2].IsUndefined()) {
-    if (!info[2].IsObject()) ThrowType(env, "nftRun: options must be an object");
+    if (!info[2].IsObject()) ThrowTypeError(env, "nftRun: options must be an object");
     Napi::Object o = info[2].As<Napi::Object>();
     options.json = OptBool(o, "json", "nftRun");
     options.check = OptBool(o, "check", "nftRun");
@@ -151,7 +142,7 @@ Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "socketInNetns";
   NetnsSpec spec = NetnsArg(info[0], fn);
-  if (info.Length() < 2 || !info[1].IsObject()) ThrowType(env, "socketInNetns: options must be an object");
+  if (info.Length() < 2 || !info[1].IsObject()) ThrowTypeError(env, "socketInNetns: options must be an object");
   Napi::Object o = info[1].As<Napi::Object>();
   SocketRequest r;
   Napi::Value kind = o.Get("kind");
@@ -159,16 +150,16 @@ Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   if (k == "tcp-listen") r.kind = SocketRequest::Kind::kTcpListen;
   else if (k == "tcp-connect") r.kind = SocketRequest::Kind::kTcpConnect;
   else if (k == "udp-bind") r.kind = SocketRequest::Kind::kUdpBind;
-  else ThrowType(env, "socketInNetns: options.kind must be 'tcp-listen', 'tcp-connect' or 'udp-bind'");
+  else ThrowTypeError(env, "socketInNetns: options.kind must be 'tcp-listen', 'tcp-connect' or 'udp-bind'");
   std::optional<double> family = OptNumber(o, "family", fn, 4, 6);
-  if (!family || (*family != 4 && *family != 6)) ThrowType(env, "socketInNetns: options.family must be 4 or 6");
+  if (!family || (*family != 4 && *family != 6)) ThrowTypeError(env, "socketInNetns: options.family must be 4 or 6");
   r.family = static_cast<int>(*family);
   Napi::Value address = o.Get("address");
-  if (!address.IsString()) ThrowType(env, "socketInNetns: options.address must be a string");
+  if (!address.IsString()) ThrowTypeError(env, "socketInNetns: options.address must be a string");
   r.address = address.As<Napi::String>().Utf8Value();
   std::optional<double> port = OptNumber(o, "port", fn, 0, 65535);
-  if (!port) ThrowType(env, "socketInNetns: options.port must be an integer in [0, 65535]");
-  if (r.kind == SocketRequest::Kind::kTcpConnect && *port == 0) ThrowType(env, "socketInNetns: options.port must not be 0 for tcp-connect");
+  if (!port) ThrowTypeError(env, "socketInNetns: options.port must be an integer in [0, 65535]");
+  if (r.kind == SocketRequest::Kind::kTcpConnect && *port == 0) ThrowTypeError(env, "socketInNetns: options.port must not be 0 for tcp-connect");
   r.port = static_cast<int>(*port);
   if (auto b = OptNumber(o, "backlog", fn, 1, 65535)) r.backlog = static_cast<int>(*b);
   if (auto t = OptNumber(o, "timeoutMs", fn, 1, 600000)) r.timeout_ms = static_cast<int>(*t);
@@ -186,7 +177,7 @@ Napi::Value OriginalDstJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, "originalDst");
   Endpoint ep;
-  if (auto f = OriginalDst(fd, &ep)) throw Napi::Error(env, MakeError(env, *f));
+  if (auto f = OriginalDst(fd, &ep)) ThrowFailure(env, *f);
   Napi::Object result = Napi::Object::New(env);
   result.Set("family", ep.family);
   result.Set("address", ep.address);
@@ -198,7 +189,7 @@ Napi::Value PeerCredJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, "peerCred");
   PeerCredentials cred;
-  if (auto f = PeerCred(fd, &cred)) throw Napi::Error(env, MakeError(env, *f));
+  if (auto f = PeerCred(fd, &cred)) ThrowFailure(env, *f);
   Napi::Object result = Napi::Object::New(env);
   result.Set("pid", cred.pid);
   result.Set("uid", static_cast<double>(cred.uid));

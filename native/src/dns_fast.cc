@@ -123,7 +123,8 @@ bool FindTtlOffsets(const uint8_t* p, size_t n, std::vector<uint32_t>* offsets) 
 }
 
 bool AnswerTable::Put(const uint8_t* query, size_t qlen, const uint8_t* response, size_t rlen, int64_t lifetime_ms,
-                      FastKind kind, int64_t now_ms) {
+                      FastKind kind) {
+  const int64_t now_ms = NowMs();
   std::string key;
   FastQuery q;
   if (lifetime_ms <= 0 || !ParseFastQuery(query, qlen, &key, &q)) return false;
@@ -340,7 +341,7 @@ void DnsFastEngine::Run(size_t thread_index) {
           break;  // EAGAIN: drained; anything else (an ICMP error report) is per packet
         }
         auto t0 = std::chrono::steady_clock::now();
-        int64_t now_ms = NowMs();
+        const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(t0.time_since_epoch()).count();
         int nsend = 0;
         for (int k = 0; k < got; k++) {
           const uint8_t* pkt = in.data() + static_cast<size_t>(k) * kMaxQuery;

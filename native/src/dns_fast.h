@@ -63,8 +63,7 @@ class AnswerTable {
   // `lifetime_ms`. Cached kinds have their TTLs counted down as they age;
   // local answers (authoritative, fixed TTL) are served as they are. False
   // when the query or response is not one the fast path handles.
-  bool Put(const uint8_t* query, size_t qlen, const uint8_t* response, size_t rlen, int64_t lifetime_ms, FastKind kind,
-           int64_t now_ms);
+  bool Put(const uint8_t* query, size_t qlen, const uint8_t* response, size_t rlen, int64_t lifetime_ms, FastKind kind);
 
   // Writes the answer to `query` into `out` (capacity kFastMaxAnswer):
   // its ID, RD bit and question (the client's letter case) patched in, TTLs

@@ -22,13 +22,6 @@ namespace {
 // Misses waiting for the JavaScript thread, at most.
 constexpr size_t kMissQueue = 8192;
 
-Napi::Uint8Array BytesArg(const Napi::Value& v, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowTypeError(v.Env(), name + " must be a Buffer or Uint8Array");
-  }
-  return v.As<Napi::Uint8Array>();
-}
-
 // Outlives the DnsFast object while misses are still queued: deleted by the
 // thread-safe function's finalizer.
 struct MissContext {
@@ -137,7 +130,7 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
     if (!v.IsObject()) ThrowTypeError(env, "DnsFast: options.layout must be an object");
     Napi::Object o = v.As<Napi::Object>();
     FastStatsLayout l;
-    Napi::Uint8Array index = BytesArg(o.Get("qtypeIndex"), "DnsFast: options.layout.qtypeIndex");
+    Napi::Uint8Array index = Uint8ArrayArg(o.Get("qtypeIndex"), "DnsFast: options.layout.qtypeIndex");
     if (index.ByteLength() != 65536) ThrowTypeError(env, "DnsFast: options.layout.qtypeIndex must have 65536 entries");
     l.qtype_index.assign(index.Data(), index.Data() + 65536);
     auto field = [&](const char* name, double max) {
@@ -187,15 +180,14 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
   // put(query, response, lifetimeMs, kind: 'local' | 'cached') -> stored?
   Napi::Value Put(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Uint8Array query = BytesArg(info[0], "DnsFast.put: query");
-    Napi::Uint8Array response = BytesArg(info[1], "DnsFast.put: response");
+    Napi::Uint8Array query = Uint8ArrayArg(info[0], "DnsFast.put: query");
+    Napi::Uint8Array response = Uint8ArrayArg(info[1], "DnsFast.put: response");
     double lifetime = IntegerArg(info[2], "DnsFast.put: lifetimeMs", 0, 86400000.0 * 7);
     std::string kind = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
     if (kind != "local" && kind != "cached") ThrowTypeError(env, "DnsFast.put: kind must be 'local' or 'cached'");
     if (!engine_) return Napi::Boolean::New(env, false);
     bool ok = table_->Put(query.Data(), query.ByteLength(), response.Data(), response.ByteLength(), static_cast<int64_t>(lifetime),
-                          kind == "local" ? FastKind::kLocal : FastKind::kCached,
-                          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+                          kind == "local" ? FastKind::kLocal : FastKind::kCached);
     return Napi::Boolean::New(env, ok);
   }
 
@@ -210,8 +202,8 @@ class DnsFast : public Napi::ObjectWrap<DnsFast> {
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int socket = static_cast<int>(IntegerArg(info[0], "DnsFast.send: socket", 0, 1 << 20));
-    Napi::Uint8Array peer = BytesArg(info[1], "DnsFast.send: peer");
-    Napi::Uint8Array data = BytesArg(info[2], "DnsFast.send: response");
+    Napi::Uint8Array peer = Uint8ArrayArg(info[1], "DnsFast.send: peer");
+    Napi::Uint8Array data = Uint8ArrayArg(info[2], "DnsFast.send: response");
     if (peer.ByteLength() == 0 || peer.ByteLength() > sizeof(sockaddr_storage)) ThrowTypeError(env, "DnsFast.send: peer is not a socket address");
     if (!engine_) return Napi::Boolean::New(env, false);
     sockaddr_storage addr{};

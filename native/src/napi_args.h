@@ -13,12 +13,14 @@ namespace weir {
 
 [[noreturn]] inline void ThrowTypeError(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
-// A Failure as a JavaScript Error with `code`.
-[[noreturn]] inline void ThrowFailure(Napi::Env env, const Failure& failure) {
+// A Failure as a JavaScript Error with `code` (to throw, or to reject a promise with).
+inline Napi::Error FailureError(Napi::Env env, const Failure& failure) {
   Napi::Error error = Napi::Error::New(env, failure.message);
   error.Set("code", Napi::String::New(env, failure.code));
-  throw error;
+  return error;
 }
+
+[[noreturn]] inline void ThrowFailure(Napi::Env env, const Failure& failure) { throw FailureError(env, failure); }
 
 // An integer in [min, max], else a TypeError naming `name`.
 inline double IntegerArg(const Napi::Value& v, const std::string& name, double min, double max) {
@@ -28,6 +30,14 @@ inline double IntegerArg(const Napi::Value& v, const std::string& name, double m
                                 std::to_string(static_cast<long long>(max)) + "]");
   }
   return d;
+}
+
+// A Buffer or Uint8Array, else a TypeError naming `name`.
+inline Napi::Uint8Array Uint8ArrayArg(const Napi::Value& v, const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(v.Env(), name + " must be a Buffer or Uint8Array");
+  }
+  return v.As<Napi::Uint8Array>();
 }
 
 }  // namespace weir

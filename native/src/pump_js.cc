@@ -22,10 +22,7 @@ using OutcomeTsfn = Napi::TypedThreadSafeFunction<PumpBinding, PumpOutcome, Deli
 std::string BytesOption(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return {};
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowTypeError(o.Env(), std::string("pumpStart: options.") + key + " must be a Buffer or Uint8Array");
-  }
-  Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
+  Napi::Uint8Array bytes = Uint8ArrayArg(v, std::string("pumpStart: options.") + key);
   return std::string(reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength());
 }
 
