@@ -241,9 +241,14 @@ export class DnsServer {
     this.fast.forgetAll(r?.version);
   }
 
-  /** Lets the native threads repeat this answer to questions like `query` (UDP only: they serve nothing else). */
-  private teach(query: Buffer, answer: Buffer, lifetimeMs: number, kind: 'local' | 'cached', transport: Transport): void {
-    if (this.fast && transport === 'udp') this.fast.teach(query, answer, lifetimeMs, kind);
+  /**
+   * Lets the native threads repeat this answer to questions like `query`
+   * (UDP only: they serve nothing else). A cached answer's lifetime is a
+   * second cache lookup, so it is asked for only when it will be used.
+   */
+  private teach(query: Buffer, answer: Buffer, lifetimeMs: number | (() => number), kind: 'local' | 'cached', transport: Transport): void {
+    if (!this.fast || transport !== 'udp') return;
+    this.fast.teach(query, answer, typeof lifetimeMs === 'number' ? lifetimeMs : lifetimeMs(), kind);
   }
 
   addresses(): { udp: net.AddressInfo[]; tcp: net.AddressInfo[] } {
@@ -461,7 +466,7 @@ export class DnsServer {
     const cached = this.cache.lookup(q.key, q.id, now);
     if (cached) {
       msg.copy(cached, HEADER_LEN, HEADER_LEN, q.questionEnd); // client's own letter case
-      this.teach(msg, cached, this.cache.remainingMs(q.key, now), 'cached', transport);
+      this.teach(msg, cached, () => this.cache.remainingMs(q.key, now), 'cached', transport);
       return this.done(qtype, 'cached', started, this.fit(cached, q, transport));
     }
 
@@ -476,7 +481,7 @@ export class DnsServer {
         const rcode = resp.readUInt16BE(2) & 0xf;
         const outcome = rcode === RCODE_SERVFAIL ? 'failed' : upstream.cached ? 'cached' : 'forwarded';
         // Cacheable answers were stored by forwardShared: the threads may repeat them as long as the cache would.
-        if (outcome !== 'failed') this.teach(msg, resp, this.cache.remainingMs(q.key, Date.now()), 'cached', transport);
+        if (outcome !== 'failed') this.teach(msg, resp, () => this.cache.remainingMs(q.key, Date.now()), 'cached', transport);
         return this.done(qtype, outcome, started, this.fit(resp, q, transport));
       },
       (err) => {

@@ -38,16 +38,11 @@ export function nativeStatsLayout(): DnsFastLayout {
 export interface LatencySeries { buckets: ArrayLike<number>; sum: number; count: number }
 
 export class SharedQueryStats {
-  private readonly v: Float64Array;
+  private readonly v = new Float64Array(new SharedArrayBuffer(SLOTS * 8));
 
-  readonly buffer: SharedArrayBuffer;
-
-  /** A new, zeroed set of counters, or a view of an existing one. */
-  constructor(buffer?: SharedArrayBuffer) {
-    if (buffer && buffer.byteLength !== SLOTS * 8) throw new Error(`SharedQueryStats: expected ${SLOTS * 8} bytes, got ${buffer.byteLength}`);
-    this.buffer = buffer ?? new SharedArrayBuffer(SLOTS * 8);
-    this.v = new Float64Array(this.buffer);
-    if (!buffer) this.v[REGISTRY_VERSION_SLOT] = NaN;
+  /** A new, zeroed set of counters. */
+  constructor() {
+    this.v[REGISTRY_VERSION_SLOT] = NaN;
   }
 
   /** The raw counters (what the native thread writes into). */
