@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { nftRun } from '../src/netns/native.js';
+import { nftRun } from '../src/native/addon.js';
 import { NftablesBackend, WEIR_NFT_RENDERER, type NftRenderer } from '../src/netns/nft-backend.js';
 import { buildPlan } from '../src/redirect/plan.js';
 import type { RedirectPlan } from '../src/redirect/types.js';

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { nativeAvailable, peerCred as nativePeerCred } from '../netns/native.js';
+import { nativeAvailable, peerCred as nativePeerCred } from '../native/addon.js';
 
 /** The fd behind a net.Socket (libuv exposes it on the handle). */
 export function socketFd(sock: Socket): number {

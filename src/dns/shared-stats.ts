@@ -7,7 +7,7 @@
 // nativeStatsLayout(), so the two sides cannot drift apart.
 import { QTYPE_LABELS, TYPE_NAMES } from './wire.js';
 import type { Outcome } from './metrics.js';
-import type { DnsFastLayout } from '../netns/native.js';
+import type { DnsFastLayout } from '../native/addon.js';
 
 export const OUTCOMES: readonly Outcome[] = ['local', 'forwarded', 'cached', 'failed', 'malformed'];
 

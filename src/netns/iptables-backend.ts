@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
 import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
 import type { IptablesMode } from './iptables-detect.js';
-import { nativeAvailable, nftRun } from './native.js';
+import { nativeAvailable, nftRun } from '../native/addon.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { formatRestore, IPTABLES_CHAIN_PREFIX, IPTABLES_TABLES, renderIptablesRules, type IptablesTable } from '../redirect/render-iptables.js';
 import { planHash } from '../redirect/plan.js';

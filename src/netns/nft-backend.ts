@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
-import { nftCanonical, nftRun, type NativeError } from './native.js';
+import { nftCanonical, nftRun, type NativeError } from '../native/addon.js';
 import { diffTables, parseNftListing, planHashOf, tableLevelStatements, type NftTable } from './nft-listing.js';
 import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
 

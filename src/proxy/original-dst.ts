@@ -6,7 +6,7 @@
 // the listener port the reply tuple points at.
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { nativeAvailable, originalDst as nativeOriginalDst } from '../netns/native.js';
+import { nativeAvailable, originalDst as nativeOriginalDst } from '../native/addon.js';
 import { canonicalIp } from './addr.js';
 
 export interface OriginalDst { ip: string; port: number }

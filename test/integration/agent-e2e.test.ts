@@ -18,7 +18,7 @@ import { TestApiServer, type KubeObject } from '../support/apiserver.js';
 import { CniRuntime, type SandboxSpec } from '../support/cni-runtime.js';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
-import { socketInNetns, socketFd, originalDst } from '../../src/netns/native.js';
+import { socketInNetns, socketFd, originalDst } from '../../src/native/addon.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const PLUGIN = path.join(REPO, 'dist/weir-cni');

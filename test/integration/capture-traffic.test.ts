@@ -12,7 +12,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createPodPair, podPairAddresses, sh, skipUnlessRoot, uniq, type Netns, type PodPair } from '../support/netns.js';
-import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
+import { originalDst, socketFd, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import type { BackendName } from '../../src/redirect/types.js';

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Netns, createPodPair, podPairAddresses, skipUnlessRoot, suiteNetns } from '../support/netns.js';
-import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
+import { originalDst, socketFd, socketInNetns } from '../../src/native/addon.js';
 import { NftablesBackend, type NftRenderer } from '../../src/netns/nft-backend.js';
 import type { RedirectPlan } from '../../src/redirect/types.js';
 

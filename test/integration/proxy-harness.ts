@@ -13,7 +13,7 @@ import { Registry as PromRegistry } from 'prom-client';
 import { pino } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Netns, sh, uniq } from '../support/netns.js';
-import { netnsInode, socketInNetns } from '../../src/netns/native.js';
+import { netnsInode, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import { startControlPlane, type ControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';

@@ -7,7 +7,7 @@ import { FieldError } from '../../common/errors.js';
 import type { CaptureBackend } from '../../netns/backend-types.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, getBackend } from '../../netns/backends.js';
 import { detectIptablesMode, type IptablesMode } from '../../netns/iptables-detect.js';
-import { ADDON_NOT_BUILT, nativeAvailable } from '../../netns/native.js';
+import { ADDON_NOT_BUILT, nativeAvailable } from '../../native/addon.js';
 import { buildPlan } from '../../redirect/plan.js';
 import { readPodFile } from '../../redirect/pod-file.js';
 import { renderIptables } from '../../redirect/render-iptables.js';
