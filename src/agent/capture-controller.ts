@@ -4,7 +4,7 @@
 // visible), the answer is "try again later" (CNI code 11), never "go ahead
 // uncaptured". Nothing is half-programmed: a bad annotation is rejected
 // before any rule is written, and a failed apply is rolled back.
-import { createHash } from 'node:crypto';
+import { planHash } from '../redirect/plan.js';
 import type { CaptureEvent, PodResolver, SandboxRecord } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
@@ -35,10 +35,6 @@ export interface CaptureControllerOptions {
   resolveTimeoutMs?: number;
   onEvent?: (e: CaptureEvent) => void;
   logger?: ControllerLogger;
-}
-
-export function planHash(plan: RedirectPlan): string {
-  return createHash('sha256').update(JSON.stringify(plan)).digest('hex').slice(0, 16);
 }
 
 const NOOP_LOGGER: ControllerLogger = { debug() {}, info() {}, warn() {}, error() {} };
