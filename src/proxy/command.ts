@@ -1,8 +1,11 @@
 // `weir proxy`: the co-located L4 proxy, run as UID 1337 in the pod netns.
+// Its command definition lives with the proxy (not in src/cli/) so the
+// proxy-only bundle (src/proxy/main.ts) never depends on the CLI layer;
+// the full CLI registers the same command from here.
 import { Command, Option } from 'commander';
-import { createLogger } from '../../common/log.js';
-import { resolveProxyConfig, type RawProxyOptions } from '../../proxy/config.js';
-import { startProxy } from '../../proxy/proxy.js';
+import { createLogger } from '../common/log.js';
+import { resolveProxyConfig, type RawProxyOptions } from './config.js';
+import { startProxy } from './proxy.js';
 
 export function registerProxyCommand(program: Command): void {
   program
