@@ -1,6 +1,6 @@
 // The agent's configuration from flags and environment, validated in one
 // place: every bad value is an error naming the flag and its env variable.
-import type { BackendName } from '../redirect/types.js';
+import type { BackendName } from '../netns/backend-types.js';
 import { BACKEND_NAMES } from '../netns/backends.js';
 import { REPAIR_MODES, type RepairMode } from './repair.js';
 import { parseListenAddress } from './metrics.js';

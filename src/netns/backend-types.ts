@@ -1,6 +1,9 @@
 // The contract every capture backend (nftables in-process, iptables-restore)
 // fulfils. Callers (CNI server, repair loop, CLI) only see this.
-import type { RedirectPlan, BackendName } from '../redirect/types.js';
+import type { RedirectPlan } from '../redirect/types.js';
+
+/** The capture backends weir has (netns/backends.ts turns a name into one). */
+export type BackendName = 'nftables' | 'iptables';
 
 /** A network namespace by path: /run/netns/X, /var/run/netns/cni-..., /proc/PID/ns/net. */
 export type NetnsPath = string;

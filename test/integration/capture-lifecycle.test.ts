@@ -13,7 +13,7 @@ import { IptablesBackend } from '../../src/netns/iptables-backend.js';
 import { detectIptablesMode } from '../../src/netns/iptables-detect.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import type { Pod } from '../../src/kube/pod-types.js';
-import type { BackendName } from '../../src/redirect/types.js';
+import type { BackendName } from '../../src/netns/backend-types.js';
 
 const skip = skipUnlessRoot();
 const cleanups: Array<() => void> = [];

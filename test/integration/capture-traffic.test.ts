@@ -15,7 +15,7 @@ import { createPodPair, podPairAddresses, sh, skipUnlessRoot, uniq, type Netns, 
 import { originalDst, socketFd, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
-import type { BackendName } from '../../src/redirect/types.js';
+import type { BackendName } from '../../src/netns/backend-types.js';
 
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);

@@ -12,7 +12,8 @@ import { buildPlan } from '../../redirect/plan.js';
 import { readPodFile } from '../../redirect/pod-file.js';
 import { renderIptables } from '../../redirect/render-iptables.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
-import type { BackendName, RedirectPlan } from '../../redirect/types.js';
+import type { RedirectPlan } from '../../redirect/types.js';
+import type { BackendName } from '../../netns/backend-types.js';
 
 export const EXIT_RUNTIME = 1;
 export const EXIT_BAD_INPUT = 2;
