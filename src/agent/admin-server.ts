@@ -20,6 +20,7 @@ import { decideCapture, type CaptureSettings } from '../kube/capture-decision.js
 import type { ResilientInformer } from '../kube/informer.js';
 import type { LogRing } from './log-ring.js';
 import { CAPTURE_ANNOTATION } from './status-writer.js';
+import { sandboxAt } from '../netns/backend-types.js';
 
 /**
  * What the admin API reads of the agent. Not the whole Agent: agent.ts
@@ -90,7 +91,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
         findPod(ns, name);
         const c = await agent.repair.checkPod(ns, name);
         if (!c.netns) throw new HttpError(404, `no netns found for pod ${ns}/${name} (${c.result})`);
-        const state = await o.backend.read(c.netns);
+        const state = await o.backend.read(sandboxAt(c.netns));
         return { namespace: ns, name, netns: c.netns, via: c.via, ...state };
       }
       if (what === 'check' && method === 'POST') { findPod(ns, name); return agent.repair.checkPod(ns, name); }

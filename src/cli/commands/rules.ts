@@ -14,6 +14,7 @@ import { renderIptables } from '../../redirect/render-iptables.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
 import type { RedirectPlan } from '../../redirect/types.js';
 import type { BackendName } from '../../netns/backend-types.js';
+import { sandboxAt } from '../../netns/backend-types.js';
 
 export const EXIT_RUNTIME = 1;
 export const EXIT_BAD_INPUT = 2;
@@ -97,7 +98,7 @@ export function registerRulesCommands(program: Command): void {
     .action(action(async (opts) => {
       const plan = planFromFile(opts.file); // before touching the netns: bad input leaves it as it was
       const netns = requireNetns(opts.netns);
-      await (await backendFor(opts.backend!, opts)).apply(netns, plan);
+      await (await backendFor(opts.backend!, opts)).apply(sandboxAt(netns), plan);
       process.stdout.write(`applied ${opts.backend} rules to ${netns}\n`);
     }));
 
@@ -107,7 +108,7 @@ export function registerRulesCommands(program: Command): void {
       const names = implicitBackends(opts.backend);
       let any = false;
       for (const name of names) {
-        const state = await (await backendFor(name, opts)).read(netns);
+        const state = await (await backendFor(name, opts)).read(sandboxAt(netns));
         if (!state.present) continue;
         any = true;
         process.stdout.write(`# backend ${name}${state.planHash ? ` plan=${state.planHash}` : ''}\n${state.listing.trimEnd()}\n`);
@@ -119,7 +120,7 @@ export function registerRulesCommands(program: Command): void {
     .action(action(async (opts) => {
       const plan = planFromFile(opts.file);
       const netns = requireNetns(opts.netns);
-      const result = await (await backendFor(opts.backend!, opts)).verify(netns, plan);
+      const result = await (await backendFor(opts.backend!, opts)).verify(sandboxAt(netns), plan);
       if (result.ok) {
         process.stdout.write(`ok: ${netns} matches the plan\n`);
         return 0;
@@ -131,7 +132,7 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('remove').description("remove exactly weir's rules from a netns"), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(netns);
+      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(sandboxAt(netns));
       process.stdout.write(`removed weir rules from ${netns}\n`);
     }));
 }
