@@ -1,6 +1,6 @@
 // Which pods weir captures in sidecar mode, and why not. Pure: the agent, the
 // repair loop and the CLI all ask the same question and must get one answer.
-import type { Pod, Namespace, Container } from './pod-types.js';
+import type { Pod, Container } from './pod-types.js';
 import { DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer } from './proxy-container.js';
 
 export interface CaptureSettings {
@@ -33,7 +33,7 @@ function injectionOff(pod: Pod): boolean {
   return pod.metadata.annotations?.['sidecar.istio.io/inject']?.toLowerCase() === 'false';
 }
 
-export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS, _ns?: Namespace): CaptureDecision {
+export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS): CaptureDecision {
   const namespace = pod.metadata.namespace ?? 'default';
   if (settings.excludeNamespaces.includes(namespace)) return { capture: false, reason: 'excluded-namespace' };
   if (pod.spec?.hostNetwork) return { capture: false, reason: 'host-network' };

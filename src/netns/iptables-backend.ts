@@ -14,7 +14,7 @@
 // has its own tables, so each gets its own XTABLES_LOCKFILE.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
-import type { CaptureBackend, NetnsPath, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
+import type { CaptureBackend, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
 import type { IptablesMode } from './iptables-detect.js';
 import { nativeAvailable, nftRun } from '../native/addon.js';
 import type { RedirectPlan } from '../redirect/types.js';
