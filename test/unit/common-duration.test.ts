@@ -25,6 +25,8 @@ test('durations: a bare number, garbage, zero and too long are FieldErrors namin
     ['0.4ms', /between 1ms and 7 days/],
     ['169h', /between 1ms and 7 days/],
   ];
+  assert.equal(parseDuration('--cert-ttl', '2160h', 365 * 86_400_000), 2160 * 3_600_000, 'a caller may allow longer');
+  assert.throws(() => parseDuration('--x', '2s', 1000), /--x: must be between 1ms and 1000ms/);
   for (const [v, re] of cases) {
     assert.throws(() => parseDuration('--x', v), (e: unknown) => e instanceof FieldError && e.field === '--x' && re.test(e.message), v);
   }
