@@ -7,12 +7,18 @@
 // answers. Only what must work WITHOUT the agent lives here:
 //   - VERSION;
 //   - pods in excluded namespaces never depend on the agent (prevResult is
-//     passed through unchanged);
+//     passed through unchanged) — but what is echoed is validated first with
+//     the agent path's codes and field names (CNI_* variables, name,
+//     prevResult an object, prevResult.ips[N].address strict CIDR);
+//   - the one CNI input limit (MAX_STDIN = MAX_CNI_INPUT_BYTES in
+//     src/cni/spec.ts): more stdin than that is code 4 naming the limit;
 //   - fail closed: ADD/CHECK/GC with the agent unreachable → CNI error 11
 //     (try again later) so the runtime retries; STATUS → 50;
 //   - DEL always succeeds (the sandbox is going away either way).
 // Logs go to stderr only; stdout carries nothing but the CNI result.
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -25,7 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_STDIN (8u << 20)
+// Must equal MAX_CNI_INPUT_BYTES in src/cni/spec.ts (test/unit/cni-input-limit.test.ts checks both paths).
+#define MAX_STDIN 8388608u
 #define MAX_RESPONSE (16u << 20)
 #define DEFAULT_SOCKET "/var/run/weir/cni.sock"
 #define DEFAULT_TIMEOUT_MS 5000
@@ -291,6 +298,104 @@ static bool namespace_excluded(const conf_t *c, const char *ns) {
   return false;
 }
 
+// ---- validation of what the excluded-namespace shortcut echoes ----------
+// Same codes and field names as the agent path (src/cni/conf.ts, spec.ts), so
+// a pod's conf is judged the same whether or not its namespace is excluded.
+
+// The value of `key` in the JSON object spanned by obj (top level only).
+static span_t object_get(span_t obj, const char *key) {
+  span_t none = {NULL, NULL};
+  const char *p = ws(obj.s, obj.end), *e = obj.end;
+  if (p >= e || *p != '{') return none;
+  p = ws(p + 1, e);
+  while (p < e && *p == '"') {
+    span_t k = {p, skip_string(p, e)};
+    if (!k.end) return none;
+    p = ws(k.end, e); if (p >= e || *p != ':') return none;
+    span_t v = {ws(p + 1, e), NULL};
+    v.end = skip_value(v.s, e, 0); if (!v.end) return none;
+    if (key_is(k, key)) return v;
+    p = ws(v.end, e);
+    if (p < e && *p == ',') p = ws(p + 1, e);
+  }
+  return none;
+}
+
+static bool span_is(span_t v, char c) { return v.s && v.s < v.end && *v.s == c; }
+static bool span_null(span_t v) { return v.s && v.end - v.s == 4 && !memcmp(v.s, "null", 4); }
+
+// a.b.c.d/n or x:y::z/n, as src/redirect/addr.ts parseCidr (prefix required).
+static bool strict_cidr(const char *s) {
+  const char *slash = strchr(s, '/');
+  if (!slash || slash == s) return false;
+  const char *pre = slash + 1;
+  size_t pn = strlen(pre);
+  if (pn < 1 || pn > 3 || (pn > 1 && pre[0] == '0')) return false;
+  for (size_t i = 0; i < pn; i++) if (!isdigit((unsigned char)pre[i])) return false;
+  int prefix = atoi(pre);
+  char addr[64];
+  size_t an = (size_t)(slash - s);
+  if (an >= sizeof addr) return false;
+  memcpy(addr, s, an); addr[an] = 0;
+  unsigned char bin[16];
+  if (inet_pton(AF_INET, addr, bin) == 1) return prefix <= 32;
+  if (inet_pton(AF_INET6, addr, bin) == 1) return prefix <= 128;
+  return false;
+}
+
+static bool container_id_ok(const char *id) {
+  if (!isalnum((unsigned char)id[0])) return false;
+  for (const char *p = id; *p; p++) if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-') return false;
+  return true;
+}
+
+// Returns 0 when the excluded pod's request may be answered, else prints the error and returns 1.
+static int validate_excluded(const conf_t *c, const char *stdin_p, size_t stdin_n, bool is_check, const char *version) {
+  const char *id = getenv("CNI_CONTAINERID"), *ifname = getenv("CNI_IFNAME"), *netns = getenv("CNI_NETNS");
+  if (!id || !*id) return cni_error(4, "CNI_CONTAINERID: missing", NULL);
+  if (!container_id_ok(id)) return cni_error(4, "CNI_CONTAINERID: must be alphanumeric with _ . -", id);
+  if (!ifname || !*ifname) return cni_error(4, "CNI_IFNAME: missing", NULL);
+  if (!netns || !*netns) return cni_error(4, "CNI_NETNS: missing", NULL);
+  if (netns[0] != '/') return cni_error(4, "CNI_NETNS: must be an absolute path", netns);
+  if (!c->cni_version.s) return cni_error(7, "stdin.cniVersion: missing", NULL);
+  if (!supported(version)) return cni_error(1, "stdin.cniVersion: not supported by weir-cni", "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
+  span_t whole = {stdin_p, stdin_p + stdin_n};
+  span_t name = object_get(whole, "name");
+  if (!span_is(name, '"') || name.end - name.s < 3) return cni_error(7, "stdin.name: must be a non-empty string", NULL);
+  span_t prev = c->prev_result;
+  bool has_prev = prev.s && !span_null(prev);
+  if (has_prev && !span_is(prev, '{')) return cni_error(7, "stdin.prevResult: must be an object", NULL);
+  if (is_check) {
+    if (!strcmp(version, "0.3.0") || !strcmp(version, "0.3.1")) return cni_error(1, "stdin.cniVersion: CHECK needs 0.4.0 or later", version);
+    if (!has_prev) return cni_error(7, "stdin.prevResult: CHECK needs the previous result", NULL);
+  }
+  if (!has_prev) return 0;
+  span_t ips = object_get(prev, "ips");
+  if (!ips.s) return 0;
+  if (!span_is(ips, '[')) return cni_error(7, "stdin.prevResult.ips: must be a list", NULL);
+  const char *p = ws(ips.s + 1, ips.end), *e = ips.end;
+  for (int i = 0; p < e && *p != ']'; i++) {
+    span_t item = {p, skip_value(p, e, 0)};
+    if (!item.end) break;
+    char field[192], *addr = NULL;
+    if (!span_is(item, '{')) {
+      snprintf(field, sizeof field, "stdin.prevResult.ips[%d]: must be an object with an address", i);
+      return cni_error(4, field, NULL);
+    }
+    addr = plain_string(object_get(item, "address"));
+    if (!addr || !strict_cidr(addr)) {
+      snprintf(field, sizeof field, "stdin.prevResult.ips[%d].address: expected an IPv4 or IPv6 address in CIDR notation (a.b.c.d/n or x:y::z/n)", i);
+      int r = cni_error(4, field, addr);
+      free(addr);
+      return r;
+    }
+    free(addr);
+    p = ws(item.end, e);
+    if (p < e && *p == ',') p = ws(p + 1, e);
+  }
+  return 0;
+}
+
 int main(void) {
   const char *command = getenv("CNI_COMMAND");
   buf_t in = {0};
@@ -300,7 +405,11 @@ int main(void) {
     if (n < 0) { if (errno == EINTR) continue; break; }
     if (n == 0) break;
     in.len += (size_t)n;
-    if (in.len > MAX_STDIN) return cni_error(6, "stdin: network configuration larger than 8 MiB", NULL);
+    if (in.len > MAX_STDIN) {
+      char got[64];
+      snprintf(got, sizeof got, "received %zu bytes or more", in.len);
+      return cni_error(4, "stdin: network configuration larger than the CNI input limit of 8388608 bytes (8 MiB)", got);
+    }
   }
   if (!in.p) buf_reserve(&in, 1);
   in.p[in.len] = 0;
@@ -336,7 +445,7 @@ int main(void) {
   // before weir can). The version is still checked here.
   char *ns = pod_namespace();
   if ((is_add || is_check) && namespace_excluded(&conf, ns)) {
-    if (!supported(v)) return cni_error(1, "stdin.cniVersion: not supported by weir-cni", "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
+    if (validate_excluded(&conf, in.p, in.len, is_check, v)) return 1;
     if (is_add) {
       if (conf.prev_result.s) { fwrite(conf.prev_result.s, 1, (size_t)(conf.prev_result.end - conf.prev_result.s), stdout); fputc('\n', stdout); }
       else printf("{\"cniVersion\":\"%s\",\"interfaces\":[],\"ips\":[],\"dns\":{}}\n", answer_version);
