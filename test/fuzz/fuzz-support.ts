@@ -8,7 +8,7 @@ import net from 'node:net';
 export const SEED = Number(process.env.WEIR_FUZZ_SEED ?? 17);
 /** Per-target bounds: at most this many mutants, and at most this long. */
 export const MAX_CASES = Number(process.env.WEIR_FUZZ_CASES ?? 400);
-export const MAX_MS = Number(process.env.WEIR_FUZZ_MS ?? 3500);
+export const MAX_MS = Number(process.env.WEIR_FUZZ_MS ?? 2500);
 
 /** mulberry32: small, fast, deterministic. */
 export class Rng {
