@@ -40,7 +40,7 @@ const records = (runDir: string): StoredSandbox[] => {
   return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as { sandboxes: StoredSandbox[] }).sandboxes : [];
 };
 
-describe('SIGKILL at each step of an ADD', { skip: skipUnlessRoot() || (!existsSync(RELAY) && 'dist/weir-cni not built (npm run build)'), timeout: 400_000 }, () => {
+describe('SIGKILL at each step of an ADD', { skip: skipUnlessRoot() || (!existsSync(RELAY) && 'dist/weir-cni not built (npm run build)'), timeout: 1_200_000 }, () => {
   let agent: AgentChild;
   const pods: Pod[] = [];
   before(async () => {
