@@ -12,7 +12,6 @@ import path from 'node:path';
 import { Netns, skipUnlessRoot } from '../support/netns.js';
 import { AgentChild, RELAY, meshPod } from '../support/agent-child.js';
 import { confText, runRelay, sandboxEnv } from '../support/relay.js';
-import { MAX_CNI_INPUT_BYTES } from '../../src/cni/spec.js';
 import { runPlugin } from '../../src/cni/plugin.js';
 
 function adminGet(sock: string, rawTarget: string): Promise<{ status: number; body: string }> {
@@ -40,6 +39,9 @@ async function metric(url: string, re: RegExp): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return Number(re.exec(text)?.[1] ?? 0);
 }
+
+/** The documented limit (docs/architecture.md); test/unit/cni-input-limit.test.ts ties it to the code. */
+const MAX_CNI_INPUT_BYTES = 8 * 1024 * 1024;
 
 const weirTables = (ns: Netns): string => ns.exec('nft', ['list', 'tables']).split('\n').filter((l) => /weir/.test(l)).join('\n');
 
