@@ -18,7 +18,7 @@ import type { ResilientInformer } from '../kube/informer.js';
 import type { LogRing } from './log-ring.js';
 import { CAPTURE_ANNOTATION } from './status-writer.js';
 import { HttpError, kubeName, parseAdminRequest, type AdminRequest } from './admin-requests.js';
-import { badPeerReporter } from '../common/bad-peer.js';
+import { badPeerReporter, onClientError } from '../common/bad-peer.js';
 
 export interface AdminServerOptions {
   socketPath: string;
@@ -108,11 +108,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
       res.end(text);
     }).catch(() => res.destroy());
   });
-  server.on('clientError', (err: Error, socket) => {
-    badPeer(`http: ${err.message}`);
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  server.on('clientError', onClientError(badPeer));
   // The run dir is shared with proxy.sock (reached by UID 1337): the socket's own 0600 guards the admin API.
   await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
   await unlink(o.socketPath).catch(() => undefined);

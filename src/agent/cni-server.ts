@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { CNI_API_PREFIX, DEFAULT_AGENT_SOCKET, type AgentReadyResponse, type CniDelRequest, type CniErrorBody, type CniLogLine } from '../cni/agent-protocol.js';
 import { CniCode, CniError, LATEST_VERSION, errorJson, inputTooLarge } from '../cni/spec.js';
+import { onClientError } from '../common/bad-peer.js';
 import { BadRequest, execRequest, gcRequest, logLine, podRequest, MAX_EXEC_BODY_BYTES, MAX_OP_BODY_BYTES } from './cni-requests.js';
 import { runPlugin } from '../cni/plugin.js';
 import { PluginLog } from '../cni/plugin-log.js';
@@ -88,11 +89,7 @@ export class CniServer {
       });
     });
     // Garbage that is not HTTP: count it and close that connection only.
-    server.on('clientError', (err: Error, socket) => {
-      this.opts.onBadPeer?.(`http: ${err.message}`);
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    server.on('clientError', onClientError((r) => this.opts.onBadPeer?.(r)));
     // Plugins send one request per connection; keep-alive only wastes fds.
     server.keepAliveTimeout = 1000;
     await new Promise<void>((resolve, reject) => {

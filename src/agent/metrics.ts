@@ -9,7 +9,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { CaptureEvent } from './contracts.js';
 import type { InformerHealth } from '../kube/informer.js';
 import type { PodRepairOutcome } from './repair.js';
-import { badPeerReporter } from '../common/bad-peer.js';
+import { badPeerReporter, onClientError } from '../common/bad-peer.js';
 
 export interface ReadinessCondition { name: string; check: () => { ok: boolean; reason?: string } }
 
@@ -131,11 +131,7 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<{ se
     })().catch((e: unknown) => { if (!res.headersSent) res.writeHead(500); res.end(`${(e as Error)?.message ?? String(e)}\n`); });
   });
   const badPeer = badPeerReporter(opts.metrics.registry, 'metrics');
-  server.on('clientError', (err: Error, socket) => {
-    badPeer(`http: ${err.message}`);
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  server.on('clientError', onClientError(badPeer));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new Error(`metrics-addr: cannot listen on ${opts.address}: ${e.message}`)));
     server.listen(port, host, () => resolve());

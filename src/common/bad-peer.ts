@@ -3,6 +3,7 @@
 // agent socket reports here, so one alert covers a misbehaving proxy, a
 // broken plugin or someone probing the node. The log is rate-limited per
 // socket: a flood of garbage must not turn into a flood of log lines.
+import type { Duplex } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 
 export const BAD_PEER_METRIC = 'weir_agent_bad_peer_messages_total';
@@ -25,5 +26,14 @@ export function badPeerReporter(registry: Registry, socket: PeerSocket, log?: Wa
     log?.warn({ socket, reason: reason.slice(0, 300), suppressedSinceLast: suppressed }, 'bad message from a peer; refused');
     lastLog = now;
     suppressed = 0;
+  };
+}
+
+/** An http.Server 'clientError' handler: bytes that are not HTTP are counted, answered 400, and that connection closed. */
+export function onClientError(report: (reason: string) => void): (err: Error, socket: Duplex) => void {
+  return (err, socket) => {
+    report(`http: ${err.message}`);
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
   };
 }
