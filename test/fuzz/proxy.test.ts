@@ -16,8 +16,22 @@ import dnsPacket from 'dns-packet';
 import { REPO } from '../support/agent-child.js';
 import { fuzz, mutateHttp, MAX_CASES, MAX_MS, Rng, SEED, type FuzzProcess } from './fuzz-support.js';
 
-const BASE = 30000 + Math.floor(Math.random() * 2000) * 6;
-const PORTS = { outbound: BASE, inbound: BASE + 1, admin: BASE + 2, ready: BASE + 3, prometheus: BASE + 4, dns: BASE + 5 };
+/** Ports the kernel says are free now (TCP on ::, and UDP for DNS), so parallel suites do not collide. */
+async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const s = net.createServer();
+    await new Promise<void>((r) => s.listen({ port: 0, host: '::', ipv6Only: false }, () => r()));
+    const port = (s.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => s.close(() => r()));
+    const u = dgram.createSocket('udp6');
+    const udpFree = await new Promise<boolean>((r) => { u.once('error', () => r(false)); u.bind(port, '::', () => r(true)); });
+    u.close();
+    if (udpFree && !out.includes(port)) out.push(port);
+  }
+  return out;
+}
+const PORTS = { outbound: 0, inbound: 0, admin: 0, ready: 0, prometheus: 0, dns: 0 };
 
 class ProxyChild implements FuzzProcess {
   child?: ChildProcess;
@@ -75,6 +89,8 @@ function acceptProbe(port: number): Promise<void> {
 describe('fuzz: the proxy\'s listeners, ports and DNS proxy', { timeout: 120_000 }, () => {
   const proxy = new ProxyChild();
   before(async () => {
+    const [outbound, inbound, admin, ready, prometheus, dns] = await freePorts(6);
+    Object.assign(PORTS, { outbound, inbound, admin, ready, prometheus, dns });
     proxy.child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'proxy',
       '--pod-namespace', 'default', '--pod-name', 'fuzz-6d5f7-abcde', '--control-plane-socket', '/run/wk-fuzz-no-agent/proxy.sock',
       '--outbound-port', String(PORTS.outbound), '--inbound-port', String(PORTS.inbound), '--admin-port', String(PORTS.admin),
@@ -94,13 +110,14 @@ describe('fuzz: the proxy\'s listeners, ports and DNS proxy', { timeout: 120_000
 
   test(`seed ${SEED}, at most ${MAX_CASES} cases / ${MAX_MS} ms per target`, () => { assert.ok(Number.isFinite(SEED)); });
 
-  const httpPorts: [string, number, string[], string][] = [
-    ['admin port', PORTS.admin, ['/config_dump', '/clusters', '/stats', '/ready', '/stats/prometheus'], '/stats'],
-    ['ready port', PORTS.ready, ['/healthz/ready'], '/healthz/ready'],
-    ['prometheus port', PORTS.prometheus, ['/stats/prometheus'], '/stats/prometheus'],
+  const httpPorts: [string, keyof typeof PORTS, string[], string][] = [
+    ['admin port', 'admin', ['/config_dump', '/clusters', '/stats', '/ready', '/stats/prometheus'], '/stats'],
+    ['ready port', 'ready', ['/healthz/ready'], '/healthz/ready'],
+    ['prometheus port', 'prometheus', ['/stats/prometheus'], '/stats/prometheus'],
   ];
-  for (const [name, port, paths, probePath] of httpPorts) {
+  for (const [name, key, paths, probePath] of httpPorts) {
     test(name, async (t) => {
+      const port = PORTS[key];
       const res = await fuzz(proxy, {
         name, connect: () => net.connect(port, '127.0.0.1'),
         mutant: (r) => mutateHttp(r, paths, () => r.bytes(r.int(100)).toString('latin1')),
@@ -110,8 +127,9 @@ describe('fuzz: the proxy\'s listeners, ports and DNS proxy', { timeout: 120_000
     });
   }
 
-  for (const [name, port] of [['outbound listener', PORTS.outbound], ['inbound listener', PORTS.inbound]] as const) {
+  for (const [name, key] of [['outbound listener', 'outbound'], ['inbound listener', 'inbound']] as const) {
     test(name, async (t) => {
+      const port = PORTS[key];
       const res = await fuzz(proxy, {
         name, connect: () => net.connect(port, '127.0.0.1'),
         mutant: (r) => (r.int(2) ? mutateHttp(r, ['/', '/x'], () => 'body') : r.bytes(r.int(4000))),
