@@ -17,8 +17,6 @@
 //   - DEL always succeeds (the sandbox is going away either way).
 // Logs go to stderr only; stdout carries nothing but the CNI result.
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -30,6 +28,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "relay.h"
 
 // Must equal MAX_CNI_INPUT_BYTES in src/cni/spec.ts (test/unit/cni-input-limit.test.ts checks both paths).
 #define MAX_STDIN 8388608u
@@ -69,94 +69,10 @@ static void buf_json_string(buf_t *b, const char *s, size_t n) {
   buf_add(b, "\"", 1);
 }
 
-// ---- minimal JSON scanning (top level of the network configuration) ------
-// Only spans are recorded; values are decoded only for the few string fields
-// the relay itself needs. Full validation happens in the agent.
-typedef struct { const char *s, *end; } span_t;
-
-static const char *ws(const char *p, const char *e) { while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++; return p; }
-
-static const char *skip_string(const char *p, const char *e) {
-  if (p >= e || *p != '"') return NULL;
-  for (p++; p < e; p++) {
-    if (*p == '\\') { if (++p >= e) return NULL; }
-    else if (*p == '"') return p + 1;
-    else if ((unsigned char)*p < 0x20) return NULL;
-  }
-  return NULL;
-}
-
-static const char *skip_value(const char *p, const char *e, int depth) {
-  if (depth > 256) return NULL;
-  p = ws(p, e);
-  if (p >= e) return NULL;
-  if (*p == '"') return skip_string(p, e);
-  if (*p == '{' || *p == '[') {
-    char close = *p == '{' ? '}' : ']';
-    bool object = *p == '{';
-    p = ws(p + 1, e);
-    if (p < e && *p == close) return p + 1;
-    for (;;) {
-      if (object) { p = skip_string(ws(p, e), e); if (!p) return NULL; p = ws(p, e); if (p >= e || *p != ':') return NULL; p++; }
-      p = skip_value(p, e, depth + 1); if (!p) return NULL;
-      p = ws(p, e);
-      if (p < e && *p == ',') { p++; continue; }
-      if (p < e && *p == close) return p + 1;
-      return NULL;
-    }
-  }
-  const char *start = p;
-  while (p < e && (strchr("+-.0123456789eE", *p) || (*p >= 'a' && *p <= 'z'))) p++;
-  if (p == start) return NULL;
-  size_t n = (size_t)(p - start);
-  if ((*start >= 'a' && *start <= 'z') && !((n == 4 && !memcmp(start, "true", 4)) || (n == 5 && !memcmp(start, "false", 5)) || (n == 4 && !memcmp(start, "null", 4)))) return NULL;
-  return p;
-}
-
-typedef struct {
-  bool valid;
-  span_t cni_version, agent_socket, agent_timeout, exclude, prev_result;
-} conf_t;
-
-static bool key_is(span_t k, const char *name) { size_t n = strlen(name); return (size_t)(k.end - k.s) == n + 2 && !memcmp(k.s + 1, name, n); }
-
-static conf_t scan_conf(const char *s, size_t n) {
-  conf_t c; memset(&c, 0, sizeof c);
-  const char *p = ws(s, s + n), *e = s + n;
-  if (p >= e || *p != '{') return c;
-  p = ws(p + 1, e);
-  if (p < e && *p == '}') { c.valid = ws(p + 1, e) == e; return c; }
-  for (;;) {
-    span_t k = {ws(p, e), NULL};
-    k.end = skip_string(k.s, e); if (!k.end) return c;
-    p = ws(k.end, e); if (p >= e || *p != ':') return c;
-    span_t v = {ws(p + 1, e), NULL};
-    v.end = skip_value(v.s, e, 0); if (!v.end) return c;
-    if (key_is(k, "cniVersion")) c.cni_version = v;
-    else if (key_is(k, "agentSocket")) c.agent_socket = v;
-    else if (key_is(k, "agentTimeoutMs")) c.agent_timeout = v;
-    else if (key_is(k, "excludeNamespaces")) c.exclude = v;
-    else if (key_is(k, "prevResult")) c.prev_result = v;
-    p = ws(v.end, e);
-    if (p < e && *p == ',') { p++; continue; }
-    if (p < e && *p == '}') { c.valid = ws(p + 1, e) == e; return c; }
-    return c;
-  }
-}
-
-// Decodes a JSON string span without escapes (paths, versions, namespaces
-// never need them); returns NULL for anything else.
-static char *plain_string(span_t v) {
-  if (!v.s || v.end - v.s < 2 || *v.s != '"') return NULL;
-  size_t n = (size_t)(v.end - v.s - 2);
-  if (memchr(v.s + 1, '\\', n)) return NULL;
-  return strndup(v.s + 1, n);
-}
-
 // ---- output ---------------------------------------------------------------
 static const char *answer_version = LATEST_VERSION;
 
-static int cni_error(int code, const char *msg, const char *details) {
+int cni_error(int code, const char *msg, const char *details) {
   buf_t b = {0};
   buf_str(&b, "{\"cniVersion\":"); buf_json_string(&b, answer_version, strlen(answer_version));
   buf_fmt(&b, ",\"code\":%d,\"msg\":", code); buf_json_string(&b, msg, strlen(msg));
@@ -167,7 +83,7 @@ static int cni_error(int code, const char *msg, const char *details) {
   return 1;
 }
 
-static bool supported(const char *v) {
+bool supported(const char *v) {
   for (size_t i = 0; i < sizeof kVersions / sizeof *kVersions; i++) if (v && !strcmp(v, kVersions[i])) return true;
   return false;
 }
@@ -296,104 +212,6 @@ static bool namespace_excluded(const conf_t *c, const char *ns) {
     if (p < e && *p == ',') p = ws(p + 1, e);
   }
   return false;
-}
-
-// ---- validation of what the excluded-namespace shortcut echoes ----------
-// Same codes and field names as the agent path (src/cni/conf.ts, spec.ts), so
-// a pod's conf is judged the same whether or not its namespace is excluded.
-
-// The value of `key` in the JSON object spanned by obj (top level only).
-static span_t object_get(span_t obj, const char *key) {
-  span_t none = {NULL, NULL};
-  const char *p = ws(obj.s, obj.end), *e = obj.end;
-  if (p >= e || *p != '{') return none;
-  p = ws(p + 1, e);
-  while (p < e && *p == '"') {
-    span_t k = {p, skip_string(p, e)};
-    if (!k.end) return none;
-    p = ws(k.end, e); if (p >= e || *p != ':') return none;
-    span_t v = {ws(p + 1, e), NULL};
-    v.end = skip_value(v.s, e, 0); if (!v.end) return none;
-    if (key_is(k, key)) return v;
-    p = ws(v.end, e);
-    if (p < e && *p == ',') p = ws(p + 1, e);
-  }
-  return none;
-}
-
-static bool span_is(span_t v, char c) { return v.s && v.s < v.end && *v.s == c; }
-static bool span_null(span_t v) { return v.s && v.end - v.s == 4 && !memcmp(v.s, "null", 4); }
-
-// a.b.c.d/n or x:y::z/n, as src/redirect/addr.ts parseCidr (prefix required).
-static bool strict_cidr(const char *s) {
-  const char *slash = strchr(s, '/');
-  if (!slash || slash == s) return false;
-  const char *pre = slash + 1;
-  size_t pn = strlen(pre);
-  if (pn < 1 || pn > 3 || (pn > 1 && pre[0] == '0')) return false;
-  for (size_t i = 0; i < pn; i++) if (!isdigit((unsigned char)pre[i])) return false;
-  int prefix = atoi(pre);
-  char addr[64];
-  size_t an = (size_t)(slash - s);
-  if (an >= sizeof addr) return false;
-  memcpy(addr, s, an); addr[an] = 0;
-  unsigned char bin[16];
-  if (inet_pton(AF_INET, addr, bin) == 1) return prefix <= 32;
-  if (inet_pton(AF_INET6, addr, bin) == 1) return prefix <= 128;
-  return false;
-}
-
-static bool container_id_ok(const char *id) {
-  if (!isalnum((unsigned char)id[0])) return false;
-  for (const char *p = id; *p; p++) if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-') return false;
-  return true;
-}
-
-// Returns 0 when the excluded pod's request may be answered, else prints the error and returns 1.
-static int validate_excluded(const conf_t *c, const char *stdin_p, size_t stdin_n, bool is_check, const char *version) {
-  const char *id = getenv("CNI_CONTAINERID"), *ifname = getenv("CNI_IFNAME"), *netns = getenv("CNI_NETNS");
-  if (!id || !*id) return cni_error(4, "CNI_CONTAINERID: missing", NULL);
-  if (!container_id_ok(id)) return cni_error(4, "CNI_CONTAINERID: must be alphanumeric with _ . -", id);
-  if (!ifname || !*ifname) return cni_error(4, "CNI_IFNAME: missing", NULL);
-  if (!netns || !*netns) return cni_error(4, "CNI_NETNS: missing", NULL);
-  if (netns[0] != '/') return cni_error(4, "CNI_NETNS: must be an absolute path", netns);
-  if (!c->cni_version.s) return cni_error(7, "stdin.cniVersion: missing", NULL);
-  if (!supported(version)) return cni_error(1, "stdin.cniVersion: not supported by weir-cni", "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
-  span_t whole = {stdin_p, stdin_p + stdin_n};
-  span_t name = object_get(whole, "name");
-  if (!span_is(name, '"') || name.end - name.s < 3) return cni_error(7, "stdin.name: must be a non-empty string", NULL);
-  span_t prev = c->prev_result;
-  bool has_prev = prev.s && !span_null(prev);
-  if (has_prev && !span_is(prev, '{')) return cni_error(7, "stdin.prevResult: must be an object", NULL);
-  if (is_check) {
-    if (!strcmp(version, "0.3.0") || !strcmp(version, "0.3.1")) return cni_error(1, "stdin.cniVersion: CHECK needs 0.4.0 or later", version);
-    if (!has_prev) return cni_error(7, "stdin.prevResult: CHECK needs the previous result", NULL);
-  }
-  if (!has_prev) return 0;
-  span_t ips = object_get(prev, "ips");
-  if (!ips.s) return 0;
-  if (!span_is(ips, '[')) return cni_error(7, "stdin.prevResult.ips: must be a list", NULL);
-  const char *p = ws(ips.s + 1, ips.end), *e = ips.end;
-  for (int i = 0; p < e && *p != ']'; i++) {
-    span_t item = {p, skip_value(p, e, 0)};
-    if (!item.end) break;
-    char field[192], *addr = NULL;
-    if (!span_is(item, '{')) {
-      snprintf(field, sizeof field, "stdin.prevResult.ips[%d]: must be an object with an address", i);
-      return cni_error(4, field, NULL);
-    }
-    addr = plain_string(object_get(item, "address"));
-    if (!addr || !strict_cidr(addr)) {
-      snprintf(field, sizeof field, "stdin.prevResult.ips[%d].address: expected an IPv4 or IPv6 address in CIDR notation (a.b.c.d/n or x:y::z/n)", i);
-      int r = cni_error(4, field, addr);
-      free(addr);
-      return r;
-    }
-    free(addr);
-    p = ws(item.end, e);
-    if (p < e && *p == ',') p = ws(p + 1, e);
-  }
-  return 0;
 }
 
 int main(void) {
