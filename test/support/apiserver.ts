@@ -25,6 +25,7 @@
 //   api.failRequests(n, status?)    the next n non-watch requests answer `status` (500)
 //   api.requests                    log of {method, path, query, watch} for counting
 //   api.watchCount()                open watch connections
+//   api.kubeVersion = {major, minor}  what GET /version answers (default 1.31)
 //   api.stop()
 //
 // Served paths (JSON only):
@@ -33,6 +34,8 @@
 //   GET    /api/v1/namespaces[/{name}]
 //   GET    /apis/discovery.k8s.io/v1/[namespaces/{ns}/]endpointslices[/{name}]
 //   GET    /apis/events.k8s.io/v1/[namespaces/{ns}/]events
+//   GET    /api/v1/namespaces/{ns}/secrets[/{name}], /apis/admissionregistration.k8s.io/v1/
+//          mutatingwebhookconfigurations[/{name}] (+ POST/PATCH as below), GET /version
 //   POST   /api/v1/namespaces/{ns}/events, /apis/events.k8s.io/v1/namespaces/{ns}/events,
 //          /api/v1/namespaces/{ns}/pods (create)
 //   PATCH  .../pods/{name}  application/merge-patch+json, strategic-merge-patch+json
@@ -65,6 +68,8 @@ const RESOURCES: ResourceType[] = [
   { kind: 'Pod', plural: 'pods', apiVersion: 'v1', namespaced: true },
   { kind: 'Namespace', plural: 'namespaces', apiVersion: 'v1', namespaced: false },
   { kind: 'Service', plural: 'services', apiVersion: 'v1', namespaced: true },
+  { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true },
+  { kind: 'MutatingWebhookConfiguration', plural: 'mutatingwebhookconfigurations', apiVersion: 'admissionregistration.k8s.io/v1', namespaced: false },
   { kind: 'EndpointSlice', plural: 'endpointslices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   { kind: 'Event', plural: 'events', apiVersion: 'v1', namespaced: true },
 ];
@@ -205,6 +210,8 @@ export interface TestApiServerOptions {
 
 export class TestApiServer {
   readonly requests: RequestLogEntry[] = [];
+  /** What GET /version answers (the injector decides native sidecars from it). */
+  kubeVersion = { major: '1', minor: '31' };
   private readonly objects = new Map<string, KubeObject>();
   private readonly history: HistoryEntry[] = [];
   private readonly watchers = new Set<Watcher>();
@@ -391,7 +398,7 @@ export class TestApiServer {
     if (parts[0] === 'api' && parts[1] === 'v1') rest = parts.slice(2);
     else if (parts[0] === 'apis' && parts.length >= 3) {
       const group = `${parts[1]}/${parts[2]}`;
-      if (group !== 'discovery.k8s.io/v1' && group !== 'events.k8s.io/v1') return undefined;
+      if (group !== 'discovery.k8s.io/v1' && group !== 'events.k8s.io/v1' && group !== 'admissionregistration.k8s.io/v1') return undefined;
       rest = parts.slice(3);
     } else return undefined;
     let namespace: string | undefined;
@@ -412,6 +419,7 @@ export class TestApiServer {
         this.failNext--;
         return this.send(res, this.failStatus, status(this.failStatus, 'InternalError', 'injected failure'));
       }
+      if (url.pathname === '/version' && req.method === 'GET') return this.send(res, 200, { ...this.kubeVersion, gitVersion: `v${this.kubeVersion.major}.${this.kubeVersion.minor}.0` });
       const r = this.route(url.pathname);
       if (!r) return this.send(res, 404, status(404, 'NotFound', `the server could not find the requested resource: ${url.pathname}`));
       const { type, namespace, name } = r;
