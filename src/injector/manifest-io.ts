@@ -18,7 +18,7 @@ export function injectYaml(text: string, config: InjectorConfig, source = 'input
     if (value === null || value === undefined) return; // an empty document (e.g. a trailing ---)
     const r = injectManifest(value, config, label);
     results.push(r);
-    out.push(stringify(r.object, { lineWidth: 0 }));
+    out.push(stringify(r.object, { lineWidth: 0, aliasDuplicateObjects: false }));
   });
   return { yaml: out.join('---\n'), results };
 }

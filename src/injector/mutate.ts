@@ -43,9 +43,9 @@ export function injectPodTemplate(input: PodTemplate, ctx: InjectContext): Injec
   const decision = decideInjection({ namespace: ctx.namespace, namespaceSelected: ctx.namespaceSelected, policy: ctx.config.policy, excludeNamespaces: ctx.config.excludeNamespaces, metadata: meta, spec: input.spec });
   if (!decision.inject) return { injected: false, reason: decision.reason, template: input };
 
-  const t = structuredClone(input);
-  t.metadata ??= {};
-  const m = t.metadata;
+  // metadata first, so printed manifests read the usual way round.
+  const t: PodTemplate = { metadata: {}, ...structuredClone(input) };
+  const m = t.metadata!;
   const spec = t.spec;
   // Every annotation is read (and can fail) before anything is changed.
   const native = bool(m, ANN.nativeSidecar) ?? ctx.config.nativeSidecars;

@@ -74,7 +74,7 @@ export function rewriteProbes(containers: Container[], fieldPrefix: string): App
       const path = appHealthPath(c.name, kind);
       probers[path] = prober;
       const { httpGet: _h, tcpSocket: _t, grpc: _g, ...timing } = probe;
-      c[key] = { ...timing, httpGet: { path, port: STATUS_PORT, scheme: 'HTTP' } };
+      c[key] = { httpGet: { path, port: STATUS_PORT, scheme: 'HTTP' }, ...timing };
     }
   });
   return probers;

@@ -41,7 +41,7 @@ export function proxyContainer(cfg: InjectorConfig, o: SidecarOptions): Containe
   ];
   if (o.probers) env.push({ name: 'ISTIO_KUBE_APP_PROBERS', value: o.probers });
   if (o.exitWhenAppExits) env.push({ name: 'WEIR_EXIT_WHEN_APP_EXITS', value: 'true' });
-  const readyProbe = { httpGet: { path: '/healthz/ready', port: READY_PORT, scheme: 'HTTP' } };
+  const readyProbe = () => ({ httpGet: { path: '/healthz/ready', port: READY_PORT, scheme: 'HTTP' } });
   const c: Container = {
     name: PROXY_CONTAINER,
     image: cfg.proxyImage,
@@ -49,9 +49,9 @@ export function proxyContainer(cfg: InjectorConfig, o: SidecarOptions): Containe
     args: ['proxy', ...cfg.extraProxyArgs],
     env,
     ports: [{ name: 'http-envoy-prom', containerPort: PROMETHEUS_PORT, protocol: 'TCP' }],
-    readinessProbe: { ...readyProbe, periodSeconds: 15, timeoutSeconds: 3, failureThreshold: 4 },
+    readinessProbe: { ...readyProbe(), periodSeconds: 15, timeoutSeconds: 3, failureThreshold: 4 },
     resources: o.resources,
-    securityContext: RESTRICTED_SECURITY_CONTEXT,
+    securityContext: structuredClone(RESTRICTED_SECURITY_CONTEXT),
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
   if (o.native) {
@@ -59,7 +59,7 @@ export function proxyContainer(cfg: InjectorConfig, o: SidecarOptions): Containe
     // next init container and the app only once this startup probe passes,
     // and stops it after the app containers have exited (Jobs complete).
     c.restartPolicy = 'Always';
-    c.startupProbe = { ...readyProbe, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 600 };
+    c.startupProbe = { ...readyProbe(), periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 600 };
   } else if (o.holdApplication) {
     // The kubelet starts containers in order and waits for a postStart hook
     // before the next one: the app starts after the proxy answers ready.
