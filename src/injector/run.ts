@@ -17,6 +17,8 @@ export interface InjectorRunOptions {
   logger: Logger;
   /** How often "auto" re-reads the server version. */
   versionRecheckMs?: number;
+  /** How often the caBundle is checked for drift. */
+  caBundleReconcileMs?: number;
 }
 
 export interface RunningInjector {
@@ -46,7 +48,7 @@ export async function startInjector(o: InjectorRunOptions): Promise<RunningInjec
   }
   const certs = new ServingCerts({
     api: o.api, namespace: s.namespace, caSecretName: s.caSecret, webhookConfigName: o.api ? s.webhookConfig : '',
-    dnsNames: serviceDnsNames(s.service, s.namespace, s.clusterDomain), leafLifetimeMs: s.certLifetimeMs, reconcileMs: 60_000,
+    dnsNames: serviceDnsNames(s.service, s.namespace, s.clusterDomain), leafLifetimeMs: s.certLifetimeMs, reconcileMs: o.caBundleReconcileMs ?? 60_000,
     logger: o.logger.child({ component: 'certs' }),
   });
   await certs.start();
