@@ -1,9 +1,10 @@
 // For an injected regular-container proxy in a restartPolicy Never pod
 // (no native sidecars): exit once the app containers have exited, so a Job
 // completes. The injector gives such pods a shared PID namespace; the app's
-// processes are those in another container's cgroup (our own container's
-// processes, e.g. the postStart hook, share our cgroup) other than PID 1
-// (the pause process). Seen once, then gone on two scans in a row = exited.
+// processes are those in another container's cgroup: not ours (the
+// postStart hook runs in our container) and not PID 1's (the sandbox's
+// pause container, children included). Seen once, then gone on two scans in
+// a row = exited.
 import * as fs from 'node:fs';
 
 export interface AppExitWatch { stop(): void; sawApp(): boolean }
@@ -15,11 +16,12 @@ function cgroupOf(procRoot: string, pid: string): string | undefined {
 /** PIDs of processes outside our container (kernel threads have no cmdline and are skipped). */
 export function appPids(procRoot = '/proc', self = String(process.pid)): number[] {
   const own = cgroupOf(procRoot, self);
+  const sandbox = cgroupOf(procRoot, '1');
   const out: number[] = [];
   for (const ent of fs.readdirSync(procRoot)) {
     if (!/^\d+$/.test(ent) || ent === '1' || ent === self) continue;
     const cg = cgroupOf(procRoot, ent);
-    if (cg === undefined || cg === own) continue;
+    if (cg === undefined || cg === own || cg === sandbox) continue;
     try { if (fs.readFileSync(`${procRoot}/${ent}/cmdline`).length === 0) continue; } catch { continue; }
     out.push(Number(ent));
   }
