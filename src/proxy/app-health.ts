@@ -13,7 +13,7 @@ import { watchAppExit, type AppExitWatch } from './app-exit.js';
 import { runAppProbe } from './app-probe.js';
 
 export interface StatusSettings {
-  /** 0 = no status server. */
+  /** 0 = any free port (tests). */
   port: number;
   probers: AppProbers;
   /** Where the app is probed: the pod IP (INSTANCE_IP), else 127.0.0.1. */
@@ -21,9 +21,11 @@ export interface StatusSettings {
   exitWhenAppExits: boolean;
 }
 
-export function statusSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): StatusSettings {
+/** The status server's settings from the injected environment; undefined when WEIR_STATUS_PORT=off. */
+export function statusSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): StatusSettings | undefined {
   const raw = env.WEIR_STATUS_PORT ?? '15020';
-  if (!/^\d+$/.test(raw) || Number(raw) > 65535) throw new FieldError('WEIR_STATUS_PORT', 'must be a port number (0 = off)', raw);
+  if (raw === 'off') return undefined;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) throw new FieldError('WEIR_STATUS_PORT', 'must be a port number 1-65535 or off', raw);
   const exit = (env.WEIR_EXIT_WHEN_APP_EXITS ?? 'false').toLowerCase();
   if (exit !== 'true' && exit !== 'false') throw new FieldError('WEIR_EXIT_WHEN_APP_EXITS', 'must be true or false', env.WEIR_EXIT_WHEN_APP_EXITS);
   return { port: Number(raw), probers: parseProbers(env.ISTIO_KUBE_APP_PROBERS), podIP: env.INSTANCE_IP || '127.0.0.1', exitWhenAppExits: exit === 'true' };
@@ -31,8 +33,7 @@ export function statusSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Sta
 
 export interface StatusServer { port: number; close(): Promise<void> }
 
-export async function startStatusServer(s: StatusSettings, h: { ready(): { ready: boolean; reason: string }; quit(reason: string): void; logger: Logger }): Promise<StatusServer | undefined> {
-  if (!s.port) return undefined;
+export async function startStatusServer(s: StatusSettings, h: { ready(): { ready: boolean; reason: string }; quit(reason: string): void; logger: Logger }): Promise<StatusServer> {
   let quitting = false;
   const quit = (reason: string) => { if (quitting) return; quitting = true; h.logger.info({ reason }, 'proxy exiting'); h.quit(reason); };
   const server: Server = createServer((req, res) => {

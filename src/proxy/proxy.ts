@@ -81,7 +81,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
   // Quitting goes through SIGTERM so it drains exactly like a pod deletion.
-  const status = await startStatusServer(statusSettingsFromEnv(), { ready, quit: () => process.kill(process.pid, 'SIGTERM'), logger: logger.child({ component: 'status' }) });
+  const statusSettings = statusSettingsFromEnv();
+  const status = statusSettings && await startStatusServer(statusSettings, { ready, quit: () => process.kill(process.pid, 'SIGTERM'), logger: logger.child({ component: 'status' }) });
   // DNS proxy (answers cluster names from the same registry) on 15053.
   const dns = cfg.dnsPort ? await startDnsProxy({ registry: client, podNamespace: cfg.podNamespace, metrics: metrics.registry, logger: logger.child({ component: 'dns' }), listen: { port: cfg.dnsPort } }) : undefined;
   logger.info({ dns: cfg.dnsPort || 'off', pump: l4.pump, outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
