@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { DaemonSet } from 'kubernetes-models/apps/v1';
-import { Namespace, ServiceAccount } from 'kubernetes-models/v1';
-import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
+import { Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 
 const DIR = path.resolve(import.meta.dirname, '../../daemonset');
 
@@ -21,6 +23,13 @@ const MODELS: Record<string, new (o: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount as never,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
+  // daemonset/injector/ (the sidecar injection webhook; its own checks: injector-manifests.test.ts)
+  'apps/v1/Deployment': Deployment as never,
+  'v1/Service': Service as never,
+  'rbac.authorization.k8s.io/v1/Role': Role as never,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding as never,
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration as never,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget as never,
 };
 
 function validate(doc: Doc): void {
@@ -44,7 +53,7 @@ function load(): Doc[] {
 
 test('every manifest in the kustomize base validates against the Kubernetes schema', () => {
   const docs = load();
-  assert.deepEqual(docs.map((d) => d.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+  assert.deepEqual(docs.map((d) => d.kind).sort(), ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'DaemonSet', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceAccount']);
   for (const d of docs) assert.doesNotThrow(() => validate(d), `${d.kind}/${d.metadata.name}`);
 });
 
