@@ -19,9 +19,9 @@
 //     pod is Succeeded if every app container exited 0.
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { sandboxNetnsPath, type ContainerConfig, type CriClient, type PodSandboxConfig } from './cri.js';
+import { httpGet } from '../e2e/runtime/pods.js';
 
 /** The slice of a Pod the kubelet stand-in reads. */
 export interface KPod {
@@ -82,19 +82,6 @@ export class KubeletPod {
     await this.cri.removePodSandbox(this.sandboxId).catch(() => {});
     fs.rmSync(this.logDir, { recursive: true, force: true });
   }
-}
-
-export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: timeoutMs, headers: { 'user-agent': 'kube-probe/1.31' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timeout`)));
-    req.on('error', reject);
-  });
 }
 
 function fieldValue(pod: KPod, ip: string, fieldPath: string): string {

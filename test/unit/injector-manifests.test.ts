@@ -61,7 +61,7 @@ test('webhooks: pod CREATE only, failurePolicy Fail, admission v1, no side effec
 });
 
 test('selectors: the namespace label (Istio\'s or weir\'s) selects, exactly one webhook answers', () => {
-  for (const labels of [{ 'istio-injection': 'enabled' }, { 'weir.io/injection': 'enabled' }, { 'istio-injection': 'enabled', 'weir.io/injection': 'enabled' }]) {
+  for (const labels of [{ 'istio-injection': 'enabled' }, { 'weir.io/injection': 'enabled' }, { 'istio-injection': 'enabled', 'weir.io/injection': 'enabled' }] as Record<string, string>[]) {
     assert.equal(called('shop', labels, {}).length, 1, JSON.stringify(labels));
     assert.equal(namespaceSelected(labels), true, 'the decision module agrees');
     assert.deepEqual(called('shop', labels, { 'sidecar.istio.io/inject': 'false' }), [], 'the pod label opts out before the call');
@@ -74,7 +74,7 @@ test('selectors: the namespace label (Istio\'s or weir\'s) selects, exactly one 
 
 test('selectors: kube-system, kube-public and weir-system are never sent to the webhook, whatever their labels', () => {
   for (const ns of ['kube-system', 'kube-public', 'weir-system']) {
-    for (const labels of [{}, { 'istio-injection': 'enabled' }, { 'weir.io/injection': 'enabled' }]) {
+    for (const labels of [{}, { 'istio-injection': 'enabled' }, { 'weir.io/injection': 'enabled' }] as Record<string, string>[]) {
       assert.deepEqual(called(ns, labels, { 'sidecar.istio.io/inject': 'true' }), [], `${ns} ${JSON.stringify(labels)}`);
     }
   }

@@ -24,7 +24,7 @@ import { APP_IMAGE } from '../../support/images.js';
 import { runKubePod, waitForCompletion, type KPod, type KubeletPod } from '../../support/kubelet.js';
 import { startRuntimeNode, type RuntimeNode } from './fixture.js';
 import { AgentProcess, NODE_NAME, WEIR_CNI } from './agent-process.js';
-import { waitFor } from './pods.js';
+import { httpGet, waitFor } from './pods.js';
 import { startInjector, type RunningInjector } from '../../../src/injector/run.js';
 import { resolveInjectorConfig, resolveServerSettings } from '../../../src/injector/options.js';
 
@@ -137,7 +137,7 @@ test('native sidecar: proxy first, capture from the CNI chain, the rewritten rea
     const live = await kp.probe('app', 'livenessProbe');
     assert.equal(live.status, 200, live.body);
     // A probe path nobody declared is not a way to scan the pod.
-    const stray = await (await import('../../support/kubelet.js')).httpGet(`http://${kp.ip}:15020/app-health/other/readyz`);
+    const stray = await httpGet(`http://${kp.ip}:15020/app-health/other/readyz`);
     assert.equal(stray.status, 404);
   } finally {
     await kp.remove();
