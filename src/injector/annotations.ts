@@ -1,6 +1,7 @@
 // The pod annotations that shape the injected proxy. A malformed value is a
 // FieldError naming the annotation: the pod is refused with that message
 // rather than injected half-right.
+import { parse as parseYaml } from 'yaml';
 import { FieldError } from '../common/errors.js';
 import type { ObjectMeta } from './k8s.js';
 
@@ -12,7 +13,8 @@ export const ANN = {
   proxyMemoryLimit: 'sidecar.istio.io/proxyMemoryLimit',
   rewriteProbes: 'sidecar.istio.io/rewriteAppHTTPProbers',
   nativeSidecar: 'sidecar.istio.io/nativeSidecar',
-  holdApp: 'proxy.istio.io/holdApplicationUntilProxyStarts',
+  /** Istio's per-pod ProxyConfig (YAML); weir reads holdApplicationUntilProxyStarts from it. */
+  proxyConfig: 'proxy.istio.io/config',
 } as const;
 
 // Kubernetes resource.Quantity: a decimal number with an optional binary
@@ -63,4 +65,19 @@ export function toNumber(q: string): number {
   const s = m[3] ?? '';
   if (/^[eE]/.test(s)) return base * 10 ** Number(s.slice(1));
   return base * (SUFFIX[s] ?? Number.NaN);
+}
+
+/** `holdApplicationUntilProxyStarts` from the pod's proxy.istio.io/config, as Istio users write it. */
+export function holdApplication(meta: ObjectMeta): boolean | undefined {
+  const raw = meta.annotations?.[ANN.proxyConfig];
+  if (raw === undefined) return undefined;
+  const field = `metadata.annotations["${ANN.proxyConfig}"]`;
+  let v: unknown;
+  try { v = parseYaml(raw); } catch (err) { throw new FieldError(field, `is not YAML: ${(err as Error).message.split('\n')[0]}`); }
+  if (v === null || v === undefined) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new FieldError(field, 'must be a ProxyConfig mapping');
+  const hold = (v as Record<string, unknown>).holdApplicationUntilProxyStarts;
+  if (hold === undefined) return undefined;
+  if (typeof hold !== 'boolean') throw new FieldError(`${field}.holdApplicationUntilProxyStarts`, 'must be true or false', String(hold));
+  return hold;
 }

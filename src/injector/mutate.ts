@@ -1,7 +1,7 @@
 // The mutation itself, pure: a pod template in, the injected template out
 // (or the same one and the reason it was left alone). The webhook turns the
 // difference into a JSONPatch; `weir inject` prints the result.
-import { ANN, bool, proxyResources } from './annotations.js';
+import { ANN, bool, holdApplication as holdFromProxyConfig, proxyResources } from './annotations.js';
 import { PROXY_CONTAINER, type InjectorConfig } from './config.js';
 import { decideInjection, type DecisionReason } from './decision.js';
 import type { Container, PodTemplate } from './k8s.js';
@@ -49,7 +49,8 @@ export function injectPodTemplate(input: PodTemplate, ctx: InjectContext): Injec
   const spec = t.spec;
   // Every annotation is read (and can fail) before anything is changed.
   const native = bool(m, ANN.nativeSidecar) ?? ctx.config.nativeSidecars;
-  const holdApplication = bool(m, ANN.holdApp) ?? true;
+  // weir holds the app by default (Istio's default is false; its users turn it on to avoid start-up races).
+  const holdApplication = holdFromProxyConfig(m) ?? true;
   const rewrite = bool(m, ANN.rewriteProbes) ?? true;
   const resources = proxyResources(m, ctx.config.defaultResources);
   const probers = rewrite ? rewriteProbes(spec.containers, 'spec.containers') : {};

@@ -59,3 +59,37 @@ test('a bad manifest or flag: exit 2, the message names the field', () => {
   assert.equal(yaml.status, 2);
   assert.match(yaml.stderr, /stdin document 1: not valid YAML/);
 });
+
+test('weir injector (the process): serves POST /inject over HTTPS, stops cleanly on SIGTERM', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'injector', '--no-kube', '--native-sidecars', 'false', '--port', '0', '--host', '127.0.0.1'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no "listening" line:\n${log}`)), 45_000);
+      const check = () => { const m = /"port":(\d+),"nativeSidecars":false.*weir injector listening/.exec(log); if (m) { clearTimeout(t); resolve(Number(m[1])); } };
+      child.stdout.on('data', check);
+      child.once('exit', (c) => reject(new Error(`exited ${c}:\n${log}`)));
+    });
+    const review = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'shop', operation: 'CREATE', object: { metadata: { name: 'p' }, spec: { containers: [{ name: 'app', image: 'x' }] } } } });
+    const { execFile } = await import('node:child_process');
+    const out = await new Promise<string>((resolve, reject) => execFile('curl', ['-sSk', '--max-time', '10', '-H', 'content-type: application/json', '--data-binary', review, `https://127.0.0.1:${port}/inject`], (e, so) => (e ? reject(e) : resolve(so))));
+    const body = JSON.parse(out);
+    assert.equal(body.response.uid, 'u1');
+    const ops = JSON.parse(Buffer.from(body.response.patch, 'base64').toString('utf8')) as { path: string; value: { name: string }[] }[];
+    assert.equal(ops.find((o) => o.path === '/spec/containers')?.value[0].name, 'weir-proxy');
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('weir injector --no-kube needs an explicit --native-sidecars', () => {
+  const r = weir(['injector', '--no-kube', '--port', '0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--native-sidecars: must be true or false with --no-kube/);
+});

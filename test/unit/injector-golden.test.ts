@@ -108,6 +108,7 @@ test('bad manifests: the error names the field', () => {
     'bad-quantity.yaml': /document 1 \(Pod bad\)\.metadata\.annotations\["sidecar\.istio\.io\/proxyMemory"\]: must be a Kubernetes quantity.*"lots"/,
     'bad-probe-port.yaml': /Deployment bad\)\.spec\.containers\[0\]\.readinessProbe\.httpGet\.port: names no port of container app.*"metrics"/,
     'bad-request-over-limit.yaml': /sidecar\.istio\.io\/proxyCPU.*request 2 is above the CPU limit 500m/,
+    'bad-proxy-config.yaml': /proxy\.istio\.io\/config"\]\.holdApplicationUntilProxyStarts: must be true or false/,
   };
   const bad = readdirSync(fixtures).filter((f) => f.startsWith('bad-')).sort();
   assert.deepEqual(bad, Object.keys(expect).sort());
