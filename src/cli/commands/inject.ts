@@ -1,16 +1,12 @@
 // `weir inject` (offline, like `istioctl kube-inject`), `weir injector`
 // (the admission webhook server) and `weir proxy-wait` (the postStart hook
 // that holds the app until the proxy is ready).
+// The injector's modules load only when one of these commands runs: every
+// `weir` start (the agent, a proxy started through the CLI) parses this file.
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
-import { createLogger } from '../../common/log.js';
 import { FieldError } from '../../common/errors.js';
-import { loadKubeConfig } from '../../kube/informers.js';
-import { supportsNativeSidecars } from '../../injector/config.js';
-import { KubeRest } from '../../injector/kube-rest.js';
-import { describeResult, injectYaml } from '../../injector/manifest-io.js';
-import { nativeChoice, resolveInjectorConfig, resolveServerSettings, type RawInjectOptions, type RawServerOptions } from '../../injector/options.js';
-import { waitForProxyReady } from '../../proxy/wait-ready.js';
+import type { RawInjectOptions, RawServerOptions } from '../../injector/options.js';
 
 function injectionOptions(cmd: Command): Command {
   return cmd
@@ -28,9 +24,15 @@ function fail(prefix: string, err: unknown): never {
   process.exit(err instanceof FieldError ? 2 : 1);
 }
 
-async function nativeFromCluster(kubeconfig: string | undefined): Promise<{ native: boolean; version: string }> {
-  const v = await new KubeRest(loadKubeConfig(kubeconfig)).serverVersion();
-  return { native: supportsNativeSidecars(v.major, v.minor), version: v.gitVersion ?? `${v.major}.${v.minor}` };
+async function kubeApi(kubeconfig: string | undefined) {
+  const [{ loadKubeConfig }, { KubeRest }] = await Promise.all([import('../../kube/informers.js'), import('../../injector/kube-rest.js')]);
+  return new KubeRest(loadKubeConfig(kubeconfig));
+}
+
+async function nativeFromCluster(kubeconfig: string | undefined): Promise<boolean> {
+  const { supportsNativeSidecars } = await import('../../injector/config.js');
+  const v = await (await kubeApi(kubeconfig)).serverVersion();
+  return supportsNativeSidecars(v.major, v.minor);
 }
 
 export function registerInjectCommands(program: Command): void {
@@ -40,9 +42,11 @@ export function registerInjectCommands(program: Command): void {
     .addOption(new Option('-o, --output <file>', 'write here instead of stdout')))
     .action(async (opts: RawInjectOptions & { filename: string; output?: string; kubeconfig?: string }) => {
       try {
+        const { nativeChoice, resolveInjectorConfig } = await import('../../injector/options.js');
+        const { describeResult, injectYaml } = await import('../../injector/manifest-io.js');
         const choice = nativeChoice('--native-sidecars', opts.nativeSidecars);
         // Offline, "auto" asks a cluster only when told which one; else native (every supported Kubernetes has it).
-        const native = choice !== 'auto' ? choice : opts.kubeconfig ? (await nativeFromCluster(opts.kubeconfig)).native : true;
+        const native = choice !== 'auto' ? choice : opts.kubeconfig ? await nativeFromCluster(opts.kubeconfig) : true;
         const config = resolveInjectorConfig(opts, process.env, native);
         const text = opts.filename === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(opts.filename, 'utf8');
         const out = injectYaml(text, config, opts.filename === '-' ? 'stdin' : opts.filename);
@@ -64,13 +68,15 @@ export function registerInjectCommands(program: Command): void {
     .addOption(new Option('--policy <enabled|disabled>', 'default for pods without sidecar.istio.io/inject (env WEIR_INJECTION_POLICY)').default(undefined, 'enabled'))
     .option('--no-kube', 'no API server: in-memory CA, no caBundle patching, --native-sidecars must be explicit'))
     .action(async (opts: RawInjectOptions & RawServerOptions & { kubeconfig?: string; kube?: boolean }) => {
-      const logger = createLogger({ name: 'weir-injector' });
-      const { startInjector } = await import('../../injector/run.js');
       try {
+        const { createLogger } = await import('../../common/log.js');
+        const { startInjector } = await import('../../injector/run.js');
+        const { nativeChoice, resolveInjectorConfig, resolveServerSettings } = await import('../../injector/options.js');
+        const logger = createLogger({ name: 'weir-injector' });
         const choice = nativeChoice('--native-sidecars', opts.nativeSidecars);
         const settings = resolveServerSettings(opts);
         resolveInjectorConfig(opts); // flag errors before anything starts
-        const api = opts.kube === false ? undefined : new KubeRest(loadKubeConfig(opts.kubeconfig));
+        const api = opts.kube === false ? undefined : await kubeApi(opts.kubeconfig);
         if (!api && choice === 'auto') throw new FieldError('--native-sidecars', 'must be true or false with --no-kube (there is no API server to ask)', 'auto');
         const running = await startInjector({ settings, api, nativeChoice: choice, configFor: (native) => resolveInjectorConfig(opts, process.env, native), logger });
         const stop = () => { running.close().then(() => process.exit(0), () => process.exit(1)); };
@@ -85,6 +91,7 @@ export function registerInjectCommands(program: Command): void {
     .addOption(new Option('--timeout <duration>', 'give up after').default('120s'))
     .action(async (opts: { url: string; timeout: string }) => {
       try {
+        const { waitForProxyReady } = await import('../../proxy/wait-ready.js');
         const ms = await waitForProxyReady(opts.url, opts.timeout);
         process.stderr.write(`weir proxy ready after ${ms} ms\n`);
       } catch (err) { fail('weir proxy-wait', err); }
