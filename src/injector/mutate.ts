@@ -3,8 +3,9 @@
 // difference into a JSONPatch; `weir inject` prints the result.
 import { ANN, bool, holdApplication as holdFromProxyConfig, proxyResources } from './annotations.js';
 import { PROXY_CONTAINER, type InjectorConfig } from './config.js';
+import { DEFAULT_PROXY_CONTAINER_NAMES } from '../kube/proxy-container.js';
 import { decideInjection, type DecisionReason } from './decision.js';
-import type { Container, PodTemplate } from './k8s.js';
+import type { PodTemplate } from './k8s.js';
 import { rewriteProbes } from './probes.js';
 import { proxyContainer } from './sidecar.js';
 
@@ -22,13 +23,12 @@ export interface InjectResult {
   template: PodTemplate;
 }
 
-/** Proxies that mark a pod as already meshed: ours, or Istio's. */
-const MESH_PROXIES = [PROXY_CONTAINER, 'istio-proxy'];
 
 export function alreadyInjected(t: PodTemplate): boolean {
   if (t.metadata?.annotations?.[ANN.status]) return true;
   const all = [...(t.spec.containers ?? []), ...(t.spec.initContainers ?? [])];
-  return all.some((c) => MESH_PROXIES.includes(c.name));
+  // Ours or Istio's, under any restartPolicy: the capture decision's names.
+  return all.some((c) => DEFAULT_PROXY_CONTAINER_NAMES.includes(c.name));
 }
 
 /** "web-7c9d8f6b5-" / "web-7c9d8f6b5-x2k4q" → "web": what Istio calls the workload. */
@@ -91,9 +91,3 @@ export function injectPodTemplate(input: PodTemplate, ctx: InjectContext): Injec
   if (appContainers[0]) annotations['kubectl.kubernetes.io/default-container'] ??= appContainers[0];
   return { injected: true, reason: decision.reason, template: t };
 }
-
-/** The proxy container of an injected template (for tests and `weir inject` diagnostics). */
-export function injectedProxy(t: PodTemplate): Container | undefined {
-  return [...(t.spec.initContainers ?? []), ...t.spec.containers].find((c) => c.name === PROXY_CONTAINER);
-}
-

@@ -1,7 +1,7 @@
 // Flags and environment → InjectorConfig (shared by `weir inject` and
 // `weir injector`). Bad values are FieldErrors naming the flag.
 import { FieldError } from '../common/errors.js';
-import { parseDuration } from '../proxy/config.js';
+import { parseDuration } from '../common/duration.js';
 import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from './config.js';
 
 export interface RawInjectOptions {
@@ -80,7 +80,7 @@ export function resolveServerSettings(raw: RawServerOptions, env: NodeJS.Process
     service: name('--service', raw.service ?? 'weir-injector'),
     webhookConfig: raw.webhookConfig === '' ? '' : name('--webhook-config', raw.webhookConfig ?? 'weir-sidecar-injector'),
     caSecret: name('--ca-secret', raw.caSecret ?? 'weir-injector-ca'),
-    certLifetimeMs: parseDuration('--cert-lifetime', raw.certLifetime, 7 * 86_400_000),
+    certLifetimeMs: raw.certLifetime === undefined ? 7 * 86_400_000 : parseDuration('--cert-lifetime', raw.certLifetime, 365 * 86_400_000),
     clusterDomain: raw.clusterDomain ?? env.WEIR_CLUSTER_DOMAIN ?? 'cluster.local',
   };
 }

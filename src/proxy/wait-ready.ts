@@ -3,7 +3,7 @@
 // starting the app containers until the proxy is up (Istio's
 // holdApplicationUntilProxyStarts), when native sidecars are not available.
 import * as http from 'node:http';
-import { parseDuration } from './config.js';
+import { parseDuration } from '../common/duration.js';
 
 function probe(url: string): Promise<number> {
   return new Promise((resolve) => {
@@ -15,7 +15,7 @@ function probe(url: string): Promise<number> {
 
 /** Resolves with the milliseconds waited; rejects naming the URL after `timeout`. */
 export async function waitForProxyReady(url: string, timeout: string): Promise<number> {
-  const ms = parseDuration('--timeout', timeout, 120_000);
+  const ms = parseDuration('--timeout', timeout);
   const start = Date.now();
   for (;;) {
     if (await probe(url) === 200) return Date.now() - start;

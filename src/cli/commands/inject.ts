@@ -64,7 +64,7 @@ export function registerInjectCommands(program: Command): void {
     .addOption(new Option('--service <name>', 'the Service the API server calls').default(undefined, 'weir-injector'))
     .addOption(new Option('--webhook-config <name>', 'MutatingWebhookConfiguration to keep the caBundle of ("" = none)').default(undefined, 'weir-sidecar-injector'))
     .addOption(new Option('--ca-secret <name>', 'Secret holding the injector CA').default(undefined, 'weir-injector-ca'))
-    .addOption(new Option('--cert-lifetime <duration>', 'serving certificate lifetime (renewed at 2/3)').default(undefined, '7d'))
+    .addOption(new Option('--cert-lifetime <duration>', 'serving certificate lifetime (renewed at 2/3)').default(undefined, '168h'))
     .addOption(new Option('--policy <enabled|disabled>', 'default for pods without sidecar.istio.io/inject (env WEIR_INJECTION_POLICY)').default(undefined, 'enabled'))
     .option('--no-kube', 'no API server: in-memory CA, no caBundle patching, --native-sidecars must be explicit'))
     .action(async (opts: RawInjectOptions & RawServerOptions & { kubeconfig?: string; kube?: boolean }) => {
