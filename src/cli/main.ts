@@ -8,6 +8,7 @@ import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from '../proxy/command.js';
 import { registerCaCommand } from './commands/ca.js';
 import { registerAnalyzeCommand } from './commands/analyze.js';
+import { registerInjectCommands } from './commands/inject.js';
 
 export function buildProgram(): Command {
   const program = new Command('weir')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerProxyCommand(program);
   registerCaCommand(program);
   registerAnalyzeCommand(program);
+  registerInjectCommands(program);
   return program;
 }
 
