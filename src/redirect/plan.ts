@@ -16,16 +16,45 @@ export const OUTBOUND_CAPTURE_PORT = 15001;
 export const DNS_CAPTURE_PORT = 15053;
 /** Tunnel, merged metrics, health, Prometheus: never captured inbound. */
 export const ALWAYS_EXCLUDED_INBOUND = [15008, 15020, 15021, 15090] as const;
-export const DEFAULT_PROXY_CONTAINER_NAMES = ['weir-proxy', 'istio-proxy'];
+export const DEFAULT_PROXY_CONTAINER_NAMES = ['weir-proxy', 'istio-proxy', 'linkerd-proxy'];
+/** Linkerd's proxy-init defaults, as linkerd-cni programs them. */
+export const LINKERD_INBOUND_PORT = 4143;
+export const LINKERD_OUTBOUND_PORT = 4140;
+export const LINKERD_PROXY_UID = 2102;
+/** linkerd-proxy's control (tap) and admin ports: never captured inbound. */
+export const LINKERD_IGNORED_INBOUND = [4190, 4191] as const;
+/** Istio's TPROXY constants: the packet mark and the policy routing table. */
+export const TPROXY_MARK = 1337;
+export const TPROXY_ROUTE_TABLE = 133;
 
-function proxyContainer(pod: Pod, names: string[]): { container: Container; where: string } | undefined {
+/** Which mesh's sidecar a proxy container is: it decides ports, uid and DNS defaults. */
+export type ProxyKind = 'weir' | 'istio' | 'linkerd';
+
+/** Container names with a known mesh; any other configured name is treated as weir's own proxy. */
+const PROXY_KIND_BY_NAME: Record<string, ProxyKind> = { 'weir-proxy': 'weir', 'istio-proxy': 'istio', 'linkerd-proxy': 'linkerd' };
+
+export interface FoundProxy { container: Container; where: string; kind: ProxyKind }
+
+/**
+ * The proxy container: a regular container or a native sidecar (init
+ * container with restartPolicy Always). The one finder the capture decision
+ * and the planner share.
+ */
+export function findProxyContainer(pod: Pod, names: string[] = DEFAULT_PROXY_CONTAINER_NAMES): FoundProxy | undefined {
+  const kind = (c: Container): ProxyKind => PROXY_KIND_BY_NAME[c.name] ?? 'weir';
   const containers = pod.spec?.containers ?? [];
   const i = containers.findIndex((c) => names.includes(c.name));
-  if (i >= 0) return { container: containers[i], where: `spec.containers[${i}]` };
+  if (i >= 0) return { container: containers[i], where: `spec.containers[${i}]`, kind: kind(containers[i]) };
   const inits = pod.spec?.initContainers ?? [];
   const j = inits.findIndex((c) => names.includes(c.name) && c.restartPolicy === 'Always');
-  if (j >= 0) return { container: inits[j], where: `spec.initContainers[${j}]` };
+  if (j >= 0) return { container: inits[j], where: `spec.initContainers[${j}]`, kind: kind(inits[j]) };
   return undefined;
+}
+
+/** A literal env value of the container (valueFrom is not resolvable here). */
+export function containerEnv(container: Container | undefined, name: string): string | undefined {
+  const e = container?.env?.find((v) => v && v.name === name);
+  return typeof e?.value === 'string' ? e.value : undefined;
 }
 
 /**
@@ -34,8 +63,7 @@ function proxyContainer(pod: Pod, names: string[]): { container: Container; wher
  * then the default. The gid follows the uid when only the uid is known, so
  * a custom uid never leaves an unrelated gid 1337 exempt.
  */
-function proxyIdentity(pod: Pod, settings: PlanSettings): { uid: number; gid: number } {
-  const found = proxyContainer(pod, settings.proxyContainerNames ?? DEFAULT_PROXY_CONTAINER_NAMES);
+function proxyIdentity(pod: Pod, settings: PlanSettings, found: FoundProxy | undefined): { uid: number; gid: number } {
   const sc = found?.container.securityContext;
   const annotation = pod.metadata.annotations?.[ANNOTATIONS.linkerdProxyUid];
   let uid: number | undefined;
@@ -43,7 +71,7 @@ function proxyIdentity(pod: Pod, settings: PlanSettings): { uid: number; gid: nu
   else if (annotation !== undefined) uid = parseId(ANNOTATIONS.linkerdProxyUid, annotation);
   let gid: number | undefined;
   if (sc?.runAsGroup !== undefined) gid = parseId(`${found!.where}.securityContext.runAsGroup`, sc.runAsGroup);
-  const defaultUid = settings.defaultProxyUid ?? DEFAULT_PROXY_ID;
+  const defaultUid = found?.kind === 'linkerd' ? LINKERD_PROXY_UID : settings.defaultProxyUid ?? DEFAULT_PROXY_ID;
   const defaultGid = settings.defaultProxyGid ?? DEFAULT_PROXY_ID;
   return { uid: uid ?? defaultUid, gid: gid ?? (uid !== undefined ? uid : defaultGid) };
 }
@@ -63,12 +91,14 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
 
   const modeText = get(ANNOTATIONS.interceptionMode);
   const mode = modeText === undefined ? 'REDIRECT' : parseInterceptionMode(modeText);
-  const { uid, gid } = proxyIdentity(pod, settings);
+  const found = findProxyContainer(pod, settings.proxyContainerNames ?? DEFAULT_PROXY_CONTAINER_NAMES);
+  const linkerd = found?.kind === 'linkerd';
+  const { uid, gid } = proxyIdentity(pod, settings, found);
 
   const includeInboundText = get(ANNOTATIONS.includeInboundPorts);
   const includeInbound = includeInboundText === undefined ? 'all' : parsePortSelector(ANNOTATIONS.includeInboundPorts, includeInboundText);
   const excludeInbound = normalisePorts([
-    ...ALWAYS_EXCLUDED_INBOUND.map(single),
+    ...(linkerd ? LINKERD_IGNORED_INBOUND : ALWAYS_EXCLUDED_INBOUND).map(single),
     ...parsePortList(ANNOTATIONS.excludeInboundPorts, get(ANNOTATIONS.excludeInboundPorts) ?? ''),
     ...parsePortList(ANNOTATIONS.linkerdSkipInboundPorts, get(ANNOTATIONS.linkerdSkipInboundPorts) ?? ''),
   ]);
@@ -84,15 +114,19 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
   const includeOutboundPorts = parsePortList(ANNOTATIONS.includeOutboundPorts, get(ANNOTATIONS.includeOutboundPorts) ?? '');
 
   const dnsText = get(ANNOTATIONS.dnsCapture);
-  const dnsEnabled = dnsText === undefined ? (settings.captureDns ?? true) : parseBoolean(ANNOTATIONS.dnsCapture, dnsText);
+  const dnsEnabled = dnsText === undefined ? dnsDefault(found, settings) : parseBoolean(ANNOTATIONS.dnsCapture, dnsText);
 
   return {
     version: 1,
     mode,
+    // Optional keys appear only when they apply, so the plans (and plan
+    // hashes) of plain Istio-style REDIRECT pods do not change with them.
+    ...(linkerd ? { style: 'linkerd' as const } : {}),
+    ...(mode === 'TPROXY' ? { tproxy: { mark: TPROXY_MARK, routeTable: TPROXY_ROUTE_TABLE } } : {}),
     proxyUid: uid,
     proxyGid: gid,
-    inboundPort: INBOUND_CAPTURE_PORT,
-    outboundPort: OUTBOUND_CAPTURE_PORT,
+    inboundPort: linkerd ? LINKERD_INBOUND_PORT : INBOUND_CAPTURE_PORT,
+    outboundPort: linkerd ? LINKERD_OUTBOUND_PORT : OUTBOUND_CAPTURE_PORT,
     dns: { enabled: dnsEnabled, port: DNS_CAPTURE_PORT },
     inbound: {
       capture: includeInbound === 'all' ? 'all' : includeInbound.length === 0 ? 'none' : 'list',
@@ -107,6 +141,19 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
     },
     excludeInterfaces: parseInterfaceList(ANNOTATIONS.excludeInterfaces, get(ANNOTATIONS.excludeInterfaces) ?? ''),
   };
+}
+
+/**
+ * DNS capture unless the pod says otherwise: a stock istio-proxy has no DNS
+ * listener on 15053 unless its agent was told to (ISTIO_META_DNS_CAPTURE,
+ * exactly the test istio-cni makes), linkerd-proxy never has one, weir's own
+ * proxy always does. settings.captureDns false turns it off node-wide.
+ */
+function dnsDefault(found: FoundProxy | undefined, settings: PlanSettings): boolean {
+  if (settings.captureDns === false) return false;
+  if (found?.kind === 'istio') return containerEnv(found.container, 'ISTIO_META_DNS_CAPTURE')?.trim().toLowerCase() === 'true';
+  if (found?.kind === 'linkerd') return false;
+  return true;
 }
 
 function normaliseCidrsUnion(a: RedirectPlan['outbound']['excludeCidrs'], b: RedirectPlan['outbound']['excludeCidrs']) {
