@@ -119,6 +119,9 @@ function tproxyTable(plan: RedirectPlan, tproxy: NonNullable<RedirectPlan['tprox
   add('WEIR_TPROXY_PREROUTING', `-m mark --mark ${mark} -j CONNMARK --save-mark`);
   add('WEIR_TPROXY_PREROUTING', `-m mark --mark ${mark} -j RETURN`);
   add('WEIR_TPROXY_PREROUTING', '-i lo -j RETURN');
+  // Replies to connections the pod opened (the proxy's upstreams): TPROXY
+  // would find their non-transparent socket and DROP the packet.
+  add('WEIR_TPROXY_PREROUTING', '-m conntrack --ctdir REPLY -j RETURN');
   if (plan.inbound.capture !== 'none') {
     chains.splice(1, 0, 'WEIR_TPROXY_INBOUND');
     add('WEIR_TPROXY_PREROUTING', '-p tcp -j WEIR_TPROXY_INBOUND');

@@ -144,7 +144,9 @@ function tproxyTable(plan: RedirectPlan, tproxy: NonNullable<RedirectPlan['tprox
   const mark = tproxy.mark;
   const lines = [`table ${NFT_FAMILY} ${NFT_TPROXY_TABLE} {`, `\tcomment "${comment}"`, '\tchain prerouting {', '\t\ttype filter hook prerouting priority mangle; policy accept;'];
   if (plan.excludeInterfaces.length > 0) lines.push(`\t\tiifname ${quoted(plan.excludeInterfaces)} return`);
-  lines.push(`\t\tmeta mark ${mark} ct mark set meta mark return`, '\t\tiifname "lo" return');
+  // Replies to connections the pod opened never need TPROXY (it would only
+  // find their non-transparent socket; xt_TPROXY drops such packets).
+  lines.push(`\t\tmeta mark ${mark} ct mark set meta mark return`, '\t\tiifname "lo" return', '\t\tct direction reply return');
   if (plan.inbound.capture !== 'none') lines.push('\t\tmeta l4proto tcp jump inbound');
   lines.push('\t}');
   if (plan.inbound.capture !== 'none') {
