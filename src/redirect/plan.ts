@@ -71,8 +71,9 @@ function proxyIdentity(pod: Pod, settings: PlanSettings, found: FoundProxy | und
   else if (annotation !== undefined) uid = parseId(ANNOTATIONS.linkerdProxyUid, annotation);
   let gid: number | undefined;
   if (sc?.runAsGroup !== undefined) gid = parseId(`${found!.where}.securityContext.runAsGroup`, sc.runAsGroup);
+  // linkerd-proxy runs as 2102 with no group of its own: only its uid is exempt, so the gid follows.
   const defaultUid = found?.kind === 'linkerd' ? LINKERD_PROXY_UID : settings.defaultProxyUid ?? DEFAULT_PROXY_ID;
-  const defaultGid = settings.defaultProxyGid ?? DEFAULT_PROXY_ID;
+  const defaultGid = found?.kind === 'linkerd' ? (uid ?? LINKERD_PROXY_UID) : settings.defaultProxyGid ?? DEFAULT_PROXY_ID;
   return { uid: uid ?? defaultUid, gid: gid ?? (uid !== undefined ? uid : defaultGid) };
 }
 
