@@ -16,7 +16,7 @@ const suite = suiteNetns('wn');
 function pod(annotations: Record<string, string> = {}): Pod {
   return {
     metadata: { name: 'app', namespace: 'default', uid: 'u-1', annotations },
-    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy' }] },
+    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }] }] },
   };
 }
 
