@@ -29,6 +29,7 @@ const PODS: Record<string, Pod> = {
     'traffic.sidecar.istio.io/excludeOutboundPorts': '5432',
     'traffic.sidecar.istio.io/excludeInterfaces': 'eth1',
   }),
+  tproxy: pod({ 'sidecar.istio.io/interceptionMode': 'TPROXY', 'traffic.sidecar.istio.io/excludeInterfaces': 'eth1' }),
 };
 
 for (const [name, p] of Object.entries(PODS)) {
@@ -40,7 +41,9 @@ for (const [name, p] of Object.entries(PODS)) {
     await backend.apply(ns.path, plan);
     const first = await backend.read(ns.path);
     assert.equal(first.planHash, planHash(plan));
-    for (const t of WEIR_NFT_RENDERER.tables) assert.match(first.listing, new RegExp(`^table inet ${t} \\{`, 'm'));
+    // weir_tproxy only exists for a TPROXY plan.
+    for (const t of WEIR_NFT_RENDERER.tables.filter((x) => x !== 'weir_tproxy' || plan.tproxy)) assert.match(first.listing, new RegExp(`^table inet ${t} \\{`, 'm'));
+    assert.equal(/^table inet weir_tproxy \{/m.test(first.listing), plan.tproxy !== undefined);
     assert.deepEqual(await backend.verify(ns.path, plan), { ok: true, differences: [] });
     if (name === 'everyAnnotation') {
       for (const s of ['10.96.0.1 return', 'fd00:1::/64 return', 'oifname "eth1" return', 'dport 5432 return', '9000-9100']) assert.ok(first.listing.includes(s), s);
