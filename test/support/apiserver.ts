@@ -23,6 +23,8 @@
 //   api.stallWatches(true|false)    true: open and new watches keep their connection but
 //                                   never receive another byte (a wedged apiserver / LB)
 //   api.failRequests(n, status?)    the next n non-watch requests answer `status` (500)
+//   api.addToken(token, user)       TokenReview answers for `token`: {username, uid?, groups?, extra?}
+//                                   (unknown tokens are not authenticated)
 //   api.requests                    log of {method, path, query, watch} for counting
 //   api.watchCount()                open watch connections
 //   api.stop()
@@ -39,6 +41,8 @@
 //          (maps merge like a merge patch; enough for metadata.labels/annotations),
 //          json-patch+json (add/replace/remove)
 //   DELETE .../pods/{name}
+//   GET/POST /api/v1/namespaces/{ns}/secrets[/{name}]
+//   POST   /apis/authentication.k8s.io/v1/tokenreviews   (tokens from addToken)
 // List/watch query: watch=1|true, resourceVersion, fieldSelector (metadata.name,
 // metadata.namespace, spec.nodeName; = == !=), labelSelector (k=v, k==v, k!=v, k, !k,
 // k in (a,b), k notin (a,b)), allowWatchBookmarks, timeoutSeconds.
@@ -67,8 +71,11 @@ const RESOURCES: ResourceType[] = [
   { kind: 'Service', plural: 'services', apiVersion: 'v1', namespaced: true },
   { kind: 'EndpointSlice', plural: 'endpointslices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   { kind: 'Event', plural: 'events', apiVersion: 'v1', namespaced: true },
+  { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true },
 ];
 const BY_KIND = new Map(RESOURCES.map((r) => [r.kind, r]));
+
+export interface TokenUser { username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }
 
 export interface RequestLogEntry { method: string; path: string; query: Record<string, string>; watch: boolean }
 
@@ -215,6 +222,7 @@ export class TestApiServer {
   private failNext = 0;
   private failStatus = 500;
   private readonly bookmarkIntervalMs: number;
+  private readonly tokens = new Map<string, TokenUser>();
 
   private constructor(private readonly server: Server, opts: TestApiServerOptions) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
@@ -329,6 +337,18 @@ export class TestApiServer {
 
   watchCount(): number { return this.watchers.size; }
 
+  addToken(token: string, user: TokenUser): void { this.tokens.set(token, user); }
+
+  /** What kube-apiserver's TokenReview answers: authenticated + user, or not authenticated. */
+  private async tokenReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse(await this.readBody(req)) as { spec?: { token?: string; audiences?: string[] } };
+    const user = this.tokens.get(body.spec?.token ?? '');
+    const status = user
+      ? { authenticated: true, user: { username: user.username, uid: user.uid ?? randomUUID(), groups: user.groups ?? [], extra: user.extra ?? {} }, audiences: body.spec?.audiences }
+      : { authenticated: false, error: 'invalid bearer token' };
+    this.send(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: {}, spec: body.spec ?? {}, status });
+  }
+
   async stop(): Promise<void> {
     this.closeWatches();
     this.server.closeAllConnections();
@@ -412,6 +432,7 @@ export class TestApiServer {
         this.failNext--;
         return this.send(res, this.failStatus, status(this.failStatus, 'InternalError', 'injected failure'));
       }
+      if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return await this.tokenReview(req, res);
       const r = this.route(url.pathname);
       if (!r) return this.send(res, 404, status(404, 'NotFound', `the server could not find the requested resource: ${url.pathname}`));
       const { type, namespace, name } = r;
