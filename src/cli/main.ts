@@ -5,8 +5,9 @@ import { Command } from 'commander';
 import { registerRulesCommands } from './commands/rules.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
-import { registerProxyCommand } from './commands/proxy.js';
+import { registerProxyCommand } from '../proxy/command.js';
 import { registerCaCommand } from './commands/ca.js';
+import { registerAnalyzeCommand } from './commands/analyze.js';
 
 export function buildProgram(): Command {
   const program = new Command('weir')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerAgentCommand(program);
   registerProxyCommand(program);
   registerCaCommand(program);
+  registerAnalyzeCommand(program);
   return program;
 }
 

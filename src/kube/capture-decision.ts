@@ -8,8 +8,8 @@
 // its rules from that init container already, and DISABLE_ENVOY means there
 // is no Envoy to redirect to. weir's own proxy and linkerd-proxy are always
 // sidecars.
-import type { Pod, Namespace, Container } from './pod-types.js';
-import { containerEnv, DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer, type ProxyKind } from '../redirect/plan.js';
+import type { Pod, Container } from './pod-types.js';
+import { containerEnv, DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer, type ProxyKind } from './proxy-container.js';
 
 export interface CaptureSettings {
   /** Namespaces never captured (the CNI conf's excludeNamespaces plus the agent's). */
@@ -22,7 +22,7 @@ export interface CaptureSettings {
 
 export const DEFAULT_CAPTURE_SETTINGS: CaptureSettings = {
   excludeNamespaces: ['kube-system'],
-  proxyContainerNames: DEFAULT_PROXY_CONTAINER_NAMES,
+  proxyContainerNames: [...DEFAULT_PROXY_CONTAINER_NAMES],
   agentAppLabel: 'weir-agent',
 };
 
@@ -60,7 +60,7 @@ function isGateway(c: Container): boolean {
   return Array.isArray(c.args) && c.args.includes('router');
 }
 
-export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS, _ns?: Namespace): CaptureDecision {
+export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS): CaptureDecision {
   const namespace = pod.metadata.namespace ?? 'default';
   if (settings.excludeNamespaces.includes(namespace)) return { capture: false, reason: 'excluded-namespace' };
   if (pod.spec?.hostNetwork) return { capture: false, reason: 'host-network' };

@@ -1,12 +1,11 @@
 // The one place a backend name becomes a backend.
-import type { CaptureBackend } from './backend-types.js';
-import type { BackendName } from '../redirect/types.js';
+import type { BackendName, CaptureBackend } from './backend-types.js';
 import { IptablesBackend } from './iptables-backend.js';
 import type { IptablesMode } from './iptables-detect.js';
 import { NftablesBackend } from './nft-backend.js';
 import { NFT_TABLES, NFT_TPROXY_TABLE, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
 import { existsSync } from 'node:fs';
-import { nativeAvailable, nftRun } from './native.js';
+import { nativeAvailable, nftRun } from '../native/addon.js';
 import { TproxyRoutingBackend } from './tproxy-backend.js';
 
 export const DEFAULT_BACKEND: BackendName = 'nftables';

@@ -13,7 +13,7 @@
 // Routing is only read or written where TPROXY is, or may be, programmed
 // (`hasTproxy`, in process for nftables and iptables-nft), so REDIRECT pods
 // keep their fast path with no process spawned.
-import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
+import type { CaptureBackend, NetnsPath, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
 import { applyPolicyRouting, expectedPolicyRouting, readPolicyRouting, removePolicyRouting, type PolicyRoute } from './policy-routing.js';
 import { diffListings } from './iptables-backend.js';
 import { TPROXY_MARK, TPROXY_ROUTE_TABLE } from '../redirect/plan.js';
@@ -34,10 +34,11 @@ export class TproxyRoutingBackend implements CaptureBackend {
     this.name = rules.name;
   }
 
-  async apply(netns: NetnsPath, plan: RedirectPlan): Promise<void> {
+  async apply(target: SandboxTarget, plan: RedirectPlan): Promise<void> {
+    const netns = target.netnsPath;
     if (!plan.tproxy) {
       const had = await this.opts.hasTproxy(netns);
-      await this.rules.apply(netns, plan);
+      await this.rules.apply(target, plan);
       if (had) await removePolicyRouting(netns, DEFAULT_ROUTE);
       return;
     }
@@ -47,15 +48,16 @@ export class TproxyRoutingBackend implements CaptureBackend {
     const undo = async (): Promise<void> => { if (!had) await removePolicyRouting(netns, plan.tproxy!).catch(() => undefined); };
     try {
       await applyPolicyRouting(netns, plan.tproxy);
-      await this.rules.apply(netns, plan);
+      await this.rules.apply(target, plan);
     } catch (e) {
       await undo();
       throw e;
     }
   }
 
-  async read(netns: NetnsPath): Promise<ProgrammedState> {
-    const state = await this.rules.read(netns);
+  async read(target: SandboxTarget): Promise<ProgrammedState> {
+    const netns = target.netnsPath;
+    const state = await this.rules.read(target);
     if (!(await this.opts.hasTproxy(netns))) return state;
     const routing = await readPolicyRouting(netns, DEFAULT_ROUTE);
     if (routing.length === 0) return state;
@@ -63,8 +65,9 @@ export class TproxyRoutingBackend implements CaptureBackend {
     return { ...state, present: true, listing: rulesText + routing.join('\n') };
   }
 
-  async verify(netns: NetnsPath, plan: RedirectPlan): Promise<VerifyResult> {
-    const result = await this.rules.verify(netns, plan);
+  async verify(target: SandboxTarget, plan: RedirectPlan): Promise<VerifyResult> {
+    const netns = target.netnsPath;
+    const result = await this.rules.verify(target, plan);
     if (!plan.tproxy && !(await this.opts.hasTproxy(netns))) return result;
     const route = plan.tproxy ?? DEFAULT_ROUTE;
     const expected = plan.tproxy ? expectedPolicyRouting(route) : [];
@@ -72,9 +75,10 @@ export class TproxyRoutingBackend implements CaptureBackend {
     return { ok: differences.length === 0, differences };
   }
 
-  async remove(netns: NetnsPath): Promise<void> {
+  async remove(target: SandboxTarget): Promise<void> {
+    const netns = target.netnsPath;
     const had = await this.opts.hasTproxy(netns);
-    await this.rules.remove(netns);
+    await this.rules.remove(target);
     if (had) await removePolicyRouting(netns, DEFAULT_ROUTE);
   }
 }

@@ -2,7 +2,7 @@
 // IP_TRANSPARENT nor SO_MARK): the inbound listener that TPROXY delivers to,
 // and the hand-off connection to the app that keeps the client's address.
 import { Socket } from 'node:net';
-import { socketInNetns, type NativeError } from '../netns/native.js';
+import { socketInNetns, type NativeError } from '../native/addon.js';
 import { familyOf } from './addr.js';
 import { ConnectError } from './relay.js';
 

@@ -2,7 +2,8 @@
 // securityContext are read. Renderers and backends only see the plan.
 import { createHash } from 'node:crypto';
 import { FieldError } from '../common/errors.js';
-import type { Container, Pod } from '../kube/pod-types.js';
+import type { Pod } from '../kube/pod-types.js';
+import { containerEnv, DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer, type ProxyContainer } from '../kube/proxy-container.js';
 import { normalisePorts } from './addr.js';
 import {
   ANNOTATIONS, parseBoolean, parseCidrList, parseCidrSelector, parseId, parseInterceptionMode,
@@ -16,7 +17,6 @@ export const OUTBOUND_CAPTURE_PORT = 15001;
 export const DNS_CAPTURE_PORT = 15053;
 /** Tunnel, merged metrics, health, Prometheus: never captured inbound. */
 export const ALWAYS_EXCLUDED_INBOUND = [15008, 15020, 15021, 15090] as const;
-export const DEFAULT_PROXY_CONTAINER_NAMES = ['weir-proxy', 'istio-proxy', 'linkerd-proxy'];
 /** Linkerd's proxy-init defaults, as linkerd-cni programs them. */
 export const LINKERD_INBOUND_PORT = 4143;
 export const LINKERD_OUTBOUND_PORT = 4140;
@@ -27,43 +27,13 @@ export const LINKERD_IGNORED_INBOUND = [4190, 4191] as const;
 export const TPROXY_MARK = 1337;
 export const TPROXY_ROUTE_TABLE = 133;
 
-/** Which mesh's sidecar a proxy container is: it decides ports, uid and DNS defaults. */
-export type ProxyKind = 'weir' | 'istio' | 'linkerd';
-
-/** Container names with a known mesh; any other configured name is treated as weir's own proxy. */
-const PROXY_KIND_BY_NAME: Record<string, ProxyKind> = { 'weir-proxy': 'weir', 'istio-proxy': 'istio', 'linkerd-proxy': 'linkerd' };
-
-export interface FoundProxy { container: Container; where: string; kind: ProxyKind }
-
-/**
- * The proxy container: a regular container or a native sidecar (init
- * container with restartPolicy Always). The one finder the capture decision
- * and the planner share.
- */
-export function findProxyContainer(pod: Pod, names: string[] = DEFAULT_PROXY_CONTAINER_NAMES): FoundProxy | undefined {
-  const kind = (c: Container): ProxyKind => PROXY_KIND_BY_NAME[c.name] ?? 'weir';
-  const containers = pod.spec?.containers ?? [];
-  const i = containers.findIndex((c) => names.includes(c.name));
-  if (i >= 0) return { container: containers[i], where: `spec.containers[${i}]`, kind: kind(containers[i]) };
-  const inits = pod.spec?.initContainers ?? [];
-  const j = inits.findIndex((c) => names.includes(c.name) && c.restartPolicy === 'Always');
-  if (j >= 0) return { container: inits[j], where: `spec.initContainers[${j}]`, kind: kind(inits[j]) };
-  return undefined;
-}
-
-/** A literal env value of the container (valueFrom is not resolvable here). */
-export function containerEnv(container: Container | undefined, name: string): string | undefined {
-  const e = container?.env?.find((v) => v && v.name === name);
-  return typeof e?.value === 'string' ? e.value : undefined;
-}
-
 /**
  * The proxy's uid and gid: the proxy container's securityContext first (it
  * is what the proxy really runs as), then Linkerd's proxy-uid annotation,
  * then the default. The gid follows the uid when only the uid is known, so
  * a custom uid never leaves an unrelated gid 1337 exempt.
  */
-function proxyIdentity(pod: Pod, settings: PlanSettings, found: FoundProxy | undefined): { uid: number; gid: number } {
+function proxyIdentity(pod: Pod, settings: PlanSettings, found: ProxyContainer | undefined): { uid: number; gid: number } {
   const sc = found?.container.securityContext;
   const annotation = pod.metadata.annotations?.[ANNOTATIONS.linkerdProxyUid];
   let uid: number | undefined;
@@ -150,7 +120,7 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
  * exactly the test istio-cni makes), linkerd-proxy never has one, weir's own
  * proxy always does. settings.captureDns false turns it off node-wide.
  */
-function dnsDefault(found: FoundProxy | undefined, settings: PlanSettings): boolean {
+function dnsDefault(found: ProxyContainer | undefined, settings: PlanSettings): boolean {
   if (settings.captureDns === false) return false;
   if (found?.kind === 'istio') return containerEnv(found.container, 'ISTIO_META_DNS_CAPTURE')?.trim().toLowerCase() === 'true';
   if (found?.kind === 'linkerd') return false;

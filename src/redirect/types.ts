@@ -65,4 +65,3 @@ export interface PlanSettings {
   proxyContainerNames?: string[];
 }
 
-export type BackendName = 'nftables' | 'iptables';

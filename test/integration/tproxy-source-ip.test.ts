@@ -11,11 +11,11 @@ import net from 'node:net';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createPodPair, podPairAddresses, skipUnlessRoot, type PodPair } from '../support/netns.js';
-import { nativeAvailable, socketInNetns } from '../../src/netns/native.js';
+import { nativeAvailable, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import type { Pod } from '../../src/kube/pod-types.js';
-import type { BackendName } from '../../src/redirect/types.js';
+import { sandboxAt, type BackendName } from '../../src/netns/backend-types.js';
 import { readAll, REPO, waitForLine } from './proxy-harness.js';
 
 const skip = skipUnlessRoot() || (nativeAvailable() ? false : 'needs the native addon');
@@ -76,10 +76,10 @@ for (const backendName of ['nftables', 'iptables'] as BackendName[]) {
   test(`${backendName}: TPROXY keeps the client's source address at the app; outbound still captured; verify, read, remove`, { skip }, async () => {
     const backend = getBackend(backendName);
     const plan = buildPlan(pod('TPROXY'));
-    await backend.apply(pair.pod.path, plan);
+    await backend.apply(sandboxAt(pair.pod.path), plan);
     try {
-      assert.deepEqual(await backend.verify(pair.pod.path, plan), { ok: true, differences: [] });
-      const state = await backend.read(pair.pod.path);
+      assert.deepEqual(await backend.verify(sandboxAt(pair.pod.path), plan), { ok: true, differences: [] });
+      const state = await backend.read(sandboxAt(pair.pod.path));
       assert.match(state.listing, /ipv4 rule: fwmark 0x539 lookup 133/);
       assert.match(state.listing, /ipv6 route table 133: local default dev lo/);
 
@@ -100,33 +100,33 @@ for (const backendName of ['nftables', 'iptables'] as BackendName[]) {
 
       // Drift in the routing is seen.
       pair.pod.ip('-6', 'route', 'flush', 'table', '133');
-      const drift = await backend.verify(pair.pod.path, plan);
+      const drift = await backend.verify(sandboxAt(pair.pod.path), plan);
       assert.equal(drift.ok, false);
       assert.deepEqual(drift.differences, ['missing: ipv6 route table 133: local default dev lo']);
-      await backend.apply(pair.pod.path, plan);
-      assert.equal((await backend.verify(pair.pod.path, plan)).ok, true, 're-apply repairs it');
+      await backend.apply(sandboxAt(pair.pod.path), plan);
+      assert.equal((await backend.verify(sandboxAt(pair.pod.path), plan)).ok, true, 're-apply repairs it');
     } finally {
-      await backend.remove(pair.pod.path);
+      await backend.remove(sandboxAt(pair.pod.path));
     }
     assert.doesNotMatch(ruleLines(), /fwmark/, 'remove takes the ip rules away');
-    assert.equal((await backend.read(pair.pod.path)).present, false);
+    assert.equal((await backend.read(sandboxAt(pair.pod.path))).present, false);
     // Without capture the app is reached directly (the proxy is not in the path).
     assert.equal(await ask(pair.peer.path, a.pod4, 8080), a.peer4);
   });
 
   test(`${backendName}: REDIRECT over TPROXY drops the policy routing; the app sees 127.0.0.6 again`, { skip }, async () => {
     const backend = getBackend(backendName);
-    await backend.apply(pair.pod.path, buildPlan(pod('TPROXY')));
+    await backend.apply(sandboxAt(pair.pod.path), buildPlan(pod('TPROXY')));
     const redirect = buildPlan(pod('REDIRECT'));
-    await backend.apply(pair.pod.path, redirect);
+    await backend.apply(sandboxAt(pair.pod.path), redirect);
     try {
       assert.doesNotMatch(ruleLines(), /fwmark/);
-      assert.deepEqual(await backend.verify(pair.pod.path, redirect), { ok: true, differences: [] });
+      assert.deepEqual(await backend.verify(sandboxAt(pair.pod.path), redirect), { ok: true, differences: [] });
       // The running proxy is in TPROXY mode, but a REDIRECTed connection
       // reaches its listener port itself and is handed off the REDIRECT way.
       assert.equal(await ask(pair.peer.path, a.pod4, 8080), '127.0.0.6');
     } finally {
-      await backend.remove(pair.pod.path);
+      await backend.remove(sandboxAt(pair.pod.path));
     }
   });
 
@@ -135,13 +135,13 @@ for (const backendName of ['nftables', 'iptables'] as BackendName[]) {
     // IPv6 off on lo: the IPv4 rule and route go in, then the IPv6 route is refused.
     pair.pod.exec('sysctl', ['-qw', 'net.ipv6.conf.lo.disable_ipv6=1']);
     try {
-      await assert.rejects(backend.apply(pair.pod.path, buildPlan(pod('TPROXY'))), /policy routing apply .* failed: ip -6: .*IPv6 is disabled/);
+      await assert.rejects(backend.apply(sandboxAt(pair.pod.path), buildPlan(pod('TPROXY'))), /policy routing apply .* failed: ip -6: .*IPv6 is disabled/);
       assert.doesNotMatch(ruleLines(), /fwmark/);
       assert.equal(pair.pod.ip('-4', 'route', 'show', 'table', 'all').includes('table 133'), false);
-      assert.equal((await backend.read(pair.pod.path)).present, false);
+      assert.equal((await backend.read(sandboxAt(pair.pod.path))).present, false);
     } finally {
       pair.pod.exec('sysctl', ['-qw', 'net.ipv6.conf.lo.disable_ipv6=0']);
-      await backend.remove(pair.pod.path);
+      await backend.remove(sandboxAt(pair.pod.path));
     }
   });
 }

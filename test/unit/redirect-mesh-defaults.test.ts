@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Container, Pod } from '../../src/kube/pod-types.js';
-import { buildPlan, findProxyContainer } from '../../src/redirect/plan.js';
+import { findProxyContainer } from '../../src/kube/proxy-container.js';
+import { buildPlan } from '../../src/redirect/plan.js';
 import { renderIptables } from '../../src/redirect/render-iptables.js';
 import { renderNftables } from '../../src/redirect/render-nftables.js';
 
