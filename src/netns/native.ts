@@ -91,11 +91,22 @@ export interface PumpStats {
   blockedBatches: number;
   /** Time spent busy-polling (CPU the option costs), milliseconds. */
   spinMs: number;
+  /** Empty pipes waiting in the pipe pool for the next pump (2 fds each). */
+  pipesPooled: number;
+  /** Pipes a pump took from the pool / had to create. */
+  pipesReused: number;
+  pipesCreated: number;
+  /** Pipes closed instead of pooled (pool full, bytes left in it, idle too long). */
+  pipesClosed: number;
 }
 
 export interface PumpSettings {
   /** Busy-poll window in µs, 0-10000 (0 = off). */
   busyPollUs?: number;
+  /** Most empty pipes kept for reuse, 0-4096 (0 = no pool); default 128. */
+  pipePoolMax?: number;
+  /** A pooled pipe unused this long (ms) is closed; default 5000. */
+  pipePoolIdleMs?: number;
 }
 
 interface NativeAddon {
