@@ -124,6 +124,8 @@ interface NativeAddon {
   // Absent in an addon built before the DNS fast path existed.
   DnsFast?: new (opts: DnsFastOptions, onMiss: DnsFastMissHandler) => DnsFastHandle;
   dnsLocalAddress?(fd: number): { family: 'IPv4' | 'IPv6'; address: string; port: number };
+  // Absent in an addon built before it existed.
+  mallocTrim?(): boolean;
 }
 
 export const ADDON_NOT_BUILT =
@@ -271,6 +273,17 @@ export function pumpConfigure(settings: PumpSettings): Required<PumpSettings> {
   const a = load();
   if (!a.pumpConfigure) throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
   return a.pumpConfigure(settings);
+}
+
+/**
+ * Give the free pages of glibc's malloc arenas back to the kernel
+ * (malloc_trim(0)); false when nothing was released, or when the addon is
+ * missing or predates it (nothing to do then).
+ */
+export function mallocTrim(): boolean {
+  if (!nativeAvailable()) return false;
+  const a = load();
+  return typeof a.mallocTrim === 'function' ? a.mallocTrim() : false;
 }
 
 /**
