@@ -201,8 +201,10 @@ async function main(): Promise<void> {
     for (const m of modes) pause(m, true);
 
     const bare = bc.bareNode();
-    // Let everything settle (GC after start-up, lazy pages).
-    await sleep(3000);
+    // Let everything settle: GC after start-up, lazy pages, and the proxy's
+    // memory relief after its start-up burst (it comes within two 5 s
+    // intervals of going quiet), so "idle" is what an idle proxy keeps.
+    await sleep(12_000);
     const bareMem = mem(bare.pid!);
     const results = new Map<string, Result>();
     for (const m of modes) {
@@ -341,7 +343,7 @@ ${pumpLines.join('\n')}
 
 ## Memory (MB; max of the two proxies of a mode)
 
-VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly the node (or haproxy) binary's pages: shared with every other process running the same binary, counted in full in each one's VmRSS. Pss divides shared pages among the processes mapping them (here several Node processes run, so the node binary is split between them); RssAnon / Pss_Anon is the process's own memory.
+Idle = 12 s after start. VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly the node (or haproxy) binary's pages: shared with every other process running the same binary, counted in full in each one's VmRSS. Pss divides shared pages among the processes mapping them (here several Node processes run, so the node binary is split between them); RssAnon / Pss_Anon is the process's own memory.
 
 | process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | after the load, at ${AFTER_S.join(' · ')} s: VmRSS / RssAnon | VmRSS at ${AFTER_S[AFTER_S.length - 1]} s vs idle | peak VmRSS (VmHWM) |
 |---|---|---|---|---|---|---|---|---|
@@ -354,7 +356,7 @@ ${memRows.join('\n')}
 - p99 added by two weir proxies (default settings): **${ms(addedP99(weirDefault))} ms** (goal ≤ 0.3 ms); by two HAProxies: ${ms(addedP99(hap))} ms${results.has('haproxy-bp') ? `, with busy-polling ${ms(addedP99(results.get('haproxy-bp')!))} ms` : ''}
 - idle VmRSS per weir proxy: **${f(maxBy(weirDefault.memFresh, 'rss'))} MB** (goal ≤ 40 MB), of which the weir process's own (RssAnon) ${f(maxBy(weirDefault.memFresh, 'anon'))} MB; a bare Node process in the same run: ${f(bare.rss)} MB (RssAnon ${f(bare.anon)} MB); HAProxy ${f(maxBy(hap.memFresh, 'rss'))} MB
 
-The load generator, the proxies and the servers share the machine's vCPUs, so tail latencies depend on scheduling and on how fast an idle vCPU wakes (here it halts at once: guest_halt_poll_ns 0); compare modes within one run, and see the per-round spread.
+The load generator, the proxies and the servers share the machine's vCPUs, so tail latencies depend on scheduling and on how fast an idle vCPU wakes (guest_halt_poll_ns above); compare modes within one run, and see the per-round spread.
 `;
   writeFileSync(OUT, md);
   process.stdout.write(md);

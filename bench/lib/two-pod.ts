@@ -75,6 +75,7 @@ export class BenchCluster {
   readonly c = new Cluster();
   readonly tmp = mkdtempSync(path.join(tmpdir(), 'wx-bench-'));
   private readonly started: ChildProcess[] = [];
+  private closing = false;
 
   async start(): Promise<void> {
     chmodSync(this.tmp, 0o755);
@@ -93,6 +94,12 @@ export class BenchCluster {
   spawnIn(pod: Pod, cmd: string, args: string[], asProxy = false): ChildProcess {
     const proc = asProxy ? pod.ns.spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', cmd, ...args]) : pod.ns.spawn(cmd, args);
     this.started.push(proc);
+    // Kept so a process that dies mid-run says why (the bench would only see its pid vanish).
+    let tail = '';
+    const keep = (d: Buffer) => { tail = (tail + d.toString()).slice(-2000); };
+    proc.stdout?.on('data', keep);
+    proc.stderr?.on('data', keep);
+    proc.on('exit', (code, signal) => { if (!this.closing && signal !== 'SIGKILL') process.stderr.write(`bench: ${cmd} in ${pod.name} exited (${code ?? signal}): ${tail}\n`); });
     return proc;
   }
 
@@ -158,12 +165,28 @@ ${http}
     return kids.length > 0 && readOr(`/proc/${pid}/comm`).startsWith('nginx') ? kids : [pid];
   }
 
+  /** VmRSS of a pod's proxy, MB: every process of it (nginx: master and worker). */
+  proxyRssMB(pod: Pod): number {
+    const pid = pod.proxy!.pid!;
+    const pids = new Set([pid, ...this.proxyPids(pod)]);
+    return [...pids].reduce((s, p) => s + mem(p).rss, 0);
+  }
+
   async stopProxy(pod: Pod): Promise<void> {
     const p = pod.proxy;
     if (!p || p.exitCode !== null) return;
-    p.kill('SIGKILL');
-    await new Promise((r) => p.once('exit', r));
+    await this.kill(p);
     pod.proxy = undefined;
+  }
+
+  /** Kills a process and its children (nginx's workers outlive a SIGKILLed master, holding its ports). */
+  private async kill(p: ChildProcess): Promise<void> {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const kids = readOr(`/proc/${p.pid}/task/${p.pid}/children`).split(' ').filter(Boolean).map(Number);
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    for (const k of kids) { try { process.kill(k, 'SIGKILL'); } catch { /* gone already */ } }
+    await exited;
   }
 
   writeConfig(name: string, text: string): string {
@@ -174,9 +197,11 @@ ${http}
   }
 
   async close(): Promise<void> {
-    for (const p of this.started) p.kill('SIGKILL');
+    this.closing = true;
+    await Promise.all(this.started.map((p) => this.kill(p)));
     await this.c.destroy();
-    rmSync(this.tmp, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP_TMP) process.stderr.write(`bench: kept ${this.tmp}\n`);
+    else rmSync(this.tmp, { recursive: true, force: true });
   }
 
   /** A bare Node process as UID 1337: what any Node program costs before doing anything. */
