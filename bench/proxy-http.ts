@@ -9,7 +9,7 @@
 //              proxies HTTP), so the bench needs no change when weir's HTTP
 //              chain lands.
 // Protocols: HTTP/1.1 keep-alive and HTTP/2 (h2load, Debian nghttp2-client),
-// gRPC unary (@grpc/grpc-js client and server). For each: saturation rps
+// gRPC unary (h2load sending gRPC calls to a node:http2 gRPC echo app). For each: saturation rps
 // (ratio to HAProxy), then a fixed 1000 rps: p50/p99 added vs direct, proxy
 // CPU per 1000 rps, proxy RSS. Rounds interleave the modes (rotated order).
 // Run: node --import tsx bench/proxy-http.ts   (root). Writes bench/results/proxy-http.md.
@@ -18,8 +18,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { BenchCluster, REPO, cpuSec, cpuTicks, fmt as f, machineLines, median, quantile, runNodeIn, sleep, waitForLine, type Pod, type PodPair } from './lib/two-pod.js';
-import { APP_GRPC, APP_NGINX, APP_PORT, GRPC_CLIENT, haproxyHttp, nginxHttp, type Protocol } from './lib/http-proxies.js';
+import { BenchCluster, REPO, cpuSec, cpuTicks, fmt as f, machineLines, median, quantile, sleep, waitForLine, type Pod, type PodPair } from './lib/two-pod.js';
+import { APP_GRPC, APP_NGINX, APP_PORT, grpcRequestBody, haproxyHttp, nginxHttp, type Protocol } from './lib/http-proxies.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const SAT_SECONDS = Number(process.env.SAT_SECONDS ?? 4);
@@ -44,7 +44,7 @@ interface Cell {
 }
 
 /** One h2load run inside the client pod; returns req/s and, with a log file, each request's µs. */
-function h2load(pod: Pod, protocol: 'h1' | 'h2', url: string, args: string[], logFile?: string): { rps: number; failed: number; us: number[] } {
+function h2load(pod: Pod, protocol: Protocol, url: string, args: string[], logFile?: string): { rps: number; failed: number; us: number[] } {
   const out = execFileSync('ip', ['netns', 'exec', pod.ns.name, 'h2load', ...(protocol === 'h1' ? ['--h1'] : []), ...args, ...(logFile ? [`--log-file=${logFile}`] : []), url], { encoding: 'utf8', timeout: 120_000 });
   const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
   const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0) + Number(/(\d+) errored/.exec(out)?.[1] ?? 0);
@@ -58,26 +58,24 @@ function load(m: Mode, protocol: Protocol, kind: 'sat' | 'fixed', tmp: string): 
   const direct = m.kind === 'direct';
   const host = direct ? m.pair.server.ip4 : VIP;
   const port = direct ? APP_PORT[protocol] : SVC_PORT[protocol];
-  if (protocol === 'grpc') {
-    const r = runNodeIn(m.pair.client, GRPC_CLIENT, [kind, `${host}:${port}`, String(kind === 'sat' ? SAT_SECONDS : LAT_SECONDS), String(RATE)]);
-    if (r.error) throw new Error(`${m.label} gRPC: ${String(r.error)}`);
-    return { rps: r.rps as number, failed: r.failed as number, us: r.us as number[] };
-  }
-  const url = `http://${host}:${port}/`;
+  // gRPC: h2load sending gRPC unary calls (POST of one length-prefixed message, application/grpc, te: trailers).
+  const grpc = protocol === 'grpc' ? ['-d', path.join(tmp, 'grpc-request.bin'), '-H', 'content-type: application/grpc', '-H', 'te: trailers'] : [];
+  const url = `http://${host}:${port}/${protocol === 'grpc' ? 'bench.Echo/Echo' : ''}`;
   if (kind === 'sat') {
     // HTTP/1.1: 16 connections, one request at a time each; HTTP/2: 4 connections × 16 streams.
     const conc = protocol === 'h1' ? ['-c', '16', '-m', '1'] : ['-c', '4', '-m', '16'];
-    return h2load(m.pair.client, protocol, url, [...conc, '-D', String(SAT_SECONDS)]);
+    return h2load(m.pair.client, protocol, url, [...conc, ...grpc, '-D', String(SAT_SECONDS)]);
   }
   // 10 connections × 100 req/s each = 1000 req/s.
   const log = path.join(tmp, `h2load-${m.kind}-${protocol}.log`);
-  return h2load(m.pair.client, protocol, url, ['-c', '10', '-m', '1', '--rps', String(RATE / 10), '-D', String(LAT_SECONDS)], log);
+  return h2load(m.pair.client, protocol, url, ['-c', '10', '-m', '1', ...grpc, '--rps', String(RATE / 10), '-D', String(LAT_SECONDS)], log);
 }
 
 async function main(): Promise<void> {
   const bc = new BenchCluster();
   try {
     await bc.start();
+    writeFileSync(path.join(bc.tmp, 'grpc-request.bin'), grpcRequestBody());
     const modes: Mode[] = [
       { kind: 'direct', label: 'direct', pair: await bc.pair('d', { capture: false }) },
       { kind: 'haproxy', label: 'HAProxy 2.6 (mode http)', pair: await bc.pair('h') },
@@ -171,7 +169,7 @@ ${rows.join('\n')}`;
 ${machineLines(seconds, 'The machine was SHARED: other engineers built and tested on the same 2 vCPUs during the run; absolute numbers are low and noisy, compare modes within this run (rounds interleave the modes, rotated order) and read the min–max spread.')}
 ${ROUNDS} rounds per protocol; per round and mode: saturation ${SAT_SECONDS} s, then ${LAT_SECONDS} s at a fixed ${RATE} req/s.
 
-Topology (bench/lib/two-pod.ts, as bench/proxy-l4): per mode a client pod and a server pod (netns) on one bridge, weir's capture rules (nft REDIRECT, uid 1337 exempt) in both pods except *direct*. Every proxy runs as UID 1337, one per pod, single-threaded (HAProxy nbthread 1, nginx worker_processes 1; weir is one Node process plus its pump thread). The app in each server pod: nginx answering \`200 ok\` on 9000 (HTTP/1.1) and 9001 (h2c), grpc-js unary echo on 9002 — the same for every mode. Load generators in the client pod: \`h2load\` (HTTP/1.1: 16 connections × 1 request in flight; HTTP/2: 4 connections × 16 streams; fixed rate: 10 connections × 100 req/s, latency of each request from \`--log-file\`), gRPC: grpc-js, one channel, 16 calls in flight / 1000 calls/s.
+Topology (bench/lib/two-pod.ts, as bench/proxy-l4): per mode a client pod and a server pod (netns) on one bridge, weir's capture rules (nft REDIRECT, uid 1337 exempt) in both pods except *direct*. Every proxy runs as UID 1337, one per pod, single-threaded (HAProxy nbthread 1, nginx worker_processes 1; weir is one Node process plus its pump thread). The app in each server pod: nginx answering \`200 ok\` on 9000 (HTTP/1.1) and 9001 (h2c), a gRPC unary echo on node:http2 on 9002 (grpc-js's server saturated below 1000 calls/s on this VM by itself) — the same for every mode. Load generators in the client pod: \`h2load\` (HTTP/1.1: 16 connections × 1 request in flight; HTTP/2: 4 connections × 16 streams; fixed rate: 10 connections × 100 req/s, latency of each request from \`--log-file\`), gRPC: h2load too, sending unary calls (64-byte message, \`content-type: application/grpc\`, \`te: trailers\`) with the HTTP/2 concurrency above.
 - *HAProxy*: mode http, HTTP/1.1 hops for HTTP/1.1, h2 on both hops (\`proto h2\`) for HTTP/2 and gRPC; upstream connections reused (\`http-reuse always\`).
 - *nginx*: upstream keep-alive pools; for HTTP/2 the client's hop is h2 but nginx speaks HTTP/1.1 to the next hop (its proxy_pass has no h2 upstream); gRPC with \`grpc_pass\` (h2) on both hops.
 - *${modes.find((m) => m.kind === 'weir')!.label}*: \`weir proxy\` as shipped (the bundle, \`--no-dns --no-access-log\`), Service ports named http/http2/grpc. weir's own istio_requests_total after the run: ${weirRequests}${weirRequests > 0 ? '' : ' — so this weir relayed TCP (splice pump) without parsing HTTP: its rows measure an L4 relay against two HTTP proxies, not yet an HTTP proxy'}.
