@@ -6,6 +6,8 @@ import { registerRulesCommands } from './commands/rules.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from './commands/proxy.js';
+import { registerCaCommand } from './commands/ca.js';
+import { registerAnalyzeCommand } from './commands/analyze.js';
 
 export function buildProgram(): Command {
   const program = new Command('weir')
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerAgentCommand(program);
   registerProxyCommand(program);
+  registerCaCommand(program);
+  registerAnalyzeCommand(program);
   return program;
 }
 
