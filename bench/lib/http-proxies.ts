@@ -35,7 +35,9 @@ backend out
 }
 
 /**
- * nginx 1.22 (Debian), one worker. HTTP/1.1: keep-alive upstream pool.
+ * nginx 1.22 (Debian), one worker; keepalive_requests raised on every
+ * listener (its default, 1000, closes a client's connection — h2 included —
+ * after 1000 requests, which h2load counts as failures). HTTP/1.1: keep-alive upstream pool.
  * HTTP/2: h2 from the client, but HTTP/1.1 between the hops and to the app
  * (nginx's proxy_pass cannot speak h2 upstream; its grpc_pass can, but only
  * for gRPC). gRPC: grpc_pass (h2) on every hop.
@@ -48,6 +50,7 @@ export function nginxHttp(protocol: Protocol, upstream: string, inbound: boolean
     return `  upstream up { server ${target}:${APP_PORT.grpc}; keepalive 64; }
   server {
     listen ${listen} http2;
+    keepalive_requests 1000000;
     location / { grpc_pass grpc://up; ${inbound ? 'grpc_bind 127.0.0.6;' : ''} }
   }`;
   }

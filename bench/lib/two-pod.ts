@@ -37,8 +37,11 @@ export function mem(pid: number): Mem {
 export function quantile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 }
+/** The middle value; with an even count the mean of the two middle ones (2 rounds: their mean, not the larger). */
 export function median(xs: number[]): number {
-  return quantile([...xs].sort((a, b) => a - b), 0.5);
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 export const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
