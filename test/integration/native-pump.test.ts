@@ -9,8 +9,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { createInterface } from 'node:readline';
-import { locateAddon, pumpConfigure, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/netns/native.js';
-import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/netns/splice-pump.js';
+import { locateAddon, pumpConfigure, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/native/addon.js';
+import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/native/splice-pump.js';
 import { BULK_STREAM_ENDPOINTS } from '../support/bulk-stream-endpoints.js';
 import { fdCounts, MiB, pumpHarness } from '../support/splice-relay.js';
 
