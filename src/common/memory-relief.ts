@@ -16,7 +16,7 @@
 // one GC of the (by then mostly garbage) heap, a few ms.
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { mallocTrim } from '../netns/native.js';
+import { mallocTrim } from '../native/addon.js';
 
 export interface MemoryReliefOptions {
   /** How often to sample CPU time, ms (default 5000: relief at most ~10 s after a burst ends). */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildSync } from 'esbuild';
 import { fileURLToPath } from 'node:url';
-import { nativeAvailable } from '../../src/netns/native.js';
+import { nativeAvailable } from '../../src/native/addon.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const skip = nativeAvailable() ? false : 'native addon not built';

@@ -5,8 +5,8 @@
 import { test, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { pumpConfigure, pumpStats } from '../../src/netns/native.js';
-import { splicePumpAvailable } from '../../src/netns/splice-pump.js';
+import { pumpConfigure, pumpStats } from '../../src/native/addon.js';
+import { splicePumpAvailable } from '../../src/native/splice-pump.js';
 import { fdCounts, MiB, pumpHarness } from '../support/splice-relay.js';
 
 const skip = splicePumpAvailable() ? false : 'native addon without the splice pump: run npm run build:native';

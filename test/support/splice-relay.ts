@@ -5,8 +5,8 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
-import type { PumpResult } from '../../src/netns/native.js';
-import { startSplicePump, type SplicePump, type SplicePumpOptions } from '../../src/netns/splice-pump.js';
+import type { PumpResult } from '../../src/native/addon.js';
+import { startSplicePump, type SplicePump, type SplicePumpOptions } from '../../src/native/splice-pump.js';
 
 export const MiB = 1 << 20;
 
