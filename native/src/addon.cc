@@ -158,8 +158,8 @@ Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   r.address = address.As<Napi::String>().Utf8Value();
   if (auto b = OptNumber(o, "backlog", fn, 1, 65535)) r.backlog = static_cast<int>(*b);
   if (r.kind == SocketRequest::Kind::kUnixListen) {
-    // An abstract name: no family, port or IP options apply.
-    if (r.address.empty() || r.address.find('\0') != std::string::npos) ThrowTypeError(env, "socketInNetns: options.address must be a non-empty abstract socket name without NUL");
+    // An abstract name (any bytes, NULs included: they are part of the name): no family, port or IP options apply.
+    if (r.address.empty()) ThrowTypeError(env, "socketInNetns: options.address must be a non-empty abstract socket name");
   } else {
     std::optional<double> family = OptNumber(o, "family", fn, 4, 6);
     if (!family || (*family != 4 && *family != 6)) ThrowTypeError(env, "socketInNetns: options.family must be 4 or 6");

@@ -112,15 +112,18 @@ std::optional<Failure> CreateAbstractListener(const SocketRequest& r, int* fd_ou
   }
   memcpy(sun.sun_path + 1, r.address.data(), r.address.size());
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + r.address.size());
+  // For messages: NULs in the name (a padded form) shown as '@', as ss(8) does.
+  std::string shown = "@" + r.address;
+  for (char& c : shown) if (c == '\0') c = '@';
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoFailure("socket AF_UNIX", errno);
   if (bind(fd, reinterpret_cast<const sockaddr*>(&sun), len) != 0) {
-    Failure f = ErrnoFailure("bind @" + r.address, errno);
+    Failure f = ErrnoFailure("bind " + shown, errno);
     close(fd);
     return f;
   }
   if (listen(fd, r.backlog) != 0) {
-    Failure f = ErrnoFailure("listen @" + r.address, errno);
+    Failure f = ErrnoFailure("listen " + shown, errno);
     close(fd);
     return f;
   }

@@ -132,7 +132,8 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     metricsAddr,
     hostProc: abs('hostProc', '/proc'),
     excludeNamespaces,
-    keepChainOnShutdown: keep === undefined ? false : parseBool(keep, 'keepChainOnShutdown'),
+    // Default true: fail closed across restarts and rollouts; `weir uninstall` removes the chain for good.
+    keepChainOnShutdown: keep === undefined ? true : parseBool(keep, 'keepChainOnShutdown'),
     controlPlane: controlPlane === undefined ? true : parseBool(controlPlane, 'controlPlane'),
     clusterDomain: str('clusterDomain', 'cluster.local')!,
     logLevel,

@@ -6,6 +6,7 @@ import { registerRulesCommands } from './commands/rules.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from './commands/proxy.js';
+import { registerUninstallCommand } from './commands/uninstall.js';
 
 export function buildProgram(): Command {
   const program = new Command('weir')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerAgentCommand(program);
   registerProxyCommand(program);
+  registerUninstallCommand(program);
   return program;
 }
 

@@ -28,11 +28,24 @@ export interface PodListenersOptions {
 /** Decides, at accept time, who is behind a listener (undefined: the pod is gone). */
 export type ListenerIdentity = () => PodIdentity | undefined | Promise<PodIdentity | undefined>;
 
+/**
+ * The abstract addresses one pod socket is bound at: the name itself (what
+ * any client, and Node builds whose libuv passes the exact length, connect
+ * to) and the name NUL-padded to the whole sun_path, which is what Node 20's
+ * libuv (1.46) sends for '\0name' (`ss -xl` shows it as @weir/proxy@@@…).
+ * Binding both keeps the agent and proxies of different Node builds
+ * compatible during upgrades.
+ */
+export function abstractAddresses(name: string): string[] {
+  const SUN_PATH_NAME_BYTES = 107;
+  return Buffer.byteLength(name) < SUN_PATH_NAME_BYTES ? [name, name + '\0'.repeat(SUN_PATH_NAME_BYTES - Buffer.byteLength(name))] : [name];
+}
+
 interface Listener {
   key: string;
   netns: string;
   netnsInode: number;
-  server: Server;
+  servers: Server[];
   open: Set<Socket>;
   identify: ListenerIdentity;
 }
@@ -87,18 +100,8 @@ export class PodListeners {
       if (inode === inodeOf(this.opts.ownNetns ?? '/proc/self/ns/net')) return fail('own-netns', `${netns} is the agent's own network namespace`);
       // Another key may already serve this netns (a sandbox record and a repaired-pod entry): one listener per netns.
       for (const l of this.listeners.values()) if (l.netnsInode === inode) { log.debug({ key, alias: l.key }, 'pod socket already open for this netns'); return true; }
-      let fd: number;
-      try {
-        fd = await abstractListenerInNetns(netns, this.name);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code ?? 'error';
-        // EADDRINUSE: something inside the pod took the name first (only possible
-        // for pods whose processes ran before the agent bound it: see the trust model).
-        return fail(code, (e as Error).message);
-      }
-      if (this.closed) { closeFd(fd); return false; }
-      const l: Listener = { key, netns, netnsInode: inode, server: net.createServer(), open: new Set(), identify };
-      l.server.on('connection', (sock) => {
+      const l: Listener = { key, netns, netnsInode: inode, servers: [], open: new Set(), identify };
+      const onConnection = (sock: Socket): void => {
         l.open.add(sock);
         sock.on('close', () => l.open.delete(sock));
         this.opts.serve(sock, async () => {
@@ -107,17 +110,32 @@ export class PodListeners {
             ? { identity, pid: 0, via: 'pod-listener' }
             : { pid: 0, via: 'pod-listener', refusal: `the pod of ${key} is no longer known to this agent` };
         });
-      });
-      l.server.on('error', (e) => log.warn({ key, err: e.message }, 'pod control-plane socket error'));
-      try {
-        await new Promise<void>((resolve, reject) => {
-          l.server.once('error', reject);
-          l.server.listen({ fd }, () => { l.server.off('error', reject); resolve(); });
-        });
-      } catch (e) {
-        closeFd(fd);
-        return fail('listen', (e as Error).message);
+      };
+      for (const address of abstractAddresses(this.name)) {
+        let fd: number;
+        try {
+          fd = await abstractListenerInNetns(netns, address);
+        } catch (e) {
+          for (const srv of l.servers) srv.close();
+          // EADDRINUSE: something inside the pod took the name first (only possible
+          // for pods whose processes ran before the agent bound it: see the trust model).
+          return fail((e as NodeJS.ErrnoException).code ?? 'error', (e as Error).message);
+        }
+        const server = net.createServer(onConnection);
+        server.on('error', (e) => log.warn({ key, err: e.message }, 'pod control-plane socket error'));
+        try {
+          await new Promise<void>((resolve, reject) => {
+            server.once('error', reject);
+            server.listen({ fd }, () => { server.off('error', reject); resolve(); });
+          });
+        } catch (e) {
+          closeFd(fd);
+          for (const srv of l.servers) srv.close();
+          return fail('listen', (e as Error).message);
+        }
+        l.servers.push(server);
       }
+      if (this.closed) { for (const srv of l.servers) srv.close(); return false; }
       this.listeners.set(key, l);
       log.debug({ key, netns }, 'pod control-plane socket open');
       return true;
@@ -134,7 +152,7 @@ export class PodListeners {
 
   private drop(l: Listener): void {
     this.listeners.delete(l.key);
-    l.server.close();
+    for (const srv of l.servers) srv.close();
     for (const s of l.open) s.destroy();
   }
 
