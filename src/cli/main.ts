@@ -7,6 +7,8 @@ import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from './commands/proxy.js';
 import { registerUninstallCommand } from './commands/uninstall.js';
+import { registerCaCommand } from './commands/ca.js';
+import { registerAnalyzeCommand } from './commands/analyze.js';
 
 export function buildProgram(): Command {
   const program = new Command('weir')
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   registerAgentCommand(program);
   registerProxyCommand(program);
   registerUninstallCommand(program);
+  registerCaCommand(program);
+  registerAnalyzeCommand(program);
   return program;
 }
 
