@@ -60,9 +60,11 @@ export async function startPodSockets(deps: PodSocketsDeps): Promise<PodSockets>
   return {
     listeners,
     onRepair(o) {
-      const uids = new Set(deps.pods().map((p) => p.metadata.uid));
-      for (const key of listeners.keys()) {
-        if (key.startsWith('pod/') && !uids.has(key.slice(4))) void listeners.close(key).then(count);
+      // Sockets of repaired pods that left the node (they have no record whose DEL would close them).
+      const repaired = listeners.keys().filter((k) => k.startsWith('pod/'));
+      if (repaired.length) {
+        const uids = new Set(deps.pods().map((p) => p.metadata.uid));
+        for (const key of repaired) if (!uids.has(key.slice(4))) void listeners.close(key).then(count);
       }
       if (o.via !== 'proc-scan' || !o.netns || !o.uid || (o.result !== 'ok' && o.result !== 'repaired')) return;
       const uid = o.uid;
