@@ -23,7 +23,7 @@ export interface AgentConfig {
   hostProc: string;
   excludeNamespaces: string[];
   keepChainOnShutdown: boolean;
-  /** Start the node control plane for proxies (proxy.sock). */
+  /** Start the node control plane for proxies (@weir/proxy in each captured pod's netns, and proxy.sock). */
   controlPlane: boolean;
   clusterDomain: string;
   logLevel: string;
