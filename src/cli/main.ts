@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { registerRulesCommands } from './commands/rules.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
-import { registerProxyCommand } from './commands/proxy.js';
+import { registerProxyCommand } from '../proxy/command.js';
 import { registerUninstallCommand } from './commands/uninstall.js';
 import { registerCaCommand } from './commands/ca.js';
 import { registerAnalyzeCommand } from './commands/analyze.js';

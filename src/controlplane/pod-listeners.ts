@@ -9,7 +9,7 @@
 import net, { type Server, type Socket } from 'node:net';
 import { closeSync, statSync } from 'node:fs';
 import type { Logger } from '../common/log.js';
-import { abstractListenerInNetns } from '../netns/native.js';
+import { abstractListenerInNetns } from '../native/addon.js';
 import { POD_SOCKET, type PodIdentity } from './protocol.js';
 import type { IdentifyConnection } from './server.js';
 
