@@ -2,7 +2,6 @@
 // binary from the CNI bin dir (src/agent/uninstall.ts). Run after the
 // DaemonSet is deleted, on every node (README "Uninstall" has the kubectl steps).
 import { Command, Option } from 'commander';
-import { uninstall } from '../../agent/uninstall.js';
 
 export function registerUninstallCommand(program: Command): void {
   program
@@ -17,6 +16,8 @@ export function registerUninstallCommand(program: Command): void {
       const env = process.env;
       const pick = (v: string | undefined, e: string | undefined, d: string): string => v ?? (e || d);
       try {
+        // Loaded on use: every other `weir` command starts without the installer's modules.
+        const { uninstall } = await import('../../agent/uninstall.js');
         const report = await uninstall({
           confDir: pick(opts.cniConfDir, env.WEIR_CNI_CONF_DIR, '/etc/cni/net.d'),
           binDir: pick(opts.cniBinDir, env.WEIR_CNI_BIN_DIR, '/opt/cni/bin'),
