@@ -139,6 +139,7 @@ Napi::Value NftCanonicalJs(const Napi::CallbackInfo& info) {
 }
 
 // socketInNetns(netns, {kind, family, address, port, backlog?, timeoutMs?, transparent?, mark?, freebind?, reusePort?, sourceAddress?, avoidSourcePort?})
+// kind 'unix-listen': {kind, address (abstract name, no leading NUL or '@'), backlog?}
 Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "socketInNetns";
@@ -151,33 +152,39 @@ Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   if (k == "tcp-listen") r.kind = SocketRequest::Kind::kTcpListen;
   else if (k == "tcp-connect") r.kind = SocketRequest::Kind::kTcpConnect;
   else if (k == "udp-bind") r.kind = SocketRequest::Kind::kUdpBind;
-  else ThrowTypeError(env, "socketInNetns: options.kind must be 'tcp-listen', 'tcp-connect' or 'udp-bind'");
-  std::optional<double> family = OptNumber(o, "family", fn, 4, 6);
-  if (!family || (*family != 4 && *family != 6)) ThrowTypeError(env, "socketInNetns: options.family must be 4 or 6");
-  r.family = static_cast<int>(*family);
+  else if (k == "unix-listen") r.kind = SocketRequest::Kind::kUnixListen;
+  else ThrowTypeError(env, "socketInNetns: options.kind must be 'tcp-listen', 'tcp-connect', 'udp-bind' or 'unix-listen'");
   Napi::Value address = o.Get("address");
   if (!address.IsString()) ThrowTypeError(env, "socketInNetns: options.address must be a string");
   r.address = address.As<Napi::String>().Utf8Value();
-  std::optional<double> port = OptNumber(o, "port", fn, 0, 65535);
-  if (!port) ThrowTypeError(env, "socketInNetns: options.port must be an integer in [0, 65535]");
-  if (r.kind == SocketRequest::Kind::kTcpConnect && *port == 0) ThrowTypeError(env, "socketInNetns: options.port must not be 0 for tcp-connect");
-  r.port = static_cast<int>(*port);
   if (auto b = OptNumber(o, "backlog", fn, 1, 65535)) r.backlog = static_cast<int>(*b);
-  if (auto t = OptNumber(o, "timeoutMs", fn, 1, 600000)) r.timeout_ms = static_cast<int>(*t);
-  if (auto m = OptNumber(o, "mark", fn, 0, 4294967295.0)) r.mark = static_cast<unsigned>(*m);
-  Napi::Value source = o.Get("sourceAddress");
-  if (!source.IsUndefined()) {
-    if (!source.IsString()) ThrowTypeError(env, "socketInNetns: options.sourceAddress must be a string");
-    if (r.kind != SocketRequest::Kind::kTcpConnect) ThrowTypeError(env, "socketInNetns: options.sourceAddress is for tcp-connect only");
-    r.source_address = source.As<Napi::String>().Utf8Value();
+  if (r.kind == SocketRequest::Kind::kUnixListen) {
+    // An abstract name (any bytes, NULs included: they are part of the name): no family, port or IP options apply.
+    if (r.address.empty()) ThrowTypeError(env, "socketInNetns: options.address must be a non-empty abstract socket name");
+  } else {
+    std::optional<double> family = OptNumber(o, "family", fn, 4, 6);
+    if (!family || (*family != 4 && *family != 6)) ThrowTypeError(env, "socketInNetns: options.family must be 4 or 6");
+    r.family = static_cast<int>(*family);
+    std::optional<double> port = OptNumber(o, "port", fn, 0, 65535);
+    if (!port) ThrowTypeError(env, "socketInNetns: options.port must be an integer in [0, 65535]");
+    if (r.kind == SocketRequest::Kind::kTcpConnect && *port == 0) ThrowTypeError(env, "socketInNetns: options.port must not be 0 for tcp-connect");
+    r.port = static_cast<int>(*port);
+    if (auto t = OptNumber(o, "timeoutMs", fn, 1, 600000)) r.timeout_ms = static_cast<int>(*t);
+    if (auto m = OptNumber(o, "mark", fn, 0, 4294967295.0)) r.mark = static_cast<unsigned>(*m);
+    Napi::Value source = o.Get("sourceAddress");
+    if (!source.IsUndefined()) {
+      if (!source.IsString()) ThrowTypeError(env, "socketInNetns: options.sourceAddress must be a string");
+      if (r.kind != SocketRequest::Kind::kTcpConnect) ThrowTypeError(env, "socketInNetns: options.sourceAddress is for tcp-connect only");
+      r.source_address = source.As<Napi::String>().Utf8Value();
+    }
+    if (auto p = OptNumber(o, "avoidSourcePort", fn, 1, 65535)) {
+      if (!r.source_address) ThrowTypeError(env, "socketInNetns: options.avoidSourcePort needs options.sourceAddress");
+      r.avoid_source_port = static_cast<int>(*p);
+    }
+    r.transparent = OptBool(o, "transparent", fn);
+    r.freebind = OptBool(o, "freebind", fn);
+    r.reuse_port = OptBool(o, "reusePort", fn);
   }
-  if (auto p = OptNumber(o, "avoidSourcePort", fn, 1, 65535)) {
-    if (!r.source_address) ThrowTypeError(env, "socketInNetns: options.avoidSourcePort needs options.sourceAddress");
-    r.avoid_source_port = static_cast<int>(*p);
-  }
-  r.transparent = OptBool(o, "transparent", fn);
-  r.freebind = OptBool(o, "freebind", fn);
-  r.reuse_port = OptBool(o, "reusePort", fn);
 
   auto* task = new NetnsTask(env, spec, [r](NetnsTask* t) { return CreateSocket(r, &t->fd); });
   task->returns_fd = true;

@@ -7,9 +7,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 namespace weir {
@@ -100,6 +102,35 @@ std::optional<Failure> ConnectWithTimeout(int fd, const SocketRequest& r, const 
   return std::nullopt;
 }
 
+// Abstract unix listener: no file, no mode bits; reachable only from this netns.
+std::optional<Failure> CreateAbstractListener(const SocketRequest& r, int* fd_out) {
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  // sun_path[0] stays NUL (abstract); the name follows, not NUL-terminated.
+  if (r.address.empty() || r.address.size() > sizeof(sun.sun_path) - 1) {
+    return Failure{"address: abstract socket name must be 1-" + std::to_string(sizeof(sun.sun_path) - 1) + " bytes", "EINVAL"};
+  }
+  memcpy(sun.sun_path + 1, r.address.data(), r.address.size());
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + r.address.size());
+  // For messages: NULs in the name (a padded form) shown as '@', as ss(8) does.
+  std::string shown = "@" + r.address;
+  for (char& c : shown) if (c == '\0') c = '@';
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoFailure("socket AF_UNIX", errno);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&sun), len) != 0) {
+    Failure f = ErrnoFailure("bind " + shown, errno);
+    close(fd);
+    return f;
+  }
+  if (listen(fd, r.backlog) != 0) {
+    Failure f = ErrnoFailure("listen " + shown, errno);
+    close(fd);
+    return f;
+  }
+  *fd_out = fd;
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<Failure> OriginalDst(int fd, Endpoint* out) {
@@ -172,6 +203,7 @@ std::optional<Failure> CreateSocketOnce(const SocketRequest& r, int* fd_out);
 }  // namespace
 
 std::optional<Failure> CreateSocket(const SocketRequest& r, int* fd_out) {
+  if (r.kind == SocketRequest::Kind::kUnixListen) return CreateAbstractListener(r, fd_out);
   // Only a source-port collision is retried; a handful of tries make a
   // repeat of a 1-in-28000 event vanishingly rare.
   std::optional<Failure> f;
@@ -210,6 +242,8 @@ std::optional<Failure> CreateSocketOnce(const SocketRequest& r, int* fd_out) {
       }
       if (auto f = ConnectWithTimeout(fd, r, addr)) return fail(*f);
       break;
+    case SocketRequest::Kind::kUnixListen:
+      break;  // handled above
   }
   *fd_out = fd;
   return std::nullopt;

@@ -29,7 +29,11 @@ struct PeerCredentials {
 std::optional<Failure> PeerCred(int fd, PeerCredentials* out);
 
 struct SocketRequest {
-  enum class Kind { kTcpListen, kTcpConnect, kUdpBind };
+  // kUnixListen: a listening AF_UNIX stream socket in the ABSTRACT namespace
+  // (`address` is the name without the leading NUL). Abstract names belong
+  // to the network namespace the socket is created in, so only processes in
+  // that netns can connect: the agent's per-pod control-plane listener.
+  enum class Kind { kTcpListen, kTcpConnect, kUdpBind, kUnixListen };
   Kind kind = Kind::kTcpListen;
   int family = 4;
   std::string address;

@@ -128,7 +128,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     }).catch(() => res.destroy());
   });
   server.on('clientError', onClientError(badPeer));
-  // The run dir is shared with proxy.sock (reached by UID 1337): the socket's own 0600 guards the admin API.
+  // The run dir is shared with the legacy proxy.sock (reachable by UID 1337): the socket's own 0600 guards the admin API.
   await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
   await unlink(o.socketPath).catch(() => undefined);
   await new Promise<void>((resolve, reject) => {

@@ -29,7 +29,8 @@ import { getBackend } from '../netns/backends.js';
 import { buildPlan } from '../redirect/plan.js';
 import { RepairLoop } from './repair.js';
 import { AgentMetrics, ReadinessGate, startHealthServer } from './metrics.js';
-import { createPeerIdentifier } from './identify.js';
+import { createPeerIdentifier, pidsResolvable } from './identify.js';
+import { startPodSockets, type PodSockets } from './pod-sockets.js';
 import { LogRing } from './log-ring.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import type { CaptureEvent } from './contracts.js';
@@ -148,24 +149,32 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       cleanups.push(() => installer!.stop());
     }
 
+    // The proxies' control plane: a socket inside every captured pod's netns
+    // (identity from which listener accepted), plus the legacy host socket
+    // (identity from the peer pid, only where pids resolve). Before repair,
+    // so pods the first pass repairs from a /proc scan get their socket too.
+    let podSockets: PodSockets | undefined;
+    if (config.controlPlane) {
+      const { startControlPlane } = await import('../controlplane/server.js');
+      const byPid = await pidsResolvable(config.hostProc);
+      if (!byPid) logger.info({ hostProc: config.hostProc }, 'peer pids do not resolve under host-proc (no hostPID): the host proxy socket identifies no one; proxies use their pod socket');
+      const cp = await startControlPlane({
+        kubeConfig, socketPath: join(config.runDir, 'proxy.sock'), logger, metrics: metrics.registry, clusterDomain: config.clusterDomain,
+        identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
+      });
+      cleanups.push(() => cp.close());
+      podSockets = await startPodSockets({ controlPlane: cp, store, pods: () => pods.list(), logger, metrics: metrics.registry });
+      cleanups.push(() => podSockets!.close());
+    }
+
     const repair = new RepairLoop({
       backend, planner, store, pods: () => pods.list(), procRoot: config.hostProc, mode: config.repairMode, settings,
-      kubeConfig, logger, onEvent, onOutcome: (o) => metrics.onRepair(o),
+      kubeConfig, logger, onEvent, onOutcome: (o) => { metrics.onRepair(o); podSockets?.onRepair(o); },
       ensure: (rec) => controller.ensure(rec),
     });
     cleanups.push(() => repair.stop());
     await repair.start(config.repairIntervalMs);
     firstRepairDone = true;
-
-    if (config.controlPlane) {
-      const { startControlPlane } = await import('../controlplane/server.js');
-      const identifyPeer = createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() });
-      const cp = await startControlPlane({
-        kubeConfig, socketPath: join(config.runDir, 'proxy.sock'), logger, metrics: metrics.registry,
-        clusterDomain: config.clusterDomain, identifyPeer,
-      });
-      cleanups.push(() => cp.close());
-    }
 
     const refresh = (): void => {
       metrics.podsCaptured.set(store.list().filter((r) => r.captured).length);

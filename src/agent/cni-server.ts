@@ -1,6 +1,7 @@
 // The agent's side of the CNI protocol: HTTP/1.1 over a unix socket that only
 // root can reach (the socket is 0600). Its directory is the agent's run dir,
-// which also holds proxy.sock for the proxies (UID 1337, which mount it), so
+// which also holds the legacy proxy.sock (UID 1337 may reach it; pods use
+// their own @weir/proxy socket instead, docs/proxy-protocol.md), so
 // the directory stays traversable (0755) and each socket carries its own mode.
 // The plugin is a short process per sandbox (a C relay whose invocations run
 // here, through /v1/cni/exec); everything stateful happens here.

@@ -25,7 +25,7 @@ export interface AgentConfig {
   hostProc: string;
   excludeNamespaces: string[];
   keepChainOnShutdown: boolean;
-  /** Start the node control plane for proxies (proxy.sock). */
+  /** Start the node control plane for proxies (@weir/proxy in each captured pod's netns, and proxy.sock). */
   controlPlane: boolean;
   clusterDomain: string;
   logLevel: string;
@@ -135,7 +135,8 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     metricsAddr,
     hostProc: abs('hostProc', '/proc'),
     excludeNamespaces,
-    keepChainOnShutdown: keep === undefined ? false : parseBool(keep, 'keepChainOnShutdown'),
+    // Default true: fail closed across restarts and rollouts; `weir uninstall` removes the chain for good.
+    keepChainOnShutdown: keep === undefined ? true : parseBool(keep, 'keepChainOnShutdown'),
     controlPlane: controlPlane === undefined ? true : parseBool(controlPlane, 'controlPlane'),
     clusterDomain: str('clusterDomain', 'cluster.local')!,
     logLevel,

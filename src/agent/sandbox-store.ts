@@ -21,11 +21,15 @@ export interface StoredSandbox extends SandboxRecord {
 
 interface StoreFile { version: 1; sandboxes: StoredSandbox[] }
 
+/** Told of every saved change: the record after put(), undefined after delete(). */
+export type SandboxWatcher = (containerId: string, record: StoredSandbox | undefined) => Promise<void> | void;
+
 export class SandboxStore {
   readonly file: string;
   private readonly records = new Map<string, StoredSandbox>();
   /** Saves are chained so concurrent updates never write out of order. */
   private saving: Promise<void> = Promise.resolve();
+  private readonly watchers: SandboxWatcher[] = [];
   /** Set when open() found an unreadable file and moved it here (the agent should log it). */
   recoveredFrom?: string;
 
@@ -70,15 +74,35 @@ export class SandboxStore {
     return [...this.records.values()];
   }
 
+  /**
+   * Follow every change. put() and delete() resolve only after the watchers
+   * did, so whatever a watcher sets up for a sandbox (its pod control-plane
+   * socket) exists before CNI ADD answers. A watcher's failure never fails
+   * the change.
+   */
+  watch(w: SandboxWatcher): void {
+    this.watchers.push(w);
+  }
+
   async put(record: StoredSandbox): Promise<void> {
     this.records.set(record.containerId, record);
     await this.save();
+    await this.notify(record.containerId, record);
   }
 
   async delete(containerId: string): Promise<boolean> {
     const had = this.records.delete(containerId);
-    if (had) await this.save();
+    if (had) {
+      await this.save();
+      await this.notify(containerId, undefined);
+    }
     return had;
+  }
+
+  private async notify(containerId: string, record: StoredSandbox | undefined): Promise<void> {
+    for (const w of this.watchers) {
+      try { await w(containerId, record); } catch { /* watchers report their own failures */ }
+    }
   }
 
   private save(): Promise<void> {

@@ -6,6 +6,7 @@ import { registerRulesCommands } from './commands/rules.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from '../proxy/command.js';
+import { registerUninstallCommand } from './commands/uninstall.js';
 import { registerCaCommand } from './commands/ca.js';
 import { registerAnalyzeCommand } from './commands/analyze.js';
 import { registerInjectCommands } from './commands/inject.js';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerAgentCommand(program);
   registerProxyCommand(program);
+  registerUninstallCommand(program);
   registerCaCommand(program);
   registerAnalyzeCommand(program);
   registerInjectCommands(program);

@@ -5,8 +5,27 @@
 import type { RegistryService } from './types.js';
 
 export const PROTOCOL_VERSION = 1;
+/**
+ * Where a proxy reaches the agent: an abstract unix socket inside its own
+ * pod's network namespace, bound there by the agent at CNI ADD. No mount,
+ * no file; the listener that accepts tells the agent which pod it is.
+ */
+export const POD_SOCKET = '@weir/proxy';
 /** A line longer than this is a protocol error (a registry of thousands of services fits easily). */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Who a proxy is, as the agent decided it from the kernel (which pod-netns
+ * listener accepted the connection, or the peer pid on the host socket) and
+ * sent in `welcome`. The one identity type of agent, wire and proxy.
+ */
+export interface PodIdentity {
+  namespace: string;
+  name: string;
+  uid: string;
+  ips: string[];
+  serviceAccount?: string;
+}
 
 export interface HelloMsg {
   type: 'hello';
@@ -23,8 +42,8 @@ export interface WelcomeMsg {
   version: number;
   /** Identifies this agent's registry history; resume only works within one epoch. */
   epoch: string;
-  /** Who the agent decided the peer is, from the kernel's peer credentials. */
-  identity: { namespace: string; name: string; uid: string; ips: string[]; serviceAccount?: string };
+  /** Who the agent decided the peer is (docs/proxy-protocol.md, "Trust model"). */
+  identity: PodIdentity;
 }
 
 export interface RefusedMsg { type: 'refused'; reason: string }

@@ -1,7 +1,9 @@
 // Node-local control plane: serves the service registry to the proxies on
-// this node over a unix socket (protocol: docs/proxy-protocol.md). Who a
-// proxy is comes from the kernel (peer pid → the agent's identifyPeer), and
-// every registry change is pushed as a delta that each proxy acknowledges.
+// this node (protocol and trust model: docs/proxy-protocol.md). Who a proxy
+// is comes from the kernel: from which pod-netns listener accepted it
+// (pod-listeners.ts hands those connections to serve()), or, on the legacy
+// host socket, from the peer pid. Every registry change is pushed as a delta
+// that each proxy acknowledges.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -11,30 +13,39 @@ import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from 'pro
 import type { Logger } from '../common/log.js';
 import { kubeRegistrySource, type RegistrySource } from './kube-source.js';
 import { peerPid } from './peer-cred.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg, type ProxyToAgent } from './protocol.js';
+import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
 import { MessageError, parseProxyMessage } from './messages.js';
 import { badPeerReporter } from '../common/bad-peer.js';
 import { RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
 
-/** Who a connecting proxy is, decided from the kernel (SO_PEERCRED pid → netns/cgroup → pod). */
-export interface PeerPodIdentity {
-  namespace: string;
-  name: string;
-  uid: string;
-  ips: string[];
-  serviceAccount?: string;
+/**
+ * What the kernel says about one connection: the pod (or why not), and how
+ * it was found. `pid` is the SO_PEERCRED pid on the host socket, 0 otherwise.
+ */
+export interface ConnectionIdentity {
+  identity?: PodIdentity;
+  /** Why there is no identity (sent in `refused`). */
+  refusal?: string;
+  pid: number;
+  via: 'pod-listener' | 'SO_PEERCRED' | 'sock_diag';
 }
+
+export type IdentifyConnection = (sock: Socket) => Promise<ConnectionIdentity>;
 
 export interface ControlPlaneDeps {
   kubeConfig: KubeConfig;
-  /** default /var/run/weir/proxy.sock */
-  socketPath: string;
+  /**
+   * The legacy host socket (e.g. /var/run/weir/proxy.sock) where identity
+   * comes from the peer pid; undefined = none (pods reach the agent through
+   * their pod-netns listener, see serve()).
+   */
+  socketPath?: string;
   logger: Logger;
   metrics: MetricsRegistry;
   clusterDomain: string;
-  /** Provided by the agent: maps a peer pid to the pod it runs in, or undefined. */
-  identifyPeer(pid: number): Promise<PeerPodIdentity | undefined>;
+  /** For the host socket: maps a peer pid to the pod it runs in, or undefined (never called for pid 0). */
+  identifyPeer?(pid: number): Promise<PodIdentity | undefined>;
   /**
    * Where Services/EndpointSlices come from. Default: list+watch through
    * kubeConfig. Tests and embedders can drive the builder themselves.
@@ -47,7 +58,7 @@ export interface ControlPlaneDeps {
 export interface ProxySessionStats {
   id: number;
   pid: number;
-  pidVia: string;
+  identifiedBy: string;
   pod: string;
   connectedAt: string;
   sentVersion: number;
@@ -66,6 +77,8 @@ export interface ControlPlane {
   apply(change: (b: RegistryBuilder) => RegistryDelta | undefined): void;
   /** Resolves when every proxy connected now has acked `version` (or left). */
   waitAcked(version: number, timeoutMs?: number): Promise<void>;
+  /** Serve an accepted connection whose identity `identify` decides (a pod-netns listener's). */
+  serve(sock: Socket, identify: IdentifyConnection): void;
 }
 
 /** Above this many unsent bytes for one proxy, stop writing and coalesce into one delta on drain. */
@@ -74,9 +87,10 @@ const HIGH_WATER = 4 * 1024 * 1024;
 interface Session {
   id: number;
   sock: Socket;
+  identify: IdentifyConnection;
   pid: number;
-  pidVia: string;
-  identity?: PeerPodIdentity;
+  identifiedBy: string;
+  identity?: PodIdentity;
   connectedAt: Date;
   sentVersion: number;
   ackedVersion: number;
@@ -180,29 +194,22 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       refuse(s, `unsupported protocol versions ${JSON.stringify(hello.versions)}; this agent speaks ${PROTOCOL_VERSION}`);
       return;
     }
-    let peer: { pid: number; via: string } | undefined;
+    let found: ConnectionIdentity;
     try {
-      peer = await peerPid(s.sock);
+      found = await s.identify(s.sock);
     } catch (err) {
-      refuse(s, `cannot read peer credentials: ${String(err)}`);
+      refuse(s, `identifying the peer failed: ${String(err)}`);
       return;
     }
-    if (!peer) { refuse(s, 'kernel reports no peer pid for this connection'); return; }
-    s.pid = peer.pid;
-    s.pidVia = peer.via;
-    let identity: PeerPodIdentity | undefined;
-    try {
-      identity = await deps.identifyPeer(peer.pid);
-    } catch (err) {
-      refuse(s, `identifying pid ${peer.pid} failed: ${String(err)}`);
-      return;
-    }
-    if (!identity) { refuse(s, `pid ${peer.pid} does not belong to a pod this agent knows`); return; }
+    s.pid = found.pid;
+    s.identifiedBy = found.via;
+    const identity = found.identity;
+    if (!identity) { refuse(s, found.refusal ?? 'the peer does not belong to a pod this agent knows'); return; }
     if (s.sock.destroyed) return;
     s.identity = identity;
     const claimed = hello.claimed;
     if (claimed && ((claimed.namespace && claimed.namespace !== identity.namespace) || (claimed.name && claimed.name !== identity.name))) {
-      log.warn({ pid: peer.pid, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
+      log.warn({ via: found.via, pid: found.pid || undefined, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
     }
     send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
     m.connected.set([...sessions].filter((x) => x.identity).length);
@@ -217,7 +224,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     } else {
       s.sentVersion = -1; // snapshot goes out when the first list completes
     }
-    log.info({ session: s.id, pid: peer.pid, via: peer.via, pod: `${identity.namespace}/${identity.name}`, resumed: s.resumed, version: s.sentVersion }, 'proxy connected');
+    log.info({ session: s.id, pid: found.pid || undefined, via: found.via, pod: `${identity.namespace}/${identity.name}`, resumed: s.resumed, version: s.sentVersion }, 'proxy connected');
   }
 
   function refuse(s: Session, reason: string): void {
@@ -226,9 +233,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     if (!s.sock.destroyed) s.sock.end(encode({ type: 'refused', reason }));
   }
 
-  function onConnection(sock: Socket): void {
+  function onConnection(sock: Socket, identify: IdentifyConnection): void {
     const s: Session = {
-      id: nextId++, sock, pid: 0, pidVia: '', connectedAt: new Date(), sentVersion: -1, ackedVersion: -1,
+      id: nextId++, sock, identify, pid: 0, identifiedBy: '', connectedAt: new Date(), sentVersion: -1, ackedVersion: -1,
       resumed: false, snapshotsSent: 0, deltasSent: 0, blocked: false,
     };
     sessions.add(s);
@@ -282,16 +289,22 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     });
   }
 
-  mkdirSync(dirname(deps.socketPath), { recursive: true });
-  rmSync(deps.socketPath, { force: true }); // a stale socket from a previous agent
-  const server: Server = createServer(onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(deps.socketPath, () => { server.off('error', reject); resolve(); });
-  });
-  // Proxies run as UID 1337 inside pods; who they are is decided from the kernel, not the file mode.
-  chmodSync(deps.socketPath, 0o666);
-  log.info({ socket: deps.socketPath, epoch }, 'control plane listening');
+  let server: Server | undefined;
+  const socketPath = deps.socketPath;
+  if (socketPath) {
+    const byPid = identifyByPeerPid(deps.identifyPeer);
+    mkdirSync(dirname(socketPath), { recursive: true });
+    rmSync(socketPath, { force: true }); // a stale socket from a previous agent
+    const srv = createServer((sock) => onConnection(sock, byPid));
+    server = srv;
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(socketPath, () => { srv.off('error', reject); resolve(); });
+    });
+    // Proxies run as UID 1337; who they are is decided from the kernel, not the file mode.
+    chmodSync(socketPath, 0o666);
+  }
+  log.info({ socket: socketPath, epoch }, 'control plane started');
 
   const source = (deps.source ?? ((a) => kubeRegistrySource(deps.kubeConfig, a, log)))(apply);
   const started = source.start().then(() => {
@@ -303,6 +316,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   return {
     ready: () => synced,
     apply,
+    serve: (sock, identify) => onConnection(sock, identify),
     stats() {
       const sorted = [...fanoutSamples].sort((a, b) => a - b);
       const pct = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : undefined);
@@ -310,7 +324,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         epoch, synced, version: builder.currentVersion(), services: builder.snapshot().services.size,
         fanout: { lastMs: lastFanoutMs, p50Ms: pct(0.5), p99Ms: pct(0.99), samples: sorted.length },
         proxies: [...sessions].filter((s) => s.identity).map((s): ProxySessionStats => ({
-          id: s.id, pid: s.pid, pidVia: s.pidVia, pod: `${s.identity!.namespace}/${s.identity!.name}`,
+          id: s.id, pid: s.pid, identifiedBy: s.identifiedBy, pod: `${s.identity!.namespace}/${s.identity!.name}`,
           connectedAt: s.connectedAt.toISOString(), sentVersion: s.sentVersion, ackedVersion: s.ackedVersion,
           lastAckAt: s.lastAckAt?.toISOString(), resumed: s.resumed, snapshotsSent: s.snapshotsSent, deltasSent: s.deltasSent,
         })),
@@ -328,8 +342,30 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       await source.stop().catch(() => {});
       await started;
       for (const s of sessions) s.sock.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      rmSync(deps.socketPath, { force: true });
+      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+      if (socketPath) rmSync(socketPath, { force: true });
     },
+  };
+}
+
+/**
+ * Identity on the host socket: SO_PEERCRED pid → the agent's identifyPeer.
+ * A pid of 0 means the peer is in a pid namespace the agent cannot see (the
+ * agent runs without hostPID): it is refused, never mapped to a pod.
+ */
+function identifyByPeerPid(identifyPeer: ControlPlaneDeps['identifyPeer']): IdentifyConnection {
+  return async (sock) => {
+    let peer: Awaited<ReturnType<typeof peerPid>>;
+    try {
+      peer = await peerPid(sock);
+    } catch (err) {
+      return { pid: 0, via: 'SO_PEERCRED', refusal: `cannot read peer credentials: ${String(err)}` };
+    }
+    if (!peer) {
+      return { pid: 0, via: 'SO_PEERCRED', refusal: 'kernel reports no peer pid for this connection (the proxy is in a pid namespace the agent cannot see); connect to the pod socket ' + POD_SOCKET + ' instead' };
+    }
+    if (!identifyPeer) return { pid: peer.pid, via: peer.via, refusal: 'this agent does not identify proxies by pid' };
+    const identity = await identifyPeer(peer.pid);
+    return identity ? { pid: peer.pid, via: peer.via, identity } : { pid: peer.pid, via: peer.via, refusal: `pid ${peer.pid} does not belong to a pod this agent knows` };
   };
 }

@@ -116,7 +116,7 @@ export interface PumpSettings {
 interface NativeAddon {
   nftRun(netns: string | null, script: string, opts?: NftRunOptions): Promise<string>;
   nftCanonical(script: string, listCommand?: string): Promise<string>;
-  socketInNetns(netns: string | null, opts: SocketInNetnsOptions): Promise<number>;
+  socketInNetns(netns: string | null, opts: SocketInNetnsOptions | { kind: 'unix-listen'; address: string; backlog?: number }): Promise<number>;
   originalDst(fd: number): SocketAddress;
   peerCred(fd: number): PeerCredentials;
   // Absent in an addon built before the pump existed.
@@ -211,6 +211,18 @@ export async function nftCanonical(script: string, listCommand = 'list ruleset')
  */
 export async function socketInNetns(netns: string | null, opts: SocketInNetnsOptions): Promise<number> {
   return load().socketInNetns(netns, opts);
+}
+
+/**
+ * A listening unix stream socket named `name` in the ABSTRACT namespace of
+ * `netns` (no file; `name` without the leading NUL/'@'). Abstract names are
+ * scoped to the network namespace, so only processes inside `netns` can
+ * connect: the listener that accepted a connection says which netns the
+ * peer is in. Returns the fd (non-blocking, close-on-exec; caller owns it).
+ * Rejects with code EADDRINUSE if something in that netns holds the name.
+ */
+export async function abstractListenerInNetns(netns: string | null, name: string, backlog?: number): Promise<number> {
+  return load().socketInNetns(netns, { kind: 'unix-listen', address: name, backlog });
 }
 
 /** The pre-DNAT destination of an accepted, redirected TCP connection. */

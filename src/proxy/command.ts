@@ -11,7 +11,7 @@ export function registerProxyCommand(program: Command): void {
   program
     .command('proxy')
     .description('run the co-located L4 proxy (outbound 15001, inbound 15006, admin 15000, ready 15021, metrics 15090)')
-    .addOption(new Option('--control-plane-socket <path>', 'node agent socket (env WEIR_CONTROL_PLANE_SOCKET)'))
+    .addOption(new Option('--control-plane-socket <@name|path>', 'node agent socket: @name = abstract socket in this pod\'s netns, else a path to the legacy host socket (env WEIR_CONTROL_PLANE_SOCKET)').default(undefined, '@weir/proxy'))
     .addOption(new Option('--pod-namespace <ns>', 'this pod\'s namespace (env POD_NAMESPACE)'))
     .addOption(new Option('--pod-name <name>', 'this pod\'s name (env POD_NAME)'))
     .addOption(new Option('--workload <name>', 'workload label for metrics (default: from the pod name)'))

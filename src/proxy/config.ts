@@ -2,8 +2,10 @@
 // value is an error that names the flag (or variable) to fix.
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
+import { POD_SOCKET } from '../controlplane/protocol.js';
 
 export interface ProxyConfig {
+  /** `@name`: abstract socket in this pod's netns (default @weir/proxy, no mount); else a path (legacy host socket). */
   controlPlaneSocket: string;
   podNamespace: string;
   podName: string;
@@ -50,7 +52,7 @@ export interface ProxyConfig {
 }
 
 export const DEFAULTS: ProxyConfig = {
-  controlPlaneSocket: '/var/run/weir/proxy.sock',
+  controlPlaneSocket: POD_SOCKET,
   podNamespace: '',
   podName: '',
   workload: '',

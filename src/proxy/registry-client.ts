@@ -6,11 +6,12 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy } from '../controlplane/protocol.js';
+import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type PodIdentity } from '../controlplane/protocol.js';
 import { applyDelta } from '../controlplane/registry-builder.js';
 import type { Registry, RegistryService, RegistryView } from '../controlplane/types.js';
 
 export interface RegistryClientOptions {
+  /** A filesystem path, or `@name` for an abstract socket in the proxy's own netns (the default, `@weir/proxy`). */
   socketPath: string;
   logger: Logger;
   claimed?: { namespace?: string; name?: string };
@@ -18,7 +19,10 @@ export interface RegistryClientOptions {
   maxBackoffMs?: number;
 }
 
-export interface AgentIdentity { namespace: string; name: string; uid: string; ips: string[]; serviceAccount?: string }
+/** `@name` → Node's spelling of an abstract unix address (leading NUL); paths unchanged. */
+export function socketAddress(spec: string): string {
+  return spec.startsWith('@') ? `\0${spec.slice(1)}` : spec;
+}
 
 export class RegistryClient extends EventEmitter implements RegistryView {
   private registry: Registry | undefined;
@@ -27,7 +31,7 @@ export class RegistryClient extends EventEmitter implements RegistryView {
   private stopped = false;
   private backoff: number;
   private timer: NodeJS.Timeout | undefined;
-  identity: AgentIdentity | undefined;
+  identity: PodIdentity | undefined;
   connected = false;
   lastRefusal: string | undefined;
   snapshots = 0;
@@ -55,7 +59,7 @@ export class RegistryClient extends EventEmitter implements RegistryView {
   private dial(): void {
     if (this.stopped) return;
     const log = this.opts.logger;
-    const sock = connect(this.opts.socketPath);
+    const sock = connect(socketAddress(this.opts.socketPath));
     this.sock = sock;
     const decoder = new LineDecoder();
     sock.on('connect', () => {

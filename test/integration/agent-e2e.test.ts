@@ -169,6 +169,8 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     assert.ok(weirTables(early).length > 0, 'weir tables programmed in the early pod');
     const outcome = agent!.repair.lastRun!.outcomes.find((o) => o.name === 'early');
     assert.ok(outcome && ['repaired', 'ok'].includes(outcome.result) && outcome.via === 'proc-scan', JSON.stringify(outcome));
+    // A repaired pod gets its control-plane socket too (no record: keyed by pod UID).
+    await until('pod socket in the early pod', () => early.exec('ss', ['-xlnH']).includes('@weir/proxy'));
     // Give the netns a route out (a veth pair inside it): traffic to loopback-routed addresses is never captured.
     early.ip('link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1');
     early.ip('addr', 'add', '192.0.2.10/24', 'dev', 'd0');

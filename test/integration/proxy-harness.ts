@@ -16,7 +16,8 @@ import { Netns, sh, uniq } from '../support/netns.js';
 import { netnsInode, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
-import { startControlPlane, type ControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';
+import { startControlPlane, type ControlPlane } from '../../src/controlplane/server.js';
+import type { PodIdentity } from '../../src/controlplane/protocol.js';
 import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
 import { sandboxAt } from '../../src/netns/backend-types.js';
 
@@ -112,7 +113,7 @@ export class Cluster {
       metrics: this.metrics,
       clusterDomain: 'cluster.local',
       // The agent's real identifyPeer maps netns → pod the same way (via CNI ADD records).
-      identifyPeer: async (pid: number): Promise<PeerPodIdentity | undefined> => {
+      identifyPeer: async (pid: number): Promise<PodIdentity | undefined> => {
         let ino: number;
         try { ino = statSync(`/proc/${pid}/ns/net`).ino; } catch { return undefined; }
         const p = byInode().get(ino);

@@ -211,7 +211,7 @@ test('admin endpoints and readiness report the registry', { skip }, async () => 
   const dump = JSON.parse((await c.httpGet(client, 15000, '/config_dump')).body) as { agent: { identity: { name: string } }; originalDst: string };
   assert.equal(dump.agent.identity.name, 'client-6d4cf56db6-abcde');
   assert.equal(dump.originalDst, 'native');
-  const proxies = c.cp!.stats().proxies as { pod: string; pidVia: string; ackedVersion: number }[];
+  const proxies = c.cp!.stats().proxies as { pod: string; identifiedBy: string; ackedVersion: number }[];
   assert.deepEqual(proxies.map((p) => p.pod).sort(), ['shop/client-6d4cf56db6-abcde', 'shop/server-1', 'shop/server-2']);
-  assert.ok(proxies.every((p) => p.pidVia === 'SO_PEERCRED' && p.ackedVersion === c.cp!.stats().version));
+  assert.ok(proxies.every((p) => p.identifiedBy === 'SO_PEERCRED' && p.ackedVersion === c.cp!.stats().version));
 });

@@ -12,12 +12,13 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { startControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';
+import { startControlPlane } from '../../src/controlplane/server.js';
+import type { PodIdentity } from '../../src/controlplane/protocol.js';
 import { LineDecoder } from '../../src/controlplane/protocol.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wx-cph-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const ME: PeerPodIdentity = { namespace: 'shop', name: 'web-1', uid: 'u1', ips: ['10.0.0.1'] };
+const ME: PodIdentity = { namespace: 'shop', name: 'web-1', uid: 'u1', ips: ['10.0.0.1'] };
 
 /** Sends raw lines, collects every message until the agent closes the connection (or timeout). */
 async function converse(sock: string, lines: string[], opts: { afterWelcome?: string[] } = {}): Promise<{ msgs: Record<string, unknown>[]; closed: boolean }> {

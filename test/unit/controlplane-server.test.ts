@@ -10,13 +10,13 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { startControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';
-import { encode, LineDecoder } from '../../src/controlplane/protocol.js';
+import { startControlPlane } from '../../src/controlplane/server.js';
+import { encode, LineDecoder, type PodIdentity } from '../../src/controlplane/protocol.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wx-cpu-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const ME: PeerPodIdentity = { namespace: 'shop', name: 'web-1', uid: 'u1', ips: ['10.0.0.1'] };
+const ME: PodIdentity = { namespace: 'shop', name: 'web-1', uid: 'u1', ips: ['10.0.0.1'] };
 
 class Peer {
   readonly sock: net.Socket;
@@ -74,7 +74,7 @@ test('snapshot, acked deltas, and resume with only the delta after a reconnect',
     p.send({ type: 'hello', versions: [1] });
     const welcome = await p.next();
     assert.equal(welcome.type, 'welcome');
-    assert.deepEqual((welcome.identity as PeerPodIdentity).name, 'web-1');
+    assert.deepEqual((welcome.identity as PodIdentity).name, 'web-1');
     const snap = await p.next();
     assert.equal(snap.type, 'snapshot');
     assert.equal(snap.version, 1);
@@ -84,7 +84,7 @@ test('snapshot, acked deltas, and resume with only the delta after a reconnect',
     assert.deepEqual([d.type, d.fromVersion, d.version], ['delta', 1, 2]);
     p.send({ type: 'ack', version: 2 });
     await cp.waitAcked(2, 2000);
-    const stats = cp.stats() as { proxies: { ackedVersion: number; pidVia: string; pid: number }[] };
+    const stats = cp.stats() as { proxies: { ackedVersion: number; identifiedBy: string; pid: number }[] };
     assert.equal(stats.proxies[0].ackedVersion, 2);
     assert.equal(stats.proxies[0].pid, process.pid);
     p.sock.destroy();

@@ -92,6 +92,8 @@ test('the DaemonSet keeps what the agent depends on', () => {
   assert.equal(env.WEIR_CNI_CONF_DIR, mounts['cni-conf'].mountPath);
   assert.equal(env.WEIR_CNI_BIN_DIR, mounts['cni-bin'].mountPath);
   assert.equal(c.env.find((e: { name: string }) => e.name === 'NODE_NAME').valueFrom.fieldRef.fieldPath, 'spec.nodeName');
+  // Fail closed across rollouts: the chain entry survives the agent's restart (weir uninstall removes it).
+  assert.equal(env.WEIR_KEEP_CHAIN_ON_SHUTDOWN, 'true');
 });
 
 test('RBAC is least privilege: named resources and verbs only, no wildcards, no secrets', () => {

@@ -53,6 +53,9 @@ test('agent config: defaults, env, and errors that name the flag and env variabl
   assert.equal(c.hostProc, '/proc');
   assert.equal(c.runDir, '/var/run/weir');
   assert.deepEqual(c.excludeNamespaces, ['kube-system']);
+  // Fail closed across restarts by default; weir uninstall removes the chain.
+  assert.equal(c.keepChainOnShutdown, true);
+  assert.equal(resolveAgentConfig({ nodeName: 'n' }, { WEIR_KEEP_CHAIN_ON_SHUTDOWN: 'false' }).keepChainOnShutdown, false);
   const e = resolveAgentConfig({}, { NODE_NAME: 'n2', WEIR_REPAIR_MODE: 'label', WEIR_REPAIR_INTERVAL: '500ms', WEIR_EXCLUDE_NAMESPACES: 'a, b', WEIR_INSTALL: 'false' });
   assert.deepEqual([e.nodeName, e.repairMode, e.repairIntervalMs, e.excludeNamespaces, e.install], ['n2', 'label', 500, ['a', 'b'], false]);
   const bad: [Record<string, string>, RegExp][] = [

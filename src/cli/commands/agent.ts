@@ -21,7 +21,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)').default(undefined, '0.0.0.0:15014'))
     .addOption(new Option('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)').default(undefined, '/proc'))
     .addOption(new Option('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)').default(undefined, 'kube-system'))
-    .addOption(new Option('--keep-chain-on-shutdown [bool]', 'leave weir-cni chained when the agent stops: new pods then fail closed (env WEIR_KEEP_CHAIN_ON_SHUTDOWN)'))
+    .addOption(new Option('--keep-chain-on-shutdown [bool]', 'leave weir-cni chained when the agent stops, so new pods fail closed until the next agent; false removes it on stop (env WEIR_KEEP_CHAIN_ON_SHUTDOWN). To remove weir: weir uninstall').default(undefined, 'true'))
     .option('--no-control-plane', 'do not serve the proxies\' control plane (env WEIR_CONTROL_PLANE=false)')
     .addOption(new Option('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN').default(undefined, 'cluster.local'))
     .addOption(new Option('--log-level <level>', 'env WEIR_LOG_LEVEL').default(undefined, 'info'))
