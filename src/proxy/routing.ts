@@ -25,10 +25,10 @@ export class RouteTable {
   private readonly routes = new Map<string, Route>();
   /** pod IP → the pod behind it (for workload labels). */
   private readonly pods = new Map<string, PodRef>();
-  /** endpoint IP|targetPort → service (inbound: which service a connection to us was for). */
-  private readonly inboundServices = new Map<string, RegistryService>();
+  /** endpoint IP|targetPort → service and port (inbound: which service a connection to us was for). */
+  private readonly inboundServices = new Map<string, { service: RegistryService; servicePort?: RegistryServicePort }>();
 
-  constructor(reg: Registry | undefined) {
+  constructor(private readonly reg: Registry | undefined) {
     this.version = reg?.version ?? -1;
     this.clusterDomain = reg?.clusterDomain ?? 'cluster.local';
     if (!reg) return;
@@ -36,7 +36,7 @@ export class RouteTable {
       for (const ep of svc.endpoints) {
         const ip = canonicalIp(ep.ip);
         if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName });
-        for (const p of ep.ports) if (p.protocol === 'TCP') this.inboundServices.set(key(ip, p.port), svc);
+        for (const p of ep.ports) if (p.protocol === 'TCP') this.inboundServices.set(key(ip, p.port), { service: svc, servicePort: svc.ports.find((sp) => sp.name === p.name) });
       }
       for (const sp of svc.ports) {
         if (sp.protocol !== 'TCP') continue;
@@ -61,7 +61,17 @@ export class RouteTable {
   }
 
   serviceForInbound(ip: string, port: number): RegistryService | undefined {
-    return this.inboundServices.get(key(ip, port));
+    return this.inboundServices.get(key(ip, port))?.service;
+  }
+
+  /** The service port an inbound connection to ip:port (an endpoint's target port) was for: its protocol decides the chain. */
+  inboundPort(ip: string, port: number): RegistryServicePort | undefined {
+    return this.inboundServices.get(key(ip, port))?.servicePort;
+  }
+
+  /** Every service (host routing builds its names from them). */
+  services(): Iterable<RegistryService> {
+    return this.reg?.services.values() ?? [];
   }
 
   /**
