@@ -26,7 +26,7 @@ export class RouteTable {
   /** pod IP → the pod behind it (for workload labels). */
   private readonly pods = new Map<string, PodRef>();
   /** endpoint IP|targetPort → service and port (inbound: which service a connection to us was for). */
-  private readonly inboundServices = new Map<string, { service: RegistryService; servicePort?: RegistryServicePort }>();
+  private readonly inboundServices = new Map<string, { service: RegistryService; servicePort?: RegistryServicePort }[]>();
 
   constructor(private readonly reg: Registry | undefined) {
     this.version = reg?.version ?? -1;
@@ -36,7 +36,13 @@ export class RouteTable {
       for (const ep of svc.endpoints) {
         const ip = canonicalIp(ep.ip);
         if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName });
-        for (const p of ep.ports) if (p.protocol === 'TCP') this.inboundServices.set(key(ip, p.port), { service: svc, servicePort: svc.ports.find((sp) => sp.name === p.name) });
+        for (const p of ep.ports) {
+          if (p.protocol !== 'TCP') continue;
+          const k = key(ip, p.port);
+          const list = this.inboundServices.get(k) ?? [];
+          list.push({ service: svc, servicePort: svc.ports.find((sp) => sp.name === p.name) });
+          this.inboundServices.set(k, list);
+        }
       }
       for (const sp of svc.ports) {
         if (sp.protocol !== 'TCP') continue;
@@ -61,12 +67,17 @@ export class RouteTable {
   }
 
   serviceForInbound(ip: string, port: number): RegistryService | undefined {
-    return this.inboundServices.get(key(ip, port))?.service;
+    return this.inboundServices.get(key(ip, port))?.[0]?.service;
+  }
+
+  /** Every service that sends ip:port traffic (one pod port can back several services; HTTP picks by Host). */
+  inboundServicesFor(ip: string, port: number): RegistryService[] {
+    return (this.inboundServices.get(key(ip, port)) ?? []).map((x) => x.service);
   }
 
   /** The service port an inbound connection to ip:port (an endpoint's target port) was for: its protocol decides the chain. */
   inboundPort(ip: string, port: number): RegistryServicePort | undefined {
-    return this.inboundServices.get(key(ip, port))?.servicePort;
+    return this.inboundServices.get(key(ip, port))?.[0]?.servicePort;
   }
 
   /** Every service (host routing builds its names from them). */

@@ -4,6 +4,8 @@
 import type { Conn, ProxyDeps } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioHttpLabels } from '../metrics.js';
 import { workloadMeta, type WorkloadMeta } from '../telemetry/workload.js';
+import type { RegistryService } from '../../controlplane/types.js';
+import { splitAuthority } from '../host-routes.js';
 import { first, headerBytes } from './headers.js';
 import type { RouteDecision, RouteTarget } from './route.js';
 
@@ -64,7 +66,7 @@ export class RequestTelemetry {
     }
     if (this.conn.direction === 'inbound') {
       const routes = this.d.routes();
-      const svc = routes.serviceForInbound(this.conn.dst.ip, this.conn.dst.port);
+      const svc = inboundService(routes.inboundServicesFor(this.conn.dst.ip, this.conn.dst.port), this.req.authority, routes.clusterDomain);
       if (svc) {
         l.destination_service = `${svc.name}.${svc.namespace}.svc.${routes.clusterDomain}`;
         l.destination_service_name = svc.name;
@@ -111,4 +113,11 @@ export class RequestTelemetry {
       downstreamLocalAddress: this.conn.local, downstreamRemoteAddress: this.conn.peer, requestedServerName: undefined, routeName: this.routeName,
     });
   }
+}
+
+/** Of the services a pod port backs, the one the request's Host names (else the first). */
+function inboundService(candidates: RegistryService[], authority: string | undefined, domain: string): RegistryService | undefined {
+  if (candidates.length <= 1 || !authority) return candidates[0];
+  const { host } = splitAuthority(authority);
+  return candidates.find((s) => [s.name, `${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.${domain}`, ...s.clusterIPs].includes(host)) ?? candidates[0];
 }
