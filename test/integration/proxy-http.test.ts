@@ -179,6 +179,8 @@ test('metrics and access log match the requests sent (counts, codes, flags, cano
   const b404 = await c.metric(client, 'istio_requests_total', { reporter: 'source', response_code: '404' });
   for (let i = 0; i < 5; i++) assert.equal((await curl(client, [`http://${WEB}/counted-${i}`])).code, 0);
   await curl(client, [`http://${WEB}/status/404`]);
+  // A request is counted when its upstream stream ends, which can be a moment after curl has its last byte.
+  await waitFor(async () => (await c.metric(client, 'istio_requests_total', sel)) - before >= 5, 3000, 'five requests counted');
   assert.equal(await c.metric(client, 'istio_requests_total', sel) - before, 5);
   assert.equal(await c.metric(client, 'istio_requests_total', { reporter: 'source', response_code: '404' }) - b404, 1);
   // Source side knows the destination from the metadata exchange: canonical service from app.kubernetes.io/name, revision from the label.
@@ -209,7 +211,8 @@ test('TCP metric directions: N bytes sent, M received (istio_tcp_received_bytes_
   const req = `GET /${'p'.repeat(200)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
   const sock = await c.connect(client, '10.96.55.13', 81);
   sock.write(req);
-  const reply = await new Promise<Buffer>((r) => { const parts: Buffer[] = []; sock.on('data', (d: Buffer) => parts.push(d)); sock.on('close', () => r(Buffer.concat(parts))); sock.resume(); });
+  const reply = await new Promise<Buffer>((r) => { const parts: Buffer[] = []; sock.on('data', (d: Buffer) => parts.push(d)); sock.on('end', () => r(Buffer.concat(parts))); sock.resume(); });
+  sock.destroy();
   assert.ok(reply.length > 300);
   await waitFor(async () => (await c.metric(client, 'istio_tcp_connections_closed_total', sel)) >= 1, 3000, 'closed');
   assert.equal(await c.metric(client, 'istio_tcp_received_bytes_total', sel) - r0, Buffer.byteLength(req));
@@ -238,7 +241,7 @@ test('gRPC (grpc-js): unary spread over the pods on one channel, server/client/b
 });
 
 test('HTTP/2 rapid reset: a client resetting streams en masse gets GOAWAY(ENHANCE_YOUR_CALM); the proxy keeps serving', { skip, timeout: 60_000 }, async () => {
-  const r = await run(client, 'python3', [RAPID_RESET, WEB, '80', '3000']);
+  const r = await run(client, '/usr/bin/python3', [RAPID_RESET, WEB, '80', '3000']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /goaway=11\b/, r.stdout);
   const after = await curl(client, [`http://${WEB}/still-up`]);

@@ -15,6 +15,7 @@ export function guardRapidReset(session: ServerHttp2Session, onAbuse: (why: stri
   let premature = 0;
   let windowStart = Date.now();
   let inWindow = 0;
+  let closing = false;
   session.on('stream', (stream: ServerHttp2Stream) => {
     streams++;
     stream.once('aborted', () => {
@@ -25,10 +26,12 @@ export function guardRapidReset(session: ServerHttp2Session, onAbuse: (why: stri
       inWindow++;
       const why = inWindow > RESETS_PER_SECOND ? `${inWindow} streams reset by the client within 1 s`
         : streams >= MIN_STREAMS && premature * 2 >= streams ? `${premature} of ${streams} streams reset by the client before a response` : undefined;
-      if (why && !session.destroyed) {
+      if (why && !closing && !session.destroyed) {
+        closing = true;
         onAbuse(why);
+        // GOAWAY first, then the connection once it is flushed (destroying at once loses the frame).
         session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        session.destroy();
+        setTimeout(() => session.destroy(), 50).unref();
       }
     });
   });

@@ -130,6 +130,12 @@ export class HttpRouter {
     tel.responseHeaderBytes = headerBytes(resp.headers);
     const gs = first(resp.headers['grpc-status']);
     if (grpc && gs) tel.grpcStatus = gs;
+    if (grpc && gs !== undefined) {
+      // gRPC "Trailers-Only": status in the one HEADERS frame that ends the stream; nothing else may follow.
+      resp.body.resume();
+      trailersOnly(res, resp.status, out);
+      return;
+    }
     try {
       res.writeHead(resp.status, out as never);
     } catch (err) {
@@ -140,6 +146,8 @@ export class HttpRouter {
       return;
     }
     const messages = grpc ? new GrpcMessageCounter() : undefined;
+    const cl = first(resp.headers['content-length']);
+    const length = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
     const src = resp.body;
     await new Promise<void>((resolve) => {
       let settled = false;
@@ -170,7 +178,13 @@ export class HttpRouter {
           done();
         }
       });
-      res.once('close', () => { if (!res.writableFinished) { tel.flags = 'DC'; src.destroy(); done(); } });
+      res.once('close', () => {
+        if (settled) return;
+        // A client may close as soon as it has Content-Length bytes, before the upstream's END_STREAM: that is a complete response, not DC.
+        if (!res.writableFinished && !(length !== undefined && tel.responseBodyBytes >= length)) tel.flags = 'DC';
+        src.destroy();
+        done();
+      });
     });
     if (messages) tel.responseMessages = messages.count;
   }
@@ -183,8 +197,7 @@ export class HttpRouter {
       // gRPC clients read the status from headers ("Trailers-Only"), not the HTTP code.
       tel.code = 200;
       tel.grpcStatus = GRPC_FOR_HTTP[status] ?? '2';
-      res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': tel.grpcStatus, 'grpc-message': encodeURIComponent(text) } as never);
-      res.end();
+      trailersOnly(res, 200, { 'content-type': 'application/grpc', 'grpc-status': tel.grpcStatus, 'grpc-message': encodeURIComponent(text) });
       return;
     }
     tel.code = status;
@@ -193,6 +206,17 @@ export class HttpRouter {
     res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(b.length) } as never);
     res.end(b);
   }
+}
+
+/** One HEADERS frame with END_STREAM on HTTP/2 (what gRPC clients need); a bodiless response on HTTP/1.1. */
+function trailersOnly(res: DownRes, status: number, headers: Record<string, string | string[]>): void {
+  const stream = (res as Http2ServerResponse).stream as http2.ServerHttp2Stream | undefined;
+  if (stream && typeof stream.respond === 'function') {
+    if (!stream.destroyed && !stream.headersSent) stream.respond({ ...headers, ':status': status }, { endStream: true });
+    return;
+  }
+  (res as ServerResponse).writeHead(status, headers);
+  res.end();
 }
 
 /** RST_STREAM with the upstream's code (CANCEL stays CANCEL) on HTTP/2; a closed connection on HTTP/1.1. */
