@@ -31,6 +31,13 @@ export interface ProxyConfig {
    * silent client pays it, once per connection and hop.
    */
   protocolDetectionTimeoutMs: number;
+  /**
+   * The same on the inbound side, longer: there the client is usually the
+   * peer's weir proxy, whose HTTP/2 preface can be late by an event-loop
+   * stall or GC pause on a busy node, and a late preface after a TCP
+   * verdict would reach an HTTP/1.1 app (Istio used 1 s inbound as well).
+   */
+  inboundProtocolDetectionTimeoutMs: number;
   /** Retries per HTTP request on the outbound side (Istio's default: 2). */
   httpRetries: number;
   /** Downward-API file with this pod's labels (app, version, canonical names), as Istio mounts /etc/istio/pod/labels. */
@@ -69,6 +76,7 @@ export const DEFAULTS: ProxyConfig = {
   drainTimeoutMs: 5_000,
   accessLog: 'off',
   protocolDetectionTimeoutMs: 100,
+  inboundProtocolDetectionTimeoutMs: 1000,
   httpRetries: 2,
   podLabelsFile: '/etc/istio/pod/labels',
   dnsPort: 15053,
@@ -97,6 +105,7 @@ export interface RawProxyOptions {
   /** commander: a format string, or false from --no-access-log */
   accessLog?: string | boolean;
   protocolDetectionTimeout?: string;
+  inboundProtocolDetectionTimeout?: string;
   httpRetries?: string;
   podLabels?: string;
   dnsPort?: string;
@@ -191,6 +200,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     drainTimeoutMs: parseDuration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
     accessLog: accessLogChoice(raw.accessLog ?? env.WEIR_ACCESS_LOG),
     protocolDetectionTimeoutMs: parseDuration('--protocol-detection-timeout', raw.protocolDetectionTimeout, DEFAULTS.protocolDetectionTimeoutMs),
+    inboundProtocolDetectionTimeoutMs: parseDuration('--inbound-protocol-detection-timeout', raw.inboundProtocolDetectionTimeout, DEFAULTS.inboundProtocolDetectionTimeoutMs),
     httpRetries: raw.httpRetries === undefined ? DEFAULTS.httpRetries : positiveIntOrZero('--http-retries', raw.httpRetries, 10),
     podLabelsFile: raw.podLabels ?? env.WEIR_POD_LABELS_FILE ?? DEFAULTS.podLabelsFile,
     pump: pumpChoice(raw.pump),

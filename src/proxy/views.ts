@@ -35,7 +35,7 @@ export function configDumpView(v: ViewDeps & { cfg: ProxyConfig; pumpVia: string
 }
 
 function selection(cfg: ProxyConfig): unknown {
-  return { order: ['appProtocol', 'port name prefix', 'sniff (h2 preface, HTTP/1.x request line, TLS ClientHello)'], serverFirstPorts: [25, 53, 3306, 27017], detectionTimeoutMs: cfg.protocolDetectionTimeoutMs };
+  return { order: ['appProtocol', 'port name prefix', 'sniff (h2 preface, HTTP/1.x request line, TLS ClientHello)'], serverFirstPorts: [25, 53, 3306, 27017], detectionTimeoutMs: { outbound: cfg.protocolDetectionTimeoutMs, inbound: cfg.inboundProtocolDetectionTimeoutMs } };
 }
 
 export function clustersView(v: ViewDeps): unknown {

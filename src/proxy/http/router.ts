@@ -36,6 +36,8 @@ export class HttpRouter {
   async serve(conn: Conn, req: DownReq, res: DownRes, downstream: 'h1' | 'h2'): Promise<void> {
     const d = this.d;
     d.counters.httpRequests++;
+    // Reset before we got to it (HTTP/2 rapid reset): no route, no upstream stream, just the count.
+    if (res.destroyed || req.destroyed) return;
     const h = req.headers;
     const authority = first(h[':authority']) ?? first(h.host);
     const grpc = /^application\/grpc/i.test(first(h['content-type']) ?? '');
@@ -99,7 +101,7 @@ export class HttpRouter {
           continue;
         }
         tel.transportFailure = `${e.code}: ${e.message}`;
-        const flags = e.kind === 'connect' ? (retries > 0 ? 'URX,UF' : 'UF') : 'UC';
+        const flags = e.kind === 'connect' ? (retries > 0 ? 'UF,URX' : 'UF') : 'UC';
         this.localReply(res, tel, 503, flags, `upstream connect error or disconnect/reset before headers. reset reason: ${e.kind === 'connect' ? 'connection failure' : 'connection termination'}`, grpc);
         finish();
         return;

@@ -46,6 +46,8 @@ export class UpstreamError extends Error {
 export interface Endpoint { ip: string; port: number }
 
 const H2_UNSUPPORTED_MS = 60_000;
+/** How long a new h2c connection may wait for the peer's SETTINGS before the endpoint counts as not speaking h2c. */
+const SETTINGS_WAIT_MS = 3000;
 
 export class UpstreamPools {
   private readonly agents = new Map<string, http.Agent>();
@@ -128,8 +130,13 @@ export class UpstreamPools {
         // Generous windows: a proxy must not be the flow-control bottleneck, but stays bounded.
         settings: { initialWindowSize: 1 << 20, enablePush: false },
       });
-      const timer = setTimeout(() => s.destroy(Object.assign(new Error('h2 connect timed out'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
-      s.once('connect', () => { connected = true; });
+      let timer = setTimeout(() => s.destroy(Object.assign(new Error('h2 connect timed out'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
+      s.once('connect', () => {
+        connected = true;
+        // A weir peer answers the preface with SETTINGS at once; silence means something else is listening.
+        clearTimeout(timer);
+        timer = setTimeout(() => s.destroy(), Math.min(this.connectTimeoutMs, SETTINGS_WAIT_MS));
+      });
       s.once('remoteSettings', () => { settings = true; clearTimeout(timer); s.setLocalWindowSize?.(8 << 20); resolve(s); });
       const forget = () => { if (this.sessions.get(k) === p) this.sessions.delete(k); };
       s.on('goaway', forget);

@@ -18,7 +18,7 @@ export async function selectChain(d: ProxyDeps, conn: Conn): Promise<Chain> {
   const count = (protocol: string, reason: string) => d.metrics.detected.inc({ direction: conn.direction, protocol, reason });
   if (declared === 'tcp' || declared === 'tls') { count(declared, 'declared'); return 'tcp'; }
   if (declared === undefined && SERVER_FIRST_PORTS.has(port)) { count('tcp', 'server_first_port'); return 'tcp'; }
-  const det = await sniff(conn.down, d.config.protocolDetectionTimeoutMs);
+  const det = await sniff(conn.down, conn.direction === 'outbound' ? d.config.protocolDetectionTimeoutMs : d.config.inboundProtocolDetectionTimeoutMs);
   conn.detection = det;
   count(det.protocol, det.reason);
   if (det.protocol === 'h2') return 'h2';
