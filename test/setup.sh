@@ -9,6 +9,7 @@ SYSTEM_PACKAGES=(
   cmake g++ make pkg-config libbpf-dev clang llvm
   dnsutils dnsmasq dnsperf haproxy socat conntrack procps util-linux
   containerd runc busybox-static
+  nghttp2-client python3-h2
 )
 
 need_apt=0

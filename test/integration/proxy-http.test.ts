@@ -244,7 +244,7 @@ test('gRPC (grpc-js): unary spread over the pods on one channel, server/client/b
 test('HTTP/2 rapid reset: a client resetting streams en masse gets GOAWAY(ENHANCE_YOUR_CALM); the proxy keeps serving', { skip, timeout: 60_000 }, async () => {
   const r = await run(client, '/usr/bin/python3', [RAPID_RESET, WEB, '80', '3000']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /goaway=11\b/, r.stdout);
+  assert.match(r.stdout, /goaway=11\b/, `${r.stdout}\n${c.logs()}`);
   const after = await curl(client, [`http://${WEB}/still-up`]);
   assert.equal(after.code, 0, `${after.stderr}\n${c.logs()}`);
   assert.match(podOf(after.stdout), /^web-[123]$/);

@@ -36,7 +36,9 @@ export class HttpRouter {
   async serve(conn: Conn, req: DownReq, res: DownRes, downstream: 'h1' | 'h2'): Promise<void> {
     const d = this.d;
     d.counters.httpRequests++;
-    // Reset before we got to it (HTTP/2 rapid reset): no route, no upstream stream, just the count.
+    // HTTP/2: let the rest of this read's frames be processed first, so a stream the client resets in the
+    // same batch (rapid reset) is gone before any upstream work starts for it.
+    if (downstream === 'h2') await new Promise<void>((r) => setImmediate(r));
     if (res.destroyed || req.destroyed) return;
     const h = req.headers;
     const authority = first(h[':authority']) ?? first(h.host);
