@@ -8,22 +8,11 @@ export interface Pickable { ip: string; port: number }
 
 const key = (t: Pickable) => `${t.ip}|${t.port}`;
 
-export class LeastRequest {
+/** Things in flight per endpoint (connections or requests), released exactly once. */
+export class InFlight {
   private readonly active = new Map<string, number>();
   private readonly total = new Map<string, number>();
 
-  pick<T extends Pickable>(targets: T[], tried: Set<string>): T | undefined {
-    const fresh = targets.filter((t) => !tried.has(key(t)));
-    const pool = fresh.length > 0 ? fresh : targets;
-    if (pool.length === 0) return undefined;
-    if (pool.length === 1) return pool[0];
-    const a = pool[Math.floor(Math.random() * pool.length)];
-    let b = pool[Math.floor(Math.random() * (pool.length - 1))];
-    if (b === a) b = pool[pool.length - 1];
-    return (this.active.get(key(b)) ?? 0) < (this.active.get(key(a)) ?? 0) ? b : a;
-  }
-
-  /** Count a request in flight; call the returned function once when it is done. */
   acquire(t: Pickable): () => void {
     const k = key(t);
     this.active.set(k, (this.active.get(k) ?? 0) + 1);
@@ -37,9 +26,37 @@ export class LeastRequest {
     };
   }
 
+  activeOf(k: string): number {
+    return this.active.get(k) ?? 0;
+  }
+
+  totalOf(k: string): number {
+    return this.total.get(k) ?? 0;
+  }
+}
+
+export class LeastRequest {
+  private readonly inFlight = new InFlight();
+
+  pick<T extends Pickable>(targets: T[], tried: Set<string>): T | undefined {
+    const fresh = targets.filter((t) => !tried.has(key(t)));
+    const pool = fresh.length > 0 ? fresh : targets;
+    if (pool.length === 0) return undefined;
+    if (pool.length === 1) return pool[0];
+    const a = pool[Math.floor(Math.random() * pool.length)];
+    let b = pool[Math.floor(Math.random() * (pool.length - 1))];
+    if (b === a) b = pool[pool.length - 1];
+    return this.inFlight.activeOf(key(b)) < this.inFlight.activeOf(key(a)) ? b : a;
+  }
+
+  /** Count a request in flight; call the returned function once when it is done. */
+  acquire(t: Pickable): () => void {
+    return this.inFlight.acquire(t);
+  }
+
   stats(ip: string, port: number): { activeRequests: number; totalRequests: number } {
-    const k = `${ip}|${port}`;
-    return { activeRequests: this.active.get(k) ?? 0, totalRequests: this.total.get(k) ?? 0 };
+    const k = key({ ip, port });
+    return { activeRequests: this.inFlight.activeOf(k), totalRequests: this.inFlight.totalOf(k) };
   }
 }
 

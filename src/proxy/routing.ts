@@ -3,6 +3,7 @@
 // per registry version, so a lookup per connection is two map reads.
 import type { Registry, RegistryEndpoint, RegistryService, RegistryServicePort } from '../controlplane/types.js';
 import { canonicalIp } from './addr.js';
+import { InFlight } from './lb.js';
 
 export interface Route {
   service: RegistryService;
@@ -111,7 +112,7 @@ export class RouteTable {
  * spread evenly instead of all proxies on a node picking the same endpoint.
  */
 export class LeastConnections {
-  private readonly active = new Map<string, number>();
+  private readonly inFlight = new InFlight();
 
   pick(targets: Target[], exclude: Set<string>): Target | undefined {
     if (targets.length === 0) return undefined;
@@ -122,26 +123,18 @@ export class LeastConnections {
       const t = targets[(start + i) % targets.length];
       const k = key(t.ip, t.port);
       if (exclude.has(k)) continue;
-      const n = this.active.get(k) ?? 0;
+      const n = this.inFlight.activeOf(k);
       if (n < bestN) { best = t; bestN = n; }
     }
     return best;
   }
 
   acquire(t: Target): () => void {
-    const k = key(t.ip, t.port);
-    this.active.set(k, (this.active.get(k) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const n = (this.active.get(k) ?? 1) - 1;
-      if (n <= 0) this.active.delete(k); else this.active.set(k, n);
-    };
+    return this.inFlight.acquire(t);
   }
 
   activeFor(ip: string, port: number): number {
-    return this.active.get(key(ip, port)) ?? 0;
+    return this.inFlight.activeOf(key(ip, port));
   }
 }
 

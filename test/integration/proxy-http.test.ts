@@ -273,3 +273,23 @@ test('protocol detection: a server-first protocol on an undeclared port works af
   console.log(`# server-first greeting: undeclared port ${a.ms.toFixed(0)} ms (detection timeouts: 100 ms out, 1 s in), port 3306 ${b.ms.toFixed(0)} ms`);
   greeter.kill();
 });
+
+test('retries as Istio\'s default: a refused endpoint is skipped for another, a 503 is retried twice then returned', { skip, timeout: 60_000 }, async () => {
+  // outside:9 refuses (no proxy there, nothing listening); web-2 answers.
+  c.cp!.apply((b) => b.upsertService(service('flaky', 'shop', '10.96.55.16', [{ name: 'http', port: 80 }])));
+  c.cp!.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-a', [{ pod: outside }], [{ name: 'http', port: 9 }])));
+  c.cp!.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-b', [{ pod: servers[1] }], [{ name: 'http', port: 8080 }])));
+  await c.cp!.waitAcked(c.cp!.stats().version as number);
+  const connectRetries = () => c.metric(client, 'weir_proxy_http_retries_total', { direction: 'outbound', cause: 'connect' });
+  const r0 = await connectRetries();
+  for (let i = 0; i < 8; i++) {
+    const r = await curl(client, [`http://10.96.55.16/f${i}`]);
+    assert.equal(podOf(r.stdout), 'web-2', r.stderr);
+  }
+  assert.ok(await connectRetries() > r0, 'LEAST_REQUEST picks the refusing endpoint at least once in 8 requests, and the retry hides it');
+  const retries503 = () => c.metric(client, 'weir_proxy_http_retries_total', { direction: 'outbound', cause: '503' });
+  const b503 = await retries503();
+  const r = await curl(client, ['-o', '/dev/null', '-w', '%{http_code}', `http://${WEB}/status/503`]);
+  assert.equal(r.stdout, '503');
+  assert.equal(await retries503() - b503, 2);
+});
