@@ -32,10 +32,10 @@ export interface ProxyConfig {
    */
   protocolDetectionTimeoutMs: number;
   /**
-   * The same on the inbound side, longer: there the client is usually the
-   * peer's weir proxy, whose HTTP/2 preface can be late by an event-loop
-   * stall or GC pause on a busy node, and a late preface after a TCP
-   * verdict would reach an HTTP/1.1 app (Istio used 1 s inbound as well).
+   * The same on the inbound side. A timeout only starts the upstream
+   * connection early: if the client's first bytes then arrive before the
+   * server's and are HTTP (a busy peer proxy's late HTTP/2 preface), the
+   * connection still goes to the HTTP chain (tcp/chain.ts lateVerdict).
    */
   inboundProtocolDetectionTimeoutMs: number;
   /** Retries per HTTP request on the outbound side (Istio's default: 2). */
@@ -76,7 +76,7 @@ export const DEFAULTS: ProxyConfig = {
   drainTimeoutMs: 5_000,
   accessLog: 'off',
   protocolDetectionTimeoutMs: 100,
-  inboundProtocolDetectionTimeoutMs: 1000,
+  inboundProtocolDetectionTimeoutMs: 100,
   httpRetries: 2,
   podLabelsFile: '/etc/istio/pod/labels',
   dnsPort: 15053,

@@ -77,8 +77,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   const http = new HttpConnectionManager(deps, open);
   listeners = new Listeners(deps, open, async (conn) => {
     const chain = await selectChain(deps, conn);
-    if (chain === 'tcp') await tcp.handle(conn);
-    else await http.handle(conn, chain);
+    const late = chain === 'tcp' ? await tcp.handle(conn) : chain;
+    if (late !== 'done') await http.handle(conn, late);
   });
   const pumpVia = await loadNativeOriginalDst();
   await listeners.listen();

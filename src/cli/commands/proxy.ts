@@ -30,7 +30,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--access-log <format>', 'one stdout line per request/connection: off, text (Istio\'s default format) or json (env WEIR_ACCESS_LOG)').default(undefined, 'off'))
     .option('--no-access-log', 'no access log (the default)')
     .addOption(new Option('--protocol-detection-timeout <duration>', 'outbound: a client silent this long on a port that declares no protocol is treated as TCP').default(undefined, '100ms'))
-    .addOption(new Option('--inbound-protocol-detection-timeout <duration>', 'the same for inbound connections (a peer proxy\'s late HTTP/2 preface must not become TCP)').default(undefined, '1s'))
+    .addOption(new Option('--inbound-protocol-detection-timeout <duration>', 'the same for inbound connections').default(undefined, '100ms'))
     .addOption(new Option('--http-retries <n>', 'outbound retries per HTTP request (connect failure, refused stream, 503, gRPC unavailable/cancelled)').default(undefined, '2'))
     .addOption(new Option('--pod-labels <file>', 'downward-API labels file (app, version, canonical names) (env WEIR_POD_LABELS_FILE)').default(undefined, '/etc/istio/pod/labels'))
     .action(async (opts: RawProxyOptions) => {

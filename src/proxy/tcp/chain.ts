@@ -14,6 +14,7 @@ import type { Conn, Direction, ProxyDeps, Tracked } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from '../relay.js';
 import { LeastConnections, type RouteTable, targetKey, type Target } from '../routing.js';
+import { sniff } from '../protocol/sniff.js';
 import { workloadMeta } from '../telemetry/workload.js';
 
 interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
@@ -33,11 +34,17 @@ export class TcpChain {
     return this.pump === 'splice' ? pumpStats() : undefined;
   }
 
-  handle(conn: Conn): Promise<void> {
+  /**
+   * Relay the connection. Resolves 'h1'/'h2' instead when detection had
+   * timed out and the client's first bytes, arriving before any from the
+   * server, turn out to be HTTP after all: the speculative upstream
+   * connection is dropped unused and the HTTP chain takes over.
+   */
+  async handle(conn: Conn): Promise<LateVerdict> {
     return conn.direction === 'outbound' ? this.outbound(conn) : this.inbound(conn);
   }
 
-  private async outbound(conn: Conn): Promise<void> {
+  private async outbound(conn: Conn): Promise<LateVerdict> {
     const { dst } = conn;
     const routes = this.d.routes();
     const labels = unknownLabels('source');
@@ -49,8 +56,7 @@ export class TcpChain {
       labels.destination_service_name = 'PassthroughCluster';
       const pod = routes.podByIp(dst.ip);
       if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace));
-      await this.connectAndRelay(conn, [{ ip: dst.ip, port: dst.port }], labels, 'PassthroughCluster');
-      return;
+      return this.connectAndRelay(conn, [{ ip: dst.ip, port: dst.port }], labels, 'PassthroughCluster');
     }
     this.d.counters.routed++;
     setServiceLabels(labels, route.service, routes);
@@ -59,12 +65,12 @@ export class TcpChain {
     if (targets.length === 0) {
       labels.response_flags = 'UH'; // no healthy upstream
       this.finishFailed(conn, labels, 'no ready endpoint', undefined, cluster);
-      return;
+      return 'done';
     }
-    await this.connectAndRelay(conn, targets, labels, cluster);
+    return this.connectAndRelay(conn, targets, labels, cluster);
   }
 
-  private async inbound(conn: Conn): Promise<void> {
+  private async inbound(conn: Conn): Promise<LateVerdict> {
     const { dst, down } = conn;
     this.d.counters.inbound++;
     const routes = this.d.routes();
@@ -74,14 +80,14 @@ export class TcpChain {
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
     if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
-    await this.connectAndRelay(conn, [inboundTarget(dst.ip, dst.port)], labels, `inbound|${dst.port}||`, this.inboundSource(dst.ip));
+    return this.connectAndRelay(conn, [inboundTarget(dst.ip, dst.port)], labels, `inbound|${dst.port}||`, this.inboundSource(dst.ip));
   }
 
   inboundSource(dstIp: string): string | undefined {
     return familyOf(dstIp) === 4 ? this.d.config.inboundSourceV4 : undefined;
   }
 
-  private async connectAndRelay(conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string): Promise<void> {
+  private async connectAndRelay(conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string): Promise<LateVerdict> {
     const { down, direction } = conn;
     const cfg = this.d.config;
     const tried = new Set<string>();
@@ -105,7 +111,12 @@ export class TcpChain {
         if (downGone) break;
         continue;
       }
-      if (downGone || down.destroyed) { release(); up.resetAndDestroy(); return; }
+      if (downGone || down.destroyed) { release(); up.resetAndDestroy(); return 'done'; }
+      if (conn.detection?.reason === 'timeout') {
+        const late = await lateVerdict(down, up, cfg.idleTimeoutMs);
+        if (late !== 'tcp') { release(); up.destroy(); return late; }
+        if (down.destroyed || up.destroyed) { release(); if (!down.destroyed) down.resetAndDestroy(); if (!up.destroyed) up.resetAndDestroy(); return 'done'; }
+      }
       if (direction === 'outbound' && t.endpoint?.podName) {
         setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
       }
@@ -130,10 +141,11 @@ export class TcpChain {
         upstreamHost: hostPort(t.ip, t.port), upstreamCluster: cluster, upstreamLocalAddress: upLocal,
         downstreamLocalAddress: conn.local, downstreamRemoteAddress: conn.peer, requestedServerName: conn.detection?.sni,
       });
-      return;
+      return 'done';
     }
     labels.response_flags = 'UF'; // upstream connect failure
     this.finishFailed(conn, labels, lastErr ? `${lastErr.code}: ${lastErr.message}` : 'client went away', tried.size, cluster);
+    return 'done';
   }
 
   private finishFailed(conn: Conn, labels: IstioTcpLabels, error: string, attempts: number | undefined, cluster: string): void {
@@ -179,3 +191,34 @@ export function setServiceLabels(labels: IstioTcpLabels, svc: RegistryService, r
 }
 
 export type { Direction };
+
+export type LateVerdict = 'done' | 'h1' | 'h2';
+
+/**
+ * After a detection timeout the upstream connection is speculative: whoever
+ * speaks first decides. The server first → TCP (a server-first protocol).
+ * The client first → its bytes are classified; HTTP means the client was
+ * only slow (a busy peer proxy's HTTP/2 preface, a client that connected
+ * early) and the connection belongs to the HTTP chain, the server having
+ * seen nothing.
+ */
+async function lateVerdict(down: Socket, up: Socket, timeoutMs: number): Promise<'tcp' | 'h1' | 'h2'> {
+  const first = await new Promise<'down' | 'up' | 'none'>((resolve) => {
+    let t: NodeJS.Timeout | undefined;
+    const done = (w: 'down' | 'up' | 'none') => { clearTimeout(t); down.off('readable', onDown); up.off('readable', onUp); down.off('close', onNone); up.off('close', onNone); resolve(w); };
+    const onDown = () => done('down');
+    const onUp = () => done('up');
+    const onNone = () => done('none');
+    if (up.readableLength > 0) { resolve('up'); return; }
+    if (down.readableLength > 0) { resolve('down'); return; }
+    t = setTimeout(onNone, timeoutMs);
+    up.once('readable', onUp);
+    down.once('readable', onDown);
+    down.once('close', onNone);
+    up.once('close', onNone);
+  });
+  if (first !== 'down') return 'tcp';
+  const det = await sniff(down, timeoutMs);
+  if (up.readableLength > 0) return 'tcp';
+  return det.protocol === 'h2' ? 'h2' : det.protocol === 'http1' ? 'h1' : 'tcp';
+}
