@@ -112,6 +112,8 @@ export class TcpChain {
         continue;
       }
       if (downGone || down.destroyed) { release(); up.resetAndDestroy(); return 'done'; }
+      // Until a relay owns it, a reset of the upstream must not be an unhandled 'error' (it would kill the process).
+      up.on('error', () => {});
       if (conn.detection?.reason === 'timeout') {
         const late = await lateVerdict(down, up, cfg.idleTimeoutMs);
         if (late !== 'tcp') { release(); up.destroy(); return late; }
