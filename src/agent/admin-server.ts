@@ -9,7 +9,10 @@
 import { createServer, type Server } from 'node:http';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Agent } from './agent.js';
+import type { AgentConfig } from './config.js';
+import type { ReadinessGate } from './metrics.js';
+import type { RepairLoop } from './repair.js';
+import type { SandboxStore } from './sandbox-store.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import type { Pod, Namespace } from '../kube/pod-types.js';
@@ -17,10 +20,28 @@ import { decideCapture, type CaptureSettings } from '../kube/capture-decision.js
 import type { ResilientInformer } from '../kube/informer.js';
 import type { LogRing } from './log-ring.js';
 import { CAPTURE_ANNOTATION } from './status-writer.js';
+import { sandboxAt } from '../netns/backend-types.js';
+import { HttpError, kubeName, parseAdminRequest, type AdminRequest } from './admin-requests.js';
+import { badPeerReporter, onClientError } from '../common/bad-peer.js';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Logger } from '../common/log.js';
+
+/**
+ * What the admin API reads of the agent. Not the whole Agent: agent.ts
+ * starts this server, so naming its type here would close an import circle.
+ */
+export interface AdminAgentView {
+  config: Pick<AgentConfig, 'nodeName' | 'repairMode'>;
+  readiness: Pick<ReadinessGate, 'evaluate'>;
+  store: Pick<SandboxStore, 'list'>;
+  repair: Pick<RepairLoop, 'lastRun' | 'checkPod' | 'repairPod'>;
+  metrics: { registry: MetricsRegistry };
+  logger: Logger;
+}
 
 export interface AdminServerOptions {
   socketPath: string;
-  agent: Agent;
+  agent: AdminAgentView;
   backend: CaptureBackend;
   planner: (pod: Pod) => RedirectPlan;
   settings: CaptureSettings;
@@ -31,9 +52,6 @@ export interface AdminServerOptions {
 
 export interface AdminServer { close(): Promise<void> }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
-}
 
 export async function startAdminServer(o: AdminServerOptions): Promise<AdminServer> {
   const { agent } = o;
@@ -42,8 +60,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     if (!pod) throw new HttpError(404, `pod ${ns}/${name} is not on node ${agent.config.nodeName}`);
     return pod;
   };
-  const route = async (method: string, url: URL): Promise<unknown> => {
-    const p = url.pathname;
+  const route = async ({ method, path: p, query }: AdminRequest): Promise<unknown> => {
     if (method === 'GET' && p === '/v1/status') {
       const r = agent.readiness.evaluate();
       return {
@@ -71,38 +88,46 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     }
     const m = /^\/v1\/pods\/([^/]+)\/([^/]+)\/(rules|check|repair)$/.exec(p);
     if (m) {
-      const [, ns, name, what] = m;
+      const [, rawNs, rawName, what] = m;
+      const ns = kubeName(rawNs, 'namespace');
+      const name = kubeName(rawName, 'name');
       if (what === 'rules' && method === 'GET') {
         findPod(ns, name);
         const c = await agent.repair.checkPod(ns, name);
         if (!c.netns) throw new HttpError(404, `no netns found for pod ${ns}/${name} (${c.result})`);
-        const state = await o.backend.read(c.netns);
+        const state = await o.backend.read(sandboxAt(c.netns));
         return { namespace: ns, name, netns: c.netns, via: c.via, ...state };
       }
       if (what === 'check' && method === 'POST') { findPod(ns, name); return agent.repair.checkPod(ns, name); }
       if (what === 'repair' && method === 'POST') { findPod(ns, name); return agent.repair.repairPod(ns, name); }
     }
     if (method === 'GET' && p === '/v1/logs') {
-      const n = Number(url.searchParams.get('n') ?? '200');
+      const n = Number(query.get('n') ?? '200');
       if (!Number.isInteger(n) || n < 0) throw new HttpError(400, 'n: must be a non-negative integer');
       return { lines: o.ring.tail(n) };
     }
     throw new HttpError(404, `unknown admin route ${method} ${p}`);
   };
 
+  const badPeer = badPeerReporter(agent.metrics.registry, 'admin.sock', agent.logger);
   const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    route(req.method ?? 'GET', url).then((body) => {
+    // Parsing inside the promise: whatever it throws becomes an error answer, never an uncaught exception.
+    Promise.resolve().then(() => route(parseAdminRequest(req.method, req.url))).then((body) => {
       const text = JSON.stringify(body);
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
-    }, (e: Error) => {
+    }, (thrown: unknown) => {
+      const e = thrown instanceof Error ? thrown : new Error(String(thrown));
       const status = e instanceof HttpError ? e.status : 500;
+      if (status === 400 || status === 405 || status === 414) badPeer(e.message);
+      if (status === 500) agent.logger.error({ err: e.stack }, 'admin request failed');
       const text = JSON.stringify({ error: e.message });
+      if (res.headersSent) { res.destroy(); return; }
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
-    });
+    }).catch(() => res.destroy());
   });
+  server.on('clientError', onClientError(badPeer));
   // The run dir is shared with proxy.sock (reached by UID 1337): the socket's own 0600 guards the admin API.
   await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
   await unlink(o.socketPath).catch(() => undefined);

@@ -34,6 +34,9 @@ import { LogRing } from './log-ring.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import type { CaptureEvent } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
+import { badPeerReporter } from '../common/bad-peer.js';
+import { createNetnsGuard, defaultForbidden } from '../netns/netns-guard.js';
+import { armedCrashPoint } from '../common/test-crash-points.js';
 
 export interface AgentOverrides {
   /** Use this kubeconfig object instead of loading one (tests). */
@@ -106,7 +109,12 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       void status.onEvent(e);
     };
     const resolver = new KubePodResolver({ kubeConfig, pods, logger });
-    const controller = new CaptureController({ resolver, backend, planner, store, settings, onEvent, logger });
+    const controller = new CaptureController({ resolver, backend, planner, store, settings, onEvent, logger, netnsGuard: createNetnsGuard(defaultForbidden(config.hostProc)) });
+    const armed = armedCrashPoint();
+    if (armed) logger.warn({ crashPoint: armed }, 'WEIR_TEST_CRASH_AT is set: this agent will crash on purpose (test-only; never set it in a cluster)');
+    // A previous agent killed mid-ADD: finish or remove its half-done work before serving anyone.
+    const recovered = await controller.recoverPending();
+    if (recovered.length) logger.warn({ recovered }, 'recovered ADDs a previous agent left half-done');
 
     let installer: Installer | undefined;
     const cniSocket = join(config.runDir, 'cni.sock');
@@ -122,6 +130,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       controller, socketPath: cniSocket, logger,
       ready: (): { ready: boolean; reason: string } => { const r = readiness.evaluate(); return { ready: r.raw || r.ready, reason: r.reason }; },
       onRequest: (route, outcome, ms) => metrics.onCniRequest(route, outcome, ms),
+      onBadPeer: badPeerReporter(metrics.registry, 'cni.sock', logger),
     });
     await cniServer.start();
     // Closed first on shutdown (cleanups run in reverse): stop accepting, finish in-flight ADDs.

@@ -4,7 +4,7 @@
 // visible), the answer is "try again later" (CNI code 11), never "go ahead
 // uncaptured". Nothing is half-programmed: a bad annotation is rejected
 // before any rule is written, and a failed apply is rolled back.
-import { createHash } from 'node:crypto';
+import { planHash } from '../redirect/plan.js';
 import type { CaptureEvent, PodResolver, SandboxRecord } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
@@ -16,6 +16,10 @@ import type { CniAddResponse, CniCheckResponse, CniDelRequest, CniPodRequest } f
 import { CniCode, CniError } from '../cni/spec.js';
 import { FieldError } from '../common/errors.js';
 import type { SandboxStore, StoredSandbox } from './sandbox-store.js';
+import { sandboxAt } from '../netns/backend-types.js';
+import { existsSync } from 'node:fs';
+import { crashPoint } from '../common/test-crash-points.js';
+import { createNetnsGuard } from '../netns/netns-guard.js';
 
 export interface ControllerLogger {
   debug(obj: object, msg: string): void;
@@ -35,10 +39,8 @@ export interface CaptureControllerOptions {
   resolveTimeoutMs?: number;
   onEvent?: (e: CaptureEvent) => void;
   logger?: ControllerLogger;
-}
-
-export function planHash(plan: RedirectPlan): string {
-  return createHash('sha256').update(JSON.stringify(plan)).digest('hex').slice(0, 16);
+  /** Refuses a netns capture must never be programmed into (the host's, the agent's, not a netns): throws CniError. Default createNetnsGuard(). */
+  netnsGuard?: (netns: string) => Promise<void>;
 }
 
 const NOOP_LOGGER: ControllerLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -53,6 +55,7 @@ export class CaptureController {
       settings: DEFAULT_CAPTURE_SETTINGS,
       resolveTimeoutMs: 4000,
       logger: NOOP_LOGGER,
+      netnsGuard: createNetnsGuard(),
       ...opts,
     };
   }
@@ -137,13 +140,20 @@ export class CaptureController {
         if (e instanceof FieldError) throw new CniError(CniCode.invalidConfig, `pod ${namespace}/${req.podName}: ${e.message}`, e.field);
         throw e;
       }
+      await this.opts.netnsGuard(req.netns);
+      crashPoint('add:before-intent');
+      // The intent goes to disk before the first byte reaches the kernel: if
+      // this process dies anywhere below, the next agent finds the record
+      // pending and finishes or removes exactly this (recoverPending).
+      await this.opts.store.put(this.record(req, { podNamespace: namespace, captured: false, reason: 'programming', backend: this.opts.backend.name, planHash: planHash(plan), plan, pending: 'add' }));
+      crashPoint('add:after-intent');
       try {
-        await this.opts.backend.apply(req.netns, plan);
+        await this.opts.backend.apply({ netnsPath: req.netns, podIPs: req.ips }, plan);
       } catch (e) {
-        // Roll back whatever part of the apply may have landed.
-        await this.opts.backend.remove(req.netns).catch(() => undefined);
+        await this.undoFailedAdd(req);
         throw new CniError(CniCode.tryAgainLater, `programming capture in ${req.netns} failed: ${(e as Error).message}`);
       }
+      crashPoint('add:after-apply');
     } catch (e) {
       const err = e instanceof CniError ? e : new CniError(CniCode.tryAgainLater, (e as Error).message);
       this.emit({ kind: 'failed', ...who, backend: this.opts.backend.name, error: err.message, durationMs: Date.now() - started });
@@ -152,10 +162,67 @@ export class CaptureController {
     }
     const hash = planHash(plan);
     await this.opts.store.put(this.record(req, { podNamespace: namespace, captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: hash, plan }));
+    crashPoint('add:after-record');
     const durationMs = Date.now() - started;
     this.emit({ kind: 'programmed', ...who, podNamespace: namespace, backend: this.opts.backend.name, durationMs });
     this.opts.logger.info({ ...who, backend: this.opts.backend.name, planHash: hash, durationMs }, 'capture programmed');
     return { captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: hash };
+  }
+
+  /** A failed apply: take back whatever part landed, then forget the intent (kept as 'remove' if even that failed). */
+  private async undoFailedAdd(req: CniPodRequest): Promise<void> {
+    try {
+      await this.opts.backend.remove(sandboxAt(req.netns));
+      await this.opts.store.delete(req.containerId);
+    } catch (e) {
+      this.opts.logger.error({ containerId: req.containerId, netns: req.netns, err: (e as Error).message }, 'rollback of a failed ADD failed; the record stays pending');
+      await this.opts.store.put(this.record(req, { captured: false, reason: 'rollback-pending', pending: 'remove' }));
+    }
+  }
+
+  /**
+   * At start, before the CNI socket serves: every record a killed agent left
+   * pending. An interrupted ADD is finished (the plan it recorded is applied
+   * again — apply is idempotent — and verified), so the pod is either fully
+   * captured or, when that cannot be done, has no rules and no record; a
+   * netns that is gone takes its rules with it. Returns what was done.
+   */
+  async recoverPending(): Promise<{ containerId: string; outcome: 'finished' | 'removed' | 'gone' | 'failed'; error?: string }[]> {
+    const out: { containerId: string; outcome: 'finished' | 'removed' | 'gone' | 'failed'; error?: string }[] = [];
+    for (const rec of this.opts.store.list().filter((r) => r.pending)) {
+      await this.serialize(rec.containerId, async () => {
+        const log = { containerId: rec.containerId, netns: rec.netns, pending: rec.pending, pod: `${rec.podNamespace}/${rec.podName}` };
+        try {
+          if (!rec.netns || !existsSync(rec.netns)) {
+            await this.opts.store.delete(rec.containerId);
+            out.push({ containerId: rec.containerId, outcome: 'gone' });
+            return;
+          }
+          if (rec.pending === 'add' && rec.plan) {
+            try {
+              await this.opts.backend.apply(sandboxAt(rec.netns), rec.plan);
+              const v = await this.opts.backend.verify(sandboxAt(rec.netns), rec.plan);
+              if (!v.ok) throw new Error(`rules differ after apply: ${v.differences.slice(0, 3).join('; ')}`);
+              const { pending: _p, ...done } = rec;
+              await this.opts.store.put({ ...done, captured: true, reason: 'captured', updatedAt: Date.now() });
+              out.push({ containerId: rec.containerId, outcome: 'finished' });
+              this.opts.logger.warn(log, 'finished an ADD a previous agent left half-done');
+              return;
+            } catch (e) {
+              this.opts.logger.error({ ...log, err: (e as Error).message }, 'cannot finish a half-done ADD; removing it');
+            }
+          }
+          await this.opts.backend.remove(sandboxAt(rec.netns));
+          await this.opts.store.delete(rec.containerId);
+          out.push({ containerId: rec.containerId, outcome: 'removed' });
+          this.opts.logger.warn(log, 'removed an ADD a previous agent left half-done');
+        } catch (e) {
+          out.push({ containerId: rec.containerId, outcome: 'failed', error: (e as Error).message });
+          this.opts.logger.error({ ...log, err: (e as Error).message }, 'recovering a half-done ADD failed; repair and DEL will retry');
+        }
+      });
+    }
+    return out;
   }
 
   check(req: CniPodRequest): Promise<CniCheckResponse> {
@@ -164,7 +231,7 @@ export class CaptureController {
       if (!rec) throw new CniError(CniCode.containerUnknown, `container ${req.containerId} was never added through weir (no record)`);
       if (!rec.captured) return { ok: true, captured: false };
       if (!rec.plan) throw new CniError(CniCode.captureDrift, `container ${req.containerId}: record has no plan to verify against`);
-      const result = await this.opts.backend.verify(req.netns || rec.netns, rec.plan);
+      const result = await this.opts.backend.verify(sandboxAt(req.netns || rec.netns), rec.plan);
       if (!result.ok) {
         this.emit({ kind: 'drift', containerId: rec.containerId, podNamespace: rec.podNamespace, podName: rec.podName, podUid: rec.podUid, backend: rec.backend, error: result.differences.join('; ') });
         throw new CniError(CniCode.captureDrift, `traffic capture rules in ${req.netns || rec.netns} differ from what weir programmed`, result.differences.join('\n'));
@@ -182,7 +249,7 @@ export class CaptureController {
       // programmed something, so remove unconditionally; remove() is idempotent.
       if (netns && (rec === undefined || rec.captured)) {
         try {
-          await this.opts.backend.remove(netns);
+          await this.opts.backend.remove(sandboxAt(netns));
         } catch (e) {
           // A netns that is gone takes its rules with it.
           this.opts.logger.debug({ containerId: req.containerId, netns, err: (e as Error).message }, 'remove on DEL failed (netns gone?)');
@@ -215,10 +282,11 @@ export class CaptureController {
       const decision = decideCapture(target.pod, this.opts.settings);
       if (!decision.capture) return 'skipped';
       const plan = this.opts.planner(target.pod);
-      const verdict = await this.opts.backend.verify(target.netns, plan);
+      await this.opts.netnsGuard(target.netns);
+      const verdict = await this.opts.backend.verify(sandboxAt(target.netns), plan);
       if (verdict.ok) return 'ok';
       const started = Date.now();
-      await this.opts.backend.apply(target.netns, plan);
+      await this.opts.backend.apply(sandboxAt(target.netns), plan);
       const { pod: _pod, ...record } = target;
       await this.opts.store.put({ ...record, captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: planHash(plan), plan, updatedAt: Date.now() });
       this.emit({ kind: 'repaired', containerId: target.containerId, podNamespace: target.podNamespace, podName: target.podName, podUid: target.podUid, backend: this.opts.backend.name, durationMs: Date.now() - started });

@@ -5,7 +5,10 @@ import { Command } from 'commander';
 import { registerRulesCommands } from './commands/rules.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerAgentCommand } from './commands/agent.js';
-import { registerProxyCommand } from './commands/proxy.js';
+import { registerProxyCommand } from '../proxy/command.js';
+import { registerCaCommand } from './commands/ca.js';
+import { registerAnalyzeCommand } from './commands/analyze.js';
+import { registerInjectCommands } from './commands/inject.js';
 
 export function buildProgram(): Command {
   const program = new Command('weir')
@@ -16,6 +19,9 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerAgentCommand(program);
   registerProxyCommand(program);
+  registerCaCommand(program);
+  registerAnalyzeCommand(program);
+  registerInjectCommands(program);
   return program;
 }
 

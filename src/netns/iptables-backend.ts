@@ -14,12 +14,13 @@
 // has its own tables, so each gets its own XTABLES_LOCKFILE.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
-import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
+import type { CaptureBackend, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
 import type { IptablesMode } from './iptables-detect.js';
-import { nativeAvailable, nftRun } from './native.js';
+import { nativeAvailable, nftRun } from '../native/addon.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { formatRestore, IPTABLES_CHAIN_PREFIX, IPTABLES_TABLES, renderIptablesRules, type IptablesTable } from '../redirect/render-iptables.js';
 import { planHash } from '../redirect/plan.js';
+import { crashPoint } from '../common/test-crash-points.js';
 
 export class IptablesBackendError extends Error {
   readonly netns: string;
@@ -125,6 +126,31 @@ function removalScript(current: Map<string, WeirTableContent>, keep: (table: str
 }
 
 /**
+ * Restore text that takes weir's part of a netns from `now` back to `previous`
+ * (both as iptables-save listed them): jumps of now deleted, previous chains
+ * declared (created or flushed), chains only now has removed, then previous
+ * rules and jumps appended as saved. Other chains are never named.
+ */
+export function rollbackScript(previous: Map<string, WeirTableContent>, now: Map<string, WeirTableContent>): string {
+  let out = '';
+  for (const table of new Set([...previous.keys(), ...now.keys()])) {
+    const p = previous.get(table) ?? { chains: [], rules: [], jumps: [] };
+    const n = now.get(table) ?? { chains: [], rules: [], jumps: [] };
+    const extra = n.chains.filter((ch) => !p.chains.includes(ch));
+    const lines = [
+      ...p.chains.map((ch) => `:${ch} - [0:0]`),
+      ...n.jumps.map((j) => j.replace(/^-A /, '-D ')),
+      ...extra.map((ch) => `-F ${ch}`),
+      ...extra.map((ch) => `-X ${ch}`),
+      ...p.rules,
+      ...p.jumps,
+    ];
+    if (lines.length > 0) out += `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
+  }
+  return out;
+}
+
+/**
  * The restore script that takes a netns from `current` to the plan's tables:
  * old jumps deleted, plan chains declared (created or flushed) and filled,
  * chains weir no longer uses removed, jumps appended once.
@@ -213,19 +239,42 @@ export class IptablesBackend implements CaptureBackend {
     }
   }
 
-  async apply(netns: NetnsPath, plan: RedirectPlan): Promise<void> {
+  /**
+   * Both families or neither: each restore is atomic per table, but IPv4 and
+   * IPv6 are two commits. When the IPv6 one fails, IPv4 goes back to exactly
+   * what it was (usually nothing). A kill between the two commits is covered
+   * one level up: the ADD's intent is in the sandbox store, and the next
+   * agent re-applies this (idempotent) apply before serving.
+   */
+  async apply(target: SandboxTarget, plan: RedirectPlan): Promise<void> {
+    const netns = target.netnsPath;
     const rendered = FAMILIES.map((f) => renderIptablesRules(plan, f));
     await this.serial(netns, async () => {
       const empty = await this.knownEmpty(netns);
-      for (const r of rendered) {
-        const current = empty ? new Map<string, WeirTableContent>() : await this.current(netns, r.family);
-        const script = applyScript(r.tables, current);
-        await this.run(netns, r.family, 'restore', script);
+      const before = new Map<Family, Map<string, WeirTableContent>>();
+      for (const r of rendered) before.set(r.family, empty ? new Map() : await this.current(netns, r.family));
+      const committed: Family[] = [];
+      try {
+        for (const r of rendered) {
+          if (committed.length) crashPoint('iptables:between-families');
+          await this.run(netns, r.family, 'restore', applyScript(r.tables, before.get(r.family)!));
+          committed.push(r.family);
+        }
+      } catch (e) {
+        for (const f of committed) {
+          try {
+            await this.run(netns, f, 'restore', rollbackScript(before.get(f)!, await this.current(netns, f)));
+          } catch (rb) {
+            throw new IptablesBackendError('apply', netns, `${(e as Error).message}; rolling ${familyLabel(f)} back also failed: ${(rb as Error).message}`);
+          }
+        }
+        throw e;
       }
     });
   }
 
-  async read(netns: NetnsPath): Promise<ProgrammedState> {
+  async read(target: SandboxTarget): Promise<ProgrammedState> {
+    const netns = target.netnsPath;
     const lines: string[] = [];
     let hash: string | undefined;
     for (const f of FAMILIES) {
@@ -257,14 +306,15 @@ export class IptablesBackend implements CaptureBackend {
     return p;
   }
 
-  async verify(netns: NetnsPath, plan: RedirectPlan): Promise<VerifyResult> {
-    const [expected, state] = await Promise.all([this.expected(plan), this.read(netns)]);
+  async verify(target: SandboxTarget, plan: RedirectPlan): Promise<VerifyResult> {
+    const [expected, state] = await Promise.all([this.expected(plan), this.read(target)]);
     const actual = state.listing === '' ? [] : state.listing.split('\n');
     const differences = diffListings(expected, actual);
     return { ok: differences.length === 0, differences };
   }
 
-  async remove(netns: NetnsPath): Promise<void> {
+  async remove(target: SandboxTarget): Promise<void> {
+    const netns = target.netnsPath;
     if (!existsSync(netns)) return;
     await this.serial(netns, async () => {
       for (const f of FAMILIES) {

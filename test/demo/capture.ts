@@ -4,6 +4,7 @@
 import { buildPlan } from '../../src/redirect/plan.js';
 import { getBackend } from '../../src/netns/backends.js';
 import type { Pod } from '../../src/kube/pod-types.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 export interface Capture {
   /** One line for a person: which weir code programs the rules. */
@@ -15,6 +16,6 @@ export function captureBackend(): Capture {
   const backend = getBackend('nftables');
   return {
     how: `buildPlan(pod) -> getBackend('${backend.name}').apply(netns) — what the agent does on CNI ADD`,
-    apply: (netns, pod) => backend.apply(netns, buildPlan(pod)),
+    apply: (netns, pod) => backend.apply(sandboxAt(netns), buildPlan(pod)),
   };
 }

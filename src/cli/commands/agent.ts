@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { resolveAgentConfig, ConfigError, type RawAgentOptions } from '../../agent/config.js';
 import { startAgent, defaultPluginBinary } from '../../agent/agent.js';
+import { installLastResort } from '../../agent/last-resort.js';
 
 export function registerAgentCommand(program: Command): void {
   program
@@ -16,7 +17,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--run-dir <dir>', 'sockets and state (env WEIR_RUN_DIR)').default(undefined, '/var/run/weir'))
     .addOption(new Option('--backend <name>', 'nftables | iptables (env WEIR_BACKEND)').default(undefined, 'nftables'))
     .addOption(new Option('--repair-mode <mode>', 'repair | delete | label (env WEIR_REPAIR_MODE)').default(undefined, 'repair'))
-    .addOption(new Option('--repair-interval <duration>', 'how often every pod is verified (env WEIR_REPAIR_INTERVAL)').default(undefined, '60s'))
+    .addOption(new Option('--repair-interval <duration>', 'how often every pod is verified, e.g. 60s or 5m: a unit is required (env WEIR_REPAIR_INTERVAL)').default(undefined, '60s'))
     .addOption(new Option('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)').default(undefined, '0.0.0.0:15014'))
     .addOption(new Option('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)').default(undefined, '/proc'))
     .addOption(new Option('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)').default(undefined, 'kube-system'))
@@ -35,7 +36,9 @@ export function registerAgentCommand(program: Command): void {
         if (e instanceof ConfigError) { process.stderr.write(`weir agent: ${e.message}\n`); process.exit(2); }
         throw e;
       }
+      const lastResort = installLastResort();
       const agent = await startAgent(cfg);
+      lastResort.use(agent.logger, agent.metrics.registry);
       let stopping = false;
       const stop = (sig: string): void => {
         if (stopping) return;

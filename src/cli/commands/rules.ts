@@ -7,12 +7,14 @@ import { FieldError } from '../../common/errors.js';
 import type { CaptureBackend } from '../../netns/backend-types.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, getBackend } from '../../netns/backends.js';
 import { detectIptablesMode, type IptablesMode } from '../../netns/iptables-detect.js';
-import { ADDON_NOT_BUILT, nativeAvailable } from '../../netns/native.js';
+import { ADDON_NOT_BUILT, nativeAvailable } from '../../native/addon.js';
 import { buildPlan } from '../../redirect/plan.js';
 import { readPodFile } from '../../redirect/pod-file.js';
 import { renderIptables } from '../../redirect/render-iptables.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
-import type { BackendName, RedirectPlan } from '../../redirect/types.js';
+import type { RedirectPlan } from '../../redirect/types.js';
+import type { BackendName } from '../../netns/backend-types.js';
+import { sandboxAt } from '../../netns/backend-types.js';
 
 export const EXIT_RUNTIME = 1;
 export const EXIT_BAD_INPUT = 2;
@@ -96,7 +98,7 @@ export function registerRulesCommands(program: Command): void {
     .action(action(async (opts) => {
       const plan = planFromFile(opts.file); // before touching the netns: bad input leaves it as it was
       const netns = requireNetns(opts.netns);
-      await (await backendFor(opts.backend!, opts)).apply(netns, plan);
+      await (await backendFor(opts.backend!, opts)).apply(sandboxAt(netns), plan);
       process.stdout.write(`applied ${opts.backend} rules to ${netns}\n`);
     }));
 
@@ -106,7 +108,7 @@ export function registerRulesCommands(program: Command): void {
       const names = implicitBackends(opts.backend);
       let any = false;
       for (const name of names) {
-        const state = await (await backendFor(name, opts)).read(netns);
+        const state = await (await backendFor(name, opts)).read(sandboxAt(netns));
         if (!state.present) continue;
         any = true;
         process.stdout.write(`# backend ${name}${state.planHash ? ` plan=${state.planHash}` : ''}\n${state.listing.trimEnd()}\n`);
@@ -118,7 +120,7 @@ export function registerRulesCommands(program: Command): void {
     .action(action(async (opts) => {
       const plan = planFromFile(opts.file);
       const netns = requireNetns(opts.netns);
-      const result = await (await backendFor(opts.backend!, opts)).verify(netns, plan);
+      const result = await (await backendFor(opts.backend!, opts)).verify(sandboxAt(netns), plan);
       if (result.ok) {
         process.stdout.write(`ok: ${netns} matches the plan\n`);
         return 0;
@@ -130,7 +132,7 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('remove').description("remove exactly weir's rules from a netns"), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(netns);
+      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(sandboxAt(netns));
       process.stdout.write(`removed weir rules from ${netns}\n`);
     }));
 }

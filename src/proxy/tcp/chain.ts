@@ -8,7 +8,7 @@
 // buffer; both byte movers send them first.
 import type { Socket } from 'node:net';
 import type { RegistryService } from '../../controlplane/types.js';
-import { pumpConfigure, pumpStats, type PumpStats } from '../../netns/native.js';
+import { pumpConfigure, pumpStats, type PumpStats } from '../../native/addon.js';
 import { canonicalIp, familyOf, hostPort } from '../addr.js';
 import type { Conn, Direction, ProxyDeps, Tracked } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';

@@ -1,8 +1,11 @@
 // `weir proxy`: the co-located L4 proxy, run as UID 1337 in the pod netns.
+// Its command definition lives with the proxy (not in src/cli/) so the
+// proxy-only bundle (src/proxy/main.ts) never depends on the CLI layer;
+// the full CLI registers the same command from here.
 import { Command, Option } from 'commander';
-import { createLogger } from '../../common/log.js';
-import { resolveProxyConfig, type RawProxyOptions } from '../../proxy/config.js';
-import { startProxy } from '../../proxy/proxy.js';
+import { createLogger } from '../common/log.js';
+import { resolveProxyConfig, type RawProxyOptions } from './config.js';
+import { startProxy } from './proxy.js';
 
 export function registerProxyCommand(program: Command): void {
   program
@@ -18,11 +21,11 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--ready-port <port>', 'readiness /healthz/ready').default(undefined, '15021'))
     .addOption(new Option('--prometheus-port <port>', 'Prometheus /stats/prometheus').default(undefined, '15090'))
     .addOption(new Option('--max-connections <n>', 'per listener').default(undefined, '16384'))
-    .addOption(new Option('--idle-timeout <duration>', 'close a connection idle this long').default(undefined, '1h'))
-    .addOption(new Option('--connect-timeout <duration>', 'upstream connect timeout').default(undefined, '10s'))
+    .addOption(new Option('--idle-timeout <duration>', 'close a connection idle this long (a duration needs a unit: ms, s, m, h)').default(undefined, '1h'))
+    .addOption(new Option('--connect-timeout <duration>', 'upstream connect timeout (ms, s, m or h)').default(undefined, '10s'))
     .addOption(new Option('--connect-attempts <n>', 'endpoints tried per outbound connection').default(undefined, '3'))
-    .addOption(new Option('--ready-without-agent <duration>', 'become ready without an agent after').default(undefined, '5s'))
-    .addOption(new Option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections').default(undefined, '5s'))
+    .addOption(new Option('--ready-without-agent <duration>', 'become ready without an agent after (ms, s, m or h)').default(undefined, '5s'))
+    .addOption(new Option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections (ms, s, m or h)').default(undefined, '5s'))
     .addOption(new Option('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1').default(undefined, '15053'))
     .addOption(new Option('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream').default(undefined, 'auto'))
     .addOption(new Option('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)').default(undefined, 'DEFAULT'))
