@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { pino } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../common/log.js';
+import { weirLogOptions, type Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
 import { loadKubeConfig, namespaces, podsOfNode } from '../kube/informers.js';
 import type { ResilientInformer } from '../kube/informer.js';
@@ -81,7 +81,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
   const streams: pino.StreamEntry[] = [{ stream: ring, level: 'debug' }];
   if (config.logLevel !== 'silent') streams.push({ stream: pino.destination({ fd: 1, sync: true }) });
   if (over.logStream) streams.push({ stream: over.logStream });
-  const logger: Logger = pino({ name: 'weir-agent', level: config.logLevel === 'silent' ? 'debug' : config.logLevel, base: { component: 'agent', node: config.nodeName } }, pino.multistream(streams));
+  const logger: Logger = pino(weirLogOptions('weir-agent', config.logLevel === 'silent' ? 'debug' : config.logLevel, { node: config.nodeName }), pino.multistream(streams));
 
   const cleanups: (() => Promise<void> | void)[] = [];
   const closeAll = async (): Promise<void> => {

@@ -226,14 +226,14 @@ export class IptablesBackend implements CaptureBackend {
   /**
    * True when the netns certainly holds no weir chain, known without running
    * iptables-save: iptables-nft keeps its tables in nf_tables, and a netns
-   * with no nat or raw table at all (a new pod) has nothing of weir. Saves
+   * with no nat, raw or mangle table at all (a new pod) has nothing of weir. Saves
    * two process spawns per apply on CNI ADD. Any doubt → false.
    */
   private async knownEmpty(netns: string): Promise<boolean> {
     if (this.mode !== 'nft' || !nativeAvailable()) return false;
     try {
       const tables = await nftRun(netns, 'list tables');
-      return !/^table ip6? (nat|raw)$/m.test(tables);
+      return !/^table ip6? (nat|raw|mangle)$/m.test(tables);
     } catch {
       return false;
     }

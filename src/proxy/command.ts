@@ -29,6 +29,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1').default(undefined, '15053'))
     .addOption(new Option('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream').default(undefined, 'auto'))
     .addOption(new Option('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)').default(undefined, 'DEFAULT'))
+    .addOption(new Option('--interception-mode <mode>', 'REDIRECT or TPROXY, as the pod\'s rules (env ISTIO_META_INTERCEPTION_MODE)').default(undefined, 'REDIRECT'))
     .option('--no-dns', 'do not run the DNS proxy')
     .addOption(new Option('--access-log <format>', 'one stdout line per request/connection: off, text (Istio\'s default format) or json (env WEIR_ACCESS_LOG)').default(undefined, 'off'))
     .option('--no-access-log', 'no access log (the default)')

@@ -43,6 +43,8 @@ export interface Conn {
   startedAt: Date;
   start: number;
   detection?: Detection;
+  /** Inbound captured by TPROXY: the app must see the client's own address (tcp/chain.ts dials transparently). */
+  tproxied?: boolean;
 }
 
 /** Something open that drain can cut and the 5 s flush can ask for its bytes so far. */

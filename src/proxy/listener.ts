@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { canonicalIp, hostPort } from './addr.js';
 import type { Conn, Direction, ProxyDeps, Tracked } from './context.js';
 import { originalDst, type OriginalDst } from './original-dst.js';
+import { transparentListenFd } from './transparent.js';
 
 export type ConnHandler = (conn: Conn) => Promise<void>;
 
@@ -52,9 +53,12 @@ export class Listeners {
       });
     });
     // "::" with ipv6Only=false is one dual-stack socket: IPv4 arrives as ::ffff:a.b.c.d.
+    // TPROXY delivers only to an IP_TRANSPARENT listener, which Node cannot make.
+    const transparent = direction === 'inbound' && this.d.config.interceptionMode === 'TPROXY';
+    const where = transparent ? { fd: await transparentListenFd(port, 4096) } : { host: '::', port, ipv6Only: false, backlog: 4096 };
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: '::', port, ipv6Only: false, backlog: 4096 }, () => { server.off('error', reject); resolve(); });
+      server.listen(where, () => { server.off('error', reject); resolve(); });
     });
     this.servers.push(server);
   }
@@ -71,15 +75,19 @@ export class Listeners {
     this.inFlight++;
     try {
       let dst: OriginalDst | undefined;
+      // TPROXY does not NAT: the accepted socket's own address is the original
+      // destination. (Connections REDIRECTed to the listener port itself, like
+      // the proxy calling its own pod IP, still carry SO_ORIGINAL_DST.)
+      const tproxied = direction === 'inbound' && this.d.config.interceptionMode === 'TPROXY' && down.localPort !== listenerPort;
       try {
-        dst = await originalDst(down, listenerPort);
+        dst = tproxied ? { ip: canonicalIp(down.localAddress ?? ''), port: down.localPort ?? 0 } : await originalDst(down, listenerPort);
       } catch (err) {
         this.d.logger.warn({ err: String(err) }, 'cannot read original destination');
       }
       // No redirect behind this connection (someone dialled the listener itself): refusing avoids a loop.
       const ownPorts = [this.d.config.outboundPort, this.d.config.inboundPort];
       if (!dst || ownPorts.includes(dst.port)) { this.reject(direction, down, peer, 'no_original_dst'); return; }
-      await this.handle({ direction, down, dst, peer, local: hostPort(dst.ip, dst.port), startedAt: new Date(), start: performance.now() });
+      await this.handle({ direction, down, dst, peer, local: hostPort(dst.ip, dst.port), startedAt: new Date(), start: performance.now(), tproxied });
     } finally {
       this.inFlight--;
     }

@@ -17,6 +17,9 @@ export async function selectChain(d: ProxyDeps, conn: Conn): Promise<Chain> {
   const declared = declaredProtocol(servicePort);
   const count = (protocol: string, reason: string) => d.metrics.detected.inc({ direction: conn.direction, protocol, reason });
   if (declared === 'tcp' || declared === 'tls') { count(declared, 'declared'); return 'tcp'; }
+  // TPROXY inbound keeps the client's address all the way to the app; the HTTP chain's pooled
+  // connections to the app cannot (they are not per client), so TPROXY inbound stays TCP for now.
+  if (conn.tproxied) { count('tcp', 'tproxy'); return 'tcp'; }
   if (declared === undefined && SERVER_FIRST_PORTS.has(port)) { count('tcp', 'server_first_port'); return 'tcp'; }
   const det = await sniff(conn.down, conn.direction === 'outbound' ? d.config.protocolDetectionTimeoutMs : d.config.inboundProtocolDetectionTimeoutMs);
   conn.detection = det;

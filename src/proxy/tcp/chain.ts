@@ -15,6 +15,7 @@ import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from '../relay.js';
 import { LeastConnections, type RouteTable, targetKey, type Target } from '../routing.js';
 import { sniff } from '../protocol/sniff.js';
+import { connectTransparent } from '../transparent.js';
 import { workloadMeta } from '../telemetry/workload.js';
 
 interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
@@ -80,6 +81,15 @@ export class TcpChain {
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
     if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
+    if (conn.tproxied) {
+      // The app sees the real client: connect to the original destination
+      // (the pod IP) from the client's own address (see transparent.ts).
+      const client = { ip: canonicalIp(down.remoteAddress ?? ''), port: down.remotePort ?? 0 };
+      const dial = (t: { ip: string; port: number }) => connectTransparent({
+        ip: t.ip, port: t.port, sourceIp: client.ip, sourcePort: client.port, mark: this.d.config.tproxyMark, timeoutMs: this.d.config.connectTimeoutMs,
+      });
+      return this.connectAndRelay(conn, [dst], labels, `inbound|${dst.port}||`, undefined, dial);
+    }
     return this.connectAndRelay(conn, [inboundTarget(dst.ip, dst.port)], labels, `inbound|${dst.port}||`, this.inboundSource(dst.ip));
   }
 
@@ -87,7 +97,10 @@ export class TcpChain {
     return familyOf(dstIp) === 4 ? this.d.config.inboundSourceV4 : undefined;
   }
 
-  private async connectAndRelay(conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string): Promise<LateVerdict> {
+  private async connectAndRelay(
+    conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string,
+    dial?: (t: { ip: string; port: number }) => Promise<Socket>,
+  ): Promise<LateVerdict> {
     const { down, direction } = conn;
     const cfg = this.d.config;
     const tried = new Set<string>();
@@ -103,7 +116,7 @@ export class TcpChain {
       const release = this.lb.acquire(t as Target);
       let up: Socket;
       try {
-        up = await connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress });
+        up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress }));
       } catch (err) {
         release();
         lastErr = err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err));
