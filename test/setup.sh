@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(
   iptables nftables libnftables-dev iproute2 containernetworking-plugins
   cmake g++ make pkg-config libbpf-dev clang llvm
-  dnsutils dnsmasq dnsperf haproxy socat conntrack procps util-linux
+  dnsutils dnsmasq dnsperf haproxy nginx nghttp2-client socat conntrack procps util-linux
   containerd runc busybox-static curl
   nghttp2-client python3-h2
 )

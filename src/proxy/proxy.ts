@@ -6,6 +6,7 @@
 //                                                        → HTTP chain (connection manager → router → endpoint pools)
 import type { Server } from 'node:http';
 import type { Logger } from '../common/log.js';
+import { startMemoryRelief } from '../common/memory-relief.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
@@ -84,6 +85,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   const pumpVia = await loadNativeOriginalDst();
   await listeners.listen();
   client.start();
+  // After a burst of connections, give the memory it grew back (see memory-relief.ts).
+  const relief = startMemoryRelief({ onRelief: (r) => logger.debug({ rssBeforeMB: r.rssBefore / 2 ** 20, rssAfterMB: r.rssAfter / 2 ** 20, ms: r.durationMs }, 'memory relief after load') });
 
   const ready = () => {
     if (draining) return { ready: false, reason: 'draining' };
@@ -97,7 +100,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     ready,
     configDump: () => configDumpView({ cfg, client, pumpVia, tcp, http, deps }),
     clusters: () => clustersView({ client, tcp, http, deps }),
-    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: http.router.pools.stats() }),
+    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: http.router.pools.stats(), memoryRelief: relief.stats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
@@ -112,6 +115,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     registry: client, metrics, tcp, http, ready,
     async drain() {
       draining = true;
+      relief.stop();
       http.drain();
       const { remaining } = await listeners.drain(cfg.drainTimeoutMs);
       client.stop();
