@@ -10,7 +10,7 @@ import { startProxy } from './proxy.js';
 export function registerProxyCommand(program: Command): void {
   program
     .command('proxy')
-    .description('run the co-located L4 proxy (outbound 15001, inbound 15006, admin 15000, ready 15021, metrics 15090)')
+    .description('run the co-located proxy (TCP, HTTP/1.1, HTTP/2, gRPC; outbound 15001, inbound 15006, admin 15000, ready 15021, metrics 15090)')
     .addOption(new Option('--control-plane-socket <@name|path>', 'node agent socket: @name = abstract socket in this pod\'s netns, else a path to the legacy host socket (env WEIR_CONTROL_PLANE_SOCKET)').default(undefined, '@weir/proxy'))
     .addOption(new Option('--pod-namespace <ns>', 'this pod\'s namespace (env POD_NAMESPACE)'))
     .addOption(new Option('--pod-name <name>', 'this pod\'s name (env POD_NAME)'))
@@ -31,7 +31,12 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)').default(undefined, 'DEFAULT'))
     .addOption(new Option('--interception-mode <mode>', 'REDIRECT or TPROXY, as the pod\'s rules (env ISTIO_META_INTERCEPTION_MODE)').default(undefined, 'REDIRECT'))
     .option('--no-dns', 'do not run the DNS proxy')
-    .option('--no-access-log', 'no log line per connection')
+    .addOption(new Option('--access-log <format>', 'one stdout line per request/connection: off, text (Istio\'s default format) or json (env WEIR_ACCESS_LOG)').default(undefined, 'off'))
+    .option('--no-access-log', 'no access log (the default)')
+    .addOption(new Option('--protocol-detection-timeout <duration>', 'outbound: a client silent this long on a port that declares no protocol is treated as TCP').default(undefined, '100ms'))
+    .addOption(new Option('--inbound-protocol-detection-timeout <duration>', 'the same for inbound connections').default(undefined, '100ms'))
+    .addOption(new Option('--http-retries <n>', 'outbound retries per HTTP request (connect failure, refused stream, 503, gRPC unavailable/cancelled)').default(undefined, '2'))
+    .addOption(new Option('--pod-labels <file>', 'downward-API labels file (app, version, canonical names) (env WEIR_POD_LABELS_FILE)').default(undefined, '/etc/istio/pod/labels'))
     .action(async (opts: RawProxyOptions) => {
       const cfg = resolveProxyConfig(opts);
       const logger = createLogger({ name: 'weir-proxy' });

@@ -24,7 +24,27 @@ export interface ProxyConfig {
   /** Ready without an agent after this long (the proxy passes traffic through meanwhile). */
   readyWithoutAgentMs: number;
   drainTimeoutMs: number;
-  accessLog: boolean;
+  /** Access log lines (stdout): off (Istio's default), Istio's default text format, or JSON. */
+  accessLog: 'off' | 'text' | 'json';
+  /**
+   * How long protocol detection waits for a client's first bytes before the
+   * connection is treated as TCP (server-first protocols on ports that
+   * declare nothing). Istio has no timeout here (such ports hang); Linkerd
+   * waits 10 s. 100 ms: a client-first protocol sends at once, so only a
+   * silent client pays it, once per connection and hop.
+   */
+  protocolDetectionTimeoutMs: number;
+  /**
+   * The same on the inbound side. A timeout only starts the upstream
+   * connection early: if the client's first bytes then arrive before the
+   * server's and are HTTP (a busy peer proxy's late HTTP/2 preface), the
+   * connection still goes to the HTTP chain (tcp/chain.ts lateVerdict).
+   */
+  inboundProtocolDetectionTimeoutMs: number;
+  /** Retries per HTTP request on the outbound side (Istio's default: 2). */
+  httpRetries: number;
+  /** Downward-API file with this pod's labels (app, version, canonical names), as Istio mounts /etc/istio/pod/labels. */
+  podLabelsFile: string;
   /** How bytes move: splice in the kernel (native addon), Node streams, or auto (splice when built). */
   pump: 'auto' | 'splice' | 'stream';
   /**
@@ -67,7 +87,11 @@ export const DEFAULTS: ProxyConfig = {
   connectAttempts: 3,
   readyWithoutAgentMs: 5_000,
   drainTimeoutMs: 5_000,
-  accessLog: true,
+  accessLog: 'off',
+  protocolDetectionTimeoutMs: 100,
+  inboundProtocolDetectionTimeoutMs: 100,
+  httpRetries: 2,
+  podLabelsFile: '/etc/istio/pod/labels',
   dnsPort: 15053,
   pump: 'auto',
   busyPollUs: 0,
@@ -93,7 +117,12 @@ export interface RawProxyOptions {
   connectAttempts?: string;
   readyWithoutAgent?: string;
   drainTimeout?: string;
-  accessLog?: boolean;
+  /** commander: a format string, or false from --no-access-log */
+  accessLog?: string | boolean;
+  protocolDetectionTimeout?: string;
+  inboundProtocolDetectionTimeout?: string;
+  httpRetries?: string;
+  podLabels?: string;
   dnsPort?: string;
   pump?: string;
   busyPoll?: string;
@@ -127,6 +156,18 @@ function duration(flag: string, v: string | undefined, dflt: number): number {
 export function workloadFromPodName(pod: string): string {
   if (!pod) return 'unknown';
   return pod.replace(/-[a-z0-9]{6,10}-[a-z0-9]{5}$/, '').replace(/-[a-z0-9]{5}$/, '') || pod;
+}
+
+function accessLogChoice(v: string | boolean | undefined): ProxyConfig['accessLog'] {
+  if (v === undefined || v === false || v === 'off') return 'off';
+  if (v === true || v === 'text') return 'text';
+  if (v === 'json') return 'json';
+  throw new FieldError('--access-log', 'must be off, text or json', String(v));
+}
+
+function positiveIntOrZero(flag: string, v: string, max: number): number {
+  if (!/^\d+$/.test(v) || Number(v) > max) throw new FieldError(flag, `must be an integer 0-${max}`, v);
+  return Number(v);
 }
 
 /** The flag, else Istio's injected ISTIO_META_INTERCEPTION_MODE, else REDIRECT. */
@@ -177,7 +218,11 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     connectAttempts: positiveInt('--connect-attempts', raw.connectAttempts, DEFAULTS.connectAttempts, 10),
     readyWithoutAgentMs: duration('--ready-without-agent', raw.readyWithoutAgent, DEFAULTS.readyWithoutAgentMs),
     drainTimeoutMs: duration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
-    accessLog: raw.accessLog ?? DEFAULTS.accessLog,
+    accessLog: accessLogChoice(raw.accessLog ?? env.WEIR_ACCESS_LOG),
+    protocolDetectionTimeoutMs: duration('--protocol-detection-timeout', raw.protocolDetectionTimeout, DEFAULTS.protocolDetectionTimeoutMs),
+    inboundProtocolDetectionTimeoutMs: duration('--inbound-protocol-detection-timeout', raw.inboundProtocolDetectionTimeout, DEFAULTS.inboundProtocolDetectionTimeoutMs),
+    httpRetries: raw.httpRetries === undefined ? DEFAULTS.httpRetries : positiveIntOrZero('--http-retries', raw.httpRetries, 10),
+    podLabelsFile: raw.podLabels ?? env.WEIR_POD_LABELS_FILE ?? DEFAULTS.podLabelsFile,
     pump: pumpChoice(raw.pump),
     busyPollUs: raw.busyPoll !== undefined
       ? parseBusyPoll('--busy-poll', raw.busyPoll, DEFAULTS.busyPollUs)

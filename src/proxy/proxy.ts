@@ -1,5 +1,9 @@
-// weir proxy: assembles the control-plane client, the L4 listeners and the
-// admin servers, and owns the lifecycle (ready → drain on SIGTERM → exit).
+// weir proxy: assembles the control-plane client, the listeners, protocol
+// selection, the TCP and HTTP chains and the admin servers, and owns the
+// lifecycle (ready → drain on SIGTERM → exit).
+//
+//   listener (accept, original dst) → protocol selection → TCP chain (splice pump)
+//                                                        → HTTP chain (connection manager → router → endpoint pools)
 import type { Server } from 'node:http';
 import type { Logger } from '../common/log.js';
 import { startMemoryRelief } from '../common/memory-relief.js';
@@ -8,16 +12,25 @@ import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
 import { startStatusServer, statusSettingsFromEnv } from './app-health.js';
 import { workloadFromPodName, type ProxyConfig } from './config.js';
-import { L4Proxy } from './l4.js';
+import type { Counters, ProxyDeps } from './context.js';
+import { HostRoutes } from './host-routes.js';
+import { HttpConnectionManager } from './http/connection-manager.js';
+import { Listeners } from './listener.js';
 import { ProxyMetrics } from './metrics.js';
 import { loadNativeOriginalDst } from './original-dst.js';
+import { selectChain } from './protocol/select.js';
 import { RegistryClient } from './registry-client.js';
 import { RouteTable } from './routing.js';
+import { TcpChain } from './tcp/chain.js';
+import { AccessLog } from './telemetry/access-log.js';
+import { readPodLabels, workloadMeta, type WorkloadMeta } from './telemetry/workload.js';
+import { clustersView, configDumpView } from './views.js';
 
 export interface RunningProxy {
   registry: RegistryView;
   metrics: ProxyMetrics;
-  l4: L4Proxy;
+  tcp: TcpChain;
+  http: HttpConnectionManager;
   ready(): { ready: boolean; reason: string };
   /** Graceful: not ready, stop accepting, wait for connections (bounded), close. */
   drain(): Promise<void>;
@@ -28,24 +41,49 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   const startedAt = Date.now();
   const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined } });
   let table = new RouteTable(undefined);
+  let hosts: HostRoutes | undefined;
   metrics.registryVersion.set(-1);
   client.on('update', (reg: Registry) => {
     table = new RouteTable(reg);
+    hosts = undefined; // rebuilt on first use, for this pod's namespace
     metrics.registryVersion.set(reg.version);
   });
   client.on('connected', () => metrics.agentConnected.set(1));
   client.on('disconnected', () => metrics.agentConnected.set(0));
 
-  let draining = false;
-  const identity = () => {
+  const labels = readPodLabels(cfg.podLabelsFile);
+  let me: { key: string; meta: WorkloadMeta } | undefined;
+  const identity = (): WorkloadMeta => {
     // The agent's kernel-derived identity wins over flags once known.
     const id = client.identity;
-    const workload = cfg.workload !== 'unknown' ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
-    return { namespace: id?.namespace ?? cfg.podNamespace, workload };
+    const workload = cfg.workload !== 'unknown' && cfg.workload ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
+    const namespace = id?.namespace ?? cfg.podNamespace;
+    const key = `${workload}/${namespace}`;
+    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels) };
+    return me.meta;
   };
-  const l4 = new L4Proxy({ config: cfg, logger, metrics, routes: () => table, identity });
+  const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };
+  const deps: ProxyDeps = {
+    config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog),
+    routes: () => table,
+    hosts: () => {
+      const ns = identity().namespace;
+      if (!hosts || hosts.routes !== table || hosts.clientNamespace !== ns) hosts = new HostRoutes(table, ns);
+      return hosts;
+    },
+  };
+  let draining = false;
+  let listeners!: Listeners;
+  const open = new Set<import('./context.js').Tracked>();
+  const tcp = new TcpChain(deps, open);
+  const http = new HttpConnectionManager(deps, open);
+  listeners = new Listeners(deps, open, async (conn) => {
+    const chain = await selectChain(deps, conn);
+    const late = chain === 'tcp' ? await tcp.handle(conn) : chain;
+    if (late !== 'done') await http.handle(conn, late);
+  });
   const pumpVia = await loadNativeOriginalDst();
-  await l4.listen();
+  await listeners.listen();
   client.start();
   // After a burst of connections, give the memory it grew back (see memory-relief.ts).
   const relief = startMemoryRelief({ onRelief: (r) => logger.debug({ rssBeforeMB: r.rssBefore / 2 ** 20, rssAfterMB: r.rssAfter / 2 ** 20, ms: r.durationMs }, 'memory relief after load') });
@@ -60,26 +98,9 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
 
   const servers: Server[] = await startAdminServers({ admin: cfg.adminPort, ready: cfg.readyPort, prometheus: cfg.prometheusPort }, {
     ready,
-    configDump: () => {
-      const reg = client.current();
-      return {
-        config: cfg, originalDst: pumpVia, pump: l4.pump,
-        agent: { connected: client.connected, identity: client.identity, lastRefusal: client.lastRefusal, snapshots: client.snapshots, deltas: client.deltas },
-        registry: reg ? { version: reg.version, clusterDomain: reg.clusterDomain, services: [...reg.services.values()] } : null,
-      };
-    },
-    clusters: () => {
-      const reg = client.current();
-      if (!reg) return { version: -1, clusters: [] };
-      return {
-        version: reg.version,
-        clusters: [...reg.services.values()].map((s) => ({
-          name: `${s.namespace}/${s.name}`, kind: s.kind, clusterIPs: s.clusterIPs, ports: s.ports,
-          endpoints: s.endpoints.map((e) => ({ ip: e.ip, ready: e.ready, serving: e.serving, terminating: e.terminating, pod: e.podName, ports: e.ports, activeConnections: e.ports.reduce((n, p) => n + l4.lb.activeFor(e.ip, p.port), 0) })),
-        })),
-      };
-    },
-    stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: l4.pumpStats(), memoryRelief: relief.stats() }),
+    configDump: () => configDumpView({ cfg, client, pumpVia, tcp, http, deps }),
+    clusters: () => clustersView({ client, tcp, http, deps }),
+    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: http.router.pools.stats(), memoryRelief: relief.stats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
@@ -88,14 +109,15 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   const status = statusSettings && await startStatusServer(statusSettings, { ready, quit: () => process.kill(process.pid, 'SIGTERM'), logger: logger.child({ component: 'status' }) });
   // DNS proxy (answers cluster names from the same registry) on 15053.
   const dns = cfg.dnsPort ? await startDnsProxy({ registry: client, podNamespace: cfg.podNamespace, metrics: metrics.registry, logger: logger.child({ component: 'dns' }), listen: { port: cfg.dnsPort } }) : undefined;
-  logger.info({ dns: cfg.dnsPort || 'off', pump: l4.pump, outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
+  logger.info({ dns: cfg.dnsPort || 'off', pump: tcp.pump, outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, accessLog: cfg.accessLog, uid: process.getuid?.() }, 'weir proxy listening');
 
   return {
-    registry: client, metrics, l4, ready,
+    registry: client, metrics, tcp, http, ready,
     async drain() {
       draining = true;
       relief.stop();
-      const { remaining } = await l4.drain(cfg.drainTimeoutMs);
+      http.drain();
+      const { remaining } = await listeners.drain(cfg.drainTimeoutMs);
       client.stop();
       await dns?.close();
       await status?.close();

@@ -3,6 +3,7 @@
 // per registry version, so a lookup per connection is two map reads.
 import type { Registry, RegistryEndpoint, RegistryService, RegistryServicePort } from '../controlplane/types.js';
 import { canonicalIp } from './addr.js';
+import { InFlight } from './lb.js';
 
 export interface Route {
   service: RegistryService;
@@ -25,10 +26,10 @@ export class RouteTable {
   private readonly routes = new Map<string, Route>();
   /** pod IP → the pod behind it (for workload labels). */
   private readonly pods = new Map<string, PodRef>();
-  /** endpoint IP|targetPort → service (inbound: which service a connection to us was for). */
-  private readonly inboundServices = new Map<string, RegistryService>();
+  /** endpoint IP|targetPort → service and port (inbound: which service a connection to us was for). */
+  private readonly inboundServices = new Map<string, { service: RegistryService; servicePort?: RegistryServicePort }[]>();
 
-  constructor(reg: Registry | undefined) {
+  constructor(private readonly reg: Registry | undefined) {
     this.version = reg?.version ?? -1;
     this.clusterDomain = reg?.clusterDomain ?? 'cluster.local';
     if (!reg) return;
@@ -36,7 +37,13 @@ export class RouteTable {
       for (const ep of svc.endpoints) {
         const ip = canonicalIp(ep.ip);
         if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName });
-        for (const p of ep.ports) if (p.protocol === 'TCP') this.inboundServices.set(key(ip, p.port), svc);
+        for (const p of ep.ports) {
+          if (p.protocol !== 'TCP') continue;
+          const k = key(ip, p.port);
+          const list = this.inboundServices.get(k) ?? [];
+          list.push({ service: svc, servicePort: svc.ports.find((sp) => sp.name === p.name) });
+          this.inboundServices.set(k, list);
+        }
       }
       for (const sp of svc.ports) {
         if (sp.protocol !== 'TCP') continue;
@@ -61,7 +68,22 @@ export class RouteTable {
   }
 
   serviceForInbound(ip: string, port: number): RegistryService | undefined {
-    return this.inboundServices.get(key(ip, port));
+    return this.inboundServices.get(key(ip, port))?.[0]?.service;
+  }
+
+  /** Every service that sends ip:port traffic (one pod port can back several services; HTTP picks by Host). */
+  inboundServicesFor(ip: string, port: number): RegistryService[] {
+    return (this.inboundServices.get(key(ip, port)) ?? []).map((x) => x.service);
+  }
+
+  /** The service port an inbound connection to ip:port (an endpoint's target port) was for: its protocol decides the chain. */
+  inboundPort(ip: string, port: number): RegistryServicePort | undefined {
+    return this.inboundServices.get(key(ip, port))?.[0]?.servicePort;
+  }
+
+  /** Every service (host routing builds its names from them). */
+  services(): Iterable<RegistryService> {
+    return this.reg?.services.values() ?? [];
   }
 
   /**
@@ -90,7 +112,7 @@ export class RouteTable {
  * spread evenly instead of all proxies on a node picking the same endpoint.
  */
 export class LeastConnections {
-  private readonly active = new Map<string, number>();
+  private readonly inFlight = new InFlight();
 
   pick(targets: Target[], exclude: Set<string>): Target | undefined {
     if (targets.length === 0) return undefined;
@@ -101,26 +123,18 @@ export class LeastConnections {
       const t = targets[(start + i) % targets.length];
       const k = key(t.ip, t.port);
       if (exclude.has(k)) continue;
-      const n = this.active.get(k) ?? 0;
+      const n = this.inFlight.activeOf(k);
       if (n < bestN) { best = t; bestN = n; }
     }
     return best;
   }
 
   acquire(t: Target): () => void {
-    const k = key(t.ip, t.port);
-    this.active.set(k, (this.active.get(k) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const n = (this.active.get(k) ?? 1) - 1;
-      if (n <= 0) this.active.delete(k); else this.active.set(k, n);
-    };
+    return this.inFlight.acquire(t);
   }
 
   activeFor(ip: string, port: number): number {
-    return this.active.get(key(ip, port)) ?? 0;
+    return this.inFlight.activeOf(key(ip, port));
   }
 }
 

@@ -64,7 +64,10 @@ export class Cluster {
   readonly socketPath = path.join(this.sockDir, 'proxy.sock');
   cp?: ControlPlane;
   /** How to start \`weir proxy\`: the TypeScript sources through tsx (tests), or a prebuilt bundle (bench). */
-  proxyCommand: string[] = [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts')];
+  proxyCommand: string[] = process.env.WX_PROXY_COMMAND
+    // e.g. '["/usr/bin/node","/tmp/weir-proxy.mjs"]': a prebuilt bundle starts in a second where tsx takes 10+ s on a loaded machine.
+    ? JSON.parse(process.env.WX_PROXY_COMMAND) as string[]
+    : [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts')];
   readonly metrics = new PromRegistry();
   private readonly a = 100 + Math.floor(Math.random() * 100);
   private readonly b = 1 + Math.floor(Math.random() * 250);

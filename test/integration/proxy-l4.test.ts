@@ -70,8 +70,9 @@ test('a connection to a service VIP reaches the app through both proxies, and bo
   await once(s, 'close');
   await waitFor(async () => (await c.metric(client, 'istio_tcp_connections_closed_total', { reporter: 'source', destination_service_name: 'web' })) >= 1, 3000, 'client closed metric');
   assert.equal(await c.metric(client, 'istio_tcp_connections_opened_total', { reporter: 'source', destination_service: 'web.shop.svc.cluster.local', source_workload: 'client', source_workload_namespace: 'shop', destination_workload: 'server-1' }) - before, 1);
-  assert.ok(await c.metric(client, 'istio_tcp_sent_bytes_total', { reporter: 'source', destination_service_name: 'web' }) >= 5);
-  assert.ok(await c.metric(client, 'istio_tcp_received_bytes_total', { reporter: 'source', destination_service_name: 'web' }) >= 'hello from server-1\nping\n'.length);
+  // Istio's directions: received = request (client → server), sent = response (server → client).
+  assert.ok(await c.metric(client, 'istio_tcp_received_bytes_total', { reporter: 'source', destination_service_name: 'web' }) >= 5);
+  assert.ok(await c.metric(client, 'istio_tcp_sent_bytes_total', { reporter: 'source', destination_service_name: 'web' }) >= 'hello from server-1\nping\n'.length);
   await waitFor(async () => (await c.metric(s1, 'istio_tcp_connections_closed_total', { reporter: 'destination' })) >= 1, 3000, 'server closed metric');
   // The client pod backs no service, so without mTLS its workload is unknown at L4 (as in Istio without metadata exchange).
   assert.ok(await c.metric(s1, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_service_name: 'web', destination_workload: 'server-1', destination_workload_namespace: 'shop', connection_security_policy: 'none' }) >= 1);

@@ -62,7 +62,7 @@ before(async () => {
   proxy = pair.pod.spawn('setpriv', [
     '--reuid', '1337', '--regid', '1337', '--clear-groups', '--inh-caps', '+net_admin', '--ambient-caps', '+net_admin',
     process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'proxy',
-    '--interception-mode', 'TPROXY', '--no-dns', '--control-plane-socket', '/nonexistent/weir.sock', '--ready-without-agent', '1s',
+    '--interception-mode', 'TPROXY', '--no-dns', '--access-log', 'json', '--control-plane-socket', '/nonexistent/weir.sock', '--ready-without-agent', '1s',
   ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   const keep = (d: Buffer) => { for (const l of d.toString().split('\n')) if (l) proxyLog.push(l); };
   proxy.stdout!.on('data', keep);
@@ -87,16 +87,18 @@ for (const backendName of ['nftables', 'iptables'] as BackendName[]) {
       assert.equal(await ask(pair.peer.path, a.pod4, 8080), a.peer4, 'IPv4: the app sees the client');
       assert.equal(await ask(pair.peer.path, a.pod6, 8080), a.peer6, 'IPv6: the app sees the client');
       // Through the proxy, not around it (the access log line is written when the proxy sees the close).
-      await logged(before, (l) => l.includes('"access":"inbound"') && l.includes(`"originalDst":"${a.pod6}:8080"`));
-      const inbound = proxyLog.slice(before).filter((l) => l.includes('"access":"inbound"'));
-      assert.ok(inbound.some((l) => l.includes(`"downstream":"${a.peer4}:`) && l.includes(`"originalDst":"${a.pod4}:8080"`)), inbound.join('\n'));
-      assert.ok(inbound.some((l) => l.includes(`"originalDst":"${a.pod6}:8080"`)), inbound.join('\n'));
+      const entries = (from: number) => proxyLog.slice(from).filter((l) => l.startsWith('{"start_time"')).map((l) => JSON.parse(l) as Record<string, string>);
+      const isInbound = (l: string) => l.includes('"upstream_cluster":"inbound|8080||"');
+      await logged(before, (l) => isInbound(l) && l.includes(`"downstream_local_address":"[${a.pod6}]:8080"`));
+      const inbound = entries(before).filter((e) => e.upstream_cluster === 'inbound|8080||');
+      assert.ok(inbound.some((e) => e.downstream_remote_address.startsWith(`${a.peer4}:`) && e.downstream_local_address === `${a.pod4}:8080`), JSON.stringify(inbound));
+      assert.ok(inbound.some((e) => e.downstream_local_address === `[${a.pod6}]:8080`), JSON.stringify(inbound));
 
       // Outbound from the app still goes to 15001 (the proxy passes it through).
       const mark = proxyLog.length;
       assert.equal(await ask(pair.pod.path, a.peer4, 9000), a.pod4);
-      await logged(mark, (l) => l.includes('"access":"outbound"'));
-      assert.ok(proxyLog.slice(mark).some((l) => l.includes('"access":"outbound"') && l.includes(`"originalDst":"${a.peer4}:9000"`)), proxyLog.slice(mark).join('\n'));
+      await logged(mark, (l) => l.includes('"upstream_cluster":"PassthroughCluster"'));
+      assert.ok(entries(mark).some((e) => e.upstream_cluster === 'PassthroughCluster' && e.downstream_local_address === `${a.peer4}:9000`), proxyLog.slice(mark).join('\n'));
 
       // Drift in the routing is seen.
       pair.pod.ip('-6', 'route', 'flush', 'table', '133');

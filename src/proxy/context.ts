@@ -1,0 +1,54 @@
+// What every chain needs from the proxy (config, telemetry sinks, the
+// current registry views, who this pod is) and the per-connection context
+// a listener hands to a chain.
+import type { Socket } from 'node:net';
+import type { Logger } from '../common/log.js';
+import type { ProxyConfig } from './config.js';
+import type { HostRoutes } from './host-routes.js';
+import type { ProxyMetrics } from './metrics.js';
+import type { OriginalDst } from './original-dst.js';
+import type { Detection } from './protocol/sniff.js';
+import type { RouteTable } from './routing.js';
+import type { AccessLog } from './telemetry/access-log.js';
+import type { WorkloadMeta } from './telemetry/workload.js';
+
+export type Direction = 'outbound' | 'inbound';
+
+export interface Counters {
+  accepted: number; routed: number; passthrough: number; inbound: number; failed: number; rejected: number; retries: number;
+  http: number; httpRequests: number; httpRetries: number;
+}
+
+export interface ProxyDeps {
+  config: ProxyConfig;
+  logger: Logger;
+  metrics: ProxyMetrics;
+  accessLog: AccessLog;
+  routes(): RouteTable;
+  hosts(): HostRoutes;
+  /** This pod's workload, for the local side of every metric. */
+  identity(): WorkloadMeta;
+  counters: Counters;
+}
+
+/** One accepted connection, as the listener hands it on. */
+export interface Conn {
+  direction: Direction;
+  down: Socket;
+  dst: OriginalDst;
+  /** "ip:port" of the client, kept at accept (Node forgets it once the socket closes). */
+  peer: string;
+  /** Original destination as "ip:port". */
+  local: string;
+  startedAt: Date;
+  start: number;
+  detection?: Detection;
+  /** Inbound captured by TPROXY: the app must see the client's own address (tcp/chain.ts dials transparently). */
+  tproxied?: boolean;
+}
+
+/** Something open that drain can cut and the 5 s flush can ask for its bytes so far. */
+export interface Tracked {
+  abort(): void;
+  report?(): void;
+}

@@ -1,0 +1,239 @@
+// The TCP chain: opaque bytes between the client and an upstream, moved by
+// the splice pump (or Node streams). Outbound: the original destination's
+// service route → an endpoint (least connections, next endpoint on connect
+// failure), or passthrough when the destination is not a known service.
+// Inbound: the app on the original port over loopback, from 127.0.0.6 so
+// the capture rules let it through; reset the client when nothing listens.
+// Bytes a protocol sniffer looked at are still in the client socket's
+// buffer; both byte movers send them first.
+import type { Socket } from 'node:net';
+import type { RegistryService } from '../../controlplane/types.js';
+import { pumpConfigure, pumpStats, type PumpStats } from '../../native/addon.js';
+import { canonicalIp, familyOf, hostPort } from '../addr.js';
+import type { Conn, Direction, ProxyDeps, Tracked } from '../context.js';
+import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';
+import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from '../relay.js';
+import { LeastConnections, type RouteTable, targetKey, type Target } from '../routing.js';
+import { sniff } from '../protocol/sniff.js';
+import { connectTransparent } from '../transparent.js';
+import { workloadMeta } from '../telemetry/workload.js';
+
+interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
+
+export class TcpChain {
+  readonly lb = new LeastConnections();
+  readonly pump: 'splice' | 'stream';
+
+  constructor(private readonly d: ProxyDeps, private readonly open: Set<Tracked>) {
+    this.pump = pumpMode(d.config.pump);
+    // Engine-wide, so set once before the first connection creates the pump thread.
+    if (this.pump === 'splice') pumpConfigure({ busyPollUs: d.config.busyPollUs });
+  }
+
+  /** The splice pump thread's counters (busy-poll hits, spin time), when splicing. */
+  pumpStats(): PumpStats | undefined {
+    return this.pump === 'splice' ? pumpStats() : undefined;
+  }
+
+  /**
+   * Relay the connection. Resolves 'h1'/'h2' instead when detection had
+   * timed out and the client's first bytes, arriving before any from the
+   * server, turn out to be HTTP after all: the speculative upstream
+   * connection is dropped unused and the HTTP chain takes over.
+   */
+  async handle(conn: Conn): Promise<LateVerdict> {
+    return conn.direction === 'outbound' ? this.outbound(conn) : this.inbound(conn);
+  }
+
+  private async outbound(conn: Conn): Promise<LateVerdict> {
+    const { dst } = conn;
+    const routes = this.d.routes();
+    const labels = unknownLabels('source');
+    setPeerLabels(labels, 'source', this.d.identity());
+    const route = routes.lookup(dst.ip, dst.port);
+    if (!route) {
+      // Not a service we know (or no registry yet): the pod must still reach it.
+      this.d.counters.passthrough++;
+      labels.destination_service_name = 'PassthroughCluster';
+      const pod = routes.podByIp(dst.ip);
+      if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace));
+      return this.connectAndRelay(conn, [{ ip: dst.ip, port: dst.port }], labels, 'PassthroughCluster');
+    }
+    this.d.counters.routed++;
+    setServiceLabels(labels, route.service, routes);
+    const targets = routes.targets(route);
+    const cluster = `outbound|${route.servicePort.port}||${labels.destination_service}`;
+    if (targets.length === 0) {
+      labels.response_flags = 'UH'; // no healthy upstream
+      this.finishFailed(conn, labels, 'no ready endpoint', undefined, cluster);
+      return 'done';
+    }
+    return this.connectAndRelay(conn, targets, labels, cluster);
+  }
+
+  private async inbound(conn: Conn): Promise<LateVerdict> {
+    const { dst, down } = conn;
+    this.d.counters.inbound++;
+    const routes = this.d.routes();
+    const labels = unknownLabels('destination');
+    setPeerLabels(labels, 'destination', this.d.identity());
+    const svc = routes.serviceForInbound(dst.ip, dst.port);
+    if (svc) setServiceLabels(labels, svc, routes, false);
+    const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
+    if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
+    if (conn.tproxied) {
+      // The app sees the real client: connect to the original destination
+      // (the pod IP) from the client's own address (see transparent.ts).
+      const client = { ip: canonicalIp(down.remoteAddress ?? ''), port: down.remotePort ?? 0 };
+      const dial = (t: { ip: string; port: number }) => connectTransparent({
+        ip: t.ip, port: t.port, sourceIp: client.ip, sourcePort: client.port, mark: this.d.config.tproxyMark, timeoutMs: this.d.config.connectTimeoutMs,
+      });
+      return this.connectAndRelay(conn, [dst], labels, `inbound|${dst.port}||`, undefined, dial);
+    }
+    return this.connectAndRelay(conn, [inboundTarget(dst.ip, dst.port)], labels, `inbound|${dst.port}||`, this.inboundSource(dst.ip));
+  }
+
+  inboundSource(dstIp: string): string | undefined {
+    return familyOf(dstIp) === 4 ? this.d.config.inboundSourceV4 : undefined;
+  }
+
+  private async connectAndRelay(
+    conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string,
+    dial?: (t: { ip: string; port: number }) => Promise<Socket>,
+  ): Promise<LateVerdict> {
+    const { down, direction } = conn;
+    const cfg = this.d.config;
+    const tried = new Set<string>();
+    let lastErr: ConnectError | undefined;
+    let downGone = false;
+    down.once('close', () => { downGone = true; });
+    const attempts = Math.min(cfg.connectAttempts, targets.length);
+    for (let i = 0; i < attempts; i++) {
+      const t = targets.length === 1 ? targets[0] : this.lb.pick(targets as Target[], tried);
+      if (!t) break;
+      tried.add(targetKey(t));
+      if (i > 0) this.d.counters.retries++;
+      const release = this.lb.acquire(t as Target);
+      let up: Socket;
+      try {
+        up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress }));
+      } catch (err) {
+        release();
+        lastErr = err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err));
+        this.d.metrics.connectFailures.inc({ direction, reason: lastErr.code });
+        if (downGone) break;
+        continue;
+      }
+      if (downGone || down.destroyed) { release(); up.resetAndDestroy(); return 'done'; }
+      // Until a relay owns it, a reset of the upstream must not be an unhandled 'error' (it would kill the process).
+      up.on('error', () => {});
+      if (conn.detection?.reason === 'timeout') {
+        const late = await lateVerdict(down, up, cfg.idleTimeoutMs);
+        if (late !== 'tcp') { release(); up.destroy(); return late; }
+        if (down.destroyed || up.destroyed) { release(); if (!down.destroyed) down.resetAndDestroy(); if (!up.destroyed) up.resetAndDestroy(); return 'done'; }
+      }
+      if (direction === 'outbound' && t.endpoint?.podName) {
+        setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
+      }
+      const upLocal = up.localAddress ? hostPort(canonicalIp(up.localAddress), up.localPort ?? 0) : undefined;
+      const handle = this.pump === 'splice' ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
+      const reported = { request: 0, response: 0 };
+      const tracked: Tracked = { abort: () => handle.abort(), report: () => this.report(handle, labels, reported) };
+      this.open.add(tracked);
+      this.d.metrics.opened.inc(labels);
+      this.d.metrics.active.inc({ direction });
+      const result = await handle.done;
+      release();
+      this.open.delete(tracked);
+      this.d.metrics.active.dec({ direction });
+      if (result.flags !== '-') labels.response_flags = result.flags;
+      this.report(handle, labels, reported);
+      this.d.metrics.closed.inc(labels);
+      this.d.accessLog.log({
+        start: conn.startedAt, responseCode: 0, responseFlags: labels.response_flags,
+        // Envoy's view: received from the downstream, sent to it.
+        bytesReceived: result.sent, bytesSent: result.received, durationMs: performance.now() - conn.start,
+        upstreamHost: hostPort(t.ip, t.port), upstreamCluster: cluster, upstreamLocalAddress: upLocal,
+        downstreamLocalAddress: conn.local, downstreamRemoteAddress: conn.peer, requestedServerName: conn.detection?.sni,
+      });
+      return 'done';
+    }
+    labels.response_flags = 'UF'; // upstream connect failure
+    this.finishFailed(conn, labels, lastErr ? `${lastErr.code}: ${lastErr.message}` : 'client went away', tried.size, cluster);
+    return 'done';
+  }
+
+  private finishFailed(conn: Conn, labels: IstioTcpLabels, error: string, attempts: number | undefined, cluster: string): void {
+    this.d.counters.failed++;
+    // A refused or unreachable upstream becomes a reset for the client, like a refused connect would have been.
+    if (!conn.down.destroyed) conn.down.resetAndDestroy();
+    this.d.metrics.opened.inc(labels);
+    this.d.metrics.closed.inc(labels);
+    this.d.accessLog.log({
+      start: conn.startedAt, responseCode: 0, responseFlags: labels.response_flags, bytesReceived: 0, bytesSent: 0,
+      durationMs: performance.now() - conn.start, upstreamTransportFailureReason: error, upstreamCluster: cluster,
+      downstreamLocalAddress: conn.local, downstreamRemoteAddress: conn.peer, connectionTerminationDetails: attempts ? `${attempts}_attempts` : undefined,
+    });
+  }
+
+  /**
+   * Istio's direction names: "received" is what the proxy got from the
+   * originator (the request direction), "sent" what it sent back to it
+   * (the response direction).
+   */
+  private report(handle: RelayHandle, labels: IstioTcpLabels, reported: { request: number; response: number }): void {
+    const p = handle.progress();
+    const dReq = p.sent - reported.request; // downstream → upstream
+    const dResp = p.received - reported.response; // upstream → downstream
+    if (dReq > 0) this.d.metrics.received.inc(labels, dReq);
+    if (dResp > 0) this.d.metrics.sent.inc(labels, dResp);
+    reported.request = p.sent;
+    reported.response = p.received;
+  }
+}
+
+/** The app listens on loopback or the pod IP; 127.0.0.1 (::1) reaches both wildcard and loopback listeners. */
+export function inboundTarget(dstIp: string, port: number): { ip: string; port: number } {
+  return familyOf(dstIp) === 4 ? { ip: '127.0.0.1', port } : { ip: '::1', port };
+}
+
+export function setServiceLabels(labels: IstioTcpLabels, svc: RegistryService, routes: RouteTable, withWorkload = true): void {
+  const domain = routes.clusterDomain;
+  labels.destination_service = `${svc.name}.${svc.namespace}.svc.${domain}`;
+  labels.destination_service_name = svc.name;
+  labels.destination_service_namespace = svc.namespace;
+  if (withWorkload) labels.destination_workload_namespace = svc.namespace;
+}
+
+export type { Direction };
+
+export type LateVerdict = 'done' | 'h1' | 'h2';
+
+/**
+ * After a detection timeout the upstream connection is speculative: whoever
+ * speaks first decides. The server first → TCP (a server-first protocol).
+ * The client first → its bytes are classified; HTTP means the client was
+ * only slow (a busy peer proxy's HTTP/2 preface, a client that connected
+ * early) and the connection belongs to the HTTP chain, the server having
+ * seen nothing.
+ */
+async function lateVerdict(down: Socket, up: Socket, timeoutMs: number): Promise<'tcp' | 'h1' | 'h2'> {
+  const first = await new Promise<'down' | 'up' | 'none'>((resolve) => {
+    let t: NodeJS.Timeout | undefined;
+    const done = (w: 'down' | 'up' | 'none') => { clearTimeout(t); down.off('readable', onDown); up.off('readable', onUp); down.off('close', onNone); up.off('close', onNone); resolve(w); };
+    const onDown = () => done('down');
+    const onUp = () => done('up');
+    const onNone = () => done('none');
+    if (up.readableLength > 0) { resolve('up'); return; }
+    if (down.readableLength > 0) { resolve('down'); return; }
+    t = setTimeout(onNone, timeoutMs);
+    up.once('readable', onUp);
+    down.once('readable', onDown);
+    down.once('close', onNone);
+    up.once('close', onNone);
+  });
+  if (first !== 'down') return 'tcp';
+  const det = await sniff(down, timeoutMs);
+  if (up.readableLength > 0) return 'tcp';
+  return det.protocol === 'h2' ? 'h2' : det.protocol === 'http1' ? 'h1' : 'tcp';
+}
