@@ -31,6 +31,7 @@ import { RepairLoop } from './repair.js';
 import { AgentMetrics, ReadinessGate, startHealthServer } from './metrics.js';
 import { createPeerIdentifier } from './identify.js';
 import { LogRing } from './log-ring.js';
+import { PodErrors } from './pod-errors.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import type { CaptureEvent } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
@@ -101,8 +102,10 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     const planner = (pod: Pod) => buildPlan(pod);
     const status = new StatusWriter({ kubeConfig, nodeName: config.nodeName, logger, lookup: (ns, n) => pods.get(ns, n) });
     cleanups.push(() => status.flush());
+    const podErrors = new PodErrors();
     const onEvent = (e: CaptureEvent): void => {
       metrics.onCaptureEvent(e);
+      podErrors.onEvent(e);
       void status.onEvent(e);
     };
     const resolver = new KubePodResolver({ kubeConfig, pods, logger });
@@ -148,6 +151,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     await repair.start(config.repairIntervalMs);
     firstRepairDone = true;
 
+    let controlPlaneStats: (() => Record<string, unknown>) | undefined;
     if (config.controlPlane) {
       const { startControlPlane } = await import('../controlplane/server.js');
       const identifyPeer = createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() });
@@ -156,6 +160,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         clusterDomain: config.clusterDomain, identifyPeer,
       });
       cleanups.push(() => cp.close());
+      controlPlaneStats = () => cp.stats();
     }
 
     const refresh = (): void => {
@@ -178,7 +183,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         logger.info({}, 'agent stopped');
       },
     };
-    admin = await startAdminServer({ socketPath: adminSocket, agent, backend, planner, settings, ring, installerReady: () => installer?.ready(), informers: { pods, namespaces: nsInformer } });
+    admin = await startAdminServer({ socketPath: adminSocket, agent, backend, planner, settings, ring, installerReady: () => installer?.ready(), informers: { pods, namespaces: nsInformer }, errors: podErrors, controlPlaneStats });
     cleanups.push(() => admin!.close());
     refresh();
     logger.info({ metrics: health.url, cniSocket, adminSocket, backend: backend.name, repairMode: config.repairMode, pods: pods.list().length }, 'agent started');

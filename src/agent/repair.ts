@@ -133,6 +133,14 @@ export class RepairLoop {
     }
   }
 
+  /** The pod's netns (newest sandbox record, else the /proc scan), captured or not; for the admin socket's proxy relay. */
+  async netnsOf(namespace: string, name: string): Promise<{ netns: string; via: 'store' | 'proc-scan' } | undefined> {
+    const pod = this.findPod(namespace, name);
+    if (!pod) return undefined;
+    const where = await this.locate(pod, await scanPodNetns(this.deps.procRoot).catch(() => new Map()));
+    return where ? { netns: where.netns, via: where.via } : undefined;
+  }
+
   private findPod(namespace: string, name: string): Pod | undefined {
     return this.deps.pods().find((p) => p.metadata.name === name && (p.metadata.namespace ?? 'default') === namespace);
   }

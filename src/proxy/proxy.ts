@@ -5,6 +5,7 @@ import type { Logger } from '../common/log.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
+import { buildConfigDump, type DumpListener } from './config-dump.js';
 import { workloadFromPodName, type ProxyConfig } from './config.js';
 import { L4Proxy } from './l4.js';
 import { ProxyMetrics } from './metrics.js';
@@ -19,6 +20,21 @@ export interface RunningProxy {
   ready(): { ready: boolean; reason: string };
   /** Graceful: not ready, stop accepting, wait for connections (bounded), close. */
   drain(): Promise<void>;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** The listeners this proxy binds (for the config dump). */
+function listenersOf(cfg: ProxyConfig): DumpListener[] {
+  const l: DumpListener[] = [
+    { name: 'virtualOutbound', address: '::', port: cfg.outboundPort, chain: 'original destination → route (service VIP:port) → cluster → endpoint; unknown destinations pass through' },
+    { name: 'virtualInbound', address: '::', port: cfg.inboundPort, chain: 'hand-off to the app on its original port from 127.0.0.6' },
+    { name: 'admin', address: '127.0.0.1', port: cfg.adminPort, chain: 'admin' },
+    { name: 'ready', address: '::', port: cfg.readyPort, chain: '/healthz/ready' },
+    { name: 'prometheus', address: '::', port: cfg.prometheusPort, chain: '/stats/prometheus' },
+  ];
+  if (cfg.dnsPort) l.push({ name: 'dns', address: '127.0.0.1,::1', port: cfg.dnsPort, chain: 'DNS: cluster names from the registry, others forwarded upstream' });
+  return l;
 }
 
 export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<RunningProxy> {
@@ -56,13 +72,21 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
 
   const servers: Server[] = await startAdminServers({ admin: cfg.adminPort, ready: cfg.readyPort, prometheus: cfg.prometheusPort }, {
     ready,
-    configDump: () => {
-      const reg = client.current();
-      return {
-        config: cfg, originalDst: pumpVia, pump: l4.pump,
-        agent: { connected: client.connected, identity: client.identity, lastRefusal: client.lastRefusal, snapshots: client.snapshots, deltas: client.deltas },
-        registry: reg ? { version: reg.version, clusterDomain: reg.clusterDomain, services: [...reg.services.values()] } : null,
-      };
+    configDump: () => ({
+      ...buildConfigDump({
+        registry: client.current(), listeners: listenersOf(cfg), activeFor: (ip, port) => l4.lb.activeFor(ip, port),
+        agent: { connected: client.connected, snapshots: client.snapshots, deltas: client.deltas, lastRefusal: client.lastRefusal, socketPath: cfg.controlPlaneSocket },
+      }),
+      agent: { connected: client.connected, identity: client.identity, lastRefusal: client.lastRefusal },
+      bootstrap: { config: cfg, originalDst: pumpVia, pump: l4.pump },
+      originalDst: pumpVia,
+    }),
+    logging: (level) => {
+      if (level !== undefined) {
+        if (!LOG_LEVELS.includes(level)) throw new Error(`level: expected one of ${LOG_LEVELS.join(', ')} (bad value: ${JSON.stringify(level)})`);
+        logger.level = level;
+      }
+      return { level: logger.level };
     },
     clusters: () => {
       const reg = client.current();

@@ -1,6 +1,8 @@
 // `weir proxy`: the co-located L4 proxy, run as UID 1337 in the pod netns.
 import { Command, Option } from 'commander';
 import { createLogger } from '../../common/log.js';
+import { FieldError } from '../../common/errors.js';
+import { EXIT } from '../exit.js';
 import { resolveProxyConfig, type RawProxyOptions } from '../../proxy/config.js';
 import { startProxy } from '../../proxy/proxy.js';
 
@@ -29,7 +31,14 @@ export function registerProxyCommand(program: Command): void {
     .option('--no-dns', 'do not run the DNS proxy')
     .option('--no-access-log', 'no log line per connection')
     .action(async (opts: RawProxyOptions) => {
-      const cfg = resolveProxyConfig(opts);
+      let cfg;
+      try {
+        cfg = resolveProxyConfig(opts);
+      } catch (e) {
+        // A bad flag or variable is bad input (exit 2), like every other command.
+        if (e instanceof FieldError) { process.stderr.write(`weir proxy: ${e.message}\n`); process.exit(EXIT.usage); }
+        throw e;
+      }
       const logger = createLogger({ name: 'weir-proxy' });
       const proxy = await startProxy(cfg, logger);
       let stopping = false;
