@@ -255,9 +255,9 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     const sock = agent!.adminSocket;
     const pods = await cli(['pods', '--socket', sock, '-o', 'json']);
     assert.equal(pods.code, 0, pods.stderr);
-    const rows = JSON.parse(pods.stdout) as { name: string; capture: boolean; reason: string }[];
-    assert.deepEqual(rows.find((r) => r.name === 'plain'), { ...rows.find((r) => r.name === 'plain'), capture: false, reason: 'no-proxy' });
-    assert.equal(rows.find((r) => r.name === 'meshed')?.capture, true);
+    const rows = JSON.parse(pods.stdout) as { name: string; captured: boolean; reason: string }[];
+    assert.deepEqual(rows.find((r) => r.name === 'plain'), { ...rows.find((r) => r.name === 'plain'), captured: false, reason: 'no-proxy' });
+    assert.equal(rows.find((r) => r.name === 'meshed')?.captured, true);
     const ok = await cli(['check', `${NS}/meshed`, '--socket', sock]);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const meshedNs = agent!.store.list().find((s) => s.podName === 'meshed')!.netns;
@@ -273,7 +273,7 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     assert.match(rules.stdout, /15001/);
     assert.equal((await cli(['check', 'Bad/Pod/x', '--socket', sock])).code, 2);
     assert.equal((await cli(['status', '--socket', path.join(dir, 'nope.sock')])).code, 4);
-    const logs = await cli(['logs', '--socket', sock, '-n', '5', '-o', 'json']);
+    const logs = await cli(['logs', '--socket', sock, '--tail', '5', '-o', 'json']);
     assert.equal(logs.code, 0);
     assert.equal((JSON.parse(logs.stdout) as unknown[]).length, 5);
   });
