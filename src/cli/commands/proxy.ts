@@ -1,5 +1,6 @@
 // `weir proxy`: the co-located L4 proxy, run as UID 1337 in the pod netns.
 import { Command, Option } from 'commander';
+import { optionWithDefault } from '../output.js';
 import { createLogger } from '../../common/log.js';
 import { FieldError } from '../../common/errors.js';
 import { EXIT } from '../exit.js';
@@ -10,24 +11,24 @@ export function registerProxyCommand(program: Command): void {
   program
     .command('proxy')
     .description('run the co-located L4 proxy (outbound 15001, inbound 15006, admin 15000, ready 15021, metrics 15090)')
-    .addOption(new Option('--control-plane-socket <path>', 'node agent socket (env WEIR_CONTROL_PLANE_SOCKET)'))
+    .addOption(optionWithDefault('--control-plane-socket <path>', 'node agent socket (env WEIR_CONTROL_PLANE_SOCKET)', '/var/run/weir/proxy.sock'))
     .addOption(new Option('--pod-namespace <ns>', 'this pod\'s namespace (env POD_NAMESPACE)'))
     .addOption(new Option('--pod-name <name>', 'this pod\'s name (env POD_NAME)'))
     .addOption(new Option('--workload <name>', 'workload label for metrics (default: from the pod name)'))
-    .addOption(new Option('--outbound-port <port>', 'outbound capture listener').default(undefined, '15001'))
-    .addOption(new Option('--inbound-port <port>', 'inbound capture listener').default(undefined, '15006'))
-    .addOption(new Option('--admin-port <port>', 'admin on 127.0.0.1').default(undefined, '15000'))
-    .addOption(new Option('--ready-port <port>', 'readiness /healthz/ready').default(undefined, '15021'))
-    .addOption(new Option('--prometheus-port <port>', 'Prometheus /stats/prometheus').default(undefined, '15090'))
-    .addOption(new Option('--max-connections <n>', 'per listener').default(undefined, '16384'))
-    .addOption(new Option('--idle-timeout <duration>', 'close a connection idle this long').default(undefined, '1h'))
-    .addOption(new Option('--connect-timeout <duration>', 'upstream connect timeout').default(undefined, '10s'))
-    .addOption(new Option('--connect-attempts <n>', 'endpoints tried per outbound connection').default(undefined, '3'))
-    .addOption(new Option('--ready-without-agent <duration>', 'become ready without an agent after').default(undefined, '5s'))
-    .addOption(new Option('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections').default(undefined, '5s'))
-    .addOption(new Option('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1').default(undefined, '15053'))
-    .addOption(new Option('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream').default(undefined, 'auto'))
-    .addOption(new Option('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)').default(undefined, 'DEFAULT'))
+    .addOption(optionWithDefault('--outbound-port <port>', 'outbound capture listener', '15001'))
+    .addOption(optionWithDefault('--inbound-port <port>', 'inbound capture listener', '15006'))
+    .addOption(optionWithDefault('--admin-port <port>', 'admin on 127.0.0.1', '15000'))
+    .addOption(optionWithDefault('--ready-port <port>', 'readiness /healthz/ready', '15021'))
+    .addOption(optionWithDefault('--prometheus-port <port>', 'Prometheus /stats/prometheus', '15090'))
+    .addOption(optionWithDefault('--max-connections <n>', 'per listener', '16384'))
+    .addOption(optionWithDefault('--idle-timeout <duration>', 'close a connection idle this long', '1h'))
+    .addOption(optionWithDefault('--connect-timeout <duration>', 'upstream connect timeout', '10s'))
+    .addOption(optionWithDefault('--connect-attempts <n>', 'endpoints tried per outbound connection', '3'))
+    .addOption(optionWithDefault('--ready-without-agent <duration>', 'become ready without an agent after', '5s'))
+    .addOption(optionWithDefault('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections', '5s'))
+    .addOption(optionWithDefault('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1', '15053'))
+    .addOption(optionWithDefault('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream', 'auto'))
+    .addOption(optionWithDefault('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)', 'DEFAULT'))
     .option('--no-dns', 'do not run the DNS proxy')
     .option('--no-access-log', 'no log line per connection')
     .action(async (opts: RawProxyOptions) => {
