@@ -58,9 +58,8 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   };
   const viewOf = (pod: Pod): PodView => {
     const ns = pod.metadata.namespace ?? 'default';
-    const run = agent.repair.lastRun;
-    const outcome = run?.outcomes.find((x) => x.namespace === ns && x.name === pod.metadata.name);
-    return podView(pod, { settings: o.settings, planner: o.planner, sandboxes: agent.store.list(), lastCheck: run ? { at: run.at, outcome } : undefined, errors: o.errors.for(ns, pod.metadata.name ?? '') });
+    const name = pod.metadata.name ?? '';
+    return podView(pod, { settings: o.settings, planner: o.planner, sandboxes: agent.store.list(), lastCheck: agent.repair.lastCheckOf(ns, name), errors: o.errors.for(ns, name) });
   };
   const podNetns = async (ns: string, name: string): Promise<string> => {
     findPod(ns, name);
