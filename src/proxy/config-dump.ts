@@ -81,6 +81,10 @@ export function clusterName(svc: RegistryService, port: number, clusterDomain: s
   return `outbound|${port}||${svc.name}.${svc.namespace}.svc.${clusterDomain}`;
 }
 
+function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
 function health(e: { ready: boolean; serving: boolean; terminating: boolean }): EndpointHealth {
   if (e.ready) return 'HEALTHY';
   return e.serving && e.terminating ? 'DRAINING' : 'UNHEALTHY';
@@ -107,7 +111,7 @@ export function buildConfigDump(s: ConfigDumpState): ConfigDump {
       const cluster = clusterName(svc, sp.port, reg.clusterDomain);
       if (!routesProtocol(sp)) { dump.ignored.push({ kind: 'port', name: `${svcName}:${sp.port}/${sp.protocol}`, reason: `${sp.protocol} is not proxied (TCP only)` }); continue; }
       dump.clusters.push({ name: cluster, service: svcName, servicePort: sp.port, portName: sp.name, protocol: sp.protocol, appProtocol: sp.appProtocol, type: svc.kind === 'Headless' ? 'ORIGINAL_DST' : 'EDS', lbPolicy: 'LEAST_REQUEST' });
-      if (svc.kind !== 'Headless') for (const vip of svc.clusterIPs) dump.routes.push({ name: `${canonicalIp(vip)}:${sp.port}`, match: { address: canonicalIp(vip), port: sp.port }, cluster, service: svcName });
+      if (svc.kind !== 'Headless') for (const vip of svc.clusterIPs) dump.routes.push({ name: hostPort(canonicalIp(vip), sp.port), match: { address: canonicalIp(vip), port: sp.port }, cluster, service: svcName });
       const eps = svc.endpoints.flatMap((e) => {
         const p = e.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol);
         return p ? [{ e, port: p.port }] : [];
@@ -116,7 +120,7 @@ export function buildConfigDump(s: ConfigDumpState): ConfigDump {
       const anyReady = eps.some(({ e }) => e.ready);
       for (const { e, port } of eps) {
         const ip = canonicalIp(e.ip);
-        if (svc.kind === 'Headless') dump.routes.push({ name: `${ip}:${port}`, match: { address: ip, port }, cluster, service: svcName });
+        if (svc.kind === 'Headless') dump.routes.push({ name: hostPort(ip, port), match: { address: ip, port }, cluster, service: svcName });
         dump.endpoints.push({
           cluster, service: svcName, address: ip, port, health: health(e), routable: anyReady ? e.ready : e.serving && e.terminating,
           pod: e.podName ? `${e.podNamespace ?? svc.namespace}/${e.podName}` : undefined, activeConnections: s.activeFor?.(ip, port),

@@ -37,7 +37,8 @@ export function podObject(spec: PodSpec, uid: string): Pod {
 
 /** Run `weir` (from source, so it is always the current code) and return stdout. */
 export function weirCli(args: string[]): string {
-  return execFileSync(process.execPath, ['--import', 'tsx', WEIR_MAIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  // tsx compiles the CLI at each start: seconds on a loaded 2-core machine, so a generous bound.
+  return execFileSync(process.execPath, ['--import', 'tsx', WEIR_MAIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
 }
 
 export class AgentProcess {
