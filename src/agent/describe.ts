@@ -29,7 +29,10 @@ export interface Description {
   next: string[];
 }
 
-const NOT_READ = 'not supported yet: weir does not read this resource, so none applies (traffic is plain L4, no mTLS)';
+// The agent does not feed these resources to the proxies yet (`weir analyze`
+// validates them offline): saying "none" would read as "no policy selects
+// this pod", which weir cannot know.
+const NOT_READ = 'not supported yet: weir\'s proxies do not apply this resource yet (weir analyze -f validates it offline); traffic is plain L4, no mTLS';
 
 export function describePod(view: PodView, proxy: ProxyFacts, cp: ControlPlaneFacts | undefined): Description {
   const pod = `${view.namespace}/${view.name}`;

@@ -11,6 +11,8 @@ import { registerPrecheckCommand } from './commands/precheck.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from './commands/proxy.js';
+import { registerCaCommand } from './commands/ca.js';
+import { registerAnalyzeCommand } from './commands/analyze.js';
 import { EXIT_CODE_TABLE, usageErrorsExit2 } from './exit.js';
 
 export const VERSION: string = pkg.version;
@@ -35,6 +37,8 @@ export function buildProgram(): Command {
   registerCompletionCommand(program);
   registerAgentCommand(program);
   registerProxyCommand(program);
+  registerCaCommand(program);
+  registerAnalyzeCommand(program);
   return program;
 }
 

@@ -7,23 +7,27 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
 import { endpointSlices, services } from '../kube/informers.js';
-import type { ResilientInformer } from '../kube/informer.js';
+import type { InformerHealth, ResilientInformer } from '../kube/informer.js';
 import type { KubeEndpointSlice, KubeService } from './kube-shapes.js';
-import type { RegistryBuilder } from './registry-builder.js';
+import { LOCAL_CLUSTER, type RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
 
 export interface RegistrySource {
   /** Resolves once both kinds are listed (the registry is complete). */
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Per-informer health (synced, last event, last error), when the source has informers. */
+  health?(): Record<string, InformerHealth>;
 }
 
 type Apply = (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void;
 
 interface Named { metadata?: { namespace?: string; name?: string } }
 
-export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number } = {}): RegistrySource {
+/** `cluster`: which cluster these objects belong to (default the local one; remote clusters: their name). */
+export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number; cluster?: string } = {}): RegistrySource {
   const informers: ResilientInformer<Named>[] = [];
+  const c = opts.cluster ?? LOCAL_CLUSTER;
 
   function wire<T extends Named>(inf: ResilientInformer<T>, up: (b: RegistryBuilder, o: T) => RegistryDelta | undefined, del: (b: RegistryBuilder, ns: string, name: string) => RegistryDelta | undefined): Promise<void> {
     informers.push(inf as unknown as ResilientInformer<Named>);
@@ -40,12 +44,15 @@ export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger,
       // Only pass what is set: an explicit undefined would override the informer's defaults.
       const common = { kubeConfig: kc, logger, ...(opts.watchdogMs !== undefined ? { watchdogMs: opts.watchdogMs } : {}) };
       await Promise.all([
-        wire(services(common), (b, o) => b.upsertService(o as unknown as KubeService), (b, ns, n) => b.deleteService(ns, n)),
-        wire(endpointSlices(common), (b, o) => b.upsertEndpointSlice(o as unknown as KubeEndpointSlice), (b, ns, n) => b.deleteEndpointSlice(ns, n)),
+        wire(services(common), (b, o) => b.upsertService(o as unknown as KubeService, c), (b, ns, n) => b.deleteService(ns, n, c)),
+        wire(endpointSlices(common), (b, o) => b.upsertEndpointSlice(o as unknown as KubeEndpointSlice, c), (b, ns, n) => b.deleteEndpointSlice(ns, n, c)),
       ]);
     },
     async stop() {
       await Promise.all(informers.map((i) => i.stop()));
+    },
+    health() {
+      return Object.fromEntries(informers.map((i, n) => [n === 0 ? 'services' : 'endpointslices', i.health()]));
     },
   };
 }

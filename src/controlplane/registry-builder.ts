@@ -72,44 +72,19 @@ export interface RegistryBuilderOptions {
   historyLimit?: number;
 }
 
-export class RegistryBuilder {
-  readonly clusterDomain: string;
-  private version = 0;
-  private readonly services = new Map<string, KubeService>();
+/** The local cluster's name inside the builder; remote clusters use their configured names. */
+export const LOCAL_CLUSTER = '';
+
+/** What one cluster contributed: its Services and EndpointSlices. */
+class ClusterObjects {
+  readonly services = new Map<string, KubeService>();
   /** service key → slice name → slice */
-  private readonly slices = new Map<string, Map<string, KubeEndpointSlice>>();
+  readonly slices = new Map<string, Map<string, KubeEndpointSlice>>();
   /** slice "ns/name" → the service key it was filed under (labels can change). */
-  private readonly sliceOwner = new Map<string, string>();
-  private readonly built = new Map<string, { svc: RegistryService; json: string }>();
-  /** (version, key) pairs of recent changes, oldest first, for deltas to resuming proxies. */
-  private readonly history: { version: number; key: string }[] = [];
-  private readonly historyLimit: number;
+  readonly sliceOwner = new Map<string, string>();
 
-  constructor(opts: RegistryBuilderOptions = {}) {
-    this.clusterDomain = opts.clusterDomain ?? 'cluster.local';
-    this.historyLimit = opts.historyLimit ?? 4096;
-  }
-
-  currentVersion(): number {
-    return this.version;
-  }
-
-  upsertService(svc: KubeService): RegistryDelta | undefined {
-    const ns = svc.metadata?.namespace;
-    const name = svc.metadata?.name;
-    if (!ns || !name) throw new Error('service: metadata.namespace and metadata.name are required');
-    const key = keyOf(ns, name);
-    this.services.set(key, svc);
-    return this.rebuild([key]);
-  }
-
-  deleteService(namespace: string, name: string): RegistryDelta | undefined {
-    const key = keyOf(namespace, name);
-    if (!this.services.delete(key)) return undefined;
-    return this.rebuild([key]);
-  }
-
-  upsertEndpointSlice(slice: KubeEndpointSlice): RegistryDelta | undefined {
+  /** Files a slice under its service; returns the service keys whose endpoints changed. */
+  putSlice(slice: KubeEndpointSlice): string[] {
     const ns = slice.metadata?.namespace;
     const name = slice.metadata?.name;
     if (!ns || !name) throw new Error('endpointslice: metadata.namespace and metadata.name are required');
@@ -124,36 +99,128 @@ export class RegistryBuilder {
       this.sliceOwner.set(sliceKey, owner);
       touched.push(owner);
     }
-    return this.rebuild(touched);
+    return touched;
   }
 
-  deleteEndpointSlice(namespace: string, name: string): RegistryDelta | undefined {
-    return this.rebuild(this.detachSlice(keyOf(namespace, name)));
+  detachSlice(sliceKey: string): string[] {
+    const owner = this.sliceOwner.get(sliceKey);
+    if (!owner) return [];
+    this.sliceOwner.delete(sliceKey);
+    const m = this.slices.get(owner);
+    m?.delete(sliceKey);
+    if (m && m.size === 0) this.slices.delete(owner);
+    return [owner];
   }
 
-  /** Replace everything (after a relist): one delta with whatever differs. */
-  replaceAll(services: KubeService[], slices: KubeEndpointSlice[]): RegistryDelta | undefined {
-    const before = new Set([...this.built.keys()]);
-    this.services.clear();
-    this.slices.clear();
-    this.sliceOwner.clear();
+  keys(): string[] { return [...new Set([...this.services.keys(), ...this.slices.keys()])]; }
+}
+
+/**
+ * Services of several clusters merge by namespace/name (Istio's namespace
+ * sameness): one registry entry whose endpoints are the union of every
+ * cluster's, each remote endpoint tagged with its cluster. Kind and ports
+ * come from the local cluster's Service when there is one, else from the
+ * remote cluster that sorts first. A Service that exists only remotely keeps
+ * its remote ClusterIP, unless that address is a different local Service's
+ * ClusterIP: then it gets a stable VIP from 240.241.0.0/16 (next to the
+ * range Istio auto-allocates ServiceEntry VIPs from), so DNS answers and
+ * capture never confuse the two.
+ */
+export class RegistryBuilder {
+  readonly clusterDomain: string;
+  private version = 0;
+  private readonly clusters = new Map<string, ClusterObjects>([[LOCAL_CLUSTER, new ClusterObjects()]]);
+  private readonly built = new Map<string, { svc: RegistryService; json: string }>();
+  /** (version, key) pairs of recent changes, oldest first, for deltas to resuming proxies. */
+  private readonly history: { version: number; key: string }[] = [];
+  private readonly historyLimit: number;
+  /** VIPs handed to remote-only services whose ClusterIP collides with a local one (stable per key). */
+  private readonly remoteVips = new Map<string, string>();
+  /** Local ClusterIP → service key, rebuilt lazily after a local Service changes. */
+  private localIps?: Map<string, string>;
+
+  constructor(opts: RegistryBuilderOptions = {}) {
+    this.clusterDomain = opts.clusterDomain ?? 'cluster.local';
+    this.historyLimit = opts.historyLimit ?? 4096;
+  }
+
+  currentVersion(): number {
+    return this.version;
+  }
+
+  private of(cluster: string): ClusterObjects {
+    let c = this.clusters.get(cluster);
+    if (!c) this.clusters.set(cluster, (c = new ClusterObjects()));
+    return c;
+  }
+
+  /** Remote clusters that contributed anything. */
+  clusterNames(): string[] { return [...this.clusters.keys()].filter((c) => c !== LOCAL_CLUSTER).sort(); }
+
+  upsertService(svc: KubeService, cluster = LOCAL_CLUSTER): RegistryDelta | undefined {
+    const ns = svc.metadata?.namespace;
+    const name = svc.metadata?.name;
+    if (!ns || !name) throw new Error('service: metadata.namespace and metadata.name are required');
+    const key = keyOf(ns, name);
+    this.of(cluster).services.set(key, svc);
+    return this.rebuild([key, ...this.localChanged(cluster, svc)]);
+  }
+
+  /**
+   * After a local Service changed: forget the IP index, and name the
+   * remote-only services whose ClusterIP the change may now collide with (or
+   * free), so their VIP decision is made again.
+   */
+  private localChanged(cluster: string, svc?: KubeService): string[] {
+    if (cluster !== LOCAL_CLUSTER) return [];
+    this.localIps = undefined;
+    const ips = new Set([svc?.spec?.clusterIP, ...(svc?.spec?.clusterIPs ?? [])].filter((x): x is string => !!x));
+    const out: string[] = [];
+    for (const [k, b] of this.built) {
+      if (!b.svc.clusters || b.svc.clusters.includes('local')) continue;
+      if (this.remoteVips.has(k) || b.svc.clusterIPs.some((ip) => ips.has(ip))) out.push(k);
+    }
+    return out;
+  }
+
+  deleteService(namespace: string, name: string, cluster = LOCAL_CLUSTER): RegistryDelta | undefined {
+    const key = keyOf(namespace, name);
+    const gone = this.clusters.get(cluster)?.services.get(key);
+    if (!gone) return undefined;
+    this.clusters.get(cluster)!.services.delete(key);
+    return this.rebuild([key, ...this.localChanged(cluster, gone)]);
+  }
+
+  upsertEndpointSlice(slice: KubeEndpointSlice, cluster = LOCAL_CLUSTER): RegistryDelta | undefined {
+    return this.rebuild(this.of(cluster).putSlice(slice));
+  }
+
+  deleteEndpointSlice(namespace: string, name: string, cluster = LOCAL_CLUSTER): RegistryDelta | undefined {
+    return this.rebuild(this.clusters.get(cluster)?.detachSlice(keyOf(namespace, name)) ?? []);
+  }
+
+  /** Replace everything one cluster contributed (after a relist): one delta with whatever differs. */
+  replaceAll(services: KubeService[], slices: KubeEndpointSlice[], cluster = LOCAL_CLUSTER): RegistryDelta | undefined {
+    const before = this.clusters.get(cluster)?.keys() ?? [];
+    const fresh = new ClusterObjects();
+    this.clusters.set(cluster, fresh);
     for (const s of services) {
       const ns = s.metadata?.namespace;
       const name = s.metadata?.name;
-      if (ns && name) this.services.set(keyOf(ns, name), s);
+      if (ns && name) fresh.services.set(keyOf(ns, name), s);
     }
-    for (const sl of slices) {
-      const ns = sl.metadata?.namespace;
-      const name = sl.metadata?.name;
-      const svcName = sl.metadata?.labels?.[SERVICE_NAME_LABEL];
-      if (!ns || !name || !svcName) continue;
-      const owner = keyOf(ns, svcName);
-      let m = this.slices.get(owner);
-      if (!m) this.slices.set(owner, (m = new Map()));
-      m.set(keyOf(ns, name), sl);
-      this.sliceOwner.set(keyOf(ns, name), owner);
-    }
-    return this.rebuild([...new Set([...before, ...this.services.keys()])]);
+    for (const sl of slices) if (sl.metadata?.namespace && sl.metadata?.name) fresh.putSlice(sl);
+    const remoteOnly = cluster === LOCAL_CLUSTER ? (this.localIps = undefined, [...this.built.keys()]) : [];
+    return this.rebuild([...new Set([...before, ...fresh.keys(), ...remoteOnly])]);
+  }
+
+  /** A remote cluster removed (its Secret deleted): everything it contributed goes, in one delta. */
+  deleteCluster(cluster: string): RegistryDelta | undefined {
+    if (cluster === LOCAL_CLUSTER) throw new Error('deleteCluster: the local cluster cannot be removed');
+    const c = this.clusters.get(cluster);
+    if (!c) return undefined;
+    this.clusters.delete(cluster);
+    return this.rebuild(c.keys());
   }
 
   snapshot(): Registry {
@@ -185,19 +252,12 @@ export class RegistryBuilder {
     return { fromVersion, version: this.version, upserts, deletes };
   }
 
-  private detachSlice(sliceKey: string): string[] {
-    const owner = this.sliceOwner.get(sliceKey);
-    if (!owner) return [];
-    this.sliceOwner.delete(sliceKey);
-    const m = this.slices.get(owner);
-    m?.delete(sliceKey);
-    if (m && m.size === 0) this.slices.delete(owner);
-    return [owner];
-  }
-
   private buildOne(key: string): RegistryService | undefined {
-    const svc = this.services.get(key);
-    if (!svc) return undefined; // slices without their Service are not routable
+    // The local Service decides kind and ports; else the remote cluster that sorts first.
+    const owners = [...this.clusters].filter(([, c]) => c.services.has(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (owners.length === 0) { this.remoteVips.delete(key); return undefined; } // slices without their Service are not routable
+    const [primaryCluster, primary] = owners[0];
+    const svc = primary.services.get(key)!;
     const [namespace, name] = key.split('/') as [string, string];
     const kind = serviceKind(svc);
     const spec = svc.spec ?? {};
@@ -207,14 +267,46 @@ export class RegistryBuilder {
       if (p.appProtocol) out.appProtocol = p.appProtocol;
       return out;
     });
-    const out: RegistryService = {
-      namespace, name, kind,
-      clusterIPs: kind === 'Headless' || kind === 'ExternalName' ? [] : ips.filter((ip) => ip && ip !== 'None'),
-      ports,
-      endpoints: kind === 'ExternalName' ? [] : mergeSlices(this.slices.get(key)?.values() ?? []),
-    };
+    let clusterIPs = kind === 'Headless' || kind === 'ExternalName' ? [] : ips.filter((ip) => ip && ip !== 'None');
+    if (primaryCluster !== LOCAL_CLUSTER && clusterIPs.some((ip) => this.localOwnerOf(ip, key))) clusterIPs = [this.vipFor(key)];
+    const endpoints: RegistryEndpoint[] = [];
+    if (kind !== 'ExternalName') {
+      for (const [cluster, c] of this.clusters) {
+        // A cluster's slices count only where that cluster has the Service too (namespace sameness needs both).
+        if (!c.services.has(key)) continue;
+        for (const ep of mergeSlices(c.slices.get(key)?.values() ?? [])) endpoints.push(cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster });
+      }
+    }
+    const out: RegistryService = { namespace, name, kind, clusterIPs, ports, endpoints };
+    if (owners.length > 1 || primaryCluster !== LOCAL_CLUSTER) out.clusters = owners.map(([c]) => c || 'local');
     if (kind === 'ExternalName' && spec.externalName) out.externalName = spec.externalName;
     return out;
+  }
+
+  /** Is `ip` the ClusterIP of a local Service other than `key`? */
+  private localOwnerOf(ip: string, key: string): boolean {
+    if (!this.localIps) {
+      this.localIps = new Map();
+      for (const [k, s] of this.clusters.get(LOCAL_CLUSTER)!.services) {
+        for (const a of [s.spec?.clusterIP, ...(s.spec?.clusterIPs ?? [])]) if (a && a !== 'None') this.localIps.set(a, k);
+      }
+    }
+    const owner = this.localIps.get(ip);
+    return owner !== undefined && owner !== key;
+  }
+
+  private vipFor(key: string): string {
+    const have = this.remoteVips.get(key);
+    if (have) return have;
+    const taken = new Set(this.remoteVips.values());
+    let h = 0;
+    for (const ch of key) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+    for (let i = 0; i < 65_534; i++) {
+      const n = ((h + i) % 65_534) + 1; // 240.241.0.1 … 240.241.255.254
+      const vip = `240.241.${n >> 8}.${n & 255}`;
+      if (!taken.has(vip)) { this.remoteVips.set(key, vip); return vip; }
+    }
+    throw new Error('remote VIP range 240.241.0.0/16 exhausted');
   }
 
   private rebuild(keys: string[]): RegistryDelta | undefined {

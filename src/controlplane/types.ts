@@ -23,6 +23,8 @@ export interface RegistryEndpoint {
   hostname?: string;
   /** Service port name → endpoint port. */
   ports: { name: string; port: number; protocol: 'TCP' | 'UDP' | 'SCTP' }[];
+  /** The remote cluster this endpoint is in (absent for the local cluster). */
+  cluster?: string;
 }
 
 export interface RegistryService {
@@ -34,6 +36,8 @@ export interface RegistryService {
   ports: RegistryServicePort[];
   externalName?: string;
   endpoints: RegistryEndpoint[];
+  /** Clusters that define this Service ("local" for this one), when any remote cluster does. */
+  clusters?: string[];
 }
 
 export interface Registry {

@@ -23,6 +23,11 @@
 //   api.stallWatches(true|false)    true: open and new watches keep their connection but
 //                                   never receive another byte (a wedged apiserver / LB)
 //   api.failRequests(n, status?)    the next n non-watch requests answer `status` (500)
+//   api.installCrd({group, versions, kind, plural, namespaced?})
+//                                   serve a custom resource from now on (all versions share one
+//                                   store, as conversion would); discovery (/apis, /apis/g/v) lists it
+//   api.addToken(token, user)       TokenReview answers for `token`: {username, uid?, groups?, extra?}
+//                                   (unknown tokens are not authenticated)
 //   api.requests                    log of {method, path, query, watch} for counting
 //   api.watchCount()                open watch connections
 //   api.stop()
@@ -39,6 +44,8 @@
 //          (maps merge like a merge patch; enough for metadata.labels/annotations),
 //          json-patch+json (add/replace/remove)
 //   DELETE .../pods/{name}
+//   GET/POST /api/v1/namespaces/{ns}/secrets[/{name}]
+//   POST   /apis/authentication.k8s.io/v1/tokenreviews   (tokens from addToken)
 // List/watch query: watch=1|true, resourceVersion, fieldSelector (metadata.name,
 // metadata.namespace, spec.nodeName; = == !=), labelSelector (k=v, k==v, k!=v, k, !k,
 // k in (a,b), k notin (a,b)), allowWatchBookmarks, timeoutSeconds.
@@ -60,6 +67,7 @@ export type KubeObject = {
 };
 
 interface ResourceType { kind: string; plural: string; apiVersion: string; namespaced: boolean }
+export interface CrdSpec { group: string; versions: string[]; kind: string; plural: string; namespaced?: boolean }
 
 const RESOURCES: ResourceType[] = [
   { kind: 'Pod', plural: 'pods', apiVersion: 'v1', namespaced: true },
@@ -67,8 +75,11 @@ const RESOURCES: ResourceType[] = [
   { kind: 'Service', plural: 'services', apiVersion: 'v1', namespaced: true },
   { kind: 'EndpointSlice', plural: 'endpointslices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   { kind: 'Event', plural: 'events', apiVersion: 'v1', namespaced: true },
+  { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true },
 ];
 const BY_KIND = new Map(RESOURCES.map((r) => [r.kind, r]));
+
+export interface TokenUser { username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }
 
 export interface RequestLogEntry { method: string; path: string; query: Record<string, string>; watch: boolean }
 
@@ -215,6 +226,9 @@ export class TestApiServer {
   private failNext = 0;
   private failStatus = 500;
   private readonly bookmarkIntervalMs: number;
+  private readonly tokens = new Map<string, TokenUser>();
+  /** "group/version" → custom resource types served under it. */
+  private readonly crds = new Map<string, ResourceType[]>();
 
   private constructor(private readonly server: Server, opts: TestApiServerOptions) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
@@ -329,6 +343,38 @@ export class TestApiServer {
 
   watchCount(): number { return this.watchers.size; }
 
+  addToken(token: string, user: TokenUser): void { this.tokens.set(token, user); }
+
+  installCrd(c: CrdSpec): void {
+    const type: ResourceType = { kind: c.kind, plural: c.plural, apiVersion: `${c.group}/${c.versions[0]}`, namespaced: c.namespaced ?? true };
+    BY_KIND.set(c.kind, type);
+    for (const v of c.versions) this.crds.set(`${c.group}/${v}`, [...(this.crds.get(`${c.group}/${v}`) ?? []).filter((t) => t.kind !== c.kind), type]);
+  }
+
+  /** Discovery for custom resources: /apis (groups) and /apis/{group}/{version} (resources). */
+  private discovery(pathname: string): object | undefined {
+    const parts = pathname.split('/').filter(Boolean);
+    if (parts[0] !== 'apis') return undefined;
+    if (parts.length === 1) {
+      const groups = new Map<string, string[]>();
+      for (const gv of this.crds.keys()) { const [g, v] = gv.split('/'); groups.set(g, [...(groups.get(g) ?? []), v]); }
+      return { kind: 'APIGroupList', apiVersion: 'v1', groups: [...groups].map(([name, vs]) => ({ name, versions: vs.map((version) => ({ groupVersion: `${name}/${version}`, version })), preferredVersion: { groupVersion: `${name}/${vs[0]}`, version: vs[0] } })) };
+    }
+    const types = parts.length === 3 ? this.crds.get(`${parts[1]}/${parts[2]}`) : undefined;
+    if (!types) return undefined;
+    return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: `${parts[1]}/${parts[2]}`, resources: types.map((t) => ({ name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] })) };
+  }
+
+  /** What kube-apiserver's TokenReview answers: authenticated + user, or not authenticated. */
+  private async tokenReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse(await this.readBody(req)) as { spec?: { token?: string; audiences?: string[] } };
+    const user = this.tokens.get(body.spec?.token ?? '');
+    const status = user
+      ? { authenticated: true, user: { username: user.username, uid: user.uid ?? randomUUID(), groups: user.groups ?? [], extra: user.extra ?? {} }, audiences: body.spec?.audiences }
+      : { authenticated: false, error: 'invalid bearer token' };
+    this.send(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: {}, spec: body.spec ?? {}, status });
+  }
+
   async stop(): Promise<void> {
     this.closeWatches();
     this.server.closeAllConnections();
@@ -391,6 +437,14 @@ export class TestApiServer {
     if (parts[0] === 'api' && parts[1] === 'v1') rest = parts.slice(2);
     else if (parts[0] === 'apis' && parts.length >= 3) {
       const group = `${parts[1]}/${parts[2]}`;
+      const custom = this.crds.get(group);
+      if (custom) {
+        rest = parts.slice(3);
+        let namespace: string | undefined;
+        if (rest[0] === 'namespaces' && rest.length >= 3) { namespace = rest[1]; rest = rest.slice(2); }
+        const type = custom.find((r) => r.plural === rest[0]);
+        return type && rest.length <= 2 ? { type, namespace, name: rest[1] } : undefined;
+      }
       if (group !== 'discovery.k8s.io/v1' && group !== 'events.k8s.io/v1') return undefined;
       rest = parts.slice(3);
     } else return undefined;
@@ -412,6 +466,9 @@ export class TestApiServer {
         this.failNext--;
         return this.send(res, this.failStatus, status(this.failStatus, 'InternalError', 'injected failure'));
       }
+      if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return await this.tokenReview(req, res);
+      const disc = req.method === 'GET' ? this.discovery(url.pathname) : undefined;
+      if (disc) return this.send(res, 200, disc);
       const r = this.route(url.pathname);
       if (!r) return this.send(res, 404, status(404, 'NotFound', `the server could not find the requested resource: ${url.pathname}`));
       const { type, namespace, name } = r;

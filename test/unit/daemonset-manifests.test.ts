@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { DaemonSet } from 'kubernetes-models/apps/v1';
-import { ConfigMap, Namespace, ServiceAccount } from 'kubernetes-models/v1';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
+import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { resolveAgentConfig } from '../../src/agent/config.js';
 import { parseListenAddress } from '../../src/agent/metrics.js';
-import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 
 const DIR = path.resolve(import.meta.dirname, '../../daemonset');
 
@@ -19,6 +19,10 @@ type Doc = { apiVersion: string; kind: string; metadata: { name: string }; [k: s
 
 const MODELS: Record<string, new (o: never) => { validate(): void }> = {
   'apps/v1/DaemonSet': DaemonSet as never,
+  'apps/v1/Deployment': Deployment as never,
+  'v1/Service': Service as never,
+  'rbac.authorization.k8s.io/v1/Role': Role as never,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding as never,
   'v1/Namespace': Namespace as never,
   'v1/ConfigMap': ConfigMap as never,
   'v1/ServiceAccount': ServiceAccount as never,
@@ -47,7 +51,8 @@ function load(dir = DIR): Doc[] {
 
 test('every manifest in the kustomize base validates against the Kubernetes schema', () => {
   const docs = load();
-  assert.deepEqual(docs.map((d) => d.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+  const kinds = new Set(docs.map((d) => d.kind));
+  for (const k of ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount', 'Deployment', 'Service', 'Role', 'RoleBinding']) assert.ok(kinds.has(k), k);
   for (const d of docs) assert.doesNotThrow(() => validate(d), `${d.kind}/${d.metadata.name}`);
 });
 
@@ -159,4 +164,26 @@ test('the Dockerfile builds from the repo with the project\'s build and ships th
   }
   assert.match(df, /WEIR_NATIVE_ADDON=/);
   assert.ok(JSON.parse(readFileSync(path.resolve(DIR, '../package.json'), 'utf8')).scripts.build);
+});
+
+test('the CA Deployment passes Pod Security restricted and its RBAC reads only its own Secrets', () => {
+  const docs = load() as any[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const dep = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'weir-ca');
+  const pod = dep.spec.template.spec;
+  const c = pod.containers[0];
+  assert.deepEqual(c.args, ['ca']);
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
+  assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+  assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+  assert.ok(!pod.hostNetwork && !(pod.volumes ?? []).some((v: { hostPath?: unknown }) => v.hostPath), 'no host access');
+  const role = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'weir-ca');
+  assert.equal(role.metadata.namespace, 'weir-system');
+  const getSecrets = role.rules.find((r: { verbs: string[] }) => r.verbs.includes('get'));
+  assert.deepEqual(getSecrets.resourceNames.sort(), ['cacerts', 'weir-ca-root']);
+  const cluster = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'weir-ca');
+  const granted = cluster.rules.flatMap((r: { apiGroups: string[]; resources: string[]; verbs: string[] }) => r.resources.flatMap((res) => r.verbs.map((v) => `${r.apiGroups[0] || 'core'}/${res}:${v}`))).sort();
+  assert.deepEqual(granted, ['authentication.k8s.io/tokenreviews:create', 'core/pods:get']);
+  const svc = docs.find((d) => d.kind === 'Service' && d.metadata.name === 'weir-ca');
+  assert.equal(svc.spec.ports[0].port, 15012);
 });

@@ -1,0 +1,161 @@
+// Remote clusters, configured as Istio users already do it: a Secret per
+// remote cluster in the agent's namespace, labelled `istio/multiCluster: "true"`
+// (what `istioctl create-remote-secret` writes) or `weir.io/remote-cluster: "true"`,
+// each data key a cluster name and its value a kubeconfig. Each cluster gets
+// its own informers (its API being slow or down never stalls the local
+// cluster or the other remotes); its Services and EndpointSlices merge into
+// the registry by namespace/name. A cluster whose informers lost their API
+// keeps its last data (served stale, flagged in status and a metric) until
+// its Secret goes; removing the Secret removes everything it contributed.
+// Kubeconfig contents are never logged.
+import { createHash } from 'node:crypto';
+import { CoreV1Api, KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import type { Logger } from '../common/log.js';
+import { ResilientInformer, type KubeListLike } from '../kube/informer.js';
+import { kubeRegistrySource, type RegistrySource } from './kube-source.js';
+import type { RegistryBuilder } from './registry-builder.js';
+import type { RegistryDelta } from './types.js';
+
+export const ISTIO_MULTICLUSTER_LABEL = 'istio/multiCluster';
+export const WEIR_REMOTE_LABEL = 'weir.io/remote-cluster';
+/** Cluster names become endpoint labels and metric labels: keep them tame. */
+const CLUSTER_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+type Apply = (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void;
+
+export interface RemoteClusterStatus {
+  cluster: string;
+  secret: string;
+  synced: boolean;
+  /** The cluster's watches have not heard from its API for staleAfterMs (or never did): data served may be old. */
+  stale: boolean;
+  lastError?: string;
+  lastEventAt?: string;
+}
+
+interface Remote { cluster: string; secret: string; digest: string; source: RegistrySource; synced: boolean; startedAt: number }
+
+export interface RemoteClustersOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  apply: Apply;
+  logger: Logger;
+  metrics?: MetricsRegistry;
+  /** A remote whose watches saw nothing for this long is stale. Default 120 s (bookmarks come about once a minute). */
+  staleAfterMs?: number;
+  watchdogMs?: number;
+  localClusterName?: string;
+}
+
+export class RemoteClusters {
+  private readonly remotes = new Map<string, Remote>();
+  private readonly secrets: ResilientInformer<V1Secret>[] = [];
+  private readonly staleGauge?: Gauge;
+
+  constructor(private readonly opts: RemoteClustersOptions) {
+    if (opts.metrics) {
+      this.staleGauge = new Gauge({
+        name: 'weir_controlplane_remote_cluster_stale', help: '1 when a remote cluster\'s data is being served without a live watch', labelNames: ['cluster'], registers: [opts.metrics],
+        collect: () => { for (const s of this.status()) this.staleGauge!.set({ cluster: s.cluster }, s.stale ? 1 : 0); },
+      });
+    }
+  }
+
+  async start(): Promise<void> {
+    const api = this.opts.kubeConfig.makeApiClient(CoreV1Api);
+    for (const label of [ISTIO_MULTICLUSTER_LABEL, WEIR_REMOTE_LABEL]) {
+      const labelSelector = `${label}=true`;
+      const inf = new ResilientInformer<V1Secret>({
+        kubeConfig: this.opts.kubeConfig, logger: this.opts.logger, name: `remote-secrets(${label})`,
+        path: `/api/v1/namespaces/${this.opts.namespace}/secrets`, labelSelector,
+        ...(this.opts.watchdogMs !== undefined ? { watchdogMs: this.opts.watchdogMs } : {}),
+        listFn: async () => (await api.listNamespacedSecret({ namespace: this.opts.namespace, labelSelector })) as unknown as KubeListLike<V1Secret>,
+      });
+      inf.on('add', (s) => this.onSecret(s));
+      inf.on('update', (s) => this.onSecret(s));
+      inf.on('delete', (s) => this.onSecretGone(s.metadata?.name ?? ''));
+      inf.on('error', () => undefined);
+      this.secrets.push(inf);
+    }
+    // The Secrets' first list decides which remotes exist; the remotes themselves sync in the background.
+    await Promise.all(this.secrets.map((i) => i.start()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.secrets.map((i) => i.stop()));
+    await Promise.all([...this.remotes.values()].map((r) => r.source.stop()));
+    this.remotes.clear();
+  }
+
+  status(): RemoteClusterStatus[] {
+    const now = Date.now();
+    const staleAfter = this.opts.staleAfterMs ?? 120_000;
+    return [...this.remotes.values()].sort((a, b) => a.cluster.localeCompare(b.cluster)).map((r) => {
+      const h = Object.values(r.source.health?.() ?? {});
+      const last = Math.min(...h.map((x) => x.lastEventAt || 0));
+      const synced = h.length > 0 && h.every((x) => x.synced);
+      const lastError = h.map((x) => x.lastError).find(Boolean);
+      const heardFrom = last > 0 ? last : r.startedAt;
+      return {
+        cluster: r.cluster, secret: r.secret, synced, lastError,
+        stale: !synced || now - heardFrom > staleAfter,
+        ...(last > 0 ? { lastEventAt: new Date(last).toISOString() } : {}),
+      };
+    });
+  }
+
+  private clustersOf(secretName: string): string[] {
+    return [...this.remotes.values()].filter((r) => r.secret === secretName).map((r) => r.cluster);
+  }
+
+  private onSecret(s: V1Secret): void {
+    const secret = s.metadata?.name ?? '';
+    const want = new Map<string, string>();
+    for (const [cluster, b64] of Object.entries(s.data ?? {})) {
+      if (!CLUSTER_NAME.test(cluster)) { this.opts.logger.warn({ secret, key: cluster }, 'remote cluster Secret: data key is not a valid cluster name; skipped'); continue; }
+      if (cluster === (this.opts.localClusterName ?? 'local')) { this.opts.logger.warn({ secret, cluster }, 'remote cluster Secret names the local cluster; skipped'); continue; }
+      want.set(cluster, Buffer.from(b64, 'base64').toString('utf8'));
+    }
+    for (const c of this.clustersOf(secret)) if (!want.has(c)) void this.removeCluster(c);
+    for (const [cluster, kubeconfig] of want) {
+      const digest = createHash('sha256').update(kubeconfig).digest('hex');
+      const have = this.remotes.get(cluster);
+      if (have && have.digest === digest) continue;
+      if (have && have.secret !== secret) { this.opts.logger.warn({ cluster, secret, owner: have.secret }, 'cluster already configured by another Secret; skipped'); continue; }
+      void this.addCluster(cluster, secret, digest, kubeconfig, !!have);
+    }
+  }
+
+  private onSecretGone(secret: string): void {
+    for (const c of this.clustersOf(secret)) void this.removeCluster(c);
+  }
+
+  private async addCluster(cluster: string, secret: string, digest: string, kubeconfig: string, replacing: boolean): Promise<void> {
+    const kc = new KubeConfig();
+    try {
+      kc.loadFromString(kubeconfig);
+      if (!kc.getCurrentCluster()) throw new Error('no current cluster');
+    } catch (e) {
+      // The message of a YAML error can quote the input: log only that it failed and where.
+      this.opts.logger.error({ cluster, secret, reason: e instanceof Error ? e.name : 'error' }, 'remote cluster kubeconfig cannot be loaded; cluster not added');
+      return;
+    }
+    // A rotated kubeconfig: the new watches relist and replace the old data; nothing is dropped in between.
+    if (replacing) await this.remotes.get(cluster)?.source.stop();
+    const source = kubeRegistrySource(kc, this.opts.apply, this.opts.logger.child({ cluster }), { cluster, ...(this.opts.watchdogMs !== undefined ? { watchdogMs: this.opts.watchdogMs } : {}) });
+    const remote: Remote = { cluster, secret, digest, source, synced: false, startedAt: Date.now() };
+    this.remotes.set(cluster, remote);
+    this.opts.logger.info({ cluster, secret, server: kc.getCurrentCluster()?.server }, 'remote cluster added');
+    source.start().then(() => { remote.synced = true; this.opts.logger.info({ cluster }, 'remote cluster synced'); }, () => undefined);
+  }
+
+  private async removeCluster(cluster: string): Promise<void> {
+    const r = this.remotes.get(cluster);
+    if (!r) return;
+    this.remotes.delete(cluster);
+    await r.source.stop();
+    this.opts.apply((b) => b.deleteCluster(cluster));
+    this.opts.logger.info({ cluster, secret: r.secret }, 'remote cluster removed');
+  }
+}

@@ -1,0 +1,87 @@
+// Two test API servers as two clusters: cluster B is added by a Secret in
+// cluster A (Istio's remote-secret format), its Services merge into the
+// registry, removing the Secret removes them within a second, and B's API
+// going away leaves A working while B's data is served stale and flagged.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry as MetricsRegistry } from 'prom-client';
+import { TestApiServer } from '../support/apiserver.js';
+import { loadKubeConfig } from '../../src/kube/informers.js';
+import { createLogger } from '../../src/common/log.js';
+import { RegistryBuilder } from '../../src/controlplane/registry-builder.js';
+import { kubeRegistrySource } from '../../src/controlplane/kube-source.js';
+import { RemoteClusters } from '../../src/controlplane/remote-clusters.js';
+import type { RegistryDelta } from '../../src/controlplane/types.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'weir-mc-'));
+const logger = createLogger({ name: 'mc', level: 'silent' });
+let a: TestApiServer;
+let b: TestApiServer;
+before(async () => { a = await TestApiServer.start({ bookmarkIntervalMs: 200 }); b = await TestApiServer.start({ bookmarkIntervalMs: 200 }); });
+after(async () => { await a.stop(); await b.stop().catch(() => undefined); rmSync(dir, { recursive: true, force: true }); });
+
+async function until(what: string, cond: () => boolean, ms = 3000): Promise<number> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Date.now() - t0;
+}
+const service = (ns: string, name: string, ip: string) => ({ kind: 'Service', metadata: { namespace: ns, name }, spec: { clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } });
+const slice = (ns: string, svc: string, name: string, ip: string) => ({ kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', metadata: { namespace: ns, name, labels: { 'kubernetes.io/service-name': svc } }, addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints: [{ addresses: [ip], conditions: { ready: true } }] });
+
+test('cluster B through a remote Secret: merged, removed within a second, served stale when its API is gone', async () => {
+  b.put(service('ns', 'b-only', '10.20.0.5'));
+  b.put(slice('ns', 'b-only', 'b-only-1', '10.2.0.7'));
+  b.put(service('ns', 'both', '10.20.0.6'));
+  b.put(slice('ns', 'both', 'both-b', '10.2.0.8'));
+  a.put(service('ns', 'both', '10.96.0.6'));
+  a.put(slice('ns', 'both', 'both-a', '10.1.0.8'));
+
+  const builder = new RegistryBuilder();
+  const apply = (change: (x: RegistryBuilder) => RegistryDelta | undefined): void => { change(builder); };
+  const kcA = loadKubeConfig(a.writeKubeconfig(join(dir, 'a')));
+  const local = kubeRegistrySource(kcA, apply, logger, { watchdogMs: 2000 });
+  const metrics = new MetricsRegistry();
+  const remotes = new RemoteClusters({ kubeConfig: kcA, namespace: 'weir-system', apply, logger, metrics, staleAfterMs: 700, watchdogMs: 1000 });
+  await local.start();
+  await remotes.start();
+  const svcs = () => builder.snapshot().services;
+  try {
+    assert.equal(svcs().get('ns/b-only'), undefined);
+    const kubeconfigB = readFileSync(b.writeKubeconfig(join(dir, 'b')), 'utf8');
+    a.put({ kind: 'Secret', metadata: { namespace: 'weir-system', name: 'istio-remote-secret-b', labels: { 'istio/multiCluster': 'true' } }, data: { 'cluster-b': Buffer.from(kubeconfigB).toString('base64') } });
+    const tAdd = await until('b-only from cluster B', () => svcs().get('ns/b-only')?.endpoints.length === 1);
+    assert.deepEqual(svcs().get('ns/b-only')!.clusterIPs, ['10.20.0.5']);
+    assert.deepEqual(svcs().get('ns/b-only')!.endpoints[0].cluster, 'cluster-b');
+    await until('both clusters\' endpoints', () => svcs().get('ns/both')?.endpoints.length === 2);
+    assert.deepEqual(svcs().get('ns/both')!.clusterIPs, ['10.96.0.6'], 'the local ClusterIP wins');
+    await until('synced', () => remotes.status()[0]?.synced === true);
+    assert.equal(remotes.status()[0].stale, false);
+
+    // Removing the Secret removes B's names and endpoints within a second.
+    a.remove('Secret', 'weir-system', 'istio-remote-secret-b');
+    const tRemove = await until('B gone', () => !svcs().has('ns/b-only') && svcs().get('ns/both')?.endpoints.length === 1, 1000);
+    assert.deepEqual(remotes.status(), []);
+    process.stdout.write(`# remote cluster added in ${tAdd} ms, removed in ${tRemove} ms\n`);
+
+    // Back again; then B's API server dies: A keeps working, B's data stays and is flagged stale.
+    a.put({ kind: 'Secret', metadata: { namespace: 'weir-system', name: 'weir-remote-b', labels: { 'weir.io/remote-cluster': 'true' } }, data: { 'cluster-b': Buffer.from(kubeconfigB).toString('base64') } });
+    await until('b-only again', () => svcs().has('ns/b-only'));
+    await b.stop();
+    a.put(service('ns', 'a-new', '10.96.0.9'));
+    await until('A keeps flowing while B is down', () => svcs().has('ns/a-new'));
+    await until('B flagged stale', () => remotes.status()[0]?.stale === true, 5000);
+    assert.ok(svcs().has('ns/b-only'), 'B\'s last data is still served');
+    assert.match(await metrics.metrics(), /weir_controlplane_remote_cluster_stale\{cluster="cluster-b"\} 1/);
+    // Nothing of the kubeconfig (its token) ever shows in status.
+    assert.doesNotMatch(JSON.stringify(remotes.status()), /test-token/);
+  } finally {
+    await remotes.stop();
+    await local.stop();
+  }
+});
