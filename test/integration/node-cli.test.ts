@@ -57,7 +57,7 @@ function slice(name: string, ips: { ip: string; pod: string }[]): KubeObject {
   };
 }
 
-describe('node CLI against a real agent and proxy', { timeout: 120_000, skip: skipUnlessRoot() }, () => {
+describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: skipUnlessRoot() }, () => {
   let api: TestApiServer;
   let dir: string;
   let agent: Agent | undefined;
@@ -245,10 +245,13 @@ describe('node CLI against a real agent and proxy', { timeout: 120_000, skip: sk
     try {
       let out = '';
       follow.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-      await new Promise((res) => setTimeout(res, 1500)); // start-up, then the first poll
+      // Lines written after the follower started must appear (its start-up time varies with load: keep writing).
       const marker = `follow-marker-${randomUUID()}`;
-      agent!.logger.info({ marker }, 'a line for weir logs -f');
-      await until('the followed line', () => out.includes(marker), 10_000);
+      let n = 0;
+      await until('the followed line', () => {
+        agent!.logger.info({ marker, n: n++ }, 'a line for weir logs -f');
+        return out.includes(marker);
+      }, 60_000);
       const line = out.split('\n').find((l) => l.includes(marker))!;
       assert.equal((JSON.parse(line) as { marker: string }).marker, marker);
     } finally {
