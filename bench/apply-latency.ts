@@ -15,11 +15,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { nftRun } from '../src/netns/native.js';
+import { nftRun } from '../src/native/addon.js';
 import { NftablesBackend, WEIR_NFT_RENDERER, type NftRenderer } from '../src/netns/nft-backend.js';
 import { buildPlan } from '../src/redirect/plan.js';
 import type { RedirectPlan } from '../src/redirect/types.js';
 import { benchNftRenderer, benchPlan, iptablesRulesets } from './apply-rulesets.js';
+import { sandboxAt } from '../src/netns/backend-types.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const N = Number(process.env.WEIR_BENCH_N ?? 200);
@@ -68,7 +69,7 @@ let weirBackend: NftablesBackend | undefined;
 const backends: Backend[] = [
   {
     name: 'weir NftablesBackend.apply (in-process)',
-    async apply(ns, r) { await (weirBackend ??= new NftablesBackend(r.nft)).apply(`/run/netns/${ns}`, r.plan); },
+    async apply(ns, r) { await (weirBackend ??= new NftablesBackend(r.nft)).apply(sandboxAt(`/run/netns/${ns}`), r.plan); },
   },
   { name: 'nft in-process, replace script', async apply(ns, r) { await nftRun(`/run/netns/${ns}`, r.nft.render(r.plan)); } },
   {

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { startSplicePump } from '../src/netns/splice-pump.js';
+import { startSplicePump } from '../src/native/splice-pump.js';
 import { BULK_STREAM_ENDPOINTS } from '../test/support/bulk-stream-endpoints.js';
 
 const args = process.argv.slice(2);

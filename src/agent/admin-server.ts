@@ -15,7 +15,10 @@
 import { createServer, type Server } from 'node:http';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Agent } from './agent.js';
+import type { AgentConfig } from './config.js';
+import type { ReadinessGate } from './metrics.js';
+import type { RepairLoop } from './repair.js';
+import type { SandboxStore } from './sandbox-store.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import type { Pod, Namespace } from '../kube/pod-types.js';
@@ -26,10 +29,22 @@ import { podView, type PodView } from './pod-view.js';
 import type { PodErrors } from './pod-errors.js';
 import { proxyAdminRequest, ProxyUnreachable, relayAllowed } from './proxy-admin-relay.js';
 import { describePod, type ControlPlaneFacts, type ProxyFacts } from './describe.js';
+import { sandboxAt } from '../netns/backend-types.js';
+
+/**
+ * What the admin API reads of the agent. Not the whole Agent: agent.ts
+ * starts this server, so naming its type here would close an import circle.
+ */
+export interface AdminAgentView {
+  config: Pick<AgentConfig, 'nodeName' | 'repairMode' | 'hostProc'>;
+  readiness: Pick<ReadinessGate, 'evaluate'>;
+  store: Pick<SandboxStore, 'list'>;
+  repair: Pick<RepairLoop, 'lastRun' | 'checkPod' | 'repairPod' | 'netnsOf' | 'lastCheckOf'>;
+}
 
 export interface AdminServerOptions {
   socketPath: string;
-  agent: Agent;
+  agent: AdminAgentView;
   backend: CaptureBackend;
   planner: (pod: Pod) => RedirectPlan;
   settings: CaptureSettings;
@@ -124,7 +139,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
         findPod(ns, name);
         const c = await agent.repair.checkPod(ns, name);
         if (!c.netns) throw new HttpError(404, `no netns found for pod ${ns}/${name} (${c.result})`);
-        const state = await o.backend.read(c.netns);
+        const state = await o.backend.read(sandboxAt(c.netns));
         return { namespace: ns, name, netns: c.netns, via: c.via, ...state };
       }
       if (what === 'check' && method === 'POST') { findPod(ns, name); return agent.repair.checkPod(ns, name); }

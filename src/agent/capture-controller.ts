@@ -4,7 +4,7 @@
 // visible), the answer is "try again later" (CNI code 11), never "go ahead
 // uncaptured". Nothing is half-programmed: a bad annotation is rejected
 // before any rule is written, and a failed apply is rolled back.
-import { createHash } from 'node:crypto';
+import { planHash } from '../redirect/plan.js';
 import type { CaptureEvent, PodResolver, SandboxRecord } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
@@ -16,6 +16,7 @@ import type { CniAddResponse, CniCheckResponse, CniDelRequest, CniPodRequest } f
 import { CniCode, CniError } from '../cni/spec.js';
 import { FieldError } from '../common/errors.js';
 import type { SandboxStore, StoredSandbox } from './sandbox-store.js';
+import { sandboxAt } from '../netns/backend-types.js';
 
 export interface ControllerLogger {
   debug(obj: object, msg: string): void;
@@ -35,10 +36,6 @@ export interface CaptureControllerOptions {
   resolveTimeoutMs?: number;
   onEvent?: (e: CaptureEvent) => void;
   logger?: ControllerLogger;
-}
-
-export function planHash(plan: RedirectPlan): string {
-  return createHash('sha256').update(JSON.stringify(plan)).digest('hex').slice(0, 16);
 }
 
 const NOOP_LOGGER: ControllerLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -138,10 +135,10 @@ export class CaptureController {
         throw e;
       }
       try {
-        await this.opts.backend.apply(req.netns, plan);
+        await this.opts.backend.apply({ netnsPath: req.netns, podIPs: req.ips }, plan);
       } catch (e) {
         // Roll back whatever part of the apply may have landed.
-        await this.opts.backend.remove(req.netns).catch(() => undefined);
+        await this.opts.backend.remove(sandboxAt(req.netns)).catch(() => undefined);
         throw new CniError(CniCode.tryAgainLater, `programming capture in ${req.netns} failed: ${(e as Error).message}`);
       }
     } catch (e) {
@@ -164,7 +161,7 @@ export class CaptureController {
       if (!rec) throw new CniError(CniCode.containerUnknown, `container ${req.containerId} was never added through weir (no record)`);
       if (!rec.captured) return { ok: true, captured: false };
       if (!rec.plan) throw new CniError(CniCode.captureDrift, `container ${req.containerId}: record has no plan to verify against`);
-      const result = await this.opts.backend.verify(req.netns || rec.netns, rec.plan);
+      const result = await this.opts.backend.verify(sandboxAt(req.netns || rec.netns), rec.plan);
       if (!result.ok) {
         this.emit({ kind: 'drift', containerId: rec.containerId, podNamespace: rec.podNamespace, podName: rec.podName, podUid: rec.podUid, backend: rec.backend, error: result.differences.join('; ') });
         throw new CniError(CniCode.captureDrift, `traffic capture rules in ${req.netns || rec.netns} differ from what weir programmed`, result.differences.join('\n'));
@@ -182,7 +179,7 @@ export class CaptureController {
       // programmed something, so remove unconditionally; remove() is idempotent.
       if (netns && (rec === undefined || rec.captured)) {
         try {
-          await this.opts.backend.remove(netns);
+          await this.opts.backend.remove(sandboxAt(netns));
         } catch (e) {
           // A netns that is gone takes its rules with it.
           this.opts.logger.debug({ containerId: req.containerId, netns, err: (e as Error).message }, 'remove on DEL failed (netns gone?)');
@@ -215,10 +212,10 @@ export class CaptureController {
       const decision = decideCapture(target.pod, this.opts.settings);
       if (!decision.capture) return 'skipped';
       const plan = this.opts.planner(target.pod);
-      const verdict = await this.opts.backend.verify(target.netns, plan);
+      const verdict = await this.opts.backend.verify(sandboxAt(target.netns), plan);
       if (verdict.ok) return 'ok';
       const started = Date.now();
-      await this.opts.backend.apply(target.netns, plan);
+      await this.opts.backend.apply(sandboxAt(target.netns), plan);
       const { pod: _pod, ...record } = target;
       await this.opts.store.put({ ...record, captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: planHash(plan), plan, updatedAt: Date.now() });
       this.emit({ kind: 'repaired', containerId: target.containerId, podNamespace: target.podNamespace, podName: target.podName, podUid: target.podUid, backend: this.opts.backend.name, durationMs: Date.now() - started });

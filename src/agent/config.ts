@@ -1,9 +1,11 @@
 // The agent's configuration from flags and environment, validated in one
 // place: every bad value is an error naming the flag and its env variable.
-import type { BackendName } from '../redirect/types.js';
+import type { BackendName } from '../netns/backend-types.js';
 import { BACKEND_NAMES } from '../netns/backends.js';
 import { REPAIR_MODES, type RepairMode } from './repair.js';
 import { parseListenAddress } from './metrics.js';
+import { FieldError } from '../common/errors.js';
+import { parseDuration } from '../common/duration.js';
 
 export interface AgentConfig {
   nodeName: string;
@@ -62,13 +64,14 @@ export class ConfigError extends Error {
   }
 }
 
-/** "30s", "2m", "500ms", "1h" or plain seconds → ms. */
-export function parseDuration(value: string, key: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new ConfigError(key, 'must be a duration like 30s, 2m, 500ms', value);
-  const n = Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'] ?? 1000);
-  if (n <= 0) throw new ConfigError(key, 'must be positive', value);
-  return n;
+/** A duration setting (src/common/duration.ts: a unit is required), its error naming the flag and env variable. */
+function durationSetting(key: string, value: string): number {
+  try {
+    return parseDuration(key, value);
+  } catch (e) {
+    if (e instanceof FieldError) throw new ConfigError(key, e.reason, value);
+    throw e;
+  }
 }
 
 function parseBool(value: string | boolean, key: string): boolean {
@@ -100,7 +103,7 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
   if (!(BACKEND_NAMES as readonly string[]).includes(backend)) throw new ConfigError('backend', `must be one of ${BACKEND_NAMES.join(', ')}`, backend);
   const repairMode = str('repairMode', 'repair')!;
   if (!(REPAIR_MODES as readonly string[]).includes(repairMode)) throw new ConfigError('repairMode', `must be one of ${REPAIR_MODES.join(', ')}`, repairMode);
-  const repairIntervalMs = parseDuration(str('repairInterval', '60s')!, 'repairInterval');
+  const repairIntervalMs = durationSetting('repairInterval', str('repairInterval', '60s')!);
   const metricsAddr = str('metricsAddr', '0.0.0.0:15014')!;
   try { parseListenAddress(metricsAddr, 'metrics-addr'); } catch { throw new ConfigError('metricsAddr', 'must be host:port', metricsAddr); }
   const excludeRaw = str('excludeNamespaces', 'kube-system')!;

@@ -7,7 +7,7 @@ import type { Pod } from '../kube/pod-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { decideCapture, type CaptureSettings } from '../kube/capture-decision.js';
 import { FieldError } from '../common/errors.js';
-import { planHash } from './capture-controller.js';
+import { planHash } from '../redirect/plan.js';
 import type { StoredSandbox } from './sandbox-store.js';
 import type { PodRepairOutcome } from './repair.js';
 import type { PodError } from './pod-errors.js';

@@ -5,7 +5,7 @@
 // really holds, from the node, without the proxy listening anywhere else.
 import { request } from 'node:http';
 import net from 'node:net';
-import { socketInNetns } from '../netns/native.js';
+import { socketInNetns } from '../native/addon.js';
 
 export const PROXY_ADMIN_PORT = 15000;
 

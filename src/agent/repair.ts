@@ -14,6 +14,7 @@ import type { CaptureEvent } from './contracts.js';
 import type { SandboxStore, StoredSandbox } from './sandbox-store.js';
 import type { Logger } from '../common/log.js';
 import { netnsInode, scanPodNetns, type PodNetns } from './netns-scan.js';
+import { sandboxAt } from '../netns/backend-types.js';
 
 export type RepairMode = 'repair' | 'delete' | 'label';
 export const REPAIR_MODES: readonly RepairMode[] = ['repair', 'delete', 'label'];
@@ -144,7 +145,7 @@ export class RepairLoop {
     const at = Date.now();
     let out: PodRepairOutcome & { capture: boolean; reason: string };
     try {
-      const v = await this.deps.backend.verify(where.netns, this.deps.planner(pod));
+      const v = await this.deps.backend.verify(sandboxAt(where.netns), this.deps.planner(pod));
       out = { ...base, result: v.ok ? 'ok' : 'failed', via: where.via, netns: where.netns, differences: v.differences };
     } catch (e) {
       out = { ...base, result: 'failed', via: where.via, netns: where.netns, error: (e as Error).message };
@@ -202,7 +203,7 @@ export class RepairLoop {
     const base = { ...who, via: where.via, netns: where.netns };
     try {
       const plan = this.deps.planner(pod);
-      const verdict = await this.deps.backend.verify(where.netns, plan);
+      const verdict = await this.deps.backend.verify(sandboxAt(where.netns), plan);
       if (verdict.ok) return finish({ ...base, result: 'ok' });
       this.deps.logger.warn({ pod: `${namespace}/${name}`, netns: where.netns, via: where.via, differences: verdict.differences, mode: this.deps.mode, why }, 'capture rules missing or drifted');
       this.deps.onEvent?.({ kind: 'drift', podNamespace: namespace, podName: name, podUid: pod.metadata.uid, backend: this.deps.backend.name, error: verdict.differences.slice(0, 5).join('; ') });
@@ -211,7 +212,7 @@ export class RepairLoop {
           if (where.record && this.deps.ensure) {
             await this.deps.ensure({ ...where.record, pod });
           } else {
-            await this.deps.backend.apply(where.netns, plan);
+            await this.deps.backend.apply(sandboxAt(where.netns), plan);
             this.deps.onEvent?.({ kind: 'repaired', podNamespace: namespace, podName: name, podUid: pod.metadata.uid, backend: this.deps.backend.name, durationMs: Date.now() - started });
           }
           return finish({ ...base, result: 'repaired', differences: verdict.differences });

@@ -5,8 +5,9 @@
 import type { Command } from 'commander';
 import { FieldError } from '../common/errors.js';
 
-export const EXIT = { ok: 0, failure: 1, usage: 2, drift: 3, unreachable: 4 } as const;
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+import { EXIT, type ExitCode } from '../common/exit-codes.js';
+
+export { EXIT, type ExitCode };
 
 export const EXIT_CODE_TABLE: readonly [ExitCode, string][] = [
   [EXIT.ok, 'ok'],

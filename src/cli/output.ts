@@ -32,11 +32,5 @@ export function printObject(format: string | undefined, data: unknown, human?: (
   else process.stdout.write(human ? human() : stringify(data));
 }
 
-/**
- * An option whose default is applied later (by the command's config
- * resolver, after the environment), shown in --help all the same: commander
- * prints "default:" only for defaults it applies itself.
- */
-export function optionWithDefault(flags: string, description: string, shownDefault: string): Option {
-  return new Option(flags, `${description} (default: ${shownDefault})`);
-}
+
+export { optionWithDefault } from '../common/cli-option.js';

@@ -10,7 +10,7 @@ import { registerProxyConfigCommand } from './commands/proxy-config.js';
 import { registerPrecheckCommand } from './commands/precheck.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerAgentCommand } from './commands/agent.js';
-import { registerProxyCommand } from './commands/proxy.js';
+import { registerProxyCommand } from '../proxy/command.js';
 import { registerCaCommand } from './commands/ca.js';
 import { registerAnalyzeCommand } from './commands/analyze.js';
 import { EXIT_CODE_TABLE, usageErrorsExit2 } from './exit.js';

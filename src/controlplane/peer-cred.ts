@@ -5,14 +5,7 @@
 import { execFile } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { nativeAvailable, peerCred as nativePeerCred } from '../netns/native.js';
-
-/** The fd behind a net.Socket (libuv exposes it on the handle). */
-export function socketFd(sock: Socket): number {
-  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no file descriptor');
-  return fd;
-}
+import { nativeAvailable, peerCred as nativePeerCred, socketFd } from '../native/addon.js';
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -2,9 +2,9 @@
 // prefix; the istio_agent_dns_* counters keep existing Istio dashboards
 // working unchanged.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { LATENCY_BUCKETS, OUTCOMES, type SharedQueryStats } from './shared-stats.js';
+import { LATENCY_BUCKETS, OUTCOMES, type Outcome, type SharedQueryStats } from './shared-stats.js';
 
-export type Outcome = 'local' | 'forwarded' | 'cached' | 'failed' | 'malformed';
+export type { Outcome };
 
 export interface DnsMetrics {
   query(qtype: string, outcome: Outcome, seconds: number): void;

@@ -6,8 +6,10 @@
 // a value one query old. The layout is described to the addon by
 // nativeStatsLayout(), so the two sides cannot drift apart.
 import { QTYPE_LABELS, TYPE_NAMES } from './wire.js';
-import type { Outcome } from './metrics.js';
-import type { DnsFastLayout } from '../netns/native.js';
+import type { DnsFastLayout } from '../native/addon.js';
+
+/** How a query ended (the `outcome` label of the DNS metrics). */
+export type Outcome = 'local' | 'forwarded' | 'cached' | 'failed' | 'malformed';
 
 export const OUTCOMES: readonly Outcome[] = ['local', 'forwarded', 'cached', 'failed', 'malformed'];
 

@@ -4,18 +4,18 @@
 // and address when N > 1; the kernel spreads clients by 4-tuple hash), read
 // queries in batches and answer those whose exact answer they were taught,
 // without entering JavaScript. Everything else (the first query for a name,
-// anything forwarded, anything odd) comes here as a miss; the DnsServer
-// answers it with its full logic, sends the answer through the addon, and
-// teaches the addon the answer (put) when it may be repeated: local answers
-// without a shuffle, and cacheable upstream answers for what is left of
-// their cache lifetime. The addon ages cached TTLs itself.
+// anything forwarded, anything odd) comes here as a miss; the resolver
+// (resolver.ts) answers it with its full logic, the answer goes back through
+// the addon, and fast-teacher.ts teaches the addon the answer (put) when it
+// may be repeated: local answers without a shuffle, and cacheable upstream
+// answers for what is left of their cache lifetime. The addon ages cached TTLs itself.
 //
 // Why: Node's dgram path costs a libuv wakeup, a Buffer, an rinfo object and
 // a sendto per datagram; measured, that (not weir's code) capped the DNS
 // proxy below dnsmasq. Batched syscalls and no JS on a hit remove it.
 import { closeSync } from 'node:fs';
 import net from 'node:net';
-import { createDnsFast, dnsFastAvailable, dnsLocalAddress, socketInNetns, type DnsFastHandle } from '../netns/native.js';
+import { createDnsFast, dnsFastAvailable, dnsLocalAddress, socketInNetns, type DnsFastHandle } from '../native/addon.js';
 import { nativeStatsLayout, SharedQueryStats } from './shared-stats.js';
 
 export { dnsFastAvailable as udpFastPathAvailable };

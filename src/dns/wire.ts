@@ -379,7 +379,7 @@ export function summarizeResponse(buf: Buffer): ResponseSummary {
   const ttlOffsets: number[] = [];
   let minAnswerTtl: number | undefined;
   let negativeTtl: number | undefined;
-  off = walkRecords(buf, off, an, (type, ttlOff) => {
+  off = walkRecords(buf, off, an, (_type, ttlOff) => {
     const ttl = buf.readUInt32BE(ttlOff);
     ttlOffsets.push(ttlOff);
     minAnswerTtl = minAnswerTtl === undefined ? ttl : Math.min(minAnswerTtl, ttl);

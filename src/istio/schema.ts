@@ -3,6 +3,8 @@
 // with the exact field path (`spec.http[0].route[1].weight`). Fields weir
 // does not implement are recorded as "unsupported" instead of being
 // silently dropped, so `weir analyze` and the proxy's config_dump can say so.
+import { FieldError } from '../common/errors.js';
+import { parseDuration } from '../common/duration.js';
 
 export type Severity = 'error' | 'unsupported' | 'warning';
 
@@ -82,13 +84,15 @@ export class Reader {
     return v;
   }
 
-  /** Protobuf Duration as Istio's YAML writes it: "1.5s", "250ms", "1m", "1h". → milliseconds */
+  /** Protobuf Duration as Istio's YAML writes it ("1.5s", "250ms", "1m", "1h"): weir's one duration syntax. → milliseconds */
   duration(field: string, v: unknown): number | undefined {
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'string') return this.error(field, 'must be a duration string like "5s" or "250ms"');
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v.trim());
-    if (!m) return this.error(field, `must be a duration like "5s" or "250ms" (got ${JSON.stringify(v)})`);
-    return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
+    try {
+      return parseDuration(field, v, 365 * 86_400_000);
+    } catch (e) {
+      return this.error(field, e instanceof FieldError ? `${e.reason}${e.token !== undefined ? ` (got ${JSON.stringify(e.token)})` : ''}` : String(e));
+    }
   }
 
   /** Istio's Percent {value: 0..100} (double). */

@@ -1,6 +1,7 @@
 // Which pods weir captures in sidecar mode, and why not. Pure: the agent, the
 // repair loop and the CLI all ask the same question and must get one answer.
-import type { Pod, Namespace, Container } from './pod-types.js';
+import type { Pod, Container } from './pod-types.js';
+import { DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer } from './proxy-container.js';
 
 export interface CaptureSettings {
   /** Namespaces never captured (the CNI conf's excludeNamespaces plus the agent's). */
@@ -13,7 +14,7 @@ export interface CaptureSettings {
 
 export const DEFAULT_CAPTURE_SETTINGS: CaptureSettings = {
   excludeNamespaces: ['kube-system'],
-  proxyContainerNames: ['weir-proxy', 'istio-proxy'],
+  proxyContainerNames: [...DEFAULT_PROXY_CONTAINER_NAMES],
   agentAppLabel: 'weir-agent',
 };
 
@@ -25,13 +26,6 @@ export interface CaptureDecision {
   proxy?: Container;
 }
 
-/** The proxy container: a regular container or a native sidecar (init container with restartPolicy Always). */
-export function findProxyContainer(pod: Pod, names: string[]): Container | undefined {
-  const regular = pod.spec?.containers?.find((c) => names.includes(c.name));
-  if (regular) return regular;
-  return pod.spec?.initContainers?.find((c) => names.includes(c.name) && c.restartPolicy === 'Always');
-}
-
 function injectionOff(pod: Pod): boolean {
   // The label wins over the annotation, as in Istio.
   const label = pod.metadata.labels?.['sidecar.istio.io/inject'];
@@ -39,7 +33,7 @@ function injectionOff(pod: Pod): boolean {
   return pod.metadata.annotations?.['sidecar.istio.io/inject']?.toLowerCase() === 'false';
 }
 
-export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS, _ns?: Namespace): CaptureDecision {
+export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPTURE_SETTINGS): CaptureDecision {
   const namespace = pod.metadata.namespace ?? 'default';
   if (settings.excludeNamespaces.includes(namespace)) return { capture: false, reason: 'excluded-namespace' };
   if (pod.spec?.hostNetwork) return { capture: false, reason: 'host-network' };
@@ -47,7 +41,7 @@ export function decideCapture(pod: Pod, settings: CaptureSettings = DEFAULT_CAPT
     return { capture: false, reason: 'agent-pod' };
   }
   if (injectionOff(pod)) return { capture: false, reason: 'opted-out' };
-  const proxy = findProxyContainer(pod, settings.proxyContainerNames);
+  const proxy = findProxyContainer(pod, settings.proxyContainerNames)?.container;
   if (!proxy) return { capture: false, reason: 'no-proxy' };
   return { capture: true, reason: 'captured', proxy };
 }

@@ -1,6 +1,5 @@
 // The one place a backend name becomes a backend.
-import type { CaptureBackend } from './backend-types.js';
-import type { BackendName } from '../redirect/types.js';
+import type { BackendName, CaptureBackend } from './backend-types.js';
 import { IptablesBackend } from './iptables-backend.js';
 import type { IptablesMode } from './iptables-detect.js';
 import { NftablesBackend } from './nft-backend.js';

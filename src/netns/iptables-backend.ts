@@ -14,9 +14,9 @@
 // has its own tables, so each gets its own XTABLES_LOCKFILE.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
-import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
+import type { CaptureBackend, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
 import type { IptablesMode } from './iptables-detect.js';
-import { nativeAvailable, nftRun } from './native.js';
+import { nativeAvailable, nftRun } from '../native/addon.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { formatRestore, IPTABLES_CHAIN_PREFIX, IPTABLES_TABLES, renderIptablesRules, type IptablesTable } from '../redirect/render-iptables.js';
 import { planHash } from '../redirect/plan.js';
@@ -213,7 +213,8 @@ export class IptablesBackend implements CaptureBackend {
     }
   }
 
-  async apply(netns: NetnsPath, plan: RedirectPlan): Promise<void> {
+  async apply(target: SandboxTarget, plan: RedirectPlan): Promise<void> {
+    const netns = target.netnsPath;
     const rendered = FAMILIES.map((f) => renderIptablesRules(plan, f));
     await this.serial(netns, async () => {
       const empty = await this.knownEmpty(netns);
@@ -225,7 +226,8 @@ export class IptablesBackend implements CaptureBackend {
     });
   }
 
-  async read(netns: NetnsPath): Promise<ProgrammedState> {
+  async read(target: SandboxTarget): Promise<ProgrammedState> {
+    const netns = target.netnsPath;
     const lines: string[] = [];
     let hash: string | undefined;
     for (const f of FAMILIES) {
@@ -257,14 +259,15 @@ export class IptablesBackend implements CaptureBackend {
     return p;
   }
 
-  async verify(netns: NetnsPath, plan: RedirectPlan): Promise<VerifyResult> {
-    const [expected, state] = await Promise.all([this.expected(plan), this.read(netns)]);
+  async verify(target: SandboxTarget, plan: RedirectPlan): Promise<VerifyResult> {
+    const [expected, state] = await Promise.all([this.expected(plan), this.read(target)]);
     const actual = state.listing === '' ? [] : state.listing.split('\n');
     const differences = diffListings(expected, actual);
     return { ok: differences.length === 0, differences };
   }
 
-  async remove(netns: NetnsPath): Promise<void> {
+  async remove(target: SandboxTarget): Promise<void> {
+    const netns = target.netnsPath;
     if (!existsSync(netns)) return;
     await this.serial(netns, async () => {
       for (const f of FAMILIES) {

@@ -2,9 +2,9 @@
 // libnftables (native addon), one transaction per apply; reads back and
 // verifies against the kernel's own listing.
 import { createHash } from 'node:crypto';
-import type { CaptureBackend, NetnsPath, ProgrammedState, VerifyResult } from './backend-types.js';
+import type { CaptureBackend, NetnsPath, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
 import type { RedirectPlan } from '../redirect/types.js';
-import { nftCanonical, nftRun, type NativeError } from './native.js';
+import { nftCanonical, nftRun, type NativeError } from '../native/addon.js';
 import { diffTables, parseNftListing, planHashOf, tableLevelStatements, type NftTable } from './nft-listing.js';
 import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
 
@@ -62,7 +62,8 @@ export class NftablesBackend implements CaptureBackend {
     this.renderer = renderer;
   }
 
-  async apply(netns: NetnsPath, plan: RedirectPlan): Promise<void> {
+  async apply(target: SandboxTarget, plan: RedirectPlan): Promise<void> {
+    const netns = target.netnsPath;
     try {
       if (await this.applyFresh(netns, plan)) return;
       await nftRun(netns, this.renderer.render(plan));
@@ -105,7 +106,8 @@ export class NftablesBackend implements CaptureBackend {
     }
   }
 
-  async read(netns: NetnsPath): Promise<ProgrammedState> {
+  async read(target: SandboxTarget): Promise<ProgrammedState> {
+    const netns = target.netnsPath;
     const tables = await this.readTables(netns);
     const state: ProgrammedState = {
       backend: 'nftables',
@@ -117,13 +119,15 @@ export class NftablesBackend implements CaptureBackend {
     return state;
   }
 
-  async verify(netns: NetnsPath, plan: RedirectPlan): Promise<VerifyResult> {
+  async verify(target: SandboxTarget, plan: RedirectPlan): Promise<VerifyResult> {
+    const netns = target.netnsPath;
     const [expected, actual] = await Promise.all([this.expectedTables(plan), this.readTables(netns)]);
     const differences = diffTables(expected, actual);
     return { ok: differences.length === 0, differences };
   }
 
-  async remove(netns: NetnsPath): Promise<void> {
+  async remove(target: SandboxTarget): Promise<void> {
+    const netns = target.netnsPath;
     // "add" then "delete" in one batch: deleting works whether or not the
     // table exists, and nothing outside weir's tables is touched.
     const script = this.renderer.tables.map((t) => `add table ${FAMILY} ${t}\ndelete table ${FAMILY} ${t}\n`).join('');

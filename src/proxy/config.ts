@@ -1,6 +1,7 @@
 // weir proxy settings: defaults, then environment, then flags. Every bad
 // value is an error that names the flag (or variable) to fix.
 import { FieldError } from '../common/errors.js';
+import { parseDuration } from '../common/duration.js';
 
 export interface ProxyConfig {
   controlPlaneSocket: string;
@@ -98,14 +99,9 @@ function positiveInt(flag: string, v: string | undefined, dflt: number, max = 10
   return Number(v);
 }
 
-/** Durations: "250ms", "10s", "5m", "1h", or bare milliseconds. */
-export function parseDuration(flag: string, v: string | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) throw new FieldError(flag, 'must be a duration like 500ms, 10s, 5m, 1h', v);
-  const n = Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 'ms') as 'ms'];
-  if (!(n >= 1) || n > 7 * 86_400_000) throw new FieldError(flag, 'must be between 1ms and 7 days', v);
-  return Math.round(n);
+/** A duration flag (src/common/duration.ts: a unit is required), or its default when absent. */
+function duration(flag: string, v: string | undefined, dflt: number): number {
+  return v === undefined ? dflt : parseDuration(flag, v);
 }
 
 /**
@@ -152,11 +148,11 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     readyPort: port('--ready-port', raw.readyPort, DEFAULTS.readyPort),
     prometheusPort: port('--prometheus-port', raw.prometheusPort, DEFAULTS.prometheusPort),
     maxConnections: positiveInt('--max-connections', raw.maxConnections, DEFAULTS.maxConnections, 1_000_000),
-    idleTimeoutMs: parseDuration('--idle-timeout', raw.idleTimeout, DEFAULTS.idleTimeoutMs),
-    connectTimeoutMs: parseDuration('--connect-timeout', raw.connectTimeout, DEFAULTS.connectTimeoutMs),
+    idleTimeoutMs: duration('--idle-timeout', raw.idleTimeout, DEFAULTS.idleTimeoutMs),
+    connectTimeoutMs: duration('--connect-timeout', raw.connectTimeout, DEFAULTS.connectTimeoutMs),
     connectAttempts: positiveInt('--connect-attempts', raw.connectAttempts, DEFAULTS.connectAttempts, 10),
-    readyWithoutAgentMs: parseDuration('--ready-without-agent', raw.readyWithoutAgent, DEFAULTS.readyWithoutAgentMs),
-    drainTimeoutMs: parseDuration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
+    readyWithoutAgentMs: duration('--ready-without-agent', raw.readyWithoutAgent, DEFAULTS.readyWithoutAgentMs),
+    drainTimeoutMs: duration('--drain-timeout', raw.drainTimeout, DEFAULTS.drainTimeoutMs),
     accessLog: raw.accessLog ?? DEFAULTS.accessLog,
     pump: pumpChoice(raw.pump),
     busyPollUs: raw.busyPoll !== undefined

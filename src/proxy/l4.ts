@@ -11,7 +11,7 @@ import { canonicalIp, familyOf } from './addr.js';
 import type { ProxyConfig } from './config.js';
 import { unknownLabels, workloadLabel, type IstioTcpLabels, type ProxyMetrics } from './metrics.js';
 import { originalDst, type OriginalDst } from './original-dst.js';
-import { pumpConfigure, pumpStats, type PumpStats } from '../netns/native.js';
+import { pumpConfigure, pumpStats, type PumpStats } from '../native/addon.js';
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from './relay.js';
 import { LeastConnections, RouteTable, targetKey, type Target } from './routing.js';
 

@@ -3,7 +3,7 @@
 // code the full CLI bundles (the proxy runs in every pod: its idle memory
 // matters more than anything else's).
 import { Command } from 'commander';
-import { registerProxyCommand } from '../cli/commands/proxy.js';
+import { registerProxyCommand } from './command.js';
 
 const program = new Command('weir').showHelpAfterError();
 registerProxyCommand(program);

@@ -6,7 +6,7 @@
 // the listener port the reply tuple points at.
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { nativeAvailable, originalDst as nativeOriginalDst } from '../netns/native.js';
+import { nativeAvailable, originalDst as nativeOriginalDst, socketFd } from '../native/addon.js';
 import { canonicalIp } from './addr.js';
 
 export interface OriginalDst { ip: string; port: number }
@@ -17,12 +17,6 @@ let useNative: boolean | undefined;
 export async function loadNativeOriginalDst(): Promise<'native' | 'conntrack'> {
   useNative ??= nativeAvailable();
   return useNative ? 'native' : 'conntrack';
-}
-
-function fdOf(sock: Socket): number {
-  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no file descriptor');
-  return fd;
 }
 
 /** Accepts what the addon returns: {address|ip, port} or "ip:port" / "[ip]:port". */
@@ -61,7 +55,7 @@ export async function originalDst(sock: Socket, listenerPort: number): Promise<O
   useNative ??= nativeAvailable();
   if (useNative) {
     try {
-      return fromNative(nativeOriginalDst(fdOf(sock)));
+      return fromNative(nativeOriginalDst(socketFd(sock)));
     } catch {
       return undefined; // not redirected (e.g. a direct connection to the listener)
     }

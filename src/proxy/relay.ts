@@ -4,7 +4,7 @@
 // both sides so a FIN travels on its own, an RST on one side becomes an RST
 // on the other, and one idle timer for the pair.
 import { connect, type Socket } from 'node:net';
-import { splicePumpAvailable, startSplicePump, type PumpResult } from '../netns/splice-pump.js';
+import { splicePumpAvailable, startSplicePump, type PumpResult } from '../native/splice-pump.js';
 
 export interface ConnectOptions {
   ip: string;

@@ -2,7 +2,8 @@
 // securityContext are read. Renderers and backends only see the plan.
 import { createHash } from 'node:crypto';
 import { FieldError } from '../common/errors.js';
-import type { Container, Pod } from '../kube/pod-types.js';
+import type { Pod } from '../kube/pod-types.js';
+import { DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer } from '../kube/proxy-container.js';
 import { normalisePorts } from './addr.js';
 import {
   ANNOTATIONS, parseBoolean, parseCidrList, parseCidrSelector, parseId, parseInterceptionMode,
@@ -16,18 +17,6 @@ export const OUTBOUND_CAPTURE_PORT = 15001;
 export const DNS_CAPTURE_PORT = 15053;
 /** Tunnel, merged metrics, health, Prometheus: never captured inbound. */
 export const ALWAYS_EXCLUDED_INBOUND = [15008, 15020, 15021, 15090] as const;
-export const DEFAULT_PROXY_CONTAINER_NAMES = ['weir-proxy', 'istio-proxy'];
-
-function proxyContainer(pod: Pod, names: string[]): { container: Container; where: string } | undefined {
-  const containers = pod.spec?.containers ?? [];
-  const i = containers.findIndex((c) => names.includes(c.name));
-  if (i >= 0) return { container: containers[i], where: `spec.containers[${i}]` };
-  const inits = pod.spec?.initContainers ?? [];
-  const j = inits.findIndex((c) => names.includes(c.name) && c.restartPolicy === 'Always');
-  if (j >= 0) return { container: inits[j], where: `spec.initContainers[${j}]` };
-  return undefined;
-}
-
 /**
  * The proxy's uid and gid: the proxy container's securityContext first (it
  * is what the proxy really runs as), then Linkerd's proxy-uid annotation,
@@ -35,7 +24,7 @@ function proxyContainer(pod: Pod, names: string[]): { container: Container; wher
  * a custom uid never leaves an unrelated gid 1337 exempt.
  */
 function proxyIdentity(pod: Pod, settings: PlanSettings): { uid: number; gid: number } {
-  const found = proxyContainer(pod, settings.proxyContainerNames ?? DEFAULT_PROXY_CONTAINER_NAMES);
+  const found = findProxyContainer(pod, settings.proxyContainerNames ?? DEFAULT_PROXY_CONTAINER_NAMES);
   const sc = found?.container.securityContext;
   const annotation = pod.metadata.annotations?.[ANNOTATIONS.linkerdProxyUid];
   let uid: number | undefined;

@@ -57,4 +57,3 @@ export interface PlanSettings {
   proxyContainerNames?: string[];
 }
 
-export type BackendName = 'nftables' | 'iptables';

@@ -18,7 +18,7 @@ import { TestApiServer, type KubeObject } from '../support/apiserver.js';
 import { CniRuntime, type SandboxSpec } from '../support/cni-runtime.js';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
-import { socketInNetns, socketFd, originalDst } from '../../src/netns/native.js';
+import { socketInNetns, socketFd, originalDst } from '../../src/native/addon.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const PLUGIN = path.join(REPO, 'dist/weir-cni');
@@ -255,7 +255,7 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     const sock = agent!.adminSocket;
     const pods = await cli(['pods', '--socket', sock, '-o', 'json']);
     assert.equal(pods.code, 0, pods.stderr);
-    const rows = JSON.parse(pods.stdout) as { name: string; captured: boolean; reason: string }[];
+    const rows = JSON.parse(pods.stdout) as { name: string; captured: boolean; reason: string; sandboxes: { planHash?: string }[] }[];
     assert.deepEqual(rows.find((r) => r.name === 'plain'), { ...rows.find((r) => r.name === 'plain'), captured: false, reason: 'no-proxy' });
     assert.equal(rows.find((r) => r.name === 'meshed')?.captured, true);
     const ok = await cli(['check', `${NS}/meshed`, '--socket', sock]);
@@ -271,6 +271,10 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     const rules = await cli(['pod-rules', `${NS}/meshed`, '--socket', sock]);
     assert.equal(rules.code, 0, rules.stderr);
     assert.match(rules.stdout, /15001/);
+    // One plan hash everywhere: the sandbox record `weir pods` shows is the one the kernel holds.
+    const kernelHash = /planHash=([0-9a-f]+)/.exec(rules.stdout)?.[1];
+    assert.match(kernelHash ?? '', /^[0-9a-f]{12}$/, rules.stdout);
+    assert.deepEqual(rows.find((r) => r.name === 'meshed')!.sandboxes.map((s) => s.planHash), [kernelHash]);
     assert.equal((await cli(['check', 'Bad/Pod/x', '--socket', sock])).code, 2);
     assert.equal((await cli(['status', '--socket', path.join(dir, 'nope.sock')])).code, 4);
     const logs = await cli(['logs', '--socket', sock, '--tail', '5', '-o', 'json']);

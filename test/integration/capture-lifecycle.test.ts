@@ -13,7 +13,8 @@ import { IptablesBackend } from '../../src/netns/iptables-backend.js';
 import { detectIptablesMode } from '../../src/netns/iptables-detect.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import type { Pod } from '../../src/kube/pod-types.js';
-import type { BackendName } from '../../src/redirect/types.js';
+import type { BackendName } from '../../src/netns/backend-types.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 const skip = skipUnlessRoot();
 const cleanups: Array<() => void> = [];
@@ -32,17 +33,17 @@ for (const name of ['iptables', 'nftables'] as BackendName[]) {
     const backend = getBackend(name);
     const withDns = buildPlan(pod({ 'traffic.sidecar.istio.io/excludeOutboundPorts': '5432' }));
     const withoutDns = buildPlan(pod({ 'weir.io/dns-capture': 'false' }));
-    await backend.apply(ns.path, withDns);
-    assert.match((await backend.read(ns.path)).listing, /zone/i);
-    await backend.apply(ns.path, withoutDns);
-    const state = await backend.read(ns.path);
+    await backend.apply(sandboxAt(ns.path), withDns);
+    assert.match((await backend.read(sandboxAt(ns.path))).listing, /zone/i);
+    await backend.apply(sandboxAt(ns.path), withoutDns);
+    const state = await backend.read(sandboxAt(ns.path));
     assert.doesNotMatch(state.listing, /zone|5432|15053/i);
-    assert.deepEqual(await backend.verify(ns.path, withoutDns), { ok: true, differences: [] });
-    const drift = await backend.verify(ns.path, withDns);
+    assert.deepEqual(await backend.verify(sandboxAt(ns.path), withoutDns), { ok: true, differences: [] });
+    const drift = await backend.verify(sandboxAt(ns.path), withDns);
     assert.equal(drift.ok, false);
     assert.ok(drift.differences.some((d) => d.startsWith('missing: ') && /5432/.test(d)), drift.differences.join('\n'));
-    await backend.remove(ns.path);
-    assert.equal((await backend.read(ns.path)).present, false);
+    await backend.remove(sandboxAt(ns.path));
+    assert.equal((await backend.read(sandboxAt(ns.path))).present, false);
   });
 }
 
@@ -52,14 +53,14 @@ test('iptables legacy variant: apply, verify, re-apply, remove, with a lock file
   cleanups.push(() => rmSync(lockDir, { recursive: true, force: true }));
   const backend = new IptablesBackend({ mode: 'legacy', lockDir });
   const plan = buildPlan(pod({}));
-  await backend.apply(ns.path, plan);
-  await backend.apply(ns.path, plan);
-  assert.deepEqual(await backend.verify(ns.path, plan), { ok: true, differences: [] });
+  await backend.apply(sandboxAt(ns.path), plan);
+  await backend.apply(sandboxAt(ns.path), plan);
+  assert.deepEqual(await backend.verify(sandboxAt(ns.path), plan), { ok: true, differences: [] });
   const legacy = ns.exec('iptables-legacy-save', ['-t', 'nat']);
   assert.equal(legacy.match(/-j WEIR_OUTPUT$/gm)?.length, 1, legacy);
   assert.doesNotMatch(ns.exec('iptables-nft-save'), /WEIR_/, 'legacy mode must not write nft tables');
   assert.ok(readdirSync(lockDir).some((f) => f.includes(ns.name)), `no per-netns lock in ${readdirSync(lockDir).join(', ')}`);
-  await backend.remove(ns.path);
+  await backend.remove(sandboxAt(ns.path));
   assert.ok(!readdirSync(lockDir).some((f) => f.includes(ns.name)), 'remove deletes the netns lock file');
   assert.doesNotMatch(ns.exec('iptables-legacy-save'), /WEIR_/);
   assert.doesNotMatch(ns.exec('ip6tables-legacy-save'), /WEIR_/);
@@ -85,9 +86,9 @@ test('iptables legacy: concurrent applies to 6 netns, and 4 at once to one netns
   const backend = new IptablesBackend({ mode: 'legacy', lockDir });
   const plan = buildPlan(pod({}));
   const many = Array.from({ length: 6 }, () => netns());
-  await Promise.all(many.map((ns) => backend.apply(ns.path, plan)));
+  await Promise.all(many.map((ns) => backend.apply(sandboxAt(ns.path), plan)));
   const one = many[0];
-  await Promise.all(Array.from({ length: 4 }, () => backend.apply(one.path, plan)));
-  for (const ns of many) assert.deepEqual(await backend.verify(ns.path, plan), { ok: true, differences: [] }, ns.name);
+  await Promise.all(Array.from({ length: 4 }, () => backend.apply(sandboxAt(one.path), plan)));
+  for (const ns of many) assert.deepEqual(await backend.verify(sandboxAt(ns.path), plan), { ok: true, differences: [] }, ns.name);
   assert.equal(readdirSync(lockDir).filter((f) => f.startsWith('_run_netns_wrl-')).length, many.length, 'one lock file per netns');
 });

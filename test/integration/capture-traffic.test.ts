@@ -12,10 +12,11 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createPodPair, podPairAddresses, sh, skipUnlessRoot, uniq, type Netns, type PodPair } from '../support/netns.js';
-import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
+import { originalDst, socketFd, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
-import type { BackendName } from '../../src/redirect/types.js';
+import type { BackendName } from '../../src/netns/backend-types.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);
@@ -150,7 +151,7 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
         '--address=/local.wr.test/10.9.9.2', `--server=${a.peer4}`], PROXY_UID);
       children.push(podDns.child);
       podDnsLog = podDns.log;
-      await backend.apply(pair.pod.path, buildPlan(podManifest()));
+      await backend.apply(sandboxAt(pair.pod.path), buildPlan(podManifest()));
     });
 
     after(async () => {
@@ -224,21 +225,21 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
 
     test('apply twice gives the identical listing and verify is clean', async () => {
       const plan = buildPlan(podManifest());
-      const before1 = (await backend.read(pair.pod.path)).listing;
+      const before1 = (await backend.read(sandboxAt(pair.pod.path))).listing;
       const kernel1 = kernelListing(pair.pod);
-      await backend.apply(pair.pod.path, plan);
-      await backend.apply(pair.pod.path, plan);
-      assert.equal((await backend.read(pair.pod.path)).listing, before1);
+      await backend.apply(sandboxAt(pair.pod.path), plan);
+      await backend.apply(sandboxAt(pair.pod.path), plan);
+      assert.equal((await backend.read(sandboxAt(pair.pod.path))).listing, before1);
       assert.equal(kernelListing(pair.pod), kernel1);
-      assert.deepEqual(await backend.verify(pair.pod.path, plan), { ok: true, differences: [] });
+      assert.deepEqual(await backend.verify(sandboxAt(pair.pod.path), plan), { ok: true, differences: [] });
       // Capture still works after the re-apply.
       assert.equal(await tcpFrom(pair.pod, a.peer4, 8080), `15001 ${a.peer4}:8080`);
     });
 
     test('remove leaves nothing of weir and keeps foreign rules; a second remove is a no-op', async () => {
-      await backend.remove(pair.pod.path);
-      await backend.remove(pair.pod.path);
-      const state = await backend.read(pair.pod.path);
+      await backend.remove(sandboxAt(pair.pod.path));
+      await backend.remove(sandboxAt(pair.pod.path));
+      const state = await backend.read(sandboxAt(pair.pod.path));
       assert.equal(state.present, false, state.listing);
       const listing = kernelListing(pair.pod);
       assert.doesNotMatch(listing, /weir|WEIR_/);
@@ -252,6 +253,6 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
 }
 
 test('removing from a netns that does not exist is not an error', { skip }, async () => {
-  for (const name of ['iptables', 'nftables'] as BackendName[]) await getBackend(name).remove('/run/netns/wr-does-not-exist');
+  for (const name of ['iptables', 'nftables'] as BackendName[]) await getBackend(name).remove(sandboxAt('/run/netns/wr-does-not-exist'));
   assert.ok(!sh('ip', ['netns', 'list']).includes('wr-does-not-exist'));
 });

@@ -22,7 +22,7 @@ import type { Pod } from '../../src/kube/pod-types.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../../src/redirect/render-nftables.js';
 import { NftablesBackend } from '../../src/netns/nft-backend.js';
-import { socketInNetns, socketFd, originalDst } from '../../src/netns/native.js';
+import { socketInNetns, socketFd, originalDst } from '../../src/native/addon.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const PLUGIN = path.join(REPO, 'dist/weir-cni');

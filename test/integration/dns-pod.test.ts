@@ -14,6 +14,7 @@ import { createPodPair, podPairAddresses, skipUnlessRoot, type PodPair } from '.
 import { buildPlan } from '../../src/redirect/plan.js';
 import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../../src/redirect/render-nftables.js';
 import { NftablesBackend } from '../../src/netns/nft-backend.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const PROXY_UID = 1337;
@@ -27,7 +28,7 @@ async function programCapture(netnsPath: string): Promise<void> {
   assert.equal(plan.dns.enabled, true);
   assert.equal(plan.dns.port, 15053);
   const backend = new NftablesBackend({ tables: NFT_TABLES, render: renderNftables, renderDefinition: renderNftablesDefinition });
-  await backend.apply(netnsPath, plan);
+  await backend.apply(sandboxAt(netnsPath), plan);
 }
 
 function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 20000): Promise<void> {

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADDON_NOT_BUILT, locateAddon } from '../../src/netns/native.js';
+import { ADDON_NOT_BUILT, locateAddon } from '../../src/native/addon.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const expected = path.join(root, 'native/build/Release/weir_native.node');
@@ -24,7 +24,7 @@ test('locateAddon walks up to the weir package from src/netns and from dist', { 
 });
 
 test('an addon that is not there gives the build instruction, not a module-not-found trace', () => {
-  const script = `import('${path.join(root, 'src/netns/native.ts')}').then((m) => m.nftRun(null, 'list tables')).then(
+  const script = `import('${path.join(root, 'src/native/addon.ts')}').then((m) => m.nftRun(null, 'list tables')).then(
     () => { console.log('resolved'); }, (e) => { console.log(e.message); })`;
   const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
     cwd: root, encoding: 'utf8', env: { ...process.env, WEIR_NATIVE_ADDON: '/nonexistent/wn_native.node' },

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
 import { netnsExists, resolveNetnsPath } from '../../src/netns/netns-path.js';
-import { netnsInode, nftRun } from '../../src/netns/native.js';
+import { netnsInode, nftRun } from '../../src/native/addon.js';
 
 const suite = suiteNetns('wn');
 

@@ -7,7 +7,7 @@ import { readdirSync, statSync, mkdtempSync, writeFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
-import { nftRun, netnsInode, socketInNetns, type NativeError } from '../../src/netns/native.js';
+import { nftRun, netnsInode, socketInNetns, type NativeError } from '../../src/native/addon.js';
 
 const skip = skipUnlessRoot();
 const suite = suiteNetns('wn');

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Netns, skipUnlessRoot, suiteNetns } from '../support/netns.js';
-import { nftRun, type NativeError } from '../../src/netns/native.js';
+import { nftRun, type NativeError } from '../../src/native/addon.js';
 
 const skip = skipUnlessRoot();
 const suite = suiteNetns('wn');

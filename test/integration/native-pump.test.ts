@@ -10,8 +10,8 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { createInterface } from 'node:readline';
-import { locateAddon, pumpConfigure, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/netns/native.js';
-import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/netns/splice-pump.js';
+import { locateAddon, pumpConfigure, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/native/addon.js';
+import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/native/splice-pump.js';
 import { BULK_STREAM_ENDPOINTS } from '../support/bulk-stream-endpoints.js';
 
 const skip = splicePumpAvailable() ? false : 'native addon without the splice pump: run npm run build:native';

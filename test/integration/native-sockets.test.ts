@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Netns, skipUnlessRoot } from '../support/netns.js';
-import { nftRun, originalDst, peerCred, socketFd, socketInNetns, type SocketAddress, type NativeError } from '../../src/netns/native.js';
+import { nftRun, originalDst, peerCred, socketFd, socketInNetns, type SocketAddress, type NativeError } from '../../src/native/addon.js';
 
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);

@@ -10,9 +10,10 @@ import { once } from 'node:events';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Netns, createPodPair, podPairAddresses, skipUnlessRoot, suiteNetns } from '../support/netns.js';
-import { originalDst, socketFd, socketInNetns } from '../../src/netns/native.js';
+import { originalDst, socketFd, socketInNetns } from '../../src/native/addon.js';
 import { NftablesBackend, type NftRenderer } from '../../src/netns/nft-backend.js';
 import type { RedirectPlan } from '../../src/redirect/types.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 const skip = skipUnlessRoot();
 const suite = suiteNetns('wn');
@@ -80,42 +81,42 @@ test(`apply then read (${label}): weir tables present with the plan hash; apply 
   // Someone else's table must survive everything weir does.
   ns.exec('nft', ['add table inet other; add chain inet other c; add rule inet other c tcp dport 1 accept']);
 
-  await backend.apply(ns.path, plan());
-  const first = await backend.read(ns.path);
+  await backend.apply(sandboxAt(ns.path), plan());
+  const first = await backend.read(sandboxAt(ns.path));
   assert.equal(first.present, true);
   assert.match(first.planHash ?? '', /^[0-9a-f]{16}$/);
   assert.match(first.listing, /^table inet wn_nat \{/);
   assert.match(first.listing, /table inet wn_raw \{/);
   assert.doesNotMatch(first.listing, /table inet other/);
 
-  await backend.apply(ns.path, plan());
-  const second = await backend.read(ns.path);
+  await backend.apply(sandboxAt(ns.path), plan());
+  const second = await backend.read(sandboxAt(ns.path));
   assert.equal(second.listing, first.listing, 're-apply replaces, never duplicates');
   assert.equal((second.listing.match(/redirect to :15001/g) ?? []).length, 1);
-  assert.deepEqual(await backend.verify(ns.path, plan()), { ok: true, differences: [] });
+  assert.deepEqual(await backend.verify(sandboxAt(ns.path), plan()), { ok: true, differences: [] });
 
   // A different plan replaces the first one (raw table gone with DNS off).
   const noDns = plan({ dns: { enabled: false, port: 15053 } });
-  await backend.apply(ns.path, noDns);
-  const third = await backend.read(ns.path);
+  await backend.apply(sandboxAt(ns.path), noDns);
+  const third = await backend.read(sandboxAt(ns.path));
   assert.notEqual(third.planHash, first.planHash);
   assert.doesNotMatch(third.listing, /wn_raw/);
-  assert.deepEqual(await backend.verify(ns.path, noDns), { ok: true, differences: [] });
+  assert.deepEqual(await backend.verify(sandboxAt(ns.path), noDns), { ok: true, differences: [] });
   assert.match(ns.exec('nft', ['list', 'table', 'inet', 'other']), /tcp dport 1 accept/);
 
   // Back to the DNS plan, then remove and re-apply into the now weir-free
   // netns: same listing as the first apply.
-  await backend.remove(ns.path);
-  await backend.apply(ns.path, plan());
-  assert.equal((await backend.read(ns.path)).listing, first.listing);
+  await backend.remove(sandboxAt(ns.path));
+  await backend.apply(sandboxAt(ns.path), plan());
+  assert.equal((await backend.read(sandboxAt(ns.path))).listing, first.listing);
 });
 }
 
 test('both apply paths program the identical ruleset', { skip }, async () => {
   const a = netns();
   const b = netns();
-  await new NftablesBackend(replaceOnly).apply(a.path, plan());
-  await new NftablesBackend(withFastPath).apply(b.path, plan());
+  await new NftablesBackend(replaceOnly).apply(sandboxAt(a.path), plan());
+  await new NftablesBackend(withFastPath).apply(sandboxAt(b.path), plan());
   assert.equal(b.exec('nft', ['list', 'ruleset']), a.exec('nft', ['list', 'ruleset']));
 });
 
@@ -132,21 +133,21 @@ test('fast path: a weir table created between the check and the apply makes it f
       return definition(p);
     },
   };
-  await new NftablesBackend(racing).apply(ns.path, plan());
+  await new NftablesBackend(racing).apply(sandboxAt(ns.path), plan());
   assert.ok(raced);
   assert.doesNotMatch(ns.exec('nft', ['list', 'ruleset']), /stray|dport 7/);
-  assert.deepEqual(await new NftablesBackend(withFastPath).verify(ns.path, plan()), { ok: true, differences: [] });
+  assert.deepEqual(await new NftablesBackend(withFastPath).verify(sandboxAt(ns.path), plan()), { ok: true, differences: [] });
 });
 
 test('verify names a flushed chain, a deleted table, an extra rule and a stale plan precisely', { skip }, async () => {
   const ns = netns();
   const backend = new NftablesBackend(testRenderer);
   const p = plan();
-  await backend.apply(ns.path, p);
-  const hash = (await backend.read(ns.path)).planHash;
+  await backend.apply(sandboxAt(ns.path), p);
+  const hash = (await backend.read(sandboxAt(ns.path))).planHash;
 
   ns.exec('nft', ['flush chain inet wn_nat outbound']);
-  let v = await backend.verify(ns.path, p);
+  let v = await backend.verify(sandboxAt(ns.path), p);
   assert.equal(v.ok, false);
   assert.deepEqual(v.differences, [
     'empty: chain inet wn_nat outbound has no rules, expected 6',
@@ -158,11 +159,11 @@ test('verify names a flushed chain, a deleted table, an extra rule and a stale p
     'missing: rule in chain inet wn_nat outbound: meta l4proto tcp counter redirect to :15001',
   ]);
 
-  await backend.apply(ns.path, p);
+  await backend.apply(sandboxAt(ns.path), p);
   ns.exec('nft', ['delete table inet wn_raw']);
   ns.exec('nft', ['insert rule inet wn_nat outbound tcp dport 22 return']);
   ns.exec('nft', ['delete chain inet wn_nat prerouting']);
-  v = await backend.verify(ns.path, p);
+  v = await backend.verify(sandboxAt(ns.path), p);
   assert.deepEqual(v.differences, [
     'missing: chain inet wn_nat prerouting',
     'unexpected: rule in chain inet wn_nat outbound: tcp dport 22 return',
@@ -170,9 +171,9 @@ test('verify names a flushed chain, a deleted table, an extra rule and a stale p
   ]);
 
   // Programmed for another plan: the recorded hash differs and is named.
-  await backend.apply(ns.path, p);
+  await backend.apply(sandboxAt(ns.path), p);
   const other = plan({ outboundPort: 15999 });
-  v = await backend.verify(ns.path, other);
+  v = await backend.verify(sandboxAt(ns.path), other);
   assert.equal(v.ok, false);
   assert.ok(v.differences.includes(`unexpected: table inet wn_nat attribute: comment "weir plan=${hash}"`), v.differences.join('\n'));
   assert.ok(v.differences.includes('missing: rule in chain inet wn_nat outbound: meta l4proto tcp counter redirect to :15999'), v.differences.join('\n'));
@@ -182,13 +183,13 @@ test('verify reports rules in the wrong order and ignores counter values', { ski
   const ns = netns();
   const backend = new NftablesBackend(testRenderer);
   const p = plan();
-  await backend.apply(ns.path, p);
+  await backend.apply(sandboxAt(ns.path), p);
   // Traffic through the counter rule must not make verify fail.
   // 127.0.0.2 is not exempt, so the SYN is counted and redirected to :15001
   // (nothing listens there: connection refused, as expected).
   assert.throws(() => ns.exec('bash', ['-c', 'exec 3<>/dev/tcp/127.0.0.2/80']));
   assert.match(ns.exec('nft', ['list', 'chain', 'inet', 'wn_nat', 'outbound']), /counter packets [1-9]\d* bytes [1-9]\d* redirect to :15001/);
-  assert.deepEqual((await backend.verify(ns.path, p)).differences, []);
+  assert.deepEqual((await backend.verify(sandboxAt(ns.path), p)).differences, []);
 
   // Re-create the outbound chain with two rules swapped.
   const listing = ns.exec('nft', ['list', 'chain', 'inet', 'wn_nat', 'outbound']);
@@ -198,7 +199,7 @@ test('verify reports rules in the wrong order and ignores counter values', { ski
     'ip daddr 127.0.0.1 return', 'meta l4proto { tcp, udp } th dport 53 redirect to :15053', 'meta l4proto tcp counter redirect to :15001']) {
     ns.exec('nft', [`add rule inet wn_nat outbound ${rule}`]);
   }
-  assert.deepEqual((await backend.verify(ns.path, p)).differences, [
+  assert.deepEqual((await backend.verify(sandboxAt(ns.path), p)).differences, [
     'order: chain inet wn_nat outbound rule 2 is `meta skgid 1337 return`, expected `meta skuid 1337 return`',
   ]);
 });
@@ -207,30 +208,30 @@ test('remove deletes exactly weir tables, is idempotent, and a missing netns is 
   const ns = netns();
   const backend = new NftablesBackend(testRenderer);
   ns.exec('nft', ['add table inet other; add table ip nat']);
-  await backend.apply(ns.path, plan());
-  await backend.remove(ns.path);
-  const after1 = await backend.read(ns.path);
+  await backend.apply(sandboxAt(ns.path), plan());
+  await backend.remove(sandboxAt(ns.path));
+  const after1 = await backend.read(sandboxAt(ns.path));
   assert.deepEqual(after1, { backend: 'nftables', present: false, listing: '' });
   assert.equal(ns.exec('nft', ['list', 'tables']), 'table inet other\ntable ip nat\n');
-  await backend.remove(ns.path);
+  await backend.remove(sandboxAt(ns.path));
   assert.equal(ns.exec('nft', ['list', 'tables']), 'table inet other\ntable ip nat\n');
 
-  await backend.remove('/run/netns/wn-never-existed');
-  await assert.rejects(() => backend.read('/run/netns/wn-never-existed'),
+  await backend.remove(sandboxAt('/run/netns/wn-never-existed'));
+  await assert.rejects(() => backend.read(sandboxAt('/run/netns/wn-never-existed')),
     /^NftBackendError: nftables read in \/run\/netns\/wn-never-existed failed: cannot open netns \/run\/netns\/wn-never-existed: No such file or directory$/);
-  await assert.rejects(() => backend.remove('/proc/self/ns/mnt'), /is a namespace but not a network namespace/);
+  await assert.rejects(() => backend.remove(sandboxAt('/proc/self/ns/mnt')), /is a namespace but not a network namespace/);
 });
 
 test('an apply the kernel rejects leaves the previous rules in place and says why', { skip }, async () => {
   const ns = netns();
   const good = new NftablesBackend(testRenderer);
-  await good.apply(ns.path, plan());
+  await good.apply(sandboxAt(ns.path), plan());
   const before = ns.exec('nft', ['list', 'ruleset']);
   const broken = new NftablesBackend({
     tables: TABLES,
     render: (p) => `${testRenderer.render(p)}add rule inet wn_nat outbound jump no_such_chain\n`,
   });
-  await assert.rejects(() => broken.apply(ns.path, plan({ outboundPort: 15002 })),
+  await assert.rejects(() => broken.apply(sandboxAt(ns.path), plan({ outboundPort: 15002 })),
     (e: Error & { code?: string }) => e.code === 'ENFT' && e.message.startsWith(`nftables apply in ${ns.path} failed: Error: Could not process rule: No such file or directory`));
   assert.equal(ns.exec('nft', ['list', 'ruleset']), before);
 });
@@ -239,7 +240,7 @@ test('applied rules capture real traffic: the app lands on 15001 with its origin
   const pair = createPodPair('wn');
   t.after(() => pair.destroy());
   const { peer4 } = podPairAddresses(pair);
-  await new NftablesBackend(testRenderer).apply(pair.pod.path, plan());
+  await new NftablesBackend(testRenderer).apply(sandboxAt(pair.pod.path), plan());
 
   // The "proxy" listener, created inside the pod netns.
   const proxy = net.createServer();
@@ -264,10 +265,10 @@ test('applied rules capture real traffic: the app lands on 15001 with its origin
 test('fast path never leaves a stale weir table the plan does not define', { skip }, async () => {
   const ns = netns();
   const backend = new NftablesBackend(withFastPath);
-  await backend.apply(ns.path, plan());
+  await backend.apply(sandboxAt(ns.path), plan());
   ns.exec('nft', ['delete table inet wn_nat']); // only the (DNS) raw table is left
   const noDns = plan({ dns: { enabled: false, port: 15053 } });
-  await backend.apply(ns.path, noDns);
+  await backend.apply(sandboxAt(ns.path), noDns);
   assert.equal(ns.exec('nft', ['list', 'tables']), 'table inet wn_nat\n');
-  assert.deepEqual(await backend.verify(ns.path, noDns), { ok: true, differences: [] });
+  assert.deepEqual(await backend.verify(sandboxAt(ns.path), noDns), { ok: true, differences: [] });
 });

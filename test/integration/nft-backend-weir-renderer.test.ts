@@ -9,6 +9,7 @@ import { NftablesBackend, WEIR_NFT_RENDERER } from '../../src/netns/nft-backend.
 import { buildPlan } from '../../src/redirect/plan.js';
 import { planHash } from '../../src/redirect/plan.js';
 import type { Pod } from '../../src/kube/pod-types.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 const skip = skipUnlessRoot();
 const suite = suiteNetns('wn');
@@ -37,27 +38,27 @@ for (const [name, p] of Object.entries(PODS)) {
     const backend = new NftablesBackend();
     const plan = buildPlan(p);
 
-    await backend.apply(ns.path, plan);
-    const first = await backend.read(ns.path);
+    await backend.apply(sandboxAt(ns.path), plan);
+    const first = await backend.read(sandboxAt(ns.path));
     assert.equal(first.planHash, planHash(plan));
     for (const t of WEIR_NFT_RENDERER.tables) assert.match(first.listing, new RegExp(`^table inet ${t} \\{`, 'm'));
-    assert.deepEqual(await backend.verify(ns.path, plan), { ok: true, differences: [] });
+    assert.deepEqual(await backend.verify(sandboxAt(ns.path), plan), { ok: true, differences: [] });
     if (name === 'everyAnnotation') {
       for (const s of ['10.96.0.1 return', 'fd00:1::/64 return', 'oifname "eth1" return', 'dport 5432 return', '9000-9100']) assert.ok(first.listing.includes(s), s);
     }
 
-    await backend.apply(ns.path, plan); // weir tables exist now: full replace
-    assert.equal((await backend.read(ns.path)).listing, first.listing);
-    assert.deepEqual(await backend.verify(ns.path, plan), { ok: true, differences: [] });
+    await backend.apply(sandboxAt(ns.path), plan); // weir tables exist now: full replace
+    assert.equal((await backend.read(sandboxAt(ns.path))).listing, first.listing);
+    assert.deepEqual(await backend.verify(sandboxAt(ns.path), plan), { ok: true, differences: [] });
 
     ns.exec('nft', ['flush chain inet weir_nat outbound']);
-    const v = await backend.verify(ns.path, plan);
+    const v = await backend.verify(sandboxAt(ns.path), plan);
     assert.equal(v.ok, false);
     assert.match(v.differences[0], /^empty: chain inet weir_nat outbound has no rules, expected \d+$/);
     assert.ok(v.differences.slice(1).every((d) => d.startsWith('missing: rule in chain inet weir_nat outbound: ')), v.differences.join('\n'));
 
-    await backend.remove(ns.path);
-    assert.deepEqual(await backend.read(ns.path), { backend: 'nftables', present: false, listing: '' });
+    await backend.remove(sandboxAt(ns.path));
+    assert.deepEqual(await backend.read(sandboxAt(ns.path)), { backend: 'nftables', present: false, listing: '' });
     assert.equal(ns.exec('nft', ['list', 'ruleset']), '');
   });
 }
@@ -65,10 +66,10 @@ for (const [name, p] of Object.entries(PODS)) {
 test('weir renderer: switching a netns from the defaults to DNS off drops weir_raw', { skip }, async () => {
   const ns = suite.create();
   const backend = new NftablesBackend();
-  await backend.apply(ns.path, buildPlan(pod()));
+  await backend.apply(sandboxAt(ns.path), buildPlan(pod()));
   assert.match(ns.exec('nft', ['list', 'tables']), /weir_raw/);
   const noDns = buildPlan(pod(), { captureDns: false });
-  await backend.apply(ns.path, noDns);
+  await backend.apply(sandboxAt(ns.path), noDns);
   assert.doesNotMatch(ns.exec('nft', ['list', 'tables']), /weir_raw/);
-  assert.deepEqual(await backend.verify(ns.path, noDns), { ok: true, differences: [] });
+  assert.deepEqual(await backend.verify(sandboxAt(ns.path), noDns), { ok: true, differences: [] });
 });

@@ -13,11 +13,12 @@ import { Registry as PromRegistry } from 'prom-client';
 import { pino } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Netns, sh, uniq } from '../support/netns.js';
-import { netnsInode, socketInNetns } from '../../src/netns/native.js';
+import { netnsInode, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import { startControlPlane, type ControlPlane, type PeerPodIdentity } from '../../src/controlplane/server.js';
 import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
+import { sandboxAt } from '../../src/netns/backend-types.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -98,7 +99,7 @@ export class Cluster {
     // A default route so a SYN to a VIP nothing routes leaves the app (then capture takes it).
     ns.ip('route', 'add', 'default', 'via', `10.${this.a}.${this.b}.1`);
     // Capture exactly as the agent programs it: weir's plan for a pod with a proxy container, nftables backend.
-    if (opts.capture !== false) await getBackend('nftables').apply(ns.path, buildPlan({ metadata: { name, namespace }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } }));
+    if (opts.capture !== false) await getBackend('nftables').apply(sandboxAt(ns.path), buildPlan({ metadata: { name, namespace }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } }));
     return pod;
   }
 

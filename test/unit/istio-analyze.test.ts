@@ -58,7 +58,7 @@ test('weir analyze: one line per problem, exit 2; clean input exit 0; -o json; s
     'bad-resources.yaml: VirtualService app/weights: spec.http[0].route: weights add up to 90, must be 100',
     'bad-resources.yaml: VirtualService app/typo: spec.http[0].timout: unknown field',
     'bad-resources.yaml: VirtualService app/ghost: spec.http[0].fault.abort.percentage.value: must be a number between 0 and 100',
-    'bad-resources.yaml: VirtualService app/ghost: spec.http[0].retries.perTryTimeout: must be a duration like "5s" or "250ms" (got "2 seconds")',
+    'bad-resources.yaml: VirtualService app/ghost: spec.http[0].retries.perTryTimeout: must be a duration like 500ms, 30s, 5m, 1h (got "2 seconds")',
     'bad-resources.yaml: DestinationRule app/web: spec.trafficPolicy.loadBalancer.simple: must be one of UNSPECIFIED, LEAST_REQUEST, LEAST_CONN, ROUND_ROBIN, RANDOM, PASSTHROUGH (got "FASTEST")',
     'bad-resources.yaml: DestinationRule app/web: spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: unsupported: not supported by weir yet; ignored',
     'bad-resources.yaml: Sidecar app/two: spec.egress[0].hosts[1]: must be namespace/host (e.g. "./*", "istio-system/*", "*/foo.example.com") (got "bad host")',

@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { podUidFromCgroup, scanPodNetns } from '../../src/agent/netns-scan.js';
-import { resolveAgentConfig, parseDuration } from '../../src/agent/config.js';
+import { resolveAgentConfig } from '../../src/agent/config.js';
 import { statusValue } from '../../src/agent/status-writer.js';
 import { ReadinessGate } from '../../src/agent/metrics.js';
 
@@ -61,13 +61,16 @@ test('agent config: defaults, env, and errors that name the flag and env variabl
     [{ nodeName: 'n', backend: 'ebpf' }, /--backend \(env WEIR_BACKEND\): must be one of nftables, iptables.*"ebpf"/],
     [{ nodeName: 'n', repairMode: 'fix' }, /--repair-mode.*repair, delete, label/],
     [{ nodeName: 'n', repairInterval: '10 minutes' }, /--repair-interval.*duration/],
+    // A bare number is refused (it meant seconds here and milliseconds in the proxy).
+    [{ nodeName: 'n', repairInterval: '30' }, /--repair-interval \(env WEIR_REPAIR_INTERVAL\): needs a unit.*"30"/],
     [{ nodeName: 'n', metricsAddr: '15014' }, /--metrics-addr.*host:port/],
     [{ nodeName: 'n', hostProc: 'host/proc' }, /--host-proc.*absolute path/],
     [{ nodeName: 'n', excludeNamespaces: 'ok,Not OK' }, /--exclude-namespaces.*"Not OK"/],
     [{ nodeName: 'n', keepChainOnShutdown: 'maybe' }, /--keep-chain-on-shutdown.*true or false/],
   ];
   for (const [raw, re] of bad) assert.throws(() => resolveAgentConfig(raw, {}), re, JSON.stringify(raw));
-  assert.equal(parseDuration('2m', 'repairInterval'), 120_000);
+  assert.equal(resolveAgentConfig({ nodeName: 'n', repairInterval: '2m' }, {}).repairIntervalMs, 120_000);
+  assert.throws(() => resolveAgentConfig({ nodeName: 'n' }, { WEIR_REPAIR_INTERVAL: '60' }), /--repair-interval \(env WEIR_REPAIR_INTERVAL\): needs a unit/);
 });
 
 test('status annotation values from capture events', () => {

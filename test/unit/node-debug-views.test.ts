@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { buildConfigDump } from '../../src/proxy/config-dump.js';
 import { podView } from '../../src/agent/pod-view.js';
 import { buildPlan } from '../../src/redirect/plan.js';
-import { planHash } from '../../src/agent/capture-controller.js';
+import { planHash } from '../../src/redirect/plan.js';
 import { DEFAULT_CAPTURE_SETTINGS } from '../../src/kube/capture-decision.js';
 import type { Registry, RegistryService } from '../../src/controlplane/types.js';
 import type { Pod } from '../../src/kube/pod-types.js';

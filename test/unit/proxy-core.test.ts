@@ -16,6 +16,9 @@ test('config: defaults, env, and errors that name the flag', () => {
   assert.equal(resolveProxyConfig({ idleTimeout: '90s', connectTimeout: '250ms' }, {}).idleTimeoutMs, 90_000);
   assert.throws(() => resolveProxyConfig({ maxConnections: '0' }, {}), /--max-connections: must be an integer/);
   assert.throws(() => resolveProxyConfig({ idleTimeout: 'soon' }, {}), /--idle-timeout: must be a duration.*"soon"/);
+  // A bare number is refused with the same words the agent uses (src/common/duration.ts).
+  assert.throws(() => resolveProxyConfig({ connectTimeout: '30' }, {}), /--connect-timeout: needs a unit: ms, s, m or h.*"30"/);
+  assert.throws(() => resolveProxyConfig({ drainTimeout: '5' }, {}), /--drain-timeout: needs a unit/);
   assert.throws(() => resolveProxyConfig({ outboundPort: '70000' }, {}), /--outbound-port: must be a port/);
   assert.throws(() => resolveProxyConfig({ inboundPort: '15001' }, {}), /--inbound-port: same port as --outbound-port/);
   assert.throws(() => resolveProxyConfig({ podNamespace: 'Bad_NS' }, {}), /--pod-namespace/);

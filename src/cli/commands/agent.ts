@@ -17,7 +17,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(optionWithDefault('--run-dir <dir>', 'sockets and state (env WEIR_RUN_DIR)', '/var/run/weir'))
     .addOption(optionWithDefault('--backend <name>', 'nftables | iptables (env WEIR_BACKEND)', 'nftables'))
     .addOption(optionWithDefault('--repair-mode <mode>', 'repair | delete | label (env WEIR_REPAIR_MODE)', 'repair'))
-    .addOption(optionWithDefault('--repair-interval <duration>', 'how often every pod is verified (env WEIR_REPAIR_INTERVAL)', '60s'))
+    .addOption(optionWithDefault('--repair-interval <duration>', 'how often every pod is verified, e.g. 60s or 5m: a unit is required (env WEIR_REPAIR_INTERVAL)', '60s'))
     .addOption(optionWithDefault('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)', '0.0.0.0:15014'))
     .addOption(optionWithDefault('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)', '/proc'))
     .addOption(optionWithDefault('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)', 'kube-system'))

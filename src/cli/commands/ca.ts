@@ -1,6 +1,11 @@
 // `weir ca`: the mesh certificate authority (a small Deployment, same image).
 import { Command, Option } from 'commander';
-import { ConfigError, parseDuration } from '../../agent/config.js';
+import { ConfigError } from '../../agent/config.js';
+import { FieldError } from '../../common/errors.js';
+import { parseDuration } from '../../common/duration.js';
+
+/** Longest certificate lifetime a flag may name (Istio allows 90 days for workload certificates). */
+const MAX_CERT_TTL_MS = 365 * 86_400_000;
 import { startCa } from '../../ca/main.js';
 
 function hostPort(v: string): { host: string; port: number } {
@@ -32,10 +37,10 @@ export function registerCaCommand(program: Command): void {
         cfg = {
           kubeconfig: o.kubeconfig, namespace: o.namespace, trustDomain: o.trustDomain, host, port, dnsNames, ips: [],
           agentServiceAccounts: list(o.agentServiceAccounts),
-          certTtlMs: parseDuration(o.certTtl, '--cert-ttl'), maxCertTtlMs: parseDuration(o.maxCertTtl, '--max-cert-ttl'),
+          certTtlMs: parseDuration('--cert-ttl', o.certTtl, MAX_CERT_TTL_MS), maxCertTtlMs: parseDuration('--max-cert-ttl', o.maxCertTtl, MAX_CERT_TTL_MS),
         };
       } catch (e) {
-        if (e instanceof ConfigError) { process.stderr.write(`weir ca: ${e.message}\n`); process.exit(2); }
+        if (e instanceof ConfigError || e instanceof FieldError) { process.stderr.write(`weir ca: ${e.message}\n`); process.exit(2); }
         throw e;
       }
       const { server, logger } = await startCa(cfg);

@@ -11,11 +11,13 @@ import { EXIT, runAction } from '../exit.js';
 import type { CaptureBackend } from '../../netns/backend-types.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, getBackend } from '../../netns/backends.js';
 import { detectIptablesMode, type IptablesMode } from '../../netns/iptables-detect.js';
-import { ADDON_NOT_BUILT, nativeAvailable } from '../../netns/native.js';
+import { ADDON_NOT_BUILT, nativeAvailable } from '../../native/addon.js';
 import { buildPlan } from '../../redirect/plan.js';
 import { renderIptables } from '../../redirect/render-iptables.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
-import type { BackendName, RedirectPlan } from '../../redirect/types.js';
+import type { RedirectPlan } from '../../redirect/types.js';
+import type { BackendName } from '../../netns/backend-types.js';
+import { sandboxAt } from '../../netns/backend-types.js';
 
 interface CommonOpts { backend?: BackendName; iptablesMode: IptablesMode | 'auto'; netns?: string; file?: string }
 
@@ -93,7 +95,7 @@ export function registerRulesCommands(program: Command): void {
     .action(action(async (opts) => {
       const plan = planFromFile(opts.file); // before touching the netns: bad input leaves it as it was
       const netns = requireNetns(opts.netns);
-      await (await backendFor(opts.backend!, opts)).apply(netns, plan);
+      await (await backendFor(opts.backend!, opts)).apply(sandboxAt(netns), plan);
       process.stdout.write(`applied ${opts.backend} rules to ${netns}\n`);
     }));
 
@@ -103,7 +105,7 @@ export function registerRulesCommands(program: Command): void {
       const names = implicitBackends(opts.backend);
       let any = false;
       for (const name of names) {
-        const state = await (await backendFor(name, opts)).read(netns);
+        const state = await (await backendFor(name, opts)).read(sandboxAt(netns));
         if (!state.present) continue;
         any = true;
         process.stdout.write(`# backend ${name}${state.planHash ? ` plan=${state.planHash}` : ''}\n${state.listing.trimEnd()}\n`);
@@ -115,7 +117,7 @@ export function registerRulesCommands(program: Command): void {
     .action(action(async (opts) => {
       const plan = planFromFile(opts.file);
       const netns = requireNetns(opts.netns);
-      const result = await (await backendFor(opts.backend!, opts)).verify(netns, plan);
+      const result = await (await backendFor(opts.backend!, opts)).verify(sandboxAt(netns), plan);
       if (result.ok) {
         process.stdout.write(`ok: ${netns} matches the plan\n`);
         return 0;
@@ -127,7 +129,7 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('remove').description("remove exactly weir's rules from a netns"), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(netns);
+      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(sandboxAt(netns));
       process.stdout.write(`removed weir rules from ${netns}\n`);
     }));
 }

@@ -7,7 +7,7 @@ import { release } from 'node:os';
 import { execa } from 'execa';
 import { findPrimaryConf, pluginsOf } from '../../agent/installer-conf.js';
 import { detectIptablesMode } from '../../netns/iptables-detect.js';
-import { ADDON_NOT_BUILT, nativeAvailable, nftRun } from '../../netns/native.js';
+import { ADDON_NOT_BUILT, nativeAvailable, nftRun } from '../../native/addon.js';
 import { buildPlan } from '../../redirect/plan.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
 import { adminCall } from '../admin-client.js';

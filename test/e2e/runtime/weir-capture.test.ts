@@ -18,7 +18,7 @@ import { APP_IMAGE } from '../../support/images.js';
 import { startRuntimeNode, ipamLeases, type RuntimeNode } from './fixture.js';
 import { proxySidecar, echoApp, waitFor } from './pods.js';
 import { AgentProcess, WEIR_CNI } from './agent-process.js';
-import { socketInNetns } from '../../../src/netns/native.js';
+import { socketInNetns } from '../../../src/native/addon.js';
 
 const NS = 'we-e2e';
 const APP_PORT = 8080;

@@ -1,11 +1,14 @@
 // `weir proxy`: the co-located L4 proxy, run as UID 1337 in the pod netns.
+// Its command definition lives with the proxy (not in src/cli/) so the
+// proxy-only bundle (src/proxy/main.ts) never depends on the CLI layer;
+// the full CLI registers the same command from here.
 import { Command, Option } from 'commander';
-import { optionWithDefault } from '../output.js';
-import { createLogger } from '../../common/log.js';
-import { FieldError } from '../../common/errors.js';
-import { EXIT } from '../exit.js';
-import { resolveProxyConfig, type RawProxyOptions } from '../../proxy/config.js';
-import { startProxy } from '../../proxy/proxy.js';
+import { createLogger } from '../common/log.js';
+import { optionWithDefault } from '../common/cli-option.js';
+import { FieldError } from '../common/errors.js';
+import { EXIT } from '../common/exit-codes.js';
+import { resolveProxyConfig, type RawProxyOptions } from './config.js';
+import { startProxy } from './proxy.js';
 
 export function registerProxyCommand(program: Command): void {
   program
@@ -21,11 +24,11 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--ready-port <port>', 'readiness /healthz/ready', '15021'))
     .addOption(optionWithDefault('--prometheus-port <port>', 'Prometheus /stats/prometheus', '15090'))
     .addOption(optionWithDefault('--max-connections <n>', 'per listener', '16384'))
-    .addOption(optionWithDefault('--idle-timeout <duration>', 'close a connection idle this long', '1h'))
-    .addOption(optionWithDefault('--connect-timeout <duration>', 'upstream connect timeout', '10s'))
+    .addOption(optionWithDefault('--idle-timeout <duration>', 'close a connection idle this long (a duration needs a unit: ms, s, m, h)', '1h'))
+    .addOption(optionWithDefault('--connect-timeout <duration>', 'upstream connect timeout (ms, s, m or h)', '10s'))
     .addOption(optionWithDefault('--connect-attempts <n>', 'endpoints tried per outbound connection', '3'))
-    .addOption(optionWithDefault('--ready-without-agent <duration>', 'become ready without an agent after', '5s'))
-    .addOption(optionWithDefault('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections', '5s'))
+    .addOption(optionWithDefault('--ready-without-agent <duration>', 'become ready without an agent after (ms, s, m or h)', '5s'))
+    .addOption(optionWithDefault('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections (ms, s, m or h)', '5s'))
     .addOption(optionWithDefault('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1', '15053'))
     .addOption(optionWithDefault('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream', 'auto'))
     .addOption(optionWithDefault('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)', 'DEFAULT'))

@@ -123,7 +123,7 @@ const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'weir_native.node
 /**
  * Where the .node file is: $WEIR_NATIVE_ADDON, else native/build/Release of
  * the weir package this module belongs to. The module may be
- * src/netns/native.ts (tsx) or the bundle dist/weir.mjs, so walk up to the
+ * src/native/addon.ts (tsx) or the bundle dist/weir.mjs, so walk up to the
  * package.json named "weir" rather than assuming a depth.
  */
 export function locateAddon(startDir = path.dirname(fileURLToPath(import.meta.url))): string | undefined {

@@ -31,9 +31,9 @@ import {
   PUMP_NOT_BUILT,
   type PumpProgress,
   type PumpResult,
-} from './native.js';
+} from './addon.js';
 
-export type { PumpResult, PumpReason, PumpProgress } from './native.js';
+export type { PumpResult, PumpReason, PumpProgress } from './addon.js';
 
 export class SplicePumpError extends Error {
   constructor(readonly code: string, message: string) {
