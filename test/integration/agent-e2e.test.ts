@@ -15,6 +15,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Netns, sh, skipUnlessRoot, uniq } from '../support/netns.js';
 import { TestApiServer, type KubeObject } from '../support/apiserver.js';
+import { weirCli } from '../support/cli.js';
 import { CniRuntime, type SandboxSpec } from '../support/cni-runtime.js';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
@@ -70,13 +71,8 @@ function connectFrom(ns: Netns, ip: string, port: number): Promise<string> {
   });
 }
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), ...args], { cwd: REPO, encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+// The CLI bundled once per test process (test/support/cli.ts): a tsx start per call costs seconds under load.
+const cli = (args: string[]) => weirCli(args);
 
 async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 8000): Promise<T> {
   const end = Date.now() + ms;

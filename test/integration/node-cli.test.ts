@@ -206,7 +206,7 @@ describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: sk
   test('weir describe: captured pod (backend, proxy ready, version, services, honest Istio config), invalid and uncaptured pods', async () => {
     const r = await cli(['describe', `${NS}/meshed`, '--socket', sock]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^Captured:\s+yes, by nftables \(plan [0-9a-f]{16}\)/m);
+    assert.match(r.stdout, /^Captured:\s+yes, by nftables \(plan [0-9a-f]{12}\)/m);
     assert.match(r.stdout, /^Proxy:\s+ready .*identity wn-apps\/meshed/m);
     assert.match(r.stdout, /^Config:\s+registry version \d+ acknowledged by the proxy; agent is at \d+, sent \d+/m);
     assert.match(r.stdout, new RegExp(`^Services:\\s+${NS}/meshed-svc$`, 'm'));
