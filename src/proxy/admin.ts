@@ -13,8 +13,10 @@ export interface AdminHandlers {
 }
 
 function json(res: ServerResponse, code: number, body: unknown): void {
-  res.writeHead(code, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body, null, 2) + '\n');
+  // A length, not chunks: the dump is read by small clients (busybox wget, the agent's relay, tests).
+  const text = JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
 }
 
 type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;

@@ -27,7 +27,7 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'
 /** The listeners this proxy binds (for the config dump). */
 function listenersOf(cfg: ProxyConfig): DumpListener[] {
   const l: DumpListener[] = [
-    { name: 'virtualOutbound', address: '::', port: cfg.outboundPort, chain: 'original destination → route (service VIP:port) → cluster → endpoint; unknown destinations pass through' },
+    { name: 'virtualOutbound', address: '::', port: cfg.outboundPort, chain: 'original destination -> route (service VIP:port) -> cluster -> endpoint; unknown destinations pass through' },
     { name: 'virtualInbound', address: '::', port: cfg.inboundPort, chain: 'hand-off to the app on its original port from 127.0.0.6' },
     { name: 'admin', address: '127.0.0.1', port: cfg.adminPort, chain: 'admin' },
     { name: 'ready', address: '::', port: cfg.readyPort, chain: '/healthz/ready' },

@@ -18,6 +18,7 @@ import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
 import { waitForLine } from './proxy-harness.js';
 import { cliBundle, weirCli, weirSpawn } from '../support/cli.js';
+import { waitFor } from '../e2e/runtime/pods.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const NODE = `wn-node-${randomUUID().slice(0, 6)}`;
@@ -37,15 +38,6 @@ function pod(name: string, opts: { proxy?: boolean; annotations?: Record<string,
 
 const cli = (args: string[]) => weirCli(args);
 
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function slice(name: string, ips: { ip: string; pod: string }[]): KubeObject {
   return {
@@ -67,7 +59,7 @@ describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: sk
 
   async function sandbox(obj: KubeObject, ip: string): Promise<{ ns: Netns; error?: string }> {
     api.put(obj);
-    await until(`${obj.metadata.name} in the informer`, () => agent!.pods.get(NS, obj.metadata.name!));
+    await waitFor(async () => agent!.pods.get(NS, obj.metadata.name!), 10_000, `${obj.metadata.name} in the informer`);
     const ns = Netns.create('wnp');
     namespaces.push(ns);
     try {
@@ -162,12 +154,12 @@ describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: sk
       return JSON.parse(r.stdout) as { address: string; port: number; cluster: string; routable: boolean }[];
     };
     const echoCluster = `outbound|80||echo.${NS}.svc.cluster.local`;
-    await until('the proxy to hold echo\'s endpoint', async () => (await eps()).some((e) => e.address === '10.77.0.11' && e.port === 8080 && e.cluster === echoCluster && e.routable));
+    await waitFor(async () => (await eps()).some((e) => e.address === '10.77.0.11' && e.port === 8080 && e.cluster === echoCluster && e.routable), 10_000, 'the proxy to hold echo\'s endpoint');
     api.put(slice('echo', [{ ip: '10.77.0.12', pod: 'echo-b' }, { ip: '10.77.0.13', pod: 'echo-c' }]));
-    await until('the proxy to hold the new endpoints only', async () => {
+    await waitFor(async () => {
       const mine = (await eps()).filter((e) => e.cluster === echoCluster).map((e) => e.address).sort();
       return mine.join(',') === '10.77.0.12,10.77.0.13';
-    });
+    }, 10_000, 'the proxy to hold the new endpoints only');
     const human = await cli(['proxy-config', 'endpoints', `${NS}/meshed`, '--socket', sock, '--cluster', `${NS}/echo`]);
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stdout, /^# registry version acknowledged: \d+/);
@@ -248,10 +240,10 @@ describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: sk
       // Lines written after the follower started must appear (its start-up time varies with load: keep writing).
       const marker = `follow-marker-${randomUUID()}`;
       let n = 0;
-      await until('the followed line', () => {
+      await waitFor(async () => {
         agent!.logger.info({ marker, n: n++ }, 'a line for weir logs -f');
         return out.includes(marker);
-      }, 60_000);
+      }, 60_000, 'the followed line');
       const line = out.split('\n').find((l) => l.includes(marker))!;
       assert.equal((JSON.parse(line) as { marker: string }).marker, marker);
     } finally {
