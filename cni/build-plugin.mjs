@@ -1,6 +1,6 @@
 // Builds dist/weir-cni: a single executable that needs no Node.js on the host.
 //
-// Default (shipped): the C relay cni/relay/weir-cni.c, statically linked. It
+// Default (shipped): the C relay cni/relay/*.c (weir-cni.c + json-scan.c + excluded.c), statically linked. It
 // forwards the invocation to the agent (POST /v1/cni/exec), where the plugin
 // logic of src/cni/plugin.ts runs; a Node process per sandbox cost ~25 ms of
 // boot alone (bench/results/cni-add.md), the relay ~1 ms.
@@ -28,7 +28,7 @@ if (process.env.WEIR_CNI_IMPL !== 'node') {
   // build never leaves a half-written binary at dist/weir-cni.
   const tmp = path.join(work, 'weir-cni.tmp');
   const cc = process.env.CC ?? 'cc';
-  execFileSync(cc, ['-O2', '-static', '-Wall', '-Wextra', '-Werror', '-o', tmp, path.join(root, 'cni/relay/weir-cni.c')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(cc, ['-O2', '-static', '-Wall', '-Wextra', '-Werror', '-o', tmp, ...['weir-cni.c', 'json-scan.c', 'excluded.c'].map((f) => path.join(root, 'cni/relay', f))], { stdio: ['ignore', 'inherit', 'inherit'] });
   renameSync(tmp, out);
 } else {
   await buildNodeSea();

@@ -8,7 +8,7 @@ SYSTEM_PACKAGES=(
   iptables nftables libnftables-dev iproute2 containernetworking-plugins
   cmake g++ make pkg-config libbpf-dev clang llvm
   dnsutils dnsmasq dnsperf haproxy socat conntrack procps util-linux
-  containerd runc busybox-static
+  containerd runc busybox-static curl
 )
 
 need_apt=0

@@ -7,7 +7,11 @@
 // answers. Only what must work WITHOUT the agent lives here:
 //   - VERSION;
 //   - pods in excluded namespaces never depend on the agent (prevResult is
-//     passed through unchanged);
+//     passed through unchanged) — but what is echoed is validated first with
+//     the agent path's codes and field names (CNI_* variables, name,
+//     prevResult an object, prevResult.ips[N].address strict CIDR);
+//   - the one CNI input limit (MAX_STDIN = MAX_CNI_INPUT_BYTES in
+//     src/cni/spec.ts): more stdin than that is code 4 naming the limit;
 //   - fail closed: ADD/CHECK/GC with the agent unreachable → CNI error 11
 //     (try again later) so the runtime retries; STATUS → 50;
 //   - DEL always succeeds (the sandbox is going away either way).
@@ -25,7 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_STDIN (8u << 20)
+#include "relay.h"
+
+// Must equal MAX_CNI_INPUT_BYTES in src/cni/spec.ts (test/unit/cni-input-limit.test.ts checks both paths).
+#define MAX_STDIN 8388608u
 #define MAX_RESPONSE (16u << 20)
 #define DEFAULT_SOCKET "/var/run/weir/cni.sock"
 #define DEFAULT_TIMEOUT_MS 5000
@@ -62,94 +69,10 @@ static void buf_json_string(buf_t *b, const char *s, size_t n) {
   buf_add(b, "\"", 1);
 }
 
-// ---- minimal JSON scanning (top level of the network configuration) ------
-// Only spans are recorded; values are decoded only for the few string fields
-// the relay itself needs. Full validation happens in the agent.
-typedef struct { const char *s, *end; } span_t;
-
-static const char *ws(const char *p, const char *e) { while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++; return p; }
-
-static const char *skip_string(const char *p, const char *e) {
-  if (p >= e || *p != '"') return NULL;
-  for (p++; p < e; p++) {
-    if (*p == '\\') { if (++p >= e) return NULL; }
-    else if (*p == '"') return p + 1;
-    else if ((unsigned char)*p < 0x20) return NULL;
-  }
-  return NULL;
-}
-
-static const char *skip_value(const char *p, const char *e, int depth) {
-  if (depth > 256) return NULL;
-  p = ws(p, e);
-  if (p >= e) return NULL;
-  if (*p == '"') return skip_string(p, e);
-  if (*p == '{' || *p == '[') {
-    char close = *p == '{' ? '}' : ']';
-    bool object = *p == '{';
-    p = ws(p + 1, e);
-    if (p < e && *p == close) return p + 1;
-    for (;;) {
-      if (object) { p = skip_string(ws(p, e), e); if (!p) return NULL; p = ws(p, e); if (p >= e || *p != ':') return NULL; p++; }
-      p = skip_value(p, e, depth + 1); if (!p) return NULL;
-      p = ws(p, e);
-      if (p < e && *p == ',') { p++; continue; }
-      if (p < e && *p == close) return p + 1;
-      return NULL;
-    }
-  }
-  const char *start = p;
-  while (p < e && (strchr("+-.0123456789eE", *p) || (*p >= 'a' && *p <= 'z'))) p++;
-  if (p == start) return NULL;
-  size_t n = (size_t)(p - start);
-  if ((*start >= 'a' && *start <= 'z') && !((n == 4 && !memcmp(start, "true", 4)) || (n == 5 && !memcmp(start, "false", 5)) || (n == 4 && !memcmp(start, "null", 4)))) return NULL;
-  return p;
-}
-
-typedef struct {
-  bool valid;
-  span_t cni_version, agent_socket, agent_timeout, exclude, prev_result;
-} conf_t;
-
-static bool key_is(span_t k, const char *name) { size_t n = strlen(name); return (size_t)(k.end - k.s) == n + 2 && !memcmp(k.s + 1, name, n); }
-
-static conf_t scan_conf(const char *s, size_t n) {
-  conf_t c; memset(&c, 0, sizeof c);
-  const char *p = ws(s, s + n), *e = s + n;
-  if (p >= e || *p != '{') return c;
-  p = ws(p + 1, e);
-  if (p < e && *p == '}') { c.valid = ws(p + 1, e) == e; return c; }
-  for (;;) {
-    span_t k = {ws(p, e), NULL};
-    k.end = skip_string(k.s, e); if (!k.end) return c;
-    p = ws(k.end, e); if (p >= e || *p != ':') return c;
-    span_t v = {ws(p + 1, e), NULL};
-    v.end = skip_value(v.s, e, 0); if (!v.end) return c;
-    if (key_is(k, "cniVersion")) c.cni_version = v;
-    else if (key_is(k, "agentSocket")) c.agent_socket = v;
-    else if (key_is(k, "agentTimeoutMs")) c.agent_timeout = v;
-    else if (key_is(k, "excludeNamespaces")) c.exclude = v;
-    else if (key_is(k, "prevResult")) c.prev_result = v;
-    p = ws(v.end, e);
-    if (p < e && *p == ',') { p++; continue; }
-    if (p < e && *p == '}') { c.valid = ws(p + 1, e) == e; return c; }
-    return c;
-  }
-}
-
-// Decodes a JSON string span without escapes (paths, versions, namespaces
-// never need them); returns NULL for anything else.
-static char *plain_string(span_t v) {
-  if (!v.s || v.end - v.s < 2 || *v.s != '"') return NULL;
-  size_t n = (size_t)(v.end - v.s - 2);
-  if (memchr(v.s + 1, '\\', n)) return NULL;
-  return strndup(v.s + 1, n);
-}
-
 // ---- output ---------------------------------------------------------------
 static const char *answer_version = LATEST_VERSION;
 
-static int cni_error(int code, const char *msg, const char *details) {
+int cni_error(int code, const char *msg, const char *details) {
   buf_t b = {0};
   buf_str(&b, "{\"cniVersion\":"); buf_json_string(&b, answer_version, strlen(answer_version));
   buf_fmt(&b, ",\"code\":%d,\"msg\":", code); buf_json_string(&b, msg, strlen(msg));
@@ -160,7 +83,7 @@ static int cni_error(int code, const char *msg, const char *details) {
   return 1;
 }
 
-static bool supported(const char *v) {
+bool supported(const char *v) {
   for (size_t i = 0; i < sizeof kVersions / sizeof *kVersions; i++) if (v && !strcmp(v, kVersions[i])) return true;
   return false;
 }
@@ -300,7 +223,11 @@ int main(void) {
     if (n < 0) { if (errno == EINTR) continue; break; }
     if (n == 0) break;
     in.len += (size_t)n;
-    if (in.len > MAX_STDIN) return cni_error(6, "stdin: network configuration larger than 8 MiB", NULL);
+    if (in.len > MAX_STDIN) {
+      char got[64];
+      snprintf(got, sizeof got, "received %zu bytes or more", in.len);
+      return cni_error(4, "stdin: network configuration larger than the CNI input limit of 8388608 bytes (8 MiB)", got);
+    }
   }
   if (!in.p) buf_reserve(&in, 1);
   in.p[in.len] = 0;
@@ -336,7 +263,7 @@ int main(void) {
   // before weir can). The version is still checked here.
   char *ns = pod_namespace();
   if ((is_add || is_check) && namespace_excluded(&conf, ns)) {
-    if (!supported(v)) return cni_error(1, "stdin.cniVersion: not supported by weir-cni", "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
+    if (validate_excluded(&conf, in.p, in.len, is_check, v)) return 1;
     if (is_add) {
       if (conf.prev_result.s) { fwrite(conf.prev_result.s, 1, (size_t)(conf.prev_result.end - conf.prev_result.s), stdout); fputc('\n', stdout); }
       else printf("{\"cniVersion\":\"%s\",\"interfaces\":[],\"ips\":[],\"dns\":{}}\n", answer_version);

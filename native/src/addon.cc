@@ -137,7 +137,7 @@ Napi::Value NftCanonicalJs(const Napi::CallbackInfo& info) {
   return Queue(task);
 }
 
-// socketInNetns(netns, {kind, family, address, port, backlog?, timeoutMs?, transparent?, mark?, freebind?, reusePort?})
+// socketInNetns(netns, {kind, family, address, port, backlog?, timeoutMs?, transparent?, mark?, freebind?, reusePort?, sourceAddress?, avoidSourcePort?})
 Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "socketInNetns";
@@ -164,6 +164,16 @@ Napi::Value SocketInNetnsJs(const Napi::CallbackInfo& info) {
   if (auto b = OptNumber(o, "backlog", fn, 1, 65535)) r.backlog = static_cast<int>(*b);
   if (auto t = OptNumber(o, "timeoutMs", fn, 1, 600000)) r.timeout_ms = static_cast<int>(*t);
   if (auto m = OptNumber(o, "mark", fn, 0, 4294967295.0)) r.mark = static_cast<unsigned>(*m);
+  Napi::Value source = o.Get("sourceAddress");
+  if (!source.IsUndefined()) {
+    if (!source.IsString()) ThrowTypeError(env, "socketInNetns: options.sourceAddress must be a string");
+    if (r.kind != SocketRequest::Kind::kTcpConnect) ThrowTypeError(env, "socketInNetns: options.sourceAddress is for tcp-connect only");
+    r.source_address = source.As<Napi::String>().Utf8Value();
+  }
+  if (auto p = OptNumber(o, "avoidSourcePort", fn, 1, 65535)) {
+    if (!r.source_address) ThrowTypeError(env, "socketInNetns: options.avoidSourcePort needs options.sourceAddress");
+    r.avoid_source_port = static_cast<int>(*p);
+  }
   r.transparent = OptBool(o, "transparent", fn);
   r.freebind = OptBool(o, "freebind", fn);
   r.reuse_port = OptBool(o, "reusePort", fn);

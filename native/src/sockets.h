@@ -42,6 +42,12 @@ struct SocketRequest {
   // the kernel spreads datagrams/connections across them.
   bool reuse_port = false;
   std::optional<unsigned> mark;
+  // tcp-connect only: bind to this source address first (with `transparent`,
+  // a non-local one: TPROXY's hand-off from the client's address).
+  std::optional<std::string> source_address;
+  // With source_address: never use this source port (the client's own port;
+  // the same 4-tuple twice would land in the client connection's conntrack entry).
+  std::optional<int> avoid_source_port;
 };
 
 // Creates the socket on the calling thread (already inside the target netns);

@@ -29,7 +29,12 @@ import { podView, type PodView } from './pod-view.js';
 import type { PodErrors } from './pod-errors.js';
 import { proxyAdminRequest, ProxyUnreachable, relayAllowed } from './proxy-admin-relay.js';
 import { describePod, type ControlPlaneFacts, type ProxyFacts } from './describe.js';
+import { EXIT } from '../common/exit-codes.js';
 import { sandboxAt } from '../netns/backend-types.js';
+import { HttpError, kubeName, parseAdminRequest, type AdminRequest } from './admin-requests.js';
+import { badPeerReporter, onClientError } from '../common/bad-peer.js';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Logger } from '../common/log.js';
 
 /**
  * What the admin API reads of the agent. Not the whole Agent: agent.ts
@@ -40,6 +45,8 @@ export interface AdminAgentView {
   readiness: Pick<ReadinessGate, 'evaluate'>;
   store: Pick<SandboxStore, 'list'>;
   repair: Pick<RepairLoop, 'lastRun' | 'checkPod' | 'repairPod' | 'netnsOf' | 'lastCheckOf'>;
+  metrics: { registry: MetricsRegistry };
+  logger: Logger;
 }
 
 export interface AdminServerOptions {
@@ -58,11 +65,6 @@ export interface AdminServerOptions {
 
 export interface AdminServer { close(): Promise<void> }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly exitCode?: number) { super(message); }
-}
-
-const EXIT_UNREACHABLE = 4;
 
 export async function startAdminServer(o: AdminServerOptions): Promise<AdminServer> {
   const { agent } = o;
@@ -79,12 +81,12 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   const podNetns = async (ns: string, name: string): Promise<string> => {
     findPod(ns, name);
     const where = await agent.repair.netnsOf(ns, name);
-    if (!where) throw new HttpError(404, `no netns found for pod ${ns}/${name} (sandbox not recorded and not found in ${agent.config.hostProc})`, EXIT_UNREACHABLE);
+    if (!where) throw new HttpError(404, `no netns found for pod ${ns}/${name} (sandbox not recorded and not found in ${agent.config.hostProc})`, EXIT.unreachable);
     return where.netns;
   };
   const relay = async (netns: string, method: 'GET' | 'POST', path: string) => {
     try { return await proxyAdminRequest(netns, method, path); } catch (e) {
-      if (e instanceof ProxyUnreachable) throw new HttpError(502, e.message, EXIT_UNREACHABLE);
+      if (e instanceof ProxyUnreachable) throw new HttpError(502, e.message, EXIT.unreachable);
       throw e;
     }
   };
@@ -103,8 +105,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     const session = st.proxies?.find((x) => x.pod === `${ns}/${name}`);
     return { registryVersion: st.version, sentVersion: session?.sentVersion, ackedVersion: session?.ackedVersion, connectedAt: session?.connectedAt };
   };
-  const route = async (method: string, url: URL): Promise<unknown> => {
-    const p = url.pathname;
+  const route = async ({ method, path: p, query }: AdminRequest): Promise<unknown> => {
     if (method === 'GET' && p === '/v1/status') {
       const r = agent.readiness.evaluate();
       return {
@@ -118,23 +119,30 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     if (method === 'GET' && p === '/v1/pods') return o.informers.pods.list().map(viewOf);
     const proxyRoute = /^\/v1\/pods\/([^/]+)\/([^/]+)\/proxy(\/[a-z_]+)$/.exec(p);
     if (proxyRoute) {
-      const [, ns, name, sub] = proxyRoute;
+      const ns = kubeName(proxyRoute[1], 'namespace');
+      const name = kubeName(proxyRoute[2], 'name');
+      const sub = proxyRoute[3];
       if (!relayAllowed(sub) || (method === 'POST' && sub !== '/logging')) throw new HttpError(404, `the proxy admin relay does not forward ${method} ${sub}`);
       const netns = await podNetns(ns, name);
-      const answer = await relay(netns, method as 'GET' | 'POST', `${sub}${url.search}`);
+      // Only the one parameter the proxy's admin takes is forwarded (it validates the value itself).
+      const level = query.get('level');
+      const answer = await relay(netns, method, `${sub}${method === 'POST' && level !== null ? `?level=${encodeURIComponent(level)}` : ''}`);
       if (answer.status >= 400) throw new HttpError(answer.status === 400 ? 400 : 502, `proxy admin ${sub}: HTTP ${answer.status}: ${answer.body.trim().slice(0, 500)}`);
       try { return JSON.parse(answer.body) as unknown; } catch { return { text: answer.body }; }
     }
     const one = /^\/v1\/pods\/([^/]+)\/([^/]+)(\/describe)?$/.exec(p);
     if (one && method === 'GET') {
-      const [, ns, name, describe] = one;
+      const ns = kubeName(one[1], 'namespace');
+      const name = kubeName(one[2], 'name');
       const view = viewOf(findPod(ns, name));
-      if (!describe) return view;
+      if (!one[3]) return view;
       return describePod(view, await proxyFacts(ns, name), controlPlaneFacts(ns, name));
     }
     const m = /^\/v1\/pods\/([^/]+)\/([^/]+)\/(rules|check|repair)$/.exec(p);
     if (m) {
-      const [, ns, name, what] = m;
+      const [, rawNs, rawName, what] = m;
+      const ns = kubeName(rawNs, 'namespace');
+      const name = kubeName(rawName, 'name');
       if (what === 'rules' && method === 'GET') {
         findPod(ns, name);
         const c = await agent.repair.checkPod(ns, name);
@@ -146,32 +154,38 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
       if (what === 'repair' && method === 'POST') { findPod(ns, name); return agent.repair.repairPod(ns, name); }
     }
     if (method === 'GET' && p === '/v1/logs') {
-      const after = url.searchParams.get('after');
+      const after = query.get('after');
       if (after !== null) {
         const seq = Number(after);
         if (!Number.isInteger(seq) || seq < 0) throw new HttpError(400, 'after: must be a non-negative integer');
         return o.ring.since(seq);
       }
-      const n = Number(url.searchParams.get('n') ?? '200');
+      const n = Number(query.get('n') ?? '200');
       if (!Number.isInteger(n) || n < 0) throw new HttpError(400, 'n: must be a non-negative integer');
       return { lines: o.ring.tail(n), next: o.ring.total };
     }
     throw new HttpError(404, `unknown admin route ${method} ${p}`);
   };
 
+  const badPeer = badPeerReporter(agent.metrics.registry, 'admin.sock', agent.logger);
   const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    route(req.method ?? 'GET', url).then((body) => {
+    // Parsing inside the promise: whatever it throws becomes an error answer, never an uncaught exception.
+    Promise.resolve().then(() => route(parseAdminRequest(req.method, req.url))).then((body) => {
       const text = JSON.stringify(body);
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
-    }, (e: Error) => {
+    }, (thrown: unknown) => {
+      const e = thrown instanceof Error ? thrown : new Error(String(thrown));
       const status = e instanceof HttpError ? e.status : 500;
+      if (status === 400 || status === 405 || status === 414) badPeer(e.message);
+      if (status === 500) agent.logger.error({ err: e.stack }, 'admin request failed');
       const text = JSON.stringify({ error: e.message, exitCode: e instanceof HttpError ? e.exitCode : undefined });
+      if (res.headersSent) { res.destroy(); return; }
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
-    });
+    }).catch(() => res.destroy());
   });
+  server.on('clientError', onClientError(badPeer));
   // The run dir is shared with proxy.sock (reached by UID 1337): the socket's own 0600 guards the admin API.
   await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
   await unlink(o.socketPath).catch(() => undefined);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { pino } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../common/log.js';
+import { weirLogOptions, type Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
 import { loadKubeConfig, namespaces, podsOfNode } from '../kube/informers.js';
 import type { ResilientInformer } from '../kube/informer.js';
@@ -35,6 +35,9 @@ import { PodErrors } from './pod-errors.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import type { CaptureEvent } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
+import { badPeerReporter } from '../common/bad-peer.js';
+import { createNetnsGuard, defaultForbidden } from '../netns/netns-guard.js';
+import { armedCrashPoint } from '../common/test-crash-points.js';
 
 export interface AgentOverrides {
   /** Use this kubeconfig object instead of loading one (tests). */
@@ -79,7 +82,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
   const streams: pino.StreamEntry[] = [{ stream: ring, level: 'debug' }];
   if (config.logLevel !== 'silent') streams.push({ stream: pino.destination({ fd: 1, sync: true }) });
   if (over.logStream) streams.push({ stream: over.logStream });
-  const logger: Logger = pino({ name: 'weir-agent', level: config.logLevel === 'silent' ? 'debug' : config.logLevel, base: { component: 'agent', node: config.nodeName } }, pino.multistream(streams));
+  const logger: Logger = pino(weirLogOptions('weir-agent', config.logLevel === 'silent' ? 'debug' : config.logLevel, { node: config.nodeName }), pino.multistream(streams));
 
   const cleanups: (() => Promise<void> | void)[] = [];
   const closeAll = async (): Promise<void> => {
@@ -109,7 +112,12 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       void status.onEvent(e);
     };
     const resolver = new KubePodResolver({ kubeConfig, pods, logger });
-    const controller = new CaptureController({ resolver, backend, planner, store, settings, onEvent, logger });
+    const controller = new CaptureController({ resolver, backend, planner, store, settings, onEvent, logger, netnsGuard: createNetnsGuard(defaultForbidden(config.hostProc)) });
+    const armed = armedCrashPoint();
+    if (armed) logger.warn({ crashPoint: armed }, 'WEIR_TEST_CRASH_AT is set: this agent will crash on purpose (test-only; never set it in a cluster)');
+    // A previous agent killed mid-ADD: finish or remove its half-done work before serving anyone.
+    const recovered = await controller.recoverPending();
+    if (recovered.length) logger.warn({ recovered }, 'recovered ADDs a previous agent left half-done');
 
     let installer: Installer | undefined;
     const cniSocket = join(config.runDir, 'cni.sock');
@@ -125,6 +133,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       controller, socketPath: cniSocket, logger,
       ready: (): { ready: boolean; reason: string } => { const r = readiness.evaluate(); return { ready: r.raw || r.ready, reason: r.reason }; },
       onRequest: (route, outcome, ms) => metrics.onCniRequest(route, outcome, ms),
+      onBadPeer: badPeerReporter(metrics.registry, 'cni.sock', logger),
     });
     await cniServer.start();
     // Closed first on shutdown (cleanups run in reverse): stop accepting, finish in-flight ADDs.

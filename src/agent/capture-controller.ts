@@ -17,6 +17,9 @@ import { CniCode, CniError } from '../cni/spec.js';
 import { FieldError } from '../common/errors.js';
 import type { SandboxStore, StoredSandbox } from './sandbox-store.js';
 import { sandboxAt } from '../netns/backend-types.js';
+import { existsSync } from 'node:fs';
+import { crashPoint } from '../common/test-crash-points.js';
+import { createNetnsGuard } from '../netns/netns-guard.js';
 
 export interface ControllerLogger {
   debug(obj: object, msg: string): void;
@@ -36,6 +39,8 @@ export interface CaptureControllerOptions {
   resolveTimeoutMs?: number;
   onEvent?: (e: CaptureEvent) => void;
   logger?: ControllerLogger;
+  /** Refuses a netns capture must never be programmed into (the host's, the agent's, not a netns): throws CniError. Default createNetnsGuard(). */
+  netnsGuard?: (netns: string) => Promise<void>;
 }
 
 const NOOP_LOGGER: ControllerLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -50,6 +55,7 @@ export class CaptureController {
       settings: DEFAULT_CAPTURE_SETTINGS,
       resolveTimeoutMs: 4000,
       logger: NOOP_LOGGER,
+      netnsGuard: createNetnsGuard(),
       ...opts,
     };
   }
@@ -134,13 +140,20 @@ export class CaptureController {
         if (e instanceof FieldError) throw new CniError(CniCode.invalidConfig, `pod ${namespace}/${req.podName}: ${e.message}`, e.field);
         throw e;
       }
+      await this.opts.netnsGuard(req.netns);
+      crashPoint('add:before-intent');
+      // The intent goes to disk before the first byte reaches the kernel: if
+      // this process dies anywhere below, the next agent finds the record
+      // pending and finishes or removes exactly this (recoverPending).
+      await this.opts.store.put(this.record(req, { podNamespace: namespace, captured: false, reason: 'programming', backend: this.opts.backend.name, planHash: planHash(plan), plan, pending: 'add' }));
+      crashPoint('add:after-intent');
       try {
         await this.opts.backend.apply({ netnsPath: req.netns, podIPs: req.ips }, plan);
       } catch (e) {
-        // Roll back whatever part of the apply may have landed.
-        await this.opts.backend.remove(sandboxAt(req.netns)).catch(() => undefined);
+        await this.undoFailedAdd(req);
         throw new CniError(CniCode.tryAgainLater, `programming capture in ${req.netns} failed: ${(e as Error).message}`);
       }
+      crashPoint('add:after-apply');
     } catch (e) {
       const err = e instanceof CniError ? e : new CniError(CniCode.tryAgainLater, (e as Error).message);
       this.emit({ kind: 'failed', ...who, backend: this.opts.backend.name, error: err.message, durationMs: Date.now() - started });
@@ -149,10 +162,67 @@ export class CaptureController {
     }
     const hash = planHash(plan);
     await this.opts.store.put(this.record(req, { podNamespace: namespace, captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: hash, plan }));
+    crashPoint('add:after-record');
     const durationMs = Date.now() - started;
     this.emit({ kind: 'programmed', ...who, podNamespace: namespace, backend: this.opts.backend.name, durationMs });
     this.opts.logger.info({ ...who, backend: this.opts.backend.name, planHash: hash, durationMs }, 'capture programmed');
     return { captured: true, reason: 'captured', backend: this.opts.backend.name, planHash: hash };
+  }
+
+  /** A failed apply: take back whatever part landed, then forget the intent (kept as 'remove' if even that failed). */
+  private async undoFailedAdd(req: CniPodRequest): Promise<void> {
+    try {
+      await this.opts.backend.remove(sandboxAt(req.netns));
+      await this.opts.store.delete(req.containerId);
+    } catch (e) {
+      this.opts.logger.error({ containerId: req.containerId, netns: req.netns, err: (e as Error).message }, 'rollback of a failed ADD failed; the record stays pending');
+      await this.opts.store.put(this.record(req, { captured: false, reason: 'rollback-pending', pending: 'remove' }));
+    }
+  }
+
+  /**
+   * At start, before the CNI socket serves: every record a killed agent left
+   * pending. An interrupted ADD is finished (the plan it recorded is applied
+   * again — apply is idempotent — and verified), so the pod is either fully
+   * captured or, when that cannot be done, has no rules and no record; a
+   * netns that is gone takes its rules with it. Returns what was done.
+   */
+  async recoverPending(): Promise<{ containerId: string; outcome: 'finished' | 'removed' | 'gone' | 'failed'; error?: string }[]> {
+    const out: { containerId: string; outcome: 'finished' | 'removed' | 'gone' | 'failed'; error?: string }[] = [];
+    for (const rec of this.opts.store.list().filter((r) => r.pending)) {
+      await this.serialize(rec.containerId, async () => {
+        const log = { containerId: rec.containerId, netns: rec.netns, pending: rec.pending, pod: `${rec.podNamespace}/${rec.podName}` };
+        try {
+          if (!rec.netns || !existsSync(rec.netns)) {
+            await this.opts.store.delete(rec.containerId);
+            out.push({ containerId: rec.containerId, outcome: 'gone' });
+            return;
+          }
+          if (rec.pending === 'add' && rec.plan) {
+            try {
+              await this.opts.backend.apply(sandboxAt(rec.netns), rec.plan);
+              const v = await this.opts.backend.verify(sandboxAt(rec.netns), rec.plan);
+              if (!v.ok) throw new Error(`rules differ after apply: ${v.differences.slice(0, 3).join('; ')}`);
+              const { pending: _p, ...done } = rec;
+              await this.opts.store.put({ ...done, captured: true, reason: 'captured', updatedAt: Date.now() });
+              out.push({ containerId: rec.containerId, outcome: 'finished' });
+              this.opts.logger.warn(log, 'finished an ADD a previous agent left half-done');
+              return;
+            } catch (e) {
+              this.opts.logger.error({ ...log, err: (e as Error).message }, 'cannot finish a half-done ADD; removing it');
+            }
+          }
+          await this.opts.backend.remove(sandboxAt(rec.netns));
+          await this.opts.store.delete(rec.containerId);
+          out.push({ containerId: rec.containerId, outcome: 'removed' });
+          this.opts.logger.warn(log, 'removed an ADD a previous agent left half-done');
+        } catch (e) {
+          out.push({ containerId: rec.containerId, outcome: 'failed', error: (e as Error).message });
+          this.opts.logger.error({ ...log, err: (e as Error).message }, 'recovering a half-done ADD failed; repair and DEL will retry');
+        }
+      });
+    }
+    return out;
   }
 
   check(req: CniPodRequest): Promise<CniCheckResponse> {
@@ -212,6 +282,7 @@ export class CaptureController {
       const decision = decideCapture(target.pod, this.opts.settings);
       if (!decision.capture) return 'skipped';
       const plan = this.opts.planner(target.pod);
+      await this.opts.netnsGuard(target.netns);
       const verdict = await this.opts.backend.verify(sandboxAt(target.netns), plan);
       if (verdict.ok) return 'ok';
       const started = Date.now();

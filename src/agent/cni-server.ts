@@ -8,8 +8,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { mkdir, unlink, chmod, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { CNI_API_PREFIX, DEFAULT_AGENT_SOCKET, type AgentReadyResponse, type CniDelRequest, type CniErrorBody, type CniGcRequest, type CniLogLine, type CniPodRequest } from '../cni/agent-protocol.js';
-import { CniCode, CniError } from '../cni/spec.js';
+import { CNI_API_PREFIX, DEFAULT_AGENT_SOCKET, type AgentReadyResponse, type CniDelRequest, type CniErrorBody, type CniLogLine } from '../cni/agent-protocol.js';
+import { CniCode, CniError, LATEST_VERSION, errorJson, inputTooLarge } from '../cni/spec.js';
+import { onClientError } from '../common/bad-peer.js';
+import { BadRequest, execRequest, gcRequest, logLine, podRequest, MAX_EXEC_BODY_BYTES, MAX_OP_BODY_BYTES } from './cni-requests.js';
 import { runPlugin } from '../cni/plugin.js';
 import { PluginLog } from '../cni/plugin-log.js';
 import type { CaptureController, ControllerLogger } from './capture-controller.js';
@@ -22,58 +24,34 @@ export interface CniServerOptions {
   logger?: ControllerLogger;
   /** Called with each request's route, outcome and duration (metrics). */
   onRequest?: (route: string, outcome: 'ok' | 'error', durationMs: number, cniCode?: number) => void;
+  /** Called for each malformed request (bad HTTP, bad JSON, a body that fails its schema): weir_agent_bad_peer_messages_total. */
+  onBadPeer?: (reason: string) => void;
 }
 
-const MAX_BODY = 1 << 20;
 const NOOP: ControllerLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
-class BadRequest extends Error {}
+class TooLarge extends BadRequest {}
 
-function readJson(req: IncomingMessage): Promise<unknown> {
+/** Reads a JSON body up to `limit` bytes; past it, stops buffering (the rest is drained, not kept) and fails with TooLarge. */
+function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) { reject(new BadRequest(`body larger than ${MAX_BODY} bytes`)); req.destroy(); return; }
+      if (size > limit) {
+        chunks.length = 0;
+        reject(new TooLarge(`body larger than ${limit} bytes`));
+        return;
+      }
       chunks.push(c);
     });
     req.on('error', reject);
     req.on('end', () => {
+      if (size > limit) return;
       try { resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))); } catch (e) { reject(new BadRequest(`body is not JSON: ${(e as Error).message}`)); }
     });
   });
-}
-
-function str(o: Record<string, unknown>, field: string, required: boolean): string | undefined {
-  const v = o[field];
-  if (v === undefined || v === null || v === '') {
-    if (required) throw new BadRequest(`${field}: missing`);
-    return undefined;
-  }
-  if (typeof v !== 'string') throw new BadRequest(`${field}: must be a string`);
-  return v;
-}
-
-function podRequest(body: unknown, netnsRequired: boolean): CniPodRequest {
-  if (typeof body !== 'object' || body === null) throw new BadRequest('body: must be an object');
-  const o = body as Record<string, unknown>;
-  const ips = o.ips ?? [];
-  if (!Array.isArray(ips) || ips.some((x) => typeof x !== 'string')) throw new BadRequest('ips: must be a list of strings');
-  const netns = str(o, 'netns', netnsRequired) ?? '';
-  if (netns && !path.isAbsolute(netns)) throw new BadRequest('netns: must be an absolute path');
-  return {
-    containerId: str(o, 'containerId', true)!,
-    ifName: str(o, 'ifName', true)!,
-    netns,
-    podNamespace: str(o, 'podNamespace', false),
-    podName: str(o, 'podName', false),
-    podUid: str(o, 'podUid', false),
-    ips: ips as string[],
-    cniVersion: str(o, 'cniVersion', false) ?? '',
-    network: str(o, 'network', false) ?? '',
-    runtimeConfig: typeof o.runtimeConfig === 'object' && o.runtimeConfig !== null ? o.runtimeConfig as Record<string, unknown> : undefined,
-  };
 }
 
 export class CniServer {
@@ -103,7 +81,15 @@ export class CniServer {
     await mkdir(dir, { recursive: true, mode: 0o755 });
     await chmod(dir, 0o755);
     await this.removeStaleSocket();
-    const server = createServer((req, res) => { void this.handle(req, res); });
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((e: unknown) => {
+        // handle() answers every error itself; reaching here is a bug: log it, drop this one request only.
+        this.log.error({ err: (e as Error)?.stack ?? String(e) }, 'CNI request handler failed');
+        res.destroy();
+      });
+    });
+    // Garbage that is not HTTP: count it and close that connection only.
+    server.on('clientError', onClientError((r) => this.opts.onBadPeer?.(r)));
     // Plugins send one request per connection; keep-alive only wastes fds.
     server.keepAliveTimeout = 1000;
     await new Promise<void>((resolve, reject) => {
@@ -164,7 +150,9 @@ export class CniServer {
     } catch (e) {
       let status = 500;
       let err: CniErrorBody;
-      if (e instanceof BadRequest) { status = 400; err = { cniCode: CniCode.invalidConfig, msg: `weir agent: bad ${route} request: ${e.message}` }; }
+      if (e instanceof BadRequest) this.opts.onBadPeer?.(e.message);
+      if (e instanceof TooLarge) { status = 413; err = { cniCode: CniCode.invalidEnv, msg: `weir agent: ${route} request ${e.message}` }; }
+      else if (e instanceof BadRequest) { status = 400; err = { cniCode: CniCode.invalidConfig, msg: `weir agent: bad ${route} request: ${e.message}` }; }
       else if (e instanceof CniError) {
         status = e.code === CniCode.captureDrift ? 409 : e.code === CniCode.tryAgainLater ? 503 : 422;
         err = { cniCode: e.code, msg: e.message, details: e.details };
@@ -184,7 +172,7 @@ export class CniServer {
       return this.readiness();
     }
     if (req.method !== 'POST') throw new NotFound();
-    return this.dispatch(op, await readJson(req));
+    return this.dispatch(op, await readJson(req, MAX_OP_BODY_BYTES));
   }
 
   /** One protocol operation: shared by the HTTP routes and by the in-process calls made while serving /v1/cni/exec. */
@@ -199,24 +187,17 @@ export class CniServer {
         await c.del(r);
         return {};
       }
-      case '/cni/gc': {
-        const valid = (body as Partial<CniGcRequest> | null)?.validAttachments;
-        if (!Array.isArray(valid) || valid.some((v) => typeof v?.containerId !== 'string' || typeof v?.ifName !== 'string')) {
-          throw new BadRequest('validAttachments: must be a list of {containerId, ifName}');
-        }
-        return { removed: await c.gc(valid) };
-      }
+      case '/cni/gc': return { removed: await c.gc(gcRequest(body).validAttachments) };
       case '/log': {
-        this.relog((body ?? {}) as Partial<CniLogLine>);
+        this.relog(logLine(body));
         return {};
       }
       default: throw new NotFound();
     }
   }
 
-  private relog(line: Partial<CniLogLine>): void {
-    const level = line.level && ['debug', 'info', 'warn', 'error'].includes(line.level) ? line.level : 'info';
-    this.log[level]({ source: 'weir-cni', containerId: line.containerId, podNamespace: line.podNamespace, podName: line.podName, ...line.fields }, String(line.msg ?? ''));
+  private relog(line: CniLogLine): void {
+    this.log[line.level]({ ...line.fields, source: 'weir-cni', containerId: line.containerId, podNamespace: line.podNamespace, podName: line.podName }, line.msg);
   }
 
   /**
@@ -228,17 +209,19 @@ export class CniServer {
    * its exit code in `x-weir-exit-code`.
    */
   private async exec(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req);
-    if (typeof body !== 'object' || body === null) throw new BadRequest('body: must be an object');
-    const { env: rawEnv, stdin } = body as { env?: unknown; stdin?: unknown };
-    if (typeof rawEnv !== 'object' || rawEnv === null || Array.isArray(rawEnv)) throw new BadRequest('env: must be an object of strings');
-    if (typeof stdin !== 'string') throw new BadRequest('stdin: must be a string');
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(rawEnv as Record<string, unknown>)) {
-      if (!k.startsWith('CNI_')) continue;
-      if (typeof v !== 'string') throw new BadRequest(`env.${k}: must be a string`);
-      env[k] = v;
+    let body: unknown;
+    try {
+      body = await readJson(req, MAX_EXEC_BODY_BYTES);
+    } catch (e) {
+      if (!(e instanceof TooLarge)) throw e;
+      // Answered as the plugin's own result (exit 1, code 4 naming the limit), so the relay prints it instead of "did not answer".
+      this.opts.onBadPeer?.(e.message);
+      const text = errorJson(LATEST_VERSION, inputTooLarge(`more than ${MAX_EXEC_BODY_BYTES} body`));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-weir-exit-code': '1', connection: 'close' });
+      res.end(text);
+      return;
     }
+    const { env, stdin } = execRequest(body);
     const log = new PluginLog((line) => this.relog(line));
     const outcome = await runPlugin(env, stdin, log, <T>(_opts: unknown, op: string, b?: unknown) => this.inProcess<T>(op, b));
     const text = outcome.stdout;

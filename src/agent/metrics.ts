@@ -10,6 +10,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { CaptureEvent } from './contracts.js';
 import type { InformerHealth } from '../kube/informer.js';
 import type { PodRepairOutcome } from './repair.js';
+import { badPeerReporter, onClientError } from '../common/bad-peer.js';
 
 export interface ReadinessCondition { name: string; check: () => { ok: boolean; reason?: string } }
 
@@ -132,8 +133,10 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<{ se
       }
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found\n');
-    })().catch((e: Error) => { if (!res.headersSent) res.writeHead(500); res.end(`${e.message}\n`); });
+    })().catch((e: unknown) => { if (!res.headersSent) res.writeHead(500); res.end(`${(e as Error)?.message ?? String(e)}\n`); });
   });
+  const badPeer = badPeerReporter(opts.metrics.registry, 'metrics');
+  server.on('clientError', onClientError(badPeer));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new Error(`metrics-addr: cannot listen on ${opts.address}: ${e.message}`)));
     server.listen(port, host, () => resolve());

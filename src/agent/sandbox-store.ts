@@ -8,7 +8,16 @@ import type { RedirectPlan } from '../redirect/types.js';
 import { writeFileAtomic } from '../cni/atomic-file.js';
 
 /** The persisted record also keeps the plan, so CHECK can verify against exactly what was applied. */
-export interface StoredSandbox extends SandboxRecord { plan?: RedirectPlan }
+export interface StoredSandbox extends SandboxRecord {
+  plan?: RedirectPlan;
+  /**
+   * Intent written BEFORE the backend touches the kernel: 'add' = an ADD was
+   * programming `plan` into `netns`; 'remove' = a failed ADD's rollback did
+   * not finish. A record still pending when the agent starts is a kill or
+   * crash mid-ADD: CaptureController.recoverPending() finishes or removes it.
+   */
+  pending?: 'add' | 'remove';
+}
 
 interface StoreFile { version: 1; sandboxes: StoredSandbox[] }
 

@@ -40,13 +40,13 @@ function signingAlgorithmFor(key: CryptoKey): Algorithm & { hash: string } {
   throw new PkiError(`unsupported CA key algorithm ${key.algorithm.name}`);
 }
 
-/** A new self-signed mesh root (10 years, as Istio's self-signed root). */
-export async function generateRoot(opts: { trustDomain: string; lifetimeDays?: number; now?: Date }): Promise<CaMaterial> {
+/** A new self-signed mesh root (10 years, as Istio's self-signed root). `commonName` names other roots (the injector's webhook CA). */
+export async function generateRoot(opts: { trustDomain: string; lifetimeDays?: number; now?: Date; commonName?: string }): Promise<CaMaterial> {
   const keys = await webcrypto.subtle.generateKey(WORKLOAD_KEY, true, ['sign', 'verify']) as CryptoKeyPair;
   const now = opts.now ?? new Date();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serialNumber(),
-    name: [{ O: [opts.trustDomain] }, { CN: ['weir mesh root'] }],
+    name: [{ O: [opts.trustDomain] }, { CN: [opts.commonName ?? 'weir mesh root'] }],
     notBefore: new Date(now.getTime() - 60_000),
     notAfter: new Date(now.getTime() + (opts.lifetimeDays ?? 3650) * 86_400_000),
     keys: keys as unknown as CryptoKeyPair,

@@ -13,6 +13,7 @@ import { registerAgentCommand } from './commands/agent.js';
 import { registerProxyCommand } from '../proxy/command.js';
 import { registerCaCommand } from './commands/ca.js';
 import { registerAnalyzeCommand } from './commands/analyze.js';
+import { registerInjectCommands } from './commands/inject.js';
 import { EXIT_CODE_TABLE, usageErrorsExit2 } from './exit.js';
 
 export const VERSION: string = pkg.version;
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerProxyCommand(program);
   registerCaCommand(program);
   registerAnalyzeCommand(program);
+  registerInjectCommands(program);
   return program;
 }
 

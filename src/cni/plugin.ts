@@ -5,7 +5,7 @@
 import type { CniAddResponse, CniCheckResponse, CniDelRequest, CniGcResponse, CniPodRequest, AgentReadyResponse } from './agent-protocol.js';
 import { callAgent, AgentUnavailableError, type AgentCallOptions } from './agent-client.js';
 import { parseConf, parseEnv, sniffVersion, type PluginConf, type PluginEnv } from './conf.js';
-import { CniCode, CniError, LATEST_VERSION, SUPPORTED_VERSIONS, errorJson, isSupportedVersion, versionAtLeast } from './spec.js';
+import { CniCode, CniError, LATEST_VERSION, MAX_CNI_INPUT_BYTES, SUPPORTED_VERSIONS, errorJson, inputTooLarge, isSupportedVersion, versionAtLeast } from './spec.js';
 import { PluginLog } from './plugin-log.js';
 
 export interface PluginOutcome { stdout: string; exitCode: number }
@@ -111,6 +111,8 @@ function version(stdin: string): string {
 }
 
 export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string, log = new PluginLog(), agentCall: AgentCall = callAgent): Promise<PluginOutcome> {
+  const size = Buffer.byteLength(stdin);
+  if (size > MAX_CNI_INPUT_BYTES) return { stdout: errorJson(LATEST_VERSION, inputTooLarge(size)), exitCode: 1 };
   let answerVersion = sniffVersion(stdin);
   try {
     if (processEnv.CNI_COMMAND === 'VERSION') return { stdout: version(stdin), exitCode: 0 };

@@ -1,11 +1,28 @@
 // CNI specification facts the plugin depends on: versions, well-known error
 // codes, the error type, and the result shapes weir reads (never rewrites).
-// Kept dependency-free: it is part of the plugin's tiny import graph.
+// Kept small: it is part of the plugin's import graph (the CIDR parser is
+// the one the redirect plan uses, so a prevResult address weir accepts is
+// one every renderer accepts too).
+import { parseCidr } from '../redirect/addr.js';
 
 /** Versions weir-cni accepts in a conf and answers in. 0.1.0/0.2.0 results have no `ips` list; weir does not speak them. */
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
 export const LATEST_VERSION: CniVersion = '1.1.0';
+
+/**
+ * The one size limit for CNI input (the network configuration on stdin),
+ * end to end: the C relay (cni/relay/weir-cni.c, MAX_STDIN), the Node
+ * plugin and the agent's /v1/cni/exec all refuse more than this with code
+ * 4 naming the limit. Large conflists (many plugins, big prevResults) stay
+ * far below it; it bounds what one runtime call can make the agent buffer.
+ */
+export const MAX_CNI_INPUT_BYTES = 8 * 1024 * 1024;
+
+/** The error every path returns for input over MAX_CNI_INPUT_BYTES (same text as the relay's). */
+export function inputTooLarge(bytes: number | string): CniError {
+  return new CniError(CniCode.invalidEnv, `stdin: network configuration larger than the CNI input limit of ${MAX_CNI_INPUT_BYTES} bytes (8 MiB)`, `received ${bytes} bytes`);
+}
 
 /** Well-known error codes (CNI spec, "Error" section). 100+ are plugin-specific. */
 export const CniCode = {
@@ -70,9 +87,15 @@ export function resultIps(prevResult: unknown, field = 'prevResult'): string[] {
   if (ips === undefined) return [];
   if (!Array.isArray(ips)) throw new CniError(CniCode.invalidConfig, `${field}.ips: must be a list`);
   return ips.map((entry, i) => {
-    const address = (entry as { address?: unknown } | null)?.address;
-    if (typeof address !== 'string' || !/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(address)) {
-      throw new CniError(CniCode.invalidConfig, `${field}.ips[${i}].address: expected an address in CIDR notation`, JSON.stringify(address));
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      throw new CniError(CniCode.invalidEnv, `${field}.ips[${i}]: must be an object with an address`, JSON.stringify(entry));
+    }
+    const address = (entry as { address?: unknown }).address;
+    // Strict: the plan's own parser, with a prefix required (the spec's CIDR
+    // notation). What passes is an address every renderer accepts, so a bad
+    // value never reaches the kernel or the sandbox record.
+    if (typeof address !== 'string' || !address.includes('/') || !parseCidr(address)) {
+      throw new CniError(CniCode.invalidEnv, `${field}.ips[${i}].address: expected an IPv4 or IPv6 address in CIDR notation (a.b.c.d/n or x:y::z/n)`, JSON.stringify(address));
     }
     return address.slice(0, address.indexOf('/'));
   });

@@ -11,7 +11,9 @@ import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from 'pro
 import type { Logger } from '../common/log.js';
 import { kubeRegistrySource, type RegistrySource } from './kube-source.js';
 import { peerPid } from './peer-cred.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg } from './protocol.js';
+import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg, type ProxyToAgent } from './protocol.js';
+import { MessageError, parseProxyMessage } from './messages.js';
+import { badPeerReporter } from '../common/bad-peer.js';
 import { RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
 
@@ -108,6 +110,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [deps.metrics],
     }),
   };
+
+  const badPeer = badPeerReporter(deps.metrics, 'proxy.sock', log);
 
   function send(s: Session, msg: AgentToProxy): void {
     s.sock.write(encode(msg));
@@ -231,30 +235,41 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     const decoder = new LineDecoder();
     let gotHello = false;
     const helloTimer = setTimeout(() => { if (!gotHello) refuse(s, 'no hello within the timeout'); }, deps.helloTimeoutMs ?? 5000);
-    sock.on('data', (chunk: Buffer) => {
-      let msgs: unknown[];
-      try {
-        msgs = decoder.push(chunk);
-      } catch (err) {
-        if (!sock.destroyed) sock.end(encode({ type: 'error', reason: String(err) }));
-        return;
+    let failed = false;
+    // A peer that breaks the protocol gets one error line, then its connection is closed; nobody else notices.
+    const protocolError = (reason: string): void => {
+      failed = true;
+      badPeer(reason);
+      if (!sock.destroyed) sock.end(encode({ type: 'error', reason }), () => sock.destroy());
+    };
+    const onMessage = (msg: ProxyToAgent): void => {
+      if (!gotHello) {
+        if (msg.type !== 'hello') { refuse(s, `expected hello, got ${JSON.stringify(msg.type)}`); failed = true; return; }
+        gotHello = true;
+        clearTimeout(helloTimer);
+        admit(s, msg).catch((err: unknown) => { log.error({ session: s.id, err: String(err) }, 'admitting a proxy failed'); refuse(s, `internal error: ${String(err)}`); });
+      } else if (msg.type === 'ack' && s.identity) {
+        if (msg.version > s.sentVersion) { protocolError(`ack.version ${msg.version} was never sent`); return; }
+        s.ackedVersion = Math.max(s.ackedVersion, msg.version);
+        s.lastAckAt = new Date();
+        settleFanout();
+      } else if (s.identity) {
+        protocolError(`unexpected message type ${JSON.stringify(msg.type)}`);
       }
-      for (const raw of msgs) {
-        const msg = raw as { type?: string; version?: number };
-        if (!gotHello) {
-          if (msg.type !== 'hello') { refuse(s, `expected hello, got ${JSON.stringify(msg.type)}`); return; }
-          gotHello = true;
-          clearTimeout(helloTimer);
-          void admit(s, msg as HelloMsg);
-        } else if (msg.type === 'ack' && typeof msg.version === 'number' && s.identity) {
-          if (msg.version > s.sentVersion) { sock.end(encode({ type: 'error', reason: `ack.version ${msg.version} was never sent` })); return; }
-          s.ackedVersion = Math.max(s.ackedVersion, msg.version);
-          s.lastAckAt = new Date();
-          settleFanout();
-        } else if (s.identity) {
-          sock.end(encode({ type: 'error', reason: `unexpected message type ${JSON.stringify(msg.type)}` }));
-          return;
+    };
+    sock.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      try {
+        for (const raw of decoder.push(chunk)) {
+          onMessage(parseProxyMessage(raw));
+          if (failed) return;
         }
+      } catch (err) {
+        // Undecodable line, a message failing its schema, or a bug in handling one: this connection only.
+        if (!(err instanceof MessageError) && !(err instanceof SyntaxError) && !/^protocol:/.test((err as Error).message)) {
+          log.error({ session: s.id, err: (err as Error).stack }, 'proxy message handler failed');
+        }
+        protocolError((err as Error).message);
       }
     });
     sock.on('error', () => { /* close follows */ });

@@ -18,9 +18,15 @@ export interface SecurityContext {
 
 export interface ContainerPort { containerPort: number; protocol?: string; name?: string }
 
+export interface EnvVar { name: string; value?: string }
+
 export interface Container {
   name: string;
   image?: string;
+  /** Istio gateways run istio-proxy with `proxy router`; sidecars with `proxy sidecar`. */
+  args?: string[];
+  /** Only literal values are read (DISABLE_ENVOY, ISTIO_META_DNS_CAPTURE); valueFrom is ignored. */
+  env?: EnvVar[];
   ports?: ContainerPort[];
   securityContext?: SecurityContext;
   /** "Always" on an init container makes it a native sidecar (KEP-753). */

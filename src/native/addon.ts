@@ -35,6 +35,10 @@ export interface SocketInNetnsOptions {
   freebind?: boolean;
   /** SO_REUSEPORT: share the port across sockets (one per worker thread). */
   reusePort?: boolean;
+  /** tcp-connect only: bind to this source address first (non-local with `transparent`: TPROXY's hand-off). */
+  sourceAddress?: string;
+  /** With sourceAddress: never this source port (the client's own, so the hand-off's 4-tuple differs from the client's). */
+  avoidSourcePort?: number;
 }
 
 /**

@@ -3,7 +3,10 @@ import type { BackendName, CaptureBackend } from './backend-types.js';
 import { IptablesBackend } from './iptables-backend.js';
 import type { IptablesMode } from './iptables-detect.js';
 import { NftablesBackend } from './nft-backend.js';
-import { NFT_TABLES, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
+import { NFT_TABLES, NFT_TPROXY_TABLE, renderNftables, renderNftablesDefinition } from '../redirect/render-nftables.js';
+import { existsSync } from 'node:fs';
+import { nativeAvailable, nftRun } from '../native/addon.js';
+import { TproxyRoutingBackend } from './tproxy-backend.js';
 
 export const DEFAULT_BACKEND: BackendName = 'nftables';
 export const BACKEND_NAMES: readonly BackendName[] = ['nftables', 'iptables'];
@@ -20,12 +23,33 @@ export function parseBackendName(value: string, field = 'backend'): BackendName 
   throw new Error(`${field}: must be one of ${BACKEND_NAMES.join(', ')} (bad value: ${JSON.stringify(value)})`);
 }
 
+/**
+ * Whether a netns may hold weir's TPROXY rules (and so policy routing to
+ * keep in step), from one in-process `list tables`: nftables has the
+ * weir_tproxy table, iptables-nft a mangle table. Legacy iptables is
+ * invisible to nft, and any doubt counts as yes (the slow, exact path).
+ */
+async function mayHaveTproxy(netns: string, tables: RegExp, visibleToNft: boolean): Promise<boolean> {
+  if (!existsSync(netns)) return false;
+  if (!visibleToNft || !nativeAvailable()) return true;
+  try {
+    return tables.test(await nftRun(netns, 'list tables'));
+  } catch {
+    return true;
+  }
+}
+
 export function getBackend(name: BackendName = DEFAULT_BACKEND, opts: BackendOptions = {}): CaptureBackend {
   switch (name) {
-    case 'nftables':
-      return new NftablesBackend({ render: renderNftables, renderDefinition: renderNftablesDefinition, tables: NFT_TABLES });
-    case 'iptables':
-      return new IptablesBackend({ mode: opts.iptablesMode, lockDir: opts.lockDir });
+    case 'nftables': {
+      const rules = new NftablesBackend({ render: renderNftables, renderDefinition: renderNftablesDefinition, tables: NFT_TABLES });
+      const tproxyTable = new RegExp(`^table inet ${NFT_TPROXY_TABLE}$`, 'm');
+      return new TproxyRoutingBackend(rules, { hasTproxy: (netns) => mayHaveTproxy(netns, tproxyTable, true) });
+    }
+    case 'iptables': {
+      const rules = new IptablesBackend({ mode: opts.iptablesMode, lockDir: opts.lockDir });
+      return new TproxyRoutingBackend(rules, { hasTproxy: (netns) => mayHaveTproxy(netns, /^table ip6? mangle$/m, rules.mode === 'nft') });
+    }
     default:
       throw new Error(`backend: unknown backend ${JSON.stringify(name)}`);
   }

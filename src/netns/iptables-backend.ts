@@ -20,6 +20,7 @@ import { nativeAvailable, nftRun } from '../native/addon.js';
 import type { RedirectPlan } from '../redirect/types.js';
 import { formatRestore, IPTABLES_CHAIN_PREFIX, IPTABLES_TABLES, renderIptablesRules, type IptablesTable } from '../redirect/render-iptables.js';
 import { planHash } from '../redirect/plan.js';
+import { crashPoint } from '../common/test-crash-points.js';
 
 export class IptablesBackendError extends Error {
   readonly netns: string;
@@ -125,6 +126,31 @@ function removalScript(current: Map<string, WeirTableContent>, keep: (table: str
 }
 
 /**
+ * Restore text that takes weir's part of a netns from `now` back to `previous`
+ * (both as iptables-save listed them): jumps of now deleted, previous chains
+ * declared (created or flushed), chains only now has removed, then previous
+ * rules and jumps appended as saved. Other chains are never named.
+ */
+export function rollbackScript(previous: Map<string, WeirTableContent>, now: Map<string, WeirTableContent>): string {
+  let out = '';
+  for (const table of new Set([...previous.keys(), ...now.keys()])) {
+    const p = previous.get(table) ?? { chains: [], rules: [], jumps: [] };
+    const n = now.get(table) ?? { chains: [], rules: [], jumps: [] };
+    const extra = n.chains.filter((ch) => !p.chains.includes(ch));
+    const lines = [
+      ...p.chains.map((ch) => `:${ch} - [0:0]`),
+      ...n.jumps.map((j) => j.replace(/^-A /, '-D ')),
+      ...extra.map((ch) => `-F ${ch}`),
+      ...extra.map((ch) => `-X ${ch}`),
+      ...p.rules,
+      ...p.jumps,
+    ];
+    if (lines.length > 0) out += `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
+  }
+  return out;
+}
+
+/**
  * The restore script that takes a netns from `current` to the plan's tables:
  * old jumps deleted, plan chains declared (created or flushed) and filled,
  * chains weir no longer uses removed, jumps appended once.
@@ -200,28 +226,49 @@ export class IptablesBackend implements CaptureBackend {
   /**
    * True when the netns certainly holds no weir chain, known without running
    * iptables-save: iptables-nft keeps its tables in nf_tables, and a netns
-   * with no nat or raw table at all (a new pod) has nothing of weir. Saves
+   * with no nat, raw or mangle table at all (a new pod) has nothing of weir. Saves
    * two process spawns per apply on CNI ADD. Any doubt → false.
    */
   private async knownEmpty(netns: string): Promise<boolean> {
     if (this.mode !== 'nft' || !nativeAvailable()) return false;
     try {
       const tables = await nftRun(netns, 'list tables');
-      return !/^table ip6? (nat|raw)$/m.test(tables);
+      return !/^table ip6? (nat|raw|mangle)$/m.test(tables);
     } catch {
       return false;
     }
   }
 
+  /**
+   * Both families or neither: each restore is atomic per table, but IPv4 and
+   * IPv6 are two commits. When the IPv6 one fails, IPv4 goes back to exactly
+   * what it was (usually nothing). A kill between the two commits is covered
+   * one level up: the ADD's intent is in the sandbox store, and the next
+   * agent re-applies this (idempotent) apply before serving.
+   */
   async apply(target: SandboxTarget, plan: RedirectPlan): Promise<void> {
     const netns = target.netnsPath;
     const rendered = FAMILIES.map((f) => renderIptablesRules(plan, f));
     await this.serial(netns, async () => {
       const empty = await this.knownEmpty(netns);
-      for (const r of rendered) {
-        const current = empty ? new Map<string, WeirTableContent>() : await this.current(netns, r.family);
-        const script = applyScript(r.tables, current);
-        await this.run(netns, r.family, 'restore', script);
+      const before = new Map<Family, Map<string, WeirTableContent>>();
+      for (const r of rendered) before.set(r.family, empty ? new Map() : await this.current(netns, r.family));
+      const committed: Family[] = [];
+      try {
+        for (const r of rendered) {
+          if (committed.length) crashPoint('iptables:between-families');
+          await this.run(netns, r.family, 'restore', applyScript(r.tables, before.get(r.family)!));
+          committed.push(r.family);
+        }
+      } catch (e) {
+        for (const f of committed) {
+          try {
+            await this.run(netns, f, 'restore', rollbackScript(before.get(f)!, await this.current(netns, f)));
+          } catch (rb) {
+            throw new IptablesBackendError('apply', netns, `${(e as Error).message}; rolling ${familyLabel(f)} back also failed: ${(rb as Error).message}`);
+          }
+        }
+        throw e;
       }
     });
   }

@@ -32,6 +32,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1', '15053'))
     .addOption(optionWithDefault('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream', 'auto'))
     .addOption(optionWithDefault('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)', 'DEFAULT'))
+    .addOption(optionWithDefault('--interception-mode <mode>', 'REDIRECT or TPROXY, as the pod\'s rules (env ISTIO_META_INTERCEPTION_MODE)', 'REDIRECT'))
     .option('--no-dns', 'do not run the DNS proxy')
     .option('--no-access-log', 'no log line per connection')
     .action(async (opts: RawProxyOptions) => {

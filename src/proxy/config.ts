@@ -37,6 +37,16 @@ export interface ProxyConfig {
   dnsPort: number;
   /** Inbound hand-off to the app leaves from this source so capture lets it through. */
   inboundSourceV4: string;
+  /**
+   * How the pod's inbound is captured (sidecar.istio.io/interceptionMode).
+   * TPROXY: the inbound listener is IP_TRANSPARENT, the original destination
+   * is the accepted socket's own address, and the hand-off to the app comes
+   * from the client's address (SO_MARK tproxyMark, to the pod IP) so the app
+   * sees the real client. Needs the native addon and CAP_NET_ADMIN (IP_TRANSPARENT).
+   */
+  interceptionMode: 'REDIRECT' | 'TPROXY';
+  /** The mark the TPROXY rules and the policy route use (Istio: 1337). */
+  tproxyMark: number;
 }
 
 export const DEFAULTS: ProxyConfig = {
@@ -60,6 +70,8 @@ export const DEFAULTS: ProxyConfig = {
   pump: 'auto',
   busyPollUs: 0,
   inboundSourceV4: '127.0.0.6',
+  interceptionMode: 'REDIRECT',
+  tproxyMark: 1337,
 };
 
 /** Flags as commander hands them over (strings), plus the environment. */
@@ -85,6 +97,7 @@ export interface RawProxyOptions {
   busyPoll?: string;
   /** commander's --no-dns */
   dns?: boolean;
+  interceptionMode?: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -112,6 +125,15 @@ function duration(flag: string, v: string | undefined, dflt: number): number {
 export function workloadFromPodName(pod: string): string {
   if (!pod) return 'unknown';
   return pod.replace(/-[a-z0-9]{6,10}-[a-z0-9]{5}$/, '').replace(/-[a-z0-9]{5}$/, '') || pod;
+}
+
+/** The flag, else Istio's injected ISTIO_META_INTERCEPTION_MODE, else REDIRECT. */
+function interceptionMode(flag: string | undefined, env: NodeJS.ProcessEnv): ProxyConfig['interceptionMode'] {
+  const [field, v] = flag !== undefined ? ['--interception-mode', flag] : ['ISTIO_META_INTERCEPTION_MODE', env.ISTIO_META_INTERCEPTION_MODE];
+  if (v === undefined || v === '') return 'REDIRECT';
+  const t = v.trim().toUpperCase();
+  if (t === 'REDIRECT' || t === 'TPROXY') return t;
+  throw new FieldError(field, 'must be REDIRECT or TPROXY', v);
 }
 
 function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
@@ -159,6 +181,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
       ? parseBusyPoll('--busy-poll', raw.busyPoll, DEFAULTS.busyPollUs)
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
+    interceptionMode: interceptionMode(raw.interceptionMode, env),
   };
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;
   for (let i = 0; i < ports.length; i++) {

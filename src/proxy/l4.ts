@@ -14,6 +14,7 @@ import { originalDst, type OriginalDst } from './original-dst.js';
 import { pumpConfigure, pumpStats, type PumpStats } from '../native/addon.js';
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from './relay.js';
 import { LeastConnections, RouteTable, targetKey, type Target } from './routing.js';
+import { connectTransparent, transparentListenFd } from './transparent.js';
 
 type PeerNoted = Socket & { peer?: string };
 
@@ -87,9 +88,12 @@ export class L4Proxy {
       void this.accept(direction, sock);
     });
     // "::" with ipv6Only=false is one dual-stack socket: IPv4 arrives as ::ffff:a.b.c.d.
+    // TPROXY delivers only to an IP_TRANSPARENT listener, which Node cannot make.
+    const transparent = direction === 'inbound' && this.d.config.interceptionMode === 'TPROXY';
+    const where = transparent ? { fd: await transparentListenFd(port, 4096) } : { host: '::', port, ipv6Only: false, backlog: 4096 };
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: '::', port, ipv6Only: false, backlog: 4096 }, () => { server.off('error', reject); resolve(); });
+      server.listen(where, () => { server.off('error', reject); resolve(); });
     });
     this.servers.push(server);
   }
@@ -113,8 +117,12 @@ export class L4Proxy {
 
   private async route(direction: Direction, down: Socket, listenerPort: number): Promise<void> {
     let dst: OriginalDst | undefined;
+    // TPROXY does not NAT: the accepted socket's own address is the original
+    // destination. (Connections REDIRECTed to the listener port itself, like
+    // the proxy calling its own pod IP, still carry SO_ORIGINAL_DST.)
+    const tproxied = direction === 'inbound' && this.d.config.interceptionMode === 'TPROXY' && down.localPort !== listenerPort;
     try {
-      dst = await originalDst(down, listenerPort);
+      dst = tproxied ? { ip: canonicalIp(down.localAddress ?? ''), port: down.localPort ?? 0 } : await originalDst(down, listenerPort);
     } catch (err) {
       this.d.logger.warn({ err: String(err) }, 'cannot read original destination');
     }
@@ -122,7 +130,7 @@ export class L4Proxy {
     const ownPorts = [this.d.config.outboundPort, this.d.config.inboundPort];
     if (!dst || ownPorts.includes(dst.port)) { this.reject(direction, down, 'no_original_dst'); return; }
     if (direction === 'outbound') await this.outbound(down, dst);
-    else await this.inbound(down, dst);
+    else await this.inbound(down, dst, tproxied);
   }
 
   private reject(direction: Direction, down: Socket, reason: string): void {
@@ -160,7 +168,7 @@ export class L4Proxy {
     await this.connectAndRelay('outbound', down, targets, labels, dst, start, `${route.service.namespace}/${route.service.name}`, routes);
   }
 
-  private async inbound(down: Socket, dst: OriginalDst): Promise<void> {
+  private async inbound(down: Socket, dst: OriginalDst, tproxied: boolean): Promise<void> {
     this.counters.inbound++;
     const routes = this.d.routes();
     const me = this.d.identity();
@@ -171,6 +179,16 @@ export class L4Proxy {
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
     if (src) { labels.source_workload = workloadLabel(src.name); labels.source_workload_namespace = src.namespace; }
+    if (tproxied) {
+      // The app sees the real client: connect to the original destination
+      // (the pod IP) from the client's own address (see transparent.ts).
+      const client = { ip: canonicalIp(down.remoteAddress ?? ''), port: down.remotePort ?? 0 };
+      const dial = (t: { ip: string; port: number }) => connectTransparent({
+        ip: t.ip, port: t.port, sourceIp: client.ip, sourcePort: client.port, mark: this.d.config.tproxyMark, timeoutMs: this.d.config.connectTimeoutMs,
+      });
+      await this.connectAndRelay('inbound', down, [dst], labels, dst, performance.now(), 'inbound', undefined, undefined, dial);
+      return;
+    }
     const v4 = familyOf(dst.ip) === 4;
     // The app listens on loopback or the pod IP; 127.0.0.1 reaches both
     // wildcard and loopback listeners. The source 127.0.0.6 is what the
@@ -182,6 +200,7 @@ export class L4Proxy {
   private async connectAndRelay(
     direction: Direction, down: Socket, targets: { ip: string; port: number; endpoint?: Target['endpoint'] }[], labels: IstioTcpLabels,
     dst: OriginalDst, start: number, cluster: string, routes?: RouteTable, localAddress?: string,
+    dial?: (t: { ip: string; port: number }) => Promise<Socket>,
   ): Promise<void> {
     const cfg = this.d.config;
     const tried = new Set<string>();
@@ -197,7 +216,7 @@ export class L4Proxy {
       const release = this.lb.acquire(t as Target);
       let up: Socket;
       try {
-        up = await connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress });
+        up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress }));
       } catch (err) {
         release();
         lastErr = err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err));

@@ -6,6 +6,7 @@ import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
 import { buildConfigDump, type DumpListener } from './config-dump.js';
+import { startStatusServer, statusSettingsFromEnv } from './app-health.js';
 import { workloadFromPodName, type ProxyConfig } from './config.js';
 import { L4Proxy } from './l4.js';
 import { ProxyMetrics } from './metrics.js';
@@ -102,6 +103,10 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: l4.pumpStats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
+  // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
+  // Quitting goes through SIGTERM so it drains exactly like a pod deletion.
+  const statusSettings = statusSettingsFromEnv();
+  const status = statusSettings && await startStatusServer(statusSettings, { ready, quit: () => process.kill(process.pid, 'SIGTERM'), logger: logger.child({ component: 'status' }) });
   // DNS proxy (answers cluster names from the same registry) on 15053.
   const dns = cfg.dnsPort ? await startDnsProxy({ registry: client, podNamespace: cfg.podNamespace, metrics: metrics.registry, logger: logger.child({ component: 'dns' }), listen: { port: cfg.dnsPort } }) : undefined;
   logger.info({ dns: cfg.dnsPort || 'off', pump: l4.pump, outbound: cfg.outboundPort, inbound: cfg.inboundPort, admin: cfg.adminPort, originalDst: pumpVia, uid: process.getuid?.() }, 'weir proxy listening');
@@ -113,6 +118,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       const { remaining } = await l4.drain(cfg.drainTimeoutMs);
       client.stop();
       await dns?.close();
+      await status?.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
       logger.info({ cutConnections: remaining }, 'weir proxy drained');
     },

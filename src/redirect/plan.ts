@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { FieldError } from '../common/errors.js';
 import type { Pod } from '../kube/pod-types.js';
-import { DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer } from '../kube/proxy-container.js';
+import { containerEnv, DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer, type ProxyContainer } from '../kube/proxy-container.js';
 import { normalisePorts } from './addr.js';
 import {
   ANNOTATIONS, parseBoolean, parseCidrList, parseCidrSelector, parseId, parseInterceptionMode,
@@ -17,14 +17,23 @@ export const OUTBOUND_CAPTURE_PORT = 15001;
 export const DNS_CAPTURE_PORT = 15053;
 /** Tunnel, merged metrics, health, Prometheus: never captured inbound. */
 export const ALWAYS_EXCLUDED_INBOUND = [15008, 15020, 15021, 15090] as const;
+/** Linkerd's proxy-init defaults, as linkerd-cni programs them. */
+export const LINKERD_INBOUND_PORT = 4143;
+export const LINKERD_OUTBOUND_PORT = 4140;
+export const LINKERD_PROXY_UID = 2102;
+/** linkerd-proxy's control (tap) and admin ports: never captured inbound. */
+export const LINKERD_IGNORED_INBOUND = [4190, 4191] as const;
+/** Istio's TPROXY constants: the packet mark and the policy routing table. */
+export const TPROXY_MARK = 1337;
+export const TPROXY_ROUTE_TABLE = 133;
+
 /**
  * The proxy's uid and gid: the proxy container's securityContext first (it
  * is what the proxy really runs as), then Linkerd's proxy-uid annotation,
  * then the default. The gid follows the uid when only the uid is known, so
  * a custom uid never leaves an unrelated gid 1337 exempt.
  */
-function proxyIdentity(pod: Pod, settings: PlanSettings): { uid: number; gid: number } {
-  const found = findProxyContainer(pod, settings.proxyContainerNames ?? DEFAULT_PROXY_CONTAINER_NAMES);
+function proxyIdentity(pod: Pod, settings: PlanSettings, found: ProxyContainer | undefined): { uid: number; gid: number } {
   const sc = found?.container.securityContext;
   const annotation = pod.metadata.annotations?.[ANNOTATIONS.linkerdProxyUid];
   let uid: number | undefined;
@@ -32,8 +41,9 @@ function proxyIdentity(pod: Pod, settings: PlanSettings): { uid: number; gid: nu
   else if (annotation !== undefined) uid = parseId(ANNOTATIONS.linkerdProxyUid, annotation);
   let gid: number | undefined;
   if (sc?.runAsGroup !== undefined) gid = parseId(`${found!.where}.securityContext.runAsGroup`, sc.runAsGroup);
-  const defaultUid = settings.defaultProxyUid ?? DEFAULT_PROXY_ID;
-  const defaultGid = settings.defaultProxyGid ?? DEFAULT_PROXY_ID;
+  // linkerd-proxy runs as 2102 with no group of its own: only its uid is exempt, so the gid follows.
+  const defaultUid = found?.kind === 'linkerd' ? LINKERD_PROXY_UID : settings.defaultProxyUid ?? DEFAULT_PROXY_ID;
+  const defaultGid = found?.kind === 'linkerd' ? (uid ?? LINKERD_PROXY_UID) : settings.defaultProxyGid ?? DEFAULT_PROXY_ID;
   return { uid: uid ?? defaultUid, gid: gid ?? (uid !== undefined ? uid : defaultGid) };
 }
 
@@ -52,12 +62,14 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
 
   const modeText = get(ANNOTATIONS.interceptionMode);
   const mode = modeText === undefined ? 'REDIRECT' : parseInterceptionMode(modeText);
-  const { uid, gid } = proxyIdentity(pod, settings);
+  const found = findProxyContainer(pod, settings.proxyContainerNames ?? DEFAULT_PROXY_CONTAINER_NAMES);
+  const linkerd = found?.kind === 'linkerd';
+  const { uid, gid } = proxyIdentity(pod, settings, found);
 
   const includeInboundText = get(ANNOTATIONS.includeInboundPorts);
   const includeInbound = includeInboundText === undefined ? 'all' : parsePortSelector(ANNOTATIONS.includeInboundPorts, includeInboundText);
   const excludeInbound = normalisePorts([
-    ...ALWAYS_EXCLUDED_INBOUND.map(single),
+    ...(linkerd ? LINKERD_IGNORED_INBOUND : ALWAYS_EXCLUDED_INBOUND).map(single),
     ...parsePortList(ANNOTATIONS.excludeInboundPorts, get(ANNOTATIONS.excludeInboundPorts) ?? ''),
     ...parsePortList(ANNOTATIONS.linkerdSkipInboundPorts, get(ANNOTATIONS.linkerdSkipInboundPorts) ?? ''),
   ]);
@@ -73,15 +85,19 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
   const includeOutboundPorts = parsePortList(ANNOTATIONS.includeOutboundPorts, get(ANNOTATIONS.includeOutboundPorts) ?? '');
 
   const dnsText = get(ANNOTATIONS.dnsCapture);
-  const dnsEnabled = dnsText === undefined ? (settings.captureDns ?? true) : parseBoolean(ANNOTATIONS.dnsCapture, dnsText);
+  const dnsEnabled = dnsText === undefined ? dnsDefault(found, settings) : parseBoolean(ANNOTATIONS.dnsCapture, dnsText);
 
   return {
     version: 1,
     mode,
+    // Optional keys appear only when they apply, so the plans (and plan
+    // hashes) of plain Istio-style REDIRECT pods do not change with them.
+    ...(linkerd ? { style: 'linkerd' as const } : {}),
+    ...(mode === 'TPROXY' ? { tproxy: { mark: TPROXY_MARK, routeTable: TPROXY_ROUTE_TABLE } } : {}),
     proxyUid: uid,
     proxyGid: gid,
-    inboundPort: INBOUND_CAPTURE_PORT,
-    outboundPort: OUTBOUND_CAPTURE_PORT,
+    inboundPort: linkerd ? LINKERD_INBOUND_PORT : INBOUND_CAPTURE_PORT,
+    outboundPort: linkerd ? LINKERD_OUTBOUND_PORT : OUTBOUND_CAPTURE_PORT,
     dns: { enabled: dnsEnabled, port: DNS_CAPTURE_PORT },
     inbound: {
       capture: includeInbound === 'all' ? 'all' : includeInbound.length === 0 ? 'none' : 'list',
@@ -96,6 +112,19 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
     },
     excludeInterfaces: parseInterfaceList(ANNOTATIONS.excludeInterfaces, get(ANNOTATIONS.excludeInterfaces) ?? ''),
   };
+}
+
+/**
+ * DNS capture unless the pod says otherwise: a stock istio-proxy has no DNS
+ * listener on 15053 unless its agent was told to (ISTIO_META_DNS_CAPTURE,
+ * exactly the test istio-cni makes), linkerd-proxy never has one, weir's own
+ * proxy always does. settings.captureDns false turns it off node-wide.
+ */
+function dnsDefault(found: ProxyContainer | undefined, settings: PlanSettings): boolean {
+  if (settings.captureDns === false) return false;
+  if (found?.kind === 'istio') return containerEnv(found.container, 'ISTIO_META_DNS_CAPTURE')?.trim().toLowerCase() === 'true';
+  if (found?.kind === 'linkerd') return false;
+  return true;
 }
 
 function normaliseCidrsUnion(a: RedirectPlan['outbound']['excludeCidrs'], b: RedirectPlan['outbound']['excludeCidrs']) {

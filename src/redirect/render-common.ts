@@ -3,10 +3,23 @@ import { FieldError } from '../common/errors.js';
 import { ANNOTATIONS } from './annotations.js';
 import type { RedirectPlan } from './types.js';
 
-/** TPROXY is parsed into the plan but not rendered yet: refuse loudly rather than program REDIRECT instead. */
+/**
+ * A plan built elsewhere (a socket message, a hand-written file) must say
+ * TPROXY and carry its mark/table together, or the renderer would program
+ * half of it: refuse loudly instead.
+ */
 export function assertRenderable(plan: RedirectPlan, renderer: string): void {
-  if (plan.mode !== 'REDIRECT') {
-    throw new FieldError(ANNOTATIONS.interceptionMode, `${plan.mode} is not supported yet by the ${renderer} renderer (use REDIRECT)`, plan.mode);
+  if (plan.mode !== 'REDIRECT' && plan.mode !== 'TPROXY') {
+    throw new FieldError(ANNOTATIONS.interceptionMode, `the ${renderer} renderer supports REDIRECT and TPROXY`, String(plan.mode));
+  }
+  if ((plan.mode === 'TPROXY') !== (plan.tproxy !== undefined)) {
+    throw new FieldError('plan.tproxy', `must be present exactly when mode is TPROXY (mode ${plan.mode})`);
+  }
+  if (plan.tproxy) {
+    const { mark, routeTable } = plan.tproxy;
+    if (!Number.isInteger(mark) || mark < 1 || mark > 0xffff_ffff) throw new FieldError('plan.tproxy.mark', 'must be an integer 1-4294967295', String(mark));
+    // 253-255 are the kernel's default/main/local tables.
+    if (!Number.isInteger(routeTable) || routeTable < 1 || routeTable > 252) throw new FieldError('plan.tproxy.routeTable', 'must be an integer 1-252', String(routeTable));
   }
 }
 

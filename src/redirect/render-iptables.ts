@@ -17,8 +17,8 @@ import {
 } from './render-common.js';
 import type { Cidr, PortRange, RedirectPlan } from './types.js';
 
-export type IptablesTableName = 'nat' | 'raw';
-export const IPTABLES_TABLES: readonly IptablesTableName[] = ['nat', 'raw'];
+export type IptablesTableName = 'nat' | 'raw' | 'mangle';
+export const IPTABLES_TABLES: readonly IptablesTableName[] = ['nat', 'raw', 'mangle'];
 /** Every chain weir creates starts with this; nothing else does. */
 export const IPTABLES_CHAIN_PREFIX = 'WEIR_';
 
@@ -43,12 +43,11 @@ function natTable(plan: RedirectPlan, family: 4 | 6, comment: string): IptablesT
   const chains = ['WEIR_PREROUTING', 'WEIR_OUTPUT', 'WEIR_OUTBOUND'];
 
   for (const ifname of plan.excludeInterfaces) add('WEIR_PREROUTING', `-i ${ifname} -j RETURN`);
-  if (plan.inbound.capture !== 'none') {
+  // In TPROXY mode inbound is taken in mangle (tproxyTable), without NAT.
+  if (plan.inbound.capture !== 'none' && !plan.tproxy) {
     chains.splice(1, 0, 'WEIR_INBOUND');
     add('WEIR_PREROUTING', '-p tcp -j WEIR_INBOUND');
-    for (const r of plan.inbound.excludePorts) add('WEIR_INBOUND', `-p tcp ${dport(r)} -j RETURN`);
-    if (plan.inbound.capture === 'all') add('WEIR_INBOUND', `-p tcp -j REDIRECT --to-ports ${plan.inboundPort}`);
-    else for (const r of plan.inbound.includePorts) add('WEIR_INBOUND', `-p tcp ${dport(r)} -j REDIRECT --to-ports ${plan.inboundPort}`);
+    for (const r of inboundRules(plan, `-j REDIRECT --to-ports ${plan.inboundPort}`)) add('WEIR_INBOUND', r);
   }
 
   for (const ifname of plan.excludeInterfaces) add('WEIR_OUTPUT', `-o ${ifname} -j RETURN`);
@@ -65,12 +64,20 @@ function natTable(plan: RedirectPlan, family: 4 | 6, comment: string): IptablesT
 
   const host = family === 4 ? 32 : 128;
   const O = 'WEIR_OUTBOUND';
-  add(O, `-p tcp --dport ${METRICS_PORT} -j RETURN`);
-  add(O, `-s ${INBOUND_PASSTHROUGH_SOURCE[family]}/${host} -o lo -j RETURN`);
-  for (const [flag, id] of [['--uid-owner', uid], ['--gid-owner', gid]] as const) {
-    add(O, `! -d ${LOCALHOST[family]}/${host} -o lo -p tcp ! --dport ${TUNNEL_PORT} -m owner ${flag} ${id} -j REDIRECT --to-ports ${plan.inboundPort}`);
-    add(O, `-o lo -m owner ! ${flag} ${id} -j RETURN`);
-    add(O, `-m owner ${flag} ${id} -j RETURN`);
+  // TPROXY: the proxy's marked hand-off to the app passes (see render-nftables.ts).
+  if (plan.tproxy) add(O, `-m mark --mark ${plan.tproxy.mark} -j RETURN`);
+  if (plan.style === 'linkerd') {
+    add(O, `-m owner --uid-owner ${uid} -j RETURN`);
+    add(O, `-m owner --gid-owner ${gid} -j RETURN`);
+    add(O, '-o lo -j RETURN');
+  } else {
+    add(O, `-p tcp --dport ${METRICS_PORT} -j RETURN`);
+    add(O, `-s ${INBOUND_PASSTHROUGH_SOURCE[family]}/${host} -o lo -j RETURN`);
+    for (const [flag, id] of [['--uid-owner', uid], ['--gid-owner', gid]] as const) {
+      add(O, `! -d ${LOCALHOST[family]}/${host} -o lo -p tcp ! --dport ${TUNNEL_PORT} -m owner ${flag} ${id} -j REDIRECT --to-ports ${plan.inboundPort}`);
+      add(O, `-o lo -m owner ! ${flag} ${id} -j RETURN`);
+      add(O, `-m owner ${flag} ${id} -j RETURN`);
+    }
   }
   add(O, `-d ${LOCALHOST[family]}/${host} -j RETURN`);
   const o = plan.outbound;
@@ -85,6 +92,47 @@ function natTable(plan: RedirectPlan, family: 4 | 6, comment: string): IptablesT
   return {
     table: 'nat', chains, rules,
     jumps: [`-A PREROUTING ${tag} -j WEIR_PREROUTING`, `-A OUTPUT ${tag} -j WEIR_OUTPUT`],
+  };
+}
+
+/** Inbound capture rules (without the chain name): excluded ports return, the rest get `target`. */
+function inboundRules(plan: RedirectPlan, target: string): string[] {
+  const rules = plan.inbound.excludePorts.map((r) => `-p tcp ${dport(r)} -j RETURN`);
+  if (plan.inbound.capture === 'all') rules.push(`-p tcp ${target}`);
+  else if (plan.inbound.capture === 'list') for (const r of plan.inbound.includePorts) rules.push(`-p tcp ${dport(r)} ${target}`);
+  return rules;
+}
+
+/**
+ * TPROXY inbound in mangle: the same design as the weir_tproxy table of
+ * render-nftables.ts (read the reasoning there). CONNMARK --save-mark comes
+ * before TPROXY sets the mark, so only the proxy's own marked hand-off
+ * connection is remembered; mangle OUTPUT restoring the mark makes the
+ * kernel re-route the app's replies through the policy route.
+ */
+function tproxyTable(plan: RedirectPlan, tproxy: NonNullable<RedirectPlan['tproxy']>, family: 4 | 6, comment: string): IptablesTable {
+  const mark = tproxy.mark;
+  const rules: string[] = [];
+  const add = (chain: string, spec: string): void => { rules.push(`-A ${chain} ${spec}`); };
+  const chains = ['WEIR_TPROXY_PREROUTING', 'WEIR_TPROXY_OUTPUT'];
+  for (const ifname of plan.excludeInterfaces) add('WEIR_TPROXY_PREROUTING', `-i ${ifname} -j RETURN`);
+  add('WEIR_TPROXY_PREROUTING', `-m mark --mark ${mark} -j CONNMARK --save-mark`);
+  add('WEIR_TPROXY_PREROUTING', `-m mark --mark ${mark} -j RETURN`);
+  add('WEIR_TPROXY_PREROUTING', '-i lo -j RETURN');
+  // Replies to connections the pod opened (the proxy's upstreams): TPROXY
+  // would find their non-transparent socket and DROP the packet.
+  add('WEIR_TPROXY_PREROUTING', '-m conntrack --ctdir REPLY -j RETURN');
+  if (plan.inbound.capture !== 'none') {
+    chains.splice(1, 0, 'WEIR_TPROXY_INBOUND');
+    add('WEIR_TPROXY_PREROUTING', '-p tcp -j WEIR_TPROXY_INBOUND');
+    const onIp = family === 4 ? '0.0.0.0' : '::';
+    for (const r of inboundRules(plan, `-j TPROXY --on-port ${plan.inboundPort} --on-ip ${onIp} --tproxy-mark ${mark}/0xffffffff`)) add('WEIR_TPROXY_INBOUND', r);
+  }
+  add('WEIR_TPROXY_OUTPUT', `-m connmark --mark ${mark} -j CONNMARK --restore-mark`);
+  const tag = `-m comment --comment "${comment}"`;
+  return {
+    table: 'mangle', chains, rules,
+    jumps: [`-A PREROUTING ${tag} -j WEIR_TPROXY_PREROUTING`, `-A OUTPUT ${tag} -j WEIR_TPROXY_OUTPUT`],
   };
 }
 
@@ -124,6 +172,7 @@ export function renderIptablesRules(plan: RedirectPlan, family: 4 | 6): Iptables
   const comment = `weir plan=${planHash(plan)}`;
   const tables = [natTable(plan, family, comment)];
   if (plan.dns.enabled) tables.push(rawTable(plan, comment));
+  if (plan.tproxy) tables.push(tproxyTable(plan, plan.tproxy, family, comment));
   return { family, tables };
 }
 

@@ -26,8 +26,10 @@ import type { Cidr, PortRange, RedirectPlan } from './types.js';
 export const NFT_FAMILY = 'inet';
 export const NFT_NAT_TABLE = 'weir_nat';
 export const NFT_RAW_TABLE = 'weir_raw';
+/** TPROXY mode only; a table of its own so its presence alone says a netns has TPROXY (and policy routing) to undo. */
+export const NFT_TPROXY_TABLE = 'weir_tproxy';
 /** Every table weir owns, all in family inet. */
-export const NFT_TABLES: readonly string[] = [NFT_NAT_TABLE, NFT_RAW_TABLE];
+export const NFT_TABLES: readonly string[] = [NFT_NAT_TABLE, NFT_RAW_TABLE, NFT_TPROXY_TABLE];
 
 /** Single element, or an anonymous set. */
 function set(values: string[]): string {
@@ -51,15 +53,14 @@ function natTable(plan: RedirectPlan, comment: string): string {
 
   lines.push(`table ${NFT_FAMILY} ${NFT_NAT_TABLE} {`, `\tcomment "${comment}"`);
 
-  // Inbound: TCP arriving from outside the pod.
-  const inbound: string[] = [`tcp dport ${ports(plan.inbound.excludePorts)} return`];
-  if (plan.inbound.capture === 'all') inbound.push(`meta l4proto tcp redirect to :${plan.inboundPort}`);
-  else if (plan.inbound.capture === 'list') inbound.push(`tcp dport ${ports(plan.inbound.includePorts)} redirect to :${plan.inboundPort}`);
+  // Inbound: TCP arriving from outside the pod (in TPROXY mode the
+  // weir_tproxy table takes it instead, without NAT).
+  const inboundNat = plan.inbound.capture !== 'none' && !plan.tproxy;
   chain('prerouting', 'type nat hook prerouting priority -100; policy accept;', [
     ...ifSkip('iifname'),
-    ...(plan.inbound.capture === 'none' ? [] : ['meta l4proto tcp jump inbound']),
+    ...(inboundNat ? ['meta l4proto tcp jump inbound'] : []),
   ]);
-  if (plan.inbound.capture !== 'none') chain('inbound', undefined, inbound);
+  if (inboundNat) chain('inbound', undefined, inboundRules(plan, `redirect to :${plan.inboundPort}`));
 
   chain('output', 'type nat hook output priority -100; policy accept;', [
     ...ifSkip('oifname'),
@@ -75,17 +76,25 @@ function natTable(plan: RedirectPlan, comment: string): string {
     ]);
   }
 
-  const out: string[] = [`tcp dport ${METRICS_PORT} return`];
-  // Both families in one inet table: each address match implies its family.
-  out.push(`oifname "lo" ip saddr ${INBOUND_PASSTHROUGH_SOURCE[4]} return`);
-  out.push(`oifname "lo" ip6 saddr ${INBOUND_PASSTHROUGH_SOURCE[6]} return`);
-  for (const [key, id] of [['skuid', uid], ['skgid', gid]] as const) {
-    // The proxy calling a pod-local address that is not localhost (its own
-    // pod IP / a VIP routed to lo): hand it to the inbound listener.
-    out.push(`oifname "lo" ip daddr != ${LOCALHOST[4]} tcp dport != ${TUNNEL_PORT} meta ${key} ${id} redirect to :${plan.inboundPort}`);
-    out.push(`oifname "lo" ip6 daddr != ${LOCALHOST[6]} tcp dport != ${TUNNEL_PORT} meta ${key} ${id} redirect to :${plan.inboundPort}`);
-    out.push(`oifname "lo" meta ${key} != ${id} return`);
-    out.push(`meta ${key} ${id} return`);
+  // TPROXY: the proxy's hand-off to the app (marked, from the client's
+  // address, to the pod IP over lo) must reach the app untouched.
+  const out: string[] = plan.tproxy ? [`meta mark ${plan.tproxy.mark} return`] : [];
+  if (plan.style === 'linkerd') {
+    // linkerd-cni: the proxy's own traffic and anything over lo pass.
+    out.push(`meta skuid ${uid} return`, `meta skgid ${gid} return`, 'oifname "lo" return');
+  } else {
+    out.push(`tcp dport ${METRICS_PORT} return`);
+    // Both families in one inet table: each address match implies its family.
+    out.push(`oifname "lo" ip saddr ${INBOUND_PASSTHROUGH_SOURCE[4]} return`);
+    out.push(`oifname "lo" ip6 saddr ${INBOUND_PASSTHROUGH_SOURCE[6]} return`);
+    for (const [key, id] of [['skuid', uid], ['skgid', gid]] as const) {
+      // The proxy calling a pod-local address that is not localhost (its own
+      // pod IP / a VIP routed to lo): hand it to the inbound listener.
+      out.push(`oifname "lo" ip daddr != ${LOCALHOST[4]} tcp dport != ${TUNNEL_PORT} meta ${key} ${id} redirect to :${plan.inboundPort}`);
+      out.push(`oifname "lo" ip6 daddr != ${LOCALHOST[6]} tcp dport != ${TUNNEL_PORT} meta ${key} ${id} redirect to :${plan.inboundPort}`);
+      out.push(`oifname "lo" meta ${key} != ${id} return`);
+      out.push(`meta ${key} ${id} return`);
+    }
   }
   out.push(`ip daddr ${LOCALHOST[4]} return`, `ip6 daddr ${LOCALHOST[6]} return`);
   const o = plan.outbound;
@@ -105,6 +114,45 @@ function natTable(plan: RedirectPlan, comment: string): string {
   }
   chain('outbound', undefined, out);
   lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+/** The inbound chain's rules: excluded ports pass, the rest (or the listed ports) get `action`. */
+function inboundRules(plan: RedirectPlan, action: string): string[] {
+  const rules = [`tcp dport ${ports(plan.inbound.excludePorts)} return`];
+  if (plan.inbound.capture === 'all') rules.push(`meta l4proto tcp ${action}`);
+  else if (plan.inbound.capture === 'list') rules.push(`tcp dport ${ports(plan.inbound.includePorts)} ${action}`);
+  return rules;
+}
+
+/**
+ * TPROXY inbound (Istio's interceptionMode TPROXY), no NAT, so the proxy and
+ * then the app see the client's real address:
+ * - prerouting (mangle priority): TCP from outside is delivered to the
+ *   proxy's IP_TRANSPARENT listener with mark M (the fwmark rule routes
+ *   marked packets to the local table; see src/netns/policy-routing.ts).
+ * - The proxy hands the connection to the app from the client's address,
+ *   with SO_MARK M, to the pod IP over lo. Seen again in prerouting, the
+ *   mark is saved on the connection and the packet passes.
+ * - The app's replies to that connection are addressed to the client (not a
+ *   local address): output restores M from the connection, the route hook
+ *   re-routes, and the policy route delivers them back over lo to the proxy.
+ * The client's own connection never gets a ct mark (its packets carry M only
+ * after the save rule), so the proxy's replies to the client leave normally.
+ */
+function tproxyTable(plan: RedirectPlan, tproxy: NonNullable<RedirectPlan['tproxy']>, comment: string): string {
+  const mark = tproxy.mark;
+  const lines = [`table ${NFT_FAMILY} ${NFT_TPROXY_TABLE} {`, `\tcomment "${comment}"`, '\tchain prerouting {', '\t\ttype filter hook prerouting priority mangle; policy accept;'];
+  if (plan.excludeInterfaces.length > 0) lines.push(`\t\tiifname ${quoted(plan.excludeInterfaces)} return`);
+  // Replies to connections the pod opened never need TPROXY (it would only
+  // find their non-transparent socket; xt_TPROXY drops such packets).
+  lines.push(`\t\tmeta mark ${mark} ct mark set meta mark return`, '\t\tiifname "lo" return', '\t\tct direction reply return');
+  if (plan.inbound.capture !== 'none') lines.push('\t\tmeta l4proto tcp jump inbound');
+  lines.push('\t}');
+  if (plan.inbound.capture !== 'none') {
+    lines.push('\tchain inbound {', ...inboundRules(plan, `tproxy to :${plan.inboundPort} meta mark set ${mark} accept`).map((r) => `\t\t${r}`), '\t}');
+  }
+  lines.push('\tchain output {', '\t\ttype route hook output priority mangle; policy accept;', `\t\tct mark ${mark} meta mark set ct mark`, '\t}', '}');
   return lines.join('\n') + '\n';
 }
 
@@ -139,7 +187,7 @@ function rawTable(plan: RedirectPlan, comment: string): string {
 export function renderNftablesDefinition(plan: RedirectPlan): string {
   assertRenderable(plan, 'nftables');
   const comment = `weir plan=${planHash(plan)}`;
-  return natTable(plan, comment) + (plan.dns.enabled ? rawTable(plan, comment) : '');
+  return natTable(plan, comment) + (plan.dns.enabled ? rawTable(plan, comment) : '') + (plan.tproxy ? tproxyTable(plan, plan.tproxy, comment) : '');
 }
 
 function replacePrelude(): string {

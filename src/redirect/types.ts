@@ -14,6 +14,14 @@ export interface RedirectPlan {
   /** Bumped when the meaning of a field changes; part of the plan hash. */
   version: 1;
   mode: InterceptionMode;
+  /**
+   * Absent: Istio's sidecar semantics (weir's and Istio's proxy). 'linkerd':
+   * linkerd-cni's outbound rules (the proxy's own traffic and loopback are
+   * never captured; no 127.0.0.6 passthrough, no proxy-to-own-IP hand-off).
+   */
+  style?: 'linkerd';
+  /** Present exactly when mode is TPROXY: the mark TPROXY sets and the table its policy route lives in. */
+  tproxy?: { mark: number; routeTable: number };
   proxyUid: number;
   proxyGid: number;
   /** 15006 */
@@ -29,7 +37,7 @@ export interface RedirectPlan {
     /** 'all' = every TCP port except excludePorts; 'list' = only includePorts; 'none' = no inbound capture. */
     capture: 'all' | 'list' | 'none';
     includePorts: PortRange[];
-    /** Always contains 15008, 15020, 15021, 15090. */
+    /** Always contains 15008, 15020, 15021, 15090 (Linkerd: 4190, 4191). */
     excludePorts: PortRange[];
   };
   outbound: {
@@ -51,9 +59,9 @@ export interface PlanSettings {
   /** Proxy uid/gid when the proxy container does not set them. Default 1337. */
   defaultProxyUid?: number;
   defaultProxyGid?: number;
-  /** Capture DNS to 15053. Default true. */
+  /** false: no DNS capture for any pod. Otherwise each proxy's default (weir: on; istio: ISTIO_META_DNS_CAPTURE; linkerd: off). */
   captureDns?: boolean;
-  /** Names of the proxy container. Default ['weir-proxy', 'istio-proxy']. */
+  /** Names of the proxy container. Default ['weir-proxy', 'istio-proxy', 'linkerd-proxy']. */
   proxyContainerNames?: string[];
 }
 

@@ -24,8 +24,8 @@ const logger = pino({ level: 'silent' });
 function meshPod(name: string, uid: string): KubeObject {
   return {
     kind: 'Pod',
-    metadata: { name, namespace: 'wk-modes', uid, creationTimestamp: new Date(Date.now() - 3_600_000).toISOString() },
-    spec: { nodeName: 'wk-n', containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337 } }] },
+    metadata: { name, namespace: 'wk-modes', uid, creationTimestamp: new Date(Date.now() - 3_600_000).toISOString(), annotations: { 'sidecar.istio.io/status': '{}' } },
+    spec: { nodeName: 'wk-n', containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337 }, env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }] }] },
     status: { phase: 'Running' },
   };
 }

@@ -37,7 +37,8 @@ test('render prints both rulesets; bad annotation → exit 2 naming annotation a
   assert.match(nft.stdout, /^table inet weir_nat \{$/m);
   const ipt = await weir('rules', 'render', '-f', path.join(fixtures, 'linkerd.yaml'), '--backend', 'iptables');
   assert.equal(ipt.code, 0, ipt.stderr);
-  assert.match(ipt.stdout, /-A WEIR_DNS -m owner --uid-owner 2102 -j RETURN/);
+  assert.match(ipt.stdout, /-A WEIR_OUTBOUND -m owner --uid-owner 2102 -j RETURN/);
+  assert.match(ipt.stdout, /-A WEIR_OUTBOUND -p tcp -j REDIRECT --to-ports 4140/);
   const bad = await weir('rules', 'render', '-f', path.join(fixtures, 'bad-cidr.yaml'));
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /traffic\.sidecar\.istio\.io\/excludeOutboundIPRanges: .*"10\.0\.0\.0\/33"/);

@@ -25,7 +25,7 @@ function netns(): Netns {
   cleanups.push(() => ns.destroy());
   return ns;
 }
-const pod = (annotations: Record<string, string>): Pod => ({ metadata: { annotations }, spec: { containers: [{ name: 'istio-proxy' }] } });
+const pod = (annotations: Record<string, string>): Pod => ({ metadata: { annotations }, spec: { containers: [{ name: 'istio-proxy', env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }] }] } });
 
 for (const name of ['iptables', 'nftables'] as BackendName[]) {
   test(`${name}: re-applying a changed plan replaces it exactly (DNS off drops the zone rules)`, { skip }, async () => {

@@ -109,7 +109,7 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
           'traffic.sidecar.istio.io/excludeInterfaces': 'net1',
         },
       },
-      spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] },
+      spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 }, env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }] }] },
     });
 
     before(async () => {

@@ -17,7 +17,7 @@ const suite = suiteNetns('wn');
 function pod(annotations: Record<string, string> = {}): Pod {
   return {
     metadata: { name: 'app', namespace: 'default', uid: 'u-1', annotations },
-    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy' }] },
+    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }] }] },
   };
 }
 
@@ -30,6 +30,7 @@ const PODS: Record<string, Pod> = {
     'traffic.sidecar.istio.io/excludeOutboundPorts': '5432',
     'traffic.sidecar.istio.io/excludeInterfaces': 'eth1',
   }),
+  tproxy: pod({ 'sidecar.istio.io/interceptionMode': 'TPROXY', 'traffic.sidecar.istio.io/excludeInterfaces': 'eth1' }),
 };
 
 for (const [name, p] of Object.entries(PODS)) {
@@ -41,7 +42,9 @@ for (const [name, p] of Object.entries(PODS)) {
     await backend.apply(sandboxAt(ns.path), plan);
     const first = await backend.read(sandboxAt(ns.path));
     assert.equal(first.planHash, planHash(plan));
-    for (const t of WEIR_NFT_RENDERER.tables) assert.match(first.listing, new RegExp(`^table inet ${t} \\{`, 'm'));
+    // weir_tproxy only exists for a TPROXY plan.
+    for (const t of WEIR_NFT_RENDERER.tables.filter((x) => x !== 'weir_tproxy' || plan.tproxy)) assert.match(first.listing, new RegExp(`^table inet ${t} \\{`, 'm'));
+    assert.equal(/^table inet weir_tproxy \{/m.test(first.listing), plan.tproxy !== undefined);
     assert.deepEqual(await backend.verify(sandboxAt(ns.path), plan), { ok: true, differences: [] });
     if (name === 'everyAnnotation') {
       for (const s of ['10.96.0.1 return', 'fd00:1::/64 return', 'oifname "eth1" return', 'dport 5432 return', '9000-9100']) assert.ok(first.listing.includes(s), s);

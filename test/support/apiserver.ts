@@ -30,6 +30,7 @@
 //                                   (unknown tokens are not authenticated)
 //   api.requests                    log of {method, path, query, watch} for counting
 //   api.watchCount()                open watch connections
+//   api.kubeVersion = {major, minor}  what GET /version answers (default 1.31)
 //   api.stop()
 //
 // Served paths (JSON only):
@@ -38,6 +39,8 @@
 //   GET    /api/v1/namespaces[/{name}]
 //   GET    /apis/discovery.k8s.io/v1/[namespaces/{ns}/]endpointslices[/{name}]
 //   GET    /apis/events.k8s.io/v1/[namespaces/{ns}/]events
+//   GET    /api/v1/namespaces/{ns}/secrets[/{name}], /apis/admissionregistration.k8s.io/v1/
+//          mutatingwebhookconfigurations[/{name}] (+ POST/PATCH as below), GET /version
 //   POST   /api/v1/namespaces/{ns}/events, /apis/events.k8s.io/v1/namespaces/{ns}/events,
 //          /api/v1/namespaces/{ns}/pods (create)
 //   PATCH  .../pods/{name}  application/merge-patch+json, strategic-merge-patch+json
@@ -73,6 +76,7 @@ const RESOURCES: ResourceType[] = [
   { kind: 'Pod', plural: 'pods', apiVersion: 'v1', namespaced: true },
   { kind: 'Namespace', plural: 'namespaces', apiVersion: 'v1', namespaced: false },
   { kind: 'Service', plural: 'services', apiVersion: 'v1', namespaced: true },
+  { kind: 'MutatingWebhookConfiguration', plural: 'mutatingwebhookconfigurations', apiVersion: 'admissionregistration.k8s.io/v1', namespaced: false },
   { kind: 'EndpointSlice', plural: 'endpointslices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   { kind: 'Event', plural: 'events', apiVersion: 'v1', namespaced: true },
   { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true },
@@ -216,6 +220,8 @@ export interface TestApiServerOptions {
 
 export class TestApiServer {
   readonly requests: RequestLogEntry[] = [];
+  /** What GET /version answers (the injector decides native sidecars from it). */
+  kubeVersion = { major: '1', minor: '31' };
   private readonly objects = new Map<string, KubeObject>();
   private readonly history: HistoryEntry[] = [];
   private readonly watchers = new Set<Watcher>();
@@ -445,7 +451,7 @@ export class TestApiServer {
         const type = custom.find((r) => r.plural === rest[0]);
         return type && rest.length <= 2 ? { type, namespace, name: rest[1] } : undefined;
       }
-      if (group !== 'discovery.k8s.io/v1' && group !== 'events.k8s.io/v1') return undefined;
+      if (group !== 'discovery.k8s.io/v1' && group !== 'events.k8s.io/v1' && group !== 'admissionregistration.k8s.io/v1') return undefined;
       rest = parts.slice(3);
     } else return undefined;
     let namespace: string | undefined;
@@ -466,6 +472,7 @@ export class TestApiServer {
         this.failNext--;
         return this.send(res, this.failStatus, status(this.failStatus, 'InternalError', 'injected failure'));
       }
+      if (url.pathname === '/version' && req.method === 'GET') return this.send(res, 200, { ...this.kubeVersion, gitVersion: `v${this.kubeVersion.major}.${this.kubeVersion.minor}.0` });
       if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return await this.tokenReview(req, res);
       const disc = req.method === 'GET' ? this.discovery(url.pathname) : undefined;
       if (disc) return this.send(res, 200, disc);

@@ -10,6 +10,8 @@ import { parseAllDocuments } from 'yaml';
 import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { resolveAgentConfig } from '../../src/agent/config.js';
 import { parseListenAddress } from '../../src/agent/metrics.js';
 
@@ -28,6 +30,9 @@ const MODELS: Record<string, new (o: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount as never,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
+  // daemonset/injector/ (the sidecar injection webhook; its own checks: injector-manifests.test.ts)
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration as never,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget as never,
 };
 
 function validate(doc: Doc): void {
@@ -52,7 +57,7 @@ function load(dir = DIR): Doc[] {
 test('every manifest in the kustomize base validates against the Kubernetes schema', () => {
   const docs = load();
   const kinds = new Set(docs.map((d) => d.kind));
-  for (const k of ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount', 'Deployment', 'Service', 'Role', 'RoleBinding']) assert.ok(kinds.has(k), k);
+  for (const k of ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount', 'Deployment', 'Service', 'Role', 'RoleBinding', 'MutatingWebhookConfiguration', 'PodDisruptionBudget']) assert.ok(kinds.has(k), k);
   for (const d of docs) assert.doesNotThrow(() => validate(d), `${d.kind}/${d.metadata.name}`);
 });
 

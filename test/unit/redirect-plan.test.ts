@@ -9,7 +9,7 @@ import { renderIptables } from '../../src/redirect/render-iptables.js';
 import { renderNftables } from '../../src/redirect/render-nftables.js';
 import { normaliseCidrs, parseCidr } from '../../src/redirect/addr.js';
 
-function pod(annotations: Record<string, string> = {}, containers: Container[] = [{ name: 'app' }, { name: 'istio-proxy' }], initContainers?: Container[]): Pod {
+function pod(annotations: Record<string, string> = {}, containers: Container[] = [{ name: 'app' }, { name: 'weir-proxy' }], initContainers?: Container[]): Pod {
   return { metadata: { name: 'p', annotations }, spec: { containers, initContainers } };
 }
 const T = 'traffic.sidecar.istio.io/';
@@ -120,10 +120,18 @@ test('malformed proxy securityContext names the container field', () => {
     (e: unknown) => e instanceof FieldError && e.field === 'spec.containers[0].securityContext.runAsUser');
 });
 
-test('TPROXY is planned but both renderers refuse it, naming the annotation', () => {
+test('TPROXY renders for both backends; a plan whose mode and tproxy disagree is refused by both', () => {
   const plan = buildPlan(pod({ 'sidecar.istio.io/interceptionMode': 'TPROXY' }));
+  assert.deepEqual(plan.tproxy, { mark: 1337, routeTable: 133 });
+  assert.match(renderNftables(plan), /meta l4proto tcp tproxy to :15006 meta mark set 1337 accept/);
+  assert.match(renderIptables(plan).v6, /-j TPROXY --on-port 15006 --on-ip :: --tproxy-mark 1337\/0xffffffff/);
+  const { tproxy: _, ...noTproxy } = plan;
+  const redirectWithTproxy = { ...buildPlan(pod()), tproxy: { mark: 1337, routeTable: 133 } };
+  const badTable = { ...plan, tproxy: { mark: 1337, routeTable: 254 } };
   for (const render of [renderNftables, renderIptables]) {
-    assert.throws(() => render(plan), /sidecar\.istio\.io\/interceptionMode: TPROXY is not supported yet/);
+    assert.throws(() => render(noTproxy), (e: unknown) => e instanceof FieldError && e.field === 'plan.tproxy');
+    assert.throws(() => render(redirectWithTproxy), (e: unknown) => e instanceof FieldError && e.field === 'plan.tproxy');
+    assert.throws(() => render(badTable), (e: unknown) => e instanceof FieldError && e.field === 'plan.tproxy.routeTable');
   }
 });
 

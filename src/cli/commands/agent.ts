@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { optionWithDefault } from '../output.js';
 import { resolveAgentConfig, ConfigError, type RawAgentOptions } from '../../agent/config.js';
 import { startAgent, defaultPluginBinary } from '../../agent/agent.js';
+import { installLastResort } from '../../agent/last-resort.js';
 
 export function registerAgentCommand(program: Command): void {
   program
@@ -36,7 +37,9 @@ export function registerAgentCommand(program: Command): void {
         if (e instanceof ConfigError) { process.stderr.write(`weir agent: ${e.message}\n`); process.exit(2); }
         throw e;
       }
+      const lastResort = installLastResort();
       const agent = await startAgent(cfg);
+      lastResort.use(agent.logger, agent.metrics.registry);
       let stopping = false;
       const stop = (sig: string): void => {
         if (stopping) return;
