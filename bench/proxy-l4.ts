@@ -12,21 +12,24 @@
 // Env: ROUNDS (latency rounds, default 3), LAT_SECONDS (per mode per round, default 6),
 //      BULK_MB (default 1024), BUSY_POLL_SWEEP=0,50,100 (one weir row per window instead of default/off),
 //      WX_NS_PREFIX (netns/veth name prefix, default wx), BENCH_OUT (result file).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-// @ts-expect-error plain .mjs build helper, no types
-import { buildProxyBundle } from '../cni/proxy-bundle.mjs';
-import { Cluster, REPO, waitForLine, service, slice, type Pod } from '../test/integration/proxy-harness.js';
 import { DEFAULTS } from '../src/proxy/config.js';
+import {
+  BenchCluster, REPO, cpuSec, cpuTicks, fmt as f, machineLines, median, mem, quantile, runNodeIn, sleep, waitForLine, type Mem, type Pod,
+} from './lib/two-pod.js';
 
 const BULK_BYTES = Number(process.env.BULK_MB ?? 1024) * 1024 * 1024;
 const CONN_SECONDS = 3;
 const LAT_SECONDS = Number(process.env.LAT_SECONDS ?? 6);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
+// Short-connection rounds, interleaved like the latency rounds (the machine is shared: one 3 s sample is noise).
+const CONN_ROUNDS = Number(process.env.CONN_ROUNDS ?? 3);
+// ONLY=conns: skip bulk and latency (a quick conns/s + memory check while working on the accept path).
+const ONLY = process.env.ONLY;
+// Memory after the load, sampled at these seconds (the goal: back within 20 % of idle within 30 s).
+const AFTER_S = [5, 15, 30];
 const SWEEP = process.env.BUSY_POLL_SWEEP?.split(',').map((x) => Number(x.trim()));
-const HZ = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'bench/results/proxy-l4.md');
 
 // Server app: first byte 'E' → echo, 'S' → sink (answers the byte count on FIN).
@@ -97,30 +100,7 @@ if (mode === 'bulk') bulk(Number(arg)); else if (mode === 'conns') conns(Number(
 `;
 
 function runClient(pod: Pod, args: string[]): Record<string, unknown> {
-  const out = execFileSync('ip', ['netns', 'exec', pod.ns.name, process.execPath, '-e', CLIENT, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
-  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
-}
-
-function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(f[11]) + Number(f[12]); // utime + stime, all threads
-}
-const cpuSec = (pids: number[], before: number[]) => pids.reduce((s, pid, i) => s + (cpuTicks(pid) - before[i]) / HZ, 0);
-
-/** Memory of one process, MB: what `ps` shows (VmRSS) split into anonymous and file pages, and Pss (shared pages divided among the processes mapping them). */
-interface Mem { rss: number; anon: number; file: number; pss: number; pssAnon: number; pssFile: number; hwm: number }
-function mem(pid: number): Mem {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  const kb = (text: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN) / 1024;
-  return {
-    rss: kb(status, 'VmRSS'), anon: kb(status, 'RssAnon'), file: kb(status, 'RssFile') + kb(status, 'RssShmem'), hwm: kb(status, 'VmHWM'),
-    pss: kb(rollup, 'Pss'), pssAnon: kb(rollup, 'Pss_Anon'), pssFile: kb(rollup, 'Pss_File'),
-  };
-}
-
-function quantile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+  return runNodeIn(pod, CLIENT, args);
 }
 
 interface Mode {
@@ -138,12 +118,16 @@ interface Mode {
 interface Result {
   bulkMBps: number;
   connsPerSec: number;
+  /** conns/s of each round. */
+  connsRounds: number[];
   loadCpuSec: number;
   lat: number[][]; // per round, sorted, µs
   latCpuSec: number;
   latSeconds: number;
   memFresh: Mem[];
   memAfter: Mem[];
+  /** memory of the proxies at each of AFTER_S seconds after the load (max of the two) */
+  memAfterSeries: Mem[];
   pump?: Record<string, unknown>[];
 }
 
@@ -169,103 +153,89 @@ backend to_app
 `;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function main(): Promise<void> {
-  const c = new Cluster();
-  const tmp = mkdtempSync(path.join(tmpdir(), 'wx-bench-'));
-  chmodSync(tmp, 0o755);
-  const extra: ChildProcess[] = [];
+  const bc = new BenchCluster();
+  const c = bc.c;
   try {
-    await c.startControlPlane();
-    // The proxy as it ships (dist/weir-proxy.mjs: cni/proxy-bundle.mjs, plain node), not through tsx: tsx's compiler would dominate RSS.
-    const bundle = await buildProxyBundle(path.join(tmp, 'weir-proxy.mjs'), { sourcemap: false });
-    chmodSync(bundle, 0o644);
-    process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');
-    c.proxyCommand = [process.execPath, ...(process.env.WEIR_PROXY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), bundle];
-
+    await bc.start();
     const modes: Mode[] = [];
     const servers: Pod[] = [];
-    const dClient = await c.addPod('dclient', 'bench', { capture: false });
-    const dServer = await c.addPod('dserver', 'bench', { capture: false });
-    servers.push(dServer);
-    modes.push({ key: 'direct', label: 'direct', client: dClient, host: dServer.ip4, port: 9000, proxies: [] });
+    const d = await bc.pair('direct', { capture: false });
+    servers.push(d.server);
+    modes.push({ key: 'direct', label: 'direct', client: d.client, host: d.server.ip4, port: 9000, proxies: [] });
 
     const weirVariants: { key: string; label: string; flags: string[] }[] = SWEEP
       ? SWEEP.map((us) => ({ key: `weir-${us}`, label: `weir, busy-poll ${us} µs`, flags: ['--busy-poll', `${us}us`] }))
       : DEFAULTS.busyPollUs > 0
         ? [{ key: 'weir', label: `weir (default: busy-poll ${DEFAULTS.busyPollUs} µs)`, flags: [] }, { key: 'weir-off', label: 'weir, busy-poll off', flags: ['--busy-poll', 'off'] }]
         : [{ key: 'weir', label: 'weir (default: busy-poll off)', flags: [] }, { key: 'weir-bp', label: 'weir, busy-poll 200 µs', flags: ['--busy-poll', '200us'] }];
-    const weirPods: { v: (typeof weirVariants)[number]; client: Pod; server: Pod; vip: string; svc: string }[] = [];
+    const weirPairs = [];
     for (const [i, v] of weirVariants.entries()) {
-      const client = await c.addPod(`wclient${i}`, 'bench');
-      const server = await c.addPod(`wserver${i}`, 'bench');
-      servers.push(server);
-      weirPods.push({ v, client, server, vip: `10.96.99.${10 + i}`, svc: `bench${i}` });
+      const p = await bc.pair(`w${i}`);
+      servers.push(p.server);
+      weirPairs.push({ v, p, vip: `10.96.99.${10 + i}`, svc: `bench${i}` });
     }
-    const haproxies: { key: string; label: string; busy: boolean; client: Pod; server: Pod }[] = [];
+    const haproxies = [];
     for (const [key, label, busy] of [['haproxy', 'HAProxy', false], ['haproxy-bp', 'HAProxy, busy-polling', true]] as const) {
-      const client = await c.addPod(`${key}-c`, 'bench');
-      const server = await c.addPod(`${key}-s`, 'bench');
-      servers.push(server);
-      haproxies.push({ key, label, busy, client, server });
+      const p = await bc.pair(key);
+      servers.push(p.server);
+      haproxies.push({ key, label, busy, p });
     }
     for (const p of servers) {
-      p.app = p.ns.spawn(process.execPath, ['-e', SERVER]);
+      p.app = bc.spawnIn(p, process.execPath, ['-e', SERVER]);
       await waitForLine(p.app, /bench server ready/, 10000);
     }
-    for (const w of weirPods) {
-      c.cp!.apply((b) => b.upsertService(service(w.svc, 'bench', w.vip, [{ name: 'tcp', port: 80 }])));
-      c.cp!.apply((b) => b.upsertEndpointSlice(slice(w.svc, 'bench', `${w.svc}-a`, [{ pod: w.server }], [{ name: 'tcp', port: 9000 }])));
-    }
-    for (const w of weirPods) {
-      await c.startProxy(w.client, ['--no-access-log', '--no-dns', ...w.v.flags]);
-      await c.startProxy(w.server, ['--no-access-log', '--no-dns', ...w.v.flags]);
-      modes.push({ key: w.v.key, label: w.v.label, client: w.client, host: w.vip, port: 80, proxies: [w.client, w.server], weir: true });
+    for (const w of weirPairs) {
+      await bc.weir(w.p, w.svc, w.vip, [{ name: 'tcp', port: 80, targetPort: 9000 }], w.v.flags);
+      modes.push({ key: w.v.key, label: w.v.label, client: w.p.client, host: w.vip, port: 80, proxies: [w.p.client, w.p.server], weir: true });
     }
     for (const h of haproxies) {
-      for (const [pod, up] of [[h.client, h.server.ip4], [h.server, '127.0.0.1']] as const) {
-        const cfg = path.join(tmp, `${pod.name}.cfg`);
-        writeFileSync(cfg, haproxyConfig(up, h.busy));
-        chmodSync(cfg, 0o644);
-        const proc = pod.ns.spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', 'haproxy', '-db', '-f', cfg]);
-        extra.push(proc);
-        pod.proxy = proc;
-      }
-      await sleep(500);
+      await bc.haproxy(h.p.client, haproxyConfig(h.p.server.ip4, h.busy));
+      await bc.haproxy(h.p.server, haproxyConfig('127.0.0.1', h.busy));
       // The client dials the same VIP as for weir; capture sends it to HAProxy, which ignores it.
-      modes.push({ key: h.key, label: h.label, client: h.client, host: '10.96.99.10', port: 80, proxies: [h.client, h.server], spinsWhenIdle: h.busy });
+      modes.push({ key: h.key, label: h.label, client: h.p.client, host: '10.96.99.10', port: 80, proxies: [h.p.client, h.p.server], spinsWhenIdle: h.busy });
     }
     // `ip netns exec` is the spawned process; the proxy is its child (exec replaces it, so it is the same pid).
     const pidOf = (p: Pod) => p.proxy!.pid!;
     const pause = (m: Mode, on: boolean) => { if (m.spinsWhenIdle) for (const p of m.proxies) process.kill(pidOf(p), on ? 'SIGSTOP' : 'SIGCONT'); };
     for (const m of modes) pause(m, true);
 
-    // A bare Node process in the same run: what any Node program costs before doing anything.
-    const bare = spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', process.execPath, '-e', 'setTimeout(() => {}, 1e9)'], { stdio: 'ignore' });
-    extra.push(bare);
-    // Let everything settle (GC after start-up, lazy pages).
-    await sleep(3000);
+    const bare = bc.bareNode();
+    // Let everything settle: GC after start-up, lazy pages, and the proxy's
+    // memory relief after its start-up burst (it comes within two 5 s
+    // intervals of going quiet), so "idle" is what an idle proxy keeps.
+    await sleep(12_000);
     const bareMem = mem(bare.pid!);
     const results = new Map<string, Result>();
     for (const m of modes) {
-      results.set(m.key, { bulkMBps: 0, connsPerSec: 0, loadCpuSec: 0, lat: [], latCpuSec: 0, latSeconds: 0, memFresh: m.proxies.map((p) => mem(pidOf(p))), memAfter: [] });
+      results.set(m.key, { bulkMBps: NaN, connsPerSec: 0, connsRounds: [], loadCpuSec: 0, lat: [], latCpuSec: 0, latSeconds: 0, memFresh: m.proxies.map((p) => mem(pidOf(p))), memAfter: [], memAfterSeries: [] });
     }
     const total = Date.now();
-    for (const m of modes) {
-      const r = results.get(m.key)!;
+    const rotated = (round: number) => modes.map((_, i) => modes[(i + round) % modes.length]);
+    const measured = (m: Mode, r: Result, run: () => void) => {
       pause(m, false);
       const pids = m.proxies.map(pidOf);
       const c0 = pids.map(cpuTicks);
-      r.bulkMBps = runClient(m.client, ['bulk', m.host, String(m.port), String(BULK_BYTES)]).MBps as number;
-      r.connsPerSec = runClient(m.client, ['conns', m.host, String(m.port), String(CONN_SECONDS)]).perSec as number;
-      r.loadCpuSec = cpuSec(pids, c0);
+      run();
+      r.loadCpuSec += cpuSec(pids, c0);
       pause(m, true);
+    };
+    if (ONLY !== 'conns') {
+      for (const m of modes) {
+        const r = results.get(m.key)!;
+        measured(m, r, () => { r.bulkMBps = runClient(m.client, ['bulk', m.host, String(m.port), String(BULK_BYTES)]).MBps as number; });
+      }
     }
+    for (let round = 0; round < CONN_ROUNDS; round++) {
+      for (const m of rotated(round)) {
+        const r = results.get(m.key)!;
+        measured(m, r, () => { r.connsRounds.push(runClient(m.client, ['conns', m.host, String(m.port), String(CONN_SECONDS)]).perSec as number); });
+      }
+    }
+    for (const r of results.values()) r.connsPerSec = median(r.connsRounds);
     // Latency: rounds, each running every mode once, in a rotated order so no mode always follows the same one.
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = modes.map((_, i) => modes[(i + round) % modes.length]);
-      for (const m of order) {
+    for (let round = 0; round < (ONLY === 'conns' ? 0 : ROUNDS); round++) {
+      for (const m of rotated(round)) {
         const r = results.get(m.key)!;
         pause(m, false);
         const pids = m.proxies.map(pidOf);
@@ -278,33 +248,35 @@ async function main(): Promise<void> {
         pause(m, true);
       }
     }
-    for (const w of weirPods) {
+    for (const w of weirPairs) {
       const r = results.get(w.v.key)!;
       r.pump = [];
-      for (const pod of [w.client, w.server]) r.pump.push((JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { pump: Record<string, unknown> }).pump);
+      for (const pod of [w.p.client, w.p.server]) r.pump.push((JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { pump: Record<string, unknown> }).pump);
     }
-    // Idle again: what the proxies keep after the load, once V8's memory
-    // reducer (it runs after some seconds of idleness) has had its turn.
-    await sleep(12_000);
-    for (const m of modes) results.get(m.key)!.memAfter = m.proxies.map((p) => mem(pidOf(p)));
+    // Idle again: what the proxies keep after the load, sampled until 30 s.
+    const loadEnd = Date.now();
+    for (const at of AFTER_S) {
+      await sleep(Math.max(0, loadEnd + at * 1000 - Date.now()));
+      for (const m of modes) {
+        if (!m.proxies.length) continue;
+        const ms = m.proxies.map((p) => mem(pidOf(p)));
+        const r = results.get(m.key)!;
+        r.memAfterSeries.push(ms.reduce((a, b) => (b.rss > a.rss ? b : a)));
+        r.memAfter = ms;
+      }
+    }
     for (const m of modes) pause(m, false);
     // A graceful stop (SIGTERM → drain → exit) so flags such as --cpu-prof in WEIR_PROXY_NODE_FLAGS get to write their output.
     for (const m of modes) if (m.weir) for (const p of m.proxies) process.kill(pidOf(p), 'SIGTERM');
     await sleep(1500);
     report(modes, results, bareMem, (Date.now() - total) / 1000);
   } finally {
-    for (const e of extra) e.kill('SIGKILL');
-    await c.destroy();
-    rmSync(tmp, { recursive: true, force: true });
+    await bc.close();
   }
 }
 
 function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds: number): void {
-  const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
   const ms = (us: number) => f(us / 1000, 3);
-  const cpuModel = cpus()[0]?.model ?? 'unknown';
-  const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
-  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const direct = results.get('direct')!;
   const pooled = (r: Result) => r.lat.flat().sort((a, b) => a - b);
   const dPooled = pooled(direct);
@@ -312,7 +284,8 @@ function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds:
 
   const throughput = modes.map((m) => {
     const r = results.get(m.key)!;
-    return `| ${m.label} | ${f(r.bulkMBps)} | ${f(r.connsPerSec, 0)} | ${m.proxies.length ? f(r.loadCpuSec, 2) : '-'} |`;
+    const spread = r.connsRounds.length > 1 ? ` (${f(Math.min(...r.connsRounds), 0)}–${f(Math.max(...r.connsRounds), 0)})` : '';
+    return `| ${m.label} | ${f(r.bulkMBps)} | ${f(r.connsPerSec, 0)}${spread} | ${m.proxies.length ? f(r.loadCpuSec, 2) : '-'} |`;
   });
   const latency = modes.map((m) => {
     const r = results.get(m.key)!;
@@ -323,10 +296,13 @@ function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds:
     return `| ${m.label} | ${all.length} | ${ms(quantile(all, 0.5))} | ${ms(quantile(all, 0.99))} | ${ms(quantile(all, 0.999))} | ${ms(Math.min(...perRound))}–${ms(Math.max(...perRound))} | ${m.key === 'direct' ? '-' : `**${ms(quantile(all, 0.99) - quantile(dPooled, 0.99))}** (${ms(Math.min(...added))}–${ms(Math.max(...added))})`} | ${cpu} |`;
   });
   const memRows = [
-    `| bare \`node -e 'setTimeout(…)'\` | ${f(bare.rss)} | ${f(bare.anon)} | ${f(bare.file)} | ${f(bare.pss)} | ${f(bare.pssAnon)} | - | - |`,
+    `| bare \`node -e 'setTimeout(…)'\` | ${f(bare.rss)} | ${f(bare.anon)} | ${f(bare.file)} | ${f(bare.pss)} | ${f(bare.pssAnon)} | - | - | - |`,
     ...modes.filter((m) => m.proxies.length).map((m) => {
       const r = results.get(m.key)!;
-      return `| ${m.label} | ${f(maxBy(r.memFresh, 'rss'))} | ${f(maxBy(r.memFresh, 'anon'))} | ${f(maxBy(r.memFresh, 'file'))} | ${f(maxBy(r.memFresh, 'pss'))} | ${f(maxBy(r.memFresh, 'pssAnon'))} | ${f(maxBy(r.memAfter, 'rss'))} / ${f(maxBy(r.memAfter, 'anon'))} | ${f(maxBy(r.memAfter, 'hwm'))} |`;
+      const series = r.memAfterSeries.map((x) => `${f(x.rss)} / ${f(x.anon)}`).join(' · ');
+      const idle = maxBy(r.memFresh, 'rss');
+      const last = r.memAfterSeries[r.memAfterSeries.length - 1]?.rss ?? NaN;
+      return `| ${m.label} | ${f(idle)} | ${f(maxBy(r.memFresh, 'anon'))} | ${f(maxBy(r.memFresh, 'file'))} | ${f(maxBy(r.memFresh, 'pss'))} | ${f(maxBy(r.memFresh, 'pssAnon'))} | ${series} | ${f((100 * (last - idle)) / idle, 0)} % | ${f(maxBy(r.memAfter, 'hwm'))} |`;
     }),
   ];
   const pumpLines = modes.filter((m) => m.weir).map((m) => {
@@ -334,16 +310,16 @@ function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds:
     const polled = ps.reduce((s, p) => s + Number(p.polledBatches ?? 0), 0);
     const blocked = ps.reduce((s, p) => s + Number(p.blockedBatches ?? 0), 0);
     const spin = ps.reduce((s, p) => s + Number(p.spinMs ?? 0), 0);
-    return `- ${m.label}: pump event batches found while busy-polling ${polled}, after sleeping ${blocked} (${f((100 * polled) / Math.max(1, polled + blocked), 0)} % of wakeups avoided); time spent spinning ${f(spin / 1000, 2)} s (both proxies, whole run)`;
+    const sum = (k: string) => ps.reduce((s, p) => s + Number(p[k] ?? 0), 0);
+    return `- ${m.label}: pump event batches found while busy-polling ${polled}, after sleeping ${blocked} (${f((100 * polled) / Math.max(1, polled + blocked), 0)} % of wakeups avoided); time spent spinning ${f(spin / 1000, 2)} s; pipes taken from the pipe pool ${sum('pipesReused')}, created ${sum('pipesCreated')} (both proxies, whole run)`;
   });
   const weirDefault = results.get(modes.find((m) => m.weir)!.key)!;
   const hap = results.get('haproxy')!;
   const addedP99 = (r: Result) => quantile(pooled(r), 0.99) - quantile(dPooled, 0.99);
   const md = `# bench/proxy-l4 — weir L4 proxy vs direct vs HAProxy 2.6
 
-Date: ${new Date().toISOString()}  
-Machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} vCPU Firecracker VM (cpuidle: haltpoll, guest_halt_poll_ns ${readOr('/sys/module/haltpoll/parameters/guest_halt_poll_ns')}), ${cpuModel}, kernel ${kernel}, Node ${process.version}; load average at the end ${load}  
-Run: ${f(seconds, 0)} s of measurement; latency ${ROUNDS} rounds × ${LAT_SECONDS} s per mode, modes interleaved (rotated order each round).
+${machineLines(seconds, 'The machine was shared: other engineers built and tested on the same vCPUs during the run, so compare modes within this run (rounds are interleaved) and read the spread.')}
+Latency ${ONLY === 'conns' ? 'not measured (ONLY=conns)' : `${ROUNDS} rounds × ${LAT_SECONDS} s per mode`}; short connections ${CONN_ROUNDS} rounds × ${CONN_SECONDS} s per mode (median, min–max); modes interleaved (rotated order each round).
 
 Topology (same for every mode, one run): client pod netns and server pod netns on one bridge; each mode has its own pair of pods.
 *direct*: no capture, no proxy. *weir*: weir capture rules (nft REDIRECT, uid 1337 exempt) in both pods,
@@ -353,7 +329,7 @@ Topology (same for every mode, one run): client pod netns and server pod netns o
 
 ## Throughput
 
-| mode | bulk stream MB/s (1 stream, ${BULK_BYTES / 1024 / 1024} MiB) | short conns/s (16 parallel, ${CONN_SECONDS} s) | proxy CPU s (both, bulk + conns) |
+| mode | bulk stream MB/s (1 stream, ${BULK_BYTES / 1024 / 1024} MiB) | short conns/s (16 parallel, median of ${CONN_ROUNDS} × ${CONN_SECONDS} s; min–max) | proxy CPU s (both, bulk + conns) |
 |---|---|---|---|
 ${throughput.join('\n')}
 
@@ -367,26 +343,23 @@ ${pumpLines.join('\n')}
 
 ## Memory (MB; max of the two proxies of a mode)
 
-VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly the node (or haproxy) binary's pages: shared with every other process running the same binary, counted in full in each one's VmRSS. Pss divides shared pages among the processes mapping them (here several Node processes run, so the node binary is split between them); RssAnon / Pss_Anon is the process's own memory.
+Idle = 12 s after start. VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly the node (or haproxy) binary's pages: shared with every other process running the same binary, counted in full in each one's VmRSS. Pss divides shared pages among the processes mapping them (here several Node processes run, so the node binary is split between them); RssAnon / Pss_Anon is the process's own memory.
 
-| process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | 12 s after the load: VmRSS / RssAnon | peak VmRSS (VmHWM) |
-|---|---|---|---|---|---|---|---|
+| process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | after the load, at ${AFTER_S.join(' · ')} s: VmRSS / RssAnon | VmRSS at ${AFTER_S[AFTER_S.length - 1]} s vs idle | peak VmRSS (VmHWM) |
+|---|---|---|---|---|---|---|---|---|
 ${memRows.join('\n')}
 
 ## Against the goals (issue #5)
 - throughput weir / HAProxy: **${f(weirDefault.bulkMBps / hap.bulkMBps, 2)}×** (goal ≥ 1.0)
-- conns/s weir / HAProxy: **${f(weirDefault.connsPerSec / hap.connsPerSec, 2)}×** (no goal)
+- conns/s weir / HAProxy: **${f(weirDefault.connsPerSec / hap.connsPerSec, 2)}×** (issue #12 goal ≥ 1.0; per round: ${weirDefault.connsRounds.map((x, i) => f(x / hap.connsRounds[i], 2)).join(', ')})
+- VmRSS ${AFTER_S[AFTER_S.length - 1]} s after the load vs idle, weir: **${f((100 * (weirDefault.memAfterSeries[weirDefault.memAfterSeries.length - 1]?.rss - maxBy(weirDefault.memFresh, 'rss'))) / maxBy(weirDefault.memFresh, 'rss'), 0)} %** (issue #12 goal ≤ 20 %)
 - p99 added by two weir proxies (default settings): **${ms(addedP99(weirDefault))} ms** (goal ≤ 0.3 ms); by two HAProxies: ${ms(addedP99(hap))} ms${results.has('haproxy-bp') ? `, with busy-polling ${ms(addedP99(results.get('haproxy-bp')!))} ms` : ''}
 - idle VmRSS per weir proxy: **${f(maxBy(weirDefault.memFresh, 'rss'))} MB** (goal ≤ 40 MB), of which the weir process's own (RssAnon) ${f(maxBy(weirDefault.memFresh, 'anon'))} MB; a bare Node process in the same run: ${f(bare.rss)} MB (RssAnon ${f(bare.anon)} MB); HAProxy ${f(maxBy(hap.memFresh, 'rss'))} MB
 
-The load generator, the proxies and the servers share the machine's vCPUs, so tail latencies depend on scheduling and on how fast an idle vCPU wakes (here it halts at once: guest_halt_poll_ns 0); compare modes within one run, and see the per-round spread.
+The load generator, the proxies and the servers share the machine's vCPUs, so tail latencies depend on scheduling and on how fast an idle vCPU wakes (guest_halt_poll_ns above); compare modes within one run, and see the per-round spread.
 `;
   writeFileSync(OUT, md);
   process.stdout.write(md);
-}
-
-function readOr(file: string): string {
-  try { return readFileSync(file, 'utf8').trim(); } catch { return '?'; }
 }
 
 main().catch((err: unknown) => { console.error(err); process.exit(1); });

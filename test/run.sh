@@ -15,4 +15,4 @@ else
 fi
 [ "${#files[@]}" -gt 0 ] || { echo "no test files found" >&2; exit 1; }
 # A test process that never exits (a leaked handle) must fail the run, not hang CI.
-exec timeout --kill-after=30 "${WEIR_TEST_TIMEOUT:-1500}" node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-reporter=spec "${files[@]}"
+exec timeout --kill-after=30 "${WEIR_TEST_TIMEOUT:-3000}" node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-reporter=spec "${files[@]}"

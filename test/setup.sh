@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(
   iptables nftables libnftables-dev iproute2 containernetworking-plugins
   cmake g++ make pkg-config libbpf-dev clang llvm
-  dnsutils dnsmasq dnsperf haproxy socat conntrack procps util-linux
-  containerd runc busybox-static curl
+  dnsutils dnsmasq dnsperf haproxy nginx nghttp2-client socat conntrack procps util-linux
+  containerd runc busybox-static curl openssl
 )
 
 need_apt=0

@@ -11,6 +11,7 @@
 #include "napi_args.h"
 #include "netns_thread.h"
 #include "nft.h"
+#include "memory_js.h"
 #include "pump_js.h"
 #include "sockets.h"
 
@@ -214,6 +215,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDst", Napi::Function::New(env, OriginalDstJs, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCredJs, "peerCred"));
   RegisterPump(env, exports);
+  RegisterMemory(env, exports);
   RegisterDnsFast(env, exports);
   return exports;
 }

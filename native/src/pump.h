@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "netns_thread.h"
+#include "pipe_pool.h"
 
 namespace weir {
 
@@ -64,6 +65,7 @@ struct PumpEngineStats {
   uint64_t polled_batches = 0;
   uint64_t blocked_batches = 0;
   uint64_t spin_ns = 0;
+  PipePoolStats pipes;
 };
 
 class PumpEngine {
@@ -101,6 +103,10 @@ class PumpEngine {
   // engine still sleeps. Takes effect on the next loop iteration.
   void SetBusyPoll(int64_t micros);
   int64_t BusyPollMicros() const { return busy_poll_ns_.load(std::memory_order_relaxed) / 1000; }
+
+  // The pool of empty pipes pumps take theirs from (see pipe_pool.h):
+  // at most max_idle wait, each at most idle_ms. max_idle 0 = no pooling.
+  void ConfigurePipePool(size_t max_idle, int64_t idle_ms);
 
   struct Pump;  // defined in pump.cc
 
@@ -144,7 +150,9 @@ class PumpEngine {
   std::atomic<uint64_t> blocked_batches_{0};
   std::atomic<uint64_t> spin_ns_{0};
 
+  PipePool pool_;
   // Owned by the pump thread only.
+  int64_t pool_deadline_ms_ = -1;  // when the next pooled pipe is due for closing
   std::unordered_map<uint64_t, std::unique_ptr<Pump>> pumps_;
   std::vector<uint64_t> unfinished_;  // pumps that hit their per-round budget
   std::vector<uint64_t> done_ids_;    // finished this batch, freed after it

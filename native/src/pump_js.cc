@@ -63,6 +63,7 @@ class PumpBinding {
     }
     engine_ = std::move(engine);
     engine_->SetBusyPoll(busy_poll_us_);
+    engine_->ConfigurePipePool(pipe_pool_max_, pipe_pool_idle_ms_);
     // Registered after the thread-safe function, so it runs BEFORE Node's own
     // teardown of that function (hooks run in reverse order): the pump thread
     // is joined while the function it calls is still valid.
@@ -90,6 +91,13 @@ class PumpBinding {
     if (engine_) engine_->SetBusyPoll(micros);
   }
   int64_t BusyPollMicros() const { return busy_poll_us_; }
+  void ConfigurePipePool(size_t max_idle, int64_t idle_ms) {
+    pipe_pool_max_ = max_idle;
+    pipe_pool_idle_ms_ = idle_ms;
+    if (engine_) engine_->ConfigurePipePool(max_idle, idle_ms);
+  }
+  size_t PipePoolMax() const { return pipe_pool_max_; }
+  int64_t PipePoolIdleMs() const { return pipe_pool_idle_ms_; }
   bool HasEngine() const { return engine_ != nullptr; }
 
   void Deliver(Napi::Env env, const PumpOutcome& outcome) {
@@ -124,6 +132,8 @@ class PumpBinding {
   OutcomeTsfn tsfn_;
   bool torn_down_ = false;
   int64_t busy_poll_us_ = 0;
+  size_t pipe_pool_max_ = PipePool::kDefaultMaxIdle;
+  int64_t pipe_pool_idle_ms_ = PipePool::kDefaultIdleMs;
   std::unordered_map<uint64_t, Running> running_;
 };
 
@@ -204,6 +214,10 @@ Napi::Value PumpStatsJs(const Napi::CallbackInfo& info) {
   o.Set("polledBatches", static_cast<double>(s.polled_batches));
   o.Set("blockedBatches", static_cast<double>(s.blocked_batches));
   o.Set("spinMs", static_cast<double>(s.spin_ns) / 1e6);
+  o.Set("pipesPooled", static_cast<double>(s.pipes.idle));
+  o.Set("pipesReused", static_cast<double>(s.pipes.reused));
+  o.Set("pipesCreated", static_cast<double>(s.pipes.created));
+  o.Set("pipesClosed", static_cast<double>(s.pipes.closed));
   return o;
 }
 
@@ -217,8 +231,18 @@ Napi::Value PumpConfigureJs(const Napi::CallbackInfo& info) {
   Napi::Value bp = o.Get("busyPollUs");
   // Bounded: a window of more than 10 ms is a spinning thread, not a poll.
   if (!bp.IsUndefined()) binding->SetBusyPoll(static_cast<int64_t>(IntegerArg(bp, "pumpConfigure: options.busyPollUs", 0, 10000)));
+  Napi::Value max = o.Get("pipePoolMax");
+  Napi::Value idle = o.Get("pipePoolIdleMs");
+  if (!max.IsUndefined() || !idle.IsUndefined()) {
+    // Bounded: each pooled pipe is two fds and counts against the user's pipe quota.
+    size_t m = max.IsUndefined() ? binding->PipePoolMax() : static_cast<size_t>(IntegerArg(max, "pumpConfigure: options.pipePoolMax", 0, 4096));
+    int64_t ms = idle.IsUndefined() ? binding->PipePoolIdleMs() : static_cast<int64_t>(IntegerArg(idle, "pumpConfigure: options.pipePoolIdleMs", 0, 3600000));
+    binding->ConfigurePipePool(m, ms);
+  }
   Napi::Object out = Napi::Object::New(env);
   out.Set("busyPollUs", static_cast<double>(binding->BusyPollMicros()));
+  out.Set("pipePoolMax", static_cast<double>(binding->PipePoolMax()));
+  out.Set("pipePoolIdleMs", static_cast<double>(binding->PipePoolIdleMs()));
   return out;
 }
 

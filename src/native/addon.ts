@@ -95,11 +95,22 @@ export interface PumpStats {
   blockedBatches: number;
   /** Time spent busy-polling (CPU the option costs), milliseconds. */
   spinMs: number;
+  /** Empty pipes waiting in the pipe pool for the next pump (2 fds each). */
+  pipesPooled: number;
+  /** Pipes a pump took from the pool / had to create. */
+  pipesReused: number;
+  pipesCreated: number;
+  /** Pipes closed instead of pooled (pool full, bytes left in it, idle too long). */
+  pipesClosed: number;
 }
 
 export interface PumpSettings {
   /** Busy-poll window in µs, 0-10000 (0 = off). */
   busyPollUs?: number;
+  /** Most empty pipes kept for reuse, 0-4096 (0 = no pool); default 128. */
+  pipePoolMax?: number;
+  /** A pooled pipe unused this long (ms) is closed; default 5000. */
+  pipePoolIdleMs?: number;
 }
 
 interface NativeAddon {
@@ -117,6 +128,8 @@ interface NativeAddon {
   // Absent in an addon built before the DNS fast path existed.
   DnsFast?: new (opts: DnsFastOptions, onMiss: DnsFastMissHandler) => DnsFastHandle;
   dnsLocalAddress?(fd: number): { family: 'IPv4' | 'IPv6'; address: string; port: number };
+  // Absent in an addon built before it existed.
+  mallocTrim?(): boolean;
 }
 
 export const ADDON_NOT_BUILT =
@@ -264,6 +277,17 @@ export function pumpConfigure(settings: PumpSettings): Required<PumpSettings> {
   const a = load();
   if (!a.pumpConfigure) throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
   return a.pumpConfigure(settings);
+}
+
+/**
+ * Give the free pages of glibc's malloc arenas back to the kernel
+ * (malloc_trim(0)); false when nothing was released, or when the addon is
+ * missing or predates it (nothing to do then).
+ */
+export function mallocTrim(): boolean {
+  if (!nativeAvailable()) return false;
+  const a = load();
+  return typeof a.mallocTrim === 'function' ? a.mallocTrim() : false;
 }
 
 /**

@@ -2,6 +2,7 @@
 // admin servers, and owns the lifecycle (ready → drain on SIGTERM → exit).
 import type { Server } from 'node:http';
 import type { Logger } from '../common/log.js';
+import { startMemoryRelief } from '../common/memory-relief.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
@@ -62,6 +63,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   const pumpVia = await loadNativeOriginalDst();
   await l4.listen();
   client.start();
+  // After a burst of connections, give the memory it grew back (see memory-relief.ts).
+  const relief = startMemoryRelief({ onRelief: (r) => logger.debug({ rssBeforeMB: r.rssBefore / 2 ** 20, rssAfterMB: r.rssAfter / 2 ** 20, ms: r.durationMs }, 'memory relief after load') });
 
   const ready = () => {
     if (draining) return { ready: false, reason: 'draining' };
@@ -100,7 +103,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
         })),
       };
     },
-    stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: l4.pumpStats() }),
+    stats: () => ({ ...l4.counters, active: l4.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: l4.pumpStats(), memoryRelief: relief.stats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
@@ -115,6 +118,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     registry: client, metrics, l4, ready,
     async drain() {
       draining = true;
+      relief.stop();
       const { remaining } = await l4.drain(cfg.drainTimeoutMs);
       client.stop();
       await dns?.close();

@@ -6,113 +6,17 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { createInterface } from 'node:readline';
 import { locateAddon, pumpConfigure, pumpStart, pumpStats, socketFd, type PumpResult, type NativeError } from '../../src/native/addon.js';
 import { splicePumpAvailable, startSplicePump, SplicePumpError, type SplicePump, type SplicePumpOptions } from '../../src/native/splice-pump.js';
 import { BULK_STREAM_ENDPOINTS } from '../support/bulk-stream-endpoints.js';
+import { fdCounts, MiB, pumpHarness } from '../support/splice-relay.js';
 
 const skip = splicePumpAvailable() ? false : 'native addon without the splice pump: run npm run build:native';
-const cleanups: Array<() => void> = [];
-after(() => { for (const c of cleanups.reverse()) { try { c(); } catch { /* best effort */ } } });
-
-const MiB = 1 << 20;
-
-async function listen(server: net.Server): Promise<number> {
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(() => server.close());
-  return (server.address() as net.AddressInfo).port;
-}
-
-/** A server whose connections are handled by `onConnection`; returns its port. */
-async function serve(onConnection: (s: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => { /* asserted where expected */ });
-    // Half-open accepted sockets that a test leaves open would keep their
-    // pump (and this test process) alive after the suite.
-    cleanups.push(() => s.destroy());
-    onConnection(s);
-  });
-  return { port: await listen(server), server };
-}
-
-/** Echo server: half-close aware (pipe ends its write side at the read side's end). */
-function echoServer(): Promise<{ port: number; server: net.Server }> {
-  return serve((s) => s.pipe(s));
-}
-
-interface Relay {
-  port: number;
-  server: net.Server;
-  pumps: SplicePump[];
-  /** Resolves with the next pump's result, in start order. */
-  result(i: number): Promise<PumpResult>;
-}
-
-/** A relay that accepts, connects to `targetPort` and hands both sockets to the splice pump. */
-async function spliceRelay(targetPort: number, opts: SplicePumpOptions = {}): Promise<Relay> {
-  const pumps: SplicePump[] = [];
-  const waiters: Array<() => void> = [];
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (down) => {
-    down.on('error', () => {});
-    const up = net.connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true, noDelay: true });
-    up.on('error', () => down.resetAndDestroy());
-    up.once('connect', () => {
-      pumps.push(startSplicePump(down, up, opts));
-      waiters.splice(0).forEach((w) => w());
-    });
-  });
-  const port = await listen(server);
-  const result = async (i: number): Promise<PumpResult> => {
-    while (pumps.length <= i) await new Promise<void>((r) => waiters.push(r));
-    return pumps[i].done;
-  };
-  return { port, server, pumps, result };
-}
-
-async function connect(port: number): Promise<net.Socket> {
-  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true });
-  cleanups.push(() => s.destroy());
-  await once(s, 'connect');
-  return s;
-}
-
-function collect(s: net.Socket): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.resume(); // readExactly may have left it paused
-  return once(s, 'end').then(() => Buffer.concat(chunks));
-}
-
-function nextError(s: net.Socket): Promise<NodeJS.ErrnoException> {
-  return new Promise((resolve) => s.once('error', resolve));
-}
-
-/** Read exactly n bytes, leaving the socket paused with any extra bytes unshifted. */
-function readExactly(s: net.Socket, n: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    const onEnd = () => { s.off('data', onData); reject(new Error(`stream ended after ${got} of ${n} bytes`)); };
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      got += c.length;
-      if (got < n) return;
-      s.off('data', onData);
-      s.off('end', onEnd);
-      s.pause();
-      const all = Buffer.concat(chunks);
-      if (all.length > n) s.unshift(all.subarray(n));
-      resolve(all.subarray(0, n));
-    };
-    s.on('data', onData);
-    s.once('end', onEnd);
-    s.resume();
-  });
-}
+const { cleanups, listen, echoServer, serve, spliceRelay, connect, collect, nextError, readExactly } = pumpHarness();
+after(() => { for (const c of cleanups.splice(0).reverse()) { try { c(); } catch { /* best effort */ } } });
 
 test('wn echo both ways through the pump: small interactive messages, then 8 MiB; clean close', { skip }, async () => {
   const echo = await echoServer();
@@ -136,7 +40,7 @@ test('wn echo both ways through the pump: small interactive messages, then 8 MiB
 test('wn busy-poll on: echo, half-close and bulk stay exact; the thread polls after activity and sleeps again when idle', { skip }, async () => {
   assert.throws(() => pumpConfigure({ busyPollUs: -1 }), /options\.busyPollUs must be an integer in \[0, 10000\]/);
   assert.throws(() => pumpConfigure({ busyPollUs: 20_000 }), /options\.busyPollUs must be an integer/);
-  assert.deepEqual(pumpConfigure({ busyPollUs: 500 }), { busyPollUs: 500 });
+  assert.equal(pumpConfigure({ busyPollUs: 500 }).busyPollUs, 500);
   try {
     const before = pumpStats();
     const echo = await echoServer();
@@ -164,7 +68,7 @@ test('wn busy-poll on: echo, half-close and bulk stay exact; the thread polls af
     await new Promise((res) => setTimeout(res, 200));
     assert.equal(pumpStats().spinMs, idle1, 'the pump thread kept spinning while idle');
   } finally {
-    assert.deepEqual(pumpConfigure({ busyPollUs: 0 }), { busyPollUs: 0 });
+    assert.equal(pumpConfigure({ busyPollUs: 0 }).busyPollUs, 0);
   }
 });
 
@@ -363,14 +267,13 @@ test('wn 1000 concurrent pumps, all echo, all close cleanly', { skip, timeout: 1
   assert.equal(pumpStats().active, base);
 });
 
-function fdCounts(): { total: number; pipes: number } {
-  const fds = readdirSync('/proc/self/fd');
-  let pipes = 0;
-  for (const fd of fds) { try { if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('pipe:')) pipes++; } catch { /* closed meanwhile */ } }
-  return { total: fds.length, pipes };
-}
-
 test('wn no fd leak: closed, reset, idle and aborted pumps close every socket and pipe', { skip, timeout: 60_000 }, async () => {
+  // Pipes that come back empty wait in the pipe pool; a short idle limit
+  // lets the pool empty itself so the count below is exact.
+  const idleMs = pumpConfigure({}).pipePoolIdleMs;
+  pumpConfigure({ pipePoolIdleMs: 100 });
+  cleanups.push(() => pumpConfigure({ pipePoolIdleMs: idleMs }));
+  const poolEmpty = async () => { for (let i = 0; i < 100 && pumpStats().pipesPooled > 0; i++) await new Promise((r) => setTimeout(r, 20)); };
   const echo = await echoServer();
   const resetter = await serve((s) => s.once('data', () => s.resetAndDestroy()));
   // Warm up: the pump engine (epoll + eventfd) and Node's lazily opened fds exist before the count.
@@ -383,6 +286,7 @@ test('wn no fd leak: closed, reset, idle and aborted pumps close every socket an
     await relay.result(0);
     relay.server.close();
   }
+  await poolEmpty();
   const before = fdCounts();
   const closing = await spliceRelay(echo.port);
   const resetting = await spliceRelay(resetter.port);
@@ -422,12 +326,15 @@ test('wn no fd leak: closed, reset, idle and aborted pumps close every socket an
   for (const c of clients) c.destroy();
   for (const r of [closing, resetting, idling, aborting]) r.server.close();
   // Sockets accepted by the echo servers close on their own once the peers are gone.
+  await poolEmpty();
+  assert.equal(pumpStats().pipesPooled, 0);
   let after = fdCounts();
   for (let i = 0; i < 50 && (after.total !== before.total || after.pipes !== before.pipes); i++) {
     await new Promise((r) => setTimeout(r, 50));
     after = fdCounts();
   }
   assert.deepEqual(after, before);
+  pumpConfigure({ pipePoolIdleMs: idleMs });
 });
 
 test('wn a worker that owns running pumps can be terminated: its pumps are closed, the process lives on', { skip, timeout: 30_000 }, async () => {
