@@ -4,7 +4,8 @@
 // HttpError the server answers (400/405) — never an exception from `new URL`
 // or a regexp on a hostile string reaching the event loop.
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
+  /** exitCode: the CLI's exit code when it is not implied by the status (4: the pod's proxy is unreachable). */
+  constructor(readonly status: number, message: string, readonly exitCode?: number) { super(message); }
 }
 
 export interface AdminRequest {

@@ -32,6 +32,7 @@ import { AgentMetrics, ReadinessGate, startHealthServer } from './metrics.js';
 import { createPeerIdentifier, pidsResolvable } from './identify.js';
 import { startPodSockets, type PodSockets } from './pod-sockets.js';
 import { LogRing } from './log-ring.js';
+import { PodErrors } from './pod-errors.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import type { CaptureEvent } from './contracts.js';
 import type { CaptureBackend } from '../netns/backend-types.js';
@@ -105,8 +106,10 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     const planner = (pod: Pod) => buildPlan(pod);
     const status = new StatusWriter({ kubeConfig, nodeName: config.nodeName, logger, lookup: (ns, n) => pods.get(ns, n) });
     cleanups.push(() => status.flush());
+    const podErrors = new PodErrors();
     const onEvent = (e: CaptureEvent): void => {
       metrics.onCaptureEvent(e);
+      podErrors.onEvent(e);
       void status.onEvent(e);
     };
     const resolver = new KubePodResolver({ kubeConfig, pods, logger });
@@ -154,6 +157,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     // (identity from the peer pid, only where pids resolve). Before repair,
     // so pods the first pass repairs from a /proc scan get their socket too.
     let podSockets: PodSockets | undefined;
+    let controlPlaneStats: (() => Record<string, unknown>) | undefined;
     if (config.controlPlane) {
       const { startControlPlane } = await import('../controlplane/server.js');
       const byPid = await pidsResolvable(config.hostProc);
@@ -163,6 +167,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
       });
       cleanups.push(() => cp.close());
+      controlPlaneStats = () => cp.stats();
       podSockets = await startPodSockets({ controlPlane: cp, store, pods: () => pods.list(), logger, metrics: metrics.registry });
       cleanups.push(() => podSockets!.close());
     }
@@ -196,7 +201,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         logger.info({}, 'agent stopped');
       },
     };
-    admin = await startAdminServer({ socketPath: adminSocket, agent, backend, planner, settings, ring, installerReady: () => installer?.ready(), informers: { pods, namespaces: nsInformer } });
+    admin = await startAdminServer({ socketPath: adminSocket, agent, backend, planner, settings, ring, installerReady: () => installer?.ready(), informers: { pods, namespaces: nsInformer }, errors: podErrors, controlPlaneStats });
     cleanups.push(() => admin!.close());
     refresh();
     logger.info({ metrics: health.url, cniSocket, adminSocket, backend: backend.name, repairMode: config.repairMode, pods: pods.list().length }, 'agent started');

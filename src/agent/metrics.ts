@@ -3,6 +3,7 @@
 // Readiness has hysteresis: it turns ready as soon as every condition holds,
 // but only turns unready after a condition has been false for downAfterMs,
 // so a CNI conf rewrite or a watch restart does not flap the pod's Ready.
+import { isIPv6 } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -98,6 +99,10 @@ export interface HealthServerOptions {
 }
 
 export function parseListenAddress(value: string, field: string): { host: string; port: number } {
+  // An unbracketed IPv6 address with a port ("fd00::5:15014") is what the
+  // DaemonSet's "$(HOST_IP):15014" gives on an IPv6 node: the last colon is the port's.
+  const last = value.lastIndexOf(':');
+  if (!value.startsWith('[') && last > 0 && isIPv6(value.slice(0, last))) value = `[${value.slice(0, last)}]${value.slice(last)}`;
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${field}: must be host:port (bad value: ${JSON.stringify(value)})`);

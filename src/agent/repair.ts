@@ -63,6 +63,22 @@ export class RepairLoop {
   private running?: Promise<PodRepairOutcome[]>;
   private readonly api?: CoreV1Api;
   lastRun?: { at: number; outcomes: PodRepairOutcome[] };
+  /** The newest verification of each pod (repair passes, `weir check`, `weir repair`), for `weir pods`. */
+  private readonly lastChecks = new Map<string, { at: number; outcome: PodRepairOutcome }>();
+
+  lastCheckOf(namespace: string, name: string): { at: number; outcome: PodRepairOutcome } | undefined {
+    return this.lastChecks.get(`${namespace}/${name}`);
+  }
+
+  private noteCheck(o: PodRepairOutcome, at: number): void {
+    if (o.result === 'skipped') return;
+    this.lastChecks.set(`${o.namespace}/${o.name}`, { at, outcome: o });
+    // Bounded by the node's pods: forget pods the informer no longer has.
+    if (this.lastChecks.size > 2 * Math.max(64, this.deps.pods().length)) {
+      const live = new Set(this.deps.pods().map((p) => `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`));
+      for (const k of this.lastChecks.keys()) if (!live.has(k)) this.lastChecks.delete(k);
+    }
+  }
 
   constructor(private readonly deps: RepairDeps) {
     this.api = deps.kubeConfig?.makeApiClient(CoreV1Api);
@@ -126,12 +142,24 @@ export class RepairLoop {
     if (!decision.capture) return { ...base, result: 'skipped' };
     const where = await this.locate(pod, await scanPodNetns(this.deps.procRoot).catch(() => new Map()));
     if (!where) return { ...base, result: 'netns-not-found' };
+    const at = Date.now();
+    let out: PodRepairOutcome & { capture: boolean; reason: string };
     try {
       const v = await this.deps.backend.verify(sandboxAt(where.netns), this.deps.planner(pod));
-      return { ...base, result: v.ok ? 'ok' : 'failed', via: where.via, netns: where.netns, differences: v.differences };
+      out = { ...base, result: v.ok ? 'ok' : 'failed', via: where.via, netns: where.netns, differences: v.differences };
     } catch (e) {
-      return { ...base, result: 'failed', via: where.via, netns: where.netns, error: (e as Error).message };
+      out = { ...base, result: 'failed', via: where.via, netns: where.netns, error: (e as Error).message };
     }
+    this.noteCheck(out, at);
+    return out;
+  }
+
+  /** The pod's netns (newest sandbox record, else the /proc scan), captured or not; for the admin socket's proxy relay. */
+  async netnsOf(namespace: string, name: string): Promise<{ netns: string; via: 'store' | 'proc-scan' } | undefined> {
+    const pod = this.findPod(namespace, name);
+    if (!pod) return undefined;
+    const where = await this.locate(pod, await scanPodNetns(this.deps.procRoot).catch(() => new Map()));
+    return where ? { netns: where.netns, via: where.via } : undefined;
   }
 
   private findPod(namespace: string, name: string): Pod | undefined {
@@ -158,6 +186,7 @@ export class RepairLoop {
     const who = { namespace, name, uid: pod.metadata.uid };
     const finish = (o: PodRepairOutcome): PodRepairOutcome => {
       if (o.result !== 'skipped') this.deps.onOutcome?.(o, Date.now() - started);
+      this.noteCheck(o, Date.now());
       return o;
     };
     const phase = pod.status?.phase;

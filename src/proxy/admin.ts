@@ -4,6 +4,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 
 export interface AdminHandlers {
   configDump(): unknown;
+  /** The proxy's log level (`weir proxy-config log`); set when a level is given. */
+  logging(level?: string): { level: string };
   clusters(): unknown;
   stats(): unknown;
   ready(): { ready: boolean; reason: string };
@@ -11,8 +13,10 @@ export interface AdminHandlers {
 }
 
 function json(res: ServerResponse, code: number, body: unknown): void {
-  res.writeHead(code, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body, null, 2) + '\n');
+  // A length, not chunks: the dump is read by small clients (busybox wget, the agent's relay, tests).
+  const text = JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
 }
 
 type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
@@ -21,7 +25,9 @@ function serve(host: string, port: number, routes: Record<string, Route>): Promi
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const r = routes[path];
-    if (!r || (req.method !== 'GET' && req.method !== 'HEAD')) { json(res, 404, { error: `no ${req.method} ${path}`, paths: Object.keys(routes) }); return; }
+    // Only /logging changes anything (POST ?level=), as Envoy's admin does.
+    const method = req.method === 'POST' && path === '/logging' ? 'GET' : req.method;
+    if (!r || (method !== 'GET' && method !== 'HEAD')) { json(res, 404, { error: `no ${req.method} ${path}`, paths: Object.keys(routes) }); return; }
     Promise.resolve(r(req, res)).catch((err: unknown) => json(res, 500, { error: String(err) }));
   });
   server.keepAliveTimeout = 5000;
@@ -46,6 +52,10 @@ export async function startAdminServers(ports: { admin: number; ready: number; p
     // Admin exposes the registry and per-connection state: loopback only.
     serve('127.0.0.1', ports.admin, {
       '/config_dump': (_q, s) => json(s, 200, h.configDump()),
+      '/logging': (q, s) => {
+        const level = q.method === 'POST' ? new URL(q.url ?? '/', 'http://admin').searchParams.get('level') ?? undefined : undefined;
+        try { json(s, 200, h.logging(level)); } catch (e) { json(s, 400, { error: (e as Error).message }); }
+      },
       '/clusters': (_q, s) => json(s, 200, h.clusters()),
       '/endpoints': (_q, s) => json(s, 200, h.clusters()),
       '/stats': (_q, s) => json(s, 200, h.stats()),

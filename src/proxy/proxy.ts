@@ -10,6 +10,7 @@ import { startMemoryRelief } from '../common/memory-relief.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
 import { startAdminServers } from './admin.js';
+import { buildConfigDump, type DumpListener } from './config-dump.js';
 import { startStatusServer, statusSettingsFromEnv } from './app-health.js';
 import { workloadFromPodName, type ProxyConfig } from './config.js';
 import type { Counters, ProxyDeps } from './context.js';
@@ -34,6 +35,21 @@ export interface RunningProxy {
   ready(): { ready: boolean; reason: string };
   /** Graceful: not ready, stop accepting, wait for connections (bounded), close. */
   drain(): Promise<void>;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** The listeners this proxy binds (for the config dump). */
+function listenersOf(cfg: ProxyConfig): DumpListener[] {
+  const l: DumpListener[] = [
+    { name: 'virtualOutbound', address: '::', port: cfg.outboundPort, chain: 'original destination -> protocol selection -> TCP (service VIP:port -> cluster -> endpoint) or HTTP (Host -> virtual host -> cluster, per request); unknown destinations pass through' },
+    { name: 'virtualInbound', address: '::', port: cfg.inboundPort, chain: 'hand-off to the app on its original port from 127.0.0.6' },
+    { name: 'admin', address: '127.0.0.1', port: cfg.adminPort, chain: 'admin' },
+    { name: 'ready', address: '::', port: cfg.readyPort, chain: '/healthz/ready' },
+    { name: 'prometheus', address: '::', port: cfg.prometheusPort, chain: '/stats/prometheus' },
+  ];
+  if (cfg.dnsPort) l.push({ name: 'dns', address: '127.0.0.1,::1', port: cfg.dnsPort, chain: 'DNS: cluster names from the registry, others forwarded upstream' });
+  return l;
 }
 
 export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<RunningProxy> {
@@ -98,7 +114,27 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
 
   const servers: Server[] = await startAdminServers({ admin: cfg.adminPort, ready: cfg.readyPort, prometheus: cfg.prometheusPort }, {
     ready,
-    configDump: () => configDumpView({ cfg, client, pumpVia, tcp, http, deps }),
+    // One config_dump: the typed sections weir proxy-config reads (config-dump.ts), plus the HTTP chain's virtual hosts and cluster policies.
+    configDump: () => {
+      const l7 = configDumpView({ cfg, client, pumpVia, tcp, http, deps }) as { routes: unknown; listeners: unknown; clusters: unknown; agent: unknown; registry: unknown };
+      return {
+        ...buildConfigDump({
+          registry: client.current(), listeners: listenersOf(cfg), activeFor: (ip, port) => tcp.lb.activeFor(ip, port),
+          agent: { connected: client.connected, snapshots: client.snapshots, deltas: client.deltas, lastRefusal: client.lastRefusal, socketPath: cfg.controlPlaneSocket },
+        }),
+        httpRoutes: l7.routes, protocolSelection: l7.listeners, clusterPolicies: l7.clusters,
+        agent: l7.agent, registry: l7.registry,
+        bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
+        originalDst: pumpVia,
+      };
+    },
+    logging: (level) => {
+      if (level !== undefined) {
+        if (!LOG_LEVELS.includes(level)) throw new Error(`level: expected one of ${LOG_LEVELS.join(', ')} (bad value: ${JSON.stringify(level)})`);
+        logger.level = level;
+      }
+      return { level: logger.level };
+    },
     clusters: () => clustersView({ client, tcp, http, deps }),
     stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: http.router.pools.stats(), memoryRelief: relief.stats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),

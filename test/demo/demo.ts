@@ -5,8 +5,8 @@
 // request, and shows what happened. Everything it creates is removed at the
 // end, also on failure or Ctrl-C.
 //
-// Each step says which weir component did the work; a component not in this
-// build is named and its step skipped — never imitated.
+// Each step says which weir component did the work; both modes run the real
+// agent, CNI chain and proxies, so nothing is skipped or imitated.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,8 +18,7 @@ import { AgentProcess, WEIR_CNI, weirCli } from '../e2e/runtime/agent-process.js
 import { APP_IMAGE, buildImage, pauseImageSpec, appImageSpec } from '../support/images.js';
 import { writeBridgeConflist } from '../e2e/runtime/fixture.js';
 import { proxySidecar, echoApp, waitFor } from '../e2e/runtime/pods.js';
-import { captureBackend, type Capture } from './capture.js';
-import type { Pod } from '../../src/kube/pod-types.js';
+import { CniRuntime } from '../support/cni-runtime.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const BUNDLE = path.join(REPO, 'dist', 'weir.mjs');
@@ -47,24 +46,15 @@ interface DemoPod {
 
 interface DemoNode {
   kind: 'containerd' | 'netns';
-  /** Set when capture was already programmed by weir's CNI path while the pods were created. */
-  capturedBy?: string;
-  /** `weir pods` output, when a weir agent runs. */
-  pods?: () => string;
-  /** Where the client connects: a Service VIP when an agent serves the registry, else the server pod IP. */
+  /** Which weir path programmed capture while the pods were created. */
+  capturedBy: string;
+  /** `weir ARGS --socket <the agent's admin socket>` output (the node agent runs in both modes). */
+  cli: (args: string[]) => string;
+  /** Where the client connects: the Service VIP the agent serves to the proxies. */
   target: { host: string; port: number; what: string };
   server: DemoPod;
   client: DemoPod;
   cleanup(): Promise<void>;
-}
-
-/** The Pod object weir's capture core reads: an app container plus the weir-proxy sidecar (UID 1337). */
-function podObject(name: string): Pod {
-  return {
-    apiVersion: 'v1', kind: 'Pod',
-    metadata: { name, namespace: NS, uid: `demo-${name}`, annotations: {} },
-    spec: { containers: [{ name: 'app' }, { name: 'weir-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] },
-  };
 }
 
 // ---------------------------------------------------------------- containerd
@@ -124,49 +114,84 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   const server = await mk(specs[0]);
   const client = await mk(specs[1]);
 
-  step('A Service for the server pod (what kube-proxy would also see)');
-  const vip = `10.96.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
-  agent.putObject({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: NS },
-    spec: { type: 'ClusterIP', clusterIP: vip, clusterIPs: [vip], ports: [{ name: 'tcp-echo', port: 80, protocol: 'TCP', targetPort: APP_PORT }] } });
-  agent.putObject({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
-    metadata: { name: 'echo-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'echo' } },
-    endpoints: [{ addresses: [server.ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', name: 'we-server', namespace: NS } }],
-    ports: [{ name: 'tcp-echo', port: APP_PORT, protocol: 'TCP' }] });
-  say(`Service ${NS}/echo: ClusterIP ${vip}:80 -> ${server.ip}:${APP_PORT}. Nothing on this node routes ${vip}: only weir's proxies know it (the agent pushes the registry to them).`);
-  await waitFor(async () => (await client.run(['busybox', 'wget', '-q', '-O-', 'http://127.0.0.1:15000/config_dump'])).stdout.includes(vip), 15_000, 'the client proxy to learn the service');
+  const vip = await publishService(agent, server, client);
   return {
     target: { host: vip, port: 80, what: `Service echo (${vip}:80)` },
     kind: 'containerd', server, client,
     capturedBy: 'weir-cni -> weir agent -> buildPlan + nftables backend, during CNI ADD (before the containers started)',
-    pods: () => weirCli(['pods', '--socket', path.join(runDir, 'admin.sock')]),
+    cli: (args) => weirCli([...args, '--socket', path.join(runDir, 'admin.sock')]),
     cleanup: async () => {},
   };
 }
 
 // ---------------------------------------------------------------- netns fallback
+// The same story without a container runtime: the pods are network
+// namespaces, and this process plays the runtime's part — it runs the CNI
+// chain (bridge, host-local, then the weir-cni weir's installer chained) for
+// each sandbox exactly as containerd would. Capture, the Service VIP, DNS
+// and `weir pods` all come from the real `weir agent`.
 async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
-  step('Node: plain network namespaces (fallback; no container runtime involved)');
-  const hex = randomBytes(3).toString('hex');
-  const a = 150 + Math.floor(Math.random() * 50);
-  const b = 1 + Math.floor(Math.random() * 250);
+  step('Node: plain network namespaces; this process runs the CNI chain for each sandbox, as a runtime would');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-demo-netns-'));
+  created.paths.push(dir);
+  const dirs = { cniConfDir: path.join(dir, 'net.d'), cniBinDir: path.join(dir, 'bin') };
+  fs.mkdirSync(dirs.cniBinDir, { recursive: true });
+  const net = writeBridgeConflist(dirs.cniConfDir, dir);
+  created.links.push(net.bridge);
   const procs: ChildProcess[] = [];
-  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'we-demo-logs-'));
-  created.paths.push(logDir);
   cleanups.push(async () => {
     // Each was started as its own process group: kill the group, so the
     // app's `nc` children go with their shell loop.
     for (const p of procs) { try { if (p.pid) process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ } }
-    fs.rmSync(logDir, { recursive: true, force: true });
+    try { execFileSync('ip', ['link', 'del', net.bridge], { stdio: 'ignore' }); } catch { /* gone */ }
+    fs.rmSync(dir, { recursive: true, force: true });
   });
-  const mk = (name: string, host: number): DemoPod & { ns: string } => {
-    const ns = `we-${name.slice(3, 4)}${hex}`;
+  say(`pod network ${net.subnet} on bridge ${net.bridge} (Debian's bridge + host-local plugins)`);
+
+  step('weir on the node: `weir agent`, its installer chaining weir-cni behind bridge + host-local');
+  if (!fs.existsSync(WEIR_CNI)) throw new Error(`missing ${WEIR_CNI}: run npm run build`);
+  const agent = await AgentProcess.create(dirs);
+  cleanups.push(() => agent.stop());
+  created.paths.push(agent.dir);
+  const runDir = agent.runDir;
+  const specs = ['we-server', 'we-client'].map((name) => ({ name, namespace: NS, uid: randomUUID(), containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, name)] }));
+  for (const sp of specs) agent.declare(sp);
+  await agent.start();
+  // The proxies (UID 1337) reach proxy.sock in the run dir, as through the DaemonSet's hostPath: open the path to it.
+  fs.chmodSync(agent.dir, 0o711);
+  fs.chmodSync(runDir, 0o755);
+  say(`weir agent running (run dir ${dim(runDir)}, metrics http://${agent.metricsAddr})`);
+  const conflist = JSON.parse(fs.readFileSync(net.conflistPath, 'utf8')) as { plugins: { type: string; ipam?: { type: string } }[] };
+  say('the CNI chain run for each pod (written by weir\'s installer):');
+  show(JSON.stringify(conflist.plugins.map((p) => (p.ipam ? `${p.type} (ipam ${p.ipam.type})` : p.type))));
+  const runtime = new CniRuntime({ conflist: net.conflistPath, binDirs: [dirs.cniBinDir, '/usr/lib/cni'] });
+
+  step('Pods: a netns each, CNI ADD through the chain (bridge, host-local, weir-cni)');
+  const logDir = path.join(dir, 'logs');
+  fs.mkdirSync(logDir);
+  const mk = async (spec: (typeof specs)[number]): Promise<DemoPod> => {
+    const ns = `we-${spec.name.slice(3, 4)}${randomBytes(3).toString('hex')}`;
     execFileSync('ip', ['netns', 'add', ns]);
-    cleanups.push(async () => { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } });
     created.paths.push(`/run/netns/${ns}`);
+    const sandbox = { containerId: `we-demo-${randomUUID()}`, netns: `/run/netns/${ns}`, args: { K8S_POD_NAMESPACE: NS, K8S_POD_NAME: spec.name, K8S_POD_UID: spec.uid } };
+    cleanups.push(async () => {
+      await runtime.del(sandbox).catch(() => undefined);
+      try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
+    });
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    const logFile = path.join(logDir, `${name}-proxy.log`);
+    const out = await runtime.add(sandbox);
+    if (!out.ok) throw new Error(`CNI ADD ${spec.name} failed in ${out.failedPlugin}: ${out.error.msg}`);
+    const ip = String((out.result!.ips as { address: string }[])[0].address).split('/')[0];
+    say(`${spec.name}: netns ${ns}, IP ${ip}`);
+    const logFile = path.join(logDir, `${spec.name}-proxy.log`);
+    const log = fs.openSync(logFile, 'a');
+    // The sidecar: UID/GID 1337 (which weir's rules exempt), the node agent's socket for its identity and registry.
+    procs.push(spawn('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=1337', '--regid=1337', '--clear-groups',
+      process.execPath, BUNDLE, 'proxy', '--ready-without-agent', '1s', '--control-plane-socket', path.join(runDir, 'proxy.sock'),
+      '--pod-namespace', NS, '--pod-name', spec.name], { stdio: ['ignore', log, log], detached: true }));
+    fs.closeSync(log);
     return {
-      name, ns, ip: `10.${a}.${b}.${host}`, netnsPath: `/run/netns/${ns}`,
+      name: spec.name, ip, netnsPath: `/run/netns/${ns}`,
       run: async (cmd) => {
         try {
           return { stdout: execFileSync('ip', ['netns', 'exec', ns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15_000 }), stderr: '', exitCode: 0 };
@@ -178,34 +203,38 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
       proxyLog: () => { try { return fs.readFileSync(logFile, 'utf8'); } catch { return ''; } },
     };
   };
-  const server = mk('we-server', 2);
-  const client = mk('we-client', 3);
-  const vs = `wed${hex}s`, vc = `wed${hex}c`;
-  execFileSync('ip', ['link', 'add', vs, 'type', 'veth', 'peer', 'name', vc]);
-  execFileSync('ip', ['link', 'set', vs, 'netns', server.ns]);
-  execFileSync('ip', ['link', 'set', vc, 'netns', client.ns]);
-  for (const [p, ifn] of [[server, vs], [client, vc]] as const) {
-    execFileSync('ip', ['-n', p.ns, 'link', 'set', ifn, 'name', 'eth0']);
-    execFileSync('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/24`, 'dev', 'eth0']);
-    execFileSync('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'up']);
-    say(`${p.name}: netns ${p.ns}, IP ${p.ip}`);
-  }
-  const cpSocket = path.join(logDir, 'no-agent.sock');
-  for (const p of [server, client]) {
-    const log = fs.openSync(path.join(logDir, `${p.name}-proxy.log`), 'a');
-    // The sidecar's identity: UID/GID 1337, which weir's rules exempt.
-    procs.push(spawn('ip', ['netns', 'exec', p.ns, 'setpriv', '--reuid=1337', '--regid=1337', '--clear-groups',
-      process.execPath, BUNDLE, 'proxy', '--ready-without-agent', '1s', '--control-plane-socket', cpSocket,
-      '--pod-namespace', NS, '--pod-name', p.name], { stdio: ['ignore', log, log], detached: true }));
-    fs.closeSync(log);
-  }
-  procs.push(spawn('ip', ['netns', 'exec', server.ns, 'busybox', 'sh', '-c',
+  const server = await mk(specs[0]);
+  const client = await mk(specs[1]);
+  procs.push(spawn('ip', ['netns', 'exec', server.netnsPath.split('/').pop()!, 'busybox', 'sh', '-c',
     `while :; do echo "hello from we-server" | busybox nc -l -p ${APP_PORT}; done`], { stdio: 'ignore', detached: true }));
-  return { kind: 'netns', server, client, target: { host: server.ip, port: APP_PORT, what: `the server pod (${server.ip}:${APP_PORT})` }, cleanup: async () => {} };
+
+  const vip = await publishService(agent, server, client);
+  return {
+    kind: 'netns', server, client, target: { host: vip, port: 80, what: `Service echo (${vip}:80)` },
+    capturedBy: 'weir-cni -> weir agent -> buildPlan + nftables backend, during CNI ADD (before the app started)',
+    cli: (args) => weirCli([...args, '--socket', path.join(runDir, 'admin.sock')]),
+    cleanup: async () => {},
+  };
+}
+
+/** A Service for the server pod (what kube-proxy would also see); resolves once the client's proxy holds it. */
+async function publishService(agent: AgentProcess, server: DemoPod, client: DemoPod): Promise<string> {
+  step('A Service for the server pod (what kube-proxy would also see)');
+  const vip = `10.96.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+  agent.putObject({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: NS },
+    spec: { type: 'ClusterIP', clusterIP: vip, clusterIPs: [vip], ports: [{ name: 'tcp-echo', port: 80, protocol: 'TCP', targetPort: APP_PORT }] } });
+  agent.putObject({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+    metadata: { name: 'echo-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'echo' } },
+    endpoints: [{ addresses: [server.ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', name: server.name, namespace: NS } }],
+    ports: [{ name: 'tcp-echo', port: APP_PORT, protocol: 'TCP' }] });
+  say(`Service ${NS}/echo: ClusterIP ${vip}:80 -> ${server.ip}:${APP_PORT}. Nothing on this node routes ${vip}: only weir's proxies know it (the agent pushes the registry to them).`);
+  await waitFor(async () => (await client.run(['busybox', 'wget', '-q', '-O-', 'http://127.0.0.1:15000/config_dump'])).stdout.includes(vip), 15_000, 'the client proxy to learn the service')
+    .catch((e: Error) => { throw new Error(`${e.message}\nclient proxy log:\n${client.proxyLog().slice(-3000)}`); });
+  return vip;
 }
 
 // ---------------------------------------------------------------- the story
-async function story(node: DemoNode, capture: Capture | null): Promise<void> {
+async function story(node: DemoNode): Promise<void> {
   step('Proxies: weir proxy in each pod (UID 1337)');
   for (const p of [node.server, node.client]) {
     await waitFor(async () => (await p.run(['busybox', 'wget', '-q', '-O-', 'http://127.0.0.1:15021/healthz/ready'])).exitCode === 0, 30_000,
@@ -216,17 +245,8 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
   }
 
   step('Capture: weir\'s redirect rules in each pod netns');
-  if (node.capturedBy) {
-    say(`programmed by ${node.capturedBy}`);
-    show(execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'nft', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' }).split('\n').slice(0, 30).join('\n'));
-  } else if (capture) {
-    say(capture.how);
-    for (const p of [node.server, node.client]) {
-      await capture.apply(p.netnsPath, podObject(p.name));
-      say(`${p.name}: programmed`);
-    }
-    show(execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'nft', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' }).split('\n').slice(0, 30).join('\n'));
-  }
+  say(`programmed by ${node.capturedBy}`);
+  show(execFileSync('nsenter', [`--net=${node.client.netnsPath}`, 'nft', 'list', 'table', 'inet', 'weir_nat'], { encoding: 'utf8' }).split('\n').slice(0, 30).join('\n'));
 
   step(`Traffic: the client app connects to ${node.target.what}`);
   const logMarkC = node.client.proxyLog().length;
@@ -265,14 +285,16 @@ async function story(node: DemoNode, capture: Capture | null): Promise<void> {
     show(lines.length ? lines.join('\n') : '(no istio_tcp_connections_opened_total samples)');
   }
 
-  step('DNS: answered by the client\'s proxy on 15053');
-  const dns = await node.client.run(['busybox', 'nslookup', `echo.${NS}.svc.cluster.local`, '127.0.0.1:15053']);
-  if (dns.exitCode === 0) show(dns.stdout);
-  else say(`SKIPPED: nothing answers DNS on the client proxy's 15053 in this build (DNS not yet embedded in \`weir proxy\`): ${(dns.stdout + dns.stderr).trim().split('\n').pop()}`);
+  step('DNS: the app asks a resolver on port 53; capture hands the query to its proxy (15053), which answers from the registry');
+  const resolver = '10.96.0.10';
+  const dns = await node.client.run(['busybox', 'nslookup', `echo.${NS}.svc.cluster.local`, resolver]);
+  say(`busybox nslookup echo.${NS}.svc.cluster.local ${resolver} (nothing listens on ${resolver}: the answer comes from the client's proxy)`);
+  show(dns.stdout + dns.stderr);
+  if (dns.exitCode !== 0 || !dns.stdout.includes(node.target.host)) throw new Error(`DNS through the captured port did not answer ${node.target.host}`);
 
-  step('weir pods (the node agent\'s view)');
-  if (node.pods) show(node.pods());
-  else say('SKIPPED: no weir agent in the netns fallback (pods are not Kubernetes pods there).');
+  step('weir check, then weir pods (the node agent\'s view: what is programmed and verified)');
+  for (const p of [node.server, node.client]) show(node.cli(['check', `${NS}/${p.name}`]));
+  show(node.cli(['pods']));
 }
 
 /** The access log line's key fields, then the line itself (JSON, as the proxy wrote it). */
@@ -312,7 +334,7 @@ async function main(): Promise<void> {
         node = await netnsNode(cleanups);
       }
     }
-    await story(node, node.capturedBy ? null : captureBackend());
+    await story(node);
     step('Cleaning up');
   } finally {
     await cleanup();

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Netns, sh, skipUnlessRoot, uniq } from '../support/netns.js';
 import { TestApiServer, type KubeObject } from '../support/apiserver.js';
+import { weirCli } from '../support/cli.js';
 import { CniRuntime, type SandboxSpec } from '../support/cni-runtime.js';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
@@ -70,13 +71,8 @@ function connectFrom(ns: Netns, ip: string, port: number): Promise<string> {
   });
 }
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), ...args], { cwd: REPO, encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+// The CLI bundled once per test process (test/support/cli.ts): a tsx start per call costs seconds under load.
+const cli = (args: string[]) => weirCli(args);
 
 async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 8000): Promise<T> {
   const end = Date.now() + ms;
@@ -257,9 +253,9 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     const sock = agent!.adminSocket;
     const pods = await cli(['pods', '--socket', sock, '-o', 'json']);
     assert.equal(pods.code, 0, pods.stderr);
-    const rows = JSON.parse(pods.stdout) as { name: string; capture: boolean; reason: string; sandboxes: { planHash?: string }[] }[];
-    assert.deepEqual(rows.find((r) => r.name === 'plain'), { ...rows.find((r) => r.name === 'plain'), capture: false, reason: 'no-proxy' });
-    assert.equal(rows.find((r) => r.name === 'meshed')?.capture, true);
+    const rows = JSON.parse(pods.stdout) as { name: string; captured: boolean; reason: string; sandboxes: { planHash?: string }[] }[];
+    assert.deepEqual(rows.find((r) => r.name === 'plain'), { ...rows.find((r) => r.name === 'plain'), captured: false, reason: 'no-proxy' });
+    assert.equal(rows.find((r) => r.name === 'meshed')?.captured, true);
     const ok = await cli(['check', `${NS}/meshed`, '--socket', sock]);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const meshedNs = agent!.store.list().find((s) => s.podName === 'meshed')!.netns;
@@ -279,7 +275,7 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
     assert.deepEqual(rows.find((r) => r.name === 'meshed')!.sandboxes.map((s) => s.planHash), [kernelHash]);
     assert.equal((await cli(['check', 'Bad/Pod/x', '--socket', sock])).code, 2);
     assert.equal((await cli(['status', '--socket', path.join(dir, 'nope.sock')])).code, 4);
-    const logs = await cli(['logs', '--socket', sock, '-n', '5', '-o', 'json']);
+    const logs = await cli(['logs', '--socket', sock, '--tail', '5', '-o', 'json']);
     assert.equal(logs.code, 0);
     assert.equal((JSON.parse(logs.stdout) as unknown[]).length, 5);
   });

@@ -3,30 +3,21 @@
 // as it was when the input is bad.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { Netns, skipUnlessRoot } from '../support/netns.js';
+import { weirCli, type CliResult } from '../support/cli.js';
 
 const skip = skipUnlessRoot();
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixtures = path.join(repo, 'test', 'fixtures', 'pods');
-const execFileAsync = promisify(execFile);
 const cleanups: Array<() => void> = [];
 after(() => { for (const c of cleanups.reverse()) { try { c(); } catch { /* best effort */ } } });
 
-async function weir(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await execFileAsync(process.execPath, ['--import', 'tsx', path.join(repo, 'src', 'cli', 'main.ts'), ...args], { cwd: repo, timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    if (typeof err.code !== 'number') throw e;
-    return { code: err.code, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
+function weir(...args: string[]): Promise<CliResult> {
+  return weirCli(args, { timeoutMs: 60_000 });
 }
 
 function tempDir(): string {
@@ -71,7 +62,7 @@ test('bad input: missing file, not a pod, unknown backend, unknown option → ex
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
   }
   const r = await weir('rules', 'render', '-f', notPod);
-  assert.match(r.stderr, /kind: expected "Pod" \(bad value: "Service"\)/);
+  assert.match(r.stderr, /kind: expected one of Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, List \(bad value: "Service"\)/);
 });
 
 for (const backend of ['iptables', 'nftables']) {
@@ -122,4 +113,65 @@ test('a netns path that does not exist is bad input (exit 2)', { skip }, async (
   const r = await weir('rules', 'apply', '-f', path.join(fixtures, 'defaults.yaml'), '--netns', '/run/netns/wr-no-such-netns');
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--netns: no such network namespace/);
+});
+
+const DEPLOYMENT = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata:
+      annotations: {traffic.sidecar.istio.io/excludeOutboundPorts: "5432"}
+    spec:
+      containers: [{name: app}, {name: weir-proxy}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations: {traffic.sidecar.istio.io/excludeOutboundPorts: "6379"}
+        spec:
+          containers: [{name: app}, {name: weir-proxy}]
+`;
+
+test('rules render -f -: stdin, multi-document YAML, Deployment and CronJob pod templates', async () => {
+  const r = await weirCli(['rules', 'render', '-f', '-'], { input: DEPLOYMENT });
+  assert.equal(r.code, 0, r.stderr);
+  const parts = r.stdout.split(/^# ---- /m).slice(1);
+  assert.equal(parts.length, 2);
+  assert.match(parts[0], /^Deployment\/web \(pod template\)\n/);
+  assert.match(parts[0], /5432/);
+  assert.doesNotMatch(parts[0], /6379/);
+  assert.match(parts[1], /^CronJob\/nightly \(pod template\)\n/);
+  assert.match(parts[1], /6379/);
+  // One bad document: nothing printed, exit 2, the document named.
+  const bad = await weirCli(['rules', 'render', '-f', '-'], { input: `${DEPLOYMENT}---\nkind: StatefulSet\nmetadata: {name: db}\nspec: {}\n` });
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stdout, '');
+  assert.match(bad.stderr, /stdin \(document 3\): spec\.template: StatefulSet has no pod template/);
+});
+
+test('rules apply --netns takes an ip-netns name and a PID; two pods for one netns is bad input', { skip }, async () => {
+  const ns = Netns.create('wrn');
+  cleanups.push(() => ns.destroy());
+  let r = await weir('rules', 'apply', '-f', path.join(fixtures, 'defaults.yaml'), '--netns', ns.name);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`applied nftables rules to /run/netns/${ns.name}`));
+  const holder = ns.spawn('sleep', ['30']);
+  await new Promise((res) => setTimeout(res, 200));
+  r = await weir('rules', 'show', '--netns', String(holder.pid), '--backend', 'nftables');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /# backend nftables plan=/);
+  const two = path.join(tempDir(), 'two.yaml');
+  writeFileSync(two, DEPLOYMENT);
+  r = await weir('rules', 'apply', '-f', two, '--netns', ns.name);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /one pod is needed to program a netns, found 2/);
+  r = await weir('rules', 'show', '--netns', 'bad name!');
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--netns: expected an absolute netns path, a PID or an `ip netns` name/);
 });

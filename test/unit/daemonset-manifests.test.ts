@@ -8,10 +8,12 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
-import { Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { resolveAgentConfig } from '../../src/agent/config.js';
+import { parseListenAddress } from '../../src/agent/metrics.js';
 
 const DIR = path.resolve(import.meta.dirname, '../../daemonset');
 
@@ -24,6 +26,7 @@ const MODELS: Record<string, new (o: never) => { validate(): void }> = {
   'rbac.authorization.k8s.io/v1/Role': Role as never,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding as never,
   'v1/Namespace': Namespace as never,
+  'v1/ConfigMap': ConfigMap as never,
   'v1/ServiceAccount': ServiceAccount as never,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
@@ -38,12 +41,12 @@ function validate(doc: Doc): void {
   new Model(structuredClone(doc) as never).validate();
 }
 
-function load(): Doc[] {
-  const kust = parseAllDocuments(readFileSync(path.join(DIR, 'kustomization.yaml'), 'utf8'))[0].toJS() as { resources: string[] };
+function load(dir = DIR): Doc[] {
+  const kust = parseAllDocuments(readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8'))[0].toJS() as { resources: string[] };
   const docs: Doc[] = [];
   for (const r of kust.resources) {
-    assert.ok(existsSync(path.join(DIR, r)), `kustomization resource ${r} exists`);
-    for (const d of parseAllDocuments(readFileSync(path.join(DIR, r), 'utf8'))) {
+    assert.ok(existsSync(path.join(dir, r)), `kustomization resource ${r} exists`);
+    for (const d of parseAllDocuments(readFileSync(path.join(dir, r), 'utf8'))) {
       assert.deepEqual(d.errors, [], `${r} parses`);
       docs.push(d.toJS() as Doc);
     }
@@ -54,7 +57,7 @@ function load(): Doc[] {
 test('every manifest in the kustomize base validates against the Kubernetes schema', () => {
   const docs = load();
   const kinds = new Set(docs.map((d) => d.kind));
-  for (const k of ['ClusterRole', 'ClusterRoleBinding', 'DaemonSet', 'Namespace', 'ServiceAccount', 'Deployment', 'Service', 'Role', 'RoleBinding', 'MutatingWebhookConfiguration', 'PodDisruptionBudget']) assert.ok(kinds.has(k), k);
+  for (const k of ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount', 'Deployment', 'Service', 'Role', 'RoleBinding', 'MutatingWebhookConfiguration', 'PodDisruptionBudget']) assert.ok(kinds.has(k), k);
   for (const d of docs) assert.doesNotThrow(() => validate(d), `${d.kind}/${d.metadata.name}`);
 });
 
@@ -77,7 +80,11 @@ test('the DaemonSet keeps what the agent depends on', () => {
   assert.equal(pod.serviceAccountName, 'weir-agent');
   assert.equal(ds.spec.template.metadata.labels['app.kubernetes.io/name'], 'weir-agent');
   assert.equal(c.securityContext.privileged, false);
-  assert.deepEqual(c.securityContext.capabilities.add.sort(), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE']);
+  assert.deepEqual(c.securityContext.capabilities.add.sort(), ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE']);
+  assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux' });
+  // Reading other pods' /proc entries: AppArmor unconfined, by field (1.30+) and by annotation (older).
+  assert.deepEqual(c.securityContext.appArmorProfile, { type: 'Unconfined' });
+  assert.equal(ds.spec.template.metadata.annotations[`container.apparmor.security.beta.kubernetes.io/${c.name}`], 'unconfined');
   for (const probe of [c.livenessProbe, c.readinessProbe]) assert.equal(probe.httpGet.port, 15014);
   assert.equal(c.readinessProbe.httpGet.path, '/readyz');
   assert.ok(c.resources.requests.cpu && c.resources.limits.memory);
@@ -102,9 +109,55 @@ test('RBAC is least privilege: named resources and verbs only, no wildcards, no 
   for (const r of role.rules) for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) granted.add(`${g || 'core'}/${res}:${v}`);
   for (const g of granted) assert.doesNotMatch(g, /\*/);
   assert.ok(![...granted].some((g) => /secrets|configmaps|nodes/.test(g)), [...granted].join(' '));
-  for (const need of ['core/pods:list', 'core/pods:watch', 'core/pods:get', 'core/pods:patch', 'core/namespaces:watch', 'core/services:watch', 'discovery.k8s.io/endpointslices:watch', 'core/events:create']) {
-    assert.ok(granted.has(need), `missing ${need}`);
+  // Exactly what the agent's code calls (readNamespacedPod, informers, patchNamespacedPod, createNamespacedEvent).
+  assert.deepEqual([...granted].sort(), ['core/events:create', 'core/namespaces:list', 'core/namespaces:watch', 'core/pods:get', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
+    'core/services:list', 'core/services:watch', 'discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch']);
+});
+
+test('delete on pods is granted only by the repair-delete component, which also sets the mode', () => {
+  const comp = path.join(DIR, 'components/repair-delete');
+  const k = parseAllDocuments(readFileSync(path.join(comp, 'kustomization.yaml'), 'utf8'))[0].toJS() as { kind: string; patches: { target: { kind: string; name: string }; patch: string }[] };
+  assert.equal(k.kind, 'Component');
+  const docs = load(comp);
+  for (const d of docs) assert.doesNotThrow(() => validate(d), `${d.kind}/${d.metadata.name}`);
+  const role = docs.find((d) => d.kind === 'ClusterRole') as unknown as { rules: { resources: string[]; verbs: string[] }[] };
+  assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['pods'], verbs: ['delete'] }]);
+  const binding = docs.find((d) => d.kind === 'ClusterRoleBinding') as unknown as { subjects: { name: string }[] };
+  assert.equal(binding.subjects[0].name, 'weir-agent');
+  assert.match(k.patches[0].patch, /WEIR_REPAIR_MODE[\s\S]*value: delete/);
+  assert.deepEqual(k.patches[0].target, { kind: 'ConfigMap', name: 'weir-agent-config' });
+});
+
+/** The container's environment as the kubelet builds it: envFrom first, env over it, $(VAR) expanded. */
+function containerEnv(hostIP: string): NodeJS.ProcessEnv {
+  const docs = load();
+  const ds = docs.find((d) => d.kind === 'DaemonSet') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const c = ds.spec.template.spec.containers[0];
+  const env: NodeJS.ProcessEnv = {};
+  for (const from of c.envFrom) {
+    const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === from.configMapRef.name) as unknown as { data: Record<string, string> };
+    assert.ok(cm, `ConfigMap ${from.configMapRef.name} is in the base`);
+    Object.assign(env, cm.data);
   }
+  const fields: Record<string, string> = { 'spec.nodeName': 'node-a', 'status.hostIP': hostIP };
+  for (const e of c.env) env[e.name] = e.valueFrom ? fields[e.valueFrom.fieldRef.fieldPath] : String(e.value).replace(/\$\(([A-Z_]+)\)/g, (_m: string, v: string) => env[v] ?? '');
+  return env;
+}
+
+test('settings come from the ConfigMap (every key is a real agent variable) and resolve to a valid agent config', () => {
+  const docs = load();
+  const cm = docs.find((d) => d.kind === 'ConfigMap') as unknown as { data: Record<string, string> };
+  const config = readFileSync(path.resolve(DIR, '../src/agent/config.ts'), 'utf8');
+  for (const key of Object.keys(cm.data)) assert.match(config, new RegExp(`env: '${key}'`), `${key} is read by the agent`);
+  const cfg = resolveAgentConfig({}, containerEnv('10.0.0.5'));
+  assert.equal(cfg.repairMode, 'repair');
+  assert.deepEqual(cfg.excludeNamespaces, ['kube-system', 'weir-system']);
+  assert.equal(cfg.backend, 'nftables');
+  // Metrics on the node's own address, not on every host interface.
+  assert.equal(cfg.metricsAddr, '10.0.0.5:15014');
+  assert.deepEqual(parseListenAddress(containerEnv('fd00::5').WEIR_METRICS_ADDR!, 'metrics-addr'), { host: 'fd00::5', port: 15014 });
+  assert.deepEqual(parseListenAddress('[::1]:99', 'x'), { host: '::1', port: 99 });
+  assert.throws(() => parseListenAddress('fd00::5', 'x'), /host:port/);
 });
 
 test('the Dockerfile builds from the repo with the project\'s build and ships the CNI plugin', () => {
@@ -113,7 +166,7 @@ test('the Dockerfile builds from the repo with the project\'s build and ships th
   assert.match(df, /FROM node:20/);
   // Every source of every COPY --from=build line (the last word is the destination).
   const sources = [...df.matchAll(/^COPY --from=build (.+)$/gm)].flatMap((m) => m[1].trim().split(/\s+/).slice(0, -1));
-  for (const need of ['/src/dist/weir.mjs', '/src/dist/weir-cni', '/src/native/build/Release/weir_native.node', '/src/node_modules']) {
+  for (const need of ['/src/dist/weir.mjs', '/src/dist/weir-proxy.mjs', '/src/dist/weir-cni', '/src/native/build/Release/weir_native.node']) {
     assert.ok(sources.includes(need), `the image ships ${need} (have: ${sources.join(' ')})`);
   }
   assert.match(df, /WEIR_NATIVE_ADDON=/);

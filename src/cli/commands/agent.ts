@@ -1,5 +1,6 @@
 // `weir agent`: the node agent (the DaemonSet's process).
 import { Command, Option } from 'commander';
+import { optionWithDefault } from '../output.js';
 import { resolveAgentConfig, ConfigError, type RawAgentOptions } from '../../agent/config.js';
 import { startAgent, defaultPluginBinary } from '../../agent/agent.js';
 import { installLastResort } from '../../agent/last-resort.js';
@@ -8,23 +9,23 @@ export function registerAgentCommand(program: Command): void {
   program
     .command('agent')
     .description('run the node agent: CNI server, installer, capture repair, metrics (:15014), admin socket')
-    .addOption(new Option('--node-name <name>', 'this node (env NODE_NAME)'))
+    .addOption(new Option('--node-name <name>', 'this node, required (env NODE_NAME)'))
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig file; default in-cluster (env KUBECONFIG)'))
-    .addOption(new Option('--cni-conf-dir <dir>', 'CNI conf dir (env WEIR_CNI_CONF_DIR)').default(undefined, '/etc/cni/net.d'))
-    .addOption(new Option('--cni-bin-dir <dir>', 'CNI bin dir (env WEIR_CNI_BIN_DIR)').default(undefined, '/opt/cni/bin'))
-    .addOption(new Option('--cni-plugin-binary <path>', 'the weir-cni executable to install (env WEIR_CNI_PLUGIN_BINARY)'))
+    .addOption(optionWithDefault('--cni-conf-dir <dir>', 'CNI conf dir (env WEIR_CNI_CONF_DIR)', '/etc/cni/net.d'))
+    .addOption(optionWithDefault('--cni-bin-dir <dir>', 'CNI bin dir (env WEIR_CNI_BIN_DIR)', '/opt/cni/bin'))
+    .addOption(optionWithDefault('--cni-plugin-binary <path>', 'the weir-cni executable to install (env WEIR_CNI_PLUGIN_BINARY)', 'dist/weir-cni beside the bundle, or /usr/local/lib/weir/weir-cni'))
     .option('--no-install', 'do not install or chain weir-cni (env WEIR_INSTALL=false)')
-    .addOption(new Option('--run-dir <dir>', 'sockets and state (env WEIR_RUN_DIR)').default(undefined, '/var/run/weir'))
-    .addOption(new Option('--backend <name>', 'nftables | iptables (env WEIR_BACKEND)').default(undefined, 'nftables'))
-    .addOption(new Option('--repair-mode <mode>', 'repair | delete | label (env WEIR_REPAIR_MODE)').default(undefined, 'repair'))
-    .addOption(new Option('--repair-interval <duration>', 'how often every pod is verified, e.g. 60s or 5m: a unit is required (env WEIR_REPAIR_INTERVAL)').default(undefined, '60s'))
-    .addOption(new Option('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)').default(undefined, '0.0.0.0:15014'))
-    .addOption(new Option('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)').default(undefined, '/proc'))
-    .addOption(new Option('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)').default(undefined, 'kube-system'))
-    .addOption(new Option('--keep-chain-on-shutdown [bool]', 'leave weir-cni chained when the agent stops, so new pods fail closed until the next agent; false removes it on stop (env WEIR_KEEP_CHAIN_ON_SHUTDOWN). To remove weir: weir uninstall').default(undefined, 'true'))
+    .addOption(optionWithDefault('--run-dir <dir>', 'sockets and state (env WEIR_RUN_DIR)', '/var/run/weir'))
+    .addOption(optionWithDefault('--backend <name>', 'nftables | iptables (env WEIR_BACKEND)', 'nftables'))
+    .addOption(optionWithDefault('--repair-mode <mode>', 'repair | delete | label (env WEIR_REPAIR_MODE)', 'repair'))
+    .addOption(optionWithDefault('--repair-interval <duration>', 'how often every pod is verified, e.g. 60s or 5m: a unit is required (env WEIR_REPAIR_INTERVAL)', '60s'))
+    .addOption(optionWithDefault('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)', '0.0.0.0:15014'))
+    .addOption(optionWithDefault('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)', '/proc'))
+    .addOption(optionWithDefault('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)', 'kube-system'))
+    .addOption(optionWithDefault('--keep-chain-on-shutdown [bool]', 'leave weir-cni chained when the agent stops, so new pods fail closed until the next agent; false removes it on stop (env WEIR_KEEP_CHAIN_ON_SHUTDOWN). To remove weir: weir uninstall', 'true'))
     .option('--no-control-plane', 'do not serve the proxies\' control plane (env WEIR_CONTROL_PLANE=false)')
-    .addOption(new Option('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN').default(undefined, 'cluster.local'))
-    .addOption(new Option('--log-level <level>', 'env WEIR_LOG_LEVEL').default(undefined, 'info'))
+    .addOption(optionWithDefault('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN', 'cluster.local'))
+    .addOption(optionWithDefault('--log-level <level>', 'env WEIR_LOG_LEVEL', 'info'))
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       // Commander sets negatable flags to true when absent; only an explicit --no-x counts, so env can still decide.
       const raw: RawAgentOptions = { ...opts, install: opts.install === false ? false : undefined, controlPlane: opts.controlPlane === false ? false : undefined };

@@ -3,6 +3,7 @@
 // that holds the app until the proxy is ready).
 // The injector's modules load only when one of these commands runs: every
 // `weir` start (the agent, a proxy started through the CLI) parses this file.
+import { optionWithDefault } from '../../common/cli-option.js';
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { FieldError } from '../../common/errors.js';
@@ -10,12 +11,12 @@ import type { RawInjectOptions, RawServerOptions } from '../../injector/options.
 
 function injectionOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--proxy-image <ref>', 'the weir image (env WEIR_PROXY_IMAGE)').default(undefined, 'ghcr.io/weir/weir:0.1.0'))
-    .addOption(new Option('--proxy-command <cmd>', 'how weir runs in that image (env WEIR_PROXY_COMMAND)').default(undefined, 'node /usr/local/lib/weir/weir.mjs'))
+    .addOption(optionWithDefault('--proxy-image <ref>', 'the weir image (env WEIR_PROXY_IMAGE)', 'ghcr.io/weir/weir:0.1.0'))
+    .addOption(optionWithDefault('--proxy-command <cmd>', 'how weir runs in that image (env WEIR_PROXY_COMMAND)', 'node /usr/local/lib/weir/weir.mjs'))
     .addOption(new Option('--proxy-args <args>', 'extra `weir proxy` flags for every injected proxy (env WEIR_PROXY_ARGS)'))
-    .addOption(new Option('--native-sidecars <auto|true|false>', 'proxy as a native sidecar (Kubernetes ≥ 1.29); auto reads the API server version').default(undefined, 'auto'))
-    .addOption(new Option('--revision <rev>', 'written into sidecar.istio.io/status (env WEIR_REVISION)').default(undefined, 'default'))
-    .addOption(new Option('--exclude-namespaces <list>', 'never injected, besides kube-system and kube-public (env WEIR_INJECT_EXCLUDE_NAMESPACES)').default(undefined, 'weir-system'))
+    .addOption(optionWithDefault('--native-sidecars <auto|true|false>', 'proxy as a native sidecar (Kubernetes ≥ 1.29); auto reads the API server version', 'auto'))
+    .addOption(optionWithDefault('--revision <rev>', 'written into sidecar.istio.io/status (env WEIR_REVISION)', 'default'))
+    .addOption(optionWithDefault('--exclude-namespaces <list>', 'never injected, besides kube-system and kube-public (env WEIR_INJECT_EXCLUDE_NAMESPACES)', 'weir-system'))
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster)'));
 }
 
@@ -58,14 +59,14 @@ export function registerInjectCommands(program: Command): void {
 
   injectionOptions(program.command('injector')
     .description('run the sidecar injection webhook (HTTPS, POST /inject); issues and rotates its own serving certificate and keeps the caBundle patched')
-    .addOption(new Option('--port <port>', 'HTTPS port (env WEIR_INJECTOR_PORT)').default(undefined, '15017'))
-    .addOption(new Option('--host <addr>', 'listen address').default(undefined, '::'))
-    .addOption(new Option('--namespace <ns>', 'the injector\'s namespace (env POD_NAMESPACE)').default(undefined, 'weir-system'))
-    .addOption(new Option('--service <name>', 'the Service the API server calls').default(undefined, 'weir-injector'))
-    .addOption(new Option('--webhook-config <name>', 'MutatingWebhookConfiguration to keep the caBundle of ("" = none)').default(undefined, 'weir-sidecar-injector'))
-    .addOption(new Option('--ca-secret <name>', 'Secret holding the injector CA').default(undefined, 'weir-injector-ca'))
-    .addOption(new Option('--cert-lifetime <duration>', 'serving certificate lifetime (renewed at 2/3)').default(undefined, '168h'))
-    .addOption(new Option('--policy <enabled|disabled>', 'default for pods without sidecar.istio.io/inject (env WEIR_INJECTION_POLICY)').default(undefined, 'enabled'))
+    .addOption(optionWithDefault('--port <port>', 'HTTPS port (env WEIR_INJECTOR_PORT)', '15017'))
+    .addOption(optionWithDefault('--host <addr>', 'listen address', '::'))
+    .addOption(optionWithDefault('--namespace <ns>', 'the injector\'s namespace (env POD_NAMESPACE)', 'weir-system'))
+    .addOption(optionWithDefault('--service <name>', 'the Service the API server calls', 'weir-injector'))
+    .addOption(optionWithDefault('--webhook-config <name>', 'MutatingWebhookConfiguration to keep the caBundle of ("" = none)', 'weir-sidecar-injector'))
+    .addOption(optionWithDefault('--ca-secret <name>', 'Secret holding the injector CA', 'weir-injector-ca'))
+    .addOption(optionWithDefault('--cert-lifetime <duration>', 'serving certificate lifetime (renewed at 2/3)', '168h'))
+    .addOption(optionWithDefault('--policy <enabled|disabled>', 'default for pods without sidecar.istio.io/inject (env WEIR_INJECTION_POLICY)', 'enabled'))
     .option('--no-kube', 'no API server: in-memory CA, no caBundle patching, --native-sidecars must be explicit'))
     .action(async (opts: RawInjectOptions & RawServerOptions & { kubeconfig?: string; kube?: boolean }) => {
       try {

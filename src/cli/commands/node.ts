@@ -1,84 +1,30 @@
 // The node-local debug CLI: talks to the agent's admin socket.
-//   weir status | pods | pod-rules POD | check POD | repair POD | logs
-// POD is NAMESPACE/NAME or NAME (namespace "default"). Tables for people,
-// `-o json` for scripts. Exit codes: 0 ok, 1 error, 2 usage, 3 drift found,
-// 4 agent unreachable.
-import { Command, Option } from 'commander';
-import { request } from 'node:http';
-
-export const EXIT = { ok: 0, error: 1, usage: 2, drift: 3, unreachable: 4 } as const;
-const DEFAULT_ADMIN_SOCKET = '/var/run/weir/admin.sock';
-
-class CliExit extends Error {
-  constructor(readonly code: number, message: string) { super(message); }
-}
-
-function adminSocket(opts: { socket?: string }): string {
-  return opts.socket ?? process.env.WEIR_ADMIN_SOCKET ?? DEFAULT_ADMIN_SOCKET;
-}
-
-export function adminCall(socketPath: string, method: string, path: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, timeout: 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown;
-        try { body = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { body = {}; }
-        if ((res.statusCode ?? 500) >= 400) reject(new CliExit(EXIT.error, (body as { error?: string }).error ?? `HTTP ${res.statusCode}`));
-        else resolve(body);
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (e) => reject(new CliExit(EXIT.unreachable, `cannot reach the weir agent at ${socketPath}: ${e.message}`)));
-    req.end();
-  });
-}
-
-function parsePod(arg: string): { ns: string; name: string } {
-  const parts = arg.split('/');
-  if (parts.length > 2 || parts.some((p) => !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(p))) throw new CliExit(EXIT.usage, `POD: expected NAMESPACE/NAME or NAME (bad value: ${JSON.stringify(arg)})`);
-  return parts.length === 2 ? { ns: parts[0], name: parts[1] } : { ns: 'default', name: parts[0] };
-}
-
-export function table(rows: (string | number | undefined)[][], header: string[]): string {
-  const all = [header, ...rows.map((r) => r.map((c) => (c === undefined ? '-' : String(c))))];
-  const widths = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n') + '\n';
-}
+//   weir status | pods | pod-rules POD | check POD | repair POD
+// (logs, describe and proxy-config have their own modules.) POD is
+// NAMESPACE/NAME or NAME (namespace "default"). Exit codes: src/cli/exit.ts.
+import type { Command } from 'commander';
+import { adminCall, adminSocket, parsePod, socketOption } from '../admin-client.js';
+import { EXIT, runAction } from '../exit.js';
+import { outputOption, printListing, printObject, table } from '../output.js';
+import type { PodView } from '../../agent/pod-view.js';
 
 type Out = { output?: string; socket?: string };
-
-function withCommon(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
-    .addOption(new Option('--socket <path>', `admin socket (env WEIR_ADMIN_SOCKET, default ${DEFAULT_ADMIN_SOCKET})`));
-}
-
-function run(fn: (...args: never[]) => Promise<number>): (...args: unknown[]) => Promise<void> {
-  return async (...args: unknown[]) => {
-    try {
-      process.exitCode = await (fn as (...a: unknown[]) => Promise<number>)(...args);
-    } catch (e) {
-      const code = e instanceof CliExit ? e.code : EXIT.error;
-      process.stderr.write(`weir: ${(e as Error).message}\n`);
-      process.exitCode = code;
-    }
-  };
-}
-
-function print(opts: Out, json: unknown, human: () => string): void {
-  process.stdout.write(opts.output === 'json' ? `${JSON.stringify(json, null, 2)}\n` : human());
-}
-
-interface PodRow { namespace: string; name: string; phase?: string; capture: boolean; reason: string; status?: string; lastCheck?: string; sandboxes: { containerId: string }[] }
 interface CheckResult { namespace: string; name: string; result: string; capture?: boolean; reason?: string; via?: string; netns?: string; differences?: string[]; error?: string }
 
+export function withAdmin(cmd: Command, formats?: Parameters<typeof outputOption>[0]): Command {
+  return cmd.addOption(outputOption(formats)).addOption(socketOption());
+}
+
+/** The CAPTURED column: what is programmed and verified, and why not. */
+export function capturedCell(p: PodView): string {
+  return p.captured ? 'yes' : p.state === 'not-captured' ? 'no' : p.state;
+}
+
 export function registerNodeCommands(program: Command): void {
-  withCommon(program.command('status').description('agent, install, backend and informer health'))
-    .action(run(async (opts: Out) => {
+  withAdmin(program.command('status').description('agent, install, backend and informer health'), ['table', 'json', 'yaml'])
+    .action(runAction('weir', async (opts: Out) => {
       const s = await adminCall(adminSocket(opts), 'GET', '/v1/status') as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-      print(opts, s, () => {
+      printObject(opts.output, s, () => {
         const inf = Object.entries(s.informers as Record<string, { synced: boolean; restarts: number; lastError?: string }>)
           .map(([k, v]) => `${k}=${v.synced ? 'synced' : 'NOT SYNCED'} restarts=${v.restarts}${v.lastError ? ` lastError="${v.lastError}"` : ''}`).join('; ');
         return table([
@@ -87,45 +33,54 @@ export function registerNodeCommands(program: Command): void {
           ['last repair', s.lastRepair ? `${s.lastRepair.at}, ${s.lastRepair.outcomes.length} pods checked` : 'none'],
         ], ['FIELD', 'VALUE']);
       });
-      return s.ready ? EXIT.ok : EXIT.error;
+      return s.ready ? EXIT.ok : EXIT.failure;
     }));
 
-  withCommon(program.command('pods').description('pods on this node: captured or why not, rule state'))
-    .action(run(async (opts: Out) => {
-      const pods = await adminCall(adminSocket(opts), 'GET', '/v1/pods') as PodRow[];
-      print(opts, pods, () => table(pods.map((p) => [`${p.namespace}/${p.name}`, p.phase, p.capture ? 'yes' : 'no', p.reason, p.status, p.lastCheck, p.sandboxes.length]),
-        ['POD', 'PHASE', 'CAPTURE', 'REASON', 'STATUS', 'LAST CHECK', 'SANDBOXES']));
+  withAdmin(program.command('pods').description('pods on this node: captured (programmed and verified) or why not'))
+    .action(runAction('weir', async (opts: Out) => {
+      const pods = await adminCall(adminSocket(opts), 'GET', '/v1/pods') as PodView[];
+      printListing<PodView>(opts.output, pods, [
+        { header: 'POD', value: (p) => `${p.namespace}/${p.name}` },
+        { header: 'PHASE', value: (p) => p.phase },
+        { header: 'CAPTURED', value: capturedCell },
+        { header: 'REASON', value: (p) => (p.field ? `${p.reason} ${p.field}` : p.reason) },
+        { header: 'BACKEND', value: (p) => p.backend },
+        { header: 'VERIFIED', value: (p) => p.verified },
+        { header: 'IP', value: (p) => p.podIP, wide: true },
+        { header: 'PLAN', value: (p) => p.planHash, wide: true },
+        { header: 'SANDBOXES', value: (p) => p.sandboxes.length, wide: true },
+        { header: 'STATUS', value: (p) => p.status, wide: true },
+        { header: 'ERROR', value: (p) => p.error, wide: true },
+      ]);
       return EXIT.ok;
     }));
 
-  withCommon(program.command('pod-rules').argument('<pod>', 'NAMESPACE/NAME').description('the capture rules weir owns in the pod\'s netns, as the kernel reports them'))
-    .action(run(async (podArg: string, opts: Out) => {
+  withAdmin(program.command('pod-rules').argument('<pod>', 'NAMESPACE/NAME').description('the capture rules weir owns in the pod\'s netns, as the kernel reports them'), ['table', 'json', 'yaml'])
+    .action(runAction('weir', async (podArg: string, opts: Out) => {
       const { ns, name } = parsePod(podArg);
-      const r = await adminCall(adminSocket(opts), 'GET', `/v1/pods/${ns}/${name}/rules`) as { netns: string; backend: string; present: boolean; listing: string; planHash?: string };
-      print(opts, r, () => `# ${ns}/${name} netns=${r.netns} backend=${r.backend} present=${r.present} planHash=${r.planHash ?? '-'}\n${r.listing}${r.listing.endsWith('\n') ? '' : '\n'}`);
-      return EXIT.ok;
+      const sock = adminSocket(opts);
+      const view = await adminCall(sock, 'GET', `/v1/pods/${ns}/${name}`) as PodView;
+      // A pod weir did not program has no rules to show: say why instead of an empty listing.
+      if (!view.captured && view.state !== 'failed' && view.state !== 'stale') {
+        printObject(opts.output, { namespace: ns, name, captured: false, state: view.state, reason: view.reason, field: view.field, error: view.error },
+          () => `# ${ns}/${name}: not captured (${view.state}: ${view.reason}${view.field ? ` ${view.field}` : ''})${view.error ? `\n# ${view.error}` : ''}\n`);
+        return view.state === 'not-captured' ? EXIT.ok : EXIT.failure;
+      }
+      const r = await adminCall(sock, 'GET', `/v1/pods/${ns}/${name}/rules`) as { netns: string; backend: string; present: boolean; listing: string; planHash?: string };
+      printObject(opts.output, { ...r, captured: view.captured, state: view.state }, () => `# ${ns}/${name} state=${view.state} netns=${r.netns} backend=${r.backend} present=${r.present} planHash=${r.planHash ?? '-'}\n${r.listing}${r.listing.endsWith('\n') ? '' : '\n'}`);
+      return r.present ? EXIT.ok : EXIT.drift;
     }));
 
   for (const verb of ['check', 'repair'] as const) {
-    withCommon(program.command(verb).argument('<pod>', 'NAMESPACE/NAME').description(verb === 'check' ? 'verify the pod\'s capture rules against its plan (exit 3 on drift)' : 'verify and fix the pod\'s capture rules (per the agent\'s repair mode)'))
-      .action(run(async (podArg: string, opts: Out) => {
+    withAdmin(program.command(verb).argument('<pod>', 'NAMESPACE/NAME').description(verb === 'check' ? 'verify the pod\'s capture rules against its plan (exit 3 on drift)' : 'verify and fix the pod\'s capture rules (per the agent\'s repair mode)'), ['table', 'json', 'yaml'])
+      .action(runAction('weir', async (podArg: string, opts: Out) => {
         const { ns, name } = parsePod(podArg);
         const r = await adminCall(adminSocket(opts), 'POST', `/v1/pods/${ns}/${name}/${verb}`) as CheckResult;
-        print(opts, r, () => `${ns}/${name}: ${r.result}${r.reason ? ` (${r.reason})` : ''}${r.netns ? ` netns=${r.netns} via=${r.via}` : ''}${r.error ? `\n  error: ${r.error}` : ''}\n${(r.differences ?? []).map((d) => `  ${d}\n`).join('')}`);
+        printObject(opts.output, r, () => `${ns}/${name}: ${r.result}${r.reason ? ` (${r.reason})` : ''}${r.netns ? ` netns=${r.netns} via=${r.via}` : ''}${r.error ? `\n  error: ${r.error}` : ''}\n${(r.differences ?? []).map((d) => `  ${d}\n`).join('')}`);
         if (r.result === 'ok' || r.result === 'skipped' || r.result === 'repaired' || r.result === 'labeled' || r.result === 'deleted') return EXIT.ok;
         if (r.result === 'failed' && r.differences && r.differences.length > 0 && !r.error) return EXIT.drift;
         if (r.result === 'netns-not-found') return EXIT.drift;
-        return EXIT.error;
+        return EXIT.failure;
       }));
   }
-
-  withCommon(program.command('logs').description('the agent\'s recent log lines'))
-    .addOption(new Option('-n, --lines <n>', 'how many').default('200'))
-    .action(run(async (opts: Out & { lines: string }) => {
-      const n = Number(opts.lines);
-      if (!Number.isInteger(n) || n < 0) throw new CliExit(EXIT.usage, `--lines: must be a non-negative integer (bad value: ${JSON.stringify(opts.lines)})`);
-      const r = await adminCall(adminSocket(opts), 'GET', `/v1/logs?n=${n}`) as { lines: string[] };
-      print(opts, r.lines.map((l) => { try { return JSON.parse(l) as unknown; } catch { return l; } }), () => r.lines.map((l) => `${l}\n`).join(''));
-      return EXIT.ok;
-    }));
 }

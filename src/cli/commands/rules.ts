@@ -1,38 +1,43 @@
 // `weir rules ...`: render, apply, show, verify and remove a pod's capture
 // rules by hand, with the same planner and backends the agent uses.
-// Exit codes: 0 ok, 1 runtime failure, 2 bad input (nothing touched), 3 drift.
-import { existsSync } from 'node:fs';
+// Exit codes (src/cli/exit.ts): 0 ok, 1 runtime failure, 2 bad input (nothing touched), 3 drift.
+// -f takes a file or `-` (stdin): one or many YAML documents, Pods or
+// workloads (their pod template). --netns takes a path, a PID or an `ip netns` name.
 import { Command, Option } from 'commander';
 import { FieldError } from '../../common/errors.js';
+import { netnsExists, resolveNetnsPath } from '../../netns/netns-path.js';
+import { readManifests, type ManifestPod } from '../../redirect/manifests.js';
+import { EXIT, runAction } from '../exit.js';
 import type { CaptureBackend } from '../../netns/backend-types.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, getBackend } from '../../netns/backends.js';
 import { detectIptablesMode, type IptablesMode } from '../../netns/iptables-detect.js';
 import { ADDON_NOT_BUILT, nativeAvailable } from '../../native/addon.js';
 import { buildPlan } from '../../redirect/plan.js';
-import { readPodFile } from '../../redirect/pod-file.js';
 import { renderIptables } from '../../redirect/render-iptables.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
 import type { RedirectPlan } from '../../redirect/types.js';
 import type { BackendName } from '../../netns/backend-types.js';
 import { sandboxAt } from '../../netns/backend-types.js';
 
-export const EXIT_RUNTIME = 1;
-export const EXIT_BAD_INPUT = 2;
-export const EXIT_DRIFT = 3;
-
-class BadInput extends Error {}
-
 interface CommonOpts { backend?: BackendName; iptablesMode: IptablesMode | 'auto'; netns?: string; file?: string }
 
+function podsFromFile(file: string | undefined): ManifestPod[] {
+  if (!file) throw new FieldError('-f/--file', 'a manifest (YAML or JSON; - for stdin) is required');
+  return readManifests(file);
+}
+
+/** apply/verify program one netns: the manifest must hold exactly one pod. */
 function planFromFile(file: string | undefined): RedirectPlan {
-  if (!file) throw new BadInput('-f/--file: a pod manifest (YAML or JSON) is required');
-  return buildPlan(readPodFile(file));
+  const pods = podsFromFile(file);
+  if (pods.length !== 1) throw new FieldError('-f/--file', `one pod is needed to program a netns, found ${pods.length}: ${pods.map((p) => p.label).join(', ')}`);
+  return buildPlan(pods[0].pod);
 }
 
 function requireNetns(netns: string | undefined): string {
-  if (!netns) throw new BadInput('--netns: a network namespace path is required');
-  if (!existsSync(netns)) throw new BadInput(`--netns: no such network namespace: ${netns}`);
-  return netns;
+  if (!netns) throw new FieldError('--netns', 'a network namespace is required (path, PID or `ip netns` name)');
+  const p = resolveNetnsPath(netns, '--netns');
+  if (!netnsExists(p)) throw new FieldError('--netns', `no such network namespace: ${p}`);
+  return p;
 }
 
 /**
@@ -55,42 +60,34 @@ async function backendFor(name: BackendName, opts: CommonOpts): Promise<CaptureB
 
 /** Runs a subcommand body and maps its failure to the documented exit code. */
 function action(body: (opts: CommonOpts) => Promise<number | void>) {
-  return async (opts: CommonOpts): Promise<void> => {
-    try {
-      process.exitCode = (await body(opts)) ?? 0;
-    } catch (e) {
-      const bad = e instanceof FieldError || e instanceof BadInput;
-      process.stderr.write(`weir rules: ${bad ? 'bad input: ' : ''}${(e as Error).message}\n`);
-      process.exitCode = bad ? EXIT_BAD_INPUT : EXIT_RUNTIME;
-    }
-  };
+  return runAction('weir rules', body);
 }
 
 function withCommon(cmd: Command, parts: { file?: boolean; netns?: boolean; backendRequired?: boolean }): Command {
-  if (parts.file) cmd.option('-f, --file <pod.yaml>', 'pod manifest, YAML or JSON');
-  if (parts.netns) cmd.option('--netns <path>', 'network namespace path (/run/netns/X, /proc/PID/ns/net)');
+  if (parts.file) cmd.option('-f, --file <manifest>', 'Pod or workload manifest(s), YAML or JSON; - reads stdin');
+  if (parts.netns) cmd.option('--netns <netns>', 'network namespace: a path (/run/netns/X), a PID, or an `ip netns` name');
   const backend = new Option('--backend <name>', 'capture backend').choices([...BACKEND_NAMES]);
   cmd.addOption(parts.backendRequired ? backend.default(DEFAULT_BACKEND) : backend);
   cmd.addOption(new Option('--iptables-mode <mode>', 'iptables variant').choices(['auto', 'nft', 'legacy']).default('auto'));
-  // Usage errors are bad input too: exit 2, not commander's 1.
-  cmd.exitOverride((err) => {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(0);
-    process.exit(EXIT_BAD_INPUT);
-  });
   return cmd;
 }
 
 export function registerRulesCommands(program: Command): void {
   const rules = program.command('rules').description("render, apply, inspect and remove a pod's capture rules");
 
-  withCommon(rules.command('render').description('print the ruleset a pod gets'), { file: true, backendRequired: true })
+  withCommon(rules.command('render').description('print the ruleset each pod (or workload\'s pod template) gets'), { file: true, backendRequired: true })
     .action(action(async (opts) => {
-      const plan = planFromFile(opts.file);
-      if (opts.backend === 'iptables') {
-        const r = renderIptables(plan);
-        process.stdout.write(`# iptables-restore --noflush (IPv4)\n${r.v4}# ip6tables-restore --noflush (IPv6)\n${r.v6}`);
-      } else {
-        process.stdout.write(renderNftables(plan));
+      const pods = podsFromFile(opts.file);
+      // Plan every pod first: one bad document means no output at all.
+      const plans = pods.map((p) => ({ label: p.label, plan: buildPlan(p.pod) }));
+      for (const { label, plan } of plans) {
+        if (plans.length > 1) process.stdout.write(`# ---- ${label}\n`);
+        if (opts.backend === 'iptables') {
+          const r = renderIptables(plan);
+          process.stdout.write(`# iptables-restore --noflush (IPv4)\n${r.v4}# ip6tables-restore --noflush (IPv6)\n${r.v6}`);
+        } else {
+          process.stdout.write(renderNftables(plan));
+        }
       }
     }));
 
@@ -126,7 +123,7 @@ export function registerRulesCommands(program: Command): void {
         return 0;
       }
       process.stdout.write(`drift in ${netns}:\n${result.differences.map((d) => `  ${d}`).join('\n')}\n`);
-      return EXIT_DRIFT;
+      return EXIT.drift;
     }));
 
   withCommon(rules.command('remove').description("remove exactly weir's rules from a netns"), { netns: true })
