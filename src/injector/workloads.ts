@@ -6,17 +6,10 @@ import { FieldError } from '../common/errors.js';
 import type { InjectorConfig } from './config.js';
 import { isObject, type KubeObject, type PodTemplate } from './k8s.js';
 import { injectPodTemplate, type InjectResult } from './mutate.js';
+import { objectAt, POD_TEMPLATE_PATH } from '../kube/workloads.js';
 
-/** Where each kind keeps its pod template (field path from the object root). */
-const TEMPLATE_PATH: Record<string, string[]> = {
-  Pod: [],
-  Deployment: ['spec', 'template'],
-  StatefulSet: ['spec', 'template'],
-  DaemonSet: ['spec', 'template'],
-  ReplicaSet: ['spec', 'template'],
-  Job: ['spec', 'template'],
-  CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
-};
+/** Where each kind keeps its pod template (field path from the object root); a Pod is its own. */
+const TEMPLATE_PATH: Readonly<Record<string, readonly string[]>> = { Pod: [], ...POD_TEMPLATE_PATH };
 
 export const INJECTABLE_KINDS = Object.keys(TEMPLATE_PATH);
 
@@ -27,12 +20,6 @@ export interface ManifestResult {
   /** Not a workload (Service, ConfigMap …): passed through untouched. */
   passedThrough: boolean;
   result?: InjectResult;
-}
-
-function at(obj: Record<string, unknown>, path: string[]): Record<string, unknown> | undefined {
-  let cur: unknown = obj;
-  for (const k of path) cur = isObject(cur) ? cur[k] : undefined;
-  return isObject(cur) ? cur : undefined;
 }
 
 /** Inject one manifest document. `docLabel` names it in errors ("document 2"). */
@@ -47,7 +34,7 @@ export function injectManifest(doc: unknown, config: InjectorConfig, docLabel: s
   const path = TEMPLATE_PATH[kind];
   if (!path) return { object: doc, kind, name, passedThrough: true };
   const label = `${docLabel} (${kind} ${name || '<unnamed>'})`;
-  const tpl = path.length ? at(obj, path) : obj;
+  const tpl = path.length ? objectAt(obj, path) : obj;
   if (!tpl) throw new FieldError(`${label}.${path.join('.')}`, 'missing: no pod template');
   if (!isObject(tpl.spec) || !Array.isArray(tpl.spec.containers)) throw new FieldError(`${label}.${[...path, 'spec', 'containers'].join('.')}`, 'must be a list of containers');
   const namespace = obj.metadata?.namespace ?? 'default';
@@ -61,7 +48,7 @@ export function injectManifest(doc: unknown, config: InjectorConfig, docLabel: s
   if (!result.injected) return { object: doc, kind, name, passedThrough: false, result };
   const out = structuredClone(obj) as Record<string, unknown>;
   if (path.length === 0) return { object: { ...out, metadata: result.template.metadata, spec: result.template.spec }, kind, name, passedThrough: false, result };
-  const parent = at(out, path.slice(0, -1))!;
+  const parent = objectAt(out, path.slice(0, -1))!;
   parent[path[path.length - 1]] = result.template;
   return { object: out, kind, name, passedThrough: false, result };
 }

@@ -8,6 +8,7 @@ import { parseAllDocuments } from 'yaml';
 import { FieldError } from '../common/errors.js';
 import type { Pod } from '../kube/pod-types.js';
 import { parsePodManifest } from './pod-file.js';
+import { objectAt, POD_TEMPLATE_PATH } from '../kube/workloads.js';
 
 export interface ManifestPod {
   /** e.g. "Pod/web" or "Deployment/web (pod template)" */
@@ -17,18 +18,7 @@ export interface ManifestPod {
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** kind → where its pod template sits. */
-const TEMPLATE_PATH: Record<string, string[]> = {
-  Deployment: ['spec', 'template'],
-  StatefulSet: ['spec', 'template'],
-  DaemonSet: ['spec', 'template'],
-  ReplicaSet: ['spec', 'template'],
-  ReplicationController: ['spec', 'template'],
-  Job: ['spec', 'template'],
-  CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
-};
-
-export const ACCEPTED_KINDS = ['Pod', ...Object.keys(TEMPLATE_PATH), 'List'];
+export const ACCEPTED_KINDS = ['Pod', ...Object.keys(POD_TEMPLATE_PATH), 'List'];
 
 function fromObject(o: unknown, where: string, out: ManifestPod[]): void {
   if (!o || typeof o !== 'object' || Array.isArray(o)) throw new FieldError(where, 'expected a Kubernetes object');
@@ -44,11 +34,10 @@ function fromObject(o: unknown, where: string, out: ManifestPod[]): void {
     out.push({ label: `Pod/${name || '?'}`, pod: parsePodManifest(JSON.stringify(obj), where) });
     return;
   }
-  const path = TEMPLATE_PATH[kind];
+  const path = POD_TEMPLATE_PATH[kind];
   if (!path) throw new FieldError(`${where}: kind`, `expected one of ${ACCEPTED_KINDS.join(', ')}`, kind);
-  let t: unknown = obj;
-  for (const k of path) t = (t as Obj | undefined)?.[k];
-  if (!t || typeof t !== 'object') throw new FieldError(`${where}: ${path.join('.')}`, `${kind} has no pod template`);
+  const t = objectAt(obj, path);
+  if (!t) throw new FieldError(`${where}: ${path.join('.')}`, `${kind} has no pod template`);
   const tpl = t as Obj;
   // The pod the controller creates: the template's metadata plus the workload's namespace.
   const pod = {
