@@ -7,7 +7,7 @@
 //   sandbox records) or its cgroup's pod UID. Only sound when the agent sees
 //   the proxies' pids, i.e. runs in the pid namespace of procRoot
 //   (pidsResolvable); without hostPID the kernel reports pid 0 and the peer is refused.
-import { stat } from 'node:fs/promises';
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PodIdentity } from '../controlplane/protocol.js';
 import type { Pod } from '../kube/pod-types.js';
@@ -51,14 +51,18 @@ export function identityOfSandbox(rec: StoredSandbox | undefined, pods: Pod[]): 
 
 /**
  * True when pids reported by SO_PEERCRED can be looked up under procRoot:
- * procRoot's pid namespace (that of its pid 1) is the agent's own. False for
+ * procRoot's pid namespace is the agent's own. False for
  * the DaemonSet (hostPID: false, host /proc at /host/proc): there a pid would
  * name a different process, so it must never be mapped to a pod.
  */
 export async function pidsResolvable(procRoot: string): Promise<boolean> {
+  // `<procRoot>/self` names this process by its pid in the pid namespace that
+  // proc mount shows. It equals our own pid exactly when that namespace is
+  // ours, i.e. when the pids SO_PEERCRED reports can be looked up there. (Not
+  // by comparing /proc/1/ns/pid: reading pid 1's namespace links needs ptrace
+  // rights over it, which sandboxes and hardened nodes refuse.)
   try {
-    const [theirs, mine] = await Promise.all([stat(join(procRoot, '1', 'ns', 'pid')), stat('/proc/self/ns/pid')]);
-    return theirs.ino === mine.ino && theirs.dev === mine.dev;
+    return (await readlink(join(procRoot, 'self'))) === String(process.pid);
   } catch {
     return false;
   }

@@ -17,7 +17,7 @@ import { CriClient, runPod, type RunningPod, type PodSpec } from '../support/cri
 import { AgentProcess, WEIR_CNI, weirCli } from '../e2e/runtime/agent-process.js';
 import { APP_IMAGE, buildImage, pauseImageSpec, appImageSpec } from '../support/images.js';
 import { writeBridgeConflist } from '../e2e/runtime/fixture.js';
-import { proxySidecar, echoApp, waitFor } from '../e2e/runtime/pods.js';
+import { proxySidecar, echoApp, waitFor, accessEntries } from '../e2e/runtime/pods.js';
 import { CniRuntime } from '../support/cni-runtime.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -91,8 +91,8 @@ async function containerdNode(cleanups: (() => Promise<void>)[]): Promise<DemoNo
   created.paths.push(agent.dir);
   const runDir = agent.runDir;
   const specs: PodSpec[] = [
-    { name: 'we-server', namespace: NS, uid: randomUUID(), containers: [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')] },
-    { name: 'we-client', namespace: NS, uid: randomUUID(), containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')] },
+    { name: 'we-server', namespace: NS, uid: randomUUID(), containers: [echoApp(APP_PORT, 'we-server'), proxySidecar(NS, 'we-server')] },
+    { name: 'we-client', namespace: NS, uid: randomUUID(), containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(NS, 'we-client')] },
   ];
   for (const s of specs) agent.declare({ ...s, uid: s.uid! });
   await agent.start();
@@ -154,7 +154,7 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
   cleanups.push(() => agent.stop());
   created.paths.push(agent.dir);
   const runDir = agent.runDir;
-  const specs = ['we-server', 'we-client'].map((name) => ({ name, namespace: NS, uid: randomUUID(), containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, name)] }));
+  const specs = ['we-server', 'we-client'].map((name) => ({ name, namespace: NS, uid: randomUUID(), containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(NS, name)] }));
   for (const sp of specs) agent.declare(sp);
   await agent.start();
   // The proxies (UID 1337) reach proxy.sock in the run dir, as through the DaemonSet's hostPath: open the path to it.
@@ -185,9 +185,9 @@ async function netnsNode(cleanups: (() => Promise<void>)[]): Promise<DemoNode> {
     say(`${spec.name}: netns ${ns}, IP ${ip}`);
     const logFile = path.join(logDir, `${spec.name}-proxy.log`);
     const log = fs.openSync(logFile, 'a');
-    // The sidecar: UID/GID 1337 (which weir's rules exempt), the node agent's socket for its identity and registry.
+    // The sidecar: UID/GID 1337 (which weir's rules exempt); it reaches the agent at @weir/proxy in its own netns (no mount).
     procs.push(spawn('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=1337', '--regid=1337', '--clear-groups',
-      process.execPath, BUNDLE, 'proxy', '--ready-without-agent', '1s', '--control-plane-socket', path.join(runDir, 'proxy.sock'),
+      process.execPath, BUNDLE, 'proxy', '--ready-without-agent', '1s', '--access-log', 'json',
       '--pod-namespace', NS, '--pod-name', spec.name], { stdio: ['ignore', log, log], detached: true }));
     fs.closeSync(log);
     return {
@@ -269,9 +269,8 @@ async function story(node: DemoNode): Promise<void> {
   }
 
   step('What the proxies saw (access log lines)');
-  const accessLines = (log: string) => log.split('\n').filter((l) => l.includes('"access"'));
-  const out = accessLines(node.client.proxyLog().slice(logMarkC));
-  const inn = accessLines(node.server.proxyLog().slice(logMarkS));
+  const out = accessEntries(node.client.proxyLog().slice(logMarkC), 'outbound');
+  const inn = accessEntries(node.server.proxyLog().slice(logMarkS), 'inbound');
   say(`client proxy (outbound, captured on 15001): ${out.length ? '' : 'no line: the connection was not captured'}`);
   if (out.length) show(out.map(summarizeAccess).join('\n'));
   say(`server proxy (inbound, captured on 15006): ${inn.length ? '' : 'no line: the connection was not captured'}`);
@@ -297,10 +296,10 @@ async function story(node: DemoNode): Promise<void> {
   show(node.cli(['pods']));
 }
 
-/** The access log line's key fields, then the line itself (JSON, as the proxy wrote it). */
-function summarizeAccess(line: string): string {
-  const r = JSON.parse(line) as Record<string, unknown>;
-  return `${r.access}: ${r.downstream} -> original dst ${r.originalDst} -> upstream ${r.upstream} (cluster ${r.cluster}, service ${r.service}, ${r.bytesReceived} bytes back, ${r.durationMs} ms)\n${dim(line)}`;
+/** The access log entry's key fields (Istio's JSON access log), then the entry itself. */
+function summarizeAccess(r: Record<string, unknown>): string {
+  const direction = String(r.upstream_cluster).startsWith('inbound|') ? 'inbound' : 'outbound';
+  return `${direction}: ${r.downstream_remote_address} -> original dst ${r.downstream_local_address} -> upstream ${r.upstream_host} (cluster ${r.upstream_cluster}, ${r.bytes_received} bytes in, ${r.bytes_sent} bytes back, ${r.duration} ms)\n${dim(JSON.stringify(r))}`;
 }
 
 async function main(): Promise<void> {

@@ -7,19 +7,30 @@ export const PROXY_UID = 1337;
 
 /**
  * The `weir-proxy` sidecar: weir's bundle in the app image, UID/GID 1337,
- * the node's run dir mounted at /var/run/weir (the agent's control-plane
- * socket lives there).
+ * and no host mount: the proxy reaches the agent at @weir/proxy, a socket
+ * the agent holds inside this pod's netns (what an injected pod does under
+ * Pod Security restricted, where hostPath is not allowed).
  */
-export function proxySidecar(runDir: string, namespace: string, podName: string): ContainerSpec {
+export function proxySidecar(namespace: string, podName: string): ContainerSpec {
   return {
     name: 'weir-proxy',
     image: APP_IMAGE,
-    command: ['/usr/bin/node', '/weir/dist/weir.mjs', 'proxy', '--ready-without-agent', '1s'],
-    env: { POD_NAMESPACE: namespace, POD_NAME: podName, WEIR_CONTROL_PLANE_SOCKET: '/var/run/weir/proxy.sock' },
-    mounts: [{ container_path: '/var/run/weir', host_path: runDir }],
+    command: ['/usr/bin/node', '/weir/dist/weir.mjs', 'proxy', '--ready-without-agent', '1s', '--access-log', 'json'],
+    // No socket setting: the proxy uses its default, the agent's @weir/proxy inside this pod's netns.
+    env: { POD_NAMESPACE: namespace, POD_NAME: podName },
     runAsUser: PROXY_UID,
     runAsGroup: PROXY_UID,
   };
+}
+
+/**
+ * The proxy's access log lines (Istio's JSON format), with the direction read
+ * off the cluster: outbound|…, PassthroughCluster or inbound|….
+ */
+export function accessEntries(log: string, direction?: 'inbound' | 'outbound'): Record<string, unknown>[] {
+  return log.split('\n').filter((l) => l.startsWith('{"start_time"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => !direction || (String(r.upstream_cluster).startsWith('inbound|') ? 'inbound' : 'outbound') === direction);
 }
 
 /** A TCP server app: answers every connection with one line naming the pod, forever. */

@@ -32,7 +32,7 @@ test('weir proxy runs in a CRI pod as UID 1337 and serves readiness + metrics on
     name: 'we-sidecar', namespace: 'default',
     containers: [
       { name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] },
-      proxySidecar(runDir, 'default', 'we-sidecar'),
+      proxySidecar('default', 'we-sidecar'),
     ],
   }, (p) => node.containerd.trackNetns(p));
   try {

@@ -16,7 +16,7 @@ import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
 import { APP_IMAGE } from '../../support/images.js';
 import { startRuntimeNode, ipamLeases, type RuntimeNode } from './fixture.js';
-import { proxySidecar, echoApp, waitFor } from './pods.js';
+import { proxySidecar, echoApp, waitFor, accessEntries } from './pods.js';
 import { AgentProcess, WEIR_CNI } from './agent-process.js';
 import { socketInNetns } from '../../../src/native/addon.js';
 
@@ -72,9 +72,9 @@ function nftTables(netnsPath: string): string {
   return execFileSync('nsenter', [`--net=${netnsPath}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
 }
 
+/** Access log entries with the fields these tests read: the original destination (the listener's local address) and the peer. */
 function accessLines(pod: RunningPod, direction: 'inbound' | 'outbound'): Record<string, unknown>[] {
-  return pod.logs('weir-proxy').split('\n').filter((l) => l.includes('"access"'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.access === direction);
+  return accessEntries(pod.logs('weir-proxy'), direction).map((r) => ({ ...r, originalDst: r.downstream_local_address, downstream: r.downstream_remote_address, upstream: r.upstream_host }));
 }
 
 const serverSpec: PodSpec = { name: 'we-server', namespace: NS, containers: [] };
@@ -94,9 +94,9 @@ before(async () => {
   node = await startRuntimeNode({ withApp: true });
   agent = await AgentProcess.create(node.containerd, node.cri);
   const runDir = agent.runDir;
-  serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(runDir, NS, 'we-server')];
-  clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-client')];
-  lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(runDir, NS, 'we-late')];
+  serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(NS, 'we-server')];
+  clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(NS, 'we-client')];
+  lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(NS, 'we-late')];
   for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
   await agent.start();
   recordRunDirMode();
@@ -199,7 +199,7 @@ test('endpoint moved in the API: client traffic follows within a second, through
   assert.ok(server && client && vip, 'needs the pods and service of the first cases');
   // (That open connections survive such a move is shown in test/integration/proxy-l4.test.ts:
   // the app here is busybox `nc -l`, one connection at a time.)
-  const spec: PodSpec = { name: 'we-server2', namespace: NS, containers: [echoApp(APP_PORT, 'we-server2'), proxySidecar(agent.runDir, NS, 'we-server2')] };
+  const spec: PodSpec = { name: 'we-server2', namespace: NS, containers: [echoApp(APP_PORT, 'we-server2'), proxySidecar(NS, 'we-server2')] };
   spec.uid = declare(spec);
   const server2 = await runPod(node.cri, spec, (p) => node.containerd.trackNetns(p));
   try {
