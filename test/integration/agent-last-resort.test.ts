@@ -52,7 +52,7 @@ describe('last-resort policy', { skip: skipUnlessRoot() || (!existsSync(RELAY) &
     const add = await runRelay(sandboxEnv('ADD', 'wklr3', c.path, 'default', 'lr-c'), confText(agent.cniSocket));
     const exit = await agent.waitExit();
     assert.equal(exit.code, 70, agent.log.slice(-2000));
-    assert.match(agent.log, /"level":60.*"msg":"uncaught exception: exiting for a clean restart"/);
+    assert.match(agent.log, /"level":"fatal".*"msg":"uncaught exception: exiting for a clean restart"/);
     assert.ok(add.code === 0 || add.json?.code === 11, add.stdout);
     await agent.start({ controlPlane: false });
     const backend = getBackend('nftables');
