@@ -22,7 +22,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(optionWithDefault('--metrics-addr <host:port>', 'metrics and health (env WEIR_METRICS_ADDR)', '0.0.0.0:15014'))
     .addOption(optionWithDefault('--host-proc <dir>', 'the host\'s /proc (env WEIR_HOST_PROC)', '/proc'))
     .addOption(optionWithDefault('--exclude-namespaces <list>', 'never captured, comma-separated (env WEIR_EXCLUDE_NAMESPACES)', 'kube-system'))
-    .addOption(optionWithDefault('--keep-chain-on-shutdown [bool]', 'leave weir-cni chained when the agent stops, so new pods fail closed until the next agent; false removes it on stop (env WEIR_KEEP_CHAIN_ON_SHUTDOWN). To remove weir: weir uninstall', 'true'))
+    .addOption(optionWithDefault('--keep-chain-on-shutdown [bool]', 'keep weir-cni chained when the agent stops: new pods fail closed until it is back; to remove weir use weir uninstall (env WEIR_KEEP_CHAIN_ON_SHUTDOWN)', 'true'))
     .option('--no-control-plane', 'do not serve the proxies\' control plane (env WEIR_CONTROL_PLANE=false)')
     .addOption(optionWithDefault('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN', 'cluster.local'))
     .addOption(optionWithDefault('--log-level <level>', 'env WEIR_LOG_LEVEL', 'info'))

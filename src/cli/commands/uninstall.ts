@@ -2,14 +2,15 @@
 // binary from the CNI bin dir (src/agent/uninstall.ts). Run after the
 // DaemonSet is deleted, on every node (README "Uninstall" has the kubectl steps).
 import { Command, Option } from 'commander';
+import { optionWithDefault } from '../../common/cli-option.js';
 
 export function registerUninstallCommand(program: Command): void {
   program
     .command('uninstall')
     .description('remove weir-cni from the CNI conf and the CNI bin dir of this node; pods and the primary CNI keep working')
-    .addOption(new Option('--cni-conf-dir <dir>', 'CNI conf dir (env WEIR_CNI_CONF_DIR)').default(undefined, '/etc/cni/net.d'))
-    .addOption(new Option('--cni-bin-dir <dir>', 'CNI bin dir (env WEIR_CNI_BIN_DIR)').default(undefined, '/opt/cni/bin'))
-    .addOption(new Option('--run-dir <dir>', 'the agent\'s run dir, to refuse while an agent serves (env WEIR_RUN_DIR)').default(undefined, '/var/run/weir'))
+    .addOption(optionWithDefault('--cni-conf-dir <dir>', 'CNI conf dir (env WEIR_CNI_CONF_DIR)', '/etc/cni/net.d'))
+    .addOption(optionWithDefault('--cni-bin-dir <dir>', 'CNI bin dir (env WEIR_CNI_BIN_DIR)', '/opt/cni/bin'))
+    .addOption(optionWithDefault('--run-dir <dir>', 'the agent\'s run dir, to refuse while an agent serves (env WEIR_RUN_DIR)', '/var/run/weir'))
     .option('--force', 'uninstall even though an agent is still serving (it will chain weir-cni again)')
     .addOption(new Option('-o, --output <format>', 'text or json').choices(['text', 'json']).default('text'))
     .action(async (opts: { cniConfDir?: string; cniBinDir?: string; runDir?: string; force?: boolean; output: string }) => {
