@@ -20,6 +20,18 @@ import { TestApiServer, type KubeObject } from '../support/apiserver.js';
 import { CniRuntime, type SandboxSpec } from '../support/cni-runtime.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
+
+/** SIGKILL `pid` and every descendant (found through /proc/<pid>/stat's ppid). */
+function killTree(pid: number): void {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) killTree(Number(d));
+    } catch { /* gone meanwhile */ }
+  }
+  try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+}
 const MAIN = path.join(REPO, 'src/cli/main.ts');
 const PLUGIN = path.join(REPO, 'dist/weir-cni');
 const NODE = `wi-node-${randomUUID().slice(0, 6)}`;
@@ -178,7 +190,10 @@ describe('proxy identity with the agent in its own pid namespace (hostPID: false
   });
 
   after(async () => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    // Kill each proxy's whole tree: setpriv changes the UID, which clears the
+    // parent-death signal unshare --kill-child relies on, so the proxy (pid 1
+    // of its pid namespace) would outlive its unshare.
+    for (const c of children) if (c.pid !== undefined) killTree(c.pid);
     await stopAgent().catch(() => undefined);
     for (const ns of netnss) ns.destroy();
     try { sh('ip', ['link', 'del', bridge]); } catch { /* never created */ }
