@@ -1,29 +1,23 @@
-// What a Service port says it speaks, the way Istio reads it: appProtocol
-// first, else the port name's prefix before the first "-". Unknown or
-// absent means "sniff the first bytes". Server-first ports (SMTP, DNS,
-// MySQL, MongoDB) are never sniffed when undeclared: the client waits for
-// the server, so there is nothing to look at.
+// What a Service port says it speaks, the way Istio reads it (appProtocol
+// first, else the port name's prefix before the first "-"), as the proxy's
+// chains need it: one of five kinds, or undefined for "sniff the first
+// bytes". The reading itself is istio/protocol.ts's, shared with the config
+// compiler; server-first ports are the caller's decision (select.ts).
+import { portProtocol, SERVER_FIRST_PORTS, type PortProtocol } from '../../istio/protocol.js';
+
 export type DeclaredProtocol = 'http' | 'http2' | 'grpc' | 'tcp' | 'tls';
 
-const BY_NAME: Record<string, DeclaredProtocol> = {
-  http: 'http', http_proxy: 'http', 'kubernetes.io/ws': 'http', ws: 'http',
-  http2: 'http2', h2c: 'http2', 'kubernetes.io/h2c': 'http2',
-  grpc: 'grpc', 'grpc-web': 'grpc',
+export { SERVER_FIRST_PORTS };
+
+const KIND: Record<PortProtocol, DeclaredProtocol | undefined> = {
+  http: 'http', http2: 'http2', grpc: 'grpc', 'grpc-web': 'grpc',
   tcp: 'tcp', udp: 'tcp', mongo: 'tcp', redis: 'tcp', mysql: 'tcp',
-  tls: 'tls', https: 'tls', 'kubernetes.io/wss': 'tls',
+  tls: 'tls', https: 'tls', auto: undefined,
 };
 
-export const SERVER_FIRST_PORTS: ReadonlySet<number> = new Set([25, 53, 3306, 27017]);
-
 export function declaredProtocol(port: { name?: string; appProtocol?: string } | undefined): DeclaredProtocol | undefined {
-  if (!port) return undefined;
-  const app = port.appProtocol?.toLowerCase();
-  if (app && BY_NAME[app]) return BY_NAME[app];
-  const name = port.name?.toLowerCase() ?? '';
-  // "grpc-web" is a name of its own; everything else is prefix-before-dash.
-  if (name === 'grpc-web' || name.startsWith('grpc-web-')) return 'grpc';
-  const prefix = name.split('-')[0];
-  return BY_NAME[prefix];
+  // Port 0: never a server-first port, so an undeclared port reads as "auto" here.
+  return port ? KIND[portProtocol({ name: port.name, appProtocol: port.appProtocol, port: 0 })] : undefined;
 }
 
 /** Whether the proxy speaks HTTP/2 to an app whose port declares this. */
