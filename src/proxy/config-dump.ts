@@ -4,6 +4,7 @@
 // anything it received but ignored or rejected. A pure function of the
 // proxy's state objects, so each data path (today L4; the HTTP chain when it
 // lands) plugs its own state in without this module knowing how it works.
+import { clusterName as istioClusterName } from '../istio/hosts.js';
 import type { Registry, RegistryService, RegistryServicePort } from '../controlplane/types.js';
 import { canonicalIp } from './addr.js';
 
@@ -78,7 +79,7 @@ export interface ConfigDumpState {
 }
 
 export function clusterName(svc: RegistryService, port: number, clusterDomain: string): string {
-  return `outbound|${port}||${svc.name}.${svc.namespace}.svc.${clusterDomain}`;
+  return istioClusterName(port, undefined, `${svc.name}.${svc.namespace}.svc.${clusterDomain}`);
 }
 
 function hostPort(ip: string, port: number): string {

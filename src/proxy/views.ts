@@ -3,6 +3,7 @@
 // (virtual hosts by name) and the clusters; /clusters has every endpoint
 // with its health and counters (connections on the TCP chain, requests on
 // the HTTP chain).
+import { clusterName } from '../istio/hosts.js';
 import type { ProxyConfig } from './config.js';
 import type { ProxyDeps } from './context.js';
 import type { HttpConnectionManager } from './http/connection-manager.js';
@@ -26,7 +27,7 @@ export function configDumpView(v: ViewDeps & { cfg: ProxyConfig; pumpVia: string
     ],
     routes: { outbound: v.deps.hosts().virtualHosts(), unmatched: 'PassthroughCluster (original destination, still HTTP)' },
     clusters: reg ? [...reg.services.values()].filter((s) => s.kind !== 'ExternalName').flatMap((s) => s.ports.map((p) => ({
-      name: `outbound|${p.port}||${s.name}.${s.namespace}.svc.${domain}`,
+      name: clusterName(p.port, undefined, `${s.name}.${s.namespace}.svc.${domain}`),
       protocol: declaredProtocol(p) ?? 'sniffed',
       lbPolicy: 'LEAST_REQUEST',
       retryPolicy: { retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes(503)', numRetries: cfg.httpRetries, previousHosts: true },

@@ -3,6 +3,7 @@
 // means the pod IP the client dialled, a passthrough keeps the original
 // destination — and inbound to the app on the dialled port from 127.0.0.6.
 // Also which protocol the upstream hop speaks.
+import { clusterName } from '../../istio/hosts.js';
 import type { RegistryEndpoint } from '../../controlplane/types.js';
 import { canonicalIp, hostPort } from '../addr.js';
 import type { Conn, ProxyDeps } from '../context.js';
@@ -54,7 +55,7 @@ export function decideRoute(d: ProxyDeps, conn: Conn, authority: string | undefi
       targets = routes.targets({ service: svc, servicePort: route.servicePort });
     }
     return {
-      kind: 'service', cluster: `outbound|${route.servicePort.port}||${fqdn}`, routeName: `${fqdn}:${route.servicePort.port}`,
+      kind: 'service', cluster: clusterName(route.servicePort.port, undefined, fqdn), routeName: `${fqdn}:${route.servicePort.port}`,
       targets, service: { name: svc.name, namespace: svc.namespace, fqdn },
       // Mesh endpoints have a weir proxy in front of them: talk HTTP/2 to it (multiplexed), unless it turned out not to speak it.
       protocolFor: (t) => (h2Refused(t) ? 'h1' : 'h2'),

@@ -6,6 +6,7 @@
 // the capture rules let it through; reset the client when nothing listens.
 // Bytes a protocol sniffer looked at are still in the client socket's
 // buffer; both byte movers send them first.
+import { clusterName } from '../../istio/hosts.js';
 import type { Socket } from 'node:net';
 import type { RegistryService } from '../../controlplane/types.js';
 import { pumpConfigure, pumpStats, type PumpStats } from '../../native/addon.js';
@@ -62,7 +63,7 @@ export class TcpChain {
     this.d.counters.routed++;
     setServiceLabels(labels, route.service, routes);
     const targets = routes.targets(route);
-    const cluster = `outbound|${route.servicePort.port}||${labels.destination_service}`;
+    const cluster = clusterName(route.servicePort.port, undefined, labels.destination_service);
     if (targets.length === 0) {
       labels.response_flags = 'UH'; // no healthy upstream
       this.finishFailed(conn, labels, 'no ready endpoint', undefined, cluster);
