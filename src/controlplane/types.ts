@@ -25,6 +25,12 @@ export interface RegistryEndpoint {
   ports: { name: string; port: number; protocol: 'TCP' | 'UDP' | 'SCTP' }[];
   /** The remote cluster this endpoint is in (absent for the local cluster). */
   cluster?: string;
+  /** The pod's labels (DestinationRule subsets and VirtualService sourceLabels select on them). */
+  labels?: Record<string, string>;
+  /** The pod's service account: its SPIFFE identity is spiffe://<td>/ns/<podNamespace>/sa/<serviceAccount>. */
+  serviceAccount?: string;
+  /** "istio" when the pod runs a mesh proxy (label security.istio.io/tlsMode or weir's injection marker): auto mTLS dials it with mTLS. */
+  tlsMode?: string;
 }
 
 export interface RegistryService {
