@@ -14,7 +14,7 @@
 // attach per pod. `cgroup` is configurable (tests attach to a sub-cgroup of
 // their own).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { bpfAddon, bpfObjectPath, type BpfProgramState } from '../native/bpf-loader.js';
 import { EBPF_LAYOUT_VERSION, EBPF_POD_PLAN_SIZE } from '../redirect/render-ebpf.js';
@@ -113,9 +113,11 @@ export function ebpfPinned(pinDir: string): boolean {
  */
 export function removeEbpfPins(pinDir: string): string[] {
   if (!existsSync(pinDir)) return [];
-  const names = readdirSync(pinDir).sort((a, b) => Number(b.startsWith('link_')) - Number(a.startsWith('link_')));
+  // Only weir's own names (links first), never whatever else a wrong --bpf-pin-dir holds.
+  const names = readdirSync(pinDir).filter((n) => /^(link_)?weir_[a-z0-9_]+$/.test(n))
+    .sort((a, b) => Number(b.startsWith('link_')) - Number(a.startsWith('link_')) || a.localeCompare(b));
   for (const n of names) rmSync(path.join(pinDir, n), { force: true });
-  rmSync(pinDir, { recursive: true, force: true });
+  if (readdirSync(pinDir).length === 0) rmdirSync(pinDir);
   for (const key of [...ensured.keys()]) if (key.startsWith(`${pinDir}\0`)) ensured.delete(key);
   return names;
 }
