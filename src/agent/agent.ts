@@ -106,6 +106,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     const backend = over.backend ?? selectingBackend(config.backend, {
       lockDir: join(config.runDir, 'locks'),
       ebpfFallback: config.ebpfFallback,
+      ebpf: { pinDir: config.bpfPinDir, ...(config.ebpfCgroup ? { cgroup: config.ebpfCgroup } : {}) },
       onEbpfFallback: (reason) => logger.error({ reason, fallback: config.ebpfFallback }, 'ebpf capture unavailable'),
     });
     const planner = (pod: Pod) => buildPlan(pod);

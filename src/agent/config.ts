@@ -22,6 +22,10 @@ export interface AgentConfig {
   backend: BackendName;
   /** ebpf pods when the programs cannot be loaded: program them with nftables, or fail closed (ADD fails, the pod does not start). */
   ebpfFallback: EbpfFallback;
+  /** ebpf: bpffs directory for weir's pinned programs and maps. */
+  bpfPinDir: string;
+  /** ebpf: the HOST's cgroup2 root the programs attach to (in a container, a hostPath of it); undefined = this process's cgroup2 mount. */
+  ebpfCgroup?: string;
   repairMode: RepairMode;
   repairIntervalMs: number;
   metricsAddr: string;
@@ -48,6 +52,8 @@ const SPECS: Record<string, Spec> = {
   runDir: { flag: '--run-dir', env: 'WEIR_RUN_DIR' },
   backend: { flag: '--backend', env: 'WEIR_BACKEND' },
   ebpfFallback: { flag: '--ebpf-fallback', env: 'WEIR_EBPF_FALLBACK' },
+  bpfPinDir: { flag: '--bpf-pin-dir', env: 'WEIR_BPF_PIN_DIR' },
+  ebpfCgroup: { flag: '--ebpf-cgroup', env: 'WEIR_EBPF_CGROUP' },
   repairMode: { flag: '--repair-mode', env: 'WEIR_REPAIR_MODE' },
   repairInterval: { flag: '--repair-interval', env: 'WEIR_REPAIR_INTERVAL' },
   metricsAddr: { flag: '--metrics-addr', env: 'WEIR_METRICS_ADDR' },
@@ -137,6 +143,8 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     runDir: abs('runDir', '/var/run/weir'),
     backend: backend as BackendName,
     ebpfFallback: ebpfFallback as EbpfFallback,
+    bpfPinDir: abs('bpfPinDir', '/sys/fs/bpf/weir'),
+    ...(str('ebpfCgroup') !== undefined ? { ebpfCgroup: abs('ebpfCgroup', '/') } : {}),
     repairMode: repairMode as RepairMode,
     repairIntervalMs,
     metricsAddr,

@@ -17,6 +17,8 @@ export function registerAgentCommand(program: Command): void {
     .option('--no-install', 'do not install or chain weir-cni (env WEIR_INSTALL=false)')
     .addOption(optionWithDefault('--run-dir <dir>', 'sockets and state (env WEIR_RUN_DIR)', '/var/run/weir'))
     .addOption(optionWithDefault('--backend <name>', 'nftables | iptables | ebpf: the default for pods without a weir.io/backend annotation (env WEIR_BACKEND)', 'nftables'))
+    .addOption(optionWithDefault('--bpf-pin-dir <dir>', 'ebpf: where programs and maps are pinned (env WEIR_BPF_PIN_DIR)', '/sys/fs/bpf/weir'))
+    .addOption(optionWithDefault('--ebpf-cgroup <dir>', 'ebpf: the host\'s cgroup2 root to attach to (env WEIR_EBPF_CGROUP)', 'this process\'s cgroup2 mount'))
     .addOption(optionWithDefault('--ebpf-fallback <policy>', 'ebpf pods when the eBPF programs cannot load: nftables, or fail (closed: the pod does not start) (env WEIR_EBPF_FALLBACK)', 'nftables'))
     .addOption(optionWithDefault('--repair-mode <mode>', 'repair | delete | label (env WEIR_REPAIR_MODE)', 'repair'))
     .addOption(optionWithDefault('--repair-interval <duration>', 'how often every pod is verified, e.g. 60s or 5m: a unit is required (env WEIR_REPAIR_INTERVAL)', '60s'))
