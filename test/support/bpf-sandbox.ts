@@ -43,7 +43,13 @@ export function createBpfSandbox(prefix = 'weir-t'): BpfSandbox {
       for (const pid of readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
         try { writeFileSync(path.join(home, 'cgroup.procs'), `${pid}\n`); } catch { /* exited meanwhile */ }
       }
-      rmdirSync(cgroup);
+      // A process that just exited can hold the cgroup for a moment (zombie until reaped).
+      for (let i = 0; ; i++) {
+        try { rmdirSync(cgroup); return; } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || i >= 50) throw e;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        }
+      }
     },
   };
 }
