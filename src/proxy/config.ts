@@ -69,6 +69,8 @@ export interface ProxyConfig {
   interceptionMode: 'REDIRECT' | 'TPROXY';
   /** The mark the TPROXY rules and the policy route use (Istio: 1337). */
   tproxyMark: number;
+  /** A CompiledProxyConfig JSON file applied at start (compiled/static-config.ts); empty = none. */
+  staticConfig: string;
 }
 
 export const DEFAULTS: ProxyConfig = {
@@ -98,6 +100,7 @@ export const DEFAULTS: ProxyConfig = {
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
+  staticConfig: '',
 };
 
 /** Flags as commander hands them over (strings), plus the environment. */
@@ -129,6 +132,7 @@ export interface RawProxyOptions {
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
+  staticConfig?: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -229,6 +233,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
     interceptionMode: interceptionMode(raw.interceptionMode, env),
+    staticConfig: raw.staticConfig ?? '',
   };
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;
   for (let i = 0; i < ports.length; i++) {

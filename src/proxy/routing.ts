@@ -81,6 +81,11 @@ export class RouteTable {
     return this.inboundServices.get(key(ip, port))?.[0]?.servicePort;
   }
 
+  /** A service by "namespace/name" (compiled clusters name theirs). */
+  service(key: string): RegistryService | undefined {
+    return this.reg?.services.get(key);
+  }
+
   /** Every service (host routing builds its names from them). */
   services(): Iterable<RegistryService> {
     return this.reg?.services.values() ?? [];

@@ -1,0 +1,85 @@
+// Consistent hashing for DestinationRule consistentHash: Envoy's two
+// tables. Ring hash (Ketama): every endpoint owns many points on a 2^48
+// ring, a key goes to the first point at or after its hash, so removing an
+// endpoint moves only the keys it owned. Maglev: a lookup table of a prime
+// size (65537, Envoy's default) filled from per-endpoint permutations;
+// constant-time lookup, near-perfect balance, and minimal disruption when
+// the endpoint set changes. Tables are built once per endpoint set.
+import { createHash } from 'node:crypto';
+
+/** 48 bits of md5: well spread, stable across processes and versions (Node's own hash is not). */
+export function hash48(s: string): number {
+  return createHash('md5').update(s).digest().readUIntBE(0, 6);
+}
+
+export interface HashTable {
+  /** Index of the endpoint for this key hash; `skip` says which endpoints may not be chosen (tried, ejected). */
+  pick(h: number, skip: (i: number) => boolean): number | undefined;
+}
+
+export class RingHash implements HashTable {
+  private readonly points: number[] = [];
+  private readonly owners: number[] = [];
+
+  /** Envoy: minimum_ring_size 1024 by default, maximum 8M. */
+  constructor(keys: string[], minimumRingSize = 1024) {
+    if (keys.length === 0) return;
+    const perHost = Math.ceil(Math.min(Math.max(minimumRingSize, keys.length), 8 * 1024 * 1024) / keys.length);
+    const entries: [number, number][] = [];
+    keys.forEach((k, i) => { for (let r = 0; r < perHost; r++) entries.push([hash48(`${k}_${r}`), i]); });
+    entries.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    for (const [p, o] of entries) { this.points.push(p); this.owners.push(o); }
+  }
+
+  pick(h: number, skip: (i: number) => boolean): number | undefined {
+    const n = this.points.length;
+    if (n === 0) return undefined;
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) { const mid = (lo + hi) >>> 1; if (this.points[mid] < h) lo = mid + 1; else hi = mid; }
+    // Walk clockwise past endpoints that may not be used (Envoy does the same for retries).
+    for (let step = 0; step < n; step++) {
+      const o = this.owners[(lo + step) % n];
+      if (!skip(o)) return o;
+    }
+    return undefined;
+  }
+}
+
+export const MAGLEV_TABLE_SIZE = 65537;
+
+export class Maglev implements HashTable {
+  private readonly table: Int32Array;
+
+  constructor(keys: string[], tableSize = MAGLEV_TABLE_SIZE) {
+    const m = tableSize;
+    this.table = new Int32Array(keys.length === 0 ? 0 : m).fill(-1);
+    if (keys.length === 0) return;
+    const offset = keys.map((k) => hash48(`${k}#offset`) % m);
+    const skipBy = keys.map((k) => (hash48(`${k}#skip`) % (m - 1)) + 1);
+    const next = new Array<number>(keys.length).fill(0);
+    let filled = 0;
+    // Each endpoint in turn claims its next preferred free slot (the paper's population loop).
+    while (filled < m) {
+      for (let i = 0; i < keys.length && filled < m; i++) {
+        let c = (offset[i] + next[i] * skipBy[i]) % m;
+        while (this.table[c] >= 0) { next[i]++; c = (offset[i] + next[i] * skipBy[i]) % m; }
+        this.table[c] = i;
+        next[i]++;
+        filled++;
+      }
+    }
+  }
+
+  pick(h: number, skip: (i: number) => boolean): number | undefined {
+    const m = this.table.length;
+    if (m === 0) return undefined;
+    // A key whose endpoint may not be used is rehashed (Envoy's maglev retry behaviour), then scanned.
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const o = this.table[(attempt === 0 ? h : hash48(`${h}:${attempt}`)) % m];
+      if (!skip(o)) return o;
+    }
+    for (let i = 0; i < m; i++) { const o = this.table[(h + i) % m]; if (!skip(o)) return o; }
+    return undefined;
+  }
+}
