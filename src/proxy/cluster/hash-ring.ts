@@ -21,10 +21,15 @@ export class RingHash implements HashTable {
   private readonly points: number[] = [];
   private readonly owners: number[] = [];
 
-  /** Envoy: minimum_ring_size 1024 by default, maximum 8M. */
+  /**
+   * minimum_ring_size 1024 by default, at most 8M points. Unlike Envoy,
+   * every endpoint gets at least 1024 points whatever the endpoint count, so
+   * the points of the endpoints that stay do not change when one comes or
+   * goes (Envoy rescales them, moving keys between endpoints that stayed).
+   */
   constructor(keys: string[], minimumRingSize = 1024) {
     if (keys.length === 0) return;
-    const perHost = Math.ceil(Math.min(Math.max(minimumRingSize, keys.length), 8 * 1024 * 1024) / keys.length);
+    const perHost = Math.min(Math.max(Math.ceil(minimumRingSize / keys.length), 1024), Math.max(1, Math.floor((8 * 1024 * 1024) / keys.length)));
     const entries: [number, number][] = [];
     keys.forEach((k, i) => { for (let r = 0; r < perHost; r++) entries.push([hash48(`${k}_${r}`), i]); });
     entries.sort((a, b) => a[0] - b[0] || a[1] - b[1]);

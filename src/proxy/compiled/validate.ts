@@ -44,18 +44,19 @@ function regex(field: string, pattern: string): void {
   }
 }
 
-function weighted(field: string, v: unknown, clusters: Set<string>): WeightedCluster[] {
+// A route may name a cluster the config does not define (a subset without a
+// DestinationRule): as in Envoy, that route answers 503 NC; the rest applies.
+function weighted(field: string, v: unknown): WeightedCluster[] {
   const list = arr(field, v).map((x, i) => {
     const o = obj(`${field}[${i}]`, x);
     const cluster = str(`${field}[${i}].cluster`, o.cluster);
-    if (!clusters.has(cluster)) throw new FieldError(`${field}[${i}].cluster`, 'names no cluster in clusters[]', cluster);
     return { ...o, cluster, weight: num(`${field}[${i}].weight`, o.weight, 0, 1_000_000, 100) } as WeightedCluster;
   });
   if (list.length === 0) throw new FieldError(field, 'must list at least one cluster');
   return list;
 }
 
-function httpRoute(field: string, v: unknown, clusters: Set<string>): CompiledHttpRoute {
+function httpRoute(field: string, v: unknown): CompiledHttpRoute {
   const o = obj(field, v);
   const match = arr(`${field}.match`, o.match, []) as CompiledHttpRoute['match'];
   match.forEach((m, i) => obj(`${field}.match[${i}]`, m));
@@ -63,7 +64,7 @@ function httpRoute(field: string, v: unknown, clusters: Set<string>): CompiledHt
   const action = obj(`${field}.action`, o.action);
   const kinds = ['route', 'redirect', 'directResponse'].filter((k) => action[k] !== undefined);
   if (kinds.length !== 1) throw new FieldError(`${field}.action`, 'must have exactly one of route, redirect, directResponse');
-  if (action.route !== undefined) action.route = weighted(`${field}.action.route`, action.route, clusters);
+  if (action.route !== undefined) action.route = weighted(`${field}.action.route`, action.route);
   if (action.redirect !== undefined) {
     const rd = obj(`${field}.action.redirect`, action.redirect);
     rd.redirectCode = num(`${field}.action.redirect.redirectCode`, rd.redirectCode, 300, 399, 301);
@@ -92,13 +93,12 @@ function httpRoute(field: string, v: unknown, clusters: Set<string>): CompiledHt
   const mirrors = arr(`${field}.mirrors`, o.mirrors, []).map((x, i) => {
     const m = obj(`${field}.mirrors[${i}]`, x);
     const cluster = str(`${field}.mirrors[${i}].cluster`, m.cluster);
-    if (!clusters.has(cluster)) throw new FieldError(`${field}.mirrors[${i}].cluster`, 'names no cluster in clusters[]', cluster);
     return { cluster, percentage: num(`${field}.mirrors[${i}].percentage`, m.percentage, 0, 100, 100) };
   });
   return { ...o, source: typeof o.source === 'string' ? o.source : field, match, action, mirrors } as unknown as CompiledHttpRoute;
 }
 
-function routeTable(field: string, v: unknown, clusters: Set<string>): CompiledRouteTable {
+function routeTable(field: string, v: unknown): CompiledRouteTable {
   const o = obj(field, v);
   return {
     port: num(`${field}.port`, o.port, 1, 65535),
@@ -106,7 +106,7 @@ function routeTable(field: string, v: unknown, clusters: Set<string>): CompiledR
       const f = `${field}.virtualHosts[${i}]`;
       const vh = obj(f, x);
       const domains = arr(`${f}.domains`, vh.domains).map((d, j) => str(`${f}.domains[${j}]`, d));
-      return { name: str(`${f}.name`, vh.name), domains, routes: arr(`${f}.routes`, vh.routes).map((r, j) => httpRoute(`${f}.routes[${j}]`, r, clusters)) };
+      return { name: str(`${f}.name`, vh.name), domains, routes: arr(`${f}.routes`, vh.routes).map((r, j) => httpRoute(`${f}.routes[${j}]`, r)) };
     }),
   };
 }
@@ -148,14 +148,14 @@ function cluster(field: string, v: unknown): CompiledCluster {
   } as CompiledCluster;
 }
 
-function l4Service(field: string, v: unknown, clusters: Set<string>): CompiledL4Service {
+function l4Service(field: string, v: unknown): CompiledL4Service {
   const o = obj(field, v);
   return {
     host: str(`${field}.host`, o.host), port: num(`${field}.port`, o.port, 1, 65535), protocol: (o.protocol ?? 'tcp') as CompiledL4Service['protocol'],
     addresses: arr(`${field}.addresses`, o.addresses, []).map((a, i) => str(`${field}.addresses[${i}]`, a)),
     routes: arr(`${field}.routes`, o.routes).map((x, i) => {
       const r = obj(`${field}.routes[${i}]`, x);
-      return { source: typeof r.source === 'string' ? r.source : `${field}.routes[${i}]`, match: arr(`${field}.routes[${i}].match`, r.match, []) as CompiledL4Service['routes'][number]['match'], route: weighted(`${field}.routes[${i}].route`, r.route, clusters) };
+      return { source: typeof r.source === 'string' ? r.source : `${field}.routes[${i}]`, match: arr(`${field}.routes[${i}].match`, r.match, []) as CompiledL4Service['routes'][number]['match'], route: weighted(`${field}.routes[${i}].route`, r.route) };
     }),
   };
 }
@@ -168,8 +168,8 @@ export function validateCompiledConfig(v: unknown): StaticConfig {
   const clusters = arr('clusters', o.clusters, []).map((x, i) => cluster(`clusters[${i}]`, x));
   const names = new Set<string>();
   clusters.forEach((c, i) => { if (names.has(c.name)) throw new FieldError(`clusters[${i}].name`, 'is a duplicate', c.name); names.add(c.name); });
-  const routes = arr('routes', o.routes, []).map((x, i) => routeTable(`routes[${i}]`, x, names));
-  const l4 = arr('l4', o.l4, []).map((x, i) => l4Service(`l4[${i}]`, x, names));
+  const routes = arr('routes', o.routes, []).map((x, i) => routeTable(`routes[${i}]`, x));
+  const l4 = arr('l4', o.l4, []).map((x, i) => l4Service(`l4[${i}]`, x));
   const ignored = arr('ignored', o.ignored, []) as CompiledProxyConfig['ignored'];
   let mode: StaticConfig['outboundTrafficPolicy'];
   if (o.outboundTrafficPolicy !== undefined) {
