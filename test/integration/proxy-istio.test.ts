@@ -36,6 +36,7 @@ const CONFIG: CompiledProxyConfig = {
       routes: [
         { source: 'shop/web#http[0]', match: prefix('/split'), action: { route: [{ cluster: web('v1'), weight: 90 }, { cluster: web('v2'), weight: 10 }] }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[1]', match: prefix('/retry'), action: to(web('')), retries: { attempts: 3, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs: 25 }, mirrors: [] },
+        { source: 'shop/web#http[12]', match: prefix('/ptt'), action: to(web('')), timeoutMs: 5000, retries: { attempts: 2, perTryTimeoutMs: 250, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs: 25 }, mirrors: [] },
         { source: 'shop/web#http[2]', match: prefix('/slow'), action: to(web('')), timeoutMs: 300, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[3]', match: [{ headers: { 'x-fault': { exact: 'delay' } } }], action: to(web('')), fault: { delay: { fixedDelayMs: 400, percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[4]', match: [{ headers: { 'x-fault': { exact: 'abort' } } }], action: to(web('')), fault: { abort: { httpStatus: 418, percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
@@ -78,6 +79,7 @@ test('weighted 90/10 between subsets (selected by endpoint labels), measured ove
   assert.equal(pods.length, 1000);
   const v2 = pods.filter((p) => p === 'web-3').length;
   assert.ok(pods.every((p) => /^web-[123]$/.test(p)));
+  console.log(`# weighted 90/10 over 1000 requests: v2 (web-3) got ${v2 / 10} %`);
   assert.ok(v2 >= 50 && v2 <= 150, `v2 got ${v2 / 10} % (want 10 ± 5 %)`);
   assert.ok(pods.includes('web-1') && pods.includes('web-2'), 'v1 spread over both v1 pods');
 });
@@ -102,6 +104,16 @@ test('timeout: 504 UT when the upstream is slower than the route timeout', { ski
   const l = await waitLog('slow-1');
   assert.equal(l.response_flags, 'UT');
   assert.equal(l.response_code, 504);
+});
+
+test('perTryTimeout: each slow attempt is cut and retried (3 seen at the servers), then 504 UT,URX', { skip, timeout: 60_000 }, async () => {
+  const t0 = Date.now();
+  const r = await curl(t.client, ['-H', 'x-request-id: ptt-1', '-o', '/dev/null', '-w', '%{http_code}', `http://${WEB}/ptt/delay/3000`]);
+  assert.equal(r.stdout, '504');
+  const ms = Date.now() - t0;
+  assert.ok(ms >= 700 && ms < 2500, `three tries of 250 ms (${ms} ms)`);
+  await waitFor(() => t.servers.flatMap((s) => appRequests(s).filter((q) => q.id === 'ptt-1')).length === 3, 3000, 'three attempts at the servers');
+  assert.equal((await waitLog('ptt-1')).response_flags, 'UT,URX');
 });
 
 test('fault injection: delay (DI) and abort (FI, never reaches a server)', { skip, timeout: 60_000 }, async () => {
@@ -136,9 +148,9 @@ test('outlier detection: two consecutive 500s eject web-1, then it returns after
   const ejectedAt = Date.now();
   await waitFor(async () => (await view()).endpoints.find((e) => e.pod === 'web-1')!.health === 'HEALTHY', 8000, 'web-1 back');
   assert.ok(Date.now() - ejectedAt >= 2500, `not back before baseEjectionTime (${Date.now() - ejectedAt} ms)`);
-  const pods = [];
-  for (let i = 0; i < 6; i++) pods.push(podOf((await curl(t.client, [`http://${WEB}/od/ok`])).stdout));
-  assert.ok(pods.includes('web-1'), `web-1 takes traffic again: ${pods}`);
+  const again = [];
+  for (let i = 0; i < 6; i++) again.push(podOf((await curl(t.client, [`http://${WEB}/od/ok`])).stdout));
+  assert.ok(again.includes('web-1'), `web-1 takes traffic again: ${again}`);
 });
 
 test('connection pool overflow: maxConnections 1 + 1 pending, the rest get 503 UO', { skip, timeout: 60_000 }, async () => {
@@ -224,6 +236,7 @@ test('tcp route: weighted 80/20 split over subsets, 400 connections', { skip, ti
   }
   const v2 = pods.filter((p) => p === 'web-3').length;
   assert.ok(pods.every((p) => /^web-[123]$/.test(p)), `${new Set(pods)}`);
+  console.log(`# tcp 80/20 over 400 connections: v2 (web-3) got ${v2 / 4} %`);
   assert.ok(v2 >= 56 && v2 <= 104, `v2 got ${v2 / 4} % (want 20 ± 6 %)`);
 });
 

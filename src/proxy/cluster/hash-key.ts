@@ -4,15 +4,10 @@
 // Envoy does) and set on the response, so the client sticks from its next
 // request on.
 import { randomBytes } from 'node:crypto';
+import type { LoadBalancer } from '../../istio/types.js';
 
-export interface ConsistentHash {
-  httpHeaderName?: string;
-  httpCookie?: { name: string; path?: string; ttlMs?: number };
-  useSourceIp?: boolean;
-  httpQueryParameterName?: string;
-  ringHash?: { minimumRingSize?: number };
-  maglev?: { tableSize?: number };
-}
+/** DestinationRule loadBalancer.consistentHash, as the reader types it (the compiled cluster carries it unchanged). */
+export type ConsistentHash = NonNullable<LoadBalancer['consistentHash']>;
 
 export interface HashKey { key?: string; setCookie?: string }
 
