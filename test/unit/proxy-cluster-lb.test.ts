@@ -96,6 +96,17 @@ test('pool gate: maxConnections in flight, then http1MaxPendingRequests queued, 
   assert.equal(g.active, 1);
   (b as () => void)();
   assert.equal(g.active, 0);
+  // A pending request whose client left (or whose deadline passed) leaves the queue.
+  const one = new PoolGate({ maxConnections: 1, http1MaxPendingRequests: 5 });
+  const held = await one.admit();
+  const ac = new AbortController();
+  const waiting = one.admit(ac.signal);
+  assert.equal(one.pendingCount, 1);
+  ac.abort();
+  assert.equal(await waiting, 'aborted');
+  assert.equal(one.pendingCount, 0);
+  (held as () => void)();
+  assert.equal(one.active, 0);
   const h2 = new PoolGate({ http2MaxRequests: 2 });
   await h2.admit(); await h2.admit();
   assert.equal(await h2.admit(), 'overflow');

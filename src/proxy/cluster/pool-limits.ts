@@ -19,14 +19,23 @@ export class PoolGate {
 
   get pendingCount(): number { return this.pending.length; }
 
-  /** Admission of one request: a release function, or 'overflow' (answer 503 UO). */
-  async admit(signal?: { aborted: boolean }): Promise<Release | 'overflow'> {
+  /**
+   * Admission of one request: a release function, 'overflow' (answer 503
+   * UO), or 'aborted' when the signal fired while it waited as pending (the
+   * client left or the route timeout passed).
+   */
+  async admit(signal?: AbortSignal): Promise<Release | 'overflow' | 'aborted'> {
     const l = this.limits;
     if (l.http2MaxRequests !== undefined && this.active >= l.http2MaxRequests) { this.overflows.requests++; return 'overflow'; }
     if (l.maxConnections !== undefined && this.active >= l.maxConnections) {
       if (this.pending.length >= (l.http1MaxPendingRequests ?? Infinity)) { this.overflows.pending++; return 'overflow'; }
-      await new Promise<void>((resolve) => this.pending.push(resolve));
-      if (signal?.aborted) { this.next(); return 'overflow'; }
+      const admitted = await new Promise<boolean>((resolve) => {
+        const go = () => { signal?.removeEventListener('abort', stop); resolve(true); };
+        const stop = () => { const i = this.pending.indexOf(go); if (i >= 0) this.pending.splice(i, 1); resolve(false); };
+        this.pending.push(go);
+        signal?.addEventListener('abort', stop, { once: true });
+      });
+      if (!admitted) return 'aborted';
     }
     this.active++;
     let done = false;

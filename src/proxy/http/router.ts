@@ -87,11 +87,13 @@ export class HttpRouter {
 
     let current: Exchange | undefined;
     let downGone = false;
-    res.on('close', () => { if (!res.writableFinished) { downGone = true; current?.abort(); } });
+    // Ends a wait for the connection pool when the client leaves or the deadline passes.
+    const gone = new AbortController();
+    res.on('close', () => { if (!res.writableFinished) { downGone = true; current?.abort(); gone.abort(); } });
     let timedOut = false;
     const grpcDeadline = grpc ? grpcTimeoutMs(first(h['grpc-timeout'])) : undefined;
     const deadlineMs = [grpcDeadline, plan.timeoutMs].filter((x): x is number => x !== undefined).reduce((a, b) => Math.min(a, b), Infinity);
-    const deadline = Number.isFinite(deadlineMs) ? setTimeout(() => { timedOut = true; current?.abort(); }, deadlineMs) : undefined;
+    const deadline = Number.isFinite(deadlineMs) ? setTimeout(() => { timedOut = true; current?.abort(); gone.abort(); }, deadlineMs) : undefined;
     const end = () => { clearTimeout(deadline); finish(); };
 
     if (plan.fault?.delayMs !== undefined) {
@@ -117,11 +119,16 @@ export class HttpRouter {
     const rt = plan.runtime;
     let admitted: (() => void) | undefined;
     if (rt) {
-      const a = await rt.gate.admit({ get aborted() { return downGone || timedOut; } });
+      const a = await rt.gate.admit(gone.signal);
       if (a === 'overflow') {
         d.metrics.poolOverflow.inc({ cluster_name: rt.compiled.name, limit: 'connectionPool' });
+        localReply(res, tel, 503, 'UO', 'upstream connect error or disconnect/reset before headers. reset reason: overflow', grpc);
+        end();
+        return;
+      }
+      if (a === 'aborted') {
         if (downGone) addFlag(tel, 'DC');
-        else localReply(res, tel, 503, timedOut ? 'UT' : 'UO', timedOut ? 'upstream request timeout' : 'upstream connect error or disconnect/reset before headers. reset reason: overflow', grpc);
+        else localReply(res, tel, 504, 'UT', 'upstream request timeout', grpc);
         end();
         return;
       }
