@@ -4,6 +4,7 @@
 // version v2), a mirror pod, and a pod outside the mesh. Endpoint labels
 // are put into the registry the test control plane pushes (the agent's pod
 // informer fills them in production).
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CompiledCluster, CompiledProxyConfig } from '../../src/controlplane/resources.js';
@@ -49,7 +50,12 @@ export async function startTopology(config: CompiledProxyConfig, lockedConfig: u
   c.cp!.apply((b) => withLabels(b.upsertEndpointSlice(slice('mirror', 'shop', 'mirror-a', [{ pod: mirror }], ports))));
   c.cp!.apply((b) => b.upsertService(service('db', 'shop', DB, [{ name: 'tcp-db', port: 5000 }])));
   c.cp!.apply((b) => withLabels(b.upsertEndpointSlice(slice('db', 'shop', 'db-a', servers.map((pod) => ({ pod })), [{ name: 'tcp-db', port: 9000 }]))));
-  await Promise.all([...servers, mirror, outside].map((p) => startApp(p)));
+  c.cp!.apply((b) => b.upsertService(service('tlsweb', 'shop', '10.96.60.13', [{ name: 'tls', port: 443 }])));
+  c.cp!.apply((b) => withLabels(b.upsertEndpointSlice(slice('tlsweb', 'shop', 'tlsweb-a', servers.map((pod) => ({ pod })), [{ name: 'tls', port: 9443 }]))));
+  // The apps' TLS server certificate (any name: clients in these tests do not verify it).
+  const [cert, key] = [path.join(c.sockDir, 'tls.crt'), path.join(c.sockDir, 'tls.key')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=example.com', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  await Promise.all([...servers, mirror, outside].map((p) => startApp(p, cert, key)));
   const file = path.join(c.sockDir, 'compiled.json');
   writeFileSync(file, JSON.stringify(config), { mode: 0o644 });
   const lockedFile = path.join(c.sockDir, 'locked.json');
@@ -65,8 +71,8 @@ export async function startTopology(config: CompiledProxyConfig, lockedConfig: u
   return { c, client, locked, servers, mirror, outside };
 }
 
-async function startApp(pod: Pod): Promise<void> {
-  pod.app = pod.ns.spawn(process.execPath, [APP, pod.name]);
+async function startApp(pod: Pod, cert: string, key: string): Promise<void> {
+  pod.app = pod.ns.spawn(process.execPath, [APP, pod.name, cert, key]);
   const keep = (d: Buffer) => { for (const l of d.toString().split('\n')) if (l) pod.proxyLog.push(`app: ${l}`); };
   pod.app.stdout!.on('data', keep);
   pod.app.stderr!.on('data', keep);

@@ -6,6 +6,7 @@
 // labels the control plane pushes with the endpoints.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { skipUnlessRoot } from '../support/netns.js';
 import type { CompiledProxyConfig, CompiledRetry } from '../../src/controlplane/resources.js';
 import { readLine } from './proxy-harness.js';
@@ -26,6 +27,8 @@ const CONFIG: CompiledProxyConfig = {
     cluster(web('cb'), { ...svc, subset: 'cb', connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1, connectTimeoutMs: 10_000, idleTimeoutMs: 3_600_000 } }),
     cluster(web('hash'), { ...svc, subset: 'hash', loadBalancer: { simple: 'CONSISTENT_HASH', consistentHash: { httpHeaderName: 'x-user' } } }),
     cluster('outbound|80||mirror.shop.svc.cluster.local', { service: 'shop/mirror', port: 80, host: 'mirror.shop.svc.cluster.local' }),
+    cluster('outbound|443|v1|tlsweb.shop.svc.cluster.local', { service: 'shop/tlsweb', port: 443, host: 'tlsweb.shop.svc.cluster.local', protocol: 'tls', subset: 'v1', selector: { version: 'v1' } }),
+    cluster('outbound|443|v2|tlsweb.shop.svc.cluster.local', { service: 'shop/tlsweb', port: 443, host: 'tlsweb.shop.svc.cluster.local', protocol: 'tls', subset: 'v2', selector: { version: 'v2' } }),
     cluster('outbound|5000|v1|db.shop.svc.cluster.local', { service: 'shop/db', port: 5000, host: 'db.shop.svc.cluster.local', protocol: 'tcp', subset: 'v1', selector: { version: 'v1' } }),
     cluster('outbound|5000|v2|db.shop.svc.cluster.local', { service: 'shop/db', port: 5000, host: 'db.shop.svc.cluster.local', protocol: 'tcp', subset: 'v2', selector: { version: 'v2' } }),
   ],
@@ -56,7 +59,12 @@ const CONFIG: CompiledProxyConfig = {
       ],
     }],
   }],
-  l4: [{ host: 'db.shop.svc.cluster.local', port: 5000, protocol: 'tcp', addresses: [DB], routes: [{ source: 'shop/db#tcp[0]', match: [], route: [{ cluster: 'outbound|5000|v1|db.shop.svc.cluster.local', weight: 80 }, { cluster: 'outbound|5000|v2|db.shop.svc.cluster.local', weight: 20 }] }] }],
+  l4: [
+    // TLS passthrough by SNI (ServiceEntry-like hosts without addresses): api → v2, any other *.example.com → v1.
+    { host: 'api.example.com', port: 443, protocol: 'tls', addresses: [], routes: [{ source: 'shop/api#tls[0]', match: [{ sniHosts: ['api.example.com'] }], route: [{ cluster: 'outbound|443|v2|tlsweb.shop.svc.cluster.local', weight: 100 }] }] },
+    { host: '*.example.com', port: 443, protocol: 'tls', addresses: [], routes: [{ source: 'shop/wild#tls[0]', match: [{ sniHosts: ['*.example.com'] }], route: [{ cluster: 'outbound|443|v1|tlsweb.shop.svc.cluster.local', weight: 100 }] }] },
+    { host: 'db.shop.svc.cluster.local', port: 5000, protocol: 'tcp', addresses: [DB], routes: [{ source: 'shop/db#tcp[0]', match: [], route: [{ cluster: 'outbound|5000|v1|db.shop.svc.cluster.local', weight: 80 }, { cluster: 'outbound|5000|v2|db.shop.svc.cluster.local', weight: 20 }] }] },
+  ],
   ignored: [{ resource: 'shop/web', field: 'spec.http[0].delegate', message: 'delegate is not supported' }],
 };
 
@@ -240,11 +248,26 @@ test('tcp route: weighted 80/20 split over subsets, 400 connections', { skip, ti
   assert.ok(v2 >= 56 && v2 <= 104, `v2 got ${v2 / 4} % (want 20 ± 6 %)`);
 });
 
+test('tls route: the ClientHello SNI picks the route (api.example.com → v2, other *.example.com → v1), TLS end to end', { skip, timeout: 60_000 }, async () => {
+  const hello = async (sni: string) => {
+    const raw = await t.c.connect(t.client, '192.0.2.10', 443);
+    const s = tls.connect({ socket: raw, servername: sni, rejectUnauthorized: false });
+    s.on('error', () => {});
+    const line = await readLine(s as unknown as import('node:net').Socket);
+    s.destroy();
+    return line;
+  };
+  for (let i = 0; i < 3; i++) assert.equal(await hello('api.example.com'), 'hello from web-3 sni=api.example.com');
+  const v1 = new Set<string>();
+  for (let i = 0; i < 4; i++) v1.add(await hello('shop.example.com'));
+  assert.ok([...v1].every((l) => /^hello from web-[12] sni=shop\.example\.com$/.test(l)), [...v1].join());
+});
+
 test('config_dump shows the applied routes, clusters, outbound policy and what was ignored', { skip, timeout: 30_000 }, async () => {
   const dump = JSON.parse((await t.c.httpGet(t.client, 15000, '/config_dump')).body) as { compiled: { routes: { virtualHosts: { routes: unknown[] }[] }[]; clusters: unknown[]; l4: unknown[]; ignored: unknown[]; outboundTrafficPolicy: { mode: string } } };
   assert.equal(dump.compiled.routes[0].virtualHosts[0].routes.length, CONFIG.routes[0].virtualHosts[0].routes.length);
   assert.equal(dump.compiled.clusters.length, CONFIG.clusters.length);
-  assert.equal(dump.compiled.l4.length, 1);
+  assert.equal(dump.compiled.l4.length, 3);
   assert.deepEqual(dump.compiled.ignored, CONFIG.ignored);
   assert.equal(dump.compiled.outboundTrafficPolicy.mode, 'ALLOW_ANY');
   const locked = JSON.parse((await t.c.httpGet(t.locked, 15000, '/config_dump')).body) as { compiled: { outboundTrafficPolicy: { mode: string } } };
