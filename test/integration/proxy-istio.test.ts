@@ -50,7 +50,8 @@ const CONFIG: CompiledProxyConfig = {
         { source: 'shop/web#http[9]', match: [{ uri: { exact: '/old' } }], action: { redirect: { uri: '/new', redirectCode: 301 } }, mirrors: [] },
         { source: 'shop/web#http[10]', match: prefix('/direct'), action: { directResponse: { status: 200, body: 'hello direct' } }, mirrors: [] },
         {
-          source: 'shop/web#http[11]', match: [{ uri: { regex: '/rw/[a-z]+' } }, { uri: { prefix: '/RW2' }, ignoreUriCase: true }], action: to(web('')), retries: NO_RETRY, mirrors: [],
+          source: 'shop/web#http[11]', match: [{ uri: { regex: '/rw/[a-z]+' } }, { uri: { prefix: '/RW2' }, ignoreUriCase: true }],
+          action: { route: [{ cluster: web(''), weight: 100, headers: { request: { add: { 'x-dest': 'all' } }, response: { remove: ['x-app-only'], set: { 'x-dest-resp': 'd' } } } }] }, retries: NO_RETRY, mirrors: [],
           rewrite: { uri: '/echo', authority: 'rewritten.example' },
           headers: { request: { set: { 'x-added': 'yes' }, remove: ['x-secret'] }, response: { set: { 'x-resp': 'r' } } },
           corsPolicy: { allowOrigins: [{ exact: 'https://shop.example' }], allowMethods: ['GET', 'PUT'], maxAge: '1h' },
@@ -204,6 +205,8 @@ test('redirect, direct response, rewrite with header ops and CORS', { skip, time
     assert.equal(body.host, 'rewritten.example');
     assert.equal(body.headers['x-added'], 'yes');
     assert.equal(body.headers['x-secret'], undefined);
+    assert.equal(body.headers['x-dest'], 'all', 'per-destination request header');
+    assert.match(rw.stdout, /^x-dest-resp: d\r$/m);
     assert.match(rw.stdout, /^x-resp: r\r$/m);
     assert.match(rw.stdout, /^access-control-allow-origin: https:\/\/shop\.example\r$/m);
   }

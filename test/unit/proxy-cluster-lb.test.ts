@@ -142,6 +142,13 @@ test('outlier detection: consecutive 5xx eject for base × count, max ejection p
     assert.equal(od.isEjected('a'), true);
     assert.ok(od.hostStats('a').ejectedForMs! > 100, `second ejection lasts 2 × base: ${od.hostStats('a').ejectedForMs}`);
   } finally { od.stop(); }
+  const gw = new OutlierDetector({ consecutive5xxErrors: 0, consecutiveGatewayErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 1000, maxEjectionPercent: 100, minHealthPercent: 0 });
+  try {
+    gw.record('g', { status: 500 }, 2); gw.record('g', { status: 500 }, 2); gw.record('g', { status: 500 }, 2);
+    assert.equal(gw.isEjected('g'), false, '500 is not a gateway error; consecutive5xxErrors 0 disables that detector');
+    gw.record('g', { status: 502 }, 2); gw.record('g', { failure: 'connect' }, 2);
+    assert.equal(gw.isEjected('g'), true, '502 then a connect failure: two gateway errors');
+  } finally { gw.stop(); }
   const guarded = new OutlierDetector({ consecutive5xxErrors: 1, intervalMs: 1000, baseEjectionTimeMs: 1000, maxEjectionPercent: 100, minHealthPercent: 60 });
   try {
     guarded.record('x', { status: 500 }, 2);
