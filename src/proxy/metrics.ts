@@ -52,6 +52,7 @@ export class ProxyMetrics {
   readonly poolOverflow = new Counter({ name: 'envoy_cluster_upstream_rq_pending_overflow', help: 'Requests refused (503 UO) by the connection pool limits', labelNames: ['cluster_name', 'limit'], registers: [this.registry] });
   readonly retryOverflow = new Counter({ name: 'envoy_cluster_upstream_rq_retry_overflow', help: 'Retries not attempted because maxRetries were in flight', labelNames: ['cluster_name'], registers: [this.registry] });
   readonly ejectionsActive = new Gauge({ name: 'envoy_cluster_outlier_detection_ejections_active', help: 'Endpoints ejected by outlier detection now', labelNames: ['cluster_name'], registers: [this.registry] });
+  readonly ejectionsEnforced = new Counter({ name: 'envoy_cluster_outlier_detection_ejections_enforced_total', help: 'Endpoints ejected by outlier detection', labelNames: ['cluster_name'], registers: [this.registry] });
   readonly mirrors = new Counter({ name: 'weir_proxy_http_mirrored_requests_total', help: 'Mirrored (shadow) requests by mirror cluster and result', labelNames: ['cluster_name', 'result'], registers: [this.registry] });
   readonly registryVersion = new Gauge({ name: 'weir_proxy_registry_version', help: 'Registry version applied (-1: none yet)', registers: [this.registry] });
   readonly agentConnected = new Gauge({ name: 'weir_proxy_agent_connected', help: '1 while connected to the node agent', registers: [this.registry] });

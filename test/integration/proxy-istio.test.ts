@@ -43,6 +43,7 @@ const CONFIG: CompiledProxyConfig = {
         { source: 'shop/web#http[2]', match: prefix('/slow'), action: to(web('')), timeoutMs: 300, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[3]', match: [{ headers: { 'x-fault': { exact: 'delay' } } }], action: to(web('')), fault: { delay: { fixedDelayMs: 400, percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[4]', match: [{ headers: { 'x-fault': { exact: 'abort' } } }], action: to(web('')), fault: { abort: { httpStatus: 418, percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
+        { source: 'shop/web#http[13]', match: [{ headers: { 'x-fault': { exact: 'grpc-abort' } } }], action: to(web('')), fault: { abort: { grpcStatus: 'UNAVAILABLE', percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[5]', match: prefix('/od'), action: to(web('od')), retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[6]', match: prefix('/cb'), action: to(web('cb')), retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[7]', match: prefix('/hash'), action: to(web('hash')), retries: NO_RETRY, mirrors: [] },
@@ -135,6 +136,12 @@ test('fault injection: delay (DI) and abort (FI, never reaches a server)', { ski
   assert.equal(a.stdout, '418');
   assert.equal((await waitLog('fi-1')).response_flags, 'FI');
   assert.equal(t.servers.flatMap((s) => appRequests(s).filter((q) => q.id === 'fi-1')).length, 0);
+  // A gRPC abort reaches a gRPC client as grpc-status in a Trailers-Only response.
+  const g = await curl(t.client, ['--http2-prior-knowledge', '-i', '-H', 'content-type: application/grpc', '-H', 'x-fault: grpc-abort', '-H', 'x-request-id: fi-2', '--data-binary', '', `http://${WEB}/t.T/Unary`]);
+  assert.match(g.stdout, /^HTTP\/2 200/);
+  assert.match(g.stdout, /^grpc-status: 14\r$/m);
+  const gl = await waitLog('fi-2');
+  assert.equal(gl.response_flags, 'FI');
 });
 
 test('outlier detection: two consecutive 500s eject web-1, then it returns after baseEjectionTime', { skip, timeout: 60_000 }, async () => {
@@ -154,6 +161,7 @@ test('outlier detection: two consecutive 500s eject web-1, then it returns after
   assert.equal(v.endpoints.find((e) => e.pod === 'web-1')!.health, 'EJECTED');
   assert.equal(v.outlierDetection.ejectionsTotal, 1);
   assert.equal(await t.c.metric(t.client, 'envoy_cluster_outlier_detection_ejections_active', { cluster_name: web('od') }), 1);
+  assert.equal(await t.c.metric(t.client, 'envoy_cluster_outlier_detection_ejections_enforced_total', { cluster_name: web('od') }), 1);
   const ejectedAt = Date.now();
   await waitFor(async () => (await view()).endpoints.find((e) => e.pod === 'web-1')!.health === 'HEALTHY', 8000, 'web-1 back');
   assert.ok(Date.now() - ejectedAt >= 2500, `not back before baseEjectionTime (${Date.now() - ejectedAt} ms)`);

@@ -57,7 +57,12 @@ export class ClusterManager {
     if (!c) return undefined;
     let rt = this.runtimes.get(name);
     if (!rt) {
-      rt = new ClusterRuntime(c, JSON.stringify(c), (n) => this.d.metrics.ejectionsActive.set({ cluster_name: name }, n));
+      let before = 0;
+      rt = new ClusterRuntime(c, JSON.stringify(c), (n) => {
+        this.d.metrics.ejectionsActive.set({ cluster_name: name }, n);
+        if (n > before) this.d.metrics.ejectionsEnforced.inc({ cluster_name: name }, n - before);
+        before = n;
+      });
       this.runtimes.set(name, rt);
     }
     return rt;
