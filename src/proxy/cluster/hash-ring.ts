@@ -12,14 +12,29 @@ export function hash48(s: string): number {
   return createHash('md5').update(s).digest().readUIntBE(0, 6);
 }
 
+/** A deterministic stream of 32-bit ring points from a seed (mulberry32). */
+function points(seed: number): () => number {
+  let a = (seed % 0x100000000) >>> 0;
+  const draw = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+  return draw;
+}
+
 export interface HashTable {
   /** Index of the endpoint for this key hash; `skip` says which endpoints may not be chosen (tried, ejected). */
   pick(h: number, skip: (i: number) => boolean): number | undefined;
 }
 
+const OWNER_BITS = 2 ** 20;
+
 export class RingHash implements HashTable {
-  private readonly points: number[] = [];
-  private readonly owners: number[] = [];
+  /** 32-bit ring point × 2^20 + endpoint index, sorted: one typed array, numeric sort, no per-entry objects. */
+  private readonly ring: Float64Array;
 
   /**
    * minimum_ring_size 1024 by default, at most 8M points. Unlike Envoy,
@@ -28,23 +43,26 @@ export class RingHash implements HashTable {
    * goes (Envoy rescales them, moving keys between endpoints that stayed).
    */
   constructor(keys: string[], minimumRingSize = 1024) {
-    if (keys.length === 0) return;
-    const perHost = Math.min(Math.max(Math.ceil(minimumRingSize / keys.length), 1024), Math.max(1, Math.floor((8 * 1024 * 1024) / keys.length)));
-    const entries: [number, number][] = [];
-    keys.forEach((k, i) => { for (let r = 0; r < perHost; r++) entries.push([hash48(`${k}_${r}`), i]); });
-    entries.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    for (const [p, o] of entries) { this.points.push(p); this.owners.push(o); }
+    const n = Math.min(keys.length, OWNER_BITS);
+    const perHost = n === 0 ? 0 : Math.min(Math.max(Math.ceil(minimumRingSize / n), 1024), Math.max(1, Math.floor((8 * 1024 * 1024) / n)));
+    this.ring = new Float64Array(n * perHost);
+    let at = 0;
+    // One md5 per endpoint seeds its points (a PRNG walk): a 100-endpoint ring costs milliseconds, not 100k digests.
+    for (let i = 0; i < n; i++) { const next = points(hash48(keys[i])); for (let r = 0; r < perHost; r++) this.ring[at++] = next() * OWNER_BITS + i; }
+    this.ring.sort();
   }
 
   pick(h: number, skip: (i: number) => boolean): number | undefined {
-    const n = this.points.length;
+    const ring = this.ring;
+    const n = ring.length;
     if (n === 0) return undefined;
+    const key = (h % 0x100000000) * OWNER_BITS;
     let lo = 0;
     let hi = n;
-    while (lo < hi) { const mid = (lo + hi) >>> 1; if (this.points[mid] < h) lo = mid + 1; else hi = mid; }
+    while (lo < hi) { const mid = (lo + hi) >>> 1; if (ring[mid] < key) lo = mid + 1; else hi = mid; }
     // Walk clockwise past endpoints that may not be used (Envoy does the same for retries).
     for (let step = 0; step < n; step++) {
-      const o = this.owners[(lo + step) % n];
+      const o = ring[(lo + step) % n] % OWNER_BITS;
       if (!skip(o)) return o;
     }
     return undefined;
