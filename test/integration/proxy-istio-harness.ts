@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { CompiledCluster, CompiledProxyConfig } from '../../src/controlplane/resources.js';
 import type { RegistryDelta } from '../../src/controlplane/types.js';
 import { Cluster, REPO, service, slice, waitForLine, type Pod } from './proxy-harness.js';
-import { labelsFile, useFreshProxyBundle, waitFor } from './proxy-http-harness.js';
+import { labelsFile, waitFor } from './proxy-http-harness.js';
 
 export const WEB = '10.96.60.10';
 export const MIRROR = '10.96.60.11';
@@ -36,7 +36,6 @@ export interface IstioTopology { c: Cluster; client: Pod; locked: Pod; servers: 
 
 export async function startTopology(config: CompiledProxyConfig, lockedConfig: unknown): Promise<IstioTopology> {
   const c = new Cluster();
-  await useFreshProxyBundle(c);
   await c.startControlPlane();
   const client = await c.addPod('client-6d4cf56db6-abcde', 'shop');
   const locked = await c.addPod('locked-6d4cf56db6-abcde', 'shop');
