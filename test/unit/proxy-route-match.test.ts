@@ -133,6 +133,9 @@ test('static config validation names the field; defaults fill what translators a
   bad((o) => { o.clusters.push({ ...o.clusters[0] }); }, /^clusters\[1\]\.name: is a duplicate/);
   bad((o) => { o.routes[0].virtualHosts[0].routes[0].match = [{ uri: { regex: '(a+)+' } }]; }, /^routes\[0\]\.virtualHosts\[0\]\.routes\[0\]\.match\[0\]\.uri\.regex: invalid regex/);
   bad((o) => { o.routes[0].virtualHosts[0].routes[0].match = [{ headers: { x: { regex: '(' } } }]; }, /match\[0\]\.headers\.x\.regex: invalid regex/);
+  bad((o) => { o.routes[0].virtualHosts[0].routes[0].match = [{ uri: { regex: 5 } }]; }, /match\[0\]\.uri\.regex: must be a string/);
+  bad((o) => { o.routes[0].virtualHosts[0].routes[0].match = [{ headers: { x: { exact: 'a', prefix: 'b' } } }]; }, /match\[0\]\.headers\.x: must have exactly one of exact, prefix, regex/);
+  bad((o) => { o.routes[0].virtualHosts[0].routes[0].match = [{ sourceLabels: { app: 1 } }]; }, /match\[0\]\.sourceLabels\.app: must be a string/);
   bad((o) => { o.clusters[0].loadBalancer = { simple: 'FASTEST' }; }, /^clusters\[0\]\.loadBalancer\.simple: must be one of/);
   bad((o) => { o.clusters[0].port = 0; }, /^clusters\[0\]\.port: must be a number/);
   bad((o) => { o.outboundTrafficPolicy = { mode: 'DENY' }; }, /^outboundTrafficPolicy\.mode/);

@@ -56,10 +56,32 @@ function weighted(field: string, v: unknown): WeightedCluster[] {
   return list;
 }
 
+function stringMatch(field: string, v: unknown): void {
+  const o = obj(field, v);
+  const kinds = ['exact', 'prefix', 'regex'].filter((k) => o[k] !== undefined);
+  if (kinds.length !== 1) throw new FieldError(field, 'must have exactly one of exact, prefix, regex');
+  if (typeof o[kinds[0]] !== 'string') throw new FieldError(`${field}.${kinds[0]}`, 'must be a string');
+}
+
+function httpMatch(field: string, v: unknown): void {
+  const m = obj(field, v);
+  for (const k of ['uri', 'scheme', 'method', 'authority']) if (m[k] !== undefined) stringMatch(`${field}.${k}`, m[k]);
+  for (const k of ['headers', 'queryParams', 'withoutHeaders']) {
+    if (m[k] === undefined) continue;
+    for (const [name, sm] of Object.entries(obj(`${field}.${k}`, m[k]))) stringMatch(`${field}.${k}.${name}`, sm);
+  }
+  if (m.sourceLabels !== undefined) {
+    for (const [k, val] of Object.entries(obj(`${field}.sourceLabels`, m.sourceLabels))) if (typeof val !== 'string') throw new FieldError(`${field}.sourceLabels.${k}`, 'must be a string');
+  }
+  if (m.sourceNamespace !== undefined) str(`${field}.sourceNamespace`, m.sourceNamespace);
+  if (m.ignoreUriCase !== undefined && typeof m.ignoreUriCase !== 'boolean') throw new FieldError(`${field}.ignoreUriCase`, 'must be true or false');
+  optNum(`${field}.port`, m.port, 1, 65535);
+}
+
 function httpRoute(field: string, v: unknown): CompiledHttpRoute {
   const o = obj(field, v);
   const match = arr(`${field}.match`, o.match, []) as CompiledHttpRoute['match'];
-  match.forEach((m, i) => obj(`${field}.match[${i}]`, m));
+  match.forEach((m, i) => httpMatch(`${field}.match[${i}]`, m));
   for (const r of regexesOf(match, `${field}.match`)) regex(r.field, r.pattern);
   const action = obj(`${field}.action`, o.action);
   const kinds = ['route', 'redirect', 'directResponse'].filter((k) => action[k] !== undefined);
