@@ -44,6 +44,7 @@ const CONFIG: CompiledProxyConfig = {
         { source: 'shop/web#http[3]', match: [{ headers: { 'x-fault': { exact: 'delay' } } }], action: to(web('')), fault: { delay: { fixedDelayMs: 400, percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[4]', match: [{ headers: { 'x-fault': { exact: 'abort' } } }], action: to(web('')), fault: { abort: { httpStatus: 418, percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[13]', match: [{ headers: { 'x-fault': { exact: 'grpc-abort' } } }], action: to(web('')), fault: { abort: { grpcStatus: 'UNAVAILABLE', percentage: 100 } }, retries: NO_RETRY, mirrors: [] },
+        { source: 'shop/web#http[14]', match: prefix('/ws'), action: to(web('v2')), rewrite: { uri: '/sock' }, retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[5]', match: prefix('/od'), action: to(web('od')), retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[6]', match: prefix('/cb'), action: to(web('cb')), retries: NO_RETRY, mirrors: [] },
         { source: 'shop/web#http[7]', match: prefix('/hash'), action: to(web('hash')), retries: NO_RETRY, mirrors: [] },
@@ -222,6 +223,25 @@ test('redirect, direct response, rewrite with header ops and CORS', { skip, time
   assert.match(pre.stdout, /^HTTP\/1\.1 200/);
   assert.match(pre.stdout, /^access-control-allow-methods: GET,PUT\r$/m);
   assert.match(pre.stdout, /^access-control-max-age: 3600\r$/m);
+});
+
+test('upgrade (WebSocket) requests follow the compiled route: subset v2, path rewritten, then bytes both ways', { skip, timeout: 60_000 }, async () => {
+  for (let i = 0; i < 3; i++) {
+    const s = await t.c.connect(t.client, WEB, 80);
+    s.write('GET /ws/chat HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    let buf = '';
+    await new Promise<void>((resolve, reject) => {
+      s.on('data', (d: Buffer) => { buf += d.toString(); if (buf.includes('\r\n\r\n')) resolve(); });
+      s.once('close', () => reject(new Error(`closed: ${buf}`)));
+    });
+    assert.match(buf, /^HTTP\/1\.1 101/);
+    assert.match(buf, /^X-Pod: web-3\r$/m);
+    assert.match(buf, /^X-Url: \/sock\/chat\r$/m);
+    buf = '';
+    s.write('ping');
+    await waitFor(() => buf === 'ping', 3000, 'echo through the upgraded connection');
+    s.destroy();
+  }
 });
 
 test('REGISTRY_ONLY: unknown destinations get 502 NR (HTTP) and a reset (TCP); known services still work', { skip, timeout: 60_000 }, async () => {
