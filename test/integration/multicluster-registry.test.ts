@@ -85,3 +85,48 @@ test('cluster B through a remote Secret: merged, removed within a second, served
     await local.stop();
   }
 });
+
+test('a malformed kubeconfig beside a good one: that cluster is skipped with an error naming Secret and field, the other syncs, and no credential reaches the log', async () => {
+  const lines: string[] = [];
+  const { Writable } = await import('node:stream');
+  const { pino } = await import('pino');
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { lines.push(chunk.toString()); cb(); } });
+  const log = pino({ level: 'trace' }, sink);
+  const b2 = await TestApiServer.start({ bookmarkIntervalMs: 200 });
+  b2.put(service('ns', 'good-only', '10.30.0.5'));
+  const builder = new RegistryBuilder();
+  const apply = (change: (x: RegistryBuilder) => RegistryDelta | undefined): void => { change(builder); };
+  const kcA = loadKubeConfig(a.writeKubeconfig(join(dir, 'a2')));
+  const remotes = new RemoteClusters({ kubeConfig: kcA, namespace: 'weir-logs', apply, logger: log, watchdogMs: 1000 });
+  const good = readFileSync(b2.writeKubeconfig(join(dir, 'good')), 'utf8');
+  const CERT = 'LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUNsekNDQVg4Q0ZBPT0K';
+  const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.bad-secret-token-5521';
+  const bad = `apiVersion: v1\nclusters:\n- name: x\n  cluster:\n    server: :::not-a-url\n    certificate-authority-data: ${CERT}\nusers:\n- name: x\n  user:\n    token: ${TOKEN}\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\ncurrent-context: x\n`;
+  const unparsable = `clusters: [ {{ token: ${TOKEN}`;
+  try {
+    await remotes.start();
+    a.put({ kind: 'Secret', metadata: { namespace: 'weir-logs', name: 'remotes', labels: { 'istio/multiCluster': 'true' } }, data: {
+      broken: Buffer.from(bad).toString('base64'), garbage: Buffer.from(unparsable).toString('base64'), good: Buffer.from(good).toString('base64'),
+    } });
+    await until('the good cluster synced', () => builder.snapshot().services.has('ns/good-only') && remotes.status().find((s) => s.cluster === 'good')?.state === 'synced');
+    const st = Object.fromEntries(remotes.status().map((s) => [s.cluster, s]));
+    assert.equal(st.broken.state, 'error');
+    assert.match(st.broken.lastError!, /^Secret weir-logs\/remotes data\["broken"\]: clusters\["x"\]\.cluster\.server is not a URL/);
+    assert.equal(st.garbage.state, 'error');
+    assert.match(st.garbage.lastError!, /^Secret weir-logs\/remotes data\["garbage"\]: not a kubeconfig/);
+    assert.deepEqual([st.good.services, st.good.endpoints], [1, 0]);
+    const text = lines.join('');
+    assert.match(text, /remote cluster skipped: its kubeconfig cannot be used/);
+    assert.match(text, /remote cluster synced/);
+    for (const secret of [TOKEN, 'bad-secret-token', CERT, 'test-token']) assert.ok(!text.includes(secret), `log contains ${secret}`);
+    assert.ok(!JSON.stringify(remotes.status()).includes('test-token'));
+    // Fixing the entry brings the cluster in without touching the good one.
+    a.put({ kind: 'Secret', metadata: { namespace: 'weir-logs', name: 'remotes', labels: { 'istio/multiCluster': 'true' } }, data: {
+      broken: Buffer.from(good.replace(/\btest\b(?!-token)/g, 't2')).toString('base64'), good: Buffer.from(good).toString('base64'),
+    } });
+    await until('broken fixed, garbage gone', () => remotes.status().map((s) => `${s.cluster}:${s.state}`).join() === 'broken:synced,good:synced').catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(remotes.status())}`); });
+  } finally {
+    await remotes.stop();
+    await b2.stop();
+  }
+});
