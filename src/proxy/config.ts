@@ -9,6 +9,8 @@ export interface ProxyConfig {
   controlPlaneSocket: string;
   podNamespace: string;
   podName: string;
+  /** The cluster this pod runs in (Istio's ISTIO_META_CLUSTER_ID, set by the injector): the source_cluster label. */
+  clusterId: string;
   /** Workload label for metrics; default derived from the pod name. */
   workload: string;
   outboundPort: number;
@@ -74,6 +76,7 @@ export interface ProxyConfig {
 export const DEFAULTS: ProxyConfig = {
   controlPlaneSocket: POD_SOCKET,
   podNamespace: '',
+  clusterId: 'Kubernetes',
   podName: '',
   workload: '',
   outboundPort: 15001,
@@ -105,6 +108,7 @@ export interface RawProxyOptions {
   controlPlaneSocket?: string;
   podNamespace?: string;
   podName?: string;
+  clusterId?: string;
   workload?: string;
   outboundPort?: string;
   inboundPort?: string;
@@ -197,6 +201,14 @@ export function parseBusyPoll(field: string, v: string | undefined, dflt: number
   return us;
 }
 
+/** The flag, else Istio's injected ISTIO_META_CLUSTER_ID, else Istio's default "Kubernetes". */
+function clusterIdSetting(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const [field, v] = flag !== undefined ? ['--cluster-id', flag] : ['ISTIO_META_CLUSTER_ID', env.ISTIO_META_CLUSTER_ID];
+  if (v === undefined || v === '') return 'Kubernetes';
+  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v)) throw new FieldError(field, 'must be 1-63 letters, digits, "-", "_" or "."', v);
+  return v;
+}
+
 export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
   const podName = raw.podName ?? env.POD_NAME ?? '';
@@ -206,6 +218,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     controlPlaneSocket: raw.controlPlaneSocket ?? env.WEIR_CONTROL_PLANE_SOCKET ?? DEFAULTS.controlPlaneSocket,
     podNamespace,
     podName,
+    clusterId: clusterIdSetting(raw.clusterId, env),
     workload: raw.workload ?? env.WEIR_WORKLOAD ?? workloadFromPodName(podName),
     outboundPort: port('--outbound-port', raw.outboundPort, DEFAULTS.outboundPort),
     inboundPort: port('--inbound-port', raw.inboundPort, DEFAULTS.inboundPort),

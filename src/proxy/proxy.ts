@@ -75,7 +75,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     const workload = cfg.workload !== 'unknown' && cfg.workload ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
     const namespace = id?.namespace ?? cfg.podNamespace;
     const key = `${workload}/${namespace}`;
-    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels) };
+    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels, cfg.clusterId) };
     return me.meta;
   };
   const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };

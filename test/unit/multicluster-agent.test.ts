@@ -102,3 +102,18 @@ test('preferLocal: local endpoints only while one is ready; remote ones on failo
   assert.deepEqual(ips(), ['10.1.0.1', '10.2.0.1'], 'no ready local endpoint: remote ones take over');
   assert.deepEqual(b.clusterCounts('b'), { services: 1, endpoints: 1 });
 });
+
+test('the cluster id reaches the proxy: the injector writes ISTIO_META_CLUSTER_ID from CLUSTER_ID, the proxy reads it (flag wins)', async () => {
+  const { resolveInjectorConfig } = await import('../../src/injector/options.js');
+  const { proxyContainer } = await import('../../src/injector/sidecar.js');
+  const { resolveProxyConfig } = await import('../../src/proxy/config.js');
+  const opts = { native: true, holdApplication: false, exitWhenAppExits: false, resources: { requests: {}, limits: {} }, appContainers: ['app'] };
+  const env = (c: ReturnType<typeof proxyContainer>) => (c.env ?? []).find((e) => e.name === 'ISTIO_META_CLUSTER_ID')?.value;
+  assert.equal(env(proxyContainer(resolveInjectorConfig({}, { CLUSTER_ID: 'east' }), opts)), 'east');
+  assert.equal(env(proxyContainer(resolveInjectorConfig({}, {}), opts)), undefined, 'unset: nothing injected (goldens unchanged)');
+  assert.throws(() => resolveInjectorConfig({ clusterId: 'a b' }, {}), /--cluster-id/);
+  assert.equal(resolveProxyConfig({}, { ISTIO_META_CLUSTER_ID: 'east' }).clusterId, 'east');
+  assert.equal(resolveProxyConfig({ clusterId: 'west' }, { ISTIO_META_CLUSTER_ID: 'east' }).clusterId, 'west');
+  assert.equal(resolveProxyConfig({}, {}).clusterId, 'Kubernetes');
+  assert.throws(() => resolveProxyConfig({}, { ISTIO_META_CLUSTER_ID: '-bad-' }), /ISTIO_META_CLUSTER_ID/);
+});
