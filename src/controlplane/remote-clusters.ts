@@ -114,6 +114,8 @@ export class RemoteClusters {
   }
 
   async stop(): Promise<void> {
+    // Registered per instance: a stopped instance leaves the name free for the next (the agent restarting this part).
+    if (this.staleGauge) this.opts.metrics?.removeSingleMetric('weir_controlplane_remote_cluster_stale');
     await Promise.all(this.secrets.map((i) => i.stop()));
     await Promise.all([...this.remotes.values()].map((r) => r.source.stop()));
     this.remotes.clear();
