@@ -40,7 +40,7 @@ export interface RemoteClusterStatus {
   lastEventAt?: string;
 }
 
-interface Remote { cluster: string; secret: string; digest: string; source: RegistrySource; synced: boolean; startedAt: number; network?: string }
+interface Remote { cluster: string; secret: string; digest: string; source: RegistrySource; synced: boolean; startedAt: number; network?: string; lastFailureAt: number }
 /** A cluster whose Secret entry cannot be used: reported, never served. */
 interface Broken { cluster: string; secret: string; digest: string; error: string }
 
@@ -136,7 +136,8 @@ export class RemoteClusters {
       const synced = h.length > 0 && h.every((x) => x.synced);
       const lastError = h.map((x) => x.lastError).find(Boolean);
       const heardFrom = last > 0 ? last : r.startedAt;
-      const stale = !synced || now - heardFrom > staleAfter;
+      // A list/watch that failed after the last thing heard: the API is down now (no need to wait out staleAfter).
+      const stale = !synced || now - heardFrom > staleAfter || r.lastFailureAt > last;
       // A rotated entry that broke: the old watches keep serving, the status says why the new one is not used.
       const rotated = this.broken.get(r.cluster)?.error;
       return {
@@ -200,8 +201,11 @@ export class RemoteClusters {
     const old = this.remotes.get(cluster);
     if (old) await old.source.stop();
     this.opts.apply((b) => b.setClusterNetwork(cluster, network));
-    const source = kubeRegistrySource(kc, this.opts.apply, this.opts.logger.child({ cluster }), { cluster, ...(this.opts.watchdogMs !== undefined ? { watchdogMs: this.opts.watchdogMs } : {}) });
-    const remote: Remote = { cluster, secret, digest, source, synced: false, startedAt: Date.now(), ...(network ? { network } : {}) };
+    const remote: Remote = { cluster, secret, digest, source: undefined as unknown as RegistrySource, synced: false, startedAt: Date.now(), lastFailureAt: 0, ...(network ? { network } : {}) };
+    remote.source = kubeRegistrySource(kc, this.opts.apply, this.opts.logger.child({ cluster }), {
+      cluster, onError: () => { remote.lastFailureAt = Date.now(); }, ...(this.opts.watchdogMs !== undefined ? { watchdogMs: this.opts.watchdogMs } : {}),
+    });
+    const source = remote.source;
     this.remotes.set(cluster, remote);
     this.opts.logger.info({ cluster, secret, network, server: kc.getCurrentCluster()?.server }, 'remote cluster added');
     source.start().then(() => { remote.synced = true; this.opts.logger.info({ cluster }, 'remote cluster synced'); }, () => undefined);
