@@ -6,6 +6,7 @@ import { REPAIR_MODES, type RepairMode } from './repair.js';
 import { parseListenAddress } from './metrics.js';
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface AgentConfig {
   nodeName: string;
@@ -135,9 +136,9 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
   const logLevel = str('logLevel', 'info')!;
   const clusterId = str('clusterId', 'Kubernetes')!;
   // Becomes a metric label and an endpoint field: the same shape Istio accepts for cluster names.
-  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(clusterId)) throw new ConfigError('clusterId', 'must be 1-63 letters, digits, "-", "_" or ".", starting and ending alphanumeric', clusterId);
+  if (!isClusterName(clusterId)) throw new ConfigError('clusterId', CLUSTER_NAME_RULE, clusterId);
   const network = str('network');
-  if (network !== undefined && !/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(network)) throw new ConfigError('network', 'must be 1-63 letters, digits, "-", "_" or "."', network);
+  if (network !== undefined && !isClusterName(network)) throw new ConfigError('network', CLUSTER_NAME_RULE, network);
   // Default: the agent's own namespace (the downward API's POD_NAMESPACE), as istiod reads remote Secrets from istio-system.
   const remoteNs = str('remoteSecretNamespace') ?? (env.POD_NAMESPACE || undefined);
   if (remoteNs !== undefined && (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(remoteNs) || remoteNs.length > 63)) throw new ConfigError('remoteSecretNamespace', 'must be a namespace name', remoteNs);

@@ -17,11 +17,10 @@ import { kubeRegistrySource, type RegistrySource } from './kube-source.js';
 import type { RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
 import { NETWORK_LABEL } from './networks.js';
+import { isClusterName } from '../common/cluster-name.js';
 
 export const ISTIO_MULTICLUSTER_LABEL = 'istio/multiCluster';
 export const WEIR_REMOTE_LABEL = 'weir.io/remote-cluster';
-/** Cluster names become endpoint labels and metric labels: keep them tame. */
-const CLUSTER_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
 type Apply = (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void;
 
@@ -162,7 +161,7 @@ export class RemoteClusters {
     const network = s.metadata?.annotations?.[NETWORK_LABEL] || s.metadata?.labels?.[NETWORK_LABEL] || undefined;
     const want = new Map<string, string>();
     for (const [cluster, b64] of Object.entries(s.data ?? {})) {
-      if (!CLUSTER_NAME.test(cluster)) { this.opts.logger.warn({ secret, key: cluster }, 'remote cluster Secret: data key is not a valid cluster name; skipped'); continue; }
+      if (!isClusterName(cluster)) { this.opts.logger.warn({ secret, key: cluster }, 'remote cluster Secret: data key is not a valid cluster name; skipped'); continue; }
       if (cluster === (this.opts.localClusterName || 'local')) { this.opts.logger.warn({ secret, cluster }, 'remote cluster Secret names the local cluster; skipped'); continue; }
       want.set(cluster, Buffer.from(b64, 'base64').toString('utf8'));
     }

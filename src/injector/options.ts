@@ -3,6 +3,7 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from './config.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface RawInjectOptions {
   proxyImage?: string;
@@ -35,7 +36,7 @@ export function resolveInjectorConfig(raw: RawInjectOptions, env: NodeJS.Process
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(revision)) throw new FieldError('--revision', 'must be a label value', revision);
   // The same name the agent takes (CLUSTER_ID, Istio's): one ConfigMap key for both.
   const clusterId = raw.clusterId ?? env.CLUSTER_ID;
-  if (clusterId !== undefined && !/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(clusterId)) throw new FieldError('--cluster-id', 'must be 1-63 letters, digits, "-", "_" or "."', clusterId);
+  if (clusterId !== undefined && !isClusterName(clusterId)) throw new FieldError('--cluster-id', CLUSTER_NAME_RULE, clusterId);
   return {
     ...DEFAULT_INJECTOR_CONFIG,
     ...(clusterId ? { clusterId } : {}),

@@ -3,6 +3,7 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { POD_SOCKET } from '../controlplane/protocol.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface ProxyConfig {
   /** `@name`: abstract socket in this pod's netns (default @weir/proxy, no mount); else a path (legacy host socket). */
@@ -205,7 +206,7 @@ export function parseBusyPoll(field: string, v: string | undefined, dflt: number
 function clusterIdSetting(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const [field, v] = flag !== undefined ? ['--cluster-id', flag] : ['ISTIO_META_CLUSTER_ID', env.ISTIO_META_CLUSTER_ID];
   if (v === undefined || v === '') return 'Kubernetes';
-  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v)) throw new FieldError(field, 'must be 1-63 letters, digits, "-", "_" or "."', v);
+  if (!isClusterName(v)) throw new FieldError(field, CLUSTER_NAME_RULE, v);
   return v;
 }
 
