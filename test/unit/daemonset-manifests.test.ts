@@ -134,6 +134,10 @@ test('remote-cluster Secrets: a Role in the agent\'s namespace only, list/watch 
   assert.equal(ds.metadata.namespace ?? 'weir-system', role.metadata.namespace, 'the agent runs where the Role is');
   const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'weir-agent-config') as unknown as { data: Record<string, string> };
   assert.equal(cm.data.CLUSTER_ID, 'Kubernetes');
+  // The injector takes the same key, so every proxy's ISTIO_META_CLUSTER_ID names the cluster the agent does.
+  const inj = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'weir-injector') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const injEnv = inj.spec.template.spec.containers[0].env as { name: string; valueFrom?: { configMapKeyRef?: { name: string; key: string } } }[];
+  assert.deepEqual(injEnv.find((e) => e.name === 'CLUSTER_ID')?.valueFrom?.configMapKeyRef, { name: 'weir-agent-config', key: 'CLUSTER_ID', optional: true });
 });
 
 test('delete on pods is granted only by the repair-delete component, which also sets the mode', () => {
