@@ -66,8 +66,8 @@ describe('two clusters: DNS and traffic across them through both proxies', { ski
     kind: 'Secret', metadata: { namespace: SECRET_NS, name: 'istio-remote-secret-cluster-b', labels: { 'istio/multiCluster': 'true' }, ...(annotations ? { annotations } : {}) },
     data: { 'cluster-b': Buffer.from(kubeconfigB).toString('base64') },
   });
-  const startMc = (network?: string) => startMulticluster({
-    config: { clusterId: 'cluster-a', remoteSecretNamespace: SECRET_NS, ...(network ? { network } : {}) },
+  const startMc = (network?: string, preferLocalCluster = false) => startMulticluster({
+    config: { clusterId: 'cluster-a', remoteSecretNamespace: SECRET_NS, preferLocalCluster, ...(network ? { network } : {}) },
     kubeConfig: loadKubeConfig(a.writeKubeconfig(join(dir, 'a'))), apply: (ch) => c.cp!.apply(ch), logger, metrics: c.metrics,
     staleAfterMs: 800, watchdogMs: 1000,
   });
@@ -151,6 +151,20 @@ describe('two clusters: DNS and traffic across them through both proxies', { ski
     assert.ok(await c.metric(client, 'istio_tcp_connections_opened_total', { destination_service_name: 'both', destination_cluster: 'cluster-b' }) >= 3);
   });
 
+  test('--prefer-local-cluster: A\'s pod only while it is ready, B\'s on failover', async () => {
+    await mc.close();
+    mc = await startMc(undefined, true);
+    await until('local only', async () => (await dumpEndpoints(client, 'both')).join() === `${aWeb.ip4}:8080`);
+    for (let i = 0; i < 8; i++) assert.equal(await greet('10.96.7.6'), 'hello from a-web');
+    a.put({ ...slice('both', 'both-a', [aWeb]), endpoints: [{ addresses: [aWeb.ip4], conditions: { ready: false }, targetRef: { kind: 'Pod', name: aWeb.name, namespace: NS } }] });
+    await until('failover to B', async () => (await dumpEndpoints(client, 'both')).includes(`${bWeb.ip4}:8080`));
+    assert.equal(await greet('10.96.7.6'), 'hello from b-web');
+    a.put(slice('both', 'both-a', [aWeb]));
+    await mc.close();
+    mc = await startMc();
+    await until('all clusters again', async () => (await dumpEndpoints(client, 'both')).length === 2);
+  });
+
   test('removing B\'s Secret removes B\'s names and endpoints from the proxies within a second', async () => {
     assert.deepEqual(await dumpEndpoints(client, 'both'), [`${aWeb.ip4}:8080`, `${bWeb.ip4}:8080`].sort());
     const t0 = Date.now();
@@ -161,6 +175,7 @@ describe('two clusters: DNS and traffic across them through both proxies', { ski
     assert.ok(took < 1000, `${took} ms`);
     const d = JSON.parse((await c.httpGet(client, 15000, '/config_dump')).body) as unknown;
     assert.doesNotMatch(JSON.stringify(d), /b-only/);
+    assert.deepEqual(dig('A', `b-only.${NS}.svc.cluster.local`), [], 'the DNS proxy no longer answers the name');
     for (let i = 0; i < 6; i++) assert.equal(await greet('10.96.7.6'), 'hello from a-web');
     assert.deepEqual(mc.remotes(), []);
     // Back, for the tests below.
@@ -190,7 +205,8 @@ describe('two clusters: DNS and traffic across them through both proxies', { ski
     await b.stop();
     a.put(service('a-new', ['10.96.7.9']));
     a.put(slice('a-new', 'a-new-1', [aWeb]));
-    await until('a-new resolvable in the client pod', () => dig('A', `a-new.${NS}.svc.cluster.local`)[0] === '10.96.7.9');
+    await until('a-new in the client proxy', async () => (await dumpEndpoints(client, 'a-new')).length === 1);
+    assert.deepEqual(dig('A', `a-new.${NS}.svc.cluster.local`), ['10.96.7.9']);
     assert.equal(await greet('10.96.7.9'), 'hello from a-web');
     const { value: st } = await until('B flagged stale', () => mc.remotes().find((r) => r.cluster === 'cluster-b' && r.state === 'stale'), 8000);
     assert.equal(st.services >= 2, true, JSON.stringify(st));
