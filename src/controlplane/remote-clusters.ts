@@ -180,6 +180,8 @@ export class RemoteClusters {
   }
 
   private onSecretGone(secret: string): void {
+    // Labelled both ways and only one label removed: the other watch still has it, so its clusters stay.
+    if (this.secrets.some((i) => i.get(this.opts.namespace, secret))) return;
     for (const c of this.clustersOf(secret)) void this.removeCluster(c);
   }
 

@@ -130,3 +130,28 @@ test('a malformed kubeconfig beside a good one: that cluster is skipped with an 
     await b2.stop();
   }
 });
+
+test('a Secret labelled both ways keeps its clusters when one label goes, and loses them when the other does', async () => {
+  const b3 = await TestApiServer.start({ bookmarkIntervalMs: 200 });
+  b3.put(service('ns', 'dual', '10.40.0.5'));
+  const builder = new RegistryBuilder();
+  const apply = (change: (x: RegistryBuilder) => RegistryDelta | undefined): void => { change(builder); };
+  const remotes = new RemoteClusters({ kubeConfig: loadKubeConfig(a.writeKubeconfig(join(dir, 'a3'))), namespace: 'weir-dual', apply, logger, watchdogMs: 1000 });
+  const data = { dual: Buffer.from(readFileSync(b3.writeKubeconfig(join(dir, 'b3')), 'utf8')).toString('base64') };
+  const secret = (labels: Record<string, string>) => ({ kind: 'Secret', metadata: { namespace: 'weir-dual', name: 'both-labels', labels }, data });
+  try {
+    await remotes.start();
+    a.put(secret({ 'istio/multiCluster': 'true', 'weir.io/remote-cluster': 'true' }));
+    await until('dual synced', () => builder.snapshot().services.has('ns/dual'));
+    a.put(secret({ 'weir.io/remote-cluster': 'true' }));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(builder.snapshot().services.has('ns/dual'), 'still labelled weir.io/remote-cluster: kept');
+    assert.deepEqual(remotes.status().map((s) => s.cluster), ['dual']);
+    a.put(secret({}));
+    await until('dual gone', () => !builder.snapshot().services.has('ns/dual'), 1000);
+    assert.deepEqual(remotes.status(), []);
+  } finally {
+    await remotes.stop();
+    await b3.stop();
+  }
+});
