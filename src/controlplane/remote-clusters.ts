@@ -203,7 +203,9 @@ export class RemoteClusters {
     if (old) await old.source.stop();
     this.opts.apply((b) => b.setClusterNetwork(cluster, network));
     const remote: Remote = { cluster, secret, digest, source: undefined as unknown as RegistrySource, synced: false, startedAt: Date.now(), lastFailureAt: 0, ...(network ? { network } : {}) };
-    remote.source = kubeRegistrySource(kc, this.opts.apply, this.opts.logger.child({ cluster }), {
+    // Only the current remote of this name writes: a stopping source's late events (removal, rotation) never land.
+    const apply: Apply = (change) => { if (this.remotes.get(cluster) === remote) this.opts.apply(change); };
+    remote.source = kubeRegistrySource(kc, apply, this.opts.logger.child({ cluster }), {
       cluster, onError: () => { remote.lastFailureAt = Date.now(); }, ...(this.opts.watchdogMs !== undefined ? { watchdogMs: this.opts.watchdogMs } : {}),
     });
     const source = remote.source;
@@ -217,8 +219,9 @@ export class RemoteClusters {
     const r = this.remotes.get(cluster);
     if (!r) return;
     this.remotes.delete(cluster);
-    await r.source.stop();
+    // At once, before the watches are stopped: a re-add under the same name (its Secret back) must not lose its data to this.
     this.opts.apply((b) => b.deleteCluster(cluster));
     this.opts.logger.info({ cluster, secret: r.secret }, 'remote cluster removed');
+    await r.source.stop();
   }
 }
