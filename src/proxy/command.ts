@@ -18,6 +18,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--control-plane-socket <@name|path>', 'node agent socket: @name = abstract socket in this pod\'s netns, else a path to the legacy host socket (env WEIR_CONTROL_PLANE_SOCKET)', '@weir/proxy'))
     .addOption(new Option('--pod-namespace <ns>', 'this pod\'s namespace (env POD_NAMESPACE)'))
     .addOption(new Option('--pod-name <name>', 'this pod\'s name (env POD_NAME)'))
+    .addOption(new Option('--cluster-id <name>', 'the cluster this pod runs in, for source_cluster/destination_cluster (env ISTIO_META_CLUSTER_ID; default Kubernetes)'))
     .addOption(new Option('--workload <name>', 'workload label for metrics (default: from the pod name)'))
     .addOption(optionWithDefault('--outbound-port <port>', 'outbound capture listener', '15001'))
     .addOption(optionWithDefault('--inbound-port <port>', 'inbound capture listener', '15006'))

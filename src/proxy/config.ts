@@ -3,12 +3,15 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { POD_SOCKET } from '../controlplane/protocol.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface ProxyConfig {
   /** `@name`: abstract socket in this pod's netns (default @weir/proxy, no mount); else a path (legacy host socket). */
   controlPlaneSocket: string;
   podNamespace: string;
   podName: string;
+  /** The cluster this pod runs in (Istio's ISTIO_META_CLUSTER_ID, set by the injector): the source_cluster label. */
+  clusterId: string;
   /** Workload label for metrics; default derived from the pod name. */
   workload: string;
   outboundPort: number;
@@ -76,6 +79,7 @@ export interface ProxyConfig {
 export const DEFAULTS: ProxyConfig = {
   controlPlaneSocket: POD_SOCKET,
   podNamespace: '',
+  clusterId: 'Kubernetes',
   podName: '',
   workload: '',
   outboundPort: 15001,
@@ -108,6 +112,7 @@ export interface RawProxyOptions {
   controlPlaneSocket?: string;
   podNamespace?: string;
   podName?: string;
+  clusterId?: string;
   workload?: string;
   outboundPort?: string;
   inboundPort?: string;
@@ -201,6 +206,14 @@ export function parseBusyPoll(field: string, v: string | undefined, dflt: number
   return us;
 }
 
+/** The flag, else Istio's injected ISTIO_META_CLUSTER_ID, else Istio's default "Kubernetes". */
+function clusterIdSetting(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const [field, v] = flag !== undefined ? ['--cluster-id', flag] : ['ISTIO_META_CLUSTER_ID', env.ISTIO_META_CLUSTER_ID];
+  if (v === undefined || v === '') return 'Kubernetes';
+  if (!isClusterName(v)) throw new FieldError(field, CLUSTER_NAME_RULE, v);
+  return v;
+}
+
 export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
   const podName = raw.podName ?? env.POD_NAME ?? '';
@@ -210,6 +223,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     controlPlaneSocket: raw.controlPlaneSocket ?? env.WEIR_CONTROL_PLANE_SOCKET ?? DEFAULTS.controlPlaneSocket,
     podNamespace,
     podName,
+    clusterId: clusterIdSetting(raw.clusterId, env),
     workload: raw.workload ?? env.WEIR_WORKLOAD ?? workloadFromPodName(podName),
     outboundPort: port('--outbound-port', raw.outboundPort, DEFAULTS.outboundPort),
     inboundPort: port('--inbound-port', raw.inboundPort, DEFAULTS.inboundPort),

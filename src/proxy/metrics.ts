@@ -75,8 +75,10 @@ export function setPeerLabels(l: IstioTcpLabels, side: 'source' | 'destination',
   if (side === 'source') {
     l.source_workload = m.workload; l.source_workload_namespace = m.namespace; l.source_app = m.app; l.source_version = m.version;
     l.source_canonical_service = m.canonicalService; l.source_canonical_revision = m.canonicalRevision;
+    if (m.cluster) l.source_cluster = m.cluster;
   } else {
     l.destination_workload = m.workload; l.destination_workload_namespace = m.namespace; l.destination_app = m.app; l.destination_version = m.version;
     l.destination_canonical_service = m.canonicalService; l.destination_canonical_revision = m.canonicalRevision;
+    if (m.cluster) l.destination_cluster = m.cluster;
   }
 }

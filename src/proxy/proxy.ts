@@ -78,7 +78,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
     const workload = cfg.workload !== 'unknown' && cfg.workload ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
     const namespace = id?.namespace ?? cfg.podNamespace;
     const key = `${workload}/${namespace}`;
-    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels) };
+    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels, cfg.clusterId) };
     return me.meta;
   };
   // Compiled Istio config: the static file now; control-plane v2 pushes replace it as they arrive.

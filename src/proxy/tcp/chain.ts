@@ -75,7 +75,7 @@ export class TcpChain {
       this.d.counters.passthrough++;
       labels.destination_service_name = 'PassthroughCluster';
       const pod = routes.podByIp(dst.ip);
-      if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace));
+      if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace, {}, pod.cluster ?? this.d.config.clusterId));
       return this.connectAndRelay(conn, [{ ip: dst.ip, port: dst.port }], labels, 'PassthroughCluster');
     }
     this.d.counters.routed++;
@@ -151,7 +151,7 @@ export class TcpChain {
     const svc = routes.serviceForInbound(dst.ip, dst.port);
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
-    if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
+    if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace, {}, src.cluster ?? this.d.config.clusterId));
     if (conn.tproxied) {
       // The app sees the real client: connect to the original destination
       // (the pod IP) from the client's own address (see transparent.ts).
@@ -207,6 +207,8 @@ export class TcpChain {
       if (direction === 'outbound' && t.endpoint?.podName) {
         setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
       }
+      // The registry names remote endpoints' clusters (a gateway standing in for them too); unnamed = this proxy's own.
+      if (direction === 'outbound' && t.endpoint) labels.destination_cluster = t.endpoint.cluster ?? cfg.clusterId;
       const upLocal = up.localAddress ? hostPort(canonicalIp(up.localAddress), up.localPort ?? 0) : undefined;
       const handle = this.pump === 'splice' ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
       const reported = { request: 0, response: 0 };
