@@ -106,9 +106,9 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     // Every pod gets the default backend unless its weir.io/backend annotation names another.
     const backend = over.backend ?? selectingBackend(config.backend, {
       lockDir: join(config.runDir, 'locks'),
-      ebpfFallback: config.ebpfFallback,
-      ebpf: { pinDir: config.bpfPinDir, ...(config.ebpfCgroup ? { cgroup: config.ebpfCgroup } : {}) },
-      onEbpfFallback: (reason) => logger.error({ reason, fallback: config.ebpfFallback }, 'ebpf capture unavailable'),
+      ebpfFallback: config.ebpfFallback ?? 'nftables',
+      ebpf: { ...(config.bpfPinDir ? { pinDir: config.bpfPinDir } : {}), ...(config.ebpfCgroup ? { cgroup: config.ebpfCgroup } : {}) },
+      onEbpfFallback: (reason) => logger.error({ reason, fallback: config.ebpfFallback ?? 'nftables' }, 'ebpf capture unavailable'),
     });
     const planner = (pod: Pod) => buildPlan(pod);
     const status = new StatusWriter({ kubeConfig, nodeName: config.nodeName, logger, lookup: (ns, n) => pods.get(ns, n) });

@@ -21,10 +21,10 @@ export interface AgentConfig {
   install: boolean;
   runDir: string;
   backend: BackendName;
-  /** ebpf pods when the programs cannot be loaded: program them with nftables, or fail closed (ADD fails, the pod does not start). */
-  ebpfFallback: EbpfFallback;
-  /** ebpf: bpffs directory for weir's pinned programs and maps. */
-  bpfPinDir: string;
+  /** ebpf pods when the programs cannot be loaded: program them with nftables (default), or fail closed (ADD fails, the pod does not start). */
+  ebpfFallback?: EbpfFallback;
+  /** ebpf: bpffs directory for weir's pinned programs and maps (default /sys/fs/bpf/weir). */
+  bpfPinDir?: string;
   /** ebpf: the HOST's cgroup2 root the programs attach to (in a container, a hostPath of it); undefined = this process's cgroup2 mount. */
   ebpfCgroup?: string;
   repairMode: RepairMode;
