@@ -103,6 +103,21 @@ for (const proto of ['h1', 'h2'] as const) {
   });
 }
 
+test('HTTP/2 clients that die while their responses are stalled do not wedge the shared upstream connection: other requests keep flowing', { skip, timeout: 90_000 }, async () => {
+  const pids = [client.proxy!.pid!, srv[0].proxy!.pid!];
+  // More stalled streams than the upstream connection window holds (8 × ≥1 MiB), then their clients vanish.
+  const abandoned = await Promise.all(Array.from({ length: 9 }, () => run(client, process.execPath, [SLOW_READER, 'h2', WEB, '80', String(64 << 20), srv[0].ip4, '8080', pids.join(','), 'abandon'], 60_000)));
+  for (const r of abandoned) assert.equal(r.code, 0, r.stdout + r.stderr);
+  // And clients that vanish the moment the response headers arrive, before reading anything.
+  for (let i = 0; i < 3; i++) await run(client, process.execPath, [SLOW_READER, 'h2', WEB, '80', String(192 << 20), srv[0].ip4, '8080', pids.join(','), 'die-at-response'], 30_000);
+  for (let i = 0; i < 5; i++) {
+    const r = await curl(client, ['-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${WEB}/after-abandon-${i}`]);
+    assert.equal(r.stdout, '200', `request ${i} after the abandoned streams: ${r.stderr}`);
+  }
+  const h2 = await curl(client, ['--http2-prior-knowledge', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${WEB}/after-abandon-h2`]);
+  assert.equal(h2.stdout, '200', h2.stderr);
+});
+
 test('HTTP/2 rapid reset (CVE-2023-44487): 3000 HEADERS+RST_STREAM → GOAWAY(ENHANCE_YOUR_CALM), and the upstream app sees almost none of them', { skip, timeout: 60_000 }, async () => {
   const count = async () => (JSON.parse((await curl(client, [`http://${WEB}/rr-count`])).stdout) as { rr: number }).rr;
   const before = await count();
