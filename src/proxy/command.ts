@@ -39,6 +39,8 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--protocol-detection-timeout <duration>', 'outbound: a client silent this long on a port that declares no protocol is treated as TCP', '100ms'))
     .addOption(optionWithDefault('--inbound-protocol-detection-timeout <duration>', 'the same for inbound connections', '100ms'))
     .addOption(optionWithDefault('--http-retries <n>', 'outbound retries per HTTP request (connect failure, refused stream, 503, gRPC unavailable/cancelled)', '2'))
+    .addOption(new Option('--zipkin-address <host:port>', 'export spans (Zipkin v2 JSON) to this collector (else PROXY_CONFIG tracing.zipkin.address; none: headers propagated, no spans)'))
+    .addOption(new Option('--trace-sampling <percent>', 'share of new traces sampled, 0-100 (else PROXY_CONFIG tracing.sampling; Istio\'s default 1)'))
     .addOption(optionWithDefault('--pod-labels <file>', 'downward-API labels file (app, version, canonical names) (env WEIR_POD_LABELS_FILE)', '/etc/istio/pod/labels'))
     .action(async (opts: RawProxyOptions) => {
       let cfg;

@@ -3,6 +3,7 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { POD_SOCKET } from '../controlplane/protocol.js';
+import { DEFAULT_SAMPLING_PERCENT, resolveTracing, type TracingConfig } from './telemetry/tracing/config.js';
 
 export interface ProxyConfig {
   /** `@name`: abstract socket in this pod's netns (default @weir/proxy, no mount); else a path (legacy host socket). */
@@ -69,6 +70,8 @@ export interface ProxyConfig {
   interceptionMode: 'REDIRECT' | 'TPROXY';
   /** The mark the TPROXY rules and the policy route use (Istio: 1337). */
   tproxyMark: number;
+  /** Zipkin span export and sampling (telemetry/tracing/config.ts). */
+  tracing: TracingConfig;
 }
 
 export const DEFAULTS: ProxyConfig = {
@@ -98,6 +101,7 @@ export const DEFAULTS: ProxyConfig = {
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
+  tracing: { samplingPercent: DEFAULT_SAMPLING_PERCENT },
 };
 
 /** Flags as commander hands them over (strings), plus the environment. */
@@ -129,6 +133,8 @@ export interface RawProxyOptions {
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
+  zipkinAddress?: string;
+  traceSampling?: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -229,6 +235,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
     interceptionMode: interceptionMode(raw.interceptionMode, env),
+    tracing: resolveTracing(raw, env),
   };
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;
   for (let i = 0; i < ports.length; i++) {

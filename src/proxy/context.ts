@@ -10,6 +10,7 @@ import type { OriginalDst } from './original-dst.js';
 import type { Detection } from './protocol/sniff.js';
 import type { RouteTable } from './routing.js';
 import type { AccessLog } from './telemetry/access-log.js';
+import type { Tracer } from './telemetry/tracing/tracer.js';
 import type { WorkloadMeta } from './telemetry/workload.js';
 
 export type Direction = 'outbound' | 'inbound';
@@ -29,6 +30,8 @@ export interface ProxyDeps {
   /** This pod's workload, for the local side of every metric. */
   identity(): WorkloadMeta;
   counters: Counters;
+  /** Trace context propagation and (with a collector) span export. */
+  tracer?: Tracer;
 }
 
 /** One accepted connection, as the listener hands it on. */

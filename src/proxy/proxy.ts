@@ -18,6 +18,7 @@ import { HostRoutes } from './host-routes.js';
 import { HttpConnectionManager } from './http/connection-manager.js';
 import { Listeners } from './listener.js';
 import { ProxyMetrics } from './metrics.js';
+import { Tracer } from './telemetry/tracing/tracer.js';
 import { loadNativeOriginalDst } from './original-dst.js';
 import { selectChain } from './protocol/select.js';
 import { RegistryClient } from './registry-client.js';
@@ -81,6 +82,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
   const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };
   const deps: ProxyDeps = {
     config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog),
+    tracer: new Tracer(cfg.tracing, identity, metrics.registry, logger),
     routes: () => table,
     hosts: () => {
       const ns = identity().namespace;
@@ -155,6 +157,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       http.drain();
       const { remaining } = await listeners.drain(cfg.drainTimeoutMs);
       client.stop();
+      await deps.tracer?.close();
       await dns?.close();
       await status?.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));

@@ -48,6 +48,7 @@ export class HttpRouter {
     const path = req.url ?? '/';
     const info = { method, path, protocol: downstream === 'h2' ? 'HTTP/2' : `HTTP/${req.httpVersion}`, authority, headers: { ...h, 'x-request-id': headers['x-request-id'] }, grpc };
     const tel = new RequestTelemetry(d, conn, info);
+    tel.span = d.tracer?.start(h, headers);
     const fromPeer = conn.direction === 'inbound' ? decodePeer(h[PEER_HEADER]) : undefined;
     tel.peer(fromPeer);
     const route = decideRoute(d, conn, authority, downstream, grpc, fromPeer ? first(h[PROTOCOL_HEADER]) : undefined, (t) => this.pools.h2Refused(t));
