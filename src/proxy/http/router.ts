@@ -39,7 +39,10 @@ export class HttpRouter {
     // HTTP/2: let the rest of this read's frames be processed first, so a stream the client resets in the
     // same batch (rapid reset) is gone before any upstream work starts for it.
     if (downstream === 'h2') await new Promise<void>((r) => setImmediate(r));
-    if (res.destroyed || req.destroyed) return;
+    // A reset stream shows on the HTTP/2 stream itself (the compat request/response objects may not say so),
+    // and its 'close' has fired already: a request let through here would never learn its client left.
+    const h2stream = downstream === 'h2' ? (res as Http2ServerResponse).stream : undefined;
+    if (res.destroyed || req.destroyed || h2stream?.destroyed || h2stream?.closed) return;
     const h = req.headers;
     const authority = first(h[':authority']) ?? first(h.host);
     const grpc = /^application\/grpc/i.test(first(h['content-type']) ?? '');
@@ -110,6 +113,12 @@ export class HttpRouter {
         return;
       }
       const ex = current!;
+      if (downGone) {
+        // The client left while the response headers were on their way (a reset racing the answer):
+        // its 'close' has fired already, so nothing would ever end the relay below.
+        ex.abort(); resp.body.destroy(); release(); body.detach();
+        tel.flags = 'DC'; finish(); return;
+      }
       tel.upstreamServiceMs = performance.now() - t1;
       tel.upstreamLocal = ex.localAddress();
       const gs = grpc ? first(resp.headers['grpc-status']) : undefined;
