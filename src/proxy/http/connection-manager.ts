@@ -54,7 +54,14 @@ export class HttpConnectionManager {
     this.open.add(tracked);
     return new Promise<void>((resolve) => {
       sock.once('close', () => { this.open.delete(tracked); resolve(); });
-      if (proto === 'h2') this.h2.emit('connection', sock);
+      if (proto === 'h2') {
+        // The listener's sockets are half-open capable (the TCP chain needs that), so a client's FIN
+        // alone would leave the session up: an HTTP/2 client that closes its side is gone (h2 has no
+        // half-closed connections; Envoy closes on it too), and a stalled stream would never learn
+        // it — its relay and upstream stream would live on.
+        sock.once('end', () => sock.destroy());
+        this.h2.emit('connection', sock);
+      }
       else { this.h1.emit('connection', sock); sock.resume(); }
     });
   }
