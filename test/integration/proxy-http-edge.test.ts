@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { skipUnlessRoot } from '../support/netns.js';
 import { Cluster, service, slice, waitForLine, type Pod } from './proxy-harness.js';
-import { accessLines, curl, RAPID_RESET, REPO_DIR, run, waitFor, useFreshProxyBundle } from './proxy-http-harness.js';
+import { accessLines, curl, RAPID_RESET, REPO_DIR, run, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
 const WEB = '10.96.56.10';
@@ -36,7 +36,6 @@ async function startEdgeApp(pod: Pod): Promise<void> {
 before(async () => {
   if (skip) return;
   c = new Cluster();
-  await useFreshProxyBundle(c);
   await c.startControlPlane();
   client = await c.addPod('client', 'shop');
   srv = [await c.addPod('edge-1', 'shop'), await c.addPod('edge-2', 'shop')];

@@ -16,7 +16,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { skipUnlessRoot } from '../support/netns.js';
 import { Cluster, service, slice, waitForLine, type Pod } from './proxy-harness.js';
-import { accessLines, curl, REPO_DIR, waitFor, useFreshProxyBundle } from './proxy-http-harness.js';
+import { accessLines, curl, REPO_DIR, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
 const VIP = '10.96.58.10';
@@ -76,7 +76,6 @@ http {
 before(async () => {
   if (skip) return;
   c = new Cluster();
-  await useFreshProxyBundle(c);
   await c.startControlPlane();
   ingress = await c.addPod('ingress-nginx-controller-7d9c5b6f4-abcde', 'ingress-nginx');
   pods = [await c.addPod('myservice-1', 'myns'), await c.addPod('myservice-2', 'myns'), await c.addPod('myservice-3', 'myns')];

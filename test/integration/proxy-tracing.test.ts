@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { skipUnlessRoot } from '../support/netns.js';
 import { Cluster, service, slice, waitForLine, type Pod } from './proxy-harness.js';
-import { curl, REPO_DIR, waitFor, useFreshProxyBundle } from './proxy-http-harness.js';
+import { curl, REPO_DIR, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
 const WEB = '10.96.57.10';
@@ -40,7 +40,6 @@ const spansOf = (requestId: string) => spans().filter((s) => s.tags['guid:x-requ
 before(async () => {
   if (skip) return;
   c = new Cluster();
-  await useFreshProxyBundle(c);
   await c.startControlPlane();
   client = await c.addPod('client', 'shop');
   srv = await c.addPod('web-1', 'shop');
