@@ -14,7 +14,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -22,7 +21,7 @@ import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
 import { APP_IMAGE, NGINX_IMAGE, buildImage, nginxImageSpec } from '../../support/images.js';
 import { startRuntimeNode, type RuntimeNode } from './fixture.js';
-import { proxySidecar, waitFor, accessEntries } from './pods.js';
+import { proxySidecar, waitFor, accessEntries, httpGet } from './pods.js';
 import { AgentProcess, WEIR_CNI } from './agent-process.js';
 
 const skip = skipUnlessRoot()
@@ -67,18 +66,8 @@ http {
 `;
 }
 
-function get(url: string, host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: { host }, timeout: 5000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timeout`)));
-    req.on('error', reject);
-  });
-}
+/** A request with its own Host header, on a connection of its own (nginx is the one keeping connections here). */
+const get = (url: string, host: string) => httpGet(url, 5000, { host });
 
 function declare(spec: PodSpec): PodSpec {
   spec.uid = randomUUID();
