@@ -110,10 +110,11 @@ export class Cluster {
     return pod;
   }
 
-  async startControlPlane(): Promise<ControlPlane> {
+  /** `kubeConfig`: feed the registry from that API server (as the agent does); default an empty registry the test drives. */
+  async startControlPlane(opts: { kubeConfig?: KubeConfig } = {}): Promise<ControlPlane> {
     const byInode = () => new Map(this.pods.map((p) => [netnsInode(p.ns.path), p]));
     this.cp = await startControlPlane({
-      kubeConfig: new KubeConfig(),
+      kubeConfig: opts.kubeConfig ?? new KubeConfig(),
       socketPath: this.socketPath,
       logger: pino({ level: process.env.WX_LOG ?? 'silent' }),
       metrics: this.metrics,
@@ -125,7 +126,7 @@ export class Cluster {
         const p = byInode().get(ino);
         return p ? { namespace: p.namespace, name: p.name, uid: `uid-${p.name}`, ips: [p.ip4, p.ip6] } : undefined;
       },
-      source: () => ({ start: async () => {}, stop: async () => {} }),
+      ...(opts.kubeConfig ? {} : { source: () => ({ start: async () => {}, stop: async () => {} }) }),
     });
     return this.cp;
   }
