@@ -70,6 +70,8 @@ export interface RegistryBuilderOptions {
   clusterDomain?: string;
   /** How many past changes to keep for resumable deltas. */
   historyLimit?: number;
+  /** Per-endpoint pod metadata (labels, serviceAccount, tlsMode) by pod namespace/name; merged into each endpoint. */
+  endpointMeta?: (namespace: string, podName: string) => Pick<RegistryEndpoint, 'labels' | 'serviceAccount' | 'tlsMode'> | undefined;
 }
 
 /** The local cluster's name inside the builder; remote clusters use their configured names. */
@@ -142,7 +144,9 @@ export class RegistryBuilder {
   constructor(opts: RegistryBuilderOptions = {}) {
     this.clusterDomain = opts.clusterDomain ?? 'cluster.local';
     this.historyLimit = opts.historyLimit ?? 4096;
+    this.endpointMeta = opts.endpointMeta;
   }
+  private readonly endpointMeta: RegistryBuilderOptions['endpointMeta'];
 
   currentVersion(): number {
     return this.version;
@@ -274,7 +278,11 @@ export class RegistryBuilder {
       for (const [cluster, c] of this.clusters) {
         // A cluster's slices count only where that cluster has the Service too (namespace sameness needs both).
         if (!c.services.has(key)) continue;
-        for (const ep of mergeSlices(c.slices.get(key)?.values() ?? [])) endpoints.push(cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster });
+        for (const ep of mergeSlices(c.slices.get(key)?.values() ?? [])) {
+          const meta = ep.podName && this.endpointMeta?.(ep.podNamespace ?? namespace, ep.podName);
+          if (meta) Object.assign(ep, meta);
+          endpoints.push(cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster });
+        }
       }
     }
     const out: RegistryService = { namespace, name, kind, clusterIPs, ports, endpoints };
