@@ -44,6 +44,8 @@ export interface WelcomeMsg {
   epoch: string;
   /** Who the agent decided the peer is (docs/proxy-protocol.md, "Trust model"). */
   identity: PodIdentity;
+  /** This agent answers `csr` (it forwards to a weir CA). Absent: never send one (older agents close on unknown types). */
+  certificates?: boolean;
 }
 
 export interface RefusedMsg { type: 'refused'; reason: string }

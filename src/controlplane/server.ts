@@ -216,7 +216,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     if (claimed && ((claimed.namespace && claimed.namespace !== identity.namespace) || (claimed.name && claimed.name !== identity.name))) {
       log.warn({ via: found.via, pid: found.pid || undefined, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
     }
-    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
+    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity }, ...(deps.onCsr ? { certificates: true } : {}) });
     m.connected.set([...sessions].filter((x) => x.identity).length);
     // Resume: the proxy already holds version N from this epoch → only the delta.
     if (hello.resume && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {

@@ -26,6 +26,7 @@ import { TcpChain } from './tcp/chain.js';
 import { AccessLog } from './telemetry/access-log.js';
 import { readPodLabels, workloadMeta, type WorkloadMeta } from './telemetry/workload.js';
 import { clustersView, configDumpView } from './views.js';
+import { startMesh } from './mtls/start.js';
 
 export interface RunningProxy {
   registry: RegistryView;
@@ -88,12 +89,17 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       return hosts;
     },
   };
+  // Mesh mTLS: a workload certificate through the agent, the inbound gate, outbound auto mTLS, authorization.
+  const mesh = cfg.mtls === 'off' ? undefined : startMesh(cfg, client, labels, logger, metrics.registry, () => identity().namespace);
+  deps.mesh = mesh?.hooks;
   let draining = false;
   let listeners!: Listeners;
   const open = new Set<import('./context.js').Tracked>();
   const tcp = new TcpChain(deps, open);
   const http = new HttpConnectionManager(deps, open);
-  listeners = new Listeners(deps, open, async (conn) => {
+  listeners = new Listeners(deps, open, async (accepted) => {
+    const conn = accepted.direction === 'inbound' && deps.mesh ? await deps.mesh.inbound(accepted) : accepted;
+    if (!conn) return; // refused by PeerAuthentication, or a failed mTLS handshake
     const chain = await selectChain(deps, conn);
     const late = chain === 'tcp' ? await tcp.handle(conn) : chain;
     if (late !== 'done') await http.handle(conn, late);
@@ -106,6 +112,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
 
   const ready = () => {
     if (draining) return { ready: false, reason: 'draining' };
+    const certWait = mesh?.waitingForCertificate();
+    if (certWait) return { ready: false, reason: certWait };
     if (client.current()) return { ready: true, reason: `registry version ${client.current()!.version}` };
     // Traffic passes through meanwhile, so a missing agent must not keep the pod unready forever.
     if (Date.now() - startedAt >= cfg.readyWithoutAgentMs) return { ready: true, reason: 'no registry from the agent yet; passing traffic through' };
@@ -126,6 +134,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
         agent: l7.agent, registry: l7.registry,
         bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
         originalDst: pumpVia,
+        mesh: mesh?.dump(),
       };
     },
     logging: (level) => {
@@ -155,6 +164,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       http.drain();
       const { remaining } = await listeners.drain(cfg.drainTimeoutMs);
       client.stop();
+      mesh?.identity.close();
       await dns?.close();
       await status?.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));

@@ -82,6 +82,8 @@ export class TcpChain {
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
     if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
+    this.d.mesh?.labels(labels, conn);
+    if (this.d.mesh && !this.d.mesh.authorizeTcp(conn)) return 'done'; // AuthorizationPolicy: the connection is closed
     if (conn.tproxied) {
       // The app sees the real client: connect to the original destination
       // (the pod IP) from the client's own address (see transparent.ts).
@@ -118,6 +120,8 @@ export class TcpChain {
       let up: Socket;
       try {
         up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress }));
+        // Auto mTLS to a mesh endpoint (src/proxy/mtls/outbound.ts); a failed handshake counts as a failed connect.
+        if (direction === 'outbound' && this.d.mesh) up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp');
       } catch (err) {
         release();
         lastErr = err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err));
@@ -137,7 +141,10 @@ export class TcpChain {
         setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
       }
       const upLocal = up.localAddress ? hostPort(canonicalIp(up.localAddress), up.localPort ?? 0) : undefined;
-      const handle = this.pump === 'splice' ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
+      if (direction === 'outbound') this.d.mesh?.labels(labels, conn, up);
+      // TLS sockets have no file descriptor to splice (kernel TLS would give them one: docs/architecture.md, "Mesh mTLS").
+      const encrypted = (down as { encrypted?: boolean }).encrypted || (up as { encrypted?: boolean }).encrypted;
+      const handle = this.pump === 'splice' && !encrypted ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
       const reported = { request: 0, response: 0 };
       const tracked: Tracked = { abort: () => handle.abort(), report: () => this.report(handle, labels, reported) };
       this.open.add(tracked);
