@@ -7,7 +7,9 @@
 //     (PERMISSIVE), refused under STRICT (it is not mesh-authenticated).
 //   Anything else (plaintext) → PERMISSIVE/DISABLE: admitted; STRICT: refused.
 // DISABLE never terminates: mesh TLS goes to the app as is, like Istio.
-import { TLSSocket } from 'node:tls';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { WorkloadIdentity } from '../../mtls/workload-identity.js';
 import type { Logger } from '../../common/log.js';
 import { peerSpiffeId } from '../../mtls/spiffe.js';
 import type { Conn } from '../context.js';
@@ -48,15 +50,8 @@ export async function inboundGate(g: InboundGateDeps, conn: Conn): Promise<Conn 
   const wi = g.identity.current();
   if (!wi) return refuse('no_certificate', 'mesh mTLS offered but this proxy has no workload certificate yet');
   const down = conn.down;
-  const sock = new TLSSocket(down, { isServer: true, secureContext: wi.secureContext(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: MESH_ALPN_SERVER });
-  const ok = await new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => { sock.destroy(); resolve(false); }, g.handshakeTimeoutMs);
-    sock.once('secure', () => { clearTimeout(t); resolve(true); });
-    sock.once('error', (e) => { clearTimeout(t); g.logger.debug({ err: e.message, downstream: conn.peer }, 'inbound mTLS handshake failed'); resolve(false); });
-    sock.once('close', () => { clearTimeout(t); resolve(false); });
-  });
-  if (!ok || !sock.authorized) {
-    if (!sock.destroyed) sock.destroy();
+  const sock = await terminator(g, wi).terminate(down);
+  if (!sock) {
     if (!down.destroyed) down.resetAndDestroy();
     g.security.inbound.inc({ mode, outcome: 'handshake_failed' });
     return undefined;
@@ -71,4 +66,56 @@ export async function inboundGate(g: InboundGateDeps, conn: Conn): Promise<Conn 
   // The TLS socket is born flowing-capable; the chains expect a paused socket (as accepted with pauseOnConnect).
   sock.pause();
   return { ...conn, down: sock as unknown as Conn['down'], mesh: { peer: id.uri, local: g.identity.spiffeId ?? '', alpn: String(sock.alpnProtocol || '') } };
+}
+
+/**
+ * Server-side TLS through a (never listening) tls.Server: it owns client
+ * certificate verification (the verify result of the handshake, which a bare
+ * TLSSocket does not expose) and swaps its context when the workload
+ * certificate rotates, for new handshakes only.
+ */
+class Terminator {
+  private serial = '';
+  private readonly server: Server;
+  private readonly waiting = new Map<string, (s: TLSSocket | undefined) => void>();
+
+  constructor(private readonly wi: WorkloadIdentity, handshakeTimeoutMs: number, private readonly logger: Logger) {
+    this.server = createServer({ ...wi.serverOptions(MESH_ALPN_SERVER), handshakeTimeout: handshakeTimeoutMs });
+    this.serial = wi.credentials().serial;
+    this.server.on('secureConnection', (s: TLSSocket) => this.settle(s, s));
+    this.server.on('tlsClientError', (err: Error, s: TLSSocket) => {
+      this.logger.debug({ err: err.message, downstream: `${s.remoteAddress}:${s.remotePort}` }, 'inbound mTLS handshake failed');
+      this.settle(s, undefined);
+    });
+  }
+
+  private settle(s: TLSSocket, result: TLSSocket | undefined): void {
+    const key = `${s.remoteAddress}|${s.remotePort}`;
+    const done = this.waiting.get(key);
+    if (!done) { s.destroy(); return; }
+    this.waiting.delete(key);
+    done(result);
+  }
+
+  terminate(raw: Socket): Promise<TLSSocket | undefined> {
+    const serial = this.wi.credentials().serial;
+    if (serial !== this.serial) {
+      this.server.setSecureContext(this.wi.serverOptions(MESH_ALPN_SERVER));
+      this.serial = serial;
+    }
+    const key = `${raw.remoteAddress}|${raw.remotePort}`;
+    return new Promise((resolve) => {
+      this.waiting.set(key, resolve);
+      // The peer left before the handshake finished: no event from the server may follow.
+      raw.once('close', () => { if (this.waiting.get(key) === resolve) { this.waiting.delete(key); resolve(undefined); } });
+      this.server.emit('connection', raw);
+    });
+  }
+}
+
+const terminators = new WeakMap<WorkloadIdentity, Terminator>();
+function terminator(g: InboundGateDeps, wi: WorkloadIdentity): Terminator {
+  let t = terminators.get(wi);
+  if (!t) terminators.set(wi, (t = new Terminator(wi, g.handshakeTimeoutMs, g.logger)));
+  return t;
 }
