@@ -13,7 +13,8 @@ import type { CsrHandler } from '../controlplane/csr-messages.js';
 import type { PodIdentity } from '../controlplane/protocol.js';
 
 export interface CsrForwarderOptions {
-  ca: CaClientOptions;
+  /** Fixed, or read per request (the roots file appears when the CA first publishes it, and may change). */
+  ca: CaClientOptions | (() => Promise<CaClientOptions>);
   trustDomain: string;
   logger: Logger;
   metrics: MetricsRegistry;
@@ -28,7 +29,12 @@ export function spiffeIdOf(trustDomain: string, identity: Pick<PodIdentity, 'nam
 }
 
 export function createCsrForwarder(o: CsrForwarderOptions): CsrHandler {
-  const client = new CaClient(o.ca);
+  let cached: { opts: CaClientOptions; client: CaClient } | undefined;
+  const clientFor = async (): Promise<CaClient> => {
+    const opts = typeof o.ca === 'function' ? await o.ca() : o.ca;
+    if (!cached || cached.opts.rootsPem !== opts.rootsPem || cached.opts.url !== opts.url) cached = { opts, client: new CaClient(opts) };
+    return cached.client;
+  };
   const log = o.logger.child({ component: 'csr' });
   const counter = new Counter({ name: 'weir_agent_csr_total', help: 'Workload certificate requests from proxies, by outcome', labelNames: ['outcome'], registers: [o.metrics] });
   const inFlight = new Map<string, number>();
@@ -54,6 +60,8 @@ export function createCsrForwarder(o: CsrForwarderOptions): CsrHandler {
     if (n >= limit) return refuse('busy', `more than ${limit} certificate requests in flight for ${pod}`);
     inFlight.set(pod, n + 1);
     try {
+      let client: CaClient;
+      try { client = await clientFor(); } catch (e) { return refuse('no_roots', `mesh roots not available yet: ${(e as Error).message}`); }
       const issued = await client.sign({ namespace: identity.namespace, name: identity.name, uid: identity.uid || undefined }, msg.pem, o.ttlSeconds);
       if (issued.spiffeId !== expected) return refuse('ca_mismatch', `CA issued ${issued.spiffeId}, expected ${expected}`);
       counter.inc({ outcome: 'issued' });
@@ -69,10 +77,10 @@ export function createCsrForwarder(o: CsrForwarderOptions): CsrHandler {
   };
 }
 
-/** From the agent's settings: the mesh roots are read once (a root rotation restarts agents, as with Istio's cacerts). */
+/** From the agent's settings: the roots file is read per request (tiny; a ConfigMap update then takes effect without a restart). */
 export async function csrForwarderFor(ca: NonNullable<import('./config.js').AgentConfig['ca']>, logger: Logger, metrics: MetricsRegistry): Promise<CsrHandler> {
   const { readFile } = await import('node:fs/promises');
-  const rootsPem = await readFile(ca.rootsFile, 'utf8');
-  logger.info({ ca: ca.url, trustDomain: ca.trustDomain }, 'forwarding proxies\' certificate requests to the CA');
-  return createCsrForwarder({ ca: { url: ca.url, rootsPem, tokenFile: ca.tokenFile }, trustDomain: ca.trustDomain, logger, metrics });
+  logger.info({ ca: ca.url, trustDomain: ca.trustDomain, roots: ca.rootsFile }, 'forwarding proxies\' certificate requests to the CA');
+  const opts = async (): Promise<CaClientOptions> => ({ url: ca.url, rootsPem: await readFile(ca.rootsFile, 'utf8'), tokenFile: ca.tokenFile });
+  return createCsrForwarder({ ca: opts, trustDomain: ca.trustDomain, logger, metrics });
 }

@@ -68,7 +68,8 @@ export function peekRecord(sock: import('node:net').Socket, timeoutMs: number, m
     };
     const onReadable = () => {
       for (let c: Buffer | null; (c = sock.read() as Buffer | null) !== null;) buf = Buffer.concat([buf, c]);
-      if (buf.length >= 5 && (buf.length >= 5 + buf.readUInt16BE(3) || buf.length >= max)) done();
+      // Not a TLS handshake record: nothing more to learn here (plaintext goes on to protocol sniffing).
+      if (buf[0] !== 0x16 || (buf.length >= 5 && (buf.length >= 5 + buf.readUInt16BE(3) || buf.length >= max))) done();
     };
     const t = setTimeout(done, timeoutMs);
     sock.on('readable', onReadable);
