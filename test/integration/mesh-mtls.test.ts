@@ -20,7 +20,8 @@ import { CaClient } from '../../src/ca/client.js';
 import { createWorkloadCsr } from '../../src/ca/csr.js';
 import { createCsrForwarder } from '../../src/agent/csr-forwarder.js';
 import { rewriteProbes } from '../../src/injector/probes.js';
-import { Cluster, readLine, service, slice, type Pod } from './proxy-harness.js';
+import type { ChildProcess } from 'node:child_process';
+import { Cluster, readLine, service, slice, waitForLine, type Pod } from './proxy-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weir-mesh-'));
 chmodSync(dir, 0o755); // the proxies run as UID 1337 and read the policy file
@@ -32,6 +33,7 @@ let server: Pod;
 let client: Pod;
 let outsider: Pod;
 let roots = '';
+let httpApp: ChildProcess | undefined;
 
 const SECURITY = `
 apiVersion: security.istio.io/v1
@@ -45,7 +47,17 @@ metadata: {name: same-namespace-only, namespace: a}
 spec:
   action: ALLOW
   rules: [{from: [{source: {namespaces: [a]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: a}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {ports: ["9080"], paths: ["/admin*"]}}]}]
 `;
+
+/** The server's HTTP app: says what it saw (method, path, and whether its socket was TLS: it must never be). */
+const HTTP_APP = `require('node:http').createServer((q, s) => s.end(q.method + ' ' + q.url + ' tls=' + !!q.socket.encrypted + ' ' + q.httpVersion)).listen(9080, '::', () => console.log('http ready'));`;
 
 function run(pod: Pod, cmd: string, args: string[], input = '', timeoutMs = 10_000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -104,10 +116,12 @@ before(async () => {
     // As the pod informer will (h13a): the endpoint's service account and its mesh marker.
     builder: { endpointMeta: (ns, name) => { const p = bySa.get(`${ns}/${name}`); return p && p !== outsider ? { serviceAccount: p.serviceAccount, tlsMode: 'istio' } : undefined; } },
   });
-  const ports = [{ name: 'tcp-echo', port: 8080 }, { name: 'tcp-sum', port: 8081 }];
+  const ports = [{ name: 'tcp-echo', port: 8080 }, { name: 'tcp-sum', port: 8081 }, { name: 'http', port: 9080 }];
   c.cp!.apply((b) => b.upsertService(service('echo', 'a', VIP, ports)));
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('echo', 'a', 'echo-1', [{ pod: server }], ports)));
   await c.startApp(server);
+  httpApp = server.ns.spawn(process.execPath, ['-e', HTTP_APP]);
+  await waitForLine(httpApp, /http ready/, 5000);
   const probers = rewriteProbes([{ name: 'app', readinessProbe: { tcpSocket: { port: 8081 } } }], 'spec.containers');
   await Promise.all([
     c.startProxy(server, [...(process.env.WX_DEBUG ? ['--access-log', 'json'] : []), '--static-security', join(dir, 'security.yaml'), '--cert-rotation', '2s'], { ISTIO_KUBE_APP_PROBERS: JSON.stringify(probers) }),
@@ -125,6 +139,7 @@ before(async () => {
 });
 
 after(async () => {
+  httpApp?.kill('SIGKILL');
   await c?.destroy();
   await ca?.server.close();
   await api?.stop();
@@ -145,6 +160,18 @@ test('the app pair talks through mTLS: the server app sees the exact plaintext, 
   const peer = { connection_security_policy: 'mutual_tls', source_principal: 'spiffe://cluster.local/ns/a/sa/client-sa', destination_principal: 'spiffe://cluster.local/ns/a/sa/server-sa' };
   assert.ok(await c.metric(server, 'istio_tcp_connections_opened_total', { reporter: 'destination', ...peer }) >= 2, c.logs());
   assert.ok(await c.metric(client, 'istio_tcp_connections_opened_total', { reporter: 'source', source_principal: peer.source_principal, destination_principal: peer.destination_principal }) >= 2, c.logs());
+});
+
+test('HTTP over mTLS (istio-http/1.1 and istio-h2): the app sees plaintext; AuthorizationPolicy answers 403 "RBAC: access denied"', async () => {
+  for (const proto of ['--http1.1', '--http2-prior-knowledge']) {
+    const ok = await run(client, 'curl', ['-s', proto, '-w', ' %{http_code}', `http://${VIP}:9080/details/1`]);
+    assert.match(ok.out, /^GET \/details\/1 tls=false \S+ 200$/, `${proto}: ${ok.out}\n${c.logs()}`);
+    const denied = await run(client, 'curl', ['-s', proto, '-w', ' %{http_code}', `http://${VIP}:9080/admin/users`]);
+    assert.equal(denied.out, 'RBAC: access denied 403', proto);
+  }
+  assert.ok(await c.metric(server, 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'mutual_tls', source_principal: 'spiffe://cluster.local/ns/a/sa/client-sa', response_code: '200' }) >= 2, c.logs());
+  assert.ok(await c.metric(server, 'weir_authorization_denied_total', { protocol: 'http', policy: 'a/no-admin' }) >= 2);
+  assert.ok(await c.metric(server, 'weir_inbound_mtls_total', { outcome: 'mtls' }) >= 1, 'the requests came over mesh mTLS connections (pooled between the proxies)');
 });
 
 test('openssl: the server proxy presents its SPIFFE certificate; no client certificate → refused; another namespace → refused by AuthorizationPolicy; same namespace → the app answers', async () => {

@@ -69,7 +69,7 @@ test('csr: only the connection\'s own SPIFFE ID is forwarded; refusals answer by
     assert.match(String(byNonce.n1.reason), /asks for spiffe:\/\/cluster\.local\/ns\/shop\/sa\/admin, but this connection is spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web/);
     assert.match(String(byNonce.n2.reason), /^csr\.pem: /);
     assert.match(String(byNonce.n3.reason), /^CA unreachable/);
-    assert.ok(Object.values(byNonce).every((m) => m.type === 'error'));
+    assert.ok(Object.values(byNonce).every((m) => (m as { type: string }).type === 'error'));
     assert.equal(r.closed, false, 'refusals do not close the connection');
     const text = await metrics.metrics();
     assert.match(text, /weir_agent_csr_total\{outcome="wrong_identity"\} 1/);

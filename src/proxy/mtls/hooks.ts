@@ -11,11 +11,14 @@ import type { Conn } from '../context.js';
 import type { IstioTcpLabels } from '../metrics.js';
 import type { RequestAttributes } from '../../security/evaluate.js';
 import { inboundGate, type InboundGateDeps } from './inbound.js';
-import { serverPrincipal, upgradeOutbound, type MeshProtocol, type OutboundDeps } from './outbound.js';
+import { meshTlsOptions, serverPrincipal, upgradeOutbound, type MeshProtocol, type OutboundDeps } from './outbound.js';
+import type { ConnectionOptions } from 'node:tls';
 
 export interface MeshHooks {
   inbound(conn: Conn): Promise<Conn | undefined>;
   upgrade(up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket>;
+  /** For the HTTP pools, whose sockets are made synchronously: TLS options when the endpoint gets mTLS. */
+  tlsFor(ep: { endpoint?: RegistryEndpoint }, proto: 'h1' | 'h2'): ConnectionOptions | undefined;
   authorizeTcp(conn: Conn): boolean;
   authorizeHttp(conn: Conn, req: { method?: string; url?: string; headers: IncomingHttpHeaders }): boolean;
   labels(labels: IstioTcpLabels, conn: Conn, up?: Socket): void;
@@ -35,6 +38,7 @@ export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
   return {
     inbound: (conn) => inboundGate(g, conn),
     upgrade: (up, ep, proto) => upgradeOutbound(o, up, ep, proto),
+    tlsFor: (ep, proto) => meshTlsOptions(o, ep.endpoint, proto),
     authorizeTcp(conn) {
       const d = g.security.decide(g.namespace(), attrs(conn), 'tcp');
       if (!d.allowed && !conn.down.destroyed) conn.down.destroy();

@@ -6,7 +6,7 @@
 // be the endpoint's service account (its SPIFFE ID), else the connection
 // fails like a connect failure. Without a certificate: plaintext (the peer
 // is PERMISSIVE by default), unless --mtls required.
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { RegistryEndpoint } from '../../controlplane/types.js';
 import { peerSpiffeId } from '../../mtls/spiffe.js';
@@ -27,25 +27,32 @@ export function expectedServer(td: string, ep: Pick<RegistryEndpoint, 'serviceAc
   return ep.serviceAccount && ep.podNamespace ? [`spiffe://${td}/ns/${ep.podNamespace}/sa/${ep.serviceAccount}`] : undefined;
 }
 
-export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket> {
-  if (!ep || !wantsMtls(ep)) return up;
+/** TLS client options for a mesh endpoint, or undefined when it gets plaintext (not a mesh pod, or no certificate yet). */
+export function meshTlsOptions(o: OutboundDeps, ep: RegistryEndpoint | undefined, proto: MeshProtocol): ConnectionOptions | undefined {
+  if (!ep || !wantsMtls(ep)) return undefined;
   const wi = o.identity.current();
-  if (!wi) {
-    if (!o.required) return up;
-    up.destroy();
-    throw new ConnectError('ENOCERT', 'mesh destination but no workload certificate yet (--mtls required)');
-  }
+  if (!wi) return undefined;
   const expected = expectedServer(o.trustDomain, ep);
   const alpn = proto === 'h2' ? MESH_ALPN_H2 : proto === 'h1' ? MESH_ALPN_H1 : MESH_ALPN_TCP;
   const base = wi.clientOptions(expected ?? [], alpn);
-  const sock: TLSSocket = tlsConnect({
-    ...base, socket: up,
+  return {
+    ...base,
     checkServerIdentity: expected ? base.checkServerIdentity : (_h, cert) => {
       const id = peerSpiffeId(cert);
       if (id instanceof Error) return id;
       return id.trustDomain === o.trustDomain ? undefined : new Error(`server trust domain ${id.trustDomain} is not ${o.trustDomain}`);
     },
-  });
+  };
+}
+
+export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket> {
+  const opts = meshTlsOptions(o, ep, proto);
+  if (!opts || !ep) {
+    if (!wantsMtls(ep) || !o.required) return up;
+    up.destroy();
+    throw new ConnectError('ENOCERT', 'mesh destination but no workload certificate yet (--mtls required)');
+  }
+  const sock: TLSSocket = tlsConnect({ ...opts, socket: up });
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => { sock.destroy(); reject(new ConnectError('ETLSTIMEOUT', `mTLS handshake with ${ep.ip} timed out`)); }, o.handshakeTimeoutMs);
     sock.once('secureConnect', () => { clearTimeout(t); resolve(); });
