@@ -3,6 +3,7 @@
 // (istio-peer-exchange/istio for TCP, istio-h2/istio-http/1.1 for HTTP); an
 // app's own TLS offers h2/http/1.1 or nothing, and is passed through to the
 // app untouched (PERMISSIVE).
+import { clientHelloExtension } from '../protocol/sniff.js';
 /** ALPN values Istio's client sidecars offer to a mesh peer. */
 export const MESH_ALPN_TCP = ['istio-peer-exchange', 'istio'];
 export const MESH_ALPN_H2 = ['istio-h2'];
@@ -20,35 +21,17 @@ export function isMeshAlpn(protocols: string[]): boolean {
  * incomplete or malformed.
  */
 export function alpnFromClientHello(buf: Buffer): string[] | undefined {
+  if (buf.length < 9 || buf[0] !== 0x16 || buf[5] !== 1) return undefined;
+  const recLen = buf.readUInt16BE(3);
+  if (buf.length < 5 + recLen) return undefined;
+  const ext = clientHelloExtension(buf.subarray(5, 5 + recLen), 16);
+  if (ext === undefined) return [];
   try {
-    if (buf.length < 9 || buf[0] !== 0x16 || buf[5] !== 1) return undefined;
-    const recLen = buf.readUInt16BE(3);
-    if (buf.length < 5 + recLen) return undefined;
-    const hs = buf.subarray(5, 5 + recLen);
-    let i = 4 + 2 + 32;
-    i += 1 + hs[i];
-    i += 2 + hs.readUInt16BE(i);
-    i += 1 + hs[i];
-    if (i + 2 > hs.length) return [];
-    const extEnd = Math.min(hs.length, i + 2 + hs.readUInt16BE(i));
-    i += 2;
-    while (i + 4 <= extEnd) {
-      const type = hs.readUInt16BE(i);
-      const len = hs.readUInt16BE(i + 2);
-      i += 4;
-      if (type === 16) {
-        const out: string[] = [];
-        const end = Math.min(i + 2 + hs.readUInt16BE(i), i + len);
-        for (let j = i + 2; j < end;) {
-          const n = hs[j];
-          out.push(hs.toString('latin1', j + 1, j + 1 + n));
-          j += 1 + n;
-        }
-        return out;
-      }
-      i += len;
-    }
-    return [];
+    // protocol_name_list: u16 length, then (u8 length, name)…
+    const out: string[] = [];
+    const end = Math.min(ext.length, 2 + ext.readUInt16BE(0));
+    for (let j = 2; j < end; j += 1 + ext[j]) out.push(ext.toString('latin1', j + 1, j + 1 + ext[j]));
+    return out;
   } catch {
     return undefined;
   }
