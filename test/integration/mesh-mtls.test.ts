@@ -20,7 +20,7 @@ import { CaClient } from '../../src/ca/client.js';
 import { createWorkloadCsr } from '../../src/ca/csr.js';
 import { createCsrForwarder } from '../../src/agent/csr-forwarder.js';
 import { rewriteProbes } from '../../src/injector/probes.js';
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { Cluster, readLine, service, slice, waitForLine, type Pod } from './proxy-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weir-mesh-'));
@@ -41,12 +41,22 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: a}
 spec: {mtls: {mode: STRICT}}
 ---
+# The server keeps two ports open to non-mesh clients: 8081 (plaintext) and 8443 (its own TLS).
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: server-public-ports, namespace: a}
+spec:
+  selector: {matchLabels: {app: server}}
+  portLevelMtls: {"8081": {mode: PERMISSIVE}, "8443": {mode: PERMISSIVE}}
+---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: same-namespace-only, namespace: a}
 spec:
   action: ALLOW
-  rules: [{from: [{source: {namespaces: [a]}}]}]
+  rules:
+    - from: [{source: {namespaces: [a]}}]
+    - to: [{operation: {ports: ["8081", "8443"]}}]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -57,7 +67,8 @@ spec:
 `;
 
 /** The server's HTTP app: says what it saw (method, path, and whether its socket was TLS: it must never be). */
-const HTTP_APP = `require('node:http').createServer((q, s) => s.end(q.method + ' ' + q.url + ' tls=' + !!q.socket.encrypted + ' ' + q.httpVersion)).listen(9080, '::', () => console.log('http ready'));`;
+const HTTP_APP = `require('node:http').createServer((q, s) => s.end(q.method + ' ' + q.url + ' tls=' + !!q.socket.encrypted + ' ' + q.httpVersion)).listen(9080, '::', () => console.log('http ready'));
+require('node:tls').createServer({ key: require('node:fs').readFileSync(process.argv[1] + '/app.key'), cert: require('node:fs').readFileSync(process.argv[1] + '/app.crt'), ALPNProtocols: ['h2', 'http/1.1'] }, (s) => s.end('app tls says hi\\n')).listen(8443, '::');`;
 
 function run(pod: Pod, cmd: string, args: string[], input = '', timeoutMs = 10_000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -100,6 +111,7 @@ before(async () => {
   roots = ca.server.rootsPem();
   writeFileSync(join(dir, 'roots.pem'), roots);
   writeFileSync(join(dir, 'security.yaml'), SECURITY);
+  writeFileSync(join(dir, 'server-labels'), 'app="server"\n');
   const caOpts = { url: `https://127.0.0.1:${ca.server.port}`, rootsPem: roots, tokenFile: join(dir, 'token'), servername: 'localhost' };
 
   c = new Cluster();
@@ -120,11 +132,12 @@ before(async () => {
   c.cp!.apply((b) => b.upsertService(service('echo', 'a', VIP, ports)));
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('echo', 'a', 'echo-1', [{ pod: server }], ports)));
   await c.startApp(server);
-  httpApp = server.ns.spawn(process.execPath, ['-e', HTTP_APP]);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=app-own-tls', '-keyout', join(dir, 'app.key'), '-out', join(dir, 'app.crt')], { stdio: 'ignore' });
+  httpApp = server.ns.spawn(process.execPath, ['-e', HTTP_APP, dir]);
   await waitForLine(httpApp, /http ready/, 5000);
   const probers = rewriteProbes([{ name: 'app', readinessProbe: { tcpSocket: { port: 8081 } } }], 'spec.containers');
   await Promise.all([
-    c.startProxy(server, [...(process.env.WX_DEBUG ? ['--access-log', 'json'] : []), '--static-security', join(dir, 'security.yaml'), '--cert-rotation', '2s'], { ISTIO_KUBE_APP_PROBERS: JSON.stringify(probers) }),
+    c.startProxy(server, [...(process.env.WX_DEBUG ? ['--access-log', 'json'] : []), '--static-security', join(dir, 'security.yaml'), '--pod-labels', join(dir, 'server-labels'), '--cert-rotation', '2s'], { ISTIO_KUBE_APP_PROBERS: JSON.stringify(probers) }),
     c.startProxy(client, [...(process.env.WX_DEBUG ? ['--access-log', 'json'] : []), '--cert-rotation', '2s']),
   ]);
   // A mesh certificate of another namespace, issued by the same CA for the outsider pod (its key stays in this process).
@@ -215,6 +228,19 @@ test('STRICT: 0 of 1,000 plaintext connections reach the app; kubelet-style plai
   // The kubelet's view: plaintext HTTP to the status port, which probes the app from inside the pod.
   const probe = await run(outsider, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${server.ip4}:15020/app-health/app/readyz`]);
   assert.equal(probe.out, '200', probe.out);
+});
+
+test('PERMISSIVE ports (portLevelMtls): plaintext is admitted, the app\'s own TLS passes through untouched', async () => {
+  const s = await c.connect(outsider, server.ip4, 8081);
+  s.end('plain');
+  assert.equal(await readLine(s), `server 5 ${createHash('sha256').update('plain').digest('hex')}`);
+  s.destroy();
+  const own = await run(outsider, 'openssl', ['s_client', '-connect', `${server.ip4}:8443`, '-alpn', 'h2', '-servername', 'shop.example'], '');
+  assert.match(own.out, /subject=CN\s*=\s*app-own-tls/, own.out);
+  assert.match(own.out, /app tls says hi/, own.out);
+  assert.doesNotMatch(own.out, /spiffe/);
+  assert.ok(await c.metric(server, 'weir_inbound_mtls_total', { mode: 'PERMISSIVE', outcome: 'passthrough_tls' }) >= 1);
+  assert.ok(await c.metric(server, 'weir_inbound_mtls_total', { mode: 'PERMISSIVE', outcome: 'plaintext' }) >= 1);
 });
 
 test('rotation every 2 s under load: no failed exchange, long-lived connections survive, new handshakes use new certificates', async () => {
