@@ -268,5 +268,14 @@ test('rotation every 2 s under load: no failed exchange, long-lived connections 
   assert.ok(ok > 50, `only ${ok} exchanges`);
   const rotations = (p: Pod) => p.proxyLog.filter((l) => l.includes('workload certificate installed')).length;
   assert.ok(rotations(server) >= 6 && rotations(client) >= 6, `rotations: server ${rotations(server)}, client ${rotations(client)}`);
+  // New handshakes get the current certificate: two handshakes a rotation apart see different serials.
+  const serial = async () => {
+    const out = (await sClient(['-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key')])).out;
+    const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)![0];
+    return (await run(outsider, 'openssl', ['x509', '-noout', '-serial'], pem + '\n')).out.trim();
+  };
+  const first = await serial();
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.notEqual(await serial(), first);
 });
 
