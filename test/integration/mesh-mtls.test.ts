@@ -12,13 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type net from 'node:net';
-import { pino } from 'pino';
-import { Registry as PromRegistry } from 'prom-client';
-import { TestApiServer } from '../support/apiserver.js';
-import { startCa } from '../../src/ca/main.js';
 import { CaClient } from '../../src/ca/client.js';
+import { startMeshCa, type MeshCa } from '../support/mesh-ca.js';
 import { createWorkloadCsr } from '../../src/ca/csr.js';
-import { createCsrForwarder } from '../../src/agent/csr-forwarder.js';
 import { rewriteProbes } from '../../src/injector/probes.js';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { Cluster, readLine, service, slice, waitForLine, type Pod } from './proxy-harness.js';
@@ -26,8 +22,7 @@ import { Cluster, readLine, service, slice, waitForLine, type Pod } from './prox
 const dir = mkdtempSync(join(tmpdir(), 'weir-mesh-'));
 chmodSync(dir, 0o755); // the proxies run as UID 1337 and read the policy file
 const VIP = `10.96.${1 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 200)}`;
-let api: TestApiServer;
-let ca: Awaited<ReturnType<typeof startCa>>;
+let mca: MeshCa;
 let c: Cluster;
 let server: Pod;
 let client: Pod;
@@ -98,21 +93,12 @@ async function exchange(s: net.Socket, payload: string): Promise<string> {
 }
 
 before(async () => {
-  api = await TestApiServer.start();
-  const pod = (ns: string, name: string, sa: string) => api.put({ kind: 'Pod', metadata: { namespace: ns, name }, spec: { nodeName: 'node-a', serviceAccountName: sa, containers: [{ name: 'c', image: 'x' }] }, status: { phase: 'Running' } });
-  const agentUid = pod('weir-system', 'agent-a', 'weir-agent').metadata.uid!;
-  api.addToken('tok-a', { username: 'system:serviceaccount:weir-system:weir-agent', extra: { 'authentication.kubernetes.io/pod-name': ['agent-a'], 'authentication.kubernetes.io/pod-uid': [agentUid], 'authentication.kubernetes.io/node-name': ['node-a'] } });
-  writeFileSync(join(dir, 'token'), 'tok-a\n');
-  ca = await startCa({
-    kubeconfig: api.writeKubeconfig(dir), namespace: 'weir-system', trustDomain: 'cluster.local', host: '127.0.0.1', port: 0,
-    dnsNames: ['localhost'], ips: ['127.0.0.1'], agentServiceAccounts: ['weir-system/weir-agent'], certTtlMs: 24 * 3600e3, maxCertTtlMs: 48 * 3600e3,
-    logger: pino({ level: 'silent' }),
-  });
-  roots = ca.server.rootsPem();
+  mca = await startMeshCa(dir);
+  roots = mca.rootsPem;
   writeFileSync(join(dir, 'roots.pem'), roots);
   writeFileSync(join(dir, 'security.yaml'), SECURITY);
   writeFileSync(join(dir, 'server-labels'), 'app="server"\n');
-  const caOpts = { url: `https://127.0.0.1:${ca.server.port}`, rootsPem: roots, tokenFile: join(dir, 'token'), servername: 'localhost' };
+  const caOpts = mca.caOpts;
 
   c = new Cluster();
   server = await c.addPod('server', 'a');
@@ -120,11 +106,11 @@ before(async () => {
   outsider = await c.addPod('outsider', 'b', { capture: false });
   for (const [p, sa] of [[server, 'server-sa'], [client, 'client-sa'], [outsider, 'other-sa']] as const) {
     p.serviceAccount = sa;
-    p.uid = pod(p.namespace, p.name, sa).metadata.uid!;
+    p.uid = mca.addPod(p.namespace, p.name, sa);
   }
   const bySa = new Map(c.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
   await c.startControlPlane({
-    onCsr: createCsrForwarder({ ca: caOpts, trustDomain: 'cluster.local', logger: pino({ level: 'silent' }), metrics: new PromRegistry() }),
+    onCsr: mca.onCsr,
     // As the pod informer will (h13a): the endpoint's service account and its mesh marker.
     builder: { endpointMeta: (ns, name) => { const p = bySa.get(`${ns}/${name}`); return p && p !== outsider ? { serviceAccount: p.serviceAccount, tlsMode: 'istio' } : undefined; } },
   });
@@ -154,8 +140,7 @@ before(async () => {
 after(async () => {
   httpApp?.kill('SIGKILL');
   await c?.destroy();
-  await ca?.server.close();
-  await api?.stop();
+  await mca?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
