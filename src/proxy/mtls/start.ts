@@ -31,8 +31,10 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
     identity, security, hooks,
     waitingForCertificate() {
       if (identity.current()) return undefined;
-      // Only when mTLS is required (flag, or a STRICT PeerAuthentication here): else traffic flows in plaintext meanwhile.
-      if (cfg.mtls !== 'required' && !security.strictAnywhere(namespace())) return undefined;
+      // Wait when this pod will have a certificate (the agent issues them: peers will dial it with mTLS, which
+      // it could not accept yet) or must have one (--mtls required, a STRICT PeerAuthentication here).
+      // An agent without a CA: plaintext, no wait.
+      if (!client.certificatesOffered && cfg.mtls !== 'required' && !security.strictAnywhere(namespace())) return undefined;
       return `waiting for the workload certificate${identity.lastError ? ` (${identity.lastError})` : ''}`;
     },
     dump() {
