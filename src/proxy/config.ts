@@ -3,12 +3,15 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { POD_SOCKET } from '../controlplane/protocol.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface ProxyConfig {
   /** `@name`: abstract socket in this pod's netns (default @weir/proxy, no mount); else a path (legacy host socket). */
   controlPlaneSocket: string;
   podNamespace: string;
   podName: string;
+  /** The cluster this pod runs in (Istio's ISTIO_META_CLUSTER_ID, set by the injector): the source_cluster label. */
+  clusterId: string;
   /** Workload label for metrics; default derived from the pod name. */
   workload: string;
   outboundPort: number;
@@ -69,11 +72,13 @@ export interface ProxyConfig {
   interceptionMode: 'REDIRECT' | 'TPROXY';
   /** The mark the TPROXY rules and the policy route use (Istio: 1337). */
   tproxyMark: number;
+  /** A CompiledProxyConfig JSON file applied at start (compiled/static-config.ts); empty = none. */
+  staticConfig: string;
   /**
    * Mesh mTLS (src/proxy/mtls/): off; auto = get a workload certificate
-   * through the agent when it issues them and use it (readiness does not wait
-   * unless a STRICT PeerAuthentication applies); required = readiness waits
-   * for the first certificate and mesh destinations are never dialled in plaintext.
+   * through the agent when it issues them and use it (readiness waits for the
+   * first one then); required = readiness always waits for it and mesh
+   * destinations are never dialled in plaintext.
    */
   mtls: 'off' | 'auto' | 'required';
   trustDomain: string;
@@ -86,6 +91,7 @@ export interface ProxyConfig {
 export const DEFAULTS: ProxyConfig = {
   controlPlaneSocket: POD_SOCKET,
   podNamespace: '',
+  clusterId: 'Kubernetes',
   podName: '',
   workload: '',
   outboundPort: 15001,
@@ -110,6 +116,7 @@ export const DEFAULTS: ProxyConfig = {
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
+  staticConfig: '',
   mtls: 'auto',
   trustDomain: 'cluster.local',
   certRotationMs: 0,
@@ -120,6 +127,7 @@ export interface RawProxyOptions {
   controlPlaneSocket?: string;
   podNamespace?: string;
   podName?: string;
+  clusterId?: string;
   workload?: string;
   outboundPort?: string;
   inboundPort?: string;
@@ -144,6 +152,7 @@ export interface RawProxyOptions {
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
+  staticConfig?: string;
   mtls?: string;
   trustDomain?: string;
   staticSecurity?: string;
@@ -222,6 +231,14 @@ export function parseBusyPoll(field: string, v: string | undefined, dflt: number
   return us;
 }
 
+/** The flag, else Istio's injected ISTIO_META_CLUSTER_ID, else Istio's default "Kubernetes". */
+function clusterIdSetting(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const [field, v] = flag !== undefined ? ['--cluster-id', flag] : ['ISTIO_META_CLUSTER_ID', env.ISTIO_META_CLUSTER_ID];
+  if (v === undefined || v === '') return 'Kubernetes';
+  if (!isClusterName(v)) throw new FieldError(field, CLUSTER_NAME_RULE, v);
+  return v;
+}
+
 export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
   const podName = raw.podName ?? env.POD_NAME ?? '';
@@ -231,6 +248,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     controlPlaneSocket: raw.controlPlaneSocket ?? env.WEIR_CONTROL_PLANE_SOCKET ?? DEFAULTS.controlPlaneSocket,
     podNamespace,
     podName,
+    clusterId: clusterIdSetting(raw.clusterId, env),
     workload: raw.workload ?? env.WEIR_WORKLOAD ?? workloadFromPodName(podName),
     outboundPort: port('--outbound-port', raw.outboundPort, DEFAULTS.outboundPort),
     inboundPort: port('--inbound-port', raw.inboundPort, DEFAULTS.inboundPort),
@@ -254,6 +272,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
     interceptionMode: interceptionMode(raw.interceptionMode, env),
+    staticConfig: raw.staticConfig ?? '',
     mtls: mtlsChoice(raw.mtls ?? env.WEIR_MTLS),
     trustDomain: raw.trustDomain ?? env.WEIR_TRUST_DOMAIN ?? DEFAULTS.trustDomain,
     staticSecurityFile: raw.staticSecurity ?? (env.WEIR_STATIC_SECURITY || undefined),

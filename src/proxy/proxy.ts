@@ -9,6 +9,9 @@ import type { Logger } from '../common/log.js';
 import { startMemoryRelief } from '../common/memory-relief.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
+import { ClusterManager } from './cluster/manager.js';
+import { CompiledConfigStore } from './compiled/store.js';
+import type { StaticConfig } from './compiled/validate.js';
 import { startAdminServers } from './admin.js';
 import { buildConfigDump, type DumpListener } from './config-dump.js';
 import { startStatusServer, statusSettingsFromEnv } from './app-health.js';
@@ -25,7 +28,7 @@ import { RouteTable } from './routing.js';
 import { TcpChain } from './tcp/chain.js';
 import { AccessLog } from './telemetry/access-log.js';
 import { readPodLabels, workloadMeta, type WorkloadMeta } from './telemetry/workload.js';
-import { clustersView, configDumpView } from './views.js';
+import { clustersView, compiledDumpView, configDumpView } from './views.js';
 import { startMesh } from './mtls/start.js';
 
 export interface RunningProxy {
@@ -53,7 +56,7 @@ function listenersOf(cfg: ProxyConfig): DumpListener[] {
   return l;
 }
 
-export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<RunningProxy> {
+export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { staticConfig?: StaticConfig } = {}): Promise<RunningProxy> {
   const metrics = new ProxyMetrics();
   const startedAt = Date.now();
   const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined } });
@@ -76,12 +79,20 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     const workload = cfg.workload !== 'unknown' && cfg.workload ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
     const namespace = id?.namespace ?? cfg.podNamespace;
     const key = `${workload}/${namespace}`;
-    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels) };
+    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels, cfg.clusterId) };
     return me.meta;
   };
+  // Compiled Istio config: the static file now; control-plane v2 pushes replace it as they arrive.
+  const compiled = new CompiledConfigStore();
+  if (opts.staticConfig) {
+    compiled.replace(opts.staticConfig.config);
+    if (opts.staticConfig.outboundTrafficPolicy) compiled.setOutboundTrafficPolicy(opts.staticConfig.outboundTrafficPolicy);
+  }
+  // deps.mesh is set below, before any connection: the pools ask for it per connection.
+  const clusters = new ClusterManager({ routes: () => table, metrics, meshTls: (ep, proto) => deps.mesh?.tlsFor(ep, proto) }, compiled);
   const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };
   const deps: ProxyDeps = {
-    config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog),
+    config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog), compiled, clusters, podLabels: labels,
     routes: () => table,
     hosts: () => {
       const ns = identity().namespace;
@@ -131,6 +142,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
           agent: { connected: client.connected, snapshots: client.snapshots, deltas: client.deltas, lastRefusal: client.lastRefusal, socketPath: cfg.controlPlaneSocket },
         }),
         httpRoutes: l7.routes, protocolSelection: l7.listeners, clusterPolicies: l7.clusters,
+        compiled: compiledDumpView(deps),
         agent: l7.agent, registry: l7.registry,
         bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
         originalDst: pumpVia,
@@ -167,6 +179,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       mesh?.identity.close();
       await dns?.close();
       await status?.close();
+      clusters.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
       logger.info({ cutConnections: remaining }, 'weir proxy drained');
     },

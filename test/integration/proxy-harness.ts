@@ -113,10 +113,14 @@ export class Cluster {
     return pod;
   }
 
+  /**
+   * `kubeConfig`: feed the registry from that API server (as the agent does); default an empty registry the
+   * test drives. Other deps (onCsr, builder options) are passed through.
+   */
   async startControlPlane(extra: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
     const byInode = () => new Map(this.pods.map((p) => [netnsInode(p.ns.path), p]));
     this.cp = await startControlPlane({
-      kubeConfig: new KubeConfig(),
+      kubeConfig: extra.kubeConfig ?? new KubeConfig(),
       socketPath: this.socketPath,
       logger: pino({ level: process.env.WX_LOG ?? 'silent' }),
       metrics: this.metrics,
@@ -128,7 +132,7 @@ export class Cluster {
         const p = byInode().get(ino);
         return p ? { namespace: p.namespace, name: p.name, uid: p.uid ?? `uid-${p.name}`, ips: [p.ip4, p.ip6], serviceAccount: p.serviceAccount } : undefined;
       },
-      source: () => ({ start: async () => {}, stop: async () => {} }),
+      ...(extra.kubeConfig ? {} : { source: () => ({ start: async () => {}, stop: async () => {} }) }),
       ...extra,
     });
     return this.cp;

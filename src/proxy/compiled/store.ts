@@ -12,6 +12,13 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
   private l4ByPort = new Map<number, CompiledL4Service[]>();
   private clustersByName = new Map<string, CompiledCluster>();
   private ignoredList: IgnoredConfig[] = [];
+  /**
+   * Sidecar outboundTrafficPolicy for this proxy: REGISTRY_ONLY sends what
+   * the registry does not know to nowhere (HTTP 502 NR, TCP reset). Set by
+   * the static file (`outboundTrafficPolicy: {mode}`) and by the control
+   * plane's outbound Listener push.
+   */
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY' = 'ALLOW_ANY';
   /** Bumped on every replacement; 0 = nothing compiled received yet (routing falls back to the registry alone). */
   generation = 0;
 
@@ -24,6 +31,12 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
     this.clustersByName = new Map(config.clusters.map((c) => [c.name, c]));
     this.ignoredList = [...config.ignored];
     this.generation++;
+    this.emit('change');
+  }
+
+  setOutboundTrafficPolicy(mode: 'ALLOW_ANY' | 'REGISTRY_ONLY'): void {
+    if (mode === this.outboundTrafficPolicy) return;
+    this.outboundTrafficPolicy = mode;
     this.emit('change');
   }
 
