@@ -76,6 +76,11 @@ export class HttpConnectionManager {
   private request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, proto: 'h1' | 'h2'): void {
     const conn = (req.socket as unknown as Tagged)[CONN];
     if (!conn) { res.destroy(); return; }
+    // AuthorizationPolicy on the inbound side, before anything reaches the app (Envoy's RBAC filter answers the same).
+    if (conn.direction === 'inbound' && this.d.mesh && !this.d.mesh.authorizeHttp(conn, req)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied');
+      return;
+    }
     this.router.serve(conn, req, res, proto).catch((err: unknown) => this.failed(err, () => res.destroy()));
   }
 

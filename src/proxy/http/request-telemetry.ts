@@ -47,6 +47,7 @@ export class RequestTelemetry {
     this.labels = { ...unknownLabels(reporter), response_code: '0', grpc_response_status: '' };
     this.labels.request_protocol = req.grpc ? 'grpc' : 'http';
     setPeerLabels(this.labels, conn.direction === 'outbound' ? 'source' : 'destination', d.identity());
+    d.mesh?.labels(this.labels, conn);
   }
 
   /** The peer's own description (metadata exchange) beats what the registry can tell. */

@@ -38,7 +38,7 @@ export class HttpRouter {
   readonly pools: UpstreamPools;
 
   constructor(private readonly d: ProxyDeps) {
-    this.pools = new UpstreamPools(d.config.connectTimeoutMs, d.config.idleTimeoutMs);
+    this.pools = new UpstreamPools(d.config.connectTimeoutMs, d.config.idleTimeoutMs, undefined, d.mesh?.tlsFor);
   }
 
   async serve(conn: Conn, req: DownReq, res: DownRes, downstream: 'h1' | 'h2'): Promise<void> {
