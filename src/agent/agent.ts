@@ -30,6 +30,7 @@ import { buildPlan } from '../redirect/plan.js';
 import { RepairLoop } from './repair.js';
 import { AgentMetrics, ReadinessGate, startHealthServer } from './metrics.js';
 import { createPeerIdentifier, pidsResolvable } from './identify.js';
+import { csrForwarderFor } from './csr-forwarder.js';
 import { startPodSockets, type PodSockets } from './pod-sockets.js';
 import { LogRing } from './log-ring.js';
 import { PodErrors } from './pod-errors.js';
@@ -173,6 +174,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       const cp = await startControlPlane({
         kubeConfig, socketPath: join(config.runDir, 'proxy.sock'), logger, metrics: metrics.registry, clusterDomain: config.clusterDomain,
         identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
+        onCsr: config.ca ? await csrForwarderFor(config.ca, logger, metrics.registry) : undefined,
       });
       cleanups.push(() => cp.close());
       controlPlaneStats = () => cp.stats();

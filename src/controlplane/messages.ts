@@ -4,6 +4,7 @@
 // and what fails is a MessageError naming the field. The server answers it
 // with {type:'error'} and closes that connection only.
 import type { AckMsg, HelloMsg, ProxyToAgent } from './protocol.js';
+import { csr } from './csr-messages.js';
 
 export class MessageError extends Error {}
 
@@ -43,6 +44,7 @@ export function parseProxyMessage(raw: unknown): ProxyToAgent {
   switch (raw.type) {
     case 'hello': return hello(raw);
     case 'ack': return ack(raw);
-    default: throw new MessageError(`type: unknown message type ${JSON.stringify(raw.type)?.slice(0, 60)} (expected hello or ack)`);
+    case 'csr': return csr(raw);
+    default: throw new MessageError(`type: unknown message type ${JSON.stringify(raw.type)?.slice(0, 60)} (expected hello, ack or csr)`);
   }
 }

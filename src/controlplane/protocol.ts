@@ -44,6 +44,8 @@ export interface WelcomeMsg {
   epoch: string;
   /** Who the agent decided the peer is (docs/proxy-protocol.md, "Trust model"). */
   identity: PodIdentity;
+  /** This agent answers `csr` (it forwards to a weir CA). Absent: never send one (older agents close on unknown types). */
+  certificates?: boolean;
 }
 
 export interface RefusedMsg { type: 'refused'; reason: string }
@@ -64,10 +66,20 @@ export interface DeltaMsg {
 }
 
 export interface AckMsg { type: 'ack'; version: number }
-export interface ErrorMsg { type: 'error'; reason: string }
+/** With a `nonce`: the answer to that csr (the connection stays up); without: a protocol error (it closes). */
+export interface ErrorMsg { type: 'error'; reason: string; nonce?: string }
 
-export type AgentToProxy = WelcomeMsg | RefusedMsg | SnapshotMsg | DeltaMsg | ErrorMsg;
-export type ProxyToAgent = HelloMsg | AckMsg;
+/**
+ * A proxy asks for its workload certificate (docs/controlplane-v2.md, "csr"):
+ * the PEM CSR and a nonce the answer carries back. The agent signs nothing
+ * itself; it checks the CSR names this listener's identity and forwards it.
+ */
+export interface CsrMsg { type: 'csr'; nonce: string; pem: string }
+/** The signed answer to one csr (becomes a `Secret` push with control plane v2). */
+export interface CertificateMsg { type: 'certificate'; nonce: string; chain: string[]; roots: string[] }
+
+export type AgentToProxy = WelcomeMsg | RefusedMsg | SnapshotMsg | DeltaMsg | ErrorMsg | CertificateMsg;
+export type ProxyToAgent = HelloMsg | AckMsg | CsrMsg;
 
 /**
  * Splits a byte stream into JSON messages. Buffers only the current partial

@@ -19,6 +19,8 @@ export interface RegistryBuilderOptions {
   clusterDomain?: string;
   /** How many past changes to keep for resumable deltas. */
   historyLimit?: number;
+  /** Per-endpoint pod metadata (labels, serviceAccount, tlsMode) by pod namespace/name; merged into each endpoint. */
+  endpointMeta?: (namespace: string, podName: string) => Pick<RegistryEndpoint, 'labels' | 'serviceAccount' | 'tlsMode'> | undefined;
 }
 
 /** How clusters relate: the local network, and whether local endpoints are preferred. */
@@ -68,7 +70,9 @@ export class RegistryBuilder {
   constructor(opts: RegistryBuilderOptions = {}) {
     this.clusterDomain = opts.clusterDomain ?? 'cluster.local';
     this.historyLimit = opts.historyLimit ?? 4096;
+    this.endpointMeta = opts.endpointMeta;
   }
+  private readonly endpointMeta: RegistryBuilderOptions['endpointMeta'];
 
   currentVersion(): number {
     return this.version;
@@ -241,7 +245,12 @@ export class RegistryBuilder {
       for (const [cluster, c] of this.clusters) {
         // A cluster's slices count only where that cluster has the Service too (namespace sameness needs both).
         if (!c.services.has(key)) continue;
-        const eps = mergeSlices(c.slices.get(key)?.values() ?? []).map((ep) => (cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster }));
+        const eps = mergeSlices(c.slices.get(key)?.values() ?? []).map((ep) => {
+          // Pod metadata (service account, mesh marker) before the cluster tag: auto mTLS reads it.
+          const meta = ep.podName && this.endpointMeta?.(ep.podNamespace ?? namespace, ep.podName);
+          if (meta) Object.assign(ep, meta);
+          return cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster };
+        });
         // Headless answers are pod IPs: a gateway cannot stand in for them, so they stay as they are.
         endpoints.push(...(cluster === LOCAL_CLUSTER || kind === 'Headless' ? eps : reachable(eps, this.networks.get(cluster), this.topology.localNetwork, this.gatewayMap())));
       }

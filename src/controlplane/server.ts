@@ -16,7 +16,8 @@ import { peerPid } from './peer-cred.js';
 import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
 import { MessageError, parseProxyMessage } from './messages.js';
 import { badPeerReporter } from '../common/bad-peer.js';
-import { RegistryBuilder } from './registry-builder.js';
+import { RegistryBuilder, type RegistryBuilderOptions } from './registry-builder.js';
+import type { CsrHandler } from './csr-messages.js';
 import type { RegistryDelta } from './types.js';
 
 /**
@@ -53,6 +54,10 @@ export interface ControlPlaneDeps {
   source?: (apply: (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void) => RegistrySource;
   /** How long a proxy has to send hello. Default 5000 ms. */
   helloTimeoutMs?: number;
+  /** Extra registry-builder options (endpoint metadata in tests until the pod informer fills it). */
+  builder?: RegistryBuilderOptions;
+  /** Answers a proxy's csr (src/agent/csr-forwarder.ts); undefined = this agent issues no certificates. */
+  onCsr?: CsrHandler;
 }
 
 export interface ProxySessionStats {
@@ -103,7 +108,7 @@ interface Session {
 
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
   const log = deps.logger.child({ component: 'controlplane' });
-  const builder = new RegistryBuilder({ clusterDomain: deps.clusterDomain });
+  const builder = new RegistryBuilder({ ...deps.builder, clusterDomain: deps.clusterDomain });
   const epoch = randomBytes(8).toString('hex');
   const sessions = new Set<Session>();
   let nextId = 1;
@@ -211,7 +216,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     if (claimed && ((claimed.namespace && claimed.namespace !== identity.namespace) || (claimed.name && claimed.name !== identity.name))) {
       log.warn({ via: found.via, pid: found.pid || undefined, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
     }
-    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
+    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity }, ...(deps.onCsr ? { certificates: true } : {}) });
     m.connected.set([...sessions].filter((x) => x.identity).length);
     // Resume: the proxy already holds version N from this epoch → only the delta.
     if (hello.resume && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
@@ -225,6 +230,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       s.sentVersion = -1; // snapshot goes out when the first list completes
     }
     log.info({ session: s.id, pid: found.pid || undefined, via: found.via, pod: `${identity.namespace}/${identity.name}`, resumed: s.resumed, version: s.sentVersion }, 'proxy connected');
+  }
+
+  /** The identity is the session's (kernel-derived), never anything in the CSR; the answer goes to the same connection. */
+  function answerCsr(s: Session, msg: import('./protocol.js').CsrMsg): void {
+    const identity = s.identity!;
+    const answer = deps.onCsr
+      ? deps.onCsr(identity, msg).catch((err: unknown) => ({ type: 'error' as const, nonce: msg.nonce, reason: `internal error: ${String(err)}` }))
+      : Promise.resolve({ type: 'error' as const, nonce: msg.nonce, reason: 'this agent issues no certificates (no --ca-url)' });
+    void answer.then((a) => { if (!s.sock.destroyed) send(s, a); });
   }
 
   function refuse(s: Session, reason: string): void {
@@ -260,6 +274,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         s.ackedVersion = Math.max(s.ackedVersion, msg.version);
         s.lastAckAt = new Date();
         settleFanout();
+      } else if (msg.type === 'csr' && s.identity) {
+        answerCsr(s, msg);
       } else if (s.identity) {
         protocolError(`unexpected message type ${JSON.stringify(msg.type)}`);
       }

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type PodIdentity } from '../controlplane/protocol.js';
+import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type PodIdentity, type ProxyToAgent } from '../controlplane/protocol.js';
 import { applyDelta } from '../controlplane/registry-builder.js';
 import type { Registry, RegistryService, RegistryView } from '../controlplane/types.js';
 
@@ -32,6 +32,8 @@ export class RegistryClient extends EventEmitter implements RegistryView {
   private backoff: number;
   private timer: NodeJS.Timeout | undefined;
   identity: PodIdentity | undefined;
+  /** The agent said it answers csr (welcome.certificates). */
+  certificatesOffered = false;
   connected = false;
   lastRefusal: string | undefined;
   snapshots = 0;
@@ -99,6 +101,7 @@ export class RegistryClient extends EventEmitter implements RegistryView {
       case 'welcome':
         if (msg.epoch !== this.epoch) this.epoch = msg.epoch;
         this.identity = msg.identity;
+        this.certificatesOffered = msg.certificates === true;
         this.connected = true;
         this.lastRefusal = undefined;
         this.backoff = this.opts.minBackoffMs ?? 100;
@@ -110,8 +113,10 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         log.error({ reason: msg.reason }, 'control plane refused this proxy');
         this.backoff = Math.max(this.backoff, 1000);
         return;
+      case 'certificate':
       case 'error':
-        log.warn({ reason: msg.reason }, 'control plane reported a protocol error');
+        if (msg.nonce !== undefined) { this.emit('certificate-answer', msg); return; }
+        log.warn({ reason: (msg as { reason?: string }).reason }, 'control plane reported a protocol error');
         return;
       case 'snapshot': {
         const services = new Map<string, RegistryService>();
@@ -133,6 +138,13 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         return;
       }
     }
+  }
+
+  /** Sends one message on the current connection; false when not connected (the caller retries). */
+  send(msg: ProxyToAgent): boolean {
+    if (!this.connected || !this.sock || this.sock.destroyed) return false;
+    this.sock.write(encode(msg));
+    return true;
   }
 
   private install(sock: Socket, reg: Registry): void {
