@@ -14,5 +14,6 @@ else
   mapfile -t files < <(find test -name '*.test.ts' | sort)
 fi
 [ "${#files[@]}" -gt 0 ] || { echo "no test files found" >&2; exit 1; }
-# A test process that never exits (a leaked handle) must fail the run, not hang CI.
-exec timeout --kill-after=30 "${WEIR_TEST_TIMEOUT:-3000}" node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-reporter=spec "${files[@]}"
+# A test process that never exits (a leaked handle) must fail the run, not hang CI;
+# a test that waits forever fails after 10 min instead of eating the whole run.
+exec timeout --kill-after=30 "${WEIR_TEST_TIMEOUT:-3000}" node --import tsx --test --test-concurrency="${WEIR_TEST_CONCURRENCY:-1}" --test-timeout="${WEIR_TEST_TIMEOUT_EACH:-600000}" --test-reporter=spec "${files[@]}"
