@@ -229,6 +229,15 @@ export class RegistryBuilder {
     return { version: this.version, clusterDomain: this.clusterDomain, services };
   }
 
+  /** Every service as JSON text (v2 pushes splice it into lines without re-encoding). */
+  serviceJsons(): string[] {
+    return [...this.built.values()].map((b) => b.json);
+  }
+
+  serviceJson(key: string): string | undefined {
+    return this.built.get(key)?.json;
+  }
+
   /**
    * The delta that brings a proxy at `fromVersion` to the current version,
    * or undefined when that version is no longer covered by the history (the

@@ -3,7 +3,8 @@
 // is comes from the kernel: from which pod-netns listener accepted it
 // (pod-listeners.ts hands those connections to serve()), or, on the legacy
 // host socket, from the peer pid. Every registry change is pushed as a delta
-// that each proxy acknowledges.
+// that each proxy acknowledges. Protocol 2 proxies also get the compiled
+// kinds of their view (v2/views.ts), each versioned, acked or nacked.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -12,12 +13,18 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { kubeRegistrySource, type RegistrySource } from './kube-source.js';
-import { peerPid } from './peer-cred.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
+import { identifyByPeerPid } from './host-socket-identity.js';
+import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSION, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
 import { MessageError, parseProxyMessage } from './messages.js';
 import { badPeerReporter } from '../common/bad-peer.js';
 import { RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
+import { IstioConfigStore } from './istio-source.js';
+import { istioCompiledSource, type CompiledSource } from './v2/compiled-source.js';
+import { CompiledViews } from './v2/views.js';
+import { V2Pusher, type LastNack } from './v2/pusher.js';
+import { registryFeed } from './v2/registry-feed.js';
+import type { Kind } from './v2/kinds.js';
 
 /**
  * What the kernel says about one connection: the pod (or why not), and how
@@ -53,6 +60,12 @@ export interface ControlPlaneDeps {
   source?: (apply: (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void) => RegistrySource;
   /** How long a proxy has to send hello. Default 5000 ms. */
   helloTimeoutMs?: number;
+  /** What v2 views are compiled from besides the registry. Default: Services alone (no Istio resources). */
+  compiled?: CompiledSource;
+  /** Resolves when the compiled source's inputs are listed (v2 pushes wait for it, as for the registry). */
+  compiledReady?: Promise<void>;
+  /** Recompile debounce for v2 views. Default 20 ms. */
+  compileDebounceMs?: number;
 }
 
 export interface ProxySessionStats {
@@ -67,6 +80,11 @@ export interface ProxySessionStats {
   resumed: boolean;
   snapshotsSent: number;
   deltasSent: number;
+  protocol: number;
+  /** v2: the shared view this proxy gets, per-kind versions, and the last NACK it sent. */
+  view?: string;
+  kinds?: Record<string, { sent: number; acked: number; pushes: number; nacks: number }>;
+  lastNack?: LastNack;
 }
 
 export interface ControlPlane {
@@ -99,6 +117,9 @@ interface Session {
   snapshotsSent: number;
   deltasSent: number;
   blocked: boolean;
+  protocol: number;
+  v2?: V2Pusher;
+  viewKey?: string;
 }
 
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
@@ -113,6 +134,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   /** version → when it was produced, while some proxy has not acked it. */
   const pendingFanout = new Map<number, number>();
   const ackWaiters = new Set<{ version: number; resolve: () => void }>();
+  const compiled = deps.compiled ?? istioCompiledSource({ store: new IstioConfigStore(), rootNamespace: 'istio-system' });
+  const regFeed = registryFeed(builder);
+  const views = new CompiledViews({
+    logger: log, debounceMs: deps.compileDebounceMs,
+    compile: (key) => compiled.compile(key, [...builder.snapshot().services.values()], deps.clusterDomain),
+    onChanged: (key, kinds) => { for (const s of sessions) if (s.v2 && s.viewKey === key && synced) s.v2.catchUp(kinds); },
+  });
+  compiled.onChange(() => views.invalidate());
+  const feedFor = (s: Session) => (kind: Kind) => (kind === 'Registry' ? regFeed : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
 
   const m = {
     connected: new Gauge({ name: 'weir_controlplane_proxies_connected', help: 'Proxies connected to the node control plane', registers: [deps.metrics] }),
@@ -123,6 +153,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       name: 'weir_controlplane_fanout_seconds', help: 'Registry change to acknowledgement by every connected proxy',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [deps.metrics],
     }),
+    nacks: new Counter({ name: 'weir_controlplane_nacks_total', help: 'Pushes a proxy rejected (it kept its last good config of that kind)', labelNames: ['kind'], registers: [deps.metrics] }),
+    pushBytes: new Counter({ name: 'weir_controlplane_push_bytes_total', help: 'Bytes of v2 pushes written to proxies', labelNames: ['kind'], registers: [deps.metrics] }),
   };
 
   const badPeer = badPeerReporter(deps.metrics, 'proxy.sock', log);
@@ -140,6 +172,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   /** Bring one proxy up to the current version: a delta if possible, else a snapshot. */
   function catchUp(s: Session): void {
+    if (s.v2) { s.v2.catchUp(); return; }
     if (s.blocked || s.sentVersion === builder.currentVersion()) return;
     const d = builder.deltaSince(s.sentVersion);
     if (!d) sendSnapshot(s);
@@ -181,6 +214,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       return;
     }
     if (!delta) return;
+    views.invalidate();
     m.version.set(delta.version);
     m.services.set(builder.snapshot().services.size);
     if (!synced) return; // proxies get the complete registry once the first list finished
@@ -190,8 +224,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   }
 
   async function admit(s: Session, hello: HelloMsg): Promise<void> {
-    if (!Array.isArray(hello.versions) || !hello.versions.includes(PROTOCOL_VERSION)) {
-      refuse(s, `unsupported protocol versions ${JSON.stringify(hello.versions)}; this agent speaks ${PROTOCOL_VERSION}`);
+    const protocol = PROTOCOL_VERSIONS.find((v) => hello.versions.includes(v));
+    if (protocol === undefined) {
+      refuse(s, `unsupported protocol versions ${JSON.stringify(hello.versions)}; this agent speaks ${PROTOCOL_VERSIONS.join(', ')}`);
       return;
     }
     let found: ConnectionIdentity;
@@ -211,10 +246,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     if (claimed && ((claimed.namespace && claimed.namespace !== identity.namespace) || (claimed.name && claimed.name !== identity.name))) {
       log.warn({ via: found.via, pid: found.pid || undefined, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
     }
-    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
     m.connected.set([...sessions].filter((x) => x.identity).length);
+    if (protocol === PROTOCOL_V2) { admitV2(s, hello, identity); return; }
+    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
     // Resume: the proxy already holds version N from this epoch → only the delta.
-    if (hello.resume && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
+    if (hello.resume?.version !== undefined && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
       s.sentVersion = hello.resume.version;
       s.ackedVersion = hello.resume.version;
       s.resumed = true;
@@ -227,6 +263,36 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     log.info({ session: s.id, pid: found.pid || undefined, via: found.via, pod: `${identity.namespace}/${identity.name}`, resumed: s.resumed, version: s.sentVersion }, 'proxy connected');
   }
 
+  function admitV2(s: Session, hello: HelloMsg, identity: PodIdentity): void {
+    s.protocol = PROTOCOL_V2;
+    s.viewKey = compiled.viewKey(identity);
+    views.acquire(s.viewKey);
+    s.v2 = new V2Pusher(s.sock, s.id, feedFor(s), {
+      onPush: (kind, bytes) => {
+        m.pushBytes.inc({ kind }, bytes);
+        if (kind === 'Registry') s.sentVersion = s.v2!.sentVersion('Registry');
+      },
+      onAck: (kind, version) => {
+        if (kind !== 'Registry') return;
+        s.ackedVersion = version;
+        s.lastAckAt = new Date();
+        settleFanout();
+      },
+      onNack: (n) => {
+        m.nacks.inc({ kind: n.kind });
+        log.warn({ session: s.id, pod: `${identity.namespace}/${identity.name}`, kind: n.kind, version: n.version, errors: n.errors.slice(0, 5) }, 'proxy rejected a push; it keeps its last good config of that kind');
+      },
+    });
+    send(s, { type: 'welcome', version: PROTOCOL_V2, epoch, identity: { ...identity }, clusterDomain: deps.clusterDomain });
+    if (hello.resume?.versions && hello.resume.epoch === epoch) {
+      const resumed = s.v2.resume(hello.resume.versions);
+      s.resumed = resumed.length > 0;
+      if (resumed.includes('Registry')) s.ackedVersion = s.sentVersion = s.v2.sentVersion('Registry');
+    }
+    if (synced) s.v2.catchUp();
+    log.info({ session: s.id, via: s.identifiedBy, pod: `${identity.namespace}/${identity.name}`, protocol: 2, view: s.viewKey, resumed: s.resumed }, 'proxy connected');
+  }
+
   function refuse(s: Session, reason: string): void {
     log.warn({ session: s.id, pid: s.pid || undefined, reason }, 'proxy refused');
     m.refused.inc({ reason: reason.split(':')[0].slice(0, 60) });
@@ -236,7 +302,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   function onConnection(sock: Socket, identify: IdentifyConnection): void {
     const s: Session = {
       id: nextId++, sock, identify, pid: 0, identifiedBy: '', connectedAt: new Date(), sentVersion: -1, ackedVersion: -1,
-      resumed: false, snapshotsSent: 0, deltasSent: 0, blocked: false,
+      resumed: false, snapshotsSent: 0, deltasSent: 0, blocked: false, protocol: PROTOCOL_VERSION,
     };
     sessions.add(s);
     const decoder = new LineDecoder();
@@ -255,6 +321,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         gotHello = true;
         clearTimeout(helloTimer);
         admit(s, msg).catch((err: unknown) => { log.error({ session: s.id, err: String(err) }, 'admitting a proxy failed'); refuse(s, `internal error: ${String(err)}`); });
+      } else if (s.v2 && (msg.type === 'ack' || msg.type === 'nack')) {
+        const err = msg.type === 'ack' ? s.v2.ack(msg as typeof msg & { kind: Kind; nonce: string }) : s.v2.nack(msg);
+        if (err) protocolError(err);
       } else if (msg.type === 'ack' && s.identity) {
         if (msg.version > s.sentVersion) { protocolError(`ack.version ${msg.version} was never sent`); return; }
         s.ackedVersion = Math.max(s.ackedVersion, msg.version);
@@ -268,7 +337,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       if (failed) return;
       try {
         for (const raw of decoder.push(chunk)) {
-          onMessage(parseProxyMessage(raw));
+          onMessage(parseProxyMessage(raw, s.protocol));
           if (failed) return;
         }
       } catch (err) {
@@ -283,6 +352,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     sock.on('close', () => {
       clearTimeout(helloTimer);
       sessions.delete(s);
+      if (s.viewKey !== undefined) views.release(s.viewKey);
       m.connected.set([...sessions].filter((x) => x.identity).length);
       if (s.identity) log.info({ session: s.id, pod: `${s.identity.namespace}/${s.identity.name}`, ackedVersion: s.ackedVersion }, 'proxy disconnected');
       settleFanout();
@@ -307,7 +377,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   log.info({ socket: socketPath, epoch }, 'control plane started');
 
   const source = (deps.source ?? ((a) => kubeRegistrySource(deps.kubeConfig, a, log)))(apply);
-  const started = source.start().then(() => {
+  const started = Promise.all([source.start(), deps.compiledReady]).then(() => {
     synced = true;
     log.info({ version: builder.currentVersion(), services: builder.snapshot().services.size }, 'registry synced');
     for (const s of sessions) if (s.identity) catchUp(s);
@@ -327,7 +397,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           id: s.id, pid: s.pid, identifiedBy: s.identifiedBy, pod: `${s.identity!.namespace}/${s.identity!.name}`,
           connectedAt: s.connectedAt.toISOString(), sentVersion: s.sentVersion, ackedVersion: s.ackedVersion,
           lastAckAt: s.lastAckAt?.toISOString(), resumed: s.resumed, snapshotsSent: s.snapshotsSent, deltasSent: s.deltasSent,
+          protocol: s.protocol, view: s.viewKey, kinds: s.v2?.stats(), lastNack: s.v2?.lastNack,
         })),
+        views: { live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs },
       };
     },
     waitAcked(version, timeoutMs = 5000) {
@@ -341,31 +413,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     async close() {
       await source.stop().catch(() => {});
       await started;
+      views.close();
       for (const s of sessions) s.sock.destroy();
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       if (socketPath) rmSync(socketPath, { force: true });
     },
-  };
-}
-
-/**
- * Identity on the host socket: SO_PEERCRED pid → the agent's identifyPeer.
- * A pid of 0 means the peer is in a pid namespace the agent cannot see (the
- * agent runs without hostPID): it is refused, never mapped to a pod.
- */
-function identifyByPeerPid(identifyPeer: ControlPlaneDeps['identifyPeer']): IdentifyConnection {
-  return async (sock) => {
-    let peer: Awaited<ReturnType<typeof peerPid>>;
-    try {
-      peer = await peerPid(sock);
-    } catch (err) {
-      return { pid: 0, via: 'SO_PEERCRED', refusal: `cannot read peer credentials: ${String(err)}` };
-    }
-    if (!peer) {
-      return { pid: 0, via: 'SO_PEERCRED', refusal: 'kernel reports no peer pid for this connection (the proxy is in a pid namespace the agent cannot see); connect to the pod socket ' + POD_SOCKET + ' instead' };
-    }
-    if (!identifyPeer) return { pid: peer.pid, via: peer.via, refusal: 'this agent does not identify proxies by pid' };
-    const identity = await identifyPeer(peer.pid);
-    return identity ? { pid: peer.pid, via: peer.via, identity } : { pid: peer.pid, via: peer.via, refusal: `pid ${peer.pid} does not belong to a pod this agent knows` };
   };
 }

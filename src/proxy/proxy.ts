@@ -124,6 +124,9 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
         }),
         httpRoutes: l7.routes, protocolSelection: l7.listeners, clusterPolicies: l7.clusters,
         agent: l7.agent, registry: l7.registry,
+        // Control plane v2: the compiled kinds as held (last good of each), and this proxy's NACKs.
+        controlPlane: { protocol: client.protocol, pushes: client.pushes, versions: client.v2.versions(), nacks: client.v2.nacks, lastNack: client.v2.lastNack },
+        compiled: client.compiled.snapshot(),
         bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
         originalDst: pumpVia,
       };

@@ -1,44 +1,87 @@
 // What the proxy holds of the compiled Istio config (controlplane/resources.ts):
-// route tables per port, L4 services, clusters, and what was ignored. One
-// store, filled either from control-plane v2 pushes (registry-client) or from
-// a static file (`--static-config`, for tests and debugging); read by the HTTP
-// router, the TCP chain and the config dump. A replacement is whole: readers
-// never see half of one update.
+// route tables per port, L4 services, clusters, the outbound listener and
+// what was ignored. One store, filled either from control-plane v2 pushes
+// (registry-client, one kind at a time) or from a static file
+// (`--static-config`, for tests and debugging); read by the HTTP router, the
+// TCP chain and the config dump. Every update is whole: readers never see
+// half of one push.
 import { EventEmitter } from 'node:events';
-import type { CompiledCluster, CompiledL4Service, CompiledProxyConfig, CompiledRouteTable, IgnoredConfig } from '../../controlplane/resources.js';
+import type { CompiledCluster, CompiledL4Service, CompiledListener, CompiledProxyConfig, CompiledRouteTable, IgnoredConfig } from '../../controlplane/resources.js';
+import { keyOf, type CompiledKind, type KindItem } from '../../controlplane/v2/kinds.js';
 
 export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
   private routesByPort = new Map<number, CompiledRouteTable>();
+  private l4ByKey = new Map<string, CompiledL4Service>();
   private l4ByPort = new Map<number, CompiledL4Service[]>();
   private clustersByName = new Map<string, CompiledCluster>();
-  private ignoredList: IgnoredConfig[] = [];
-  /** Bumped on every replacement; 0 = nothing compiled received yet (routing falls back to the registry alone). */
+  private ignoredByKey = new Map<string, IgnoredConfig>();
+  private listenersByName = new Map<string, CompiledListener>();
+  /** Bumped on every update; 0 = nothing compiled received yet (routing falls back to the registry alone). */
   generation = 0;
 
-  /** Replace everything at once (a full push, or the static file). */
+  /** Replace everything at once (the static file). */
   replace(config: CompiledProxyConfig): void {
     this.routesByPort = new Map(config.routes.map((t) => [t.port, t]));
-    const l4 = new Map<number, CompiledL4Service[]>();
-    for (const s of config.l4) l4.set(s.port, [...(l4.get(s.port) ?? []), s]);
-    this.l4ByPort = l4;
+    this.l4ByKey = new Map(config.l4.map((s) => [keyOf('L4Service', s), s]));
     this.clustersByName = new Map(config.clusters.map((c) => [c.name, c]));
-    this.ignoredList = [...config.ignored];
-    this.generation++;
-    this.emit('change');
+    this.ignoredByKey = new Map(config.ignored.map((i) => [keyOf('Ignored', i), i]));
+    this.listenersByName = new Map((config.listeners ?? []).map((l) => [l.name, l]));
+    this.changed();
+  }
+
+  /**
+   * One v2 push of one kind, already checked (item-schema.ts): `full`
+   * replaces the kind, else upserts replace by key and deletes remove keys.
+   */
+  applyKind<K extends CompiledKind>(kind: K, full: boolean, upserts: KindItem[K][], deletes: string[]): void {
+    const map = this.mapOf(kind) as Map<string | number, KindItem[K]>;
+    const next = full ? new Map<string | number, KindItem[K]>() : new Map(map);
+    const k = (key: string): string | number => (kind === 'RouteTable' ? Number(key) : key);
+    for (const d of deletes) next.delete(k(d));
+    for (const item of upserts) next.set(k(keyOf(kind, item)), item);
+    switch (kind) {
+      case 'RouteTable': this.routesByPort = next as unknown as Map<number, CompiledRouteTable>; break;
+      case 'Cluster': this.clustersByName = next as unknown as Map<string, CompiledCluster>; break;
+      case 'L4Service': this.l4ByKey = next as unknown as Map<string, CompiledL4Service>; break;
+      case 'Listener': this.listenersByName = next as unknown as Map<string, CompiledListener>; break;
+      case 'Ignored': this.ignoredByKey = next as unknown as Map<string, IgnoredConfig>; break;
+    }
+    this.changed();
   }
 
   routeTable(port: number): CompiledRouteTable | undefined { return this.routesByPort.get(port); }
   l4Services(port: number): CompiledL4Service[] { return this.l4ByPort.get(port) ?? []; }
   cluster(name: string): CompiledCluster | undefined { return this.clustersByName.get(name); }
-  ignored(): readonly IgnoredConfig[] { return this.ignoredList; }
+  ignored(): readonly IgnoredConfig[] { return [...this.ignoredByKey.values()]; }
+  /** ALLOW_ANY unless the Sidecar that applies to this proxy says REGISTRY_ONLY. */
+  outboundTrafficPolicy(): 'ALLOW_ANY' | 'REGISTRY_ONLY' { return this.listenersByName.get('outbound')?.outboundTrafficPolicy ?? 'ALLOW_ANY'; }
 
-  /** The whole config as a CompiledProxyConfig (config_dump, and the base a per-kind push modifies). */
+  /** The whole config as a CompiledProxyConfig (config_dump). */
   snapshot(): CompiledProxyConfig {
     return {
       routes: [...this.routesByPort.values()],
-      l4: [...this.l4ByPort.values()].flat(),
+      l4: [...this.l4ByKey.values()],
       clusters: [...this.clustersByName.values()],
-      ignored: [...this.ignoredList],
+      ignored: [...this.ignoredByKey.values()],
+      listeners: [...this.listenersByName.values()],
     };
+  }
+
+  private mapOf(kind: CompiledKind): Map<unknown, unknown> {
+    switch (kind) {
+      case 'RouteTable': return this.routesByPort;
+      case 'Cluster': return this.clustersByName;
+      case 'L4Service': return this.l4ByKey;
+      case 'Listener': return this.listenersByName;
+      case 'Ignored': return this.ignoredByKey;
+    }
+  }
+
+  private changed(): void {
+    const byPort = new Map<number, CompiledL4Service[]>();
+    for (const s of this.l4ByKey.values()) byPort.set(s.port, [...(byPort.get(s.port) ?? []), s]);
+    this.l4ByPort = byPort;
+    this.generation++;
+    this.emit('change');
   }
 }
