@@ -28,6 +28,8 @@ export interface AgentConfig {
   /** Start the node control plane for proxies (@weir/proxy in each captured pod's netns, and proxy.sock). */
   controlPlane: boolean;
   clusterDomain: string;
+  /** Istio's root namespace: mesh-wide Sidecars and DestinationRules live there. */
+  istioRootNamespace?: string;
   logLevel: string;
 }
 
@@ -52,6 +54,7 @@ const SPECS: Record<string, Spec> = {
   keepChainOnShutdown: { flag: '--keep-chain-on-shutdown', env: 'WEIR_KEEP_CHAIN_ON_SHUTDOWN' },
   controlPlane: { flag: '--no-control-plane', env: 'WEIR_CONTROL_PLANE' },
   clusterDomain: { flag: '--cluster-domain', env: 'WEIR_CLUSTER_DOMAIN' },
+  istioRootNamespace: { flag: '--istio-root-namespace', env: 'WEIR_ISTIO_ROOT_NAMESPACE' },
   logLevel: { flag: '--log-level', env: 'WEIR_LOG_LEVEL' },
 };
 
@@ -120,6 +123,8 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
   const controlPlane = pick('controlPlane');
   const keep = pick('keepChainOnShutdown');
   const logLevel = str('logLevel', 'info')!;
+  const istioRootNamespace = str('istioRootNamespace', 'istio-system')!;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(istioRootNamespace) || istioRootNamespace.length > 63) throw new ConfigError('istioRootNamespace', 'must be a namespace name', istioRootNamespace);
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) throw new ConfigError('logLevel', 'must be trace|debug|info|warn|error|fatal|silent', logLevel);
   return {
     nodeName,
@@ -139,6 +144,7 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     keepChainOnShutdown: keep === undefined ? true : parseBool(keep, 'keepChainOnShutdown'),
     controlPlane: controlPlane === undefined ? true : parseBool(controlPlane, 'controlPlane'),
     clusterDomain: str('clusterDomain', 'cluster.local')!,
+    istioRootNamespace,
     logLevel,
   };
 }

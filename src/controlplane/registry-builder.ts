@@ -4,6 +4,7 @@
 // sees changed), and the version only moves when something did.
 import type { Registry, RegistryDelta, RegistryEndpoint, RegistryService, RegistryServicePort, ServiceKind } from './types.js';
 import { SERVICE_NAME_LABEL, type KubeEndpointSlice, type KubeService } from './kube-shapes.js';
+import { PodIndex, type PodInfo } from './pod-index.js';
 
 type Proto = 'TCP' | 'UDP' | 'SCTP';
 
@@ -136,6 +137,8 @@ export class RegistryBuilder {
   private readonly historyLimit: number;
   /** VIPs handed to remote-only services whose ClusterIP collides with a local one (stable per key). */
   private readonly remoteVips = new Map<string, string>();
+  /** Pod labels / service accounts / tlsMode that local endpoints carry. */
+  private readonly pods = new PodIndex();
   /** Local ClusterIP → service key, rebuilt lazily after a local Service changes. */
   private localIps?: Map<string, string>;
 
@@ -152,6 +155,15 @@ export class RegistryBuilder {
     let c = this.clusters.get(cluster);
     if (!c) this.clusters.set(cluster, (c = new ClusterObjects()));
     return c;
+  }
+
+  /**
+   * A pod's labels / service account / tlsMode changed (undefined: the pod
+   * is gone). Rebuilds the services whose endpoints name it.
+   */
+  setPod(namespace: string, name: string, info: PodInfo | undefined): RegistryDelta | undefined {
+    const svcs = this.pods.set(namespace, name, info);
+    return svcs.length ? this.rebuild(svcs) : undefined;
   }
 
   /** Remote clusters that contributed anything. */
@@ -283,7 +295,11 @@ export class RegistryBuilder {
       for (const [cluster, c] of this.clusters) {
         // A cluster's slices count only where that cluster has the Service too (namespace sameness needs both).
         if (!c.services.has(key)) continue;
-        for (const ep of mergeSlices(c.slices.get(key)?.values() ?? [])) endpoints.push(cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster });
+        for (const ep of mergeSlices(c.slices.get(key)?.values() ?? [])) {
+          if (cluster !== LOCAL_CLUSTER) { endpoints.push({ ...ep, cluster }); continue; }
+          if (ep.podName) this.pods.fill(ep, key);
+          endpoints.push(ep);
+        }
       }
     }
     const out: RegistryService = { namespace, name, kind, clusterIPs, ports, endpoints };

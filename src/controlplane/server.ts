@@ -24,7 +24,7 @@ import { istioCompiledSource, type CompiledSource } from './v2/compiled-source.j
 import { CompiledViews } from './v2/views.js';
 import { V2Pusher, type LastNack } from './v2/pusher.js';
 import { registryFeed } from './v2/registry-feed.js';
-import type { Kind } from './v2/kinds.js';
+import { COMPILED_KINDS, type Kind } from './v2/kinds.js';
 
 /**
  * What the kernel says about one connection: the pod (or why not), and how
@@ -140,6 +140,19 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     logger: log, debounceMs: deps.compileDebounceMs,
     compile: (key) => compiled.compile(key, [...builder.snapshot().services.values()], deps.clusterDomain),
     onChanged: (key, kinds) => { for (const s of sessions) if (s.v2 && s.viewKey === key && synced) s.v2.catchUp(kinds); },
+    beforeRecompile: () => {
+      // A Sidecar added, changed or removed can move a proxy to another view: it then gets that view whole.
+      for (const s of sessions) {
+        if (!s.v2 || !s.identity || s.viewKey === undefined) continue;
+        const key = compiled.viewKey(s.identity);
+        if (key === s.viewKey) continue;
+        views.acquire(key);
+        views.release(s.viewKey);
+        s.viewKey = key;
+        s.v2.restart(COMPILED_KINDS);
+        if (synced) s.v2.catchUp();
+      }
+    },
   });
   compiled.onChange(() => views.invalidate());
   const feedFor = (s: Session) => (kind: Kind) => (kind === 'Registry' ? regFeed : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);

@@ -25,6 +25,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(optionWithDefault('--keep-chain-on-shutdown [bool]', 'keep weir-cni chained when the agent stops: new pods fail closed until it is back; to remove weir use weir uninstall (env WEIR_KEEP_CHAIN_ON_SHUTDOWN)', 'true'))
     .option('--no-control-plane', 'do not serve the proxies\' control plane (env WEIR_CONTROL_PLANE=false)')
     .addOption(optionWithDefault('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN', 'cluster.local'))
+    .addOption(optionWithDefault('--istio-root-namespace <ns>', 'env WEIR_ISTIO_ROOT_NAMESPACE', 'istio-system'))
     .addOption(optionWithDefault('--log-level <level>', 'env WEIR_LOG_LEVEL', 'info'))
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       // Commander sets negatable flags to true when absent; only an explicit --no-x counts, so env can still decide.

@@ -58,6 +58,11 @@ export class V2Pusher {
     return resumed;
   }
 
+  /** The feeds of these kinds changed identity (the proxy moved to another view): their next pushes are whole. */
+  restart(kinds: readonly Kind[]): void {
+    for (const k of kinds) { const st = this.states.get(k)!; st.needFull = true; st.rejected = -1; }
+  }
+
   sentVersion(kind: Kind): number { return this.states.get(kind)!.sent; }
   ackedVersion(kind: Kind): number { return this.states.get(kind)!.acked; }
 

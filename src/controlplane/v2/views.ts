@@ -18,6 +18,8 @@ export interface ViewsOptions {
   compile(key: string): CompiledProxyConfig;
   /** Called after a recompile with the views that changed and which kinds. */
   onChanged(key: string, kinds: CompiledKind[]): void;
+  /** Runs first in each debounced round (proxies may move to another view key, e.g. a Sidecar now selects them). */
+  beforeRecompile?(): void;
   logger: Logger;
   debounceMs?: number;
 }
@@ -58,6 +60,7 @@ export class CompiledViews {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.opts.beforeRecompile?.();
       for (const v of [...this.views.values()]) {
         const changed = this.recompile(v);
         if (changed.length) this.opts.onChanged(v.key, changed);
