@@ -16,7 +16,7 @@ import { Netns, sh, uniq } from '../support/netns.js';
 import { netnsInode, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
-import { startControlPlane, type ControlPlane } from '../../src/controlplane/server.js';
+import { startControlPlane, type ControlPlane, type ControlPlaneDeps } from '../../src/controlplane/server.js';
 import type { PodIdentity } from '../../src/controlplane/protocol.js';
 import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
 import { sandboxAt } from '../../src/netns/backend-types.js';
@@ -107,7 +107,8 @@ export class Cluster {
     return pod;
   }
 
-  async startControlPlane(): Promise<ControlPlane> {
+  /** `over`: e.g. a kubeConfig with `source: undefined` (Services from an API server) and the Istio compiled source. */
+  async startControlPlane(over: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
     const byInode = () => new Map(this.pods.map((p) => [netnsInode(p.ns.path), p]));
     this.cp = await startControlPlane({
       kubeConfig: new KubeConfig(),
@@ -123,6 +124,7 @@ export class Cluster {
         return p ? { namespace: p.namespace, name: p.name, uid: `uid-${p.name}`, ips: [p.ip4, p.ip6] } : undefined;
       },
       source: () => ({ start: async () => {}, stop: async () => {} }),
+      ...over,
     });
     return this.cp;
   }
