@@ -137,6 +137,8 @@ export class RegistryBuilder {
   private readonly historyLimit: number;
   /** VIPs handed to remote-only services whose ClusterIP collides with a local one (stable per key). */
   private readonly remoteVips = new Map<string, string>();
+  /** Registry entries of ServiceEntry hosts ("ns/host"; no Service key has a dot in its name). */
+  private readonly entries = new Map<string, RegistryService>();
   /** Pod labels / service accounts / tlsMode that local endpoints carry. */
   private readonly pods = new PodIndex();
   /** Local ClusterIP → service key, rebuilt lazily after a local Service changes. */
@@ -164,6 +166,14 @@ export class RegistryBuilder {
   setPod(namespace: string, name: string, info: PodInfo | undefined): RegistryDelta | undefined {
     const svcs = this.pods.set(namespace, name, info);
     return svcs.length ? this.rebuild(svcs) : undefined;
+  }
+
+  /** Replace the ServiceEntry-derived entries (translate/service-entry-registry.ts) with `list`. */
+  setServiceEntries(list: RegistryService[]): RegistryDelta | undefined {
+    const keys = new Set(this.entries.keys());
+    this.entries.clear();
+    for (const s of list) { const k = keyOf(s.namespace, s.name); this.entries.set(k, s); keys.add(k); }
+    return this.rebuild([...keys]);
   }
 
   /** Remote clusters that contributed anything. */
@@ -274,6 +284,8 @@ export class RegistryBuilder {
   }
 
   private buildOne(key: string): RegistryService | undefined {
+    const entry = this.entries.get(key);
+    if (entry) return entry;
     // The local Service decides kind and ports; else the remote cluster that sorts first.
     const owners = [...this.clusters].filter(([, c]) => c.services.has(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     if (owners.length === 0) { this.remoteVips.delete(key); return undefined; } // slices without their Service are not routable

@@ -141,6 +141,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     compile: (key) => compiled.compile(key, [...builder.snapshot().services.values()], deps.clusterDomain),
     onChanged: (key, kinds) => { for (const s of sessions) if (s.v2 && s.viewKey === key && synced) s.v2.catchUp(kinds); },
     beforeRecompile: () => {
+      if (entriesDue && compiled.registryEntries) { entriesDue = false; apply((b) => b.setServiceEntries(compiled.registryEntries!())); }
       // A Sidecar added, changed or removed can move a proxy to another view: it then gets that view whole.
       for (const s of sessions) {
         if (!s.v2 || !s.identity || s.viewKey === undefined) continue;
@@ -154,7 +155,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       }
     },
   });
-  compiled.onChange(() => views.invalidate());
+  // ServiceEntry hosts join the registry (DNS, L4 by VIP) on the same debounce as the views.
+  let entriesDue = false;
+  compiled.onChange(() => { entriesDue = true; views.invalidate(); });
   const feedFor = (s: Session) => (kind: Kind) => (kind === 'Registry' ? regFeed : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
 
   const m = {

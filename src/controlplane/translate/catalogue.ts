@@ -31,7 +31,7 @@ export class Catalogue {
 
   all(): HostEntry[] { return [...this.hosts.values()].sort((a, b) => a.host.localeCompare(b.host)); }
 
-  static build(opts: { clusterDomain: string; services: RegistryService[]; serviceEntries: ServiceEntry[]; proxyNamespace: string }): Catalogue {
+  static build(opts: { clusterDomain: string; services: RegistryService[]; serviceEntries: ServiceEntry[]; proxyNamespace: string; autoVips?: Map<string, string> }): Catalogue {
     const c = new Catalogue(opts.clusterDomain);
     for (const s of opts.services) {
       const host = `${s.name}.${s.namespace}.svc.${opts.clusterDomain}`;
@@ -60,7 +60,7 @@ export class Catalogue {
         if (c.hosts.has(host)) continue; // a Service (or an older ServiceEntry) already owns the name
         c.hosts.set(host, {
           host, namespace: se.meta.namespace, source: `${se.meta.namespace}/${se.meta.name}`, kind: 'ServiceEntry',
-          addresses: [...se.addresses], aliases: [],
+          addresses: se.addresses.length ? [...se.addresses] : opts.autoVips?.has(host) ? [opts.autoVips.get(host)!] : [], aliases: [],
           ports: se.ports.map((p) => ({ port: p.number, name: p.name, protocol: portProtocol({ appProtocol: p.protocol, name: p.name, port: p.number }) })),
         });
       }

@@ -19,6 +19,8 @@ export interface CompileInput {
   sidecarName?: string;
   services: RegistryService[];
   resources: IstioResource[];
+  /** Auto-allocated VIPs of address-less ServiceEntry hosts (host → VIP), from the registry entries. */
+  autoVips?: Map<string, string>;
   /** Problems found while reading resources (unsupported fields …), passed through to `ignored`. */
   ignored?: IgnoredConfig[];
 }
@@ -40,7 +42,7 @@ export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
       .filter((se) => se.hosts.length > 0);
     virtualServices = virtualServices.filter((vs) => scope.allowsVirtualService(vs, domain));
   }
-  const catalogue = Catalogue.build({ clusterDomain: domain, services, serviceEntries, proxyNamespace: input.proxyNamespace });
+  const catalogue = Catalogue.build({ clusterDomain: domain, services, serviceEntries, proxyNamespace: input.proxyNamespace, autoVips: input.autoVips });
   const destinationRules = of('DestinationRule') as DestinationRule[];
   const listener: CompiledListener = { name: 'outbound', outboundTrafficPolicy: sidecar?.outboundTrafficPolicy ?? 'ALLOW_ANY' };
   if (sidecar) listener.sidecar = `${sidecar.meta.namespace}/${sidecar.meta.name}`;

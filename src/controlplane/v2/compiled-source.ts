@@ -8,6 +8,8 @@ import type { CompiledProxyConfig, IgnoredConfig } from '../resources.js';
 import { compileProxyConfig } from '../translate/compile.js';
 import { selectSidecar } from '../translate/sidecar-scope.js';
 import type { RegistryService } from '../types.js';
+import type { ServiceEntry } from '../../istio/types.js';
+import { serviceEntryRegistry, VipAllocator } from '../translate/service-entry-registry.js';
 
 export interface CompiledSource {
   /** The shared view a proxy gets: its namespace, plus the Sidecar that selects it by labels, if one does. */
@@ -15,6 +17,8 @@ export interface CompiledSource {
   compile(key: string, services: RegistryService[], clusterDomain: string): CompiledProxyConfig;
   /** Istio resources changed. */
   onChange(cb: () => void): void;
+  /** The registry entries of ServiceEntry hosts (DNS answers, auto-allocated VIPs). */
+  registryEntries?(): RegistryService[];
 }
 
 export interface IstioCompiledSourceOptions {
@@ -26,7 +30,9 @@ export interface IstioCompiledSourceOptions {
 
 /** View keys are "ns" or "ns#sidecarName" (a Sidecar in ns whose workloadSelector picked the pod). */
 export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSource {
+  const vips = new VipAllocator();
   return {
+    registryEntries: () => serviceEntryRegistry(o.store.resources().filter((r): r is ServiceEntry => r.kind === 'ServiceEntry'), vips),
     viewKey(identity) {
       const labels = o.podLabels?.(identity.namespace, identity.name) ?? {};
       const sc = selectSidecar(o.store.resources(), identity.namespace, o.rootNamespace, labels);
@@ -42,7 +48,11 @@ export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSour
         const [kind, ns, name] = n.key.split('/');
         for (const p of n.problems) ignored.push({ resource: `${kind} ${ns}/${name}`, field: p.field, message: p.message });
       }
-      return compileProxyConfig({ clusterDomain, rootNamespace: o.rootNamespace, proxyNamespace, sidecarName, services, resources: o.store.resources(), ignored });
+      // ServiceEntry hosts are in the registry too (for DNS): the translators read them from the ServiceEntries themselves,
+      // with the auto-allocated VIPs the registry entries carry.
+      const autoVips = new Map<string, string>();
+      for (const s of services) if (s.serviceEntry?.autoAllocated) autoVips.set(s.serviceEntry.host, s.clusterIPs[0]);
+      return compileProxyConfig({ clusterDomain, rootNamespace: o.rootNamespace, proxyNamespace, sidecarName, services: services.filter((s) => !s.serviceEntry), resources: o.store.resources(), ignored, autoVips });
     },
     onChange(cb) { o.store.on('change', cb); },
   };
