@@ -109,8 +109,8 @@ test('a push the proxy rejects is NACKed: it keeps the last good version, the ag
     await until('nack recorded at the agent', () => proxies(cp)[0]?.kinds?.RouteTable.nacks === 1);
     const st = proxies(cp)[0];
     assert.equal(st.lastNack!.kind, 'RouteTable');
-    assert.equal(st.lastNack!.errors[0].name, '80');
-    assert.equal(st.lastNack!.errors[0].field, 'virtualHosts[0].routes[0].match[0].uri.regex');
+    assert.equal(st.lastNack!.errors[0].name, '80|api.shop.svc.cluster.local:80');
+    assert.equal(st.lastNack!.errors[0].field, 'virtualHost.routes[0].match[0].uri.regex');
     assert.match(st.lastNack!.errors[0].message, /does not compile/);
     assert.equal(JSON.stringify(client.compiled.routeTable(80)), good, 'the last good route table stays');
     assert.equal(client.v2.versions().RouteTable, goodVersion);

@@ -4,7 +4,7 @@
 // at all and the proxy keeps its last good version of the kind.
 import { isIP } from 'node:net';
 import type { NackError } from '../protocol.js';
-import type { Kind } from './kinds.js';
+import { keyOf, type Kind } from './kinds.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -108,12 +108,11 @@ const CHECKS: Record<Kind, (c: Check, o: Obj) => void> = {
   },
   RouteTable(c, o) {
     c.int('port', o.port, 1, 65535);
-    c.arr('virtualHosts', o.virtualHosts, (vh, f) => {
-      if (!c.obj(f, vh)) return;
-      c.str(`${f}.name`, vh.name);
-      c.arr(`${f}.domains`, vh.domains, (d, df) => c.str(df, d));
-      c.arr(`${f}.routes`, vh.routes, (r, rf) => httpRoute(c, rf, r));
-    });
+    const vh = o.virtualHost;
+    if (!c.obj('virtualHost', vh)) return;
+    c.str('virtualHost.name', vh.name);
+    c.arr('virtualHost.domains', vh.domains, (d, df) => c.str(df, d));
+    c.arr('virtualHost.routes', vh.routes, (r, rf) => httpRoute(c, rf, r));
   },
   L4Service(c, o) {
     c.str('host', o.host); c.int('port', o.port, 1, 65535); c.str('protocol', o.protocol);
@@ -132,7 +131,8 @@ export function checkItems(kind: Kind, items: unknown[]): NackError[] {
   const errors: NackError[] = [];
   items.forEach((item, i) => {
     const o = isObj(item) ? item : undefined;
-    const key = o ? (kind === 'Registry' ? `${String(o.namespace)}/${String(o.name)}` : String(o.name ?? o.port ?? o.host ?? o.resource ?? `#${i}`)) : `#${i}`;
+    let key = `#${i}`;
+    try { if (o) key = keyOf(kind, o as never); } catch { /* unreadable key: the index names it */ }
     const c = new Check(key);
     if (!o) c.fail('', 'must be an object');
     else CHECKS[kind](c, o);

@@ -7,9 +7,10 @@
 // half of one push.
 import { EventEmitter } from 'node:events';
 import type { CompiledCluster, CompiledL4Service, CompiledListener, CompiledProxyConfig, CompiledRouteTable, IgnoredConfig } from '../../controlplane/resources.js';
-import { keyOf, type CompiledKind, type KindItem } from '../../controlplane/v2/kinds.js';
+import { itemsOf, keyOf, type CompiledKind, type KindItem, type RouteTableEntry } from '../../controlplane/v2/kinds.js';
 
 export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
+  private routeEntries = new Map<string, RouteTableEntry>();
   private routesByPort = new Map<number, CompiledRouteTable>();
   private l4ByKey = new Map<string, CompiledL4Service>();
   private l4ByPort = new Map<number, CompiledL4Service[]>();
@@ -21,7 +22,7 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
 
   /** Replace everything at once (the static file). */
   replace(config: CompiledProxyConfig): void {
-    this.routesByPort = new Map(config.routes.map((t) => [t.port, t]));
+    this.routeEntries = new Map(itemsOf(config).RouteTable.map((e) => [keyOf('RouteTable', e), e]));
     this.l4ByKey = new Map(config.l4.map((s) => [keyOf('L4Service', s), s]));
     this.clustersByName = new Map(config.clusters.map((c) => [c.name, c]));
     this.ignoredByKey = new Map(config.ignored.map((i) => [keyOf('Ignored', i), i]));
@@ -34,13 +35,12 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
    * replaces the kind, else upserts replace by key and deletes remove keys.
    */
   applyKind<K extends CompiledKind>(kind: K, full: boolean, upserts: KindItem[K][], deletes: string[]): void {
-    const map = this.mapOf(kind) as Map<string | number, KindItem[K]>;
-    const next = full ? new Map<string | number, KindItem[K]>() : new Map(map);
-    const k = (key: string): string | number => (kind === 'RouteTable' ? Number(key) : key);
-    for (const d of deletes) next.delete(k(d));
-    for (const item of upserts) next.set(k(keyOf(kind, item)), item);
+    const map = this.mapOf(kind) as Map<string, KindItem[K]>;
+    const next = full ? new Map<string, KindItem[K]>() : new Map(map);
+    for (const d of deletes) next.delete(d);
+    for (const item of upserts) next.set(keyOf(kind, item), item);
     switch (kind) {
-      case 'RouteTable': this.routesByPort = next as unknown as Map<number, CompiledRouteTable>; break;
+      case 'RouteTable': this.routeEntries = next as unknown as Map<string, RouteTableEntry>; break;
       case 'Cluster': this.clustersByName = next as unknown as Map<string, CompiledCluster>; break;
       case 'L4Service': this.l4ByKey = next as unknown as Map<string, CompiledL4Service>; break;
       case 'Listener': this.listenersByName = next as unknown as Map<string, CompiledListener>; break;
@@ -69,7 +69,7 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
 
   private mapOf(kind: CompiledKind): Map<unknown, unknown> {
     switch (kind) {
-      case 'RouteTable': return this.routesByPort;
+      case 'RouteTable': return this.routeEntries;
       case 'Cluster': return this.clustersByName;
       case 'L4Service': return this.l4ByKey;
       case 'Listener': return this.listenersByName;
@@ -78,6 +78,15 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
   }
 
   private changed(): void {
+    // Tables by port, virtual hosts in the translator's order (by host).
+    const tables = new Map<number, CompiledRouteTable>();
+    const host = (name: string): string => name.slice(0, name.lastIndexOf(':'));
+    for (const e of [...this.routeEntries.values()].sort((a, b) => a.port - b.port || host(a.virtualHost.name).localeCompare(host(b.virtualHost.name)))) {
+      let t = tables.get(e.port);
+      if (!t) tables.set(e.port, (t = { port: e.port, virtualHosts: [] }));
+      t.virtualHosts.push(e.virtualHost);
+    }
+    this.routesByPort = tables;
     const byPort = new Map<number, CompiledL4Service[]>();
     for (const s of this.l4ByKey.values()) byPort.set(s.port, [...(byPort.get(s.port) ?? []), s]);
     this.l4ByPort = byPort;
