@@ -19,12 +19,10 @@ import { MessageError, parseProxyMessage } from './messages.js';
 import { badPeerReporter } from '../common/bad-peer.js';
 import { RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
-import { IstioConfigStore } from './istio-source.js';
-import { istioCompiledSource, type CompiledSource } from './v2/compiled-source.js';
-import { CompiledViews } from './v2/views.js';
-import { V2Pusher, type LastNack } from './v2/pusher.js';
-import { registryFeed } from './v2/registry-feed.js';
-import { COMPILED_KINDS, type Kind } from './v2/kinds.js';
+import type { CompiledSource } from './v2/compiled-source.js';
+import type { V2Pusher, LastNack } from './v2/pusher.js';
+import type { Kind } from './v2/kinds.js';
+import { createV2Service } from './v2/service.js';
 
 /**
  * What the kernel says about one connection: the pod (or why not), and how
@@ -102,7 +100,7 @@ export interface ControlPlane {
 /** Above this many unsent bytes for one proxy, stop writing and coalesce into one delta on drain. */
 const HIGH_WATER = 4 * 1024 * 1024;
 
-interface Session {
+export interface Session {
   id: number;
   sock: Socket;
   identify: IdentifyConnection;
@@ -134,31 +132,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   /** version → when it was produced, while some proxy has not acked it. */
   const pendingFanout = new Map<number, number>();
   const ackWaiters = new Set<{ version: number; resolve: () => void }>();
-  const compiled = deps.compiled ?? istioCompiledSource({ store: new IstioConfigStore(), rootNamespace: 'istio-system' });
-  const regFeed = registryFeed(builder);
-  const views = new CompiledViews({
-    logger: log, debounceMs: deps.compileDebounceMs,
-    compile: (key) => compiled.compile(key, [...builder.snapshot().services.values()], deps.clusterDomain),
-    onChanged: (key, kinds) => { for (const s of sessions) if (s.v2 && s.viewKey === key && synced) s.v2.catchUp(kinds); },
-    beforeRecompile: () => {
-      if (entriesDue && compiled.registryEntries) { entriesDue = false; apply((b) => b.setServiceEntries(compiled.registryEntries!())); }
-      // A Sidecar added, changed or removed can move a proxy to another view: it then gets that view whole.
-      for (const s of sessions) {
-        if (!s.v2 || !s.identity || s.viewKey === undefined) continue;
-        const key = compiled.viewKey(s.identity);
-        if (key === s.viewKey) continue;
-        views.acquire(key);
-        views.release(s.viewKey);
-        s.viewKey = key;
-        s.v2.restart(COMPILED_KINDS);
-        if (synced) s.v2.catchUp();
-      }
-    },
-  });
-  // ServiceEntry hosts join the registry (DNS, L4 by VIP) on the same debounce as the views.
-  let entriesDue = false;
-  compiled.onChange(() => { entriesDue = true; views.invalidate(); });
-  const feedFor = (s: Session) => (kind: Kind) => (kind === 'Registry' ? regFeed : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
 
   const m = {
     connected: new Gauge({ name: 'weir_controlplane_proxies_connected', help: 'Proxies connected to the node control plane', registers: [deps.metrics] }),
@@ -169,11 +142,13 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       name: 'weir_controlplane_fanout_seconds', help: 'Registry change to acknowledgement by every connected proxy',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [deps.metrics],
     }),
-    nacks: new Counter({ name: 'weir_controlplane_nacks_total', help: 'Pushes a proxy rejected (it kept its last good config of that kind)', labelNames: ['kind'], registers: [deps.metrics] }),
-    pushBytes: new Counter({ name: 'weir_controlplane_push_bytes_total', help: 'Bytes of v2 pushes written to proxies', labelNames: ['kind'], registers: [deps.metrics] }),
   };
 
   const badPeer = badPeerReporter(deps.metrics, 'proxy.sock', log);
+  const v2 = createV2Service({
+    log, metrics: deps.metrics, builder, epoch, clusterDomain: deps.clusterDomain, compiled: deps.compiled, debounceMs: deps.compileDebounceMs,
+    sessions: () => sessions, synced: () => synced, apply: (c) => apply(c), settleFanout: () => settleFanout(),
+  });
 
   function send(s: Session, msg: AgentToProxy): void {
     s.sock.write(encode(msg));
@@ -230,7 +205,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       return;
     }
     if (!delta) return;
-    views.invalidate();
+    v2.onRegistryDelta(delta);
     m.version.set(delta.version);
     m.services.set(builder.snapshot().services.size);
     if (!synced) return; // proxies get the complete registry once the first list finished
@@ -263,7 +238,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       log.warn({ via: found.via, pid: found.pid || undefined, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
     }
     m.connected.set([...sessions].filter((x) => x.identity).length);
-    if (protocol === PROTOCOL_V2) { admitV2(s, hello, identity); return; }
+    if (protocol === PROTOCOL_V2) { v2.admit(s, hello, identity); return; }
     send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
     // Resume: the proxy already holds version N from this epoch → only the delta.
     if (hello.resume?.version !== undefined && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
@@ -277,36 +252,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       s.sentVersion = -1; // snapshot goes out when the first list completes
     }
     log.info({ session: s.id, pid: found.pid || undefined, via: found.via, pod: `${identity.namespace}/${identity.name}`, resumed: s.resumed, version: s.sentVersion }, 'proxy connected');
-  }
-
-  function admitV2(s: Session, hello: HelloMsg, identity: PodIdentity): void {
-    s.protocol = PROTOCOL_V2;
-    s.viewKey = compiled.viewKey(identity);
-    views.acquire(s.viewKey);
-    s.v2 = new V2Pusher(s.sock, s.id, feedFor(s), {
-      onPush: (kind, bytes) => {
-        m.pushBytes.inc({ kind }, bytes);
-        if (kind === 'Registry') s.sentVersion = s.v2!.sentVersion('Registry');
-      },
-      onAck: (kind, version) => {
-        if (kind !== 'Registry') return;
-        s.ackedVersion = version;
-        s.lastAckAt = new Date();
-        settleFanout();
-      },
-      onNack: (n) => {
-        m.nacks.inc({ kind: n.kind });
-        log.warn({ session: s.id, pod: `${identity.namespace}/${identity.name}`, kind: n.kind, version: n.version, errors: n.errors.slice(0, 5) }, 'proxy rejected a push; it keeps its last good config of that kind');
-      },
-    });
-    send(s, { type: 'welcome', version: PROTOCOL_V2, epoch, identity: { ...identity }, clusterDomain: deps.clusterDomain });
-    if (hello.resume?.versions && hello.resume.epoch === epoch) {
-      const resumed = s.v2.resume(hello.resume.versions);
-      s.resumed = resumed.length > 0;
-      if (resumed.includes('Registry')) s.ackedVersion = s.sentVersion = s.v2.sentVersion('Registry');
-    }
-    if (synced) s.v2.catchUp();
-    log.info({ session: s.id, via: s.identifiedBy, pod: `${identity.namespace}/${identity.name}`, protocol: 2, view: s.viewKey, resumed: s.resumed }, 'proxy connected');
   }
 
   function refuse(s: Session, reason: string): void {
@@ -368,7 +313,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     sock.on('close', () => {
       clearTimeout(helloTimer);
       sessions.delete(s);
-      if (s.viewKey !== undefined) views.release(s.viewKey);
+      v2.release(s);
       m.connected.set([...sessions].filter((x) => x.identity).length);
       if (s.identity) log.info({ session: s.id, pod: `${s.identity.namespace}/${s.identity.name}`, ackedVersion: s.ackedVersion }, 'proxy disconnected');
       settleFanout();
@@ -415,7 +360,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           lastAckAt: s.lastAckAt?.toISOString(), resumed: s.resumed, snapshotsSent: s.snapshotsSent, deltasSent: s.deltasSent,
           protocol: s.protocol, view: s.viewKey, kinds: s.v2?.stats(), lastNack: s.v2?.lastNack,
         })),
-        views: { live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs },
+        views: v2.viewStats(),
       };
     },
     waitAcked(version, timeoutMs = 5000) {
@@ -429,7 +374,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     async close() {
       await source.stop().catch(() => {});
       await started;
-      views.close();
+      v2.close();
       for (const s of sessions) s.sock.destroy();
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       if (socketPath) rmSync(socketPath, { force: true });
