@@ -31,6 +31,12 @@ export function statusSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Sta
   return { port: Number(raw), probers: parseProbers(env.ISTIO_KUBE_APP_PROBERS), podIP: env.INSTANCE_IP || '127.0.0.1', exitWhenAppExits: exit === 'true' };
 }
 
+/** 127.0.0.0/8 and ::1, also as v4-mapped (the server listens on :: dual-stack). */
+function isLoopback(address: string | undefined): boolean {
+  const a = address?.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || (a?.startsWith('127.') ?? false);
+}
+
 export interface StatusServer { port: number; close(): Promise<void> }
 
 export async function startStatusServer(s: StatusSettings, h: { ready(): { ready: boolean; reason: string }; quit(reason: string): void; logger: Logger }): Promise<StatusServer> {
@@ -41,6 +47,10 @@ export async function startStatusServer(s: StatusSettings, h: { ready(): { ready
     const text = (code: number, body: string) => { res.writeHead(code, { 'content-type': 'text/plain' }); res.end(`${body}\n`); };
     if (path === '/quitquitquit') {
       if (req.method !== 'POST') { text(405, 'POST /quitquitquit'); return; }
+      // 15020 is never captured inbound (the kubelet must reach it), so any
+      // peer that can route to the pod IP reaches this port directly: only the
+      // pod itself (loopback) may stop its proxy, as pilot-agent allows.
+      if (!isLoopback(req.socket.remoteAddress)) { text(403, 'POST /quitquitquit is accepted from the pod itself (loopback) only'); return; }
       text(200, 'exiting');
       // Answer first: the caller (often the app's last line) should see its request succeed.
       res.on('finish', () => quit('POST /quitquitquit'));

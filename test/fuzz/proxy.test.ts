@@ -1,5 +1,5 @@
 // Fuzz: a running `weir proxy` — its capture listeners (outbound, inbound),
-// admin, readiness and Prometheus ports, and the DNS proxy over UDP and TCP.
+// admin, readiness, Prometheus and status (15020) ports, and the DNS proxy over UDP and TCP.
 // The proxy runs without an agent (a pod whose agent is down must still
 // behave). Seeded, bounded in count and time (fuzz-support.ts). For each
 // target: the proxy never dies, keeps serving a well-formed peer during and
@@ -31,7 +31,7 @@ async function freePorts(n: number): Promise<number[]> {
   }
   return out;
 }
-const PORTS = { outbound: 0, inbound: 0, admin: 0, ready: 0, prometheus: 0, dns: 0 };
+const PORTS = { outbound: 0, inbound: 0, admin: 0, ready: 0, prometheus: 0, dns: 0, status: 0 };
 
 class ProxyChild implements FuzzProcess {
   child?: ChildProcess;
@@ -89,14 +89,15 @@ function acceptProbe(port: number): Promise<void> {
 describe('fuzz: the proxy\'s listeners, ports and DNS proxy', { timeout: 120_000 }, () => {
   const proxy = new ProxyChild();
   before(async () => {
-    const [outbound, inbound, admin, ready, prometheus, dns] = await freePorts(6);
-    Object.assign(PORTS, { outbound, inbound, admin, ready, prometheus, dns });
+    const [outbound, inbound, admin, ready, prometheus, dns, status] = await freePorts(7);
+    Object.assign(PORTS, { outbound, inbound, admin, ready, prometheus, dns, status });
     proxy.child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'proxy',
       '--pod-namespace', 'default', '--pod-name', 'fuzz-6d5f7-abcde', '--control-plane-socket', '/run/wk-fuzz-no-agent/proxy.sock',
       '--outbound-port', String(PORTS.outbound), '--inbound-port', String(PORTS.inbound), '--admin-port', String(PORTS.admin),
       '--ready-port', String(PORTS.ready), '--prometheus-port', String(PORTS.prometheus), '--dns-port', String(PORTS.dns),
       '--ready-without-agent', '1ms', '--no-access-log', '--connect-timeout', '500ms'],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The status port as the injector configures it: one rewritten probe (to a closed port: answered 503).
+    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEIR_STATUS_PORT: String(PORTS.status), INSTANCE_IP: '127.0.0.1', ISTIO_KUBE_APP_PROBERS: JSON.stringify({ '/app-health/app/livez': { tcpSocket: { port: 1 }, timeoutSeconds: 1 } }) } });
     const keep = (c: Buffer): void => { proxy.log += c.toString(); };
     proxy.child.stdout!.on('data', keep);
     proxy.child.stderr!.on('data', keep);
@@ -114,6 +115,8 @@ describe('fuzz: the proxy\'s listeners, ports and DNS proxy', { timeout: 120_000
     ['admin port', 'admin', ['/config_dump', '/clusters', '/stats', '/ready', '/stats/prometheus'], '/stats'],
     ['ready port', 'ready', ['/healthz/ready'], '/healthz/ready'],
     ['prometheus port', 'prometheus', ['/stats/prometheus'], '/stats/prometheus'],
+    // Not /quitquitquit: from loopback it rightly stops the proxy.
+    ['status port (15020)', 'status', ['/app-health/app/livez', '/app-health/app/readyz', '/healthz/ready'], '/healthz/ready'],
   ];
   for (const [name, key, paths, probePath] of httpPorts) {
     test(name, async (t) => {

@@ -63,11 +63,14 @@ export class Cluster {
   readonly sockDir = mkdtempSync(path.join(tmpdir(), 'wx-cp-'));
   readonly socketPath = path.join(this.sockDir, 'proxy.sock');
   cp?: ControlPlane;
-  /** How to start \`weir proxy\`: the TypeScript sources through tsx (tests), or a prebuilt bundle (bench). */
-  proxyCommand: string[] = process.env.WX_PROXY_COMMAND
-    // e.g. '["/usr/bin/node","/tmp/weir-proxy.mjs"]': a prebuilt bundle starts in a second where tsx takes 10+ s on a loaded machine.
-    ? JSON.parse(process.env.WX_PROXY_COMMAND) as string[]
-    : [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts')];
+  /**
+   * How to start \`weir proxy\` (argv before the proxy's flags). Default: the
+   * standalone proxy bundle of the current sources, the build every pod runs
+   * (cni/proxy-bundle.mjs), made once per test process. tsx compiled the whole
+   * proxy per start-up: 10-25 s on a loaded machine, past the start-up wait.
+   * WX_PROXY_COMMAND overrides, as do benches that set their own.
+   */
+  proxyCommand: string[] | undefined = process.env.WX_PROXY_COMMAND ? JSON.parse(process.env.WX_PROXY_COMMAND) as string[] : undefined;
   readonly metrics = new PromRegistry();
   private readonly a = 100 + Math.floor(Math.random() * 100);
   private readonly b = 1 + Math.floor(Math.random() * 250);
@@ -137,10 +140,10 @@ export class Cluster {
   async startProxy(pod: Pod, extra: string[] = []): Promise<void> {
     pod.proxy = pod.ns.spawn('setpriv', [
       '--reuid', '1337', '--regid', '1337', '--clear-groups',
-      ...this.proxyCommand, ...(this.proxyCommand.some((a) => a.endsWith('cli/main.ts')) ? ['proxy'] : []),
+      ...(this.proxyCommand ?? [process.execPath, await freshProxyBundle()]),
       '--control-plane-socket', this.socketPath, '--pod-namespace', pod.namespace, '--pod-name', pod.name,
       '--ready-without-agent', '2s', ...extra,
-    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEIR_NATIVE_ADDON: NATIVE_ADDON } });
     const keep = (d: Buffer) => { for (const l of d.toString().split('\n')) if (l) pod.proxyLog.push(l); };
     pod.proxy.stdout!.on('data', keep);
     pod.proxy.stderr!.on('data', keep);
@@ -213,6 +216,25 @@ function dechunk(s: string): string {
     i = nl + 2 + n + 2;
   }
   return out;
+}
+
+/** The bundle lives outside the package: it finds the addon through WEIR_NATIVE_ADDON. */
+const NATIVE_ADDON = process.env.WEIR_NATIVE_ADDON ?? path.join(REPO, 'native/build/Release/weir_native.node');
+let proxyBundle: Promise<string> | undefined;
+
+/** The standalone proxy bundle of the current sources, built once per test process (readable by UID 1337). */
+export function freshProxyBundle(): Promise<string> {
+  proxyBundle ??= (async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wx-proxy-bundle-'));
+    chmodSync(dir, 0o755);
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const { buildProxyBundle } = await import(path.join(REPO, 'cni/proxy-bundle.mjs')) as { buildProxyBundle(out: string, o?: { sourcemap?: boolean | string }): Promise<string> };
+    const out = path.join(dir, 'weir-proxy.mjs');
+    await buildProxyBundle(out, { sourcemap: false });
+    chmodSync(out, 0o644);
+    return out;
+  })();
+  return proxyBundle;
 }
 
 export function waitForLine(child: ChildProcess, re: RegExp, timeoutMs: number): Promise<void> {

@@ -13,21 +13,6 @@ export const APP = path.join(REPO, 'test/fixtures/http/app.cjs');
 export const RAPID_RESET = path.join(REPO, 'test/fixtures/http/rapid-reset.py');
 export const GRPC_CLIENT = path.join(REPO, 'test/fixtures/http/grpc-client.cjs');
 
-/**
- * Proxies start from a bundle of the current sources built for this run
- * (esbuild, a second or two): several tsx start-ups at once compile the
- * whole proxy each and can take longer than the harness's start timeout on
- * a loaded machine. Same code, same flags; the addon is found through
- * WEIR_NATIVE_ADDON since the bundle lives outside the package.
- */
-export async function useFreshProxyBundle(c: Cluster): Promise<void> {
-  const { buildProxyBundle } = await import(path.join(REPO, 'cni/proxy-bundle.mjs')) as { buildProxyBundle(out: string, o?: { sourcemap?: boolean | string }): Promise<void> };
-  const out = path.join(c.sockDir, 'weir-proxy.mjs');
-  await buildProxyBundle(out, { sourcemap: false });
-  process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');
-  c.proxyCommand = [process.execPath, out];
-}
-
 export async function startHttpApp(pod: Pod): Promise<void> {
   pod.app = pod.ns.spawn(process.execPath, [APP, REPO, pod.name]);
   const keep = (d: Buffer) => { for (const l of d.toString().split('\n')) if (l) pod.proxyLog.push(`app: ${l}`); };

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipUnlessRoot } from '../support/netns.js';
 import { Cluster, service, slice, type Pod } from './proxy-harness.js';
-import { accessLines, curl, GRPC_CLIENT, RAPID_RESET, REPO_DIR, jsonAccessLines, labelsFile, run, startHttpApp, useFreshProxyBundle, waitFor } from './proxy-http-harness.js';
+import { accessLines, curl, GRPC_CLIENT, RAPID_RESET, REPO_DIR, jsonAccessLines, labelsFile, run, startHttpApp, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
 const WEB = '10.96.55.10';
@@ -24,7 +24,6 @@ let outside: Pod;
 before(async () => {
   if (skip) return;
   c = new Cluster();
-  await useFreshProxyBundle(c);
   await c.startControlPlane();
   client = await c.addPod('client-6d4cf56db6-abcde', 'shop');
   servers = [await c.addPod('web-1', 'shop'), await c.addPod('web-2', 'shop'), await c.addPod('web-3', 'shop')];

@@ -130,6 +130,23 @@ test('max connections: the connection over the limit is refused, the others keep
   assert.ok(await c.metric(limited, 'istio_tcp_connections_closed_total', { response_flags: 'IT' }) >= 2);
 });
 
+test('status port 15020: another pod cannot stop the proxy with POST /quitquitquit; the pod itself can', { skip, timeout: 30_000 }, async () => {
+  const victim = await c.addPod('victim', 'tcp');
+  await c.startProxy(victim, ['--no-access-log']);
+  const quit = async (s: net.Socket): Promise<string> => {
+    s.end('POST /quitquitquit HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    return (await readAll(s)).split('\r\n')[0];
+  };
+  // 15020 is excluded from inbound capture: this reaches the status server directly, from the client pod's IP.
+  assert.equal(await quit(await c.connect(client, victim.ip4, 15020)), 'HTTP/1.1 403 Forbidden');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(victim.proxy!.exitCode, null, 'the proxy is still running');
+  assert.equal((await c.httpGet(victim, 15021, '/healthz/ready')).status, 200);
+  const exited = once(victim.proxy!, 'exit');
+  assert.equal(await quit(await c.connect(victim, '127.0.0.1', 15020)), 'HTTP/1.1 200 OK');
+  await exited;
+});
+
 test('without an agent the proxy passes traffic to the original destination and becomes ready', { skip }, async () => {
   const lonely = await c.addPod('lonely', 'tcp');
   await c.startProxy(lonely, ['--control-plane-socket', '/nonexistent/weir.sock', '--ready-without-agent', '1s']);
