@@ -55,3 +55,18 @@ test('auto-allocated VIPs: 240.240/16 only, one per host, stable, released when 
   a.retain(new Set(['h1.example.com']));
   assert.equal(a.vipFor('h1.example.com'), vips[1]);
 });
+
+test('versions are one space across views: a version of another view (or of a dropped one) is never continued by delta', async () => {
+  const { VersionedKind, counter } = await import('../../src/controlplane/v2/versioned-kind.js');
+  const next = counter();
+  const a = new VersionedKind<{ n: string }>((x) => x.n, next);
+  const b = new VersionedKind<{ n: string }>((x) => x.n, next);
+  a.replaceAll([{ n: 'x' }]);
+  b.replaceAll([{ n: 'y' }]);
+  a.replaceAll([{ n: 'x' }, { n: 'z' }]);
+  assert.deepEqual([a.version(), b.version()], [3, 2]);
+  assert.equal(b.since(1), undefined, "a's version 1 is not b's");
+  assert.deepEqual(a.since(1), { fromVersion: 1, version: 3, upserts: ['{"n":"z"}'], deletes: [] });
+  assert.deepEqual(b.since(0)?.upserts, ['{"n":"y"}'], '0 is the empty kind everywhere');
+  assert.equal(a.replaceAll([{ n: 'x' }, { n: 'z' }]), false, 'the same content costs no version');
+});

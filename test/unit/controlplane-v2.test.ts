@@ -186,3 +186,23 @@ test('per-kind resume sends only what changed; bad acks and nacks are protocol e
     await cp.close();
   }
 });
+
+test('a Sidecar that starts selecting a connected proxy moves it to that view: scoped config and REGISTRY_ONLY arrive whole', async () => {
+  const store = new IstioConfigStore();
+  const { cp, socketPath } = await agent('rekey', istioCompiledSource({ store, rootNamespace: 'istio-system', podLabels: (ns, n) => (ns === 'shop' && n === 'web-1' ? { app: 'checkout' } : undefined) }));
+  cp.apply((b) => b.upsertService({ metadata: { namespace: 'pay', name: 'pay' }, spec: { clusterIP: '10.96.0.9', ports: [{ name: 'http', port: 80 }] } }));
+  const client = new RegistryClient({ socketPath, logger: silent });
+  try {
+    client.start();
+    await until('both hosts', () => client.compiled.routeTable(80)?.virtualHosts.length === 2);
+    assert.equal((cp.stats() as { proxies: { view: string }[] }).proxies[0].view, 'shop');
+    store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { namespace: 'shop', name: 'checkout' }, spec: { workloadSelector: { labels: { app: 'checkout' } }, egress: [{ hosts: ['./*'] }], outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } });
+    await until('REGISTRY_ONLY', () => client.compiled.outboundTrafficPolicy() === 'REGISTRY_ONLY');
+    assert.deepEqual(client.compiled.routeTable(80)!.virtualHosts.map((v) => v.name), ['api.shop.svc.cluster.local:80'], 'pay is out of scope');
+    assert.equal((cp.stats() as { proxies: { view: string }[] }).proxies[0].view, 'shop#checkout');
+    assert.equal(client.v2.nacks, 0, 'the move is a whole push, never a delta against the old view');
+  } finally {
+    client.stop();
+    await cp.close();
+  }
+});

@@ -2,7 +2,11 @@
 // items by key (kept as their JSON text, so an unchanged recompile costs no
 // version and a push costs no re-encoding), a version that rises by one per
 // change, and the keys each recent version changed, so a proxy at version N
-// gets only what changed since N.
+// gets only what changed since N. Versions come from a counter shared by
+// every view of the agent (views.ts), so a version number names one content
+// of one view: a proxy that resumes with a version of another view (it moved,
+// or its view was dropped and compiled anew) is never sent a delta against
+// content it does not hold. 0 is the empty kind in every view.
 export interface KindDelta { fromVersion: number; version: number; upserts: string[]; deletes: string[] }
 
 export interface KindFeed {
@@ -16,9 +20,9 @@ export interface KindFeed {
 export class VersionedKind<T> implements KindFeed {
   private current = 0;
   private readonly items = new Map<string, string>();
-  private readonly history: { version: number; keys: string[] }[] = [];
+  private readonly history: { version: number; prev: number; keys: string[] }[] = [];
 
-  constructor(private readonly keyOf: (item: T) => string, private readonly historyLimit = 256) {}
+  constructor(private readonly keyOf: (item: T) => string, private readonly nextVersion: () => number = counter(), private readonly historyLimit = 256) {}
 
   version(): number { return this.current; }
   size(): number { return this.items.size; }
@@ -36,8 +40,9 @@ export class VersionedKind<T> implements KindFeed {
       if (json === undefined) this.items.delete(k);
       else this.items.set(k, json);
     }
-    this.current++;
-    this.history.push({ version: this.current, keys: changed });
+    const prev = this.current;
+    this.current = this.nextVersion();
+    this.history.push({ version: this.current, prev, keys: changed });
     if (this.history.length > this.historyLimit) this.history.shift();
     return true;
   }
@@ -48,11 +53,11 @@ export class VersionedKind<T> implements KindFeed {
 
   since(fromVersion: number): KindDelta | undefined {
     if (fromVersion === this.current) return { fromVersion, version: this.current, upserts: [], deletes: [] };
-    if (fromVersion > this.current || fromVersion < 0) return undefined;
-    const oldest = this.history[0];
-    if (!oldest || fromVersion < oldest.version - 1) return undefined;
+    // Only versions this kind really had (and whose later changes are all retained) can be continued.
+    const from = this.history.findIndex((h) => h.prev === fromVersion);
+    if (from < 0) return undefined;
     const keys = new Set<string>();
-    for (let i = this.history.length - 1; i >= 0 && this.history[i].version > fromVersion; i--) for (const k of this.history[i].keys) keys.add(k);
+    for (let i = from; i < this.history.length; i++) for (const k of this.history[i].keys) keys.add(k);
     const upserts: string[] = [];
     const deletes: string[] = [];
     for (const k of [...keys].sort()) {
@@ -62,4 +67,10 @@ export class VersionedKind<T> implements KindFeed {
     }
     return { fromVersion, version: this.current, upserts, deletes };
   }
+}
+
+/** A version counter (views.ts shares one between all views). */
+export function counter(): () => number {
+  let n = 0;
+  return () => ++n;
 }

@@ -8,11 +8,11 @@
 import type { Logger } from '../../common/log.js';
 import type { CompiledProxyConfig } from '../resources.js';
 import { COMPILED_KINDS, itemsOf, keyOf, type CompiledKind } from './kinds.js';
-import { VersionedKind } from './versioned-kind.js';
+import { counter, VersionedKind } from './versioned-kind.js';
 
 type Kinds = { [K in CompiledKind]: VersionedKind<unknown> };
 
-interface View { key: string; refs: number; kinds: Kinds }
+interface View { key: string; refs: number; kinds: Kinds; drop?: NodeJS.Timeout }
 
 export interface ViewsOptions {
   compile(key: string): CompiledProxyConfig;
@@ -22,11 +22,15 @@ export interface ViewsOptions {
   beforeRecompile?(): void;
   logger: Logger;
   debounceMs?: number;
+  /** How long a view outlives its last proxy, so a proxy that reconnects resumes by delta. Default 60 s. */
+  lingerMs?: number;
 }
 
 export class CompiledViews {
   private readonly views = new Map<string, View>();
   private timer?: NodeJS.Timeout;
+  /** One version space for every view (versioned-kind.ts says why). */
+  private readonly nextVersion = counter();
   compiles = 0;
   lastCompileMs = 0;
 
@@ -36,17 +40,20 @@ export class CompiledViews {
   acquire(key: string): void {
     let v = this.views.get(key);
     if (!v) {
-      const kinds = Object.fromEntries(COMPILED_KINDS.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never))])) as Kinds;
+      const kinds = Object.fromEntries(COMPILED_KINDS.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion)])) as Kinds;
       v = { key, refs: 0, kinds };
       this.views.set(key, v);
       this.recompile(v);
     }
+    clearTimeout(v.drop);
     v.refs++;
   }
 
   release(key: string): void {
     const v = this.views.get(key);
-    if (v && --v.refs <= 0) this.views.delete(key);
+    if (!v || --v.refs > 0) return;
+    v.drop = setTimeout(() => { if (v.refs <= 0) this.views.delete(key); }, this.opts.lingerMs ?? 60_000);
+    v.drop.unref();
   }
 
   feed(key: string, kind: CompiledKind): VersionedKind<unknown> | undefined {
@@ -68,7 +75,11 @@ export class CompiledViews {
     }, this.opts.debounceMs ?? 20);
   }
 
-  close(): void { clearTimeout(this.timer); this.views.clear(); }
+  close(): void {
+    clearTimeout(this.timer);
+    for (const v of this.views.values()) clearTimeout(v.drop);
+    this.views.clear();
+  }
 
   private recompile(v: View): CompiledKind[] {
     const t0 = performance.now();
