@@ -1,6 +1,6 @@
 // The admin socket (/var/run/weir/admin.sock, root only): HTTP/1.1 + JSON for
 // the node CLI (`weir status|pods|pod-rules|check|repair|logs`).
-//   GET  /v1/status                      agent, install, backend, informers, last repair pass
+//   GET  /v1/status                      agent, install, backend, informers, last repair pass, remote clusters
 //   GET  /v1/pods                        pods of this node: capture decision, sandbox, status annotation
 //   GET  /v1/pods/{ns}/{name}/rules      what the backend reads from the pod's netns
 //   POST /v1/pods/{ns}/{name}/check      verify against the plan (no change)
@@ -35,6 +35,7 @@ import { HttpError, kubeName, parseAdminRequest, type AdminRequest } from './adm
 import { badPeerReporter, onClientError } from '../common/bad-peer.js';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../common/log.js';
+import type { MulticlusterView } from './multicluster.js';
 
 /**
  * What the admin API reads of the agent. Not the whole Agent: agent.ts
@@ -61,6 +62,8 @@ export interface AdminServerOptions {
   errors: PodErrors;
   /** The control plane's per-proxy session stats, when it runs in this agent. */
   controlPlaneStats?: () => Record<string, unknown>;
+  /** This cluster's name and the remote clusters' sync state (when the control plane runs). */
+  multicluster?: Pick<MulticlusterView, 'clusterId' | 'network' | 'secretNamespace' | 'remotes'>;
 }
 
 export interface AdminServer { close(): Promise<void> }
@@ -114,6 +117,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
         informers: { pods: o.informers.pods.health(), namespaces: o.informers.namespaces.health() },
         sandboxes: agent.store.list().length, captured: agent.store.list().filter((s) => s.captured).length,
         lastRepair: agent.repair.lastRun ? { at: new Date(agent.repair.lastRun.at).toISOString(), outcomes: agent.repair.lastRun.outcomes } : undefined,
+        ...(o.multicluster ? { cluster: { id: o.multicluster.clusterId, network: o.multicluster.network, secretNamespace: o.multicluster.secretNamespace, remotes: o.multicluster.remotes() } } : {}),
       };
     }
     if (method === 'GET' && p === '/v1/pods') return o.informers.pods.list().map(viewOf);

@@ -39,6 +39,7 @@ import type { CaptureBackend } from '../netns/backend-types.js';
 import { badPeerReporter } from '../common/bad-peer.js';
 import { createNetnsGuard, defaultForbidden } from '../netns/netns-guard.js';
 import { armedCrashPoint } from '../common/test-crash-points.js';
+import { startMulticluster, type MulticlusterView } from './multicluster.js';
 
 export interface AgentOverrides {
   /** Use this kubeconfig object instead of loading one (tests). */
@@ -160,6 +161,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     // so pods the first pass repairs from a /proc scan get their socket too.
     let podSockets: PodSockets | undefined;
     let controlPlaneStats: (() => Record<string, unknown>) | undefined;
+    let multicluster: MulticlusterView | undefined;
     if (config.controlPlane) {
       const { startControlPlane } = await import('../controlplane/server.js');
       const byPid = await pidsResolvable(config.hostProc);
@@ -176,6 +178,8 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       });
       cleanups.push(() => cp.close(), () => istio.stop());
       controlPlaneStats = () => cp.stats();
+      multicluster = await startMulticluster({ config, kubeConfig, apply: (c) => cp.apply(c), logger, metrics: metrics.registry });
+      cleanups.push(() => multicluster!.close());
       podSockets = await startPodSockets({ controlPlane: cp, store, pods: () => pods.list(), logger, metrics: metrics.registry });
       cleanups.push(() => podSockets!.close());
     }
@@ -209,7 +213,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         logger.info({}, 'agent stopped');
       },
     };
-    admin = await startAdminServer({ socketPath: adminSocket, agent, backend, planner, settings, ring, installerReady: () => installer?.ready(), informers: { pods, namespaces: nsInformer }, errors: podErrors, controlPlaneStats });
+    admin = await startAdminServer({ socketPath: adminSocket, agent, backend, planner, settings, ring, installerReady: () => installer?.ready(), informers: { pods, namespaces: nsInformer }, errors: podErrors, controlPlaneStats, multicluster });
     cleanups.push(() => admin!.close());
     refresh();
     logger.info({ metrics: health.url, cniSocket, adminSocket, backend: backend.name, repairMode: config.repairMode, pods: pods.list().length }, 'agent started');

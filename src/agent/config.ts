@@ -6,6 +6,7 @@ import { REPAIR_MODES, type RepairMode } from './repair.js';
 import { parseListenAddress } from './metrics.js';
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface AgentConfig {
   nodeName: string;
@@ -31,6 +32,14 @@ export interface AgentConfig {
   /** Istio's root namespace: mesh-wide Sidecars and DestinationRules live there. */
   istioRootNamespace?: string;
   logLevel: string;
+  /** This cluster's name in a multi-cluster mesh (Istio's CLUSTER_ID; default "Kubernetes", as Istio's). */
+  clusterId?: string;
+  /** This cluster's network (topology.istio.io/network); unset = one flat network with every remote. */
+  network?: string;
+  /** Namespace whose labelled Secrets name remote clusters (docs/multicluster.md); unset = no remote clusters. */
+  remoteSecretNamespace?: string;
+  /** Only local endpoints while one is ready (remote ones on failover). */
+  preferLocalCluster?: boolean;
 }
 
 /** Raw strings as they come from commander (flags) — env is read here. */
@@ -56,6 +65,11 @@ const SPECS: Record<string, Spec> = {
   clusterDomain: { flag: '--cluster-domain', env: 'WEIR_CLUSTER_DOMAIN' },
   istioRootNamespace: { flag: '--istio-root-namespace', env: 'WEIR_ISTIO_ROOT_NAMESPACE' },
   logLevel: { flag: '--log-level', env: 'WEIR_LOG_LEVEL' },
+  clusterId: { flag: '--cluster-id', env: 'CLUSTER_ID' },
+  network: { flag: '--network', env: 'WEIR_NETWORK' },
+  remoteSecretNamespace: { flag: '--remote-secret-namespace', env: 'WEIR_REMOTE_SECRET_NAMESPACE' },
+  remoteClusters: { flag: '--no-remote-clusters', env: 'WEIR_REMOTE_CLUSTERS' },
+  preferLocalCluster: { flag: '--prefer-local-cluster', env: 'WEIR_PREFER_LOCAL_CLUSTER' },
 };
 
 export class ConfigError extends Error {
@@ -125,6 +139,16 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
   const logLevel = str('logLevel', 'info')!;
   const istioRootNamespace = str('istioRootNamespace', 'istio-system')!;
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(istioRootNamespace) || istioRootNamespace.length > 63) throw new ConfigError('istioRootNamespace', 'must be a namespace name', istioRootNamespace);
+  const clusterId = str('clusterId', 'Kubernetes')!;
+  // Becomes a metric label and an endpoint field: the same shape Istio accepts for cluster names.
+  if (!isClusterName(clusterId)) throw new ConfigError('clusterId', CLUSTER_NAME_RULE, clusterId);
+  const network = str('network');
+  if (network !== undefined && !isClusterName(network)) throw new ConfigError('network', CLUSTER_NAME_RULE, network);
+  // Default: the agent's own namespace (the downward API's POD_NAMESPACE), as istiod reads remote Secrets from istio-system.
+  const remoteNs = str('remoteSecretNamespace') ?? (env.POD_NAMESPACE || undefined);
+  if (remoteNs !== undefined && (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(remoteNs) || remoteNs.length > 63)) throw new ConfigError('remoteSecretNamespace', 'must be a namespace name', remoteNs);
+  const remoteOn = pick('remoteClusters');
+  const preferLocal = pick('preferLocalCluster');
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) throw new ConfigError('logLevel', 'must be trace|debug|info|warn|error|fatal|silent', logLevel);
   return {
     nodeName,
@@ -146,5 +170,9 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     clusterDomain: str('clusterDomain', 'cluster.local')!,
     istioRootNamespace,
     logLevel,
+    clusterId,
+    ...(network ? { network } : {}),
+    ...(remoteNs && (remoteOn === undefined || parseBool(remoteOn, 'remoteClusters')) ? { remoteSecretNamespace: remoteNs } : {}),
+    preferLocalCluster: preferLocal === undefined ? false : parseBool(preferLocal, 'preferLocalCluster'),
   };
 }

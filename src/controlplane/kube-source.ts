@@ -25,7 +25,7 @@ type Apply = (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void
 interface Named { metadata?: { namespace?: string; name?: string } }
 
 /** `cluster`: which cluster these objects belong to (default the local one; remote clusters: their name). */
-export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number; cluster?: string; pods?: boolean } = {}): RegistrySource {
+export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number; cluster?: string; onError?: (err: Error) => void; pods?: boolean } = {}): RegistrySource {
   const informers: ResilientInformer<Named>[] = [];
   const c = opts.cluster ?? LOCAL_CLUSTER;
 
@@ -35,7 +35,7 @@ export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger,
     inf.on('update', (o) => apply((b) => up(b, o)));
     inf.on('delete', (o) => apply((b) => del(b, o.metadata?.namespace ?? '', o.metadata?.name ?? '')));
     // Errors are retried inside the informer; a listener keeps them from being thrown.
-    inf.on('error', () => undefined);
+    inf.on('error', (e: Error) => opts.onError?.(e));
     return inf.start();
   }
 

@@ -3,18 +3,10 @@
 // mutation returns the delta it caused (or undefined when nothing a proxy
 // sees changed), and the version only moves when something did.
 import type { Registry, RegistryDelta, RegistryEndpoint, RegistryService, RegistryServicePort, ServiceKind } from './types.js';
-import { SERVICE_NAME_LABEL, type KubeEndpointSlice, type KubeService } from './kube-shapes.js';
+import type { KubeEndpointSlice, KubeService } from './kube-shapes.js';
+import { ClusterObjects, keyOf, mergeSlices, proto } from './cluster-objects.js';
+import { gatewaysByNetwork, NETWORK_LABEL, reachable, type Gateway } from './networks.js';
 import { PodIndex, type PodInfo } from './pod-index.js';
-
-type Proto = 'TCP' | 'UDP' | 'SCTP';
-
-function proto(p: string | null | undefined): Proto {
-  return p === 'UDP' || p === 'SCTP' ? p : 'TCP';
-}
-
-function keyOf(namespace: string, name: string): string {
-  return `${namespace}/${name}`;
-}
 
 function serviceKind(svc: KubeService): ServiceKind {
   const spec = svc.spec ?? {};
@@ -24,97 +16,26 @@ function serviceKind(svc: KubeService): ServiceKind {
   return 'ClusterIP';
 }
 
-/**
- * Merges the endpoints of all slices of one service. The same address can
- * appear in two slices while the EndpointSlice controller moves it; the
- * merged endpoint is ready if any copy is, and carries the union of ports.
- */
-function mergeSlices(slices: Iterable<KubeEndpointSlice>): RegistryEndpoint[] {
-  const byIp = new Map<string, RegistryEndpoint>();
-  for (const slice of slices) {
-    if (slice.addressType === 'FQDN') continue; // not routable by IP
-    const ports = (slice.ports ?? [])
-      .filter((p) => typeof p.port === 'number')
-      .map((p) => ({ name: p.name ?? '', port: p.port as number, protocol: proto(p.protocol) }));
-    for (const ep of slice.endpoints ?? []) {
-      const c = ep.conditions ?? {};
-      // API semantics: a nil ready means "unknown", consumers treat it as ready;
-      // a nil serving follows ready; a nil terminating means false.
-      const ready = c.ready ?? true;
-      const serving = c.serving ?? ready;
-      const terminating = c.terminating ?? false;
-      for (const ip of ep.addresses ?? []) {
-        const prev = byIp.get(ip);
-        if (prev) {
-          prev.ready ||= ready;
-          prev.serving ||= serving;
-          prev.terminating &&= terminating;
-          for (const p of ports) if (!prev.ports.some((q) => q.name === p.name && q.protocol === p.protocol)) prev.ports.push(p);
-          continue;
-        }
-        const out: RegistryEndpoint = { ip, ready, serving, terminating, ports: [...ports] };
-        if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) {
-          out.podName = ep.targetRef.name;
-          out.podNamespace = ep.targetRef.namespace ?? slice.metadata?.namespace;
-        }
-        if (ep.nodeName) out.nodeName = ep.nodeName;
-        if (ep.hostname) out.hostname = ep.hostname;
-        byIp.set(ip, out);
-      }
-    }
-  }
-  // Sorted so that the same input always gives the same bytes (cheap change detection).
-  return [...byIp.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
-}
-
 export interface RegistryBuilderOptions {
   clusterDomain?: string;
   /** How many past changes to keep for resumable deltas. */
   historyLimit?: number;
 }
 
+/** How clusters relate: the local network, and whether local endpoints are preferred. */
+export interface ClusterTopology {
+  /** This cluster's network (unset: one flat network, every endpoint dialled directly). */
+  localNetwork?: string;
+  /**
+   * A Service with a ready local endpoint uses only local endpoints; remote
+   * ones take over when none is ready (Istio's locality failover, at
+   * cluster granularity). Default false: all endpoints of all clusters.
+   */
+  preferLocal?: boolean;
+}
+
 /** The local cluster's name inside the builder; remote clusters use their configured names. */
 export const LOCAL_CLUSTER = '';
-
-/** What one cluster contributed: its Services and EndpointSlices. */
-class ClusterObjects {
-  readonly services = new Map<string, KubeService>();
-  /** service key → slice name → slice */
-  readonly slices = new Map<string, Map<string, KubeEndpointSlice>>();
-  /** slice "ns/name" → the service key it was filed under (labels can change). */
-  readonly sliceOwner = new Map<string, string>();
-
-  /** Files a slice under its service; returns the service keys whose endpoints changed. */
-  putSlice(slice: KubeEndpointSlice): string[] {
-    const ns = slice.metadata?.namespace;
-    const name = slice.metadata?.name;
-    if (!ns || !name) throw new Error('endpointslice: metadata.namespace and metadata.name are required');
-    const sliceKey = keyOf(ns, name);
-    const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-    const touched = this.detachSlice(sliceKey);
-    if (svcName) {
-      const owner = keyOf(ns, svcName);
-      let m = this.slices.get(owner);
-      if (!m) this.slices.set(owner, (m = new Map()));
-      m.set(sliceKey, slice);
-      this.sliceOwner.set(sliceKey, owner);
-      touched.push(owner);
-    }
-    return touched;
-  }
-
-  detachSlice(sliceKey: string): string[] {
-    const owner = this.sliceOwner.get(sliceKey);
-    if (!owner) return [];
-    this.sliceOwner.delete(sliceKey);
-    const m = this.slices.get(owner);
-    m?.delete(sliceKey);
-    if (m && m.size === 0) this.slices.delete(owner);
-    return [owner];
-  }
-
-  keys(): string[] { return [...new Set([...this.services.keys(), ...this.slices.keys()])]; }
-}
 
 /**
  * Services of several clusters merge by namespace/name (Istio's namespace
@@ -143,6 +64,11 @@ export class RegistryBuilder {
   private readonly pods = new PodIndex();
   /** Local ClusterIP → service key, rebuilt lazily after a local Service changes. */
   private localIps?: Map<string, string>;
+  private topology: ClusterTopology = {};
+  /** Remote cluster → its network (unset = the local network). */
+  private readonly networks = new Map<string, string>();
+  /** East-west gateways by network, rebuilt lazily after a gateway Service changed. */
+  private gateways?: Map<string, Gateway[]>;
 
   constructor(opts: RegistryBuilderOptions = {}) {
     this.clusterDomain = opts.clusterDomain ?? 'cluster.local';
@@ -184,8 +110,45 @@ export class RegistryBuilder {
     const name = svc.metadata?.name;
     if (!ns || !name) throw new Error('service: metadata.namespace and metadata.name are required');
     const key = keyOf(ns, name);
+    const prev = this.of(cluster).services.get(key);
     this.of(cluster).services.set(key, svc);
-    return this.rebuild([key, ...this.localChanged(cluster, svc)]);
+    return this.rebuild([key, ...this.localChanged(cluster, svc), ...this.gatewayChanged(prev, svc)]);
+  }
+
+  /** Set how clusters relate (agent flags); everything is decided again. */
+  setTopology(t: ClusterTopology): RegistryDelta | undefined {
+    this.topology = { ...t };
+    return this.rebuild([...this.allKeys()]);
+  }
+
+  /** A remote cluster's network (from its Secret); undefined = the local network. */
+  setClusterNetwork(cluster: string, network: string | undefined): RegistryDelta | undefined {
+    if ((this.networks.get(cluster) ?? undefined) === network) return undefined;
+    if (network) this.networks.set(cluster, network);
+    else this.networks.delete(cluster);
+    return this.rebuild(this.clusters.get(cluster)?.keys() ?? []);
+  }
+
+  /** What one cluster contributed, as counted for `weir status`. */
+  clusterCounts(cluster: string): { services: number; endpoints: number } {
+    const c = this.clusters.get(cluster);
+    if (!c) return { services: 0, endpoints: 0 };
+    let endpoints = 0;
+    for (const [key, slices] of c.slices) if (c.services.has(key)) endpoints += mergeSlices(slices.values()).length;
+    return { services: c.services.size, endpoints };
+  }
+
+  private allKeys(): Set<string> {
+    const keys = new Set<string>();
+    for (const c of this.clusters.values()) for (const k of c.keys()) keys.add(k);
+    return keys;
+  }
+
+  /** A gateway Service appeared, changed or went: every service's cross-network endpoints are decided again. */
+  private gatewayChanged(before: KubeService | undefined, after: KubeService | undefined): string[] {
+    if (!before?.metadata?.labels?.[NETWORK_LABEL] && !after?.metadata?.labels?.[NETWORK_LABEL]) return [];
+    this.gateways = undefined;
+    return [...this.allKeys()];
   }
 
   /**
@@ -210,7 +173,7 @@ export class RegistryBuilder {
     const gone = this.clusters.get(cluster)?.services.get(key);
     if (!gone) return undefined;
     this.clusters.get(cluster)!.services.delete(key);
-    return this.rebuild([key, ...this.localChanged(cluster, gone)]);
+    return this.rebuild([key, ...this.localChanged(cluster, gone), ...this.gatewayChanged(gone, undefined)]);
   }
 
   upsertEndpointSlice(slice: KubeEndpointSlice, cluster = LOCAL_CLUSTER): RegistryDelta | undefined {
@@ -233,7 +196,8 @@ export class RegistryBuilder {
     }
     for (const sl of slices) if (sl.metadata?.namespace && sl.metadata?.name) fresh.putSlice(sl);
     const remoteOnly = cluster === LOCAL_CLUSTER ? (this.localIps = undefined, [...this.built.keys()]) : [];
-    return this.rebuild([...new Set([...before, ...fresh.keys(), ...remoteOnly])]);
+    this.gateways = undefined;
+    return this.rebuild([...new Set([...before, ...fresh.keys(), ...remoteOnly, ...this.allKeys()])]);
   }
 
   /** A remote cluster removed (its Secret deleted): everything it contributed goes, in one delta. */
@@ -242,7 +206,10 @@ export class RegistryBuilder {
     const c = this.clusters.get(cluster);
     if (!c) return undefined;
     this.clusters.delete(cluster);
-    return this.rebuild(c.keys());
+    this.networks.delete(cluster);
+    const gatewaysGone = [...c.services.values()].some((s) => s.metadata?.labels?.[NETWORK_LABEL]);
+    if (gatewaysGone) this.gateways = undefined;
+    return this.rebuild(gatewaysGone ? [...c.keys(), ...this.allKeys()] : c.keys());
   }
 
   snapshot(): Registry {
@@ -302,22 +269,34 @@ export class RegistryBuilder {
     });
     let clusterIPs = kind === 'Headless' || kind === 'ExternalName' ? [] : ips.filter((ip) => ip && ip !== 'None');
     if (primaryCluster !== LOCAL_CLUSTER && clusterIPs.some((ip) => this.localOwnerOf(ip, key))) clusterIPs = [this.vipFor(key)];
-    const endpoints: RegistryEndpoint[] = [];
+    let endpoints: RegistryEndpoint[] = [];
     if (kind !== 'ExternalName') {
       for (const [cluster, c] of this.clusters) {
         // A cluster's slices count only where that cluster has the Service too (namespace sameness needs both).
         if (!c.services.has(key)) continue;
-        for (const ep of mergeSlices(c.slices.get(key)?.values() ?? [])) {
-          if (cluster !== LOCAL_CLUSTER) { endpoints.push({ ...ep, cluster }); continue; }
+        const eps = mergeSlices(c.slices.get(key)?.values() ?? []).map((ep) => {
+          if (cluster !== LOCAL_CLUSTER) return { ...ep, cluster };
           if (ep.podName) this.pods.fill(ep, key);
-          endpoints.push(ep);
-        }
+          return ep;
+        });
+        // Headless answers are pod IPs: a gateway cannot stand in for them, so they stay as they are.
+        endpoints.push(...(cluster === LOCAL_CLUSTER || kind === 'Headless' ? eps : reachable(eps, this.networks.get(cluster), this.topology.localNetwork, this.gatewayMap())));
       }
+      if (this.topology.preferLocal && endpoints.some((e) => !e.cluster && e.ready)) endpoints = endpoints.filter((e) => !e.cluster);
     }
     const out: RegistryService = { namespace, name, kind, clusterIPs, ports, endpoints };
     if (owners.length > 1 || primaryCluster !== LOCAL_CLUSTER) out.clusters = owners.map(([c]) => c || 'local');
     if (kind === 'ExternalName' && spec.externalName) out.externalName = spec.externalName;
     return out;
+  }
+
+  private gatewayMap(): Map<string, Gateway[]> {
+    if (!this.gateways) {
+      const all: KubeService[] = [];
+      for (const c of this.clusters.values()) for (const svc of c.services.values()) if (svc.metadata?.labels?.[NETWORK_LABEL]) all.push(svc);
+      this.gateways = gatewaysByNetwork(all);
+    }
+    return this.gateways;
   }
 
   /** Is `ip` the ClusterIP of a local Service other than `key`? */

@@ -25,6 +25,11 @@ export interface RegistryEndpoint {
   ports: { name: string; port: number; protocol: 'TCP' | 'UDP' | 'SCTP' }[];
   /** The remote cluster this endpoint is in (absent for the local cluster). */
   cluster?: string;
+  /**
+   * Set on an east-west gateway standing in for a cluster's endpoints on
+   * another network (controlplane/networks.ts): the network behind it.
+   */
+  network?: string;
   /** The pod's labels (DestinationRule subsets and VirtualService sourceLabels select on them). */
   labels?: Record<string, string>;
   /** The pod's service account: its SPIFFE identity is spiffe://<td>/ns/<podNamespace>/sa/<serviceAccount>. */

@@ -22,6 +22,8 @@ export interface InjectorConfig {
   revision: string;
   /** Proxy flags every injected proxy gets (e.g. ["--ready-without-agent", "5s"]). */
   extraProxyArgs: string[];
+  /** This cluster's name, injected as ISTIO_META_CLUSTER_ID (the proxy's source_cluster label); unset = not injected. */
+  clusterId?: string;
 }
 
 export const PROXY_CONTAINER = 'weir-proxy';

@@ -3,6 +3,7 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { DEFAULT_INJECTOR_CONFIG, type InjectorConfig } from './config.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface RawInjectOptions {
   proxyImage?: string;
@@ -12,6 +13,7 @@ export interface RawInjectOptions {
   excludeNamespaces?: string;
   revision?: string;
   proxyArgs?: string;
+  clusterId?: string;
 }
 
 /** "auto" | true | false: auto asks the API server (webhook) or defaults to native (offline). */
@@ -32,8 +34,12 @@ export function resolveInjectorConfig(raw: RawInjectOptions, env: NodeJS.Process
   const command = raw.proxyCommand ?? env.WEIR_PROXY_COMMAND;
   const revision = raw.revision ?? env.WEIR_REVISION ?? DEFAULT_INJECTOR_CONFIG.revision;
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(revision)) throw new FieldError('--revision', 'must be a label value', revision);
+  // The same name the agent takes (CLUSTER_ID, Istio's): one ConfigMap key for both.
+  const clusterId = raw.clusterId ?? env.CLUSTER_ID;
+  if (clusterId !== undefined && !isClusterName(clusterId)) throw new FieldError('--cluster-id', CLUSTER_NAME_RULE, clusterId);
   return {
     ...DEFAULT_INJECTOR_CONFIG,
+    ...(clusterId ? { clusterId } : {}),
     proxyImage: image,
     proxyCommand: command ? list(command) : DEFAULT_INJECTOR_CONFIG.proxyCommand,
     policy,

@@ -39,6 +39,7 @@ export function proxyContainer(cfg: InjectorConfig, o: SidecarOptions): Containe
     fieldRef('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
     { name: 'WEIR_APP_CONTAINERS', value: o.appContainers.join(',') },
   ];
+  if (cfg.clusterId) env.push({ name: 'ISTIO_META_CLUSTER_ID', value: cfg.clusterId });
   if (o.probers) env.push({ name: 'ISTIO_KUBE_APP_PROBERS', value: o.probers });
   if (o.exitWhenAppExits) env.push({ name: 'WEIR_EXIT_WHEN_APP_EXITS', value: 'true' });
   const readyProbe = () => ({ httpGet: { path: '/healthz/ready', port: READY_PORT, scheme: 'HTTP' } });

@@ -8,6 +8,7 @@ import { optionWithDefault } from '../common/cli-option.js';
 import { FieldError } from '../common/errors.js';
 import { EXIT } from '../common/exit-codes.js';
 import { resolveProxyConfig, type RawProxyOptions } from './config.js';
+import { loadStaticConfig } from './compiled/static-config.js';
 import { startProxy } from './proxy.js';
 
 export function registerProxyCommand(program: Command): void {
@@ -17,6 +18,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--control-plane-socket <@name|path>', 'node agent socket: @name = abstract socket in this pod\'s netns, else a path to the legacy host socket (env WEIR_CONTROL_PLANE_SOCKET)', '@weir/proxy'))
     .addOption(new Option('--pod-namespace <ns>', 'this pod\'s namespace (env POD_NAMESPACE)'))
     .addOption(new Option('--pod-name <name>', 'this pod\'s name (env POD_NAME)'))
+    .addOption(new Option('--cluster-id <name>', 'the cluster this pod runs in, for source_cluster/destination_cluster (env ISTIO_META_CLUSTER_ID; default Kubernetes)'))
     .addOption(new Option('--workload <name>', 'workload label for metrics (default: from the pod name)'))
     .addOption(optionWithDefault('--outbound-port <port>', 'outbound capture listener', '15001'))
     .addOption(optionWithDefault('--inbound-port <port>', 'inbound capture listener', '15006'))
@@ -39,18 +41,21 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--protocol-detection-timeout <duration>', 'outbound: a client silent this long on a port that declares no protocol is treated as TCP', '100ms'))
     .addOption(optionWithDefault('--inbound-protocol-detection-timeout <duration>', 'the same for inbound connections', '100ms'))
     .addOption(optionWithDefault('--http-retries <n>', 'outbound retries per HTTP request (connect failure, refused stream, 503, gRPC unavailable/cancelled)', '2'))
+    .addOption(new Option('--static-config <file>', 'apply this compiled config (CompiledProxyConfig JSON: routes, l4, clusters, outboundTrafficPolicy) at start'))
     .addOption(optionWithDefault('--pod-labels <file>', 'downward-API labels file (app, version, canonical names) (env WEIR_POD_LABELS_FILE)', '/etc/istio/pod/labels'))
     .action(async (opts: RawProxyOptions) => {
       let cfg;
+      let staticConfig;
       try {
         cfg = resolveProxyConfig(opts);
+        staticConfig = cfg.staticConfig ? loadStaticConfig(cfg.staticConfig) : undefined;
       } catch (e) {
         // A bad flag or variable is bad input (exit 2), like every other command.
         if (e instanceof FieldError) { process.stderr.write(`weir proxy: ${e.message}\n`); process.exit(EXIT.usage); }
         throw e;
       }
       const logger = createLogger({ name: 'weir-proxy' });
-      const proxy = await startProxy(cfg, logger);
+      const proxy = await startProxy(cfg, logger, { staticConfig });
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) return;

@@ -3,12 +3,15 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { POD_SOCKET } from '../controlplane/protocol.js';
+import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface ProxyConfig {
   /** `@name`: abstract socket in this pod's netns (default @weir/proxy, no mount); else a path (legacy host socket). */
   controlPlaneSocket: string;
   podNamespace: string;
   podName: string;
+  /** The cluster this pod runs in (Istio's ISTIO_META_CLUSTER_ID, set by the injector): the source_cluster label. */
+  clusterId: string;
   /** Workload label for metrics; default derived from the pod name. */
   workload: string;
   outboundPort: number;
@@ -69,11 +72,14 @@ export interface ProxyConfig {
   interceptionMode: 'REDIRECT' | 'TPROXY';
   /** The mark the TPROXY rules and the policy route use (Istio: 1337). */
   tproxyMark: number;
+  /** A CompiledProxyConfig JSON file applied at start (compiled/static-config.ts); empty = none. */
+  staticConfig: string;
 }
 
 export const DEFAULTS: ProxyConfig = {
   controlPlaneSocket: POD_SOCKET,
   podNamespace: '',
+  clusterId: 'Kubernetes',
   podName: '',
   workload: '',
   outboundPort: 15001,
@@ -98,6 +104,7 @@ export const DEFAULTS: ProxyConfig = {
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
+  staticConfig: '',
 };
 
 /** Flags as commander hands them over (strings), plus the environment. */
@@ -105,6 +112,7 @@ export interface RawProxyOptions {
   controlPlaneSocket?: string;
   podNamespace?: string;
   podName?: string;
+  clusterId?: string;
   workload?: string;
   outboundPort?: string;
   inboundPort?: string;
@@ -129,6 +137,7 @@ export interface RawProxyOptions {
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
+  staticConfig?: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -197,6 +206,14 @@ export function parseBusyPoll(field: string, v: string | undefined, dflt: number
   return us;
 }
 
+/** The flag, else Istio's injected ISTIO_META_CLUSTER_ID, else Istio's default "Kubernetes". */
+function clusterIdSetting(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const [field, v] = flag !== undefined ? ['--cluster-id', flag] : ['ISTIO_META_CLUSTER_ID', env.ISTIO_META_CLUSTER_ID];
+  if (v === undefined || v === '') return 'Kubernetes';
+  if (!isClusterName(v)) throw new FieldError(field, CLUSTER_NAME_RULE, v);
+  return v;
+}
+
 export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const podNamespace = raw.podNamespace ?? env.POD_NAMESPACE ?? 'default';
   const podName = raw.podName ?? env.POD_NAME ?? '';
@@ -206,6 +223,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     controlPlaneSocket: raw.controlPlaneSocket ?? env.WEIR_CONTROL_PLANE_SOCKET ?? DEFAULTS.controlPlaneSocket,
     podNamespace,
     podName,
+    clusterId: clusterIdSetting(raw.clusterId, env),
     workload: raw.workload ?? env.WEIR_WORKLOAD ?? workloadFromPodName(podName),
     outboundPort: port('--outbound-port', raw.outboundPort, DEFAULTS.outboundPort),
     inboundPort: port('--inbound-port', raw.inboundPort, DEFAULTS.inboundPort),
@@ -229,6 +247,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
     interceptionMode: interceptionMode(raw.interceptionMode, env),
+    staticConfig: raw.staticConfig ?? '',
   };
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;
   for (let i = 0; i < ports.length; i++) {

@@ -3,6 +3,8 @@
 // a listener hands to a chain.
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
+import type { ClusterManager } from './cluster/manager.js';
+import type { CompiledConfigStore } from './compiled/store.js';
 import type { ProxyConfig } from './config.js';
 import type { HostRoutes } from './host-routes.js';
 import type { ProxyMetrics } from './metrics.js';
@@ -26,6 +28,12 @@ export interface ProxyDeps {
   accessLog: AccessLog;
   routes(): RouteTable;
   hosts(): HostRoutes;
+  /** Compiled Istio config (routes, clusters, L4 routes); empty until pushed or loaded with --static-config. */
+  compiled: CompiledConfigStore;
+  /** Runtime state of the compiled clusters (balancers, pool limits, outlier detection). */
+  clusters: ClusterManager;
+  /** This pod's labels (VirtualService sourceLabels match them). */
+  podLabels: Record<string, string>;
   /** This pod's workload, for the local side of every metric. */
   identity(): WorkloadMeta;
   counters: Counters;

@@ -48,6 +48,12 @@ export class ProxyMetrics {
   readonly connectFailures = new Counter({ name: 'weir_proxy_upstream_connect_failures_total', help: 'Failed upstream connect attempts', labelNames: ['direction', 'reason'], registers: [this.registry] });
   readonly detected = new Counter({ name: 'weir_proxy_protocol_detected_total', help: 'Connections by the protocol chosen for them and why', labelNames: ['direction', 'protocol', 'reason'], registers: [this.registry] });
   readonly retries = new Counter({ name: 'weir_proxy_http_retries_total', help: 'HTTP request retries by cause', labelNames: ['direction', 'cause'], registers: [this.registry] });
+  // Envoy's cluster stats for DestinationRule policies (the names Istio dashboards and runbooks use).
+  readonly poolOverflow = new Counter({ name: 'envoy_cluster_upstream_rq_pending_overflow', help: 'Requests refused (503 UO) by the connection pool limits', labelNames: ['cluster_name', 'limit'], registers: [this.registry] });
+  readonly retryOverflow = new Counter({ name: 'envoy_cluster_upstream_rq_retry_overflow', help: 'Retries not attempted because maxRetries were in flight', labelNames: ['cluster_name'], registers: [this.registry] });
+  readonly ejectionsActive = new Gauge({ name: 'envoy_cluster_outlier_detection_ejections_active', help: 'Endpoints ejected by outlier detection now', labelNames: ['cluster_name'], registers: [this.registry] });
+  readonly ejectionsEnforced = new Counter({ name: 'envoy_cluster_outlier_detection_ejections_enforced_total', help: 'Endpoints ejected by outlier detection', labelNames: ['cluster_name'], registers: [this.registry] });
+  readonly mirrors = new Counter({ name: 'weir_proxy_http_mirrored_requests_total', help: 'Mirrored (shadow) requests by mirror cluster and result', labelNames: ['cluster_name', 'result'], registers: [this.registry] });
   readonly registryVersion = new Gauge({ name: 'weir_proxy_registry_version', help: 'Registry version applied (-1: none yet)', registers: [this.registry] });
   readonly agentConnected = new Gauge({ name: 'weir_proxy_agent_connected', help: '1 while connected to the node agent', registers: [this.registry] });
 }
@@ -69,8 +75,10 @@ export function setPeerLabels(l: IstioTcpLabels, side: 'source' | 'destination',
   if (side === 'source') {
     l.source_workload = m.workload; l.source_workload_namespace = m.namespace; l.source_app = m.app; l.source_version = m.version;
     l.source_canonical_service = m.canonicalService; l.source_canonical_revision = m.canonicalRevision;
+    if (m.cluster) l.source_cluster = m.cluster;
   } else {
     l.destination_workload = m.workload; l.destination_workload_namespace = m.namespace; l.destination_app = m.app; l.destination_version = m.version;
     l.destination_canonical_service = m.canonicalService; l.destination_canonical_revision = m.canonicalRevision;
+    if (m.cluster) l.destination_cluster = m.cluster;
   }
 }

@@ -9,6 +9,9 @@ import type { Logger } from '../common/log.js';
 import { startMemoryRelief } from '../common/memory-relief.js';
 import type { Registry, RegistryView } from '../controlplane/types.js';
 import { startDnsProxy } from '../dns/server.js';
+import { ClusterManager } from './cluster/manager.js';
+import { CompiledConfigStore } from './compiled/store.js';
+import type { StaticConfig } from './compiled/validate.js';
 import { startAdminServers } from './admin.js';
 import { buildConfigDump, type DumpListener } from './config-dump.js';
 import { startStatusServer, statusSettingsFromEnv } from './app-health.js';
@@ -25,7 +28,7 @@ import { RouteTable } from './routing.js';
 import { TcpChain } from './tcp/chain.js';
 import { AccessLog } from './telemetry/access-log.js';
 import { readPodLabels, workloadMeta, type WorkloadMeta } from './telemetry/workload.js';
-import { clustersView, configDumpView } from './views.js';
+import { clustersView, compiledDumpView, configDumpView } from './views.js';
 
 export interface RunningProxy {
   registry: RegistryView;
@@ -52,10 +55,12 @@ function listenersOf(cfg: ProxyConfig): DumpListener[] {
   return l;
 }
 
-export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<RunningProxy> {
+export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { staticConfig?: StaticConfig } = {}): Promise<RunningProxy> {
   const metrics = new ProxyMetrics();
   const startedAt = Date.now();
-  const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined } });
+  // Compiled Istio config: the static file now; control-plane v2 pushes (the client fills this store) replace it kind by kind as they arrive.
+  const compiled = new CompiledConfigStore();
+  const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined }, compiled });
   let table = new RouteTable(undefined);
   let hosts: HostRoutes | undefined;
   metrics.registryVersion.set(-1);
@@ -75,12 +80,17 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
     const workload = cfg.workload !== 'unknown' && cfg.workload ? cfg.workload : id ? workloadFromPodName(id.name) : 'unknown';
     const namespace = id?.namespace ?? cfg.podNamespace;
     const key = `${workload}/${namespace}`;
-    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels) };
+    if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels, cfg.clusterId) };
     return me.meta;
   };
+  if (opts.staticConfig) {
+    compiled.replace(opts.staticConfig.config);
+    if (opts.staticConfig.outboundTrafficPolicy) compiled.setOutboundTrafficPolicy(opts.staticConfig.outboundTrafficPolicy);
+  }
+  const clusters = new ClusterManager({ routes: () => table, metrics }, compiled);
   const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };
   const deps: ProxyDeps = {
-    config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog),
+    config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog), compiled, clusters, podLabels: labels,
     routes: () => table,
     hosts: () => {
       const ns = identity().namespace;
@@ -123,10 +133,10 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
           agent: { connected: client.connected, snapshots: client.snapshots, deltas: client.deltas, lastRefusal: client.lastRefusal, socketPath: cfg.controlPlaneSocket },
         }),
         httpRoutes: l7.routes, protocolSelection: l7.listeners, clusterPolicies: l7.clusters,
+        compiled: compiledDumpView(deps),
         agent: l7.agent, registry: l7.registry,
         // Control plane v2: the compiled kinds as held (last good of each), and this proxy's NACKs.
         controlPlane: { protocol: client.protocol, pushes: client.pushes, versions: client.v2.versions(), nacks: client.v2.nacks, lastNack: client.v2.lastNack },
-        compiled: client.compiled.snapshot(),
         bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
         originalDst: pumpVia,
       };
@@ -160,6 +170,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger): Promise<Runn
       client.stop();
       await dns?.close();
       await status?.close();
+      clusters.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); })));
       logger.info({ cutConnections: remaining }, 'weir proxy drained');
     },

@@ -14,7 +14,8 @@ export interface Route {
 
 export interface Target { ip: string; port: number; endpoint: RegistryEndpoint }
 
-export interface PodRef { namespace: string; name: string }
+/** A pod the registry knows by IP; `cluster` is set for a remote cluster's pod. */
+export interface PodRef { namespace: string; name: string; cluster?: string }
 
 function key(ip: string, port: number): string {
   return `${ip}|${port}`;
@@ -36,7 +37,7 @@ export class RouteTable {
     for (const svc of reg.services.values()) {
       for (const ep of svc.endpoints) {
         const ip = canonicalIp(ep.ip);
-        if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName });
+        if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName, ...(ep.cluster ? { cluster: ep.cluster } : {}) });
         for (const p of ep.ports) {
           if (p.protocol !== 'TCP') continue;
           const k = key(ip, p.port);
@@ -79,6 +80,11 @@ export class RouteTable {
   /** The service port an inbound connection to ip:port (an endpoint's target port) was for: its protocol decides the chain. */
   inboundPort(ip: string, port: number): RegistryServicePort | undefined {
     return this.inboundServices.get(key(ip, port))?.[0]?.servicePort;
+  }
+
+  /** A service by "namespace/name" (compiled clusters name theirs). */
+  service(key: string): RegistryService | undefined {
+    return this.reg?.services.get(key);
   }
 
   /** Every service (host routing builds its names from them). */

@@ -5,7 +5,9 @@
 // good version. The registry kind replaces the v1 registry the L4 path and
 // the DNS proxy read; the compiled kinds fill the CompiledConfigStore.
 import type { AckMsg, NackError, NackMsg, PushMsg } from '../controlplane/protocol.js';
-import { isKind, KINDS, type Kind } from '../controlplane/v2/kinds.js';
+import { isKind, keyOf, KINDS, type Kind, type RouteTableEntry } from '../controlplane/v2/kinds.js';
+import { FieldError } from '../common/errors.js';
+import { validateCompiledConfig } from './compiled/validate.js';
 import { checkItems } from '../controlplane/v2/item-schema.js';
 import type { Registry, RegistryService } from '../controlplane/types.js';
 import type { CompiledConfigStore } from './compiled/store.js';
@@ -56,7 +58,7 @@ export class V2Applier {
     if (!msg.full && have !== msg.fromVersion) {
       return nack([{ name: '', field: 'push.fromVersion', message: `this proxy holds ${msg.kind} version ${have ?? 'none'}, not ${msg.fromVersion}` }]);
     }
-    const errors = checkItems(msg.kind, msg.upserts);
+    const errors = [...checkItems(msg.kind, msg.upserts), ...compiledErrors(msg.kind, msg.upserts)];
     if (errors.length) return nack(errors.slice(0, 100));
     try {
       if (msg.kind === 'Registry') this.applyRegistry(msg);
@@ -75,5 +77,38 @@ export class V2Applier {
     for (const s of msg.upserts as RegistryService[]) services.set(`${s.namespace}/${s.name}`, s);
     this.registry = { version: msg.version, clusterDomain: this.clusterDomain, services };
     this.onRegistry(this.registry);
+  }
+}
+
+/**
+ * Cluster, RouteTable and L4Service items go through the same validator as
+ * `--static-config` (compiled/validate.ts: shapes, RE2 rules, catastrophic
+ * regexes), one check for both ways config reaches the proxy. Its path
+ * ("routes[3].virtualHosts[0]…") is mapped back to the item's key and field.
+ */
+function compiledErrors(kind: Kind, upserts: unknown[]): NackError[] {
+  let config: Record<string, unknown>;
+  let prefix: RegExp;
+  switch (kind) {
+    case 'Cluster': config = { clusters: upserts }; prefix = /^clusters\[(\d+)\]\.?/; break;
+    case 'L4Service': config = { l4: upserts }; prefix = /^l4\[(\d+)\]\.?/; break;
+    case 'RouteTable':
+      config = { routes: (upserts as RouteTableEntry[]).map((e) => (isObj(e) ? { port: e.port, virtualHosts: [e.virtualHost] } : e)) };
+      prefix = /^routes\[(\d+)\]\.?/;
+      break;
+    default: return [];
+  }
+  try {
+    validateCompiledConfig(config);
+    return [];
+  } catch (err) {
+    if (!(err instanceof FieldError)) throw err;
+    const m = prefix.exec(err.field);
+    const i = m ? Number(m[1]) : -1;
+    let name = `#${i}`;
+    try { if (i >= 0) name = keyOf(kind, upserts[i] as never); } catch { /* the index names it */ }
+    let field = m ? err.field.slice(m[0].length) : err.field;
+    if (kind === 'RouteTable') field = field.startsWith('virtualHosts[0]') ? `virtualHost${field.slice('virtualHosts[0]'.length)}` : field;
+    return [{ name, field, message: err.reason }];
   }
 }

@@ -39,12 +39,24 @@ function selection(cfg: ProxyConfig): unknown {
   return { order: ['appProtocol', 'port name prefix', 'sniff (h2 preface, HTTP/1.x request line, TLS ClientHello)'], serverFirstPorts: [25, 53, 3306, 27017], detectionTimeoutMs: { outbound: cfg.protocolDetectionTimeoutMs, inbound: cfg.inboundProtocolDetectionTimeoutMs } };
 }
 
+/**
+ * The compiled Istio config as applied: route tables, L4 routes and
+ * clusters exactly as held, the outbound traffic policy, and what the
+ * control plane (or this proxy) did not apply, with the reason.
+ */
+export function compiledDumpView(d: ProxyDeps): unknown {
+  const snap = d.compiled.snapshot();
+  return { generation: d.compiled.generation, outboundTrafficPolicy: { mode: d.compiled.outboundTrafficPolicy }, routes: snap.routes, l4: snap.l4, clusters: snap.clusters, ignored: snap.ignored };
+}
+
 export function clustersView(v: ViewDeps): unknown {
   const reg = v.client.current();
-  if (!reg) return { version: -1, clusters: [] };
+  // Compiled clusters (DestinationRule policies applied) with live counters, outlier state and pool use.
+  const compiled = v.deps.clusters.view();
+  if (!reg) return { version: -1, clusters: [], compiled };
   const http = v.http.router.lb;
   return {
-    version: reg.version,
+    version: reg.version, compiled,
     clusters: [...reg.services.values()].map((s) => ({
       name: `${s.namespace}/${s.name}`, kind: s.kind, clusterIPs: s.clusterIPs, ports: s.ports,
       endpoints: s.endpoints.map((e) => ({

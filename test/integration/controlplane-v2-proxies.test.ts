@@ -59,7 +59,7 @@ before(async () => {
   });
   const kc = loadKubeConfig(api.writeKubeconfig(dir));
   istio = new IstioConfigSource(kc, new IstioConfigStore(), pino({ level: 'silent' }), { discoveryIntervalMs: 200 });
-  await c.startControlPlane({ kubeConfig: kc, source: undefined, compiled: istioCompiledSource({ store: istio.store, rootNamespace: 'istio-system' }), compiledReady: istio.start() });
+  await c.startControlPlane({ kubeConfig: kc, compiled: istioCompiledSource({ store: istio.store, rootNamespace: 'istio-system' }), compiledReady: istio.start() });
   await c.startApp(server);
   await Promise.all([c.startProxy(client), c.startProxy(server)]);
 });

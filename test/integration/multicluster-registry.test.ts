@@ -85,3 +85,75 @@ test('cluster B through a remote Secret: merged, removed within a second, served
     await local.stop();
   }
 });
+
+test('a malformed kubeconfig beside a good one: that cluster is skipped with an error naming Secret and field, the other syncs, and no credential reaches the log', async () => {
+  const lines: string[] = [];
+  const { Writable } = await import('node:stream');
+  const { pino } = await import('pino');
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { lines.push(chunk.toString()); cb(); } });
+  const log = pino({ level: 'trace' }, sink);
+  const b2 = await TestApiServer.start({ bookmarkIntervalMs: 200 });
+  b2.put(service('ns', 'good-only', '10.30.0.5'));
+  const builder = new RegistryBuilder();
+  const apply = (change: (x: RegistryBuilder) => RegistryDelta | undefined): void => { change(builder); };
+  const kcA = loadKubeConfig(a.writeKubeconfig(join(dir, 'a2')));
+  const remotes = new RemoteClusters({ kubeConfig: kcA, namespace: 'weir-logs', apply, logger: log, watchdogMs: 1000 });
+  const good = readFileSync(b2.writeKubeconfig(join(dir, 'good')), 'utf8');
+  const CERT = 'LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUNsekNDQVg4Q0ZBPT0K';
+  const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.bad-secret-token-5521';
+  const bad = `apiVersion: v1\nclusters:\n- name: x\n  cluster:\n    server: :::not-a-url\n    certificate-authority-data: ${CERT}\nusers:\n- name: x\n  user:\n    token: ${TOKEN}\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\ncurrent-context: x\n`;
+  const unparsable = `clusters: [ {{ token: ${TOKEN}`;
+  try {
+    await remotes.start();
+    a.put({ kind: 'Secret', metadata: { namespace: 'weir-logs', name: 'remotes', labels: { 'istio/multiCluster': 'true' } }, data: {
+      broken: Buffer.from(bad).toString('base64'), garbage: Buffer.from(unparsable).toString('base64'), good: Buffer.from(good).toString('base64'),
+    } });
+    await until('the good cluster synced', () => builder.snapshot().services.has('ns/good-only') && remotes.status().find((s) => s.cluster === 'good')?.state === 'synced');
+    const st = Object.fromEntries(remotes.status().map((s) => [s.cluster, s]));
+    assert.equal(st.broken.state, 'error');
+    assert.match(st.broken.lastError!, /^Secret weir-logs\/remotes data\["broken"\]: clusters\["x"\]\.cluster\.server is not a URL/);
+    assert.equal(st.garbage.state, 'error');
+    assert.match(st.garbage.lastError!, /^Secret weir-logs\/remotes data\["garbage"\]: not a kubeconfig/);
+    assert.deepEqual([st.good.services, st.good.endpoints], [1, 0]);
+    const text = lines.join('');
+    assert.match(text, /remote cluster skipped: its kubeconfig cannot be used/);
+    assert.match(text, /remote cluster synced/);
+    for (const secret of [TOKEN, 'bad-secret-token', CERT, 'test-token']) assert.ok(!text.includes(secret), `log contains ${secret}`);
+    assert.ok(!JSON.stringify(remotes.status()).includes('test-token'));
+    // Fixing the entry brings the cluster in without touching the good one.
+    a.put({ kind: 'Secret', metadata: { namespace: 'weir-logs', name: 'remotes', labels: { 'istio/multiCluster': 'true' } }, data: {
+      broken: Buffer.from(good.replace(/\btest\b(?!-token)/g, 't2')).toString('base64'), good: Buffer.from(good).toString('base64'),
+    } });
+    await until('broken fixed, garbage gone', () => remotes.status().map((s) => `${s.cluster}:${s.state}`).join() === 'broken:synced,good:synced').catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(remotes.status())}`); });
+  } finally {
+    await remotes.stop();
+    await b2.stop();
+  }
+});
+
+test('a Secret labelled both ways keeps its clusters when one label goes, and loses them when the other does', async () => {
+  const b3 = await TestApiServer.start({ bookmarkIntervalMs: 200 });
+  b3.put(service('ns', 'dual', '10.40.0.5'));
+  const builder = new RegistryBuilder();
+  const apply = (change: (x: RegistryBuilder) => RegistryDelta | undefined): void => { change(builder); };
+  const remotes = new RemoteClusters({ kubeConfig: loadKubeConfig(a.writeKubeconfig(join(dir, 'a3'))), namespace: 'weir-dual', apply, logger, watchdogMs: 1000 });
+  const data = { dual: Buffer.from(readFileSync(b3.writeKubeconfig(join(dir, 'b3')), 'utf8')).toString('base64') };
+  const secret = (labels: Record<string, string>) => ({ kind: 'Secret', metadata: { namespace: 'weir-dual', name: 'both-labels', labels }, data });
+  try {
+    await remotes.start();
+    a.put(secret({ 'istio/multiCluster': 'true', 'weir.io/remote-cluster': 'true' }));
+    await until('dual synced', () => builder.snapshot().services.has('ns/dual'));
+    a.put(secret({ 'weir.io/remote-cluster': 'true' }));
+    // Never dropped, not even for a moment (dropping and re-adding would flap every proxy's view).
+    for (let t0 = Date.now(); Date.now() - t0 < 600; await new Promise((r) => setTimeout(r, 5))) {
+      assert.ok(builder.snapshot().services.has('ns/dual'), 'still labelled weir.io/remote-cluster: kept');
+    }
+    assert.deepEqual(remotes.status().map((s) => s.cluster), ['dual']);
+    a.put(secret({}));
+    await until('dual gone', () => !builder.snapshot().services.has('ns/dual'), 1000);
+    assert.deepEqual(remotes.status(), []);
+  } finally {
+    await remotes.stop();
+    await b3.stop();
+  }
+});

@@ -110,11 +110,13 @@ export class Cluster {
     return pod;
   }
 
-  /** `over`: e.g. a kubeConfig with `source: undefined` (Services from an API server) and the Istio compiled source. */
-  async startControlPlane(over: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
+  /**
+   * `kubeConfig`: feed the registry from that API server (as the agent does); default an empty registry the test drives.
+   * Other fields override the control plane's deps (e.g. the Istio compiled source).
+   */
+  async startControlPlane(opts: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
     const byInode = () => new Map(this.pods.map((p) => [netnsInode(p.ns.path), p]));
     this.cp = await startControlPlane({
-      kubeConfig: new KubeConfig(),
       socketPath: this.socketPath,
       logger: pino({ level: process.env.WX_LOG ?? 'silent' }),
       metrics: this.metrics,
@@ -126,8 +128,9 @@ export class Cluster {
         const p = byInode().get(ino);
         return p ? { namespace: p.namespace, name: p.name, uid: `uid-${p.name}`, ips: [p.ip4, p.ip6] } : undefined;
       },
-      source: () => ({ start: async () => {}, stop: async () => {} }),
-      ...over,
+      ...(opts.kubeConfig ? {} : { source: () => ({ start: async () => {}, stop: async () => {} }) }),
+      ...opts,
+      kubeConfig: opts.kubeConfig ?? new KubeConfig(),
     });
     return this.cp;
   }

@@ -17,8 +17,12 @@ test('push envelope: every bad field is named', () => {
 });
 
 test('items: the key names the item, the path names the field', () => {
-  const errs = checkItems('Cluster', [{ name: 'outbound|80||a', host: 'a', port: 70000, protocol: 'http', selector: { v: 1 }, loadBalancer: {}, connectionPool: { connectTimeoutMs: 1 }, tls: { mode: 'PLAIN' } }]);
-  assert.deepEqual(errs.map((e) => [e.name, e.field]), [['outbound|80||a', 'port'], ['outbound|80||a', 'selector.v'], ['outbound|80||a', 'loadBalancer.simple'], ['outbound|80||a', 'tls.mode']]);
+  // Compiled kinds: the proxy's compiled-config validator (the --static-config one), its path mapped back to the item.
+  const applier = new V2Applier(new CompiledConfigStore(), 'cluster.local', () => {});
+  const ok = { name: 'outbound|80||ok', host: 'ok', port: 80, protocol: 'http', selector: {}, loadBalancer: { simple: 'ROUND_ROBIN' }, connectionPool: { connectTimeoutMs: 1, idleTimeoutMs: 1 }, tls: { mode: 'AUTO' } };
+  const nack = applier.handle({ type: 'push', kind: 'Cluster', version: 1, nonce: 'n', full: true, upserts: [ok, { ...ok, name: 'outbound|80||a', selector: { v: 1 } }], deletes: [] });
+  assert.equal(nack.type, 'nack');
+  assert.deepEqual((nack as { errors: { name: string; field: string }[] }).errors.map((e) => [e.name, e.field]), [['outbound|80||a', 'selector.v']]);
   assert.deepEqual(checkItems('Registry', [{ namespace: 'a', name: 'b', kind: 'ClusterIP', clusterIPs: ['10.0.0.300'], ports: [], endpoints: [] }]).map((e) => [e.name, e.field]), [['a/b', 'clusterIPs[0]']]);
   assert.deepEqual(checkItems('Listener', ['x']).map((e) => [e.name, e.field]), [['#0', '']]);
 });
@@ -39,9 +43,9 @@ test('a rejected push leaves the store untouched; a delta from a version not hel
   assert.match((stale as { errors: { message: string }[] }).errors[0].message, /holds RouteTable version 1, not 2/);
   assert.equal(applier.handle({ type: 'push', kind: 'RouteTable', version: 3, nonce: 'd', fromVersion: 1, upserts: [], deletes: ['80|a:80'] }).type, 'ack');
   assert.deepEqual(store.routeTable(80)!.virtualHosts.map((v) => v.name), ['b:80']);
-  assert.equal(store.outboundTrafficPolicy(), 'ALLOW_ANY');
+  assert.equal(store.outboundTrafficPolicy, 'ALLOW_ANY');
   assert.equal(applier.handle({ type: 'push', kind: 'Listener', version: 1, nonce: 'e', full: true, upserts: [{ name: 'outbound', outboundTrafficPolicy: 'REGISTRY_ONLY' }], deletes: [] }).type, 'ack');
-  assert.equal(store.outboundTrafficPolicy(), 'REGISTRY_ONLY');
+  assert.equal(store.outboundTrafficPolicy, 'REGISTRY_ONLY');
 });
 
 test('auto-allocated VIPs: 240.240/16 only, one per host, stable, released when the host goes', () => {

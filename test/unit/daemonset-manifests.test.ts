@@ -115,6 +115,32 @@ test('RBAC is least privilege: named resources and verbs only, no wildcards, no 
     ...['destinationrules', 'serviceentries', 'sidecars', 'virtualservices'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `networking.istio.io/${r}:${v}`))].sort());
 });
 
+test('remote-cluster Secrets: a Role in the agent\'s namespace only, list/watch on secrets, bound to the agent; the DaemonSet tells the agent its namespace', () => {
+  const docs = load();
+  // No ClusterRole anywhere in the base grants secrets (a cluster-wide read of every Secret would be the agent's biggest risk).
+  for (const cr of docs.filter((d) => d.kind === 'ClusterRole') as unknown as { metadata: { name: string }; rules: { resources: string[] }[] }[]) {
+    assert.ok(!cr.rules.some((r) => r.resources.includes('secrets') || r.resources.includes('*')), `ClusterRole ${cr.metadata.name} grants no secrets`);
+  }
+  const role = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'weir-agent-remote-secrets') as unknown as { metadata: { namespace: string }; rules: unknown[] };
+  assert.ok(role, 'the Role exists');
+  assert.equal(role.metadata.namespace, 'weir-system');
+  assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] }]);
+  const binding = docs.find((d) => d.kind === 'RoleBinding' && d.metadata.name === 'weir-agent-remote-secrets') as unknown as { metadata: { namespace: string }; roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace: string }[] };
+  assert.equal(binding.metadata.namespace, 'weir-system');
+  assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'weir-agent-remote-secrets' });
+  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'weir-agent', namespace: 'weir-system' }]);
+  const ds = docs.find((d) => d.kind === 'DaemonSet') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const env = ds.spec.template.spec.containers[0].env as { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  assert.equal(env.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
+  assert.equal(ds.metadata.namespace ?? 'weir-system', role.metadata.namespace, 'the agent runs where the Role is');
+  const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'weir-agent-config') as unknown as { data: Record<string, string> };
+  assert.equal(cm.data.CLUSTER_ID, 'Kubernetes');
+  // The injector takes the same key, so every proxy's ISTIO_META_CLUSTER_ID names the cluster the agent does.
+  const inj = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'weir-injector') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const injEnv = inj.spec.template.spec.containers[0].env as { name: string; valueFrom?: { configMapKeyRef?: { name: string; key: string } } }[];
+  assert.deepEqual(injEnv.find((e) => e.name === 'CLUSTER_ID')?.valueFrom?.configMapKeyRef, { name: 'weir-agent-config', key: 'CLUSTER_ID', optional: true });
+});
+
 test('delete on pods is granted only by the repair-delete component, which also sets the mode', () => {
   const comp = path.join(DIR, 'components/repair-delete');
   const k = parseAllDocuments(readFileSync(path.join(comp, 'kustomization.yaml'), 'utf8'))[0].toJS() as { kind: string; patches: { target: { kind: string; name: string }; patch: string }[] };

@@ -27,9 +27,14 @@ export function registerAgentCommand(program: Command): void {
     .addOption(optionWithDefault('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN', 'cluster.local'))
     .addOption(optionWithDefault('--istio-root-namespace <ns>', 'env WEIR_ISTIO_ROOT_NAMESPACE', 'istio-system'))
     .addOption(optionWithDefault('--log-level <level>', 'env WEIR_LOG_LEVEL', 'info'))
+    .addOption(optionWithDefault('--cluster-id <name>', 'this cluster\'s name in a multi-cluster mesh, as Istio\'s (env CLUSTER_ID)', 'Kubernetes'))
+    .addOption(new Option('--network <name>', 'this cluster\'s network; remote endpoints on another network go through its east-west gateway (env WEIR_NETWORK)'))
+    .addOption(new Option('--remote-secret-namespace <ns>', 'watch Secrets labelled istio/multiCluster=true or weir.io/remote-cluster=true here for remote clusters; default the agent\'s POD_NAMESPACE (env WEIR_REMOTE_SECRET_NAMESPACE)'))
+    .option('--no-remote-clusters', 'do not watch remote-cluster Secrets (env WEIR_REMOTE_CLUSTERS=false)')
+    .option('--prefer-local-cluster', 'use remote endpoints of a Service only while it has no ready local one (env WEIR_PREFER_LOCAL_CLUSTER)')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       // Commander sets negatable flags to true when absent; only an explicit --no-x counts, so env can still decide.
-      const raw: RawAgentOptions = { ...opts, install: opts.install === false ? false : undefined, controlPlane: opts.controlPlane === false ? false : undefined };
+      const raw: RawAgentOptions = { ...opts, install: opts.install === false ? false : undefined, controlPlane: opts.controlPlane === false ? false : undefined, remoteClusters: opts.remoteClusters === false ? false : undefined, preferLocalCluster: opts.preferLocalCluster === true ? true : undefined };
       if (raw.cniPluginBinary === undefined && !process.env.WEIR_CNI_PLUGIN_BINARY) raw.cniPluginBinary = defaultPluginBinary();
       let cfg;
       try {

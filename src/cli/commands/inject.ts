@@ -14,6 +14,7 @@ function injectionOptions(cmd: Command): Command {
     .addOption(optionWithDefault('--proxy-image <ref>', 'the weir image (env WEIR_PROXY_IMAGE)', 'ghcr.io/weir/weir:0.1.0'))
     .addOption(optionWithDefault('--proxy-command <cmd>', 'how weir runs in that image (env WEIR_PROXY_COMMAND)', 'node /usr/local/lib/weir/weir.mjs'))
     .addOption(new Option('--proxy-args <args>', 'extra `weir proxy` flags for every injected proxy (env WEIR_PROXY_ARGS)'))
+    .addOption(new Option('--cluster-id <name>', 'this cluster\'s name, injected as ISTIO_META_CLUSTER_ID (env CLUSTER_ID)'))
     .addOption(optionWithDefault('--native-sidecars <auto|true|false>', 'proxy as a native sidecar (Kubernetes ≥ 1.29); auto reads the API server version', 'auto'))
     .addOption(optionWithDefault('--revision <rev>', 'written into sidecar.istio.io/status (env WEIR_REVISION)', 'default'))
     .addOption(optionWithDefault('--exclude-namespaces <list>', 'never injected, besides kube-system and kube-public (env WEIR_INJECT_EXCLUDE_NAMESPACES)', 'weir-system'))

@@ -7,12 +7,20 @@ import { adminCall, adminSocket, parsePod, socketOption } from '../admin-client.
 import { EXIT, runAction } from '../exit.js';
 import { outputOption, printListing, printObject, table } from '../output.js';
 import type { PodView } from '../../agent/pod-view.js';
+import type { RemoteClusterStatus } from '../../controlplane/remote-clusters.js';
 
 type Out = { output?: string; socket?: string };
 interface CheckResult { namespace: string; name: string; result: string; capture?: boolean; reason?: string; via?: string; netns?: string; differences?: string[]; error?: string }
 
 export function withAdmin(cmd: Command, formats?: Parameters<typeof outputOption>[0]): Command {
   return cmd.addOption(outputOption(formats)).addOption(socketOption());
+}
+
+/** Remote clusters and their sync state, as `weir status` prints them. */
+export function remoteClustersTable(remotes: RemoteClusterStatus[]): string {
+  return table(remotes.map((r) => [
+    r.cluster, r.state, r.network ?? '-', String(r.services), String(r.endpoints), r.lastEventAt ?? 'never', r.secret, r.lastError ?? '',
+  ]), ['REMOTE CLUSTER', 'STATE', 'NETWORK', 'SERVICES', 'ENDPOINTS', 'LAST SYNC', 'SECRET', 'ERROR']);
 }
 
 /** The CAPTURED column: what is programmed and verified, and why not. */
@@ -27,11 +35,13 @@ export function registerNodeCommands(program: Command): void {
       printObject(opts.output, s, () => {
         const inf = Object.entries(s.informers as Record<string, { synced: boolean; restarts: number; lastError?: string }>)
           .map(([k, v]) => `${k}=${v.synced ? 'synced' : 'NOT SYNCED'} restarts=${v.restarts}${v.lastError ? ` lastError="${v.lastError}"` : ''}`).join('; ');
-        return table([
+        const main = table([
           ['node', s.node], ['ready', `${s.ready} (${s.readyReason})`], ['backend', s.backend], ['repair mode', s.repairMode],
           ['install', `${s.install.ready} (${s.install.reason})`], ['informers', inf], ['sandboxes', `${s.sandboxes} (${s.captured} captured)`],
           ['last repair', s.lastRepair ? `${s.lastRepair.at}, ${s.lastRepair.outcomes.length} pods checked` : 'none'],
+          ...(s.cluster ? [['cluster', `${s.cluster.id}${s.cluster.network ? ` network=${s.cluster.network}` : ''}${s.cluster.secretNamespace ? ` remote Secrets in ${s.cluster.secretNamespace}` : ' (remote clusters off)'}`]] : []),
         ], ['FIELD', 'VALUE']);
+        return s.cluster?.remotes?.length ? `${main}\n${remoteClustersTable(s.cluster.remotes as RemoteClusterStatus[])}` : main;
       });
       return s.ready ? EXIT.ok : EXIT.failure;
     }));

@@ -17,6 +17,13 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
   private clustersByName = new Map<string, CompiledCluster>();
   private ignoredByKey = new Map<string, IgnoredConfig>();
   private listenersByName = new Map<string, CompiledListener>();
+  /**
+   * Sidecar outboundTrafficPolicy for this proxy: REGISTRY_ONLY sends what
+   * the registry does not know to nowhere (HTTP 502 NR, TCP reset). Set by
+   * the static file (`outboundTrafficPolicy: {mode}`) and by the control
+   * plane's outbound Listener push.
+   */
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY' = 'ALLOW_ANY';
   /** Bumped on every update; 0 = nothing compiled received yet (routing falls back to the registry alone). */
   generation = 0;
 
@@ -49,12 +56,16 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
     this.changed();
   }
 
+  setOutboundTrafficPolicy(mode: 'ALLOW_ANY' | 'REGISTRY_ONLY'): void {
+    if (mode === this.outboundTrafficPolicy) return;
+    this.outboundTrafficPolicy = mode;
+    this.emit('change');
+  }
+
   routeTable(port: number): CompiledRouteTable | undefined { return this.routesByPort.get(port); }
   l4Services(port: number): CompiledL4Service[] { return this.l4ByPort.get(port) ?? []; }
   cluster(name: string): CompiledCluster | undefined { return this.clustersByName.get(name); }
   ignored(): readonly IgnoredConfig[] { return [...this.ignoredByKey.values()]; }
-  /** ALLOW_ANY unless the Sidecar that applies to this proxy says REGISTRY_ONLY. */
-  outboundTrafficPolicy(): 'ALLOW_ANY' | 'REGISTRY_ONLY' { return this.listenersByName.get('outbound')?.outboundTrafficPolicy ?? 'ALLOW_ANY'; }
 
   /** The whole config as a CompiledProxyConfig (config_dump). */
   snapshot(): CompiledProxyConfig {
@@ -78,6 +89,9 @@ export class CompiledConfigStore extends EventEmitter<{ change: [] }> {
   }
 
   private changed(): void {
+    // The outbound Listener (v2 push, or a static file that has one) carries the Sidecar's policy.
+    const outbound = this.listenersByName.get('outbound');
+    if (outbound) this.outboundTrafficPolicy = outbound.outboundTrafficPolicy;
     // Tables by port, virtual hosts in the translator's order (by host).
     const tables = new Map<number, CompiledRouteTable>();
     const host = (name: string): string => name.slice(0, name.lastIndexOf(':'));

@@ -31,6 +31,11 @@ export class ReplayableBody {
     return this.ended;
   }
 
+  /** The whole body, once it ended and if it was small enough to keep (a mirror's copy). */
+  wholeBody(): Buffer | undefined {
+    return this.ended && !this.overflowed ? Buffer.concat(this.chunks) : undefined;
+  }
+
   /** Send the body to this attempt: what was kept first, then the rest as it arrives. */
   pipeTo(sink: Writable): void {
     this.sink = sink;

@@ -74,6 +74,7 @@ export class RequestTelemetry {
       }
       const src = routes.podByIp(this.conn.peer.replace(/^\[?(.*?)\]?:\d+$/, '$1'));
       if (src && this.labels.source_workload === 'unknown') setPeerLabels(l, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
+      if (src) l.source_cluster = src.cluster ?? this.d.config.clusterId;
     }
   }
 
@@ -82,6 +83,8 @@ export class RequestTelemetry {
     if (this.conn.direction === 'outbound' && t.endpoint?.podName && this.labels.destination_workload === 'unknown') {
       setPeerLabels(this.labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? 'unknown'));
     }
+    // The registry names remote endpoints' clusters; unnamed = this proxy's own.
+    if (this.conn.direction === 'outbound' && t.endpoint) this.labels.destination_cluster = t.endpoint.cluster ?? this.d.config.clusterId;
   }
 
   finish(): void {

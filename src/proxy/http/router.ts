@@ -1,29 +1,37 @@
 // The router filter: one downstream request → a route decision → an
-// endpoint (LEAST_REQUEST) → an exchange over a pooled upstream connection,
-// with Istio's default retry policy on the outbound side (2 retries on
-// connect-failure, refused-stream, 503, gRPC unavailable/cancelled; another
-// endpoint preferred) and, on both sides, one retry on a fresh connection
-// when a kept-alive connection was closed under the request before any
-// response (Envoy's "503 UC" with apps whose keep-alive is shorter than
-// ours, e.g. Node's 5 s). The response streams back with its trailers;
-// cancellation travels both ways (RST_STREAM CANCEL / closed connection).
-import http2 from 'node:http2';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+// endpoint → an exchange over a pooled upstream connection. The decision
+// comes from the compiled Istio config when the dialled port has a route
+// table and the Host names one of its virtual hosts (compiled-plan.ts:
+// VirtualService matches, weights, subsets, rewrites, faults, mirrors,
+// per-route retries and timeouts, DestinationRule load balancing, pool
+// limits and outlier detection); otherwise from the registry's default
+// route per service (route.ts), with Istio's default retry policy on the
+// outbound side (2 retries on connect-failure, refused-stream, 503, gRPC
+// unavailable/cancelled; another endpoint preferred). On both sides, one
+// retry on a fresh connection when a kept-alive connection was closed
+// under the request before any response (Envoy's "503 UC" with apps whose
+// keep-alive is shorter than ours, e.g. Node's 5 s). The response streams
+// back with its trailers; cancellation travels both ways.
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import type { Conn, ProxyDeps } from '../context.js';
 import { endpointKey, LeastRequest } from '../lb.js';
 import { decodePeer, encodePeer, PEER_HEADER } from '../telemetry/workload.js';
-import { GrpcMessageCounter, ReplayableBody } from './body.js';
-import { downstreamResponseHeaders, first, grpcTimeoutMs, headerBytes, PROTOCOL_HEADER, upstreamRequestHeaders } from './headers.js';
+import { ReplayableBody } from './body.js';
+import { planCompiled, type ForwardPlan, type LocalAnswer } from './compiled-plan.js';
+import { downstreamResponseHeaders, first, grpcTimeoutMs, PROTOCOL_HEADER, upstreamRequestHeaders } from './headers.js';
+import { mirrorRequest } from './mirror.js';
+import { addFlag, grpcReply, localReply, relayResponse, type DownRes } from './respond.js';
 import { RequestTelemetry } from './request-telemetry.js';
-import { decideRoute } from './route.js';
-import { UpstreamError, UpstreamPools, type Exchange, type UpstreamResponse } from './upstream.js';
+import { applyHeaderOps } from './route-actions.js';
+import { decideRoute, type RouteTarget } from './route.js';
+import { defaultRetry, RetryPolicy, type AttemptFailure } from './retry-policy.js';
+import { UpstreamError, UpstreamPools, type Exchange, type UpstreamHead, type UpstreamResponse } from './upstream.js';
 
 export type DownReq = IncomingMessage | Http2ServerRequest;
-export type DownRes = ServerResponse | Http2ServerResponse;
+export type { DownRes };
 
-/** HTTP status → gRPC status for local replies to gRPC clients (gRPC's own mapping). */
-const GRPC_FOR_HTTP: Record<number, string> = { 400: '13', 401: '16', 403: '7', 404: '12', 429: '14', 502: '14', 503: '14', 504: '4' };
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class HttpRouter {
   readonly lb = new LeastRequest();
@@ -50,185 +58,214 @@ export class HttpRouter {
     const tel = new RequestTelemetry(d, conn, info);
     const fromPeer = conn.direction === 'inbound' ? decodePeer(h[PEER_HEADER]) : undefined;
     tel.peer(fromPeer);
-    const route = decideRoute(d, conn, authority, downstream, grpc, fromPeer ? first(h[PROTOCOL_HEADER]) : undefined, (t) => this.pools.h2Refused(t));
-    tel.route(route);
-    if (route.meshPeer) { headers[PEER_HEADER] = encodePeer(d.identity()); headers[PROTOCOL_HEADER] = downstream; }
-
     const body = new ReplayableBody(req);
+    const finish = () => { tel.requestBodyBytes = body.bytes; tel.requestMessages = body.messages.count; tel.finish(); };
+
+    const compiled = conn.direction === 'outbound'
+      ? planCompiled(d, d.clusters, conn, { method, path, authority, headers: h, grpc }, (pools, t) => pools.h2Refused(t))
+      : { kind: 'none' as const };
+    if (compiled.kind === 'answer') { this.answer(res, tel, compiled.answer, grpc); finish(); return; }
+    let plan: ForwardPlan;
+    if (compiled.kind === 'forward') plan = compiled.plan;
+    else {
+      const route = decideRoute(d, conn, authority, downstream, grpc, fromPeer ? first(h[PROTOCOL_HEADER]) : undefined, (t) => this.pools.h2Refused(t));
+      plan = { decision: route, retry: new RetryPolicy(defaultRetry(conn.direction === 'outbound' ? d.config.httpRetries : 0)), path, authority: authority ?? `${conn.dst.ip}:${conn.dst.port}`, requestOps: [], responseOps: [], responseHeaders: {}, mirrors: [] };
+    }
+    const route = plan.decision;
+    tel.route(route);
+    if (route.kind === 'passthrough' && !plan.runtime && d.compiled.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      // Sidecar outboundTrafficPolicy REGISTRY_ONLY: what the registry does not know goes nowhere (Istio's BlackHoleCluster).
+      tel.cluster = 'BlackHoleCluster'; tel.routeName = 'block_all';
+      localReply(res, tel, 502, 'NR', 'destination not in the service registry (outboundTrafficPolicy REGISTRY_ONLY)', grpc);
+      finish();
+      return;
+    }
+    if (route.meshPeer) { headers[PEER_HEADER] = encodePeer(d.identity()); headers[PROTOCOL_HEADER] = downstream; }
+    for (const ops of plan.requestOps) applyHeaderOps(headers, ops);
+    if (plan.path !== path) headers['x-envoy-original-path'] = path;
+    const head: UpstreamHead = { method, path: plan.path, authority: plan.authority, headers: headers as Record<string, string | string[]> };
+
     let current: Exchange | undefined;
     let downGone = false;
-    res.on('close', () => { if (!res.writableFinished) { downGone = true; current?.abort(); } });
+    // Ends a wait for the connection pool when the client leaves or the deadline passes.
+    const gone = new AbortController();
+    res.on('close', () => { if (!res.writableFinished) { downGone = true; current?.abort(); gone.abort(); } });
     let timedOut = false;
-    const deadlineMs = grpc ? grpcTimeoutMs(first(h['grpc-timeout'])) : undefined;
-    const deadline = deadlineMs === undefined ? undefined : setTimeout(() => { timedOut = true; current?.abort(); }, deadlineMs);
-    const finish = () => { clearTimeout(deadline); tel.requestBodyBytes = body.bytes; tel.requestMessages = body.messages.count; tel.finish(); };
+    const grpcDeadline = grpc ? grpcTimeoutMs(first(h['grpc-timeout'])) : undefined;
+    const deadlineMs = [grpcDeadline, plan.timeoutMs].filter((x): x is number => x !== undefined).reduce((a, b) => Math.min(a, b), Infinity);
+    const deadline = Number.isFinite(deadlineMs) ? setTimeout(() => { timedOut = true; current?.abort(); gone.abort(); }, deadlineMs) : undefined;
+    const end = () => { clearTimeout(deadline); finish(); };
 
-    const maxRetries = conn.direction === 'outbound' ? d.config.httpRetries : 0;
+    if (plan.fault?.delayMs !== undefined) {
+      addFlag(tel, 'DI');
+      await sleep(plan.fault.delayMs);
+      if (downGone) { addFlag(tel, 'DC'); end(); return; }
+      if (timedOut) { localReply(res, tel, 504, 'UT', 'upstream request timeout', grpc); end(); return; }
+    }
+    const abort = plan.fault?.abort;
+    if (abort) {
+      body.detach();
+      if (abort.grpcStatus !== undefined) { addFlag(tel, 'FI'); grpcReply(res, tel, abort.grpcStatus, 'fault filter abort'); }
+      else localReply(res, tel, abort.status, 'FI', 'fault filter abort', grpc);
+      end();
+      return;
+    }
+    if (plan.mirrors.length > 0) {
+      req.once('end', () => {
+        const copy = body.wholeBody();
+        if (copy) for (const m of plan.mirrors) mirrorRequest(d, m, head, copy);
+      });
+    }
+    const rt = plan.runtime;
+    let admitted: (() => void) | undefined;
+    if (rt) {
+      const a = await rt.gate.admit(gone.signal);
+      if (a === 'overflow') {
+        d.metrics.poolOverflow.inc({ cluster_name: rt.compiled.name, limit: 'connectionPool' });
+        localReply(res, tel, 503, 'UO', 'upstream connect error or disconnect/reset before headers. reset reason: overflow', grpc);
+        end();
+        return;
+      }
+      if (a === 'aborted') {
+        if (downGone) addFlag(tel, 'DC');
+        else localReply(res, tel, 504, 'UT', 'upstream request timeout', grpc);
+        end();
+        return;
+      }
+      admitted = a;
+    }
+    try {
+      await this.exchange(conn, plan, head, body, res, tel, grpc, fromPeer !== undefined, {
+        down: () => downGone, timedOut: () => timedOut, set: (ex) => { current = ex; },
+      });
+    } finally {
+      admitted?.();
+      end();
+    }
+  }
+
+  /** Attempts until a response is relayed or the retry policy gives up. */
+  private async exchange(conn: Conn, plan: ForwardPlan, head: UpstreamHead, body: ReplayableBody, res: DownRes, tel: RequestTelemetry, grpc: boolean, requestFromPeer: boolean,
+    st: { down(): boolean; timedOut(): boolean; set(ex: Exchange | undefined): void }): Promise<void> {
+    const d = this.d;
+    const route = plan.decision;
+    const rt = plan.runtime;
+    const pools = rt?.pools ?? this.pools;
     const tried = new Set<string>();
     let retries = 0;
     let fresh = false;
     let staleRetried = false;
-    for (;;) {
-      const t = this.lb.pick(route.targets, tried);
-      if (!t) { this.localReply(res, tel, 503, 'UH', 'no healthy upstream', grpc); finish(); return; }
-      tried.add(endpointKey(t));
-      tel.target(t);
-      const release = this.lb.acquire(t);
-      const t1 = performance.now();
-      let resp: UpstreamResponse;
-      try {
-        const ex = await this.pools.open(route.protocolFor(t), t, { method, path, authority: authority ?? `${conn.dst.ip}:${conn.dst.port}`, headers }, { localAddress: route.localAddress, fresh });
-        current = ex;
-        if (downGone || timedOut) ex.abort();
-        else body.pipeTo(ex.sink);
-        resp = await ex.response;
-      } catch (err) {
+    let retryRelease: (() => void) | undefined;
+    const canRetry = (): boolean => {
+      if (retries >= plan.retry.maxRetries || !body.replayable) return false;
+      if (!rt) return true;
+      retryRelease?.();
+      retryRelease = rt.gate.retry();
+      if (!retryRelease) d.metrics.retryOverflow.inc({ cluster_name: rt.compiled.name });
+      return retryRelease !== undefined;
+    };
+    const backoff = async (cause: string) => {
+      retries++; d.counters.httpRetries++;
+      d.metrics.retries.inc({ direction: conn.direction, cause });
+      await sleep(plan.retry.backoffMs(retries));
+    };
+    try {
+      for (;;) {
+        const t = this.pick(plan, tried);
+        if (!t) { localReply(res, tel, 503, 'UH', 'no healthy upstream', grpc); return; }
+        tried.add(endpointKey(t));
+        tel.target(t);
+        const release = rt ? rt.balancer.acquire(t) : this.lb.acquire(t);
+        const t1 = performance.now();
+        let perTryTimedOut = false;
+        let current: Exchange | undefined;
+        const perTry = plan.retry.perTryTimeoutMs !== undefined ? setTimeout(() => { perTryTimedOut = true; current?.abort(); }, plan.retry.perTryTimeoutMs) : undefined;
+        let resp: UpstreamResponse;
+        try {
+          const ex = await this.dial(pools, route.protocolFor(t), t, head, { localAddress: route.localAddress, fresh });
+          current = ex;
+          st.set(ex);
+          if (st.down() || st.timedOut() || perTryTimedOut) ex.abort();
+          else body.pipeTo(ex.sink);
+          resp = await ex.response;
+          clearTimeout(perTry);
+        } catch (err) {
+          clearTimeout(perTry);
+          release();
+          body.detach();
+          st.set(undefined);
+          if (st.down()) { addFlag(tel, 'DC'); return; }
+          if (st.timedOut()) { localReply(res, tel, 504, 'UT', 'upstream request timeout', grpc); return; }
+          const e = err instanceof UpstreamError ? err : new UpstreamError('reset', 'ERR', String(err));
+          if (e.kind === 'h2-unsupported') { tried.delete(endpointKey(t)); continue; } // same endpoint over HTTP/1.1: not a retry
+          const kind: AttemptFailure = perTryTimedOut ? 'per-try-timeout' : e.kind;
+          rt?.outlier?.record(endpointKey(t), { failure: kind === 'connect' ? 'connect' : kind === 'per-try-timeout' ? 'timeout' : 'reset' }, rt.targets(d.routes()).length);
+          if (kind === 'connect') d.metrics.connectFailures.inc({ direction: conn.direction, reason: e.code });
+          if (kind === 'stale' && !staleRetried && body.replayable) {
+            staleRetried = true; fresh = true; tried.delete(endpointKey(t));
+            d.metrics.retries.inc({ direction: conn.direction, cause: 'stale-connection' });
+            continue;
+          }
+          fresh = false;
+          if (plan.retry.retriesFailure(kind) && canRetry()) { await backoff(kind); continue; }
+          const exhausted = retries > 0 && plan.retry.retriesFailure(kind);
+          if (kind === 'per-try-timeout') { localReply(res, tel, 504, exhausted ? 'UT,URX' : 'UT', 'upstream request timeout', grpc); return; }
+          tel.transportFailure = `${e.code}: ${e.message}`;
+          const flags = kind === 'connect' ? (exhausted ? 'UF,URX' : 'UF') : (exhausted ? 'UC,URX' : 'UC');
+          localReply(res, tel, 503, flags, `upstream connect error or disconnect/reset before headers. reset reason: ${kind === 'connect' ? 'connection failure' : 'connection termination'}`, grpc);
+          return;
+        }
+        const ex = current!;
+        tel.upstreamServiceMs = performance.now() - t1;
+        tel.upstreamLocal = ex.localAddress();
+        rt?.outlier?.record(endpointKey(t), { status: resp.status }, rt.targets(d.routes()).length);
+        const gs = grpc ? first(resp.headers['grpc-status']) : undefined;
+        const retriable = plan.retry.retriesResponse(resp.status, gs);
+        if (retriable && canRetry()) {
+          body.detach(); ex.abort(); release(); st.set(undefined);
+          await backoff(resp.status >= 500 || !gs ? String(resp.status) : `grpc-${gs}`);
+          continue;
+        }
+        if (retriable && retries > 0) addFlag(tel, 'URX');
+        if (route.meshPeer) tel.peer(decodePeer(resp.headers[PEER_HEADER]));
+        const out = downstreamResponseHeaders(resp.headers);
+        // Metadata exchange answer: only to a weir peer that asked.
+        if (conn.direction === 'inbound' && requestFromPeer) out[PEER_HEADER] = encodePeer(d.identity());
+        for (const ops of plan.responseOps) applyHeaderOps(out, ops);
+        Object.assign(out, plan.responseHeaders);
+        await relayResponse(resp, out, res, tel, grpc, st.timedOut);
         release();
-        body.detach();
-        current = undefined;
-        if (downGone) { tel.flags = 'DC'; finish(); return; }
-        if (timedOut) { this.localReply(res, tel, 504, 'UT', 'upstream request timeout', grpc); finish(); return; }
-        const e = err instanceof UpstreamError ? err : new UpstreamError('reset', 'ERR', String(err));
-        if (e.kind === 'h2-unsupported') { tried.delete(endpointKey(t)); continue; } // same endpoint over HTTP/1.1: not a retry
-        if (e.kind === 'connect') d.metrics.connectFailures.inc({ direction: conn.direction, reason: e.code });
-        if (e.kind === 'stale' && !staleRetried && body.replayable) {
-          staleRetried = true; fresh = true; tried.delete(endpointKey(t));
-          d.metrics.retries.inc({ direction: conn.direction, cause: 'stale-connection' });
-          continue;
-        }
-        fresh = false;
-        if ((e.kind === 'connect' || e.kind === 'refused-stream') && retries < maxRetries && body.replayable) {
-          retries++; d.counters.httpRetries++;
-          d.metrics.retries.inc({ direction: conn.direction, cause: e.kind });
-          continue;
-        }
-        tel.transportFailure = `${e.code}: ${e.message}`;
-        const flags = e.kind === 'connect' ? (retries > 0 ? 'UF,URX' : 'UF') : 'UC';
-        this.localReply(res, tel, 503, flags, `upstream connect error or disconnect/reset before headers. reset reason: ${e.kind === 'connect' ? 'connection failure' : 'connection termination'}`, grpc);
-        finish();
         return;
       }
-      const ex = current!;
-      tel.upstreamServiceMs = performance.now() - t1;
-      tel.upstreamLocal = ex.localAddress();
-      const gs = grpc ? first(resp.headers['grpc-status']) : undefined;
-      if (retries < maxRetries && body.replayable && (resp.status === 503 || gs === '14' || gs === '1')) {
-        retries++; d.counters.httpRetries++;
-        d.metrics.retries.inc({ direction: conn.direction, cause: resp.status === 503 ? '503' : `grpc-${gs}` });
-        body.detach(); ex.abort(); release(); current = undefined;
-        continue;
-      }
-      await this.relayResponse(conn, route.meshPeer, fromPeer !== undefined, resp, res, tel, grpc, () => timedOut);
-      release();
-      finish();
-      return;
+    } finally {
+      retryRelease?.();
     }
   }
 
-  private async relayResponse(conn: Conn, meshPeer: boolean, requestFromPeer: boolean, resp: UpstreamResponse, res: DownRes, tel: RequestTelemetry, grpc: boolean, timedOut: () => boolean): Promise<void> {
-    if (meshPeer) tel.peer(decodePeer(resp.headers[PEER_HEADER]));
-    const out = downstreamResponseHeaders(resp.headers);
-    // Metadata exchange answer: only to a weir peer that asked.
-    if (conn.direction === 'inbound' && requestFromPeer) out[PEER_HEADER] = encodePeer(this.d.identity());
-    tel.code = resp.status;
-    tel.responseHeaderBytes = headerBytes(resp.headers);
-    const gs = first(resp.headers['grpc-status']);
-    if (grpc && gs) tel.grpcStatus = gs;
-    if (grpc && gs !== undefined) {
-      // gRPC "Trailers-Only": status in the one HEADERS frame that ends the stream; nothing else may follow.
-      resp.body.resume();
-      trailersOnly(res, resp.status, out);
-      return;
-    }
-    try {
-      res.writeHead(resp.status, out as never);
-    } catch (err) {
-      // A header the downstream protocol refuses (HTTP/2 is strict): fail this request, not the connection.
-      resp.body.destroy();
-      tel.flags = 'UPE';
-      this.localReply(res, tel, 502, 'UPE', `upstream response headers invalid: ${String(err)}`, grpc);
-      return;
-    }
-    const messages = grpc ? new GrpcMessageCounter() : undefined;
-    const cl = first(resp.headers['content-length']);
-    const length = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-    const src = resp.body;
-    await new Promise<void>((resolve) => {
-      let settled = false;
-      const done = () => { if (!settled) { settled = true; resolve(); } };
-      src.on('data', (c: Buffer) => {
-        tel.responseBodyBytes += c.length;
-        messages?.push(c);
-        if (!(res as ServerResponse).write(c)) src.pause();
-      });
-      res.on('drain', () => src.resume());
-      src.once('end', () => {
-        const trailers = resp.trailers();
-        if (grpc && trailers['grpc-status'] !== undefined) tel.grpcStatus = String(first(trailers['grpc-status']));
-        if (Object.keys(trailers).length > 0) res.addTrailers(downstreamResponseHeaders(trailers) as never);
-        res.end();
-        done();
-      });
-      src.once('error', () => {
-        // The upstream reset mid-response: the client must see a reset, not a clean (truncated) end.
-        tel.flags = timedOut() ? 'UT' : (res.destroyed ? 'DC' : 'UR');
-        resetDownstream(res, (src as { rstCode?: number }).rstCode);
-        done();
-      });
-      src.once('close', () => {
-        if (!src.readableEnded && !settled) {
-          tel.flags = timedOut() ? 'UT' : (res.destroyed ? 'DC' : 'UR');
-          resetDownstream(res, (src as { rstCode?: number }).rstCode);
-          done();
-        }
-      });
-      res.once('close', () => {
-        if (settled) return;
-        // A client may close as soon as it has Content-Length bytes, before the upstream's END_STREAM: that is a complete response, not DC.
-        if (!res.writableFinished && !(length !== undefined && tel.responseBodyBytes >= length)) tel.flags = 'DC';
-        src.destroy();
-        done();
-      });
-    });
-    if (messages) tel.responseMessages = messages.count;
+  /** The endpoint for the next attempt: the cluster's balancer (compiled), else least-request over the default route. */
+  private pick(plan: ForwardPlan, tried: Set<string>): RouteTarget | undefined {
+    const rt = plan.runtime;
+    if (!rt || plan.decision.kind === 'passthrough') return this.lb.pick(plan.decision.targets, tried);
+    return rt.balancer.pick(rt.targets(this.d.routes()), tried, plan.hashKey);
   }
 
-  private localReply(res: DownRes, tel: RequestTelemetry, status: number, flags: string, text: string, grpc: boolean): void {
-    tel.flags = flags;
-    tel.details = text.replace(/[^\w]+/g, '_').slice(0, 64);
-    if (res.headersSent || res.destroyed) { resetDownstream(res, undefined); return; }
-    if (grpc) {
-      // gRPC clients read the status from headers ("Trailers-Only"), not the HTTP code.
-      tel.code = 200;
-      tel.grpcStatus = GRPC_FOR_HTTP[status] ?? '2';
-      trailersOnly(res, 200, { 'content-type': 'application/grpc', 'grpc-status': tel.grpcStatus, 'grpc-message': encodeURIComponent(text) });
-      return;
-    }
-    tel.code = status;
-    const b = Buffer.from(text);
+  /**
+   * The one place a request reaches an endpoint: a new or pooled connection
+   * and one exchange on it. (mTLS dialing wraps this step.)
+   */
+  private dial(pools: UpstreamPools, proto: 'h1' | 'h2', t: RouteTarget, head: UpstreamHead, opts: { localAddress?: string; fresh?: boolean }): Promise<Exchange> {
+    return pools.open(proto, t, head, opts);
+  }
+
+  private answer(res: DownRes, tel: RequestTelemetry, a: LocalAnswer, grpc: boolean): void {
+    tel.routeName = a.routeName;
+    tel.cluster = a.cluster;
+    if (a.status >= 400 && a.flags !== '-') { localReply(res, tel, a.status, a.flags, a.text, grpc); return; }
+    tel.code = a.status;
+    const b = Buffer.from(a.text);
     tel.responseBodyBytes = b.length;
-    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(b.length) } as never);
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(a.status, { ...(b.length ? { 'content-type': 'text/plain' } : {}), 'content-length': String(b.length), ...a.headers } as never);
     res.end(b);
   }
-}
-
-/** One HEADERS frame with END_STREAM on HTTP/2 (what gRPC clients need); a bodiless response on HTTP/1.1. */
-function trailersOnly(res: DownRes, status: number, headers: Record<string, string | string[]>): void {
-  const stream = (res as Http2ServerResponse).stream as http2.ServerHttp2Stream | undefined;
-  if (stream && typeof stream.respond === 'function') {
-    if (!stream.destroyed && !stream.headersSent) stream.respond({ ...headers, ':status': status }, { endStream: true });
-    return;
-  }
-  (res as ServerResponse).writeHead(status, headers);
-  res.end();
-}
-
-/** RST_STREAM with the upstream's code (CANCEL stays CANCEL) on HTTP/2; a closed connection on HTTP/1.1. */
-function resetDownstream(res: DownRes, rstCode: number | undefined): void {
-  const stream = (res as Http2ServerResponse).stream as http2.ServerHttp2Stream | undefined;
-  if (stream && typeof stream.close === 'function') {
-    if (!stream.destroyed) stream.close(rstCode && rstCode !== 0 ? rstCode : http2.constants.NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  (res as ServerResponse).destroy();
 }

@@ -54,7 +54,17 @@ export class UpstreamPools {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
   private readonly noH2 = new Map<string, number>();
 
-  constructor(private readonly connectTimeoutMs: number, private readonly idleTimeoutMs: number) {}
+  /** Requests per connection so far (maxRequestsPerConnection: a connection is retired after that many). */
+  private readonly uses = new WeakMap<object, number>();
+
+  constructor(private readonly connectTimeoutMs: number, private readonly idleTimeoutMs: number, private readonly maxRequestsPerConnection?: number) {}
+
+  /** Count one request on a connection; true when it is the connection's last. */
+  private spent(conn: object): boolean {
+    const n = (this.uses.get(conn) ?? 0) + 1;
+    this.uses.set(conn, n);
+    return this.maxRequestsPerConnection !== undefined && n >= this.maxRequestsPerConnection;
+  }
 
   /** Whether an endpoint is known not to speak h2c (recently failed the preface). */
   h2Refused(ep: Endpoint): boolean {
@@ -96,6 +106,8 @@ export class UpstreamPools {
     let connected = false;
     let gotResponse = false;
     req.on('socket', (s: net.Socket) => {
+      // The last request a connection may carry: retire it once the response is read (the agent forgets closed sockets).
+      if (this.spent(s)) req.once('response', (res: IncomingMessage) => res.once('end', () => s.destroy()));
       if (!s.connecting) { connected = true; return; }
       const t = setTimeout(() => s.destroy(Object.assign(new Error(`connect to ${hostPort(ep.ip, ep.port)} timed out`), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
       s.once('connect', () => { connected = true; clearTimeout(t); });
@@ -165,6 +177,11 @@ export class UpstreamPools {
 
   private async openH2(ep: Endpoint, head: UpstreamHead, localAddress: string | undefined): Promise<Exchange> {
     const session = await this.session(ep, localAddress);
+    if (this.spent(session)) {
+      // Its last stream: no new ones go on it; it closes once the open streams finish.
+      this.sessions.delete(`${hostPort(ep.ip, ep.port)}|${localAddress ?? ''}`);
+      setImmediate(() => session.close());
+    }
     let stream: ClientHttp2Stream;
     try {
       stream = session.request({ ...head.headers, ':method': head.method, ':path': head.path, ':authority': head.authority, ':scheme': 'http' }, { endStream: false });

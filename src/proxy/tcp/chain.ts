@@ -16,10 +16,19 @@ import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from '../relay.js';
 import { LeastConnections, type RouteTable, targetKey, type Target } from '../routing.js';
 import { sniff } from '../protocol/sniff.js';
+import { l4RouteFor, l4ServiceFor } from './l4-routes.js';
 import { connectTransparent } from '../transparent.js';
 import { workloadMeta } from '../telemetry/workload.js';
 
 interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
+
+/** A compiled cluster's way of choosing and accounting endpoints (default: least connections). */
+interface Via {
+  pick(targets: Upstream[], tried: Set<string>): Upstream | undefined;
+  acquire(t: Upstream): () => void;
+  failed(t: Upstream): void;
+  connectTimeoutMs: number;
+}
 
 export class TcpChain {
   readonly lb = new LeastConnections();
@@ -51,13 +60,22 @@ export class TcpChain {
     const routes = this.d.routes();
     const labels = unknownLabels('source');
     setPeerLabels(labels, 'source', this.d.identity());
+    const viaCompiled = this.compiledL4(conn, labels);
+    if (viaCompiled) return viaCompiled;
     const route = routes.lookup(dst.ip, dst.port);
+    if (!route && this.d.compiled.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      // Sidecar outboundTrafficPolicy REGISTRY_ONLY: an unknown destination is reset (Istio's BlackHoleCluster).
+      labels.destination_service_name = 'BlackHoleCluster';
+      labels.response_flags = 'UH';
+      this.finishFailed(conn, labels, 'destination not in the service registry (outboundTrafficPolicy REGISTRY_ONLY)', undefined, 'BlackHoleCluster');
+      return 'done';
+    }
     if (!route) {
       // Not a service we know (or no registry yet): the pod must still reach it.
       this.d.counters.passthrough++;
       labels.destination_service_name = 'PassthroughCluster';
       const pod = routes.podByIp(dst.ip);
-      if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace));
+      if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace, {}, pod.cluster ?? this.d.config.clusterId));
       return this.connectAndRelay(conn, [{ ip: dst.ip, port: dst.port }], labels, 'PassthroughCluster');
     }
     this.d.counters.routed++;
@@ -72,6 +90,58 @@ export class TcpChain {
     return this.connectAndRelay(conn, targets, labels, cluster);
   }
 
+  /**
+   * The compiled tcp/tls route for this connection, when the dialled port
+   * has compiled L4 services and one of them is the destination (by
+   * address, or SNI for TLS): weighted cluster → its balancer, subset and
+   * outlier state, maxConnections. undefined = not compiled, the registry
+   * route applies.
+   */
+  private compiledL4(conn: Conn, labels: IstioTcpLabels): Promise<LateVerdict> | undefined {
+    const { dst } = conn;
+    const services = this.d.compiled.l4Services(dst.port);
+    if (services.length === 0) return undefined;
+    const req = { ip: dst.ip, port: dst.port, sni: conn.detection?.sni, sourceLabels: this.d.podLabels, sourceNamespace: this.d.identity().namespace };
+    const svc = l4ServiceFor(services, req);
+    if (!svc) return undefined;
+    this.d.counters.routed++;
+    const hit = l4RouteFor(svc, req);
+    const rt = hit && this.d.clusters.get(hit.cluster.cluster);
+    const [ns, name] = (rt?.compiled.service ?? `/${svc.host}`).split('/');
+    labels.destination_service = svc.host;
+    labels.destination_service_name = name;
+    labels.destination_service_namespace = ns || 'unknown';
+    labels.destination_workload_namespace = ns || 'unknown';
+    if (!rt) {
+      labels.response_flags = 'NR';
+      this.finishFailed(conn, labels, hit ? `cluster ${hit.cluster.cluster} not found` : 'no matching tcp/tls route', undefined, hit?.cluster.cluster ?? '-');
+      return Promise.resolve('done');
+    }
+    const passthrough = rt.compiled.loadBalancer.simple === 'PASSTHROUGH';
+    const targets: Upstream[] = passthrough ? [{ ip: dst.ip, port: dst.port }] : rt.targets(this.d.routes());
+    if (targets.length === 0) {
+      labels.response_flags = 'UH';
+      this.finishFailed(conn, labels, 'no healthy upstream', undefined, rt.compiled.name);
+      return Promise.resolve('done');
+    }
+    const admitted = rt.gate.admitConnection();
+    if (!admitted) {
+      this.d.metrics.poolOverflow.inc({ cluster_name: rt.compiled.name, limit: 'maxConnections' });
+      labels.response_flags = 'UO';
+      this.finishFailed(conn, labels, 'connection pool overflow (maxConnections)', undefined, rt.compiled.name);
+      return Promise.resolve('done');
+    }
+    const sourceIp = canonicalIp(conn.down.remoteAddress ?? '');
+    const hashKey = rt.consistentHash?.useSourceIp ? sourceIp : undefined;
+    const via: Via = {
+      pick: (ts, tried) => (passthrough ? ts[0] : rt.balancer.pick(ts, tried, hashKey)),
+      acquire: (t) => rt.balancer.acquire(t),
+      failed: (t) => rt.outlier?.record(targetKey(t), { failure: 'connect' }, targets.length),
+      connectTimeoutMs: rt.compiled.connectionPool.connectTimeoutMs,
+    };
+    return this.connectAndRelay(conn, targets, labels, rt.compiled.name, undefined, undefined, via).finally(admitted);
+  }
+
   private async inbound(conn: Conn): Promise<LateVerdict> {
     const { dst, down } = conn;
     this.d.counters.inbound++;
@@ -81,7 +151,7 @@ export class TcpChain {
     const svc = routes.serviceForInbound(dst.ip, dst.port);
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
-    if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
+    if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace, {}, src.cluster ?? this.d.config.clusterId));
     if (conn.tproxied) {
       // The app sees the real client: connect to the original destination
       // (the pod IP) from the client's own address (see transparent.ts).
@@ -100,7 +170,7 @@ export class TcpChain {
 
   private async connectAndRelay(
     conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string,
-    dial?: (t: { ip: string; port: number }) => Promise<Socket>,
+    dial?: (t: { ip: string; port: number }) => Promise<Socket>, via?: Via,
   ): Promise<LateVerdict> {
     const { down, direction } = conn;
     const cfg = this.d.config;
@@ -110,16 +180,17 @@ export class TcpChain {
     down.once('close', () => { downGone = true; });
     const attempts = Math.min(cfg.connectAttempts, targets.length);
     for (let i = 0; i < attempts; i++) {
-      const t = targets.length === 1 ? targets[0] : this.lb.pick(targets as Target[], tried);
+      const t = targets.length === 1 ? targets[0] : via ? via.pick(targets, tried) : this.lb.pick(targets as Target[], tried);
       if (!t) break;
       tried.add(targetKey(t));
       if (i > 0) this.d.counters.retries++;
-      const release = this.lb.acquire(t as Target);
+      const release = via ? via.acquire(t) : this.lb.acquire(t as Target);
       let up: Socket;
       try {
-        up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: cfg.connectTimeoutMs, localAddress }));
+        up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: via?.connectTimeoutMs ?? cfg.connectTimeoutMs, localAddress }));
       } catch (err) {
         release();
+        via?.failed(t);
         lastErr = err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err));
         this.d.metrics.connectFailures.inc({ direction, reason: lastErr.code });
         if (downGone) break;
@@ -136,6 +207,8 @@ export class TcpChain {
       if (direction === 'outbound' && t.endpoint?.podName) {
         setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
       }
+      // The registry names remote endpoints' clusters (a gateway standing in for them too); unnamed = this proxy's own.
+      if (direction === 'outbound' && t.endpoint) labels.destination_cluster = t.endpoint.cluster ?? cfg.clusterId;
       const upLocal = up.localAddress ? hostPort(canonicalIp(up.localAddress), up.localPort ?? 0) : undefined;
       const handle = this.pump === 'splice' ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
       const reported = { request: 0, response: 0 };

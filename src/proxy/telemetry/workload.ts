@@ -15,11 +15,13 @@ export interface WorkloadMeta {
   version: string;
   canonicalService: string;
   canonicalRevision: string;
+  /** The cluster the workload runs in (source_cluster / destination_cluster); unset = not known. */
+  cluster?: string;
 }
 
 export type PodLabels = Record<string, string>;
 
-export function workloadMeta(workload: string, namespace: string, labels: PodLabels = {}): WorkloadMeta {
+export function workloadMeta(workload: string, namespace: string, labels: PodLabels = {}, cluster?: string): WorkloadMeta {
   const pick = (...keys: string[]) => keys.map((k) => labels[k]).find((v) => typeof v === 'string' && v !== '');
   return {
     workload: workload || 'unknown',
@@ -28,6 +30,7 @@ export function workloadMeta(workload: string, namespace: string, labels: PodLab
     version: pick('version', 'app.kubernetes.io/version') ?? 'unknown',
     canonicalService: pick('service.istio.io/canonical-name', 'app.kubernetes.io/name', 'app') ?? (workload || 'unknown'),
     canonicalRevision: pick('service.istio.io/canonical-revision', 'app.kubernetes.io/version', 'version') ?? 'latest',
+    ...(cluster ? { cluster } : {}),
   };
 }
 
