@@ -58,7 +58,7 @@ export interface CompiledCluster {
   host: string;
   port: number;
   subset?: string;
-  /** ns/name of the Service (or ServiceEntry) whose endpoints this cluster uses. */
+  /** The registry key whose endpoints this cluster uses: "ns/name" of a Service, "ns/<host>" of a ServiceEntry host. */
   service?: string;
   protocol: PortProtocol;
   /** Endpoint labels a subset selects (all must match). */

@@ -60,7 +60,11 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
   const startedAt = Date.now();
   // Compiled Istio config: the static file now; control-plane v2 pushes (the client fills this store) replace it kind by kind as they arrive.
   const compiled = new CompiledConfigStore();
-  const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined }, compiled });
+  // --static-config pins the compiled config: the proxy then asks the agent for protocol 1 (the registry only), so no push replaces the file.
+  const client = new RegistryClient({
+    socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined }, compiled,
+    ...(opts.staticConfig ? { versions: [1] } : {}),
+  });
   let table = new RouteTable(undefined);
   let hosts: HostRoutes | undefined;
   metrics.registryVersion.set(-1);

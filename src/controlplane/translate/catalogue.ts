@@ -12,7 +12,7 @@ export interface HostEntry {
   /** FQDN (lower case), e.g. reviews.default.svc.cluster.local */
   host: string;
   namespace: string;
-  /** ns/name of the Service or ServiceEntry. */
+  /** The registry key whose endpoints this host uses: "ns/name" of the Service, "ns/<host>" of a ServiceEntry host. */
   source: string;
   kind: 'Service' | 'Headless' | 'ExternalName' | 'ServiceEntry';
   addresses: string[];
@@ -59,7 +59,8 @@ export class Catalogue {
         const host = h.toLowerCase();
         if (c.hosts.has(host)) continue; // a Service (or an older ServiceEntry) already owns the name
         c.hosts.set(host, {
-          host, namespace: se.meta.namespace, source: `${se.meta.namespace}/${se.meta.name}`, kind: 'ServiceEntry',
+          // The registry holds a ServiceEntry host's endpoints under "ns/<host>" (service-entry-registry.ts).
+          host, namespace: se.meta.namespace, source: `${se.meta.namespace}/${host}`, kind: 'ServiceEntry',
           addresses: se.addresses.length ? [...se.addresses] : opts.autoVips?.has(host) ? [opts.autoVips.get(host)!] : [], aliases: [],
           ports: se.ports.map((p) => ({ port: p.number, name: p.name, protocol: portProtocol({ appProtocol: p.protocol, name: p.name, port: p.number }) })),
         });
