@@ -55,6 +55,13 @@ function listenersOf(cfg: ProxyConfig): DumpListener[] {
   return l;
 }
 
+/** /stats `pools`: the default router's and every compiled cluster's upstream pools together (a request may use either). */
+function poolStats(pools: { stats(): { h1Agents: number; h2Sessions: number; h2RefusedEndpoints: number } }[]): { h1Agents: number; h2Sessions: number; h2RefusedEndpoints: number } {
+  const sum = { h1Agents: 0, h2Sessions: 0, h2RefusedEndpoints: 0 };
+  for (const p of pools) { const s = p.stats(); sum.h1Agents += s.h1Agents; sum.h2Sessions += s.h2Sessions; sum.h2RefusedEndpoints += s.h2RefusedEndpoints; }
+  return sum;
+}
+
 export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { staticConfig?: StaticConfig } = {}): Promise<RunningProxy> {
   const metrics = new ProxyMetrics();
   const startedAt = Date.now();
@@ -153,7 +160,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
       return { level: logger.level };
     },
     clusters: () => clustersView({ client, tcp, http, deps }),
-    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: http.router.pools.stats(), memoryRelief: relief.stats() }),
+    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: poolStats([http.router.pools, ...clusters.pools()]), memoryRelief: relief.stats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).

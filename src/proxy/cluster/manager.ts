@@ -51,6 +51,9 @@ export class ClusterManager {
 
   constructor(private readonly d: { routes(): RouteTable; metrics: ProxyMetrics }, private readonly store: CompiledConfigStore) {}
 
+  /** Every cluster runtime's upstream pools (for /stats, summed with the default router's). */
+  pools(): UpstreamPools[] { return [...this.runtimes.values()].map((rt) => rt.pools); }
+
   get(name: string): ClusterRuntime | undefined {
     if (this.generation !== this.store.generation) this.resync();
     const c = this.store.cluster(name);
