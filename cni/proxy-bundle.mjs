@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export async function buildProxyBundle(outfile, { sourcemap = 'linked' } = {}) {
+/** minify: false keeps function names (profiles: bench/profile-accept.ts). */
+export async function buildProxyBundle(outfile, { sourcemap = 'linked', minify = true } = {}) {
   await build({
     entryPoints: [path.join(root, 'src/proxy/main.ts')],
     outfile,
@@ -24,7 +25,7 @@ export async function buildProxyBundle(outfile, { sourcemap = 'linked' } = {}) {
     platform: 'node',
     target: 'node20',
     format: 'esm',
-    minify: true,
+    minify,
     charset: 'ascii',
     sourcemap,
     external: ['*.node'],

@@ -10,6 +10,7 @@ import path from 'node:path';
 // @ts-expect-error plain .mjs build helper, no types
 import { buildProxyBundle } from '../../cni/proxy-bundle.mjs';
 import { Cluster, REPO, waitForLine, service, slice, type Pod } from '../../test/integration/proxy-harness.js';
+import type { ControlPlaneDeps } from '../../src/controlplane/server.js';
 
 export { REPO, waitForLine, type Pod };
 
@@ -80,9 +81,9 @@ export class BenchCluster {
   private readonly started: ChildProcess[] = [];
   private closing = false;
 
-  async start(): Promise<void> {
+  async start(cp: Partial<ControlPlaneDeps> = {}): Promise<void> {
     chmodSync(this.tmp, 0o755);
-    await this.c.startControlPlane();
+    await this.c.startControlPlane(cp);
     const bundle = await buildProxyBundle(path.join(this.tmp, 'weir-proxy.mjs'), { sourcemap: false });
     chmodSync(bundle, 0o644);
     process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');

@@ -30,6 +30,7 @@ import { buildPlan } from '../redirect/plan.js';
 import { RepairLoop } from './repair.js';
 import { AgentMetrics, ReadinessGate, startHealthServer } from './metrics.js';
 import { createPeerIdentifier, pidsResolvable } from './identify.js';
+import { csrForwarderFor } from './csr-forwarder.js';
 import { startPodSockets, type PodSockets } from './pod-sockets.js';
 import { LogRing } from './log-ring.js';
 import { PodErrors } from './pod-errors.js';
@@ -175,6 +176,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
         compiled: istioCompiledSource({ store: istio.store, rootNamespace: config.istioRootNamespace ?? 'istio-system', podLabels: (ns, name) => pods.get(ns, name)?.metadata.labels }),
         compiledReady: istio.start(),
+        onCsr: config.ca ? await csrForwarderFor(config.ca, logger, metrics.registry) : undefined,
       });
       cleanups.push(() => cp.close(), () => istio.stop());
       controlPlaneStats = () => cp.stats();

@@ -32,6 +32,8 @@ export interface AgentConfig {
   /** Istio's root namespace: mesh-wide Sidecars and DestinationRules live there. */
   istioRootNamespace?: string;
   logLevel: string;
+  /** The weir CA proxies' CSRs are forwarded to (https://weir-ca.weir-system.svc:15012); undefined = no certificates. */
+  ca?: { url: string; tokenFile: string; rootsFile: string; trustDomain: string };
   /** This cluster's name in a multi-cluster mesh (Istio's CLUSTER_ID; default "Kubernetes", as Istio's). */
   clusterId?: string;
   /** This cluster's network (topology.istio.io/network); unset = one flat network with every remote. */
@@ -65,6 +67,10 @@ const SPECS: Record<string, Spec> = {
   clusterDomain: { flag: '--cluster-domain', env: 'WEIR_CLUSTER_DOMAIN' },
   istioRootNamespace: { flag: '--istio-root-namespace', env: 'WEIR_ISTIO_ROOT_NAMESPACE' },
   logLevel: { flag: '--log-level', env: 'WEIR_LOG_LEVEL' },
+  caUrl: { flag: '--ca-url', env: 'WEIR_CA_URL' },
+  caTokenFile: { flag: '--ca-token-file', env: 'WEIR_CA_TOKEN_FILE' },
+  caRootsFile: { flag: '--ca-roots-file', env: 'WEIR_CA_ROOTS_FILE' },
+  trustDomain: { flag: '--trust-domain', env: 'WEIR_TRUST_DOMAIN' },
   clusterId: { flag: '--cluster-id', env: 'CLUSTER_ID' },
   network: { flag: '--network', env: 'WEIR_NETWORK' },
   remoteSecretNamespace: { flag: '--remote-secret-namespace', env: 'WEIR_REMOTE_SECRET_NAMESPACE' },
@@ -174,5 +180,23 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     ...(network ? { network } : {}),
     ...(remoteNs && (remoteOn === undefined || parseBool(remoteOn, 'remoteClusters')) ? { remoteSecretNamespace: remoteNs } : {}),
     preferLocalCluster: preferLocal === undefined ? false : parseBool(preferLocal, 'preferLocalCluster'),
+    ca: caSettings(str, abs),
+  };
+}
+
+/** The CA settings: all or nothing (a URL without a token could never authenticate). */
+function caSettings(str: (key: string, def?: string) => string | undefined, abs: (key: string, def: string) => string): AgentConfig['ca'] {
+  const url = str('caUrl');
+  if (!url) return undefined;
+  let u: URL;
+  try { u = new URL(url); } catch { throw new ConfigError('caUrl', 'must be a URL', url); }
+  if (u.protocol !== 'https:') throw new ConfigError('caUrl', 'must be https:// (the CA is verified against the mesh roots)', url);
+  const trustDomain = str('trustDomain', 'cluster.local')!;
+  if (!/^[a-z0-9._-]+$/.test(trustDomain)) throw new ConfigError('trustDomain', 'must be a trust domain name ([a-z0-9._-])', trustDomain);
+  return {
+    url,
+    tokenFile: abs('caTokenFile', '/var/run/secrets/weir/ca-token/token'),
+    rootsFile: abs('caRootsFile', '/var/run/secrets/weir/mesh-roots/root-cert.pem'),
+    trustDomain,
   };
 }

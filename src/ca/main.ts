@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../common/log.js';
 import { NodeAuthority } from './node-auth.js';
 import { loadOrCreateRoot } from './root-store.js';
 import { CaServer } from './server.js';
+import { publishRoots, ROOTS_CONFIGMAP } from './publish-roots.js';
 
 export interface CaConfig {
   kubeconfig?: string;
@@ -32,5 +33,12 @@ export async function startCa(cfg: CaConfig): Promise<{ server: CaServer; origin
     certTtlMs: cfg.certTtlMs, maxCertTtlMs: cfg.maxCertTtlMs, logger,
   });
   logger.info({ host: cfg.host, port: server.port, trustDomain: cfg.trustDomain }, 'weir ca serving');
+  // Agents verify this server against the roots in ConfigMap weir-mesh-roots; a failure here is logged, the CA keeps serving.
+  try {
+    const did = await publishRoots(kubeConfig, cfg.namespace, server.rootsPem());
+    logger.info({ configMap: `${cfg.namespace}/${ROOTS_CONFIGMAP}`, did }, 'mesh roots published');
+  } catch (e) {
+    logger.error({ err: String(e), configMap: `${cfg.namespace}/${ROOTS_CONFIGMAP}` }, 'cannot publish the mesh roots (agents cannot verify the CA until it is there)');
+  }
   return { server, origin: root.origin, logger };
 }

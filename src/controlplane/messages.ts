@@ -5,6 +5,7 @@
 // with {type:'error'} and closes that connection only.
 import type { AckMsg, HelloMsg, NackError, NackMsg, ProxyToAgent } from './protocol.js';
 import { isKind, KINDS, type Kind } from './v2/kinds.js';
+import { csr } from './csr-messages.js';
 
 export class MessageError extends Error {}
 
@@ -92,6 +93,7 @@ export function parseProxyMessage(raw: unknown, protocol = 1): ProxyToAgent {
     case 'nack':
       if (protocol < 2) throw new MessageError('type: nack is a protocol 2 message; this connection speaks 1');
       return nack(raw);
-    default: throw new MessageError(`type: unknown message type ${JSON.stringify(raw.type)?.slice(0, 60)} (expected ${protocol >= 2 ? 'hello, ack or nack' : 'hello or ack'})`);
+    case 'csr': return csr(raw);
+    default: throw new MessageError(`type: unknown message type ${JSON.stringify(raw.type)?.slice(0, 60)} (expected ${protocol >= 2 ? 'hello, ack, nack or csr' : 'hello, ack or csr'})`);
   }
 }

@@ -55,6 +55,8 @@ export interface WelcomeMsg {
   identity: PodIdentity;
   /** v2: the cluster domain (v1 sends it in each snapshot). */
   clusterDomain?: string;
+  /** This agent answers `csr` (it forwards to a weir CA). Absent: never send one (older agents close on unknown types). */
+  certificates?: boolean;
 }
 
 export interface RefusedMsg { type: 'refused'; reason: string }
@@ -97,10 +99,20 @@ export interface AckMsg { type: 'ack'; version: number; kind?: Kind; nonce?: str
 export interface NackError { name: string; field: string; message: string }
 /** v2: the push was not applied; the proxy keeps its last good version of that kind. */
 export interface NackMsg { type: 'nack'; kind: Kind; version: number; nonce: string; errors: NackError[] }
-export interface ErrorMsg { type: 'error'; reason: string }
+/** With a `nonce`: the answer to that csr (the connection stays up); without: a protocol error (it closes). */
+export interface ErrorMsg { type: 'error'; reason: string; nonce?: string }
 
-export type AgentToProxy = WelcomeMsg | RefusedMsg | SnapshotMsg | DeltaMsg | PushMsg | ErrorMsg;
-export type ProxyToAgent = HelloMsg | AckMsg | NackMsg;
+/**
+ * A proxy asks for its workload certificate (docs/controlplane-v2.md, "csr"):
+ * the PEM CSR and a nonce the answer carries back. The agent signs nothing
+ * itself; it checks the CSR names this listener's identity and forwards it.
+ */
+export interface CsrMsg { type: 'csr'; nonce: string; pem: string }
+/** The signed answer to one csr (becomes a `Secret` push with control plane v2). */
+export interface CertificateMsg { type: 'certificate'; nonce: string; chain: string[]; roots: string[] }
+
+export type AgentToProxy = WelcomeMsg | RefusedMsg | SnapshotMsg | DeltaMsg | PushMsg | ErrorMsg | CertificateMsg;
+export type ProxyToAgent = HelloMsg | AckMsg | NackMsg | CsrMsg;
 
 /**
  * Splits a byte stream into JSON messages. Buffers only the current partial

@@ -20,6 +20,8 @@ export interface RegistryBuilderOptions {
   clusterDomain?: string;
   /** How many past changes to keep for resumable deltas. */
   historyLimit?: number;
+  /** Per-endpoint pod metadata (labels, serviceAccount, tlsMode) by pod namespace/name; merged into each endpoint. */
+  endpointMeta?: (namespace: string, podName: string) => Pick<RegistryEndpoint, 'labels' | 'serviceAccount' | 'tlsMode'> | undefined;
 }
 
 /** How clusters relate: the local network, and whether local endpoints are preferred. */
@@ -73,7 +75,9 @@ export class RegistryBuilder {
   constructor(opts: RegistryBuilderOptions = {}) {
     this.clusterDomain = opts.clusterDomain ?? 'cluster.local';
     this.historyLimit = opts.historyLimit ?? 4096;
+    this.endpointMeta = opts.endpointMeta;
   }
+  private readonly endpointMeta: RegistryBuilderOptions['endpointMeta'];
 
   currentVersion(): number {
     return this.version;
@@ -275,7 +279,11 @@ export class RegistryBuilder {
         // A cluster's slices count only where that cluster has the Service too (namespace sameness needs both).
         if (!c.services.has(key)) continue;
         const eps = mergeSlices(c.slices.get(key)?.values() ?? []).map((ep) => {
+          // Pod metadata (service account, mesh marker) before the cluster tag: auto mTLS reads it.
+          const meta = ep.podName && this.endpointMeta?.(ep.podNamespace ?? namespace, ep.podName);
+          if (meta) Object.assign(ep, meta);
           if (cluster !== LOCAL_CLUSTER) return { ...ep, cluster };
+          // Labels, service account and tlsMode from the cluster-wide pod informer (pod-index.ts).
           if (ep.podName) this.pods.fill(ep, key);
           return ep;
         });

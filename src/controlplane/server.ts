@@ -17,7 +17,8 @@ import { identifyByPeerPid } from './host-socket-identity.js';
 import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSION, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
 import { MessageError, parseProxyMessage } from './messages.js';
 import { badPeerReporter } from '../common/bad-peer.js';
-import { RegistryBuilder } from './registry-builder.js';
+import { RegistryBuilder, type RegistryBuilderOptions } from './registry-builder.js';
+import type { CsrHandler } from './csr-messages.js';
 import type { RegistryDelta } from './types.js';
 import type { CompiledSource } from './v2/compiled-source.js';
 import type { V2Pusher, LastNack } from './v2/pusher.js';
@@ -64,6 +65,10 @@ export interface ControlPlaneDeps {
   compiledReady?: Promise<void>;
   /** Recompile debounce for v2 views. Default 20 ms. */
   compileDebounceMs?: number;
+  /** Extra registry-builder options (endpoint metadata in tests until the pod informer fills it). */
+  builder?: RegistryBuilderOptions;
+  /** Answers a proxy's csr (src/agent/csr-forwarder.ts); undefined = this agent issues no certificates. */
+  onCsr?: CsrHandler;
 }
 
 export interface ProxySessionStats {
@@ -122,7 +127,7 @@ export interface Session {
 
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
   const log = deps.logger.child({ component: 'controlplane' });
-  const builder = new RegistryBuilder({ clusterDomain: deps.clusterDomain });
+  const builder = new RegistryBuilder({ ...deps.builder, clusterDomain: deps.clusterDomain });
   const epoch = randomBytes(8).toString('hex');
   const sessions = new Set<Session>();
   let nextId = 1;
@@ -146,7 +151,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   const badPeer = badPeerReporter(deps.metrics, 'proxy.sock', log);
   const v2 = createV2Service({
-    log, metrics: deps.metrics, builder, epoch, clusterDomain: deps.clusterDomain, compiled: deps.compiled, debounceMs: deps.compileDebounceMs,
+    log, metrics: deps.metrics, builder, epoch, clusterDomain: deps.clusterDomain, compiled: deps.compiled, debounceMs: deps.compileDebounceMs, certificates: deps.onCsr !== undefined,
     sessions: () => sessions, synced: () => synced, apply: (c) => apply(c), settleFanout: () => settleFanout(),
   });
 
@@ -239,7 +244,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     }
     m.connected.set([...sessions].filter((x) => x.identity).length);
     if (protocol === PROTOCOL_V2) { v2.admit(s, hello, identity); return; }
-    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity } });
+    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity }, ...(deps.onCsr ? { certificates: true } : {}) });
     // Resume: the proxy already holds version N from this epoch → only the delta.
     if (hello.resume?.version !== undefined && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
       s.sentVersion = hello.resume.version;
@@ -252,6 +257,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       s.sentVersion = -1; // snapshot goes out when the first list completes
     }
     log.info({ session: s.id, pid: found.pid || undefined, via: found.via, pod: `${identity.namespace}/${identity.name}`, resumed: s.resumed, version: s.sentVersion }, 'proxy connected');
+  }
+
+  /** The identity is the session's (kernel-derived), never anything in the CSR; the answer goes to the same connection. */
+  function answerCsr(s: Session, msg: import('./protocol.js').CsrMsg): void {
+    const identity = s.identity!;
+    const answer = deps.onCsr
+      ? deps.onCsr(identity, msg).catch((err: unknown) => ({ type: 'error' as const, nonce: msg.nonce, reason: `internal error: ${String(err)}` }))
+      : Promise.resolve({ type: 'error' as const, nonce: msg.nonce, reason: 'this agent issues no certificates (no --ca-url)' });
+    void answer.then((a) => { if (!s.sock.destroyed) send(s, a); });
   }
 
   function refuse(s: Session, reason: string): void {
@@ -290,6 +304,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         s.ackedVersion = Math.max(s.ackedVersion, msg.version);
         s.lastAckAt = new Date();
         settleFanout();
+      } else if (msg.type === 'csr' && s.identity) {
+        answerCsr(s, msg);
       } else if (s.identity) {
         protocolError(`unexpected message type ${JSON.stringify(msg.type)}`);
       }

@@ -5,6 +5,7 @@
 // routes that can never match. Services and ServiceEntries among the inputs
 // form the registry; without any, host checks are skipped (said once).
 import { readIstioResource, NETWORKING_VERSIONS } from './read.js';
+import { readSecurityResource } from '../security/read.js';
 import { hostMatches, resolveHost } from './hosts.js';
 import type { DestinationRule, IstioResource, Sidecar, VirtualService } from './types.js';
 import { RegistryBuilder } from '../controlplane/registry-builder.js';
@@ -19,7 +20,6 @@ const UNREAD_KINDS: Record<string, string> = {
   Gateway: 'Gateway is not read by weir (weir has no ingress gateway yet)',
   WorkloadEntry: 'WorkloadEntry is not read by weir yet', WorkloadGroup: 'WorkloadGroup is not read by weir yet',
   EnvoyFilter: 'EnvoyFilter has no meaning for weir\'s proxy (it is not Envoy)', ProxyConfig: 'ProxyConfig is not read by weir yet',
-  PeerAuthentication: 'PeerAuthentication is not enforced by weir yet', AuthorizationPolicy: 'AuthorizationPolicy is not enforced by weir yet',
   RequestAuthentication: 'RequestAuthentication is not supported by weir yet', Telemetry: 'Telemetry is not read by weir yet',
 };
 
@@ -38,6 +38,11 @@ export function analyze(inputs: AnalyzeInput[], opts: { clusterDomain?: string; 
     const group = String(o.apiVersion ?? '').split('/')[0];
     if (group.endsWith('istio.io') && o.kind && UNREAD_KINDS[o.kind]) { findings.push({ file, resource: id, field: 'kind', severity: 'unsupported', message: UNREAD_KINDS[o.kind] }); continue; }
     if (!NETWORKING_VERSIONS.includes(String(o.apiVersion)) && !group.endsWith('istio.io')) continue; // not Istio: not ours to judge
+    if (group === 'security.istio.io') {
+      // The proxy's own reader (src/security/read.ts): CUSTOM, request.auth.* and requestPrincipals come back "unsupported".
+      for (const p of readSecurityResource(o).problems) findings.push({ file, resource: id, field: p.field, severity: p.severity, message: p.message });
+      continue;
+    }
     const res = readIstioResource(o);
     for (const p of res.problems) findings.push({ file, resource: id, field: p.field, severity: p.severity, message: p.message });
     if (res.resource) { read.push({ file, r: res.resource }); if (res.resource.kind === 'ServiceEntry') registryKnown = true; }

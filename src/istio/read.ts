@@ -14,7 +14,7 @@ const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 export interface ReadResult { resource?: IstioResource; problems: Problem[]; kind?: string; namespace?: string; name?: string }
 
-function meta(r: Reader, v: unknown, defaultNamespace: string): Meta | undefined {
+export function meta(r: Reader, v: unknown, defaultNamespace: string): Meta | undefined {
   const m = (v && typeof v === 'object' && !Array.isArray(v) ? v : undefined) as Record<string, unknown> | undefined;
   if (!m) return r.error('metadata', 'is required');
   const name = r.string('metadata.name', m.name, { required: true, pattern: NAME, what: 'a DNS-1123 name' });

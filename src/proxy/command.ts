@@ -41,8 +41,14 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--protocol-detection-timeout <duration>', 'outbound: a client silent this long on a port that declares no protocol is treated as TCP', '100ms'))
     .addOption(optionWithDefault('--inbound-protocol-detection-timeout <duration>', 'the same for inbound connections', '100ms'))
     .addOption(optionWithDefault('--http-retries <n>', 'outbound retries per HTTP request (connect failure, refused stream, 503, gRPC unavailable/cancelled)', '2'))
+    .addOption(new Option('--zipkin-address <host:port>', 'export spans (Zipkin v2 JSON) to this collector (else PROXY_CONFIG tracing.zipkin.address; none: headers propagated, no spans)'))
+    .addOption(new Option('--trace-sampling <percent>', 'share of new traces sampled, 0-100 (else PROXY_CONFIG tracing.sampling; Istio\'s default 1)'))
     .addOption(new Option('--static-config <file>', 'apply this compiled config (CompiledProxyConfig JSON: routes, l4, clusters, outboundTrafficPolicy) at start'))
     .addOption(optionWithDefault('--pod-labels <file>', 'downward-API labels file (app, version, canonical names) (env WEIR_POD_LABELS_FILE)', '/etc/istio/pod/labels'))
+    .addOption(optionWithDefault('--mtls <mode>', 'mesh mTLS: off, auto (certificate through the agent when it issues them) or required (readiness waits for it) (env WEIR_MTLS)', 'auto'))
+    .addOption(optionWithDefault('--trust-domain <domain>', 'SPIFFE trust domain (env WEIR_TRUST_DOMAIN)', 'cluster.local'))
+    .addOption(new Option('--static-security <file>', 'PeerAuthentication / AuthorizationPolicy objects (YAML or JSON) to enforce, until control plane v2 pushes them (env WEIR_STATIC_SECURITY)'))
+    .addOption(new Option('--cert-rotation <duration>', 'renew the workload certificate at least this often (default: at half-life ± jitter)'))
     .action(async (opts: RawProxyOptions) => {
       let cfg;
       let staticConfig;

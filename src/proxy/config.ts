@@ -3,6 +3,7 @@
 import { FieldError } from '../common/errors.js';
 import { parseDuration } from '../common/duration.js';
 import { POD_SOCKET } from '../controlplane/protocol.js';
+import { DEFAULT_SAMPLING_PERCENT, resolveTracing, type TracingConfig } from './telemetry/tracing/config.js';
 import { CLUSTER_NAME_RULE, isClusterName } from '../common/cluster-name.js';
 
 export interface ProxyConfig {
@@ -72,8 +73,22 @@ export interface ProxyConfig {
   interceptionMode: 'REDIRECT' | 'TPROXY';
   /** The mark the TPROXY rules and the policy route use (Istio: 1337). */
   tproxyMark: number;
+  /** Zipkin span export and sampling (telemetry/tracing/config.ts). */
+  tracing: TracingConfig;
   /** A CompiledProxyConfig JSON file applied at start (compiled/static-config.ts); empty = none. */
   staticConfig: string;
+  /**
+   * Mesh mTLS (src/proxy/mtls/): off; auto = get a workload certificate
+   * through the agent when it issues them and use it (readiness waits for the
+   * first one then); required = readiness always waits for it and mesh
+   * destinations are never dialled in plaintext.
+   */
+  mtls: 'off' | 'auto' | 'required';
+  trustDomain: string;
+  /** PeerAuthentication/AuthorizationPolicy from a file (YAML/JSON) until control plane v2 pushes them. */
+  staticSecurityFile?: string;
+  /** Renew the workload certificate at least this often (tests/bench: forced rotation); 0 = at half-life. */
+  certRotationMs: number;
 }
 
 export const DEFAULTS: ProxyConfig = {
@@ -104,7 +119,11 @@ export const DEFAULTS: ProxyConfig = {
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
+  tracing: { samplingPercent: DEFAULT_SAMPLING_PERCENT },
   staticConfig: '',
+  mtls: 'auto',
+  trustDomain: 'cluster.local',
+  certRotationMs: 0,
 };
 
 /** Flags as commander hands them over (strings), plus the environment. */
@@ -137,7 +156,13 @@ export interface RawProxyOptions {
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
+  zipkinAddress?: string;
+  traceSampling?: string;
   staticConfig?: string;
+  mtls?: string;
+  trustDomain?: string;
+  staticSecurity?: string;
+  certRotation?: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -186,6 +211,12 @@ function interceptionMode(flag: string | undefined, env: NodeJS.ProcessEnv): Pro
   const t = v.trim().toUpperCase();
   if (t === 'REDIRECT' || t === 'TPROXY') return t;
   throw new FieldError(field, 'must be REDIRECT or TPROXY', v);
+}
+
+function mtlsChoice(v: string | undefined): ProxyConfig['mtls'] {
+  if (v === undefined || v === '') return 'auto';
+  if (v === 'off' || v === 'auto' || v === 'required') return v;
+  throw new FieldError('--mtls', 'must be off, auto or required', v);
 }
 
 function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
@@ -247,8 +278,15 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
     dnsPort: raw.dns === false ? 0 : port('--dns-port', raw.dnsPort, DEFAULTS.dnsPort),
     interceptionMode: interceptionMode(raw.interceptionMode, env),
+    tracing: resolveTracing(raw, env),
     staticConfig: raw.staticConfig ?? '',
+    mtls: mtlsChoice(raw.mtls ?? env.WEIR_MTLS),
+    trustDomain: raw.trustDomain ?? env.WEIR_TRUST_DOMAIN ?? DEFAULTS.trustDomain,
+    staticSecurityFile: raw.staticSecurity ?? (env.WEIR_STATIC_SECURITY || undefined),
+    certRotationMs: raw.certRotation === undefined || raw.certRotation === '0' ? 0 : parseDuration('--cert-rotation', raw.certRotation),
   };
+  if (!/^[a-z0-9._-]+$/.test(cfg.trustDomain)) throw new FieldError('--trust-domain', 'must be a trust domain name ([a-z0-9._-])', cfg.trustDomain);
+  if (cfg.certRotationMs && cfg.certRotationMs < 1000) throw new FieldError('--cert-rotation', 'must be at least 1s', raw.certRotation);
   const ports = [['--outbound-port', cfg.outboundPort], ['--inbound-port', cfg.inboundPort], ['--admin-port', cfg.adminPort], ['--ready-port', cfg.readyPort], ['--prometheus-port', cfg.prometheusPort], ['--dns-port', cfg.dnsPort]] as const;
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {

@@ -12,7 +12,10 @@ import type { OriginalDst } from './original-dst.js';
 import type { Detection } from './protocol/sniff.js';
 import type { RouteTable } from './routing.js';
 import type { AccessLog } from './telemetry/access-log.js';
+import type { Tracer } from './telemetry/tracing/tracer.js';
 import type { WorkloadMeta } from './telemetry/workload.js';
+import type { MeshHooks } from './mtls/hooks.js';
+import type { MeshPeer } from './mtls/inbound.js';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -37,6 +40,10 @@ export interface ProxyDeps {
   /** This pod's workload, for the local side of every metric. */
   identity(): WorkloadMeta;
   counters: Counters;
+  /** Trace context propagation and (with a collector) span export. */
+  tracer?: Tracer;
+  /** Mesh mTLS and authorization (src/proxy/mtls/hooks.ts); undefined with --mtls off. */
+  mesh?: MeshHooks;
 }
 
 /** One accepted connection, as the listener hands it on. */
@@ -53,6 +60,8 @@ export interface Conn {
   detection?: Detection;
   /** Inbound captured by TPROXY: the app must see the client's own address (tcp/chain.ts dials transparently). */
   tproxied?: boolean;
+  /** Inbound mesh mTLS terminated by this proxy: `down` is then the decrypted TLS socket. */
+  mesh?: MeshPeer;
 }
 
 /** Something open that drain can cut and the 5 s flush can ask for its bytes so far. */

@@ -21,6 +21,7 @@ import { HostRoutes } from './host-routes.js';
 import { HttpConnectionManager } from './http/connection-manager.js';
 import { Listeners } from './listener.js';
 import { ProxyMetrics } from './metrics.js';
+import { Tracer } from './telemetry/tracing/tracer.js';
 import { loadNativeOriginalDst } from './original-dst.js';
 import { selectChain } from './protocol/select.js';
 import { RegistryClient } from './registry-client.js';
@@ -29,6 +30,7 @@ import { TcpChain } from './tcp/chain.js';
 import { AccessLog } from './telemetry/access-log.js';
 import { readPodLabels, workloadMeta, type WorkloadMeta } from './telemetry/workload.js';
 import { clustersView, compiledDumpView, configDumpView } from './views.js';
+import { startMesh } from './mtls/start.js';
 
 export interface RunningProxy {
   registry: RegistryView;
@@ -98,10 +100,12 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
     compiled.replace(opts.staticConfig.config);
     if (opts.staticConfig.outboundTrafficPolicy) compiled.setOutboundTrafficPolicy(opts.staticConfig.outboundTrafficPolicy);
   }
-  const clusters = new ClusterManager({ routes: () => table, metrics }, compiled);
+  // deps.mesh is set below, before any connection: the pools ask for it per connection.
+  const clusters = new ClusterManager({ routes: () => table, metrics, meshTls: (ep, proto) => deps.mesh?.tlsFor(ep, proto) }, compiled);
   const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };
   const deps: ProxyDeps = {
     config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog), compiled, clusters, podLabels: labels,
+    tracer: new Tracer(cfg.tracing, identity, metrics.registry, logger),
     routes: () => table,
     hosts: () => {
       const ns = identity().namespace;
@@ -109,12 +113,17 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
       return hosts;
     },
   };
+  // Mesh mTLS: a workload certificate through the agent, the inbound gate, outbound auto mTLS, authorization.
+  const mesh = cfg.mtls === 'off' ? undefined : startMesh(cfg, client, labels, logger, metrics.registry, () => identity().namespace);
+  deps.mesh = mesh?.hooks;
   let draining = false;
   let listeners!: Listeners;
   const open = new Set<import('./context.js').Tracked>();
   const tcp = new TcpChain(deps, open);
   const http = new HttpConnectionManager(deps, open);
-  listeners = new Listeners(deps, open, async (conn) => {
+  listeners = new Listeners(deps, open, async (accepted) => {
+    const conn = accepted.direction === 'inbound' && deps.mesh ? await deps.mesh.inbound(accepted) : accepted;
+    if (!conn) return; // refused by PeerAuthentication, or a failed mTLS handshake
     const chain = await selectChain(deps, conn);
     const late = chain === 'tcp' ? await tcp.handle(conn) : chain;
     if (late !== 'done') await http.handle(conn, late);
@@ -127,6 +136,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
 
   const ready = () => {
     if (draining) return { ready: false, reason: 'draining' };
+    const certWait = mesh?.waitingForCertificate();
+    if (certWait) return { ready: false, reason: certWait };
     if (client.current()) return { ready: true, reason: `registry version ${client.current()!.version}` };
     // Traffic passes through meanwhile, so a missing agent must not keep the pod unready forever.
     if (Date.now() - startedAt >= cfg.readyWithoutAgentMs) return { ready: true, reason: 'no registry from the agent yet; passing traffic through' };
@@ -150,6 +161,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
         controlPlane: { protocol: client.protocol, pushes: client.pushes, versions: client.v2.versions(), nacks: client.v2.nacks, lastNack: client.v2.lastNack },
         bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
         originalDst: pumpVia,
+        mesh: mesh?.dump(),
       };
     },
     logging: (level) => {
@@ -179,6 +191,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
       http.drain();
       const { remaining } = await listeners.drain(cfg.drainTimeoutMs);
       client.stop();
+      await deps.tracer?.close();
+      mesh?.identity.close();
       await dns?.close();
       await status?.close();
       clusters.close();

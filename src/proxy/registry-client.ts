@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
-import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type PodIdentity } from '../controlplane/protocol.js';
+import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type PodIdentity, type ProxyToAgent } from '../controlplane/protocol.js';
 import { CompiledConfigStore } from './compiled/store.js';
 import { checkPush, V2Applier } from './v2-applier.js';
 import { applyDelta } from '../controlplane/registry-builder.js';
@@ -40,6 +40,8 @@ export class RegistryClient extends EventEmitter implements RegistryView {
   private backoff: number;
   private timer: NodeJS.Timeout | undefined;
   identity: PodIdentity | undefined;
+  /** The agent said it answers csr (welcome.certificates). */
+  certificatesOffered = false;
   connected = false;
   lastRefusal: string | undefined;
   snapshots = 0;
@@ -120,6 +122,7 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         this.protocol = msg.version;
         if (msg.clusterDomain) this.v2.setClusterDomain(msg.clusterDomain);
         this.identity = msg.identity;
+        this.certificatesOffered = msg.certificates === true;
         this.connected = true;
         this.lastRefusal = undefined;
         this.backoff = this.opts.minBackoffMs ?? 100;
@@ -131,8 +134,10 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         log.error({ reason: msg.reason }, 'control plane refused this proxy');
         this.backoff = Math.max(this.backoff, 1000);
         return;
+      case 'certificate':
       case 'error':
-        log.warn({ reason: msg.reason }, 'control plane reported a protocol error');
+        if (msg.nonce !== undefined) { this.emit('certificate-answer', msg); return; }
+        log.warn({ reason: (msg as { reason?: string }).reason }, 'control plane reported a protocol error');
         return;
       case 'push': {
         if (this.protocol !== PROTOCOL_V2) { log.warn({}, 'push on a protocol 1 connection; reconnecting'); sock.destroy(); return; }
@@ -173,6 +178,13 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         return;
       }
     }
+  }
+
+  /** Sends one message on the current connection; false when not connected (the caller retries). */
+  send(msg: ProxyToAgent): boolean {
+    if (!this.connected || !this.sock || this.sock.destroyed) return false;
+    this.sock.write(encode(msg));
+    return true;
   }
 
   private install(sock: Socket, reg: Registry): void {

@@ -76,7 +76,8 @@ describe('fuzz: the agent\'s sockets and ports', { skip: skipUnlessRoot() || (!e
       name: 'proxy.sock',
       connect: () => net.connect(agent.proxySocket),
       mutant: (r) => {
-        const lines = Array.from({ length: 1 + r.int(3) }, () => mutateJson(r, r.int(2) ? hello : { type: 'ack', version: r.int(5) }));
+        const csr = { type: 'csr', nonce: 'n1', pem: '-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n' };
+        const lines = Array.from({ length: 1 + r.int(3) }, () => mutateJson(r, [hello, { type: 'ack', version: r.int(5) }, csr][r.int(3)]));
         if (r.int(3) === 0) lines.unshift(JSON.stringify(hello));
         return lines.join('\n') + (r.int(4) ? '\n' : '');
       },

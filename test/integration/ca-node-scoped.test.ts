@@ -83,6 +83,10 @@ test('node-scoped issuance: an agent gets certificates only for pods on its own 
     assert.equal(origin, 'self-signed-created');
     assert.ok(api.get('Secret', 'weir-system', 'weir-ca-root'), 'the root was stored in a Secret');
     const roots = server.rootsPem();
+    // The public half for agents, without the key: ConfigMap weir-mesh-roots.
+    const cm = api.get('ConfigMap', 'weir-system', 'weir-mesh-roots') as { data?: Record<string, string> } | undefined;
+    assert.deepEqual(Object.keys(cm?.data ?? {}), ['root-cert.pem']);
+    assert.equal(cm!.data!['root-cert.pem'], roots);
     const sleepKey = await createWorkloadCsr('spiffe://cluster.local/ns/default/sa/sleep');
     const issued = await client(server.port, roots, 'tok-a').sign({ namespace: 'default', name: 'sleep', uid: uids.sleep }, sleepKey.csrPem);
     assert.equal(issued.spiffeId, 'spiffe://cluster.local/ns/default/sa/sleep');

@@ -32,6 +32,9 @@ export interface Pod {
   proxy?: ChildProcess;
   proxyLog: string[];
   app?: ChildProcess;
+  /** For the node agent's identity (a CA checks uid and service account against the API). */
+  uid?: string;
+  serviceAccount?: string;
 }
 
 /**
@@ -111,12 +114,13 @@ export class Cluster {
   }
 
   /**
-   * `kubeConfig`: feed the registry from that API server (as the agent does); default an empty registry the test drives.
-   * Other fields override the control plane's deps (e.g. the Istio compiled source).
+   * `kubeConfig`: feed the registry from that API server (as the agent does); default an empty registry the
+   * test drives. Other deps (onCsr, builder options) are passed through.
    */
-  async startControlPlane(opts: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
+  async startControlPlane(extra: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
     const byInode = () => new Map(this.pods.map((p) => [netnsInode(p.ns.path), p]));
     this.cp = await startControlPlane({
+      kubeConfig: extra.kubeConfig ?? new KubeConfig(),
       socketPath: this.socketPath,
       logger: pino({ level: process.env.WX_LOG ?? 'silent' }),
       metrics: this.metrics,
@@ -126,11 +130,10 @@ export class Cluster {
         let ino: number;
         try { ino = statSync(`/proc/${pid}/ns/net`).ino; } catch { return undefined; }
         const p = byInode().get(ino);
-        return p ? { namespace: p.namespace, name: p.name, uid: `uid-${p.name}`, ips: [p.ip4, p.ip6] } : undefined;
+        return p ? { namespace: p.namespace, name: p.name, uid: p.uid ?? `uid-${p.name}`, ips: [p.ip4, p.ip6], serviceAccount: p.serviceAccount } : undefined;
       },
-      ...(opts.kubeConfig ? {} : { source: () => ({ start: async () => {}, stop: async () => {} }) }),
-      ...opts,
-      kubeConfig: opts.kubeConfig ?? new KubeConfig(),
+      ...(extra.kubeConfig ? {} : { source: () => ({ start: async () => {}, stop: async () => {} }) }),
+      ...extra,
     });
     return this.cp;
   }
@@ -140,13 +143,13 @@ export class Cluster {
     await waitForLine(pod.app, /app ready/, 5000);
   }
 
-  async startProxy(pod: Pod, extra: string[] = []): Promise<void> {
+  async startProxy(pod: Pod, extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<void> {
     pod.proxy = pod.ns.spawn('setpriv', [
       '--reuid', '1337', '--regid', '1337', '--clear-groups',
       ...(this.proxyCommand ?? [process.execPath, await freshProxyBundle()]),
       '--control-plane-socket', this.socketPath, '--pod-namespace', pod.namespace, '--pod-name', pod.name,
       '--ready-without-agent', '2s', ...extra,
-    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEIR_NATIVE_ADDON: NATIVE_ADDON } });
+    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEIR_NATIVE_ADDON: NATIVE_ADDON, ...env } });
     const keep = (d: Buffer) => { for (const l of d.toString().split('\n')) if (l) pod.proxyLog.push(l); };
     pod.proxy.stdout!.on('data', keep);
     pod.proxy.stderr!.on('data', keep);

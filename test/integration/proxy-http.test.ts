@@ -64,7 +64,11 @@ test('HTTP/1.1 keep-alive: several requests on one client connection, spread ove
     assert.equal(b.remote.replace('::ffff:', ''), '127.0.0.6');
     assert.match(b.headers['x-request-id'], /^[0-9a-f-]{36}$/);
     assert.equal(b.headers['x-forwarded-proto'], 'http');
-    assert.equal(b.headers.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    // The trace continues (same trace id, sampled) with the server proxy's span as the app's parent; B3 says the same.
+    assert.match(b.headers.traceparent, /^00-0af7651916cd43dd8448eb211c80319c-([0-9a-f]{16})-01$/);
+    assert.notEqual(b.headers.traceparent.split('-')[2], 'b7ad6b7169203331');
+    assert.equal(b.headers['x-b3-traceid'], '0af7651916cd43dd8448eb211c80319c');
+    assert.equal(b.headers['x-b3-spanid'], b.headers.traceparent.split('-')[2]);
     assert.equal(b.headers['x-weir-peer'], undefined, 'exchange headers never reach the app');
   }
 });

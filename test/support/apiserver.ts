@@ -47,7 +47,7 @@
 //          (maps merge like a merge patch; enough for metadata.labels/annotations),
 //          json-patch+json (add/replace/remove)
 //   DELETE .../pods/{name}
-//   GET/POST /api/v1/namespaces/{ns}/secrets[/{name}]
+//   GET/POST /api/v1/namespaces/{ns}/secrets[/{name}], .../configmaps[/{name}] (+ PATCH)
 //   POST   /apis/authentication.k8s.io/v1/tokenreviews   (tokens from addToken)
 // List/watch query: watch=1|true, resourceVersion, fieldSelector (metadata.name,
 // metadata.namespace, spec.nodeName; = == !=), labelSelector (k=v, k==v, k!=v, k, !k,
@@ -80,6 +80,7 @@ const RESOURCES: ResourceType[] = [
   { kind: 'EndpointSlice', plural: 'endpointslices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   { kind: 'Event', plural: 'events', apiVersion: 'v1', namespaced: true },
   { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true },
+  { kind: 'ConfigMap', plural: 'configmaps', apiVersion: 'v1', namespaced: true },
 ];
 const BY_KIND = new Map(RESOURCES.map((r) => [r.kind, r]));
 

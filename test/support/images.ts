@@ -13,6 +13,7 @@ import * as path from 'node:path';
 
 export const PAUSE_IMAGE = 'weir.local/pause:v1';
 export const APP_IMAGE = 'weir.local/app:v1';
+export const NGINX_IMAGE = 'weir.local/nginx:v1';
 
 const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const DEFAULT_CACHE = path.join(os.tmpdir(), 'weir-we-image-cache');
@@ -128,6 +129,33 @@ export function appImageSpec(): ImageSpec {
     entrypoint: ['/bin/sh'],
     env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'WEIR_NATIVE_ADDON=/weir/native/build/Release/weir_native.node'],
     workingDir: '/weir',
+  };
+}
+
+/**
+ * Debian's nginx as an image (the ingress case): the binary and the libraries
+ * it links, plus the passwd/group entries it looks up at start (it resolves
+ * its default user even when it never switches to it). Its configuration is
+ * mounted at /etc/nginx/nginx.conf by the pod that runs it.
+ */
+export function nginxImageSpec(cacheDir = DEFAULT_CACHE): ImageSpec {
+  const nginx = '/usr/sbin/nginx';
+  if (!fs.existsSync(nginx)) throw new Error('nginx image: missing /usr/sbin/nginx (Debian package nginx, test/setup.sh)');
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const passwd = path.join(cacheDir, 'nginx-passwd');
+  const group = path.join(cacheDir, 'nginx-group');
+  fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+  fs.writeFileSync(group, 'root:x:0:\nnogroup:x:65534:\n');
+  return {
+    ref: NGINX_IMAGE,
+    files: [
+      { hostPath: nginx, imagePath: nginx, mode: 0o755 },
+      { hostPath: passwd, imagePath: '/etc/passwd' },
+      { hostPath: group, imagePath: '/etc/group' },
+      ...libraryFiles([nginx]),
+    ],
+    dirs: ['/tmp', '/proc', '/sys', '/dev', '/etc/nginx', '/var/log/nginx', '/var/lib/nginx', '/run'],
+    entrypoint: [nginx, '-e', 'stderr', '-g', 'daemon off;'],
   };
 }
 

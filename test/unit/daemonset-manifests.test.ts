@@ -182,6 +182,8 @@ test('settings come from the ConfigMap (every key is a real agent variable) and 
   assert.equal(cfg.backend, 'nftables');
   // Metrics on the node's own address, not on every host interface.
   assert.equal(cfg.metricsAddr, '10.0.0.5:15014');
+  // Proxies get workload certificates through the agent from the weir CA of daemonset/ca.yaml.
+  assert.equal(cfg.ca?.url, 'https://weir-ca.weir-system.svc:15012');
   assert.deepEqual(parseListenAddress(containerEnv('fd00::5').WEIR_METRICS_ADDR!, 'metrics-addr'), { host: 'fd00::5', port: 15014 });
   assert.deepEqual(parseListenAddress('[::1]:99', 'x'), { host: '::1', port: 99 });
   assert.throws(() => parseListenAddress('fd00::5', 'x'), /host:port/);

@@ -62,7 +62,11 @@ test('weir analyze: one line per problem, exit 2; clean input exit 0; -o json; s
     'bad-resources.yaml: DestinationRule app/web: spec.trafficPolicy.loadBalancer.simple: must be one of UNSPECIFIED, LEAST_REQUEST, LEAST_CONN, ROUND_ROBIN, RANDOM, PASSTHROUGH (got "FASTEST")',
     'bad-resources.yaml: DestinationRule app/web: spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: unsupported: not supported by weir yet; ignored',
     'bad-resources.yaml: Sidecar app/two: spec.egress[0].hosts[1]: must be namespace/host (e.g. "./*", "istio-system/*", "*/foo.example.com") (got "bad host")',
-    'bad-resources.yaml: AuthorizationPolicy app/deny: kind: unsupported: AuthorizationPolicy is not enforced by weir yet',
+    'bad-resources.yaml: AuthorizationPolicy app/ext: spec.action: unsupported: CUSTOM (external authorization) is not supported by weir; the policy is ignored',
+    'bad-resources.yaml: AuthorizationPolicy app/jwt: spec.rules[0].when[0].key: unsupported: request.auth.claims[iss]: JWT request authentication is not supported by weir; an ALLOW rule with it never matches, a DENY rule with it always does',
+    'bad-resources.yaml: AuthorizationPolicy app/jwt: spec.rules[0].when[1].key: unknown condition key "source.pod"',
+    'bad-resources.yaml: PeerAuthentication app/strict: spec.mtls.mode: must be one of UNSET, DISABLE, PERMISSIVE, STRICT (got "STRICTEST")',
+    'bad-resources.yaml: PeerAuthentication app/strict: spec.portLevelMtls: warning: ignored without spec.selector (Istio applies port-level mTLS only to selected workloads)',
     'bad-resources.yaml: VirtualService app/nosubset: spec.http[0].route[0].destination.subset: subset v9: no DestinationRule for web.app.svc.cluster.local is visible from namespace app',
   ];
   for (const e of expect) assert.ok(lines.includes(e), `missing line:\n${e}\nin:\n${lines.join('\n')}`);

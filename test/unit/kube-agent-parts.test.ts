@@ -56,6 +56,11 @@ test('agent config: defaults, env, and errors that name the flag and env variabl
   // Fail closed across restarts by default; weir uninstall removes the chain.
   assert.equal(c.keepChainOnShutdown, true);
   assert.equal(resolveAgentConfig({ nodeName: 'n' }, { WEIR_KEEP_CHAIN_ON_SHUTDOWN: 'false' }).keepChainOnShutdown, false);
+  // No CA URL: no certificates (the proxies then run plaintext); with one, the manifest's paths by default.
+  assert.equal(c.ca, undefined);
+  assert.deepEqual(resolveAgentConfig({ nodeName: 'n' }, { WEIR_CA_URL: 'https://weir-ca.weir-system.svc:15012' }).ca, {
+    url: 'https://weir-ca.weir-system.svc:15012', tokenFile: '/var/run/secrets/weir/ca-token/token', rootsFile: '/var/run/secrets/weir/mesh-roots/root-cert.pem', trustDomain: 'cluster.local',
+  });
   const e = resolveAgentConfig({}, { NODE_NAME: 'n2', WEIR_REPAIR_MODE: 'label', WEIR_REPAIR_INTERVAL: '500ms', WEIR_EXCLUDE_NAMESPACES: 'a, b', WEIR_INSTALL: 'false' });
   assert.deepEqual([e.nodeName, e.repairMode, e.repairIntervalMs, e.excludeNamespaces, e.install], ['n2', 'label', 500, ['a', 'b'], false]);
   const bad: [Record<string, string>, RegExp][] = [
@@ -68,6 +73,10 @@ test('agent config: defaults, env, and errors that name the flag and env variabl
     [{ nodeName: 'n', repairInterval: '30' }, /--repair-interval \(env WEIR_REPAIR_INTERVAL\): needs a unit.*"30"/],
     [{ nodeName: 'n', metricsAddr: '15014' }, /--metrics-addr.*host:port/],
     [{ nodeName: 'n', hostProc: 'host/proc' }, /--host-proc.*absolute path/],
+    [{ nodeName: 'n', caUrl: 'http://weir-ca:15012' }, /--ca-url \(env WEIR_CA_URL\): must be https/],
+    [{ nodeName: 'n', caUrl: 'weir-ca' }, /--ca-url.*must be a URL/],
+    [{ nodeName: 'n', caUrl: 'https://ca:15012', caTokenFile: 'token' }, /--ca-token-file.*absolute path/],
+    [{ nodeName: 'n', caUrl: 'https://ca:15012', trustDomain: 'Cluster Local' }, /--trust-domain.*trust domain name/],
     [{ nodeName: 'n', excludeNamespaces: 'ok,Not OK' }, /--exclude-namespaces.*"Not OK"/],
     [{ nodeName: 'n', keepChainOnShutdown: 'maybe' }, /--keep-chain-on-shutdown.*true or false/],
   ];

@@ -32,6 +32,10 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--remote-secret-namespace <ns>', 'watch Secrets labelled istio/multiCluster=true or weir.io/remote-cluster=true here for remote clusters; default the agent\'s POD_NAMESPACE (env WEIR_REMOTE_SECRET_NAMESPACE)'))
     .option('--no-remote-clusters', 'do not watch remote-cluster Secrets (env WEIR_REMOTE_CLUSTERS=false)')
     .option('--prefer-local-cluster', 'use remote endpoints of a Service only while it has no ready local one (env WEIR_PREFER_LOCAL_CLUSTER)')
+    .addOption(new Option('--ca-url <url>', 'the weir CA proxies\' CSRs are forwarded to, e.g. https://weir-ca.weir-system.svc:15012; unset = no workload certificates (env WEIR_CA_URL)'))
+    .addOption(optionWithDefault('--ca-token-file <path>', 'this agent\'s projected service-account token for the CA (env WEIR_CA_TOKEN_FILE)', '/var/run/secrets/weir/ca-token/token'))
+    .addOption(optionWithDefault('--ca-roots-file <path>', 'mesh roots that sign the CA\'s serving certificate (env WEIR_CA_ROOTS_FILE)', '/var/run/secrets/weir/mesh-roots/root-cert.pem'))
+    .addOption(optionWithDefault('--trust-domain <domain>', 'SPIFFE trust domain (env WEIR_TRUST_DOMAIN)', 'cluster.local'))
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       // Commander sets negatable flags to true when absent; only an explicit --no-x counts, so env can still decide.
       const raw: RawAgentOptions = { ...opts, install: opts.install === false ? false : undefined, controlPlane: opts.controlPlane === false ? false : undefined, remoteClusters: opts.remoteClusters === false ? false : undefined, preferLocalCluster: opts.preferLocalCluster === true ? true : undefined };

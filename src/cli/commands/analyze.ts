@@ -27,7 +27,7 @@ function load(files: string[]): { inputs: AnalyzeInput[]; findings: Finding[] } 
 export function registerAnalyzeCommand(program: Command): void {
   program
     .command('analyze')
-    .description('validate Istio resources (VirtualService, DestinationRule, ServiceEntry, Sidecar) the way weir reads them; Services among the files are the registry')
+    .description('validate Istio resources (VirtualService, DestinationRule, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy) the way weir reads them; Services among the files are the registry')
     .requiredOption('-f, --filename <files...>', 'YAML files (multi-document), - for stdin')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action((o: { filename: string[]; output: string }) => {

@@ -24,6 +24,8 @@ export interface V2ServiceDeps {
   /** Default: Services alone (an empty Istio store). */
   compiled?: CompiledSource;
   debounceMs?: number;
+  /** This agent answers csr (welcome.certificates). */
+  certificates?: boolean;
   sessions(): Iterable<Session>;
   synced(): boolean;
   apply(change: (b: RegistryBuilder) => RegistryDelta | undefined): void;
@@ -103,7 +105,7 @@ export function createV2Service(d: V2ServiceDeps) {
         },
       });
       s.v2 = pusher;
-      s.sock.write(JSON.stringify({ type: 'welcome', version: 2, epoch: d.epoch, identity: { ...identity }, clusterDomain: d.clusterDomain }) + '\n');
+      s.sock.write(JSON.stringify({ type: 'welcome', version: 2, epoch: d.epoch, identity: { ...identity }, clusterDomain: d.clusterDomain, ...(d.certificates ? { certificates: true } : {}) }) + '\n');
       if (hello.resume?.versions && hello.resume.epoch === d.epoch) {
         const resumed = pusher.resume(hello.resume.versions);
         s.resumed = resumed.length > 0;

@@ -7,7 +7,7 @@ import type { CompiledCluster } from '../../controlplane/resources.js';
 import type { CompiledConfigStore } from '../compiled/store.js';
 import type { ProxyMetrics } from '../metrics.js';
 import { endpointKey } from '../lb.js';
-import { UpstreamPools } from '../http/upstream.js';
+import { UpstreamPools, type MeshTls } from '../http/upstream.js';
 import type { RouteTable, Target } from '../routing.js';
 import { Balancer, type SimplePolicy } from './balancer.js';
 import { clusterTargets } from './endpoints.js';
@@ -22,14 +22,15 @@ export class ClusterRuntime {
   readonly pools: UpstreamPools;
   readonly consistentHash?: ConsistentHash;
 
-  constructor(readonly compiled: CompiledCluster, readonly json: string, onEjected: (n: number) => void) {
+  constructor(readonly compiled: CompiledCluster, readonly json: string, onEjected: (n: number) => void, meshTls?: MeshTls) {
     const lb = compiled.loadBalancer;
     this.consistentHash = lb.consistentHash as ConsistentHash | undefined;
     const ch = this.consistentHash;
     this.balancer = new Balancer(lb.simple as SimplePolicy, ch ? (ch.maglev ? { kind: 'maglev', tableSize: ch.maglev.tableSize } : { kind: 'ring', minimumRingSize: ch.ringHash?.minimumRingSize }) : undefined);
     const cp = compiled.connectionPool;
     this.gate = new PoolGate({ maxConnections: cp.maxConnections, http1MaxPendingRequests: cp.http1MaxPendingRequests, http2MaxRequests: cp.http2MaxRequests, maxRetries: cp.maxRetries });
-    this.pools = new UpstreamPools(cp.connectTimeoutMs, cp.idleTimeoutMs, cp.maxRequestsPerConnection);
+    // Auto mTLS to mesh endpoints unless the DestinationRule says tls.mode DISABLE.
+    this.pools = new UpstreamPools(cp.connectTimeoutMs, cp.idleTimeoutMs, cp.maxRequestsPerConnection, compiled.tls?.mode === 'DISABLE' ? undefined : meshTls);
     if (compiled.outlierDetection) this.outlier = new OutlierDetector(compiled.outlierDetection, onEjected);
   }
 
@@ -49,7 +50,8 @@ export class ClusterManager {
   private readonly runtimes = new Map<string, ClusterRuntime>();
   private generation = -1;
 
-  constructor(private readonly d: { routes(): RouteTable; metrics: ProxyMetrics }, private readonly store: CompiledConfigStore) {}
+  /** `d.meshTls`: auto mTLS for the clusters' pools (src/proxy/mtls/hooks.ts tlsFor). */
+  constructor(private readonly d: { routes(): RouteTable; metrics: ProxyMetrics; meshTls?: MeshTls }, private readonly store: CompiledConfigStore) {}
 
   /** Every cluster runtime's upstream pools (for /stats, summed with the default router's). */
   pools(): UpstreamPools[] { return [...this.runtimes.values()].map((rt) => rt.pools); }
@@ -65,7 +67,7 @@ export class ClusterManager {
         this.d.metrics.ejectionsActive.set({ cluster_name: name }, n);
         if (n > before) this.d.metrics.ejectionsEnforced.inc({ cluster_name: name }, n - before);
         before = n;
-      });
+      }, this.d.meshTls);
       this.runtimes.set(name, rt);
     }
     return rt;

@@ -54,7 +54,14 @@ export class HttpConnectionManager {
     this.open.add(tracked);
     return new Promise<void>((resolve) => {
       sock.once('close', () => { this.open.delete(tracked); resolve(); });
-      if (proto === 'h2') this.h2.emit('connection', sock);
+      if (proto === 'h2') {
+        // The listener's sockets are half-open capable (the TCP chain needs that), so a client's FIN
+        // alone would leave the session up: an HTTP/2 client that closes its side is gone (h2 has no
+        // half-closed connections; Envoy closes on it too), and a stalled stream would never learn
+        // it — its relay and upstream stream would live on.
+        sock.once('end', () => sock.destroy());
+        this.h2.emit('connection', sock);
+      }
       else { this.h1.emit('connection', sock); sock.resume(); }
     });
   }
@@ -69,6 +76,11 @@ export class HttpConnectionManager {
   private request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, proto: 'h1' | 'h2'): void {
     const conn = (req.socket as unknown as Tagged)[CONN];
     if (!conn) { res.destroy(); return; }
+    // AuthorizationPolicy on the inbound side, before anything reaches the app (Envoy's RBAC filter answers the same).
+    if (conn.direction === 'inbound' && this.d.mesh && !this.d.mesh.authorizeHttp(conn, req)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied');
+      return;
+    }
     this.router.serve(conn, req, res, proto).catch((err: unknown) => this.failed(err, () => res.destroy()));
   }
 

@@ -2,8 +2,9 @@
 // (RFC 9110 §7.6.1, plus what HTTP/2 forbids), a request gets an
 // x-request-id when it has none and x-forwarded-proto, and weir's own
 // exchange headers are removed before the app or the client sees them.
-// Trace context (traceparent/tracestate, B3, x-ot-span-context) is passed
-// on untouched: propagation is the app's job, forwarding is ours.
+// Trace context is the tracer's (telemetry/tracing): it rewrites B3 and
+// traceparent so the next hop's parent is this proxy's span; tracestate
+// and x-ot-span-context pass untouched.
 import { randomUUID } from 'node:crypto';
 import { PEER_HEADER } from '../telemetry/workload.js';
 

@@ -8,6 +8,7 @@ import type { RegistryService } from '../../controlplane/types.js';
 import { splitAuthority } from '../host-routes.js';
 import { first, headerBytes } from './headers.js';
 import type { RouteDecision, RouteTarget } from './route.js';
+import type { ActiveSpan } from '../telemetry/tracing/tracer.js';
 
 export interface RequestInfo {
   method: string;
@@ -37,6 +38,8 @@ export class RequestTelemetry {
   responseHeaderBytes = 0;
   requestMessages = 0;
   responseMessages = 0;
+  /** This proxy's trace span for the request (headers for the next hop already written). */
+  span: ActiveSpan | undefined;
   private done = false;
 
   constructor(private readonly d: ProxyDeps, private readonly conn: Conn, readonly req: RequestInfo) {
@@ -44,6 +47,7 @@ export class RequestTelemetry {
     this.labels = { ...unknownLabels(reporter), response_code: '0', grpc_response_status: '' };
     this.labels.request_protocol = req.grpc ? 'grpc' : 'http';
     setPeerLabels(this.labels, conn.direction === 'outbound' ? 'source' : 'destination', d.identity());
+    d.mesh?.labels(this.labels, conn);
   }
 
   /** The peer's own description (metadata exchange) beats what the registry can tell. */
@@ -107,6 +111,14 @@ export class RequestTelemetry {
       m.responseMessages.inc(l, this.responseMessages);
     }
     const h = this.req.headers;
+    if (this.span) {
+      this.d.tracer?.finish(this.span, this.conn, {
+        method: this.req.method, path: this.req.path, protocol: this.req.protocol, authority: this.req.authority, code: this.code, flags: this.flags,
+        grpcStatus: this.req.grpc ? this.grpcStatus : undefined, cluster: this.cluster, upstreamHost: this.upstreamHost,
+        serviceFqdn: l.destination_service !== 'unknown' && l.destination_service_name !== 'PassthroughCluster' ? l.destination_service : undefined,
+        servicePort: servicePort(this.routeName, this.conn), requestId: first(h['x-request-id']), userAgent: first(h['user-agent']), requestBytes: reqBytes, responseBytes: respBytes,
+      });
+    }
     this.d.accessLog.log({
       start: this.startedAt, method: this.req.method, path: first(h['x-envoy-original-path']) ?? this.req.path, protocol: this.req.protocol,
       responseCode: this.code, responseFlags: this.flags, responseCodeDetails: this.details, upstreamTransportFailureReason: this.transportFailure,
@@ -123,4 +135,10 @@ function inboundService(candidates: RegistryService[], authority: string | undef
   if (candidates.length <= 1 || !authority) return candidates[0];
   const { host } = splitAuthority(authority);
   return candidates.find((s) => [s.name, `${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.${domain}`, ...s.clusterIPs].includes(host)) ?? candidates[0];
+}
+
+/** The service port a span is named after: the route's (outbound, "fqdn:port") or the dialled one (inbound). */
+function servicePort(routeName: string | undefined, conn: Conn): number {
+  const m = routeName ? /:(\d+)$/.exec(routeName) : null;
+  return m ? Number(m[1]) : conn.dst.port;
 }

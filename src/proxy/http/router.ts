@@ -13,7 +13,7 @@
 // keep-alive is shorter than ours, e.g. Node's 5 s). The response streams
 // back with its trailers; cancellation travels both ways.
 import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Conn, ProxyDeps } from '../context.js';
 import { endpointKey, LeastRequest } from '../lb.js';
 import { decodePeer, encodePeer, PEER_HEADER } from '../telemetry/workload.js';
@@ -38,7 +38,7 @@ export class HttpRouter {
   readonly pools: UpstreamPools;
 
   constructor(private readonly d: ProxyDeps) {
-    this.pools = new UpstreamPools(d.config.connectTimeoutMs, d.config.idleTimeoutMs);
+    this.pools = new UpstreamPools(d.config.connectTimeoutMs, d.config.idleTimeoutMs, undefined, d.mesh?.tlsFor);
   }
 
   async serve(conn: Conn, req: DownReq, res: DownRes, downstream: 'h1' | 'h2'): Promise<void> {
@@ -47,7 +47,10 @@ export class HttpRouter {
     // HTTP/2: let the rest of this read's frames be processed first, so a stream the client resets in the
     // same batch (rapid reset) is gone before any upstream work starts for it.
     if (downstream === 'h2') await new Promise<void>((r) => setImmediate(r));
-    if (res.destroyed || req.destroyed) return;
+    // A reset stream shows on the HTTP/2 stream itself (the compat request/response objects may not say so),
+    // and its 'close' has fired already: a request let through here would never learn its client left.
+    const h2stream = downstream === 'h2' ? (res as Http2ServerResponse).stream : undefined;
+    if (res.destroyed || req.destroyed || h2stream?.destroyed || h2stream?.closed) return;
     const h = req.headers;
     const authority = first(h[':authority']) ?? first(h.host);
     const grpc = /^application\/grpc/i.test(first(h['content-type']) ?? '');
@@ -56,6 +59,7 @@ export class HttpRouter {
     const path = req.url ?? '/';
     const info = { method, path, protocol: downstream === 'h2' ? 'HTTP/2' : `HTTP/${req.httpVersion}`, authority, headers: { ...h, 'x-request-id': headers['x-request-id'] }, grpc };
     const tel = new RequestTelemetry(d, conn, info);
+    tel.span = d.tracer?.start(h, headers);
     const fromPeer = conn.direction === 'inbound' ? decodePeer(h[PEER_HEADER]) : undefined;
     tel.peer(fromPeer);
     const body = new ReplayableBody(req);
@@ -216,6 +220,12 @@ export class HttpRouter {
           return;
         }
         const ex = current!;
+        if (st.down()) {
+          // The client left while the response headers were on their way (a reset racing the answer):
+          // its 'close' has fired already, so nothing would ever end the relay below.
+          ex.abort(); resp.body.destroy(); release(); body.detach(); st.set(undefined);
+          addFlag(tel, 'DC'); return;
+        }
         tel.upstreamServiceMs = performance.now() - t1;
         tel.upstreamLocal = ex.localAddress();
         rt?.outlier?.record(endpointKey(t), { status: resp.status }, rt.targets(d.routes()).length);

@@ -8,6 +8,8 @@
 import http, { type IncomingMessage } from 'node:http';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
+import type { RegistryEndpoint } from '../../controlplane/types.js';
 import type { Readable, Writable } from 'node:stream';
 import { hostPort } from '../addr.js';
 
@@ -43,7 +45,8 @@ export class UpstreamError extends Error {
   constructor(readonly kind: FailureKind, readonly code: string, message: string) { super(message); }
 }
 
-export interface Endpoint { ip: string; port: number }
+export interface Endpoint { ip: string; port: number; endpoint?: RegistryEndpoint }
+export type MeshTls = (ep: Endpoint, proto: UpstreamProtocol) => tls.ConnectionOptions | undefined;
 
 const H2_UNSUPPORTED_MS = 60_000;
 /** How long a new h2c connection may wait for the peer's SETTINGS before the endpoint counts as not speaking h2c. */
@@ -57,7 +60,8 @@ export class UpstreamPools {
   /** Requests per connection so far (maxRequestsPerConnection: a connection is retired after that many). */
   private readonly uses = new WeakMap<object, number>();
 
-  constructor(private readonly connectTimeoutMs: number, private readonly idleTimeoutMs: number, private readonly maxRequestsPerConnection?: number) {}
+  /** `meshTls`: TLS options for an endpoint that gets auto mTLS (src/proxy/mtls/outbound.ts), undefined = plaintext. */
+  constructor(private readonly connectTimeoutMs: number, private readonly idleTimeoutMs: number, private readonly maxRequestsPerConnection?: number, private readonly meshTls?: MeshTls) {}
 
   /** Count one request on a connection; true when it is the connection's last. */
   private spent(conn: object): boolean {
@@ -85,22 +89,26 @@ export class UpstreamPools {
     for (const s of this.sessions.values()) void s.then((x) => x.destroy(), () => {});
   }
 
-  private agent(localAddress: string | undefined): http.Agent {
-    const k = localAddress ?? '';
+  private agent(localAddress: string | undefined, mtls?: tls.ConnectionOptions): http.Agent {
+    // mTLS connections pool apart: a kept-alive plaintext socket must never carry a request meant for mTLS.
+    const k = `${localAddress ?? ''}${mtls ? '|mtls' : ''}`;
     let a = this.agents.get(k);
     if (!a) {
       a = new http.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets: Infinity, timeout: this.idleTimeoutMs });
+      if (mtls) withMeshTls(a);
       this.agents.set(k, a);
     }
     return a;
   }
 
   private openH1(ep: Endpoint, head: UpstreamHead, localAddress: string | undefined, fresh: boolean): Exchange {
+    const mtls = this.meshTls?.(ep, 'h1');
     const req = http.request({
       host: ep.ip, port: ep.port, method: head.method, path: head.path, localAddress,
       headers: { ...head.headers, host: head.authority }, setHost: false,
       // The one retry after a stale keep-alive connection goes on a connection of its own.
-      agent: fresh ? false : this.agent(localAddress),
+      agent: fresh ? (mtls ? withMeshTls(new http.Agent()) : false) : this.agent(localAddress, mtls),
+      ...(mtls ? { [MESH_TLS]: mtls } : {}),
     });
     req.setNoDelay(true);
     let connected = false;
@@ -131,14 +139,15 @@ export class UpstreamPools {
   }
 
   private session(ep: Endpoint, localAddress: string | undefined): Promise<ClientHttp2Session> {
-    const k = `${hostPort(ep.ip, ep.port)}|${localAddress ?? ''}`;
+    const mtls = this.meshTls?.(ep, 'h2');
+    const k = `${hostPort(ep.ip, ep.port)}|${localAddress ?? ''}${mtls ? '|mtls' : ''}`;
     const have = this.sessions.get(k);
     if (have) return have;
     const p = new Promise<ClientHttp2Session>((resolve, reject) => {
       let connected = false;
       let settings = false;
       const s = http2.connect(`http://${hostPort(ep.ip, ep.port)}`, {
-        createConnection: () => net.connect({ host: ep.ip, port: ep.port, localAddress, noDelay: true }),
+        createConnection: () => (mtls ? tls.connect({ ...mtls, host: ep.ip, port: ep.port, localAddress } as tls.ConnectionOptions) : net.connect({ host: ep.ip, port: ep.port, localAddress, noDelay: true })),
         // Generous windows: a proxy must not be the flow-control bottleneck, but stays bounded.
         settings: { initialWindowSize: 1 << 20, enablePush: false },
       });
@@ -219,4 +228,17 @@ export function stripPseudo(h: IncomingHttpHeaders | Record<string, unknown>): R
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) out[k] = v as string | string[];
   return out;
+}
+
+/** Request option carrying the mTLS settings to the agent's socket factory. */
+const MESH_TLS = 'weirMeshTls';
+
+/** An agent whose sockets are mesh mTLS when the request carries MESH_TLS options (plaintext otherwise). */
+function withMeshTls(a: http.Agent): http.Agent {
+  const plain = a.createConnection.bind(a);
+  (a as unknown as { createConnection: (o: Record<string, unknown>, cb: unknown) => net.Socket }).createConnection = (o, cb) => {
+    const m = o[MESH_TLS] as tls.ConnectionOptions | undefined;
+    return m ? tls.connect({ ...m, host: o.host as string, port: o.port as number, localAddress: o.localAddress as string | undefined } as tls.ConnectionOptions) : (plain as (o: unknown, cb: unknown) => net.Socket)(o, cb);
+  };
+  return a;
 }

@@ -57,28 +57,32 @@ function classifyTls(buf: Buffer): { protocol: Sniffed; sni?: string } | 'more' 
   return { protocol: 'tls', sni: sniFrom(buf.subarray(5, 5 + recLen)) };
 }
 
-/** Server name from a ClientHello handshake message (RFC 6066 §3), undefined if absent or malformed. */
-export function sniFrom(hs: Buffer): string | undefined {
+/** One extension's body from a ClientHello handshake message, undefined if absent or malformed. */
+export function clientHelloExtension(hs: Buffer, wanted: number): Buffer | undefined {
   try {
     let i = 4 + 2 + 32; // handshake header, client_version, random
     i += 1 + hs[i]; // session id
     i += 2 + hs.readUInt16BE(i); // cipher suites
     i += 1 + hs[i]; // compression methods
-    const extEnd = i + 2 + hs.readUInt16BE(i);
+    const extEnd = Math.min(hs.length, i + 2 + hs.readUInt16BE(i));
     i += 2;
     while (i + 4 <= extEnd) {
       const type = hs.readUInt16BE(i);
       const len = hs.readUInt16BE(i + 2);
       i += 4;
-      if (type === 0) {
-        // server_name_list: u16 length, then (u8 type, u16 len, name)
-        const nameLen = hs.readUInt16BE(i + 3);
-        return hs.toString('latin1', i + 5, i + 5 + nameLen);
-      }
+      if (type === wanted) return i + len <= hs.length ? hs.subarray(i, i + len) : undefined;
       i += len;
     }
-  } catch { /* truncated: no SNI */ }
+  } catch { /* truncated */ }
   return undefined;
+}
+
+/** Server name from a ClientHello handshake message (RFC 6066 §3), undefined if absent or malformed. */
+export function sniFrom(hs: Buffer): string | undefined {
+  const ext = clientHelloExtension(hs, 0);
+  // server_name_list: u16 length, then (u8 type, u16 len, name)
+  if (!ext || ext.length < 5) return undefined;
+  return ext.toString('latin1', 5, 5 + ext.readUInt16BE(3));
 }
 
 /**

@@ -28,6 +28,8 @@ interface Via {
   acquire(t: Upstream): () => void;
   failed(t: Upstream): void;
   connectTimeoutMs: number;
+  /** The cluster's DestinationRule tls.mode (DISABLE: no auto mTLS). */
+  tlsMode?: string;
 }
 
 export class TcpChain {
@@ -138,6 +140,7 @@ export class TcpChain {
       acquire: (t) => rt.balancer.acquire(t),
       failed: (t) => rt.outlier?.record(targetKey(t), { failure: 'connect' }, targets.length),
       connectTimeoutMs: rt.compiled.connectionPool.connectTimeoutMs,
+      tlsMode: rt.compiled.tls?.mode,
     };
     return this.connectAndRelay(conn, targets, labels, rt.compiled.name, undefined, undefined, via).finally(admitted);
   }
@@ -152,6 +155,8 @@ export class TcpChain {
     if (svc) setServiceLabels(labels, svc, routes, false);
     const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
     if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace, {}, src.cluster ?? this.d.config.clusterId));
+    this.d.mesh?.labels(labels, conn);
+    if (this.d.mesh && !this.d.mesh.authorizeTcp(conn)) return 'done'; // AuthorizationPolicy: the connection is closed
     if (conn.tproxied) {
       // The app sees the real client: connect to the original destination
       // (the pod IP) from the client's own address (see transparent.ts).
@@ -188,6 +193,9 @@ export class TcpChain {
       let up: Socket;
       try {
         up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: via?.connectTimeoutMs ?? cfg.connectTimeoutMs, localAddress }));
+        // Auto mTLS to a mesh endpoint (src/proxy/mtls/outbound.ts), unless its DestinationRule says DISABLE;
+        // a failed handshake counts as a failed connect.
+        if (direction === 'outbound' && this.d.mesh && via?.tlsMode !== 'DISABLE') up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp');
       } catch (err) {
         release();
         via?.failed(t);
@@ -210,7 +218,10 @@ export class TcpChain {
       // The registry names remote endpoints' clusters (a gateway standing in for them too); unnamed = this proxy's own.
       if (direction === 'outbound' && t.endpoint) labels.destination_cluster = t.endpoint.cluster ?? cfg.clusterId;
       const upLocal = up.localAddress ? hostPort(canonicalIp(up.localAddress), up.localPort ?? 0) : undefined;
-      const handle = this.pump === 'splice' ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
+      if (direction === 'outbound') this.d.mesh?.labels(labels, conn, up);
+      // TLS sockets have no file descriptor to splice (kernel TLS would give them one: docs/architecture.md, "Mesh mTLS").
+      const encrypted = (down as { encrypted?: boolean }).encrypted || (up as { encrypted?: boolean }).encrypted;
+      const handle = this.pump === 'splice' && !encrypted ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
       const reported = { request: 0, response: 0 };
       const tracked: Tracked = { abort: () => handle.abort(), report: () => this.report(handle, labels, reported) };
       this.open.add(tracked);

@@ -42,9 +42,9 @@ export function echoApp(port: number, podName: string): ContainerSpec {
   };
 }
 
-export function httpGet(url: string, timeoutMs = 3000): Promise<{ status: number; body: string }> {
+export function httpGet(url: string, timeoutMs = 3000, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { timeout: timeoutMs, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { body += d; });

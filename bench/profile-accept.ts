@@ -1,0 +1,83 @@
+// Where the proxy's JavaScript thread spends a short connection: one client
+// proxy under `node --cpu-prof` while a client in its pod opens short TCP
+// connections (16 in parallel, connect → 2 bytes → first reply byte → close,
+// as bench/proxy-l4's conns workload) to a declared-TCP service through both
+// proxies, for a few seconds. Prints self time by category and the top
+// functions. Short on purpose (the bench machine is shared):
+//   SECONDS=5 npx tsx bench/profile-accept.ts
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { Cluster, REPO, service, slice } from '../test/integration/proxy-harness.js';
+
+const SECONDS = Number(process.env.SECONDS ?? 5);
+const VIP = '10.96.59.10';
+const LOAD = `
+const net = require('node:net');
+const [host, port, seconds] = process.argv.slice(1);
+const end = Date.now() + Number(seconds) * 1000; let done = 0, errors = 0, active = 0;
+function one() {
+  if (Date.now() > end) { if (--active === 0) { console.log(JSON.stringify({ done, errors, perSec: done / Number(seconds) })); process.exit(0); } return; }
+  const s = net.connect({ host, port: Number(port) }); s.setNoDelay(true);
+  s.on('connect', () => s.write('Ex')); s.on('data', () => { done++; s.destroy(); one(); });
+  s.on('error', () => { errors++; s.destroy(); one(); });
+}
+for (let i = 0; i < 16; i++) { active++; one(); }
+`;
+
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
+interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
+
+const c = new Cluster();
+const profDir = mkdtempSync(path.join(tmpdir(), 'wx-cpuprof-'));
+chmodSync(profDir, 0o777);
+try {
+  await c.startControlPlane();
+  const client = await c.addPod('client', 'bench');
+  const server = await c.addPod('server', 'bench');
+  c.cp!.apply((b) => b.upsertService(service('echo', 'bench', VIP, [{ name: 'tcp-echo', port: 80 }])));
+  c.cp!.apply((b) => b.upsertEndpointSlice(slice('echo', 'bench', 'echo-a', [{ pod: server }], [{ name: 'tcp-echo', port: 8080 }])));
+  await c.startApp(server);
+  await c.startProxy(server, ['--no-dns']);
+  // The shipped bundle's code, built unminified so the profile names weir's functions.
+  const { buildProxyBundle } = await import(path.join(REPO, 'cni/proxy-bundle.mjs')) as { buildProxyBundle(out: string, o: { sourcemap: boolean; minify: boolean }): Promise<string> };
+  const bundle = await buildProxyBundle(path.join(profDir, 'weir-proxy.mjs'), { sourcemap: false, minify: false });
+  chmodSync(bundle, 0o644);
+  c.proxyCommand = [process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, bundle];
+  await c.startProxy(client, ['--no-dns']);
+  await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+  const out = execFileSync('ip', ['netns', 'exec', client.ns.name, process.execPath, '-e', LOAD, VIP, '80', String(SECONDS)], { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
+  console.log(`load: ${out.trim()}`);
+  client.proxy!.kill('SIGTERM');
+  await once(client.proxy!, 'exit');
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error('no profile written');
+  const prof = JSON.parse(readFileSync(path.join(profDir, file), 'utf8')) as Profile;
+  const self = new Map<number, number>();
+  for (let i = 0; i < prof.samples.length; i++) self.set(prof.samples[i], (self.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const cats = new Map<string, number>();
+  const fns = new Map<string, number>();
+  let total = 0;
+  for (const [id, us] of self) {
+    const n = byId.get(id)!;
+    const f = n.callFrame;
+    total += us;
+    const cat = f.functionName === '(idle)' ? 'idle' : f.functionName === '(garbage collector)' ? 'GC'
+      : f.functionName === '(program)' ? 'program (native, outside JS)' : f.url.startsWith('node:') ? 'node core (net, streams, timers...)'
+      : f.url === '' ? 'native builtins' : 'weir bundle (weir + npm deps)';
+    cats.set(cat, (cats.get(cat) ?? 0) + us);
+    const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\//, '')}:${f.lineNumber + 1}`;
+    fns.set(key, (fns.get(key) ?? 0) + us);
+  }
+  const busy = total - (cats.get('idle') ?? 0);
+  console.log(`profile: ${(total / 1e6).toFixed(2)} s sampled, busy ${(busy / 1e6).toFixed(2)} s`);
+  for (const [k, v] of [...cats].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(34)} ${(v / 1e3).toFixed(0).padStart(6)} ms  ${k === 'idle' ? '' : `${((v / busy) * 100).toFixed(1)} % of busy`}`);
+  console.log('top functions (self, % of busy):');
+  for (const [k, v] of [...fns].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${((v / busy) * 100).toFixed(1).padStart(5)} %  ${k}`);
+} finally {
+  await c.destroy();
+  rmSync(profDir, { recursive: true, force: true });
+}

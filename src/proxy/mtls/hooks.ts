@@ -1,0 +1,66 @@
+// What the chains call into for mesh security — one object on ProxyDeps so
+// the TCP chain, the HTTP connection manager and the pools each need a line
+// or two, not a rewrite: the inbound gate (before protocol selection), the
+// outbound dial wrap, authorization of a TCP connection or an HTTP request,
+// and the security labels of Istio's metrics.
+import type { Socket } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RegistryEndpoint } from '../../controlplane/types.js';
+import { canonicalIp } from '../addr.js';
+import type { Conn } from '../context.js';
+import type { IstioTcpLabels } from '../metrics.js';
+import type { RequestAttributes } from '../../security/evaluate.js';
+import { inboundGate, type InboundGateDeps } from './inbound.js';
+import { meshTlsOptions, serverPrincipal, upgradeOutbound, type MeshProtocol, type OutboundDeps } from './outbound.js';
+import type { ConnectionOptions } from 'node:tls';
+
+export interface MeshHooks {
+  inbound(conn: Conn): Promise<Conn | undefined>;
+  upgrade(up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket>;
+  /** For the HTTP pools, whose sockets are made synchronously: TLS options when the endpoint gets mTLS. */
+  tlsFor(ep: { endpoint?: RegistryEndpoint }, proto: 'h1' | 'h2'): ConnectionOptions | undefined;
+  authorizeTcp(conn: Conn): boolean;
+  authorizeHttp(conn: Conn, req: { method?: string; url?: string; headers: IncomingHttpHeaders }): boolean;
+  labels(labels: IstioTcpLabels, conn: Conn, up?: Socket): void;
+}
+
+function principalOf(uri: string | undefined): { principal?: string; namespace?: string } {
+  if (!uri) return {};
+  const m = /^spiffe:\/\/(.+\/ns\/([^/]+)\/sa\/[^/]+)$/.exec(uri);
+  return m ? { principal: m[1], namespace: m[2] } : {};
+}
+
+export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
+  const attrs = (conn: Conn): RequestAttributes => {
+    const p = principalOf(conn.mesh?.peer);
+    return { sourcePrincipal: p.principal, sourceNamespace: p.namespace, sourceIp: canonicalIp(conn.peer.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')), destinationIp: conn.dst.ip, destinationPort: conn.dst.port, sni: conn.detection?.sni };
+  };
+  return {
+    inbound: (conn) => inboundGate(g, conn),
+    upgrade: (up, ep, proto) => upgradeOutbound(o, up, ep, proto),
+    tlsFor: (ep, proto) => meshTlsOptions(o, ep.endpoint, proto),
+    authorizeTcp(conn) {
+      const d = g.security.decide(g.namespace(), attrs(conn), 'tcp');
+      if (!d.allowed && !conn.down.destroyed) conn.down.destroy();
+      return d.allowed;
+    },
+    authorizeHttp(conn, req) {
+      const a = attrs(conn);
+      a.http = { host: String(req.headers.host ?? req.headers[':authority'] ?? ''), method: req.method ?? '', path: req.url ?? '/', headers: req.headers };
+      return g.security.decide(g.namespace(), a, 'http').allowed;
+    },
+    labels(l, conn, up) {
+      if (conn.direction === 'inbound') {
+        if (!conn.mesh) return;
+        l.connection_security_policy = 'mutual_tls';
+        l.source_principal = conn.mesh.peer;
+        l.destination_principal = conn.mesh.local;
+        return;
+      }
+      const server = up && serverPrincipal(up);
+      if (!server) return;
+      l.source_principal = g.identity.spiffeId ?? 'unknown';
+      l.destination_principal = server;
+    },
+  };
+}

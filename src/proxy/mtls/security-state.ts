@@ -1,0 +1,59 @@
+// The proxy's view of inbound security for its own workload: the compiled
+// PeerAuthentication mode per port and AuthorizationPolicies (compiled for
+// this pod's namespace and labels, recompiled when the agent's identity
+// says otherwise), plus the counters every decision feeds.
+import { Counter, type Registry } from 'prom-client';
+import type { Logger } from '../../common/log.js';
+import { compileSecurity, modeForPort, type CompiledSecurity } from '../../security/compile.js';
+import { authorize, type Decision, type RequestAttributes } from '../../security/evaluate.js';
+import type { SecurityResource } from '../../security/types.js';
+import { loadStaticSecurity } from './static-security.js';
+
+export class SecurityState {
+  private resources: SecurityResource[] = [];
+  private compiled?: { namespace: string; c: CompiledSecurity };
+  readonly denied: Counter<'protocol' | 'policy'>;
+  readonly inbound: Counter<'mode' | 'outcome'>;
+
+  constructor(private readonly labels: Record<string, string>, private readonly logger: Logger, metrics: Registry, file?: string) {
+    this.denied = new Counter({ name: 'weir_authorization_denied_total', help: 'Inbound connections (tcp) and requests (http) denied by AuthorizationPolicy', labelNames: ['protocol', 'policy'], registers: [metrics] });
+    this.inbound = new Counter({ name: 'weir_inbound_mtls_total', help: 'Inbound connections by PeerAuthentication mode and what happened (mtls, plaintext, passthrough_tls, refused_plaintext, handshake_failed)', labelNames: ['mode', 'outcome'], registers: [metrics] });
+    if (file) {
+      const loaded = loadStaticSecurity(file);
+      for (const p of loaded.problems) logger[p.problem.severity === 'error' ? 'error' : 'warn']({ resource: p.resource, field: p.problem.field, severity: p.problem.severity }, p.problem.message);
+      this.resources = loaded.resources;
+      logger.info({ file, resources: loaded.resources.length, refused: loaded.problems.filter((p) => p.problem.severity === 'error').length }, 'static security policies loaded');
+    }
+  }
+
+  forNamespace(namespace: string): CompiledSecurity {
+    if (this.compiled?.namespace !== namespace) {
+      const c = compileSecurity(this.resources, { namespace, labels: this.labels });
+      for (const i of c.ignored) this.logger.warn({ namespace }, i);
+      this.compiled = { namespace, c };
+    }
+    return this.compiled.c;
+  }
+
+  mode(namespace: string, port: number): ReturnType<typeof modeForPort> {
+    return modeForPort(this.forNamespace(namespace), port);
+  }
+
+  /** True when some port of this workload requires mTLS (readiness then waits for the certificate). */
+  strictAnywhere(namespace: string): boolean {
+    const c = this.forNamespace(namespace);
+    return c.mode === 'STRICT' || Object.values(c.portLevel).includes('STRICT');
+  }
+
+  decide(namespace: string, a: RequestAttributes, protocol: 'tcp' | 'http'): Decision {
+    const d = authorize(this.forNamespace(namespace), a);
+    if (d.audited) this.logger.info({ audit: d.audited, protocol, source: a.sourcePrincipal ?? a.sourceIp, port: a.destinationPort, path: a.http?.path }, 'AUDIT policy matched');
+    if (!d.allowed) {
+      this.denied.inc({ protocol, policy: d.policy ?? '(no ALLOW matched)' });
+      this.logger.info({ rbac: 'denied', protocol, reason: d.reason, source: a.sourcePrincipal ?? a.sourceIp, port: a.destinationPort, method: a.http?.method, path: a.http?.path }, 'RBAC: access denied');
+    }
+    return d;
+  }
+
+  snapshot(namespace: string): CompiledSecurity { return this.forNamespace(namespace); }
+}
