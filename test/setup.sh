@@ -23,6 +23,12 @@ if [ "$need_apt" = 1 ]; then
   apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
 fi
 
+# The ebpf backend pins its programs and maps in bpffs (the agent mounts it
+# too when it can; its tests need it).
+if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+  mount -t bpf bpf /sys/fs/bpf || echo "setup: could not mount bpffs at /sys/fs/bpf (ebpf tests will fail)" >&2
+fi
+
 # npm dependencies: reinstall when the lockfile changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"

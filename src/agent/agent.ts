@@ -25,7 +25,7 @@ import { SandboxStore } from './sandbox-store.js';
 import { CaptureController } from './capture-controller.js';
 import { CniServer } from './cni-server.js';
 import { Installer } from './installer.js';
-import { getBackend } from '../netns/backends.js';
+import { selectingBackend } from '../netns/backends.js';
 import { buildPlan } from '../redirect/plan.js';
 import { RepairLoop } from './repair.js';
 import { AgentMetrics, ReadinessGate, startHealthServer } from './metrics.js';
@@ -106,7 +106,13 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     await withTimeout(Promise.all([pods.start(), nsInformer.start()]), over.syncTimeoutMs ?? 60_000, 'first list of pods and namespaces');
 
     const store = await SandboxStore.open(config.runDir);
-    const backend = over.backend ?? getBackend(config.backend, { lockDir: join(config.runDir, 'locks') });
+    // Every pod gets the default backend unless its weir.io/backend annotation names another.
+    const backend = over.backend ?? selectingBackend(config.backend, {
+      lockDir: join(config.runDir, 'locks'),
+      ebpfFallback: config.ebpfFallback ?? 'nftables',
+      ebpf: { ...(config.bpfPinDir ? { pinDir: config.bpfPinDir } : {}), ...(config.ebpfCgroup ? { cgroup: config.ebpfCgroup } : {}) },
+      onEbpfFallback: (reason) => logger.error({ reason, fallback: config.ebpfFallback ?? 'nftables' }, 'ebpf capture unavailable'),
+    });
     const planner = (pod: Pod) => buildPlan(pod);
     const status = new StatusWriter({ kubeConfig, nodeName: config.nodeName, logger, lookup: (ns, n) => pods.get(ns, n) });
     cleanups.push(() => status.flush());

@@ -2,6 +2,7 @@
 // place: every bad value is an error naming the flag and its env variable.
 import type { BackendName } from '../netns/backend-types.js';
 import { BACKEND_NAMES } from '../netns/backends.js';
+import { EBPF_FALLBACKS, type EbpfFallback } from '../netns/backend-select.js';
 import { REPAIR_MODES, type RepairMode } from './repair.js';
 import { parseListenAddress } from './metrics.js';
 import { FieldError } from '../common/errors.js';
@@ -20,6 +21,12 @@ export interface AgentConfig {
   install: boolean;
   runDir: string;
   backend: BackendName;
+  /** ebpf pods when the programs cannot be loaded: program them with nftables (default), or fail closed (ADD fails, the pod does not start). */
+  ebpfFallback?: EbpfFallback;
+  /** ebpf: bpffs directory for weir's pinned programs and maps (default /sys/fs/bpf/weir). */
+  bpfPinDir?: string;
+  /** ebpf: the HOST's cgroup2 root the programs attach to (in a container, a hostPath of it); undefined = this process's cgroup2 mount. */
+  ebpfCgroup?: string;
   repairMode: RepairMode;
   repairIntervalMs: number;
   metricsAddr: string;
@@ -57,6 +64,9 @@ const SPECS: Record<string, Spec> = {
   install: { flag: '--no-install', env: 'WEIR_INSTALL' },
   runDir: { flag: '--run-dir', env: 'WEIR_RUN_DIR' },
   backend: { flag: '--backend', env: 'WEIR_BACKEND' },
+  ebpfFallback: { flag: '--ebpf-fallback', env: 'WEIR_EBPF_FALLBACK' },
+  bpfPinDir: { flag: '--bpf-pin-dir', env: 'WEIR_BPF_PIN_DIR' },
+  ebpfCgroup: { flag: '--ebpf-cgroup', env: 'WEIR_EBPF_CGROUP' },
   repairMode: { flag: '--repair-mode', env: 'WEIR_REPAIR_MODE' },
   repairInterval: { flag: '--repair-interval', env: 'WEIR_REPAIR_INTERVAL' },
   metricsAddr: { flag: '--metrics-addr', env: 'WEIR_METRICS_ADDR' },
@@ -124,6 +134,8 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
 
   const backend = str('backend', 'nftables')!;
   if (!(BACKEND_NAMES as readonly string[]).includes(backend)) throw new ConfigError('backend', `must be one of ${BACKEND_NAMES.join(', ')}`, backend);
+  const ebpfFallback = str('ebpfFallback', 'nftables')!;
+  if (!(EBPF_FALLBACKS as readonly string[]).includes(ebpfFallback)) throw new ConfigError('ebpfFallback', `must be one of ${EBPF_FALLBACKS.join(', ')}`, ebpfFallback);
   const repairMode = str('repairMode', 'repair')!;
   if (!(REPAIR_MODES as readonly string[]).includes(repairMode)) throw new ConfigError('repairMode', `must be one of ${REPAIR_MODES.join(', ')}`, repairMode);
   const repairIntervalMs = durationSetting('repairInterval', str('repairInterval', '60s')!);
@@ -165,6 +177,9 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     install: install === undefined ? true : parseBool(install, 'install'),
     runDir: abs('runDir', '/var/run/weir'),
     backend: backend as BackendName,
+    ebpfFallback: ebpfFallback as EbpfFallback,
+    bpfPinDir: abs('bpfPinDir', '/sys/fs/bpf/weir'),
+    ...(str('ebpfCgroup') !== undefined ? { ebpfCgroup: abs('ebpfCgroup', '/') } : {}),
     repairMode: repairMode as RepairMode,
     repairIntervalMs,
     metricsAddr,

@@ -6,12 +6,16 @@
 // CNI's plugins stay exactly as they are), delete weir's standalone conf,
 // and delete the weir-cni binary. Running pods keep working: their capture
 // points at their own proxy. Idempotent; refuses while an agent is serving.
+// The ebpf backend's pinned programs and maps are removed too, which
+// detaches them: pods on that backend go uncaptured (their nft inbound
+// tables stay until the pods go).
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { writeFileAtomic, PreconditionFailed } from '../cni/atomic-file.js';
 import { CONF_EXTENSIONS, pluginsOf, readConf, unchainedConf, weirEntryIndex } from './installer-conf.js';
 import { PLUGIN_TYPE } from './installer.js';
+import { DEFAULT_BPF_PIN_DIR, removeEbpfPins } from '../netns/ebpf-loader.js';
 
 export interface UninstallOptions {
   confDir: string;
@@ -20,6 +24,8 @@ export interface UninstallOptions {
   runDir?: string;
   /** Uninstall even though an agent is serving. */
   force?: boolean;
+  /** Where the ebpf backend pinned its programs and maps (removed: that detaches them). Default /sys/fs/bpf/weir. */
+  bpfPinDir?: string;
 }
 
 export interface UninstallReport {
@@ -29,6 +35,8 @@ export interface UninstallReport {
   deleted: string[];
   /** The weir-cni binary, when it was there and is now gone. */
   binaryRemoved?: string;
+  /** ebpf pins removed (links detached from the cgroup, maps freed); pods on the ebpf backend are no longer captured. */
+  ebpfRemoved: string[];
 }
 
 export class UninstallRefused extends Error {}
@@ -51,7 +59,7 @@ export async function uninstall(o: UninstallOptions): Promise<UninstallReport> {
       throw new UninstallRefused(`a weir agent is still serving at ${sock}; it would chain weir-cni again. Delete the DaemonSet first (kubectl delete -k daemonset/), or pass --force`);
     }
   }
-  const report: UninstallReport = { unchained: [], deleted: [] };
+  const report: UninstallReport = { unchained: [], deleted: [], ebpfRemoved: removeEbpfPins(o.bpfPinDir ?? DEFAULT_BPF_PIN_DIR) };
   let names: string[] = [];
   try {
     names = await readdir(o.confDir);

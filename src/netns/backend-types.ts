@@ -2,8 +2,8 @@
 // fulfils. Callers (CNI server, repair loop, CLI) only see this.
 import type { RedirectPlan } from '../redirect/types.js';
 
-/** The capture backends weir has (netns/backends.ts turns a name into one). */
-export type BackendName = 'nftables' | 'iptables';
+/** The capture backends weir has (netns/backends.ts turns a name into one; ebpf = cgroup socket programs + an nft inbound ruleset). */
+export type BackendName = 'nftables' | 'iptables' | 'ebpf';
 
 /** A network namespace by path: /run/netns/X, /var/run/netns/cni-..., /proc/PID/ns/net. */
 export type NetnsPath = string;

@@ -7,15 +7,23 @@ import { NFT_TABLES, NFT_TPROXY_TABLE, renderNftables, renderNftablesDefinition 
 import { existsSync } from 'node:fs';
 import { nativeAvailable, nftRun } from '../native/addon.js';
 import { TproxyRoutingBackend } from './tproxy-backend.js';
+import { EbpfBackend } from './ebpf-backend.js';
+import type { EbpfLocation } from './ebpf-loader.js';
+import { SelectingBackend, type EbpfFallback } from './backend-select.js';
 
 export const DEFAULT_BACKEND: BackendName = 'nftables';
-export const BACKEND_NAMES: readonly BackendName[] = ['nftables', 'iptables'];
+export const BACKEND_NAMES: readonly BackendName[] = ['nftables', 'iptables', 'ebpf'];
 
 export interface BackendOptions {
   /** iptables only: nf_tables-backed or legacy (see iptables-detect.ts). Default nft. */
   iptablesMode?: IptablesMode;
   /** iptables only: directory for per-netns xtables lock files. */
   lockDir?: string;
+  /** ebpf only: where the programs are pinned and attached (default /sys/fs/bpf/weir, the cgroup2 root). */
+  ebpf?: Partial<EbpfLocation>;
+  /** ebpf only, through selectingBackend: nftables (default) or fail closed when the programs cannot load. */
+  ebpfFallback?: EbpfFallback;
+  onEbpfFallback?(reason: string): void;
 }
 
 export function parseBackendName(value: string, field = 'backend'): BackendName {
@@ -50,7 +58,22 @@ export function getBackend(name: BackendName = DEFAULT_BACKEND, opts: BackendOpt
       const rules = new IptablesBackend({ mode: opts.iptablesMode, lockDir: opts.lockDir });
       return new TproxyRoutingBackend(rules, { hasTproxy: (netns) => mayHaveTproxy(netns, /^table ip6? mangle$/m, rules.mode === 'nft') });
     }
+    case 'ebpf':
+      return new EbpfBackend(opts.ebpf);
     default:
       throw new Error(`backend: unknown backend ${JSON.stringify(name)}`);
   }
+}
+
+/**
+ * The agent's backend: the default for every pod, the pod's weir.io/backend
+ * annotation when it has one, and the ebpf fallback policy.
+ */
+export function selectingBackend(defaultBackend: BackendName, opts: BackendOptions = {}): SelectingBackend {
+  return new SelectingBackend({
+    defaultBackend,
+    create: (name) => getBackend(name, opts),
+    ebpfFallback: opts.ebpfFallback ?? 'nftables',
+    onFallback: opts.onEbpfFallback,
+  });
 }

@@ -20,7 +20,17 @@ export const ANNOTATIONS = {
   linkerdSkipSubnets: 'config.linkerd.io/skip-subnets',
   /** weir's own: "false" turns DNS capture (to 15053) off for the pod. */
   dnsCapture: 'weir.io/dns-capture',
+  /** weir's own: the capture backend for this pod ("ebpf", "nftables", "iptables"); absent = the agent's default. */
+  backend: 'weir.io/backend',
 } as const;
+
+export const CAPTURE_BACKENDS = ['nftables', 'iptables', 'ebpf'] as const;
+
+export function parseBackend(value: string): (typeof CAPTURE_BACKENDS)[number] {
+  const v = value.trim().toLowerCase();
+  if ((CAPTURE_BACKENDS as readonly string[]).includes(v)) return v as (typeof CAPTURE_BACKENDS)[number];
+  throw new FieldError(ANNOTATIONS.backend, `must be one of ${CAPTURE_BACKENDS.join(', ')}`, value);
+}
 
 /** Comma-separated, whitespace around items ignored; empty items are junk ("80,,81"). */
 function items(annotation: string, value: string): string[] {

@@ -6,7 +6,7 @@ import type { Pod } from '../kube/pod-types.js';
 import { containerEnv, DEFAULT_PROXY_CONTAINER_NAMES, findProxyContainer, type ProxyContainer } from '../kube/proxy-container.js';
 import { normalisePorts } from './addr.js';
 import {
-  ANNOTATIONS, parseBoolean, parseCidrList, parseCidrSelector, parseId, parseInterceptionMode,
+  ANNOTATIONS, parseBackend, parseBoolean, parseCidrList, parseCidrSelector, parseId, parseInterceptionMode,
   parseInterfaceList, parsePortList, parsePortSelector,
 } from './annotations.js';
 import type { PlanSettings, PortRange, RedirectPlan } from './types.js';
@@ -84,6 +84,8 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
   ]);
   const includeOutboundPorts = parsePortList(ANNOTATIONS.includeOutboundPorts, get(ANNOTATIONS.includeOutboundPorts) ?? '');
 
+  const backendText = get(ANNOTATIONS.backend);
+  const backend = backendText === undefined ? undefined : parseBackend(backendText);
   const dnsText = get(ANNOTATIONS.dnsCapture);
   const dnsEnabled = dnsText === undefined ? dnsDefault(found, settings) : parseBoolean(ANNOTATIONS.dnsCapture, dnsText);
 
@@ -93,6 +95,7 @@ export function buildPlan(pod: Pod, settings: PlanSettings = {}): RedirectPlan {
     // Optional keys appear only when they apply, so the plans (and plan
     // hashes) of plain Istio-style REDIRECT pods do not change with them.
     ...(linkerd ? { style: 'linkerd' as const } : {}),
+    ...(backend ? { backend } : {}),
     ...(mode === 'TPROXY' ? { tproxy: { mark: TPROXY_MARK, routeTable: TPROXY_ROUTE_TABLE } } : {}),
     proxyUid: uid,
     proxyGid: gid,

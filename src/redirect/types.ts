@@ -20,6 +20,8 @@ export interface RedirectPlan {
    * never captured; no 127.0.0.6 passthrough, no proxy-to-own-IP hand-off).
    */
   style?: 'linkerd';
+  /** The pod's weir.io/backend annotation, when it has one; absent = the agent's default backend. */
+  backend?: 'nftables' | 'iptables' | 'ebpf';
   /** Present exactly when mode is TPROXY: the mark TPROXY sets and the table its policy route lives in. */
   tproxy?: { mark: number; routeTable: number };
   proxyUid: number;

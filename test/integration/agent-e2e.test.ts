@@ -144,7 +144,7 @@ describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, 
 
     const config: AgentConfig = {
       nodeName: NODE, kubeconfig: api.writeKubeconfig(dir), cniConfDir: confDir, cniBinDir: path.join(dir, 'bin'), cniPluginBinary: PLUGIN,
-      install: true, runDir: path.join(dir, 'run'), backend: 'nftables', repairMode: 'repair', repairIntervalMs: 1000,
+      install: true, runDir: path.join(dir, 'run'), backend: 'nftables', ebpfFallback: 'nftables', bpfPinDir: '/sys/fs/bpf/weir', repairMode: 'repair', repairIntervalMs: 1000,
       metricsAddr: '127.0.0.1:0', hostProc: procRoot, excludeNamespaces: ['kube-system'], keepChainOnShutdown: false,
       controlPlane: true, clusterDomain: 'cluster.local', logLevel: process.env.WK_LOG ?? 'silent',
     };

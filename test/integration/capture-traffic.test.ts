@@ -17,6 +17,8 @@ import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import type { BackendName } from '../../src/netns/backend-types.js';
 import { sandboxAt } from '../../src/netns/backend-types.js';
+import { EbpfBackend } from '../../src/netns/ebpf-backend.js';
+import { createBpfSandbox, type BpfSandbox } from '../support/bpf-sandbox.js';
 
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);
@@ -87,7 +89,7 @@ function kernelListing(ns: Netns): string {
   return `${nft}\n${strip(ns.exec('iptables-nft-save'))}\n${strip(ns.exec('ip6tables-nft-save'))}`;
 }
 
-for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
+for (const backendName of ['iptables', 'nftables', 'ebpf'] as BackendName[]) {
   describe(`capture traffic through ${backendName}`, { skip }, () => {
     let pair: PodPair;
     let a: ReturnType<typeof podPairAddresses>;
@@ -97,7 +99,9 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
     const children: ChildProcess[] = [];
     let podDnsLog: () => string = () => '';
     let dir: string;
-    const backend = getBackend(backendName);
+    // ebpf: programs attached to a cgroup of this test's own, which this process (and so every socat, dnsmasq, listener) joins.
+    let bpf: BpfSandbox | undefined;
+    let backend = backendName === 'ebpf' ? undefined! : getBackend(backendName);
 
     const podManifest = () => ({
       metadata: {
@@ -113,6 +117,10 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
     });
 
     before(async () => {
+      if (backendName === 'ebpf') {
+        bpf = createBpfSandbox();
+        backend = new EbpfBackend({ pinDir: bpf.pinDir, cgroup: bpf.cgroup });
+      }
       dir = mkdtempSync(path.join(tmpdir(), 'wr-dns-'));
       chmodSync(dir, 0o777); // the stand-in DNS proxy runs as uid 1337 and writes its pid here
       pair = createPodPair('wr');
@@ -159,6 +167,7 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
       for (const c of children) c.kill('SIGKILL');
       pair?.destroy();
       if (dir) rmSync(dir, { recursive: true, force: true });
+      bpf?.destroy();
     });
 
     test('app TCP to the peer arrives at 15001 with the dialled address (IPv4, IPv6)', async () => {
@@ -221,6 +230,16 @@ for (const backendName of ['iptables', 'nftables'] as BackendName[]) {
       // App → 15053 (zone 2) → the stand-in proxy forwards as uid 1337 (zone 1) → peer.
       for (let i = 0; i < 5; i++) assert.equal(await digFrom(pair.pod, a.peer4, `r${i}.remote.wr.test`), '10.9.9.1');
       assert.match(podDnsLog(), new RegExp(`forwarded r4\\.remote\\.wr\\.test to ${a.peer4.replace(/\./g, '\\.')}`));
+    });
+
+    test('ebpf: outbound TCP and DNS are captured by the map entry alone; nft holds only inbound', { skip: backendName !== 'ebpf' }, async () => {
+      const listing = kernelListing(pair.pod);
+      assert.doesNotMatch(listing, /:15001|:15053|weir_raw/, 'no outbound or DNS redirect in nftables');
+      assert.match(listing, /redirect to :15006/);
+      const state = await backend.read(sandboxAt(pair.pod.path));
+      assert.match(state.listing, /^ebpf pod plan=[0-9a-f]{12}\n/);
+      assert.match(state.listing, new RegExp(`exclude cidrs ${extra4}/32,${extra6}/128`));
+      assert.match(state.listing, /never captured \(excluded interfaces' subnets\) 192\.168\.77\.0\/24/);
     });
 
     test('apply twice gives the identical listing and verify is clean', async () => {

@@ -131,11 +131,14 @@ test('weir precheck: one line per check on this machine, with what to do; a Cili
   const r = await weirCli(['precheck', '--cni-conf-dir', dir, '--socket', path.join(dir, 'none.sock'), '-o', 'json']);
   const lines = JSON.parse(r.stdout) as { check: string; status: string; detail: string; fix?: string }[];
   const by = (c: string) => lines.find((l) => l.check === c)!;
-  for (const c of ['kernel', 'backend nftables', 'iptables in use', 'backend iptables', 'CNI conf dir', 'primary CNI', 'cilium', 'cgroup2', 'BPF', 'agent']) assert.ok(by(c), `check ${c}`);
+  for (const c of ['kernel', 'backend nftables', 'iptables in use', 'backend iptables', 'CNI conf dir', 'primary CNI', 'cilium', 'cgroup2', 'bpffs', 'backend ebpf', 'agent']) assert.ok(by(c), `check ${c}`);
   // This machine runs every other real-kernel test with nftables: the probe must agree.
   assert.equal(by('backend nftables').status, 'ok', by('backend nftables').detail);
   assert.match(by('primary CNI').detail, /^cilium-cni → portmap/);
   assert.match(by('cilium').fix!, /cni\.exclusive=false/);
+  // The kernel really loads (and verifies) every eBPF program; nothing is left attached or pinned.
+  assert.equal(by('backend ebpf').status, 'ok', by('backend ebpf').detail);
+  assert.match(by('backend ebpf').detail, /accepts weir's 8 programs \(cgroup\/connect4, cgroup\/connect6, .*sockops, cgroup\/getsockopt\)/);
   assert.equal(by('agent').status, 'warn');
   assert.equal(r.code, lines.some((l) => l.status === 'fail') ? 1 : 0);
   const missing = await weirCli(['precheck', '--cni-conf-dir', path.join(dir, 'nope'), '--socket', path.join(dir, 'none.sock')]);

@@ -133,7 +133,7 @@ describe('weir-cni stays chained across agent restarts; weir uninstall removes i
   test('weir uninstall refuses while an agent serves (it would chain again)', async () => {
     await start();
     try {
-      const r = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run]);
+      const r = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run, '--bpf-pin-dir', path.join(dirs().run, 'no-bpf')]);
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.match(r.stderr, /still serving.*kubectl delete -k daemonset/);
       assert.deepEqual(pluginTypes(), ['bridge', 'portmap', 'weir-cni']);
@@ -144,9 +144,9 @@ describe('weir-cni stays chained across agent restarts; weir uninstall removes i
   });
 
   test('uninstalled: the primary conf holds exactly its own plugins again, the binary is gone, new pods start with the primary CNI only', async () => {
-    const r = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run, '-o', 'json']);
+    const r = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run, '--bpf-pin-dir', path.join(dirs().run, 'no-bpf'), '-o', 'json']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { unchained: [confFile], deleted: [], binaryRemoved: path.join(dirs().bin, 'weir-cni') });
+    assert.deepEqual(JSON.parse(r.stdout), { unchained: [confFile], deleted: [], binaryRemoved: path.join(dirs().bin, 'weir-cni'), ebpfRemoved: [] });
     assert.deepEqual(JSON.parse(readFileSync(confFile, 'utf8')), JSON.parse(primaryText));
     assert.equal(existsSync(path.join(dirs().bin, 'weir-cni')), false);
 
@@ -164,7 +164,7 @@ describe('weir-cni stays chained across agent restarts; weir uninstall removes i
     assert.ok(del.ok, JSON.stringify(del));
     assert.equal(leases().length, before - 1);
     // Idempotent.
-    const again = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run]);
+    const again = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run, '--bpf-pin-dir', path.join(dirs().run, 'no-bpf')]);
     assert.equal(again.code, 0);
     assert.match(again.stdout, /not installed/);
   });

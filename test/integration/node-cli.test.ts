@@ -82,7 +82,7 @@ describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: sk
     api.put(slice('meshed-svc', [{ ip: '10.77.0.5', pod: 'meshed' }]));
     const config: AgentConfig = {
       nodeName: NODE, kubeconfig: api.writeKubeconfig(dir), cniConfDir: path.join(dir, 'net.d'), cniBinDir: path.join(dir, 'bin'), cniPluginBinary: path.join(REPO, 'dist/weir-cni'),
-      install: false, runDir: path.join(dir, 'run'), backend: 'nftables', repairMode: 'repair', repairIntervalMs: 600_000,
+      install: false, runDir: path.join(dir, 'run'), backend: 'nftables', ebpfFallback: 'nftables', bpfPinDir: '/sys/fs/bpf/weir', repairMode: 'repair', repairIntervalMs: 600_000,
       metricsAddr: '127.0.0.1:0', hostProc: '/proc', excludeNamespaces: ['kube-system'], keepChainOnShutdown: false,
       controlPlane: true, clusterDomain: 'cluster.local', logLevel: process.env.WN_LOG ?? 'silent',
     };

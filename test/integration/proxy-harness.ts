@@ -19,7 +19,7 @@ import { buildPlan } from '../../src/redirect/plan.js';
 import { startControlPlane, type ControlPlane, type ControlPlaneDeps } from '../../src/controlplane/server.js';
 import type { PodIdentity } from '../../src/controlplane/protocol.js';
 import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
-import { sandboxAt } from '../../src/netns/backend-types.js';
+import { sandboxAt, type CaptureBackend } from '../../src/netns/backend-types.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -75,6 +75,8 @@ export class Cluster {
    */
   proxyCommand: string[] | undefined = process.env.WX_PROXY_COMMAND ? JSON.parse(process.env.WX_PROXY_COMMAND) as string[] : undefined;
   readonly metrics = new PromRegistry();
+  /** How pods are captured: the nftables backend as the agent's default, or another (the ebpf suite's). */
+  captureBackend: CaptureBackend = getBackend('nftables');
   private readonly a = 100 + Math.floor(Math.random() * 100);
   private readonly b = 1 + Math.floor(Math.random() * 250);
   private nextHost = 10;
@@ -108,8 +110,8 @@ export class Cluster {
     this.router.ip('link', 'set', `${v}b`, 'up');
     // A default route so a SYN to a VIP nothing routes leaves the app (then capture takes it).
     ns.ip('route', 'add', 'default', 'via', `10.${this.a}.${this.b}.1`);
-    // Capture exactly as the agent programs it: weir's plan for a pod with a proxy container, nftables backend.
-    if (opts.capture !== false) await getBackend('nftables').apply(sandboxAt(ns.path), buildPlan({ metadata: { name, namespace }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } }));
+    // Capture exactly as the agent programs it: weir's plan for a pod with a proxy container.
+    if (opts.capture !== false) await this.captureBackend.apply(sandboxAt(ns.path), buildPlan({ metadata: { name, namespace }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } }));
     return pod;
   }
 

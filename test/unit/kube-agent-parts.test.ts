@@ -66,7 +66,8 @@ test('agent config: defaults, env, and errors that name the flag and env variabl
   const bad: [Record<string, string>, RegExp][] = [
     [{}, /--node-name \(env NODE_NAME\): required/],
     [{ nodeName: 'Bad_Node' }, /--node-name.*DNS-1123/],
-    [{ nodeName: 'n', backend: 'ebpf' }, /--backend \(env WEIR_BACKEND\): must be one of nftables, iptables.*"ebpf"/],
+    [{ nodeName: 'n', backend: 'bpf' }, /--backend \(env WEIR_BACKEND\): must be one of nftables, iptables, ebpf.*"bpf"/],
+    [{ nodeName: 'n', ebpfFallback: 'iptables' }, /--ebpf-fallback \(env WEIR_EBPF_FALLBACK\): must be one of nftables, fail.*"iptables"/],
     [{ nodeName: 'n', repairMode: 'fix' }, /--repair-mode.*repair, delete, label/],
     [{ nodeName: 'n', repairInterval: '10 minutes' }, /--repair-interval.*duration/],
     // A bare number is refused (it meant seconds here and milliseconds in the proxy).

@@ -18,8 +18,10 @@ import { renderNftables } from '../../redirect/render-nftables.js';
 import type { RedirectPlan } from '../../redirect/types.js';
 import type { BackendName } from '../../netns/backend-types.js';
 import { sandboxAt } from '../../netns/backend-types.js';
+import { DEFAULT_BPF_PIN_DIR, ebpfPinned } from '../../netns/ebpf-loader.js';
+import { formatEbpfEntry, inboundOnlyPlan, renderEbpfEntry } from '../../redirect/render-ebpf.js';
 
-interface CommonOpts { backend?: BackendName; iptablesMode: IptablesMode | 'auto'; netns?: string; file?: string }
+interface CommonOpts { backend?: BackendName; iptablesMode: IptablesMode | 'auto'; netns?: string; file?: string; bpfPinDir: string; cgroup?: string }
 
 function podsFromFile(file: string | undefined): ManifestPod[] {
   if (!file) throw new FieldError('-f/--file', 'a manifest (YAML or JSON; - for stdin) is required');
@@ -45,14 +47,19 @@ function requireNetns(netns: string | undefined): string {
  * the native addon is missing (an iptables-only host can still show and
  * remove; naming --backend nftables still reports the missing addon).
  */
-function implicitBackends(named: BackendName | undefined): BackendName[] {
+function implicitBackends(named: BackendName | undefined, opts: CommonOpts): BackendName[] {
   if (named) return [named];
-  if (nativeAvailable()) return [...BACKEND_NAMES];
+  // ebpf only where its programs are pinned: first, so its entry (which
+  // includes the nft inbound tables) is shown instead of those tables alone.
+  const ebpf: BackendName[] = ebpfPinned(opts.bpfPinDir) ? ['ebpf'] : [];
+  const rest = BACKEND_NAMES.filter((b) => b !== 'ebpf');
+  if (nativeAvailable()) return [...ebpf, ...rest];
   process.stderr.write(`weir rules: skipping nftables: ${ADDON_NOT_BUILT}\n`);
-  return BACKEND_NAMES.filter((b) => b !== 'nftables');
+  return rest.filter((b) => b !== 'nftables');
 }
 
 async function backendFor(name: BackendName, opts: CommonOpts): Promise<CaptureBackend> {
+  if (name === 'ebpf') return getBackend('ebpf', { ebpf: { pinDir: opts.bpfPinDir, ...(opts.cgroup ? { cgroup: opts.cgroup } : {}) } });
   if (name !== 'iptables') return getBackend(name);
   const mode = opts.iptablesMode === 'auto' ? (await detectIptablesMode()).mode : opts.iptablesMode;
   return getBackend('iptables', { iptablesMode: mode });
@@ -69,6 +76,8 @@ function withCommon(cmd: Command, parts: { file?: boolean; netns?: boolean; back
   const backend = new Option('--backend <name>', 'capture backend').choices([...BACKEND_NAMES]);
   cmd.addOption(parts.backendRequired ? backend.default(DEFAULT_BACKEND) : backend);
   cmd.addOption(new Option('--iptables-mode <mode>', 'iptables variant').choices(['auto', 'nft', 'legacy']).default('auto'));
+  cmd.addOption(new Option('--bpf-pin-dir <dir>', 'ebpf: where weir\'s programs and maps are pinned').default(DEFAULT_BPF_PIN_DIR));
+  cmd.addOption(new Option('--cgroup <dir>', 'ebpf: the cgroup2 directory the programs attach to (default: the cgroup2 root)'));
   return cmd;
 }
 
@@ -85,6 +94,10 @@ export function registerRulesCommands(program: Command): void {
         if (opts.backend === 'iptables') {
           const r = renderIptables(plan);
           process.stdout.write(`# iptables-restore --noflush (IPv4)\n${r.v4}# ip6tables-restore --noflush (IPv6)\n${r.v6}`);
+        } else if (opts.backend === 'ebpf') {
+          // Without a netns: no pod-local addresses or interface subnets yet (apply reads them from the netns).
+          process.stdout.write(`# weir_pods map entry (netns addresses are added at apply)\n${formatEbpfEntry(renderEbpfEntry(plan, []))}`);
+          process.stdout.write(`# nftables, inbound only\n${renderNftables(inboundOnlyPlan(plan))}`);
         } else {
           process.stdout.write(renderNftables(plan));
         }
@@ -102,11 +115,14 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('show').description('print what weir programmed in a netns'), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      const names = implicitBackends(opts.backend);
+      const names = implicitBackends(opts.backend, opts);
       let any = false;
+      let ebpfShown = false;
       for (const name of names) {
+        if (name === 'nftables' && ebpfShown) continue; // already listed as the ebpf backend's inbound part
         const state = await (await backendFor(name, opts)).read(sandboxAt(netns));
-        if (!state.present) continue;
+        if (!state.present || (name === 'ebpf' && state.planHash === undefined && !opts.backend)) continue;
+        if (name === 'ebpf') ebpfShown = true;
         any = true;
         process.stdout.write(`# backend ${name}${state.planHash ? ` plan=${state.planHash}` : ''}\n${state.listing.trimEnd()}\n`);
       }
@@ -129,7 +145,7 @@ export function registerRulesCommands(program: Command): void {
   withCommon(rules.command('remove').description("remove exactly weir's rules from a netns"), { netns: true })
     .action(action(async (opts) => {
       const netns = requireNetns(opts.netns);
-      for (const name of implicitBackends(opts.backend)) await (await backendFor(name, opts)).remove(sandboxAt(netns));
+      for (const name of implicitBackends(opts.backend, opts)) await (await backendFor(name, opts)).remove(sandboxAt(netns));
       process.stdout.write(`removed weir rules from ${netns}\n`);
     }));
 }

@@ -11,9 +11,10 @@ export function registerUninstallCommand(program: Command): void {
     .addOption(optionWithDefault('--cni-conf-dir <dir>', 'CNI conf dir (env WEIR_CNI_CONF_DIR)', '/etc/cni/net.d'))
     .addOption(optionWithDefault('--cni-bin-dir <dir>', 'CNI bin dir (env WEIR_CNI_BIN_DIR)', '/opt/cni/bin'))
     .addOption(optionWithDefault('--run-dir <dir>', 'the agent\'s run dir, to refuse while an agent serves (env WEIR_RUN_DIR)', '/var/run/weir'))
+    .addOption(optionWithDefault('--bpf-pin-dir <dir>', 'the eBPF backend\'s pins, removed (detaching its programs)', '/sys/fs/bpf/weir'))
     .option('--force', 'uninstall even though an agent is still serving (it will chain weir-cni again)')
     .addOption(new Option('-o, --output <format>', 'text or json').choices(['text', 'json']).default('text'))
-    .action(async (opts: { cniConfDir?: string; cniBinDir?: string; runDir?: string; force?: boolean; output: string }) => {
+    .action(async (opts: { cniConfDir?: string; cniBinDir?: string; runDir?: string; bpfPinDir?: string; force?: boolean; output: string }) => {
       const env = process.env;
       const pick = (v: string | undefined, e: string | undefined, d: string): string => v ?? (e || d);
       try {
@@ -24,6 +25,7 @@ export function registerUninstallCommand(program: Command): void {
           binDir: pick(opts.cniBinDir, env.WEIR_CNI_BIN_DIR, '/opt/cni/bin'),
           runDir: pick(opts.runDir, env.WEIR_RUN_DIR, '/var/run/weir'),
           force: opts.force,
+          bpfPinDir: opts.bpfPinDir,
         });
         if (opts.output === 'json') {
           process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -31,7 +33,8 @@ export function registerUninstallCommand(program: Command): void {
           for (const f of report.unchained) process.stdout.write(`removed weir-cni from ${f}\n`);
           for (const f of report.deleted) process.stdout.write(`deleted ${f}\n`);
           if (report.binaryRemoved) process.stdout.write(`deleted ${report.binaryRemoved}\n`);
-          if (!report.unchained.length && !report.deleted.length && !report.binaryRemoved) process.stdout.write('weir-cni is not installed on this node\n');
+          if (report.ebpfRemoved.length) process.stdout.write(`removed eBPF pins (programs detached): ${report.ebpfRemoved.join(', ')}\n`);
+          if (!report.unchained.length && !report.deleted.length && !report.binaryRemoved && !report.ebpfRemoved.length) process.stdout.write('weir-cni is not installed on this node\n');
         }
       } catch (e) {
         process.stderr.write(`weir uninstall: ${(e as Error).message}\n`);

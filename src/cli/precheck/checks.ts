@@ -2,7 +2,7 @@
 // fact with what to do about it. Each check probes the real thing (the
 // kernel accepts weir's ruleset in check mode, the conf dir is read the way
 // libcni reads it), never a guess from a version number alone.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { execa } from 'execa';
 import { findPrimaryConf, pluginsOf } from '../../agent/installer-conf.js';
@@ -11,6 +11,7 @@ import { ADDON_NOT_BUILT, nativeAvailable, nftRun } from '../../native/addon.js'
 import { buildPlan } from '../../redirect/plan.js';
 import { renderNftables } from '../../redirect/render-nftables.js';
 import { adminCall } from '../admin-client.js';
+import { ebpfChecks } from './ebpf-check.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 export interface CheckLine { check: string; status: CheckStatus; detail: string; fix?: string }
@@ -65,18 +66,6 @@ async function cniConf(dir: string): Promise<CheckLine[]> {
   return lines;
 }
 
-function cgroup2(): CheckLine {
-  const ok = existsSync('/sys/fs/cgroup/cgroup.controllers');
-  return { check: 'cgroup2', status: ok ? 'ok' : 'warn', detail: ok ? 'unified hierarchy at /sys/fs/cgroup' : 'cgroup v1 (or not mounted)', fix: ok ? undefined : 'pod UIDs are still found in v1 cgroup paths; the eBPF backend (later) will need cgroup2' };
-}
-
-function bpf(): CheckLine {
-  let mounts = '';
-  try { mounts = readFileSync('/proc/mounts', 'utf8'); } catch { /* not Linux /proc */ }
-  const fs = /\sbpf\s/.test(mounts);
-  return { check: 'BPF', status: fs ? 'ok' : 'warn', detail: `bpffs ${fs ? 'mounted' : 'not mounted'}; weir's eBPF backend is not implemented yet (nothing uses it)`, fix: fs ? undefined : 'mount -t bpf bpf /sys/fs/bpf (only needed for eBPF later)' };
-}
-
 async function agent(socket: string): Promise<CheckLine> {
   try {
     const s = await adminCall(socket, 'GET', '/v1/status', 3000) as { ready: boolean; readyReason: string; backend: string };
@@ -88,5 +77,5 @@ async function agent(socket: string): Promise<CheckLine> {
 
 export async function runPrechecks(o: PrecheckOptions): Promise<CheckLine[]> {
   const [k, n, ipt, cni, a] = await Promise.all([kernel(), nftablesBackend(), iptablesBackend(), cniConf(o.cniConfDir), agent(o.socket)]);
-  return [k, n, ...ipt, ...cni, cgroup2(), bpf(), a];
+  return [k, n, ...ipt, ...ebpfChecks(), ...cni, a];
 }
