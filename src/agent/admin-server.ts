@@ -103,10 +103,10 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     }
   };
   const controlPlaneFacts = (ns: string, name: string): ControlPlaneFacts | undefined => {
-    const st = o.controlPlaneStats?.() as { version?: number; proxies?: { pod: string; sentVersion?: number; ackedVersion?: number; connectedAt?: string }[] } | undefined;
+    const st = o.controlPlaneStats?.() as { version?: number; proxies?: ({ pod: string } & Omit<ControlPlaneFacts, 'registryVersion'>)[] } | undefined;
     if (!st) return undefined;
     const session = st.proxies?.find((x) => x.pod === `${ns}/${name}`);
-    return { registryVersion: st.version, sentVersion: session?.sentVersion, ackedVersion: session?.ackedVersion, connectedAt: session?.connectedAt };
+    return { registryVersion: st.version, sentVersion: session?.sentVersion, ackedVersion: session?.ackedVersion, connectedAt: session?.connectedAt, protocol: session?.protocol, lastNack: session?.lastNack };
   };
   const route = async ({ method, path: p, query }: AdminRequest): Promise<unknown> => {
     if (method === 'GET' && p === '/v1/status') {

@@ -53,6 +53,8 @@ export interface AgentOverrides {
   syncTimeoutMs?: number;
   /** Readiness must be false this long before /readyz says so. Default 5000 ms. */
   readyDownAfterMs?: number;
+  /** How often a missing Istio CRD is looked for again (tests). Default 30 s. */
+  istioDiscoveryIntervalMs?: number;
 }
 
 export interface Agent {
@@ -171,12 +173,18 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       const { startControlPlane } = await import('../controlplane/server.js');
       const byPid = await pidsResolvable(config.hostProc);
       if (!byPid) logger.info({ hostProc: config.hostProc }, 'peer pids do not resolve under host-proc (no hostPID): the host proxy socket identifies no one; proxies use their pod socket');
+      // Istio's networking resources, compiled per proxy namespace; a missing CRD is normal (Services alone).
+      const { IstioConfigSource, IstioConfigStore } = await import('../controlplane/istio-source.js');
+      const { istioCompiledSource } = await import('../controlplane/v2/compiled-source.js');
+      const istio = new IstioConfigSource(kubeConfig, new IstioConfigStore(), logger.child({ component: 'istio-config' }), over.istioDiscoveryIntervalMs !== undefined ? { discoveryIntervalMs: over.istioDiscoveryIntervalMs } : {});
       const cp = await startControlPlane({
         kubeConfig, socketPath: join(config.runDir, 'proxy.sock'), logger, metrics: metrics.registry, clusterDomain: config.clusterDomain,
         identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
+        compiled: istioCompiledSource({ store: istio.store, rootNamespace: config.istioRootNamespace ?? 'istio-system', podLabels: (ns, name) => pods.get(ns, name)?.metadata.labels }),
+        compiledReady: istio.start(),
         onCsr: config.ca ? await csrForwarderFor(config.ca, logger, metrics.registry) : undefined,
       });
-      cleanups.push(() => cp.close());
+      cleanups.push(() => cp.close(), () => istio.stop());
       controlPlaneStats = () => cp.stats();
       multicluster = await startMulticluster({ config, kubeConfig, apply: (c) => cp.apply(c), logger, metrics: metrics.registry });
       cleanups.push(() => multicluster!.close());

@@ -36,6 +36,8 @@ export interface AgentConfig {
   /** Start the node control plane for proxies (@weir/proxy in each captured pod's netns, and proxy.sock). */
   controlPlane: boolean;
   clusterDomain: string;
+  /** Istio's root namespace: mesh-wide Sidecars and DestinationRules live there. */
+  istioRootNamespace?: string;
   logLevel: string;
   /** The weir CA proxies' CSRs are forwarded to (https://weir-ca.weir-system.svc:15012); undefined = no certificates. */
   ca?: { url: string; tokenFile: string; rootsFile: string; trustDomain: string };
@@ -73,6 +75,7 @@ const SPECS: Record<string, Spec> = {
   keepChainOnShutdown: { flag: '--keep-chain-on-shutdown', env: 'WEIR_KEEP_CHAIN_ON_SHUTDOWN' },
   controlPlane: { flag: '--no-control-plane', env: 'WEIR_CONTROL_PLANE' },
   clusterDomain: { flag: '--cluster-domain', env: 'WEIR_CLUSTER_DOMAIN' },
+  istioRootNamespace: { flag: '--istio-root-namespace', env: 'WEIR_ISTIO_ROOT_NAMESPACE' },
   logLevel: { flag: '--log-level', env: 'WEIR_LOG_LEVEL' },
   caUrl: { flag: '--ca-url', env: 'WEIR_CA_URL' },
   caTokenFile: { flag: '--ca-token-file', env: 'WEIR_CA_TOKEN_FILE' },
@@ -152,6 +155,8 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
   const controlPlane = pick('controlPlane');
   const keep = pick('keepChainOnShutdown');
   const logLevel = str('logLevel', 'info')!;
+  const istioRootNamespace = str('istioRootNamespace', 'istio-system')!;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(istioRootNamespace) || istioRootNamespace.length > 63) throw new ConfigError('istioRootNamespace', 'must be a namespace name', istioRootNamespace);
   const clusterId = str('clusterId', 'Kubernetes')!;
   // Becomes a metric label and an endpoint field: the same shape Istio accepts for cluster names.
   if (!isClusterName(clusterId)) throw new ConfigError('clusterId', CLUSTER_NAME_RULE, clusterId);
@@ -184,6 +189,7 @@ export function resolveAgentConfig(raw: RawAgentOptions, env: NodeJS.ProcessEnv 
     keepChainOnShutdown: keep === undefined ? true : parseBool(keep, 'keepChainOnShutdown'),
     controlPlane: controlPlane === undefined ? true : parseBool(controlPlane, 'controlPlane'),
     clusterDomain: str('clusterDomain', 'cluster.local')!,
+    istioRootNamespace,
     logLevel,
     clusterId,
     ...(network ? { network } : {}),

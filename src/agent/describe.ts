@@ -14,12 +14,17 @@ export interface ProxyFacts {
   dump?: ConfigDump & { agent?: { identity?: { namespace: string; name: string } } };
 }
 
-export interface ControlPlaneFacts { sentVersion?: number; ackedVersion?: number; connectedAt?: string; registryVersion?: number }
+export interface ControlPlaneFacts {
+  sentVersion?: number; ackedVersion?: number; connectedAt?: string; registryVersion?: number;
+  /** v2: the protocol the proxy speaks, and the last push it rejected (it kept its last good config of that kind). */
+  protocol?: number;
+  lastNack?: { kind: string; version: number; errors: { name: string; field: string; message: string }[]; at: string };
+}
 
 export interface Description {
   pod: string;
   capture: { state: string; captured: boolean; reason: string; backend?: string; planHash?: string; verified: string; verifiedAt?: string; field?: string; error?: string };
-  proxy: { reachable: boolean; ready?: boolean; readyReason?: string; acknowledgedVersion?: number; agentSentVersion?: number; agentRegistryVersion?: number; identity?: string; error?: string };
+  proxy: { reachable: boolean; ready?: boolean; readyReason?: string; acknowledgedVersion?: number; agentSentVersion?: number; agentRegistryVersion?: number; identity?: string; error?: string; protocol?: number; lastNack?: ControlPlaneFacts['lastNack'] };
   /** Services whose endpoints include this pod (inbound), from the proxy's registry. */
   services: string[];
   /** Clusters the proxy routes this pod's outbound connections to, with routable endpoint counts. */
@@ -52,6 +57,10 @@ export function describePod(view: PodView, proxy: ProxyFacts, cp: ControlPlaneFa
   if (view.captured && !proxy.reachable) next.push(`the proxy admin is unreachable (${proxy.error ?? 'unknown'}): is the proxy container running? kubectl logs ${view.name} -n ${view.namespace} -c weir-proxy`);
   if (proxy.ready && !proxy.ready.ready) next.push(`the proxy is not ready (${proxy.ready.reason}): weir proxy-config log ${pod}, kubectl logs -c weir-proxy`);
   if (dump && dump.version.acknowledged < 0) next.push('the proxy has no registry from the agent: weir status (control plane), and the proxy\'s log for "refused"');
+  if (cp?.lastNack) {
+    const e = cp.lastNack.errors[0];
+    next.push(`the proxy rejected ${cp.lastNack.kind} version ${cp.lastNack.version} (${e ? `${e.name} ${e.field}: ${e.message}` : 'no reason'}); it keeps its last good ${cp.lastNack.kind}: fix the resource that produced it`);
+  }
   if (view.verified === 'never' && view.captured) next.push(`weir check ${pod} (rules not verified since they were programmed)`);
   return {
     pod,
@@ -60,6 +69,7 @@ export function describePod(view: PodView, proxy: ProxyFacts, cp: ControlPlaneFa
       reachable: proxy.reachable, ready: proxy.ready?.ready, readyReason: proxy.ready?.reason, acknowledgedVersion: dump?.version.acknowledged,
       agentSentVersion: cp?.sentVersion, agentRegistryVersion: cp?.registryVersion,
       identity: dump?.agent?.identity ? `${dump.agent.identity.namespace}/${dump.agent.identity.name}` : undefined, error: proxy.error,
+      protocol: cp?.protocol, lastNack: cp?.lastNack,
     },
     services, routesTo,
     istioConfig: { virtualServices: NOT_READ, destinationRules: NOT_READ, peerAuthentication: NOT_READ, authorizationPolicies: NOT_READ },

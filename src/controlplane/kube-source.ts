@@ -6,7 +6,7 @@
 // proxies never see a gap or a full reset.
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
-import { endpointSlices, services } from '../kube/informers.js';
+import { endpointSlices, podIdentities, services, tlsModeOf, type PodIdentityLike } from '../kube/informers.js';
 import type { InformerHealth, ResilientInformer } from '../kube/informer.js';
 import type { KubeEndpointSlice, KubeService } from './kube-shapes.js';
 import { LOCAL_CLUSTER, type RegistryBuilder } from './registry-builder.js';
@@ -25,7 +25,7 @@ type Apply = (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void
 interface Named { metadata?: { namespace?: string; name?: string } }
 
 /** `cluster`: which cluster these objects belong to (default the local one; remote clusters: their name). */
-export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number; cluster?: string; onError?: (err: Error) => void } = {}): RegistrySource {
+export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger, opts: { watchdogMs?: number; cluster?: string; onError?: (err: Error) => void; pods?: boolean } = {}): RegistrySource {
   const informers: ResilientInformer<Named>[] = [];
   const c = opts.cluster ?? LOCAL_CLUSTER;
 
@@ -43,16 +43,24 @@ export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger,
     async start() {
       // Only pass what is set: an explicit undefined would override the informer's defaults.
       const common = { kubeConfig: kc, logger, ...(opts.watchdogMs !== undefined ? { watchdogMs: opts.watchdogMs } : {}) };
-      await Promise.all([
+      const started = [
         wire(services(common), (b, o) => b.upsertService(o as unknown as KubeService, c), (b, ns, n) => b.deleteService(ns, n, c)),
         wire(endpointSlices(common), (b, o) => b.upsertEndpointSlice(o as unknown as KubeEndpointSlice, c), (b, ns, n) => b.deleteEndpointSlice(ns, n, c)),
-      ]);
+      ];
+      // Endpoint labels / service accounts / tlsMode come from the local cluster's pods (all namespaces, slimmed).
+      if (c === LOCAL_CLUSTER && opts.pods !== false) {
+        started.push(wire(podIdentities(common), (b, o) => {
+          const p = o as unknown as PodIdentityLike;
+          return b.setPod(p.metadata.namespace ?? '', p.metadata.name ?? '', { labels: p.metadata.labels, serviceAccount: p.spec.serviceAccountName, tlsMode: tlsModeOf(p) });
+        }, (b, ns, n) => b.setPod(ns, n, undefined)));
+      }
+      await Promise.all(started);
     },
     async stop() {
       await Promise.all(informers.map((i) => i.stop()));
     },
     health() {
-      return Object.fromEntries(informers.map((i, n) => [n === 0 ? 'services' : 'endpointslices', i.health()]));
+      return Object.fromEntries(informers.map((i, n) => [['services', 'endpointslices', 'pods'][n], i.health()]));
     },
   };
 }

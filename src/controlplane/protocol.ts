@@ -3,8 +3,14 @@
 // per line, UTF-8, no embedded newlines (JSON.stringify never emits them).
 // See docs/proxy-protocol.md for the conversation.
 import type { RegistryService } from './types.js';
+import type { Kind } from './v2/kinds.js';
 
+/** The v1 registry protocol; still served to proxies that only speak it. */
 export const PROTOCOL_VERSION = 1;
+/** Typed kinds with per-kind versions, ack and nack (docs/proxy-protocol.md, "Version 2"). */
+export const PROTOCOL_V2 = 2;
+/** What this build speaks, preferred first (the proxy's hello.versions). */
+export const PROTOCOL_VERSIONS = [PROTOCOL_V2, PROTOCOL_VERSION];
 /**
  * Where a proxy reaches the agent: an abstract unix socket inside its own
  * pod's network namespace, bound there by the agent at CNI ADD. No mount,
@@ -31,8 +37,11 @@ export interface HelloMsg {
   type: 'hello';
   /** Protocol versions the proxy speaks; the agent picks the highest it also speaks. */
   versions: number[];
-  /** Resume token from an earlier welcome, with the last version the proxy applied. */
-  resume?: { epoch: string; version: number };
+  /**
+   * Resume token from an earlier welcome: v1 sends the last registry version
+   * it applied, v2 the last version it applied of each kind.
+   */
+  resume?: { epoch: string; version?: number; versions?: Partial<Record<Kind, number>> };
   /** What the proxy believes it is (logged, compared, never trusted). */
   claimed?: { namespace?: string; name?: string };
 }
@@ -44,6 +53,8 @@ export interface WelcomeMsg {
   epoch: string;
   /** Who the agent decided the peer is (docs/proxy-protocol.md, "Trust model"). */
   identity: PodIdentity;
+  /** v2: the cluster domain (v1 sends it in each snapshot). */
+  clusterDomain?: string;
   /** This agent answers `csr` (it forwards to a weir CA). Absent: never send one (older agents close on unknown types). */
   certificates?: boolean;
 }
@@ -65,7 +76,29 @@ export interface DeltaMsg {
   deletes: string[];
 }
 
-export interface AckMsg { type: 'ack'; version: number }
+/**
+ * v2: one change of one kind. `full` replaces the kind wholesale; otherwise
+ * it applies only to a holder of exactly `fromVersion`. Applied whole or not
+ * at all, then acked or nacked with the same kind, version and nonce.
+ */
+export interface PushMsg {
+  type: 'push';
+  kind: Kind;
+  version: number;
+  nonce: string;
+  full?: boolean;
+  fromVersion?: number;
+  upserts: unknown[];
+  /** Keys within the kind (kinds.ts keyOf). */
+  deletes: string[];
+}
+
+/** v1: `{version}`; v2 adds the kind and the nonce of the push it answers. */
+export interface AckMsg { type: 'ack'; version: number; kind?: Kind; nonce?: string }
+/** What a proxy found wrong in one push: the item's key, the field, why. */
+export interface NackError { name: string; field: string; message: string }
+/** v2: the push was not applied; the proxy keeps its last good version of that kind. */
+export interface NackMsg { type: 'nack'; kind: Kind; version: number; nonce: string; errors: NackError[] }
 /** With a `nonce`: the answer to that csr (the connection stays up); without: a protocol error (it closes). */
 export interface ErrorMsg { type: 'error'; reason: string; nonce?: string }
 
@@ -78,8 +111,8 @@ export interface CsrMsg { type: 'csr'; nonce: string; pem: string }
 /** The signed answer to one csr (becomes a `Secret` push with control plane v2). */
 export interface CertificateMsg { type: 'certificate'; nonce: string; chain: string[]; roots: string[] }
 
-export type AgentToProxy = WelcomeMsg | RefusedMsg | SnapshotMsg | DeltaMsg | ErrorMsg | CertificateMsg;
-export type ProxyToAgent = HelloMsg | AckMsg | CsrMsg;
+export type AgentToProxy = WelcomeMsg | RefusedMsg | SnapshotMsg | DeltaMsg | PushMsg | ErrorMsg | CertificateMsg;
+export type ProxyToAgent = HelloMsg | AckMsg | NackMsg | CsrMsg;
 
 /**
  * Splits a byte stream into JSON messages. Buffers only the current partial

@@ -6,6 +6,7 @@ import type { Registry, RegistryDelta, RegistryEndpoint, RegistryService, Regist
 import type { KubeEndpointSlice, KubeService } from './kube-shapes.js';
 import { ClusterObjects, keyOf, mergeSlices, proto } from './cluster-objects.js';
 import { gatewaysByNetwork, NETWORK_LABEL, reachable, type Gateway } from './networks.js';
+import { PodIndex, type PodInfo } from './pod-index.js';
 
 function serviceKind(svc: KubeService): ServiceKind {
   const spec = svc.spec ?? {};
@@ -59,6 +60,10 @@ export class RegistryBuilder {
   private readonly historyLimit: number;
   /** VIPs handed to remote-only services whose ClusterIP collides with a local one (stable per key). */
   private readonly remoteVips = new Map<string, string>();
+  /** Registry entries of ServiceEntry hosts ("ns/host"; no Service key has a dot in its name). */
+  private readonly entries = new Map<string, RegistryService>();
+  /** Pod labels / service accounts / tlsMode that local endpoints carry. */
+  private readonly pods = new PodIndex();
   /** Local ClusterIP → service key, rebuilt lazily after a local Service changes. */
   private localIps?: Map<string, string>;
   private topology: ClusterTopology = {};
@@ -82,6 +87,23 @@ export class RegistryBuilder {
     let c = this.clusters.get(cluster);
     if (!c) this.clusters.set(cluster, (c = new ClusterObjects()));
     return c;
+  }
+
+  /**
+   * A pod's labels / service account / tlsMode changed (undefined: the pod
+   * is gone). Rebuilds the services whose endpoints name it.
+   */
+  setPod(namespace: string, name: string, info: PodInfo | undefined): RegistryDelta | undefined {
+    const svcs = this.pods.set(namespace, name, info);
+    return svcs.length ? this.rebuild(svcs) : undefined;
+  }
+
+  /** Replace the ServiceEntry-derived entries (translate/service-entry-registry.ts) with `list`. */
+  setServiceEntries(list: RegistryService[]): RegistryDelta | undefined {
+    const keys = new Set(this.entries.keys());
+    this.entries.clear();
+    for (const s of list) { const k = keyOf(s.namespace, s.name); this.entries.set(k, s); keys.add(k); }
+    return this.rebuild([...keys]);
   }
 
   /** Remote clusters that contributed anything. */
@@ -200,6 +222,15 @@ export class RegistryBuilder {
     return { version: this.version, clusterDomain: this.clusterDomain, services };
   }
 
+  /** Every service as JSON text (v2 pushes splice it into lines without re-encoding). */
+  serviceJsons(): string[] {
+    return [...this.built.values()].map((b) => b.json);
+  }
+
+  serviceJson(key: string): string | undefined {
+    return this.built.get(key)?.json;
+  }
+
   /**
    * The delta that brings a proxy at `fromVersion` to the current version,
    * or undefined when that version is no longer covered by the history (the
@@ -224,6 +255,8 @@ export class RegistryBuilder {
   }
 
   private buildOne(key: string): RegistryService | undefined {
+    const entry = this.entries.get(key);
+    if (entry) return entry;
     // The local Service decides kind and ports; else the remote cluster that sorts first.
     const owners = [...this.clusters].filter(([, c]) => c.services.has(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     if (owners.length === 0) { this.remoteVips.delete(key); return undefined; } // slices without their Service are not routable
@@ -249,7 +282,10 @@ export class RegistryBuilder {
           // Pod metadata (service account, mesh marker) before the cluster tag: auto mTLS reads it.
           const meta = ep.podName && this.endpointMeta?.(ep.podNamespace ?? namespace, ep.podName);
           if (meta) Object.assign(ep, meta);
-          return cluster === LOCAL_CLUSTER ? ep : { ...ep, cluster };
+          if (cluster !== LOCAL_CLUSTER) return { ...ep, cluster };
+          // Labels, service account and tlsMode from the cluster-wide pod informer (pod-index.ts).
+          if (ep.podName) this.pods.fill(ep, key);
+          return ep;
         });
         // Headless answers are pod IPs: a gateway cannot stand in for them, so they stay as they are.
         endpoints.push(...(cluster === LOCAL_CLUSTER || kind === 'Headless' ? eps : reachable(eps, this.networks.get(cluster), this.topology.localNetwork, this.gatewayMap())));

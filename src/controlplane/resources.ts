@@ -58,7 +58,7 @@ export interface CompiledCluster {
   host: string;
   port: number;
   subset?: string;
-  /** ns/name of the Service (or ServiceEntry) whose endpoints this cluster uses. */
+  /** The registry key whose endpoints this cluster uses: "ns/name" of a Service, "ns/<host>" of a ServiceEntry host. */
   service?: string;
   protocol: PortProtocol;
   /** Endpoint labels a subset selects (all must match). */
@@ -74,6 +74,13 @@ export interface CompiledCluster {
 
 export interface IgnoredConfig { resource: string; field: string; message: string }
 
+/**
+ * The proxy's outbound listener settings (the Sidecar that selects it, else
+ * the root namespace's default). REGISTRY_ONLY: destinations outside the
+ * registry get 502 NR / a reset instead of passthrough.
+ */
+export interface CompiledListener { name: 'outbound'; outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY'; sidecar?: string }
+
 /** Everything one proxy (in one namespace) gets. */
 export interface CompiledProxyConfig {
   routes: CompiledRouteTable[];
@@ -81,4 +88,6 @@ export interface CompiledProxyConfig {
   clusters: CompiledCluster[];
   /** Config that exists but weir did not apply (unsupported fields, invalid resources): shown in config_dump. */
   ignored: IgnoredConfig[];
+  /** The outbound listener (absent in static files written before it existed: ALLOW_ANY). */
+  listeners?: CompiledListener[];
 }

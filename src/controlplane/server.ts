@@ -3,7 +3,8 @@
 // is comes from the kernel: from which pod-netns listener accepted it
 // (pod-listeners.ts hands those connections to serve()), or, on the legacy
 // host socket, from the peer pid. Every registry change is pushed as a delta
-// that each proxy acknowledges.
+// that each proxy acknowledges. Protocol 2 proxies also get the compiled
+// kinds of their view (v2/views.ts), each versioned, acked or nacked.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -12,13 +13,17 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { kubeRegistrySource, type RegistrySource } from './kube-source.js';
-import { peerPid } from './peer-cred.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
+import { identifyByPeerPid } from './host-socket-identity.js';
+import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSION, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type ProxyToAgent, type PodIdentity, POD_SOCKET } from './protocol.js';
 import { MessageError, parseProxyMessage } from './messages.js';
 import { badPeerReporter } from '../common/bad-peer.js';
 import { RegistryBuilder, type RegistryBuilderOptions } from './registry-builder.js';
 import type { CsrHandler } from './csr-messages.js';
 import type { RegistryDelta } from './types.js';
+import type { CompiledSource } from './v2/compiled-source.js';
+import type { V2Pusher, LastNack } from './v2/pusher.js';
+import type { Kind } from './v2/kinds.js';
+import { createV2Service } from './v2/service.js';
 
 /**
  * What the kernel says about one connection: the pod (or why not), and how
@@ -54,6 +59,12 @@ export interface ControlPlaneDeps {
   source?: (apply: (change: (b: RegistryBuilder) => RegistryDelta | undefined) => void) => RegistrySource;
   /** How long a proxy has to send hello. Default 5000 ms. */
   helloTimeoutMs?: number;
+  /** What v2 views are compiled from besides the registry. Default: Services alone (no Istio resources). */
+  compiled?: CompiledSource;
+  /** Resolves when the compiled source's inputs are listed (v2 pushes wait for it, as for the registry). */
+  compiledReady?: Promise<void>;
+  /** Recompile debounce for v2 views. Default 20 ms. */
+  compileDebounceMs?: number;
   /** Extra registry-builder options (endpoint metadata in tests until the pod informer fills it). */
   builder?: RegistryBuilderOptions;
   /** Answers a proxy's csr (src/agent/csr-forwarder.ts); undefined = this agent issues no certificates. */
@@ -72,6 +83,11 @@ export interface ProxySessionStats {
   resumed: boolean;
   snapshotsSent: number;
   deltasSent: number;
+  protocol: number;
+  /** v2: the shared view this proxy gets, per-kind versions, and the last NACK it sent. */
+  view?: string;
+  kinds?: Record<string, { sent: number; acked: number; pushes: number; nacks: number }>;
+  lastNack?: LastNack;
 }
 
 export interface ControlPlane {
@@ -89,7 +105,7 @@ export interface ControlPlane {
 /** Above this many unsent bytes for one proxy, stop writing and coalesce into one delta on drain. */
 const HIGH_WATER = 4 * 1024 * 1024;
 
-interface Session {
+export interface Session {
   id: number;
   sock: Socket;
   identify: IdentifyConnection;
@@ -104,6 +120,9 @@ interface Session {
   snapshotsSent: number;
   deltasSent: number;
   blocked: boolean;
+  protocol: number;
+  v2?: V2Pusher;
+  viewKey?: string;
 }
 
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
@@ -131,6 +150,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   };
 
   const badPeer = badPeerReporter(deps.metrics, 'proxy.sock', log);
+  const v2 = createV2Service({
+    log, metrics: deps.metrics, builder, epoch, clusterDomain: deps.clusterDomain, compiled: deps.compiled, debounceMs: deps.compileDebounceMs, certificates: deps.onCsr !== undefined,
+    sessions: () => sessions, synced: () => synced, apply: (c) => apply(c), settleFanout: () => settleFanout(),
+  });
 
   function send(s: Session, msg: AgentToProxy): void {
     s.sock.write(encode(msg));
@@ -145,6 +168,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   /** Bring one proxy up to the current version: a delta if possible, else a snapshot. */
   function catchUp(s: Session): void {
+    if (s.v2) { s.v2.catchUp(); return; }
     if (s.blocked || s.sentVersion === builder.currentVersion()) return;
     const d = builder.deltaSince(s.sentVersion);
     if (!d) sendSnapshot(s);
@@ -186,6 +210,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       return;
     }
     if (!delta) return;
+    v2.onRegistryDelta(delta);
     m.version.set(delta.version);
     m.services.set(builder.snapshot().services.size);
     if (!synced) return; // proxies get the complete registry once the first list finished
@@ -195,8 +220,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   }
 
   async function admit(s: Session, hello: HelloMsg): Promise<void> {
-    if (!Array.isArray(hello.versions) || !hello.versions.includes(PROTOCOL_VERSION)) {
-      refuse(s, `unsupported protocol versions ${JSON.stringify(hello.versions)}; this agent speaks ${PROTOCOL_VERSION}`);
+    const protocol = PROTOCOL_VERSIONS.find((v) => hello.versions.includes(v));
+    if (protocol === undefined) {
+      refuse(s, `unsupported protocol versions ${JSON.stringify(hello.versions)}; this agent speaks ${PROTOCOL_VERSIONS.join(', ')}`);
       return;
     }
     let found: ConnectionIdentity;
@@ -216,10 +242,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     if (claimed && ((claimed.namespace && claimed.namespace !== identity.namespace) || (claimed.name && claimed.name !== identity.name))) {
       log.warn({ via: found.via, pid: found.pid || undefined, claimed, identity: { namespace: identity.namespace, name: identity.name } }, 'proxy claimed a different pod; using the kernel-derived identity');
     }
-    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity }, ...(deps.onCsr ? { certificates: true } : {}) });
     m.connected.set([...sessions].filter((x) => x.identity).length);
+    if (protocol === PROTOCOL_V2) { v2.admit(s, hello, identity); return; }
+    send(s, { type: 'welcome', version: PROTOCOL_VERSION, epoch, identity: { ...identity }, ...(deps.onCsr ? { certificates: true } : {}) });
     // Resume: the proxy already holds version N from this epoch → only the delta.
-    if (hello.resume && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
+    if (hello.resume?.version !== undefined && hello.resume.epoch === epoch && builder.deltaSince(hello.resume.version)) {
       s.sentVersion = hello.resume.version;
       s.ackedVersion = hello.resume.version;
       s.resumed = true;
@@ -250,7 +277,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   function onConnection(sock: Socket, identify: IdentifyConnection): void {
     const s: Session = {
       id: nextId++, sock, identify, pid: 0, identifiedBy: '', connectedAt: new Date(), sentVersion: -1, ackedVersion: -1,
-      resumed: false, snapshotsSent: 0, deltasSent: 0, blocked: false,
+      resumed: false, snapshotsSent: 0, deltasSent: 0, blocked: false, protocol: PROTOCOL_VERSION,
     };
     sessions.add(s);
     const decoder = new LineDecoder();
@@ -269,6 +296,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         gotHello = true;
         clearTimeout(helloTimer);
         admit(s, msg).catch((err: unknown) => { log.error({ session: s.id, err: String(err) }, 'admitting a proxy failed'); refuse(s, `internal error: ${String(err)}`); });
+      } else if (s.v2 && (msg.type === 'ack' || msg.type === 'nack')) {
+        const err = msg.type === 'ack' ? s.v2.ack(msg as typeof msg & { kind: Kind; nonce: string }) : s.v2.nack(msg);
+        if (err) protocolError(err);
       } else if (msg.type === 'ack' && s.identity) {
         if (msg.version > s.sentVersion) { protocolError(`ack.version ${msg.version} was never sent`); return; }
         s.ackedVersion = Math.max(s.ackedVersion, msg.version);
@@ -284,7 +314,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       if (failed) return;
       try {
         for (const raw of decoder.push(chunk)) {
-          onMessage(parseProxyMessage(raw));
+          onMessage(parseProxyMessage(raw, s.protocol));
           if (failed) return;
         }
       } catch (err) {
@@ -299,6 +329,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     sock.on('close', () => {
       clearTimeout(helloTimer);
       sessions.delete(s);
+      v2.release(s);
       m.connected.set([...sessions].filter((x) => x.identity).length);
       if (s.identity) log.info({ session: s.id, pod: `${s.identity.namespace}/${s.identity.name}`, ackedVersion: s.ackedVersion }, 'proxy disconnected');
       settleFanout();
@@ -323,7 +354,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   log.info({ socket: socketPath, epoch }, 'control plane started');
 
   const source = (deps.source ?? ((a) => kubeRegistrySource(deps.kubeConfig, a, log)))(apply);
-  const started = source.start().then(() => {
+  const started = Promise.all([source.start(), deps.compiledReady]).then(() => {
     synced = true;
     log.info({ version: builder.currentVersion(), services: builder.snapshot().services.size }, 'registry synced');
     for (const s of sessions) if (s.identity) catchUp(s);
@@ -343,7 +374,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           id: s.id, pid: s.pid, identifiedBy: s.identifiedBy, pod: `${s.identity!.namespace}/${s.identity!.name}`,
           connectedAt: s.connectedAt.toISOString(), sentVersion: s.sentVersion, ackedVersion: s.ackedVersion,
           lastAckAt: s.lastAckAt?.toISOString(), resumed: s.resumed, snapshotsSent: s.snapshotsSent, deltasSent: s.deltasSent,
+          protocol: s.protocol, view: s.viewKey, kinds: s.v2?.stats(), lastNack: s.v2?.lastNack,
         })),
+        views: v2.viewStats(),
       };
     },
     waitAcked(version, timeoutMs = 5000) {
@@ -357,31 +390,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     async close() {
       await source.stop().catch(() => {});
       await started;
+      v2.close();
       for (const s of sessions) s.sock.destroy();
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       if (socketPath) rmSync(socketPath, { force: true });
     },
-  };
-}
-
-/**
- * Identity on the host socket: SO_PEERCRED pid → the agent's identifyPeer.
- * A pid of 0 means the peer is in a pid namespace the agent cannot see (the
- * agent runs without hostPID): it is refused, never mapped to a pod.
- */
-function identifyByPeerPid(identifyPeer: ControlPlaneDeps['identifyPeer']): IdentifyConnection {
-  return async (sock) => {
-    let peer: Awaited<ReturnType<typeof peerPid>>;
-    try {
-      peer = await peerPid(sock);
-    } catch (err) {
-      return { pid: 0, via: 'SO_PEERCRED', refusal: `cannot read peer credentials: ${String(err)}` };
-    }
-    if (!peer) {
-      return { pid: 0, via: 'SO_PEERCRED', refusal: 'kernel reports no peer pid for this connection (the proxy is in a pid namespace the agent cannot see); connect to the pod socket ' + POD_SOCKET + ' instead' };
-    }
-    if (!identifyPeer) return { pid: peer.pid, via: peer.via, refusal: 'this agent does not identify proxies by pid' };
-    const identity = await identifyPeer(peer.pid);
-    return identity ? { pid: peer.pid, via: peer.via, identity } : { pid: peer.pid, via: peer.via, refusal: `pid ${peer.pid} does not belong to a pod this agent knows` };
   };
 }

@@ -49,6 +49,12 @@ export interface RegistryService {
   endpoints: RegistryEndpoint[];
   /** Clusters that define this Service ("local" for this one), when any remote cluster does. */
   clusters?: string[];
+  /**
+   * Set when this entry is one host of a ServiceEntry (name = the host, which
+   * no Service name can be: they have no dots). The DNS proxy answers the
+   * host with clusterIPs (the entry's addresses or an auto-allocated VIP).
+   */
+  serviceEntry?: { host: string; exportTo: string[]; resolution: string; location: string; autoAllocated?: boolean };
 }
 
 export interface Registry {

@@ -2,8 +2,11 @@
 // would reach it: FQDN `name.ns.svc.<domain>`, `name.ns.svc`, `name.ns`,
 // bare `name` in the pod's namespace, and any of those joined with the pod's
 // first search domain (answered with a CNAME to the FQDN so the client skips
-// the rest of its ndots:5 search walk).
+// the rest of its ndots:5 search walk). ServiceEntry hosts exported to the
+// pod's namespace are answered too: exact hosts first, then the most
+// specific wildcard (`*.example.com`), as Istio's DNS proxy does.
 import type { Registry, RegistryService } from '../controlplane/types.js';
+import { visibleTo } from '../istio/hosts.js';
 
 export interface LocalMatch {
   service: RegistryService;
@@ -24,6 +27,10 @@ export class LocalZone {
   private readonly svcSuffix: string;
   /** Labels in an FQDN `name.ns.svc.<domain>`. */
   private readonly fqdnLabels: number;
+  /** ServiceEntry hosts visible to the pod's namespace. */
+  private readonly entryHosts = new Map<string, RegistryService>();
+  /** Wildcard ServiceEntry hosts as [suffix ".example.com", entry], longest suffix first. */
+  private readonly entryWildcards: [string, RegistryService][] = [];
 
   constructor(
     private readonly registry: Registry,
@@ -33,6 +40,15 @@ export class LocalZone {
     this.domain = registry.clusterDomain.toLowerCase().replace(/\.$/, '');
     this.svcSuffix = `.svc.${this.domain}`;
     this.fqdnLabels = 3 + this.domain.split('.').length;
+    for (const svc of registry.services.values()) {
+      const se = svc.serviceEntry;
+      if (!se || !visibleTo(se.exportTo, svc.namespace, podNamespace)) continue;
+      // A host with no address to give (resolution NONE or DNS without addresses) is left to the upstream resolver.
+      if (svc.clusterIPs.length === 0 && svc.endpoints.length === 0) continue;
+      if (se.host.startsWith('*.')) this.entryWildcards.push([se.host.slice(1), svc]);
+      else if (!this.entryHosts.has(se.host)) this.entryHosts.set(se.host, svc);
+    }
+    this.entryWildcards.sort((a, b) => b[0].length - a[0].length);
   }
 
   get clusterDomain(): string {
@@ -43,6 +59,8 @@ export class LocalZone {
   lookup(qname: string): LocalMatch | undefined {
     const direct = this.matchForms(qname);
     if (direct) return direct;
+    const entry = this.matchEntry(qname);
+    if (entry) return entry;
     // `<short form>.<first search domain>`: glibc tries this first for
     // names with fewer than ndots dots.
     const sd = this.firstSearchDomain;
@@ -51,6 +69,14 @@ export class LocalZone {
       const m = this.matchForms(inner);
       if (m) return { ...m, aliasOf: m.fqdn };
     }
+    return undefined;
+  }
+
+  /** A ServiceEntry host: exact, else the longest wildcard suffix. */
+  private matchEntry(name: string): LocalMatch | undefined {
+    const exact = this.entryHosts.get(name);
+    if (exact) return { service: exact, fqdn: name };
+    for (const [suffix, service] of this.entryWildcards) if (name.length > suffix.length && name.endsWith(suffix)) return { service, fqdn: name };
     return undefined;
   }
 

@@ -36,6 +36,12 @@ export interface ResilientInformerOptions<T> {
   maxBackoffMs?: number;
   /** Server-side watch timeout asked for; the client re-watches after it. Default 300 s. */
   watchTimeoutSeconds?: number;
+  /**
+   * Reduce each object to what its consumers read before it is cached or
+   * emitted (a cluster-wide pod cache holding whole pods would cost GBs at
+   * 100k pods). Must keep metadata.namespace/name/resourceVersion.
+   */
+  slim?: (obj: T) => T;
 }
 
 export interface InformerHealth {
@@ -161,7 +167,8 @@ export class ResilientInformer<T extends MetaLike> extends EventEmitter<Resilien
     const list = await this.opts.listFn();
     if (this.synced) this.relists++;
     const fresh = new Map<string, T>();
-    for (const item of list.items ?? []) fresh.set(keyOf(item), item);
+    const slim = this.opts.slim;
+    for (const item of list.items ?? []) fresh.set(keyOf(item), slim ? slim(item) : item);
     for (const [k, old] of this.cache) {
       if (!fresh.has(k)) { this.cache.delete(k); this.emit('delete', old); }
     }
@@ -224,6 +231,7 @@ export class ResilientInformer<T extends MetaLike> extends EventEmitter<Resilien
         const rv = obj.metadata?.resourceVersion;
         if (rv) this.resourceVersion = rv;
         if (type === 'BOOKMARK') return;
+        if (this.opts.slim) obj = this.opts.slim(obj) as typeof obj;
         const k = keyOf(obj);
         const old = this.cache.get(k);
         if (type === 'DELETED') {

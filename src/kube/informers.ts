@@ -49,3 +49,51 @@ export function endpointSlices(c: InformerCommon): ResilientInformer<V1EndpointS
     listFn: async () => api.listEndpointSliceForAllNamespaces(),
   });
 }
+
+/** What the registry keeps of a pod: enough for endpoint labels, service account and tlsMode. */
+export interface PodIdentityLike {
+  metadata: { namespace?: string; name?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec: { serviceAccountName?: string };
+}
+
+const TLS_MODE_LABEL = 'security.istio.io/tlsMode';
+/** weir's injector (and Istio's) marks injected pods with this annotation. */
+const INJECTED_ANNOTATION = 'sidecar.istio.io/status';
+
+/** A pod reduced to PodIdentityLike: of its annotations only the injection marker is kept. */
+export function slimPod(p: Pod): PodIdentityLike {
+  const m = p.metadata ?? {};
+  const injected = m.annotations?.[INJECTED_ANNOTATION] !== undefined;
+  return {
+    metadata: { namespace: m.namespace, name: m.name, resourceVersion: m.resourceVersion, labels: m.labels, ...(injected ? { annotations: { [INJECTED_ANNOTATION]: '' } } : {}) },
+    spec: { serviceAccountName: p.spec?.serviceAccountName },
+  };
+}
+
+/** "istio" when the pod runs a mesh proxy: the label wins, else weir's/Istio's injection marker. */
+export function tlsModeOf(p: PodIdentityLike): string | undefined {
+  return p.metadata.labels?.[TLS_MODE_LABEL] ?? (p.metadata.annotations?.[INJECTED_ANNOTATION] !== undefined ? 'istio' : undefined);
+}
+
+/**
+ * Every pod of the cluster, slimmed (labels, service account, injection
+ * marker), listed in pages so the cold start never holds the whole list.
+ */
+export function podIdentities(c: InformerCommon & { pageSize?: number }): ResilientInformer<PodIdentityLike> {
+  const api = c.kubeConfig.makeApiClient(CoreV1Api);
+  return new ResilientInformer<PodIdentityLike>({
+    ...c, name: 'pod-identities', path: '/api/v1/pods', slim: (o) => slimPod(o as unknown as Pod),
+    listFn: async () => {
+      const items: PodIdentityLike[] = [];
+      let cont: string | undefined;
+      let resourceVersion: string | undefined;
+      do {
+        const page = (await api.listPodForAllNamespaces({ limit: c.pageSize ?? 500, _continue: cont })) as unknown as KubeListLike<Pod> & { metadata?: { _continue?: string; continue?: string } };
+        for (const p of page.items ?? []) items.push(slimPod(p));
+        cont = page.metadata?._continue ?? page.metadata?.continue ?? undefined;
+        resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+      } while (cont);
+      return { items, metadata: { resourceVersion } };
+    },
+  });
+}

@@ -35,6 +35,7 @@ export interface Container {
 
 export interface PodSpec {
   nodeName?: string;
+  serviceAccountName?: string;
   hostNetwork?: boolean;
   containers: Container[];
   initContainers?: Container[];

@@ -57,10 +57,23 @@ function listenersOf(cfg: ProxyConfig): DumpListener[] {
   return l;
 }
 
+/** /stats `pools`: the default router's and every compiled cluster's upstream pools together (a request may use either). */
+function poolStats(pools: { stats(): { h1Agents: number; h2Sessions: number; h2RefusedEndpoints: number } }[]): { h1Agents: number; h2Sessions: number; h2RefusedEndpoints: number } {
+  const sum = { h1Agents: 0, h2Sessions: 0, h2RefusedEndpoints: 0 };
+  for (const p of pools) { const s = p.stats(); sum.h1Agents += s.h1Agents; sum.h2Sessions += s.h2Sessions; sum.h2RefusedEndpoints += s.h2RefusedEndpoints; }
+  return sum;
+}
+
 export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { staticConfig?: StaticConfig } = {}): Promise<RunningProxy> {
   const metrics = new ProxyMetrics();
   const startedAt = Date.now();
-  const client = new RegistryClient({ socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined } });
+  // Compiled Istio config: the static file now; control-plane v2 pushes (the client fills this store) replace it kind by kind as they arrive.
+  const compiled = new CompiledConfigStore();
+  // --static-config pins the compiled config: the proxy then asks the agent for protocol 1 (the registry only), so no push replaces the file.
+  const client = new RegistryClient({
+    socketPath: cfg.controlPlaneSocket, logger: logger.child({ component: 'proxy-xds' }), claimed: { namespace: cfg.podNamespace, name: cfg.podName || undefined }, compiled,
+    ...(opts.staticConfig ? { versions: [1] } : {}),
+  });
   let table = new RouteTable(undefined);
   let hosts: HostRoutes | undefined;
   metrics.registryVersion.set(-1);
@@ -83,8 +96,6 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
     if (me?.key !== key) me = { key, meta: workloadMeta(workload, namespace, labels, cfg.clusterId) };
     return me.meta;
   };
-  // Compiled Istio config: the static file now; control-plane v2 pushes replace it as they arrive.
-  const compiled = new CompiledConfigStore();
   if (opts.staticConfig) {
     compiled.replace(opts.staticConfig.config);
     if (opts.staticConfig.outboundTrafficPolicy) compiled.setOutboundTrafficPolicy(opts.staticConfig.outboundTrafficPolicy);
@@ -146,6 +157,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
         httpRoutes: l7.routes, protocolSelection: l7.listeners, clusterPolicies: l7.clusters,
         compiled: compiledDumpView(deps),
         agent: l7.agent, registry: l7.registry,
+        // Control plane v2: the compiled kinds as held (last good of each), and this proxy's NACKs.
+        controlPlane: { protocol: client.protocol, pushes: client.pushes, versions: client.v2.versions(), nacks: client.v2.nacks, lastNack: client.v2.lastNack },
         bootstrap: { config: cfg, originalDst: pumpVia, pump: tcp.pump },
         originalDst: pumpVia,
         mesh: mesh?.dump(),
@@ -159,7 +172,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
       return { level: logger.level };
     },
     clusters: () => clustersView({ client, tcp, http, deps }),
-    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: http.router.pools.stats(), memoryRelief: relief.stats() }),
+    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: poolStats([http.router.pools, ...clusters.pools()]), memoryRelief: relief.stats() }),
     prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).

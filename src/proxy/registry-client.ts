@@ -1,12 +1,16 @@
 // The proxy side of the control-plane protocol (docs/proxy-protocol.md):
-// connect to the node agent, say hello (with a resume token after a
-// reconnect), apply the snapshot and deltas, ack each version. Keeps the
+// connect to the node agent, say hello offering versions 2 and 1 (with a
+// resume token after a reconnect), then follow what the agent chose: v1
+// snapshot + deltas acked by version, or v2 typed pushes per kind, each
+// checked and acked or nacked (v2-applier.ts). Keeps the
 // last registry across disconnects (stale routes beat no routes) and
 // reconnects with capped backoff forever.
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
-import { encode, LineDecoder, PROTOCOL_VERSION, type AgentToProxy, type PodIdentity, type ProxyToAgent } from '../controlplane/protocol.js';
+import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type PodIdentity, type ProxyToAgent } from '../controlplane/protocol.js';
+import { CompiledConfigStore } from './compiled/store.js';
+import { checkPush, V2Applier } from './v2-applier.js';
 import { applyDelta } from '../controlplane/registry-builder.js';
 import type { Registry, RegistryService, RegistryView } from '../controlplane/types.js';
 
@@ -17,6 +21,10 @@ export interface RegistryClientOptions {
   claimed?: { namespace?: string; name?: string };
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Where v2 compiled kinds go (the router, TCP chain and config dump read it). Default: a new store. */
+  compiled?: CompiledConfigStore;
+  /** Protocol versions offered in hello (tests pin [1] to play an old proxy). Default [2, 1]. */
+  versions?: number[];
 }
 
 /** `@name` → Node's spelling of an abstract unix address (leading NUL); paths unchanged. */
@@ -38,10 +46,17 @@ export class RegistryClient extends EventEmitter implements RegistryView {
   lastRefusal: string | undefined;
   snapshots = 0;
   deltas = 0;
+  /** The protocol the agent chose in the last welcome (0 before one). */
+  protocol = 0;
+  pushes = 0;
+  readonly compiled: CompiledConfigStore;
+  readonly v2: V2Applier;
 
   constructor(private readonly opts: RegistryClientOptions) {
     super();
     this.backoff = opts.minBackoffMs ?? 100;
+    this.compiled = opts.compiled ?? new CompiledConfigStore();
+    this.v2 = new V2Applier(this.compiled, 'cluster.local', (reg) => { this.registry = reg; this.emit('update', reg); });
   }
 
   current(): Registry | undefined {
@@ -65,8 +80,11 @@ export class RegistryClient extends EventEmitter implements RegistryView {
     this.sock = sock;
     const decoder = new LineDecoder();
     sock.on('connect', () => {
-      const resume = this.epoch && this.registry ? { epoch: this.epoch, version: this.registry.version } : undefined;
-      sock.write(encode({ type: 'hello', versions: [PROTOCOL_VERSION], resume, claimed: this.opts.claimed }));
+      let resume: HelloMsg['resume'];
+      // v2 also sends the v1 field: an agent that only speaks 1 must still be able to read the hello.
+      if (this.epoch && this.protocol === PROTOCOL_V2) resume = { epoch: this.epoch, version: this.registry?.version ?? -1, versions: this.v2.versions() };
+      else if (this.epoch && this.registry) resume = { epoch: this.epoch, version: this.registry.version };
+      sock.write(encode({ type: 'hello', versions: this.opts.versions ?? PROTOCOL_VERSIONS, resume, claimed: this.opts.claimed }));
     });
     sock.on('data', (chunk: Buffer) => {
       let msgs: unknown[];
@@ -99,7 +117,10 @@ export class RegistryClient extends EventEmitter implements RegistryView {
     const log = this.opts.logger;
     switch (msg.type) {
       case 'welcome':
-        if (msg.epoch !== this.epoch) this.epoch = msg.epoch;
+        if (msg.epoch !== this.epoch || msg.version !== this.protocol) this.v2.reset();
+        this.epoch = msg.epoch;
+        this.protocol = msg.version;
+        if (msg.clusterDomain) this.v2.setClusterDomain(msg.clusterDomain);
         this.identity = msg.identity;
         this.certificatesOffered = msg.certificates === true;
         this.connected = true;
@@ -118,6 +139,25 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         if (msg.nonce !== undefined) { this.emit('certificate-answer', msg); return; }
         log.warn({ reason: (msg as { reason?: string }).reason }, 'control plane reported a protocol error');
         return;
+      case 'push': {
+        if (this.protocol !== PROTOCOL_V2) { log.warn({}, 'push on a protocol 1 connection; reconnecting'); sock.destroy(); return; }
+        const { msg: push, errors } = checkPush(msg as unknown as Record<string, unknown>);
+        if (!push) {
+          const raw = msg as unknown as Record<string, unknown>;
+          if (typeof raw.kind !== 'string' || typeof raw.nonce !== 'string' || !Number.isSafeInteger(raw.version)) {
+            log.warn({ errors }, 'control plane sent a push that cannot be answered; reconnecting');
+            sock.destroy();
+            return;
+          }
+          sock.write(encode({ type: 'nack', kind: raw.kind as never, version: raw.version as number, nonce: raw.nonce, errors }));
+          return;
+        }
+        this.pushes++;
+        const answer = this.v2.handle(push);
+        if (answer.type === 'nack') log.warn({ kind: push.kind, version: push.version, errors: answer.errors.slice(0, 5) }, 'rejected a control-plane push; keeping the last good config of that kind');
+        sock.write(encode(answer));
+        return;
+      }
       case 'snapshot': {
         const services = new Map<string, RegistryService>();
         for (const s of msg.services) services.set(`${s.namespace}/${s.name}`, s);

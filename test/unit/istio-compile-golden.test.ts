@@ -10,19 +10,23 @@ import { loadIstioFixtures } from '../support/istio-fixtures.js';
 
 const GOLDEN = path.resolve(import.meta.dirname, '../golden/istio');
 
-export const SCENARIOS: Record<string, { files: string[]; proxyNamespace: string }> = {
+export const SCENARIOS: Record<string, { files: string[]; proxyNamespace: string; sidecarName?: string }> = {
   'bookinfo-reviews-90-10': { files: ['bookinfo-services.yaml', 'destination-rule-all.yaml', 'virtual-service-reviews-90-10.yaml'], proxyNamespace: 'default' },
   'bookinfo-ratings-test-delay': { files: ['bookinfo-services.yaml', 'destination-rule-all.yaml', 'virtual-service-ratings-test-delay.yaml'], proxyNamespace: 'default' },
   'bookinfo-ratings-test-abort': { files: ['bookinfo-services.yaml', 'destination-rule-all.yaml', 'virtual-service-ratings-test-abort.yaml'], proxyNamespace: 'default' },
   'precedence-from-shop': { files: ['precedence.yaml'], proxyNamespace: 'shop' },
   'precedence-from-web': { files: ['precedence.yaml'], proxyNamespace: 'web' },
+  // Sidecar scoping: the root default (other), a namespace's own (shop), a workload's (shop, app=checkout).
+  'sidecar-root-default': { files: ['sidecar-scope.yaml'], proxyNamespace: 'other' },
+  'sidecar-namespace': { files: ['sidecar-scope.yaml'], proxyNamespace: 'shop' },
+  'sidecar-workload': { files: ['sidecar-scope.yaml'], proxyNamespace: 'shop', sidecarName: 'checkout' },
 };
 
 for (const [name, s] of Object.entries(SCENARIOS)) {
   test(`compiled config matches golden: ${name}`, () => {
     const { services, resources, problems } = loadIstioFixtures(s.files);
     assert.deepEqual(problems.filter((p) => p.problem.severity === 'error'), [], 'fixtures read without errors');
-    const out = compileProxyConfig({ clusterDomain: 'cluster.local', rootNamespace: 'istio-system', proxyNamespace: s.proxyNamespace, services, resources });
+    const out = compileProxyConfig({ clusterDomain: 'cluster.local', rootNamespace: 'istio-system', proxyNamespace: s.proxyNamespace, sidecarName: s.sidecarName, services, resources });
     const text = JSON.stringify(out, null, 2) + '\n';
     const file = path.join(GOLDEN, `${name}.json`);
     if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) writeFileSync(file, text);

@@ -28,6 +28,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(optionWithDefault('--keep-chain-on-shutdown [bool]', 'keep weir-cni chained when the agent stops: new pods fail closed until it is back; to remove weir use weir uninstall (env WEIR_KEEP_CHAIN_ON_SHUTDOWN)', 'true'))
     .option('--no-control-plane', 'do not serve the proxies\' control plane (env WEIR_CONTROL_PLANE=false)')
     .addOption(optionWithDefault('--cluster-domain <domain>', 'env WEIR_CLUSTER_DOMAIN', 'cluster.local'))
+    .addOption(optionWithDefault('--istio-root-namespace <ns>', 'env WEIR_ISTIO_ROOT_NAMESPACE', 'istio-system'))
     .addOption(optionWithDefault('--log-level <level>', 'env WEIR_LOG_LEVEL', 'info'))
     .addOption(optionWithDefault('--cluster-id <name>', 'this cluster\'s name in a multi-cluster mesh, as Istio\'s (env CLUSTER_ID)', 'Kubernetes'))
     .addOption(new Option('--network <name>', 'this cluster\'s network; remote endpoints on another network go through its east-west gateway (env WEIR_NETWORK)'))

@@ -12,7 +12,7 @@ export interface HostEntry {
   /** FQDN (lower case), e.g. reviews.default.svc.cluster.local */
   host: string;
   namespace: string;
-  /** ns/name of the Service or ServiceEntry. */
+  /** The registry key whose endpoints this host uses: "ns/name" of the Service, "ns/<host>" of a ServiceEntry host. */
   source: string;
   kind: 'Service' | 'Headless' | 'ExternalName' | 'ServiceEntry';
   addresses: string[];
@@ -31,7 +31,7 @@ export class Catalogue {
 
   all(): HostEntry[] { return [...this.hosts.values()].sort((a, b) => a.host.localeCompare(b.host)); }
 
-  static build(opts: { clusterDomain: string; services: RegistryService[]; serviceEntries: ServiceEntry[]; proxyNamespace: string }): Catalogue {
+  static build(opts: { clusterDomain: string; services: RegistryService[]; serviceEntries: ServiceEntry[]; proxyNamespace: string; autoVips?: Map<string, string> }): Catalogue {
     const c = new Catalogue(opts.clusterDomain);
     for (const s of opts.services) {
       const host = `${s.name}.${s.namespace}.svc.${opts.clusterDomain}`;
@@ -59,8 +59,9 @@ export class Catalogue {
         const host = h.toLowerCase();
         if (c.hosts.has(host)) continue; // a Service (or an older ServiceEntry) already owns the name
         c.hosts.set(host, {
-          host, namespace: se.meta.namespace, source: `${se.meta.namespace}/${se.meta.name}`, kind: 'ServiceEntry',
-          addresses: [...se.addresses], aliases: [],
+          // The registry holds a ServiceEntry host's endpoints under "ns/<host>" (service-entry-registry.ts).
+          host, namespace: se.meta.namespace, source: `${se.meta.namespace}/${host}`, kind: 'ServiceEntry',
+          addresses: se.addresses.length ? [...se.addresses] : opts.autoVips?.has(host) ? [opts.autoVips.get(host)!] : [], aliases: [],
           ports: se.ports.map((p) => ({ port: p.number, name: p.name, protocol: portProtocol({ appProtocol: p.protocol, name: p.name, port: p.number }) })),
         });
       }

@@ -4,7 +4,8 @@
 // view only changes when something it sees changed.
 import type { RegistryService } from '../types.js';
 import type { DestinationRule, IstioResource, ServiceEntry, Sidecar, VirtualService } from '../../istio/types.js';
-import type { CompiledProxyConfig, IgnoredConfig } from '../resources.js';
+import type { CompiledListener, CompiledProxyConfig, IgnoredConfig } from '../resources.js';
+import { EgressScope, sidecarForView } from './sidecar-scope.js';
 import { Catalogue } from './catalogue.js';
 import { compileClusters } from './clusters.js';
 import { compileHttpRoutes, compileL4Routes } from './routes.js';
@@ -14,8 +15,12 @@ export interface CompileInput {
   /** Istio's root namespace: mesh-wide DestinationRules and Sidecars live there. */
   rootNamespace: string;
   proxyNamespace: string;
+  /** The Sidecar (in proxyNamespace) whose workloadSelector picked this proxy; else the namespace's or the root default applies. */
+  sidecarName?: string;
   services: RegistryService[];
   resources: IstioResource[];
+  /** Auto-allocated VIPs of address-less ServiceEntry hosts (host → VIP), from the registry entries. */
+  autoVips?: Map<string, string>;
   /** Problems found while reading resources (unsupported fields …), passed through to `ignored`. */
   ignored?: IgnoredConfig[];
 }
@@ -23,19 +28,31 @@ export interface CompileInput {
 export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
   const of = <K extends IstioResource['kind']>(k: K) => input.resources.filter((r) => r.kind === k) as Extract<IstioResource, { kind: K }>[];
   const ignored: IgnoredConfig[] = [...(input.ignored ?? [])];
-  const serviceEntries = of('ServiceEntry') as ServiceEntry[];
-  const catalogue = Catalogue.build({ clusterDomain: input.clusterDomain, services: input.services, serviceEntries, proxyNamespace: input.proxyNamespace });
-  const virtualServices = of('VirtualService') as VirtualService[];
-  const destinationRules = of('DestinationRule') as DestinationRule[];
-  for (const sc of of('Sidecar') as Sidecar[]) {
-    ignored.push({ resource: `Sidecar ${sc.meta.namespace}/${sc.meta.name}`, field: 'spec', message: 'Sidecar scoping is not applied yet: this proxy sees every exported host' });
+  const sidecar: Sidecar | undefined = sidecarForView(input.resources, input.proxyNamespace, input.rootNamespace, input.sidecarName);
+  const domain = input.clusterDomain;
+  let services = input.services;
+  let serviceEntries = of('ServiceEntry') as ServiceEntry[];
+  let virtualServices = of('VirtualService') as VirtualService[];
+  if (sidecar && sidecar.egress.length) {
+    // Scoping: only the hosts the egress section names reach this proxy (the seeds' 400-services problem).
+    const scope = new EgressScope(sidecar, input.proxyNamespace, domain, ignored);
+    services = services.filter((s) => scope.allowsHost(s.namespace, `${s.name}.${s.namespace}.svc.${domain}`));
+    serviceEntries = serviceEntries
+      .map((se) => ({ ...se, hosts: se.hosts.filter((h) => scope.allowsHost(se.meta.namespace, h.toLowerCase())) }))
+      .filter((se) => se.hosts.length > 0);
+    virtualServices = virtualServices.filter((vs) => scope.allowsVirtualService(vs, domain));
   }
+  const catalogue = Catalogue.build({ clusterDomain: domain, services, serviceEntries, proxyNamespace: input.proxyNamespace, autoVips: input.autoVips });
+  const destinationRules = of('DestinationRule') as DestinationRule[];
+  const listener: CompiledListener = { name: 'outbound', outboundTrafficPolicy: sidecar?.outboundTrafficPolicy ?? 'ALLOW_ANY' };
+  if (sidecar) listener.sidecar = `${sidecar.meta.namespace}/${sidecar.meta.name}`;
   const routeCtx = { catalogue, virtualServices, proxyNamespace: input.proxyNamespace, ignored };
   const out: CompiledProxyConfig = {
     routes: compileHttpRoutes(routeCtx),
     l4: compileL4Routes(routeCtx),
     clusters: compileClusters({ catalogue, destinationRules, proxyNamespace: input.proxyNamespace, rootNamespace: input.rootNamespace, ignored }),
     ignored,
+    listeners: [listener],
   };
   reportMissingClusters(out);
   return out;

@@ -53,6 +53,9 @@ export class ClusterManager {
   /** `d.meshTls`: auto mTLS for the clusters' pools (src/proxy/mtls/hooks.ts tlsFor). */
   constructor(private readonly d: { routes(): RouteTable; metrics: ProxyMetrics; meshTls?: MeshTls }, private readonly store: CompiledConfigStore) {}
 
+  /** Every cluster runtime's upstream pools (for /stats, summed with the default router's). */
+  pools(): UpstreamPools[] { return [...this.runtimes.values()].map((rt) => rt.pools); }
+
   get(name: string): ClusterRuntime | undefined {
     if (this.generation !== this.store.generation) this.resync();
     const c = this.store.cluster(name);

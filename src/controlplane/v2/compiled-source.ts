@@ -1,0 +1,59 @@
+// What the control plane compiles v2 views from besides the registry: the
+// Istio resources (IstioConfigStore, fed by IstioConfigSource) and how a
+// proxy maps to a shared view. Without Istio installed the store is simply
+// empty and the views carry what Services alone imply.
+import type { IstioConfigStore } from '../istio-source.js';
+import type { PodIdentity } from '../protocol.js';
+import type { CompiledProxyConfig, IgnoredConfig } from '../resources.js';
+import { compileProxyConfig } from '../translate/compile.js';
+import { selectSidecar } from '../translate/sidecar-scope.js';
+import type { RegistryService } from '../types.js';
+import type { ServiceEntry } from '../../istio/types.js';
+import { serviceEntryRegistry, VipAllocator } from '../translate/service-entry-registry.js';
+
+export interface CompiledSource {
+  /** The shared view a proxy gets: its namespace, plus the Sidecar that selects it by labels, if one does. */
+  viewKey(identity: PodIdentity): string;
+  compile(key: string, services: RegistryService[], clusterDomain: string): CompiledProxyConfig;
+  /** Istio resources changed. */
+  onChange(cb: () => void): void;
+  /** The registry entries of ServiceEntry hosts (DNS answers, auto-allocated VIPs). */
+  registryEntries?(): RegistryService[];
+}
+
+export interface IstioCompiledSourceOptions {
+  store: IstioConfigStore;
+  rootNamespace: string;
+  /** The labels of a pod on this node (Sidecar workloadSelector); undefined when unknown. */
+  podLabels?(namespace: string, name: string): Record<string, string> | undefined;
+}
+
+/** View keys are "ns" or "ns#sidecarName" (a Sidecar in ns whose workloadSelector picked the pod). */
+export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSource {
+  const vips = new VipAllocator();
+  return {
+    registryEntries: () => serviceEntryRegistry(o.store.resources().filter((r): r is ServiceEntry => r.kind === 'ServiceEntry'), vips),
+    viewKey(identity) {
+      const labels = o.podLabels?.(identity.namespace, identity.name) ?? {};
+      const sc = selectSidecar(o.store.resources(), identity.namespace, o.rootNamespace, labels);
+      return sc?.workloadSelector ? `${identity.namespace}#${sc.meta.name}` : identity.namespace;
+    },
+    compile(key, services, clusterDomain) {
+      const [proxyNamespace, sidecarName] = key.split('#');
+      const ignored: IgnoredConfig[] = [];
+      for (const r of o.store.rejectedResources()) {
+        for (const p of r.problems) if (p.severity === 'error') ignored.push({ resource: `${r.kind} ${r.namespace}/${r.name}`, field: p.field, message: `rejected: ${p.message}` });
+      }
+      for (const n of o.store.notesFor()) {
+        const [kind, ns, name] = n.key.split('/');
+        for (const p of n.problems) ignored.push({ resource: `${kind} ${ns}/${name}`, field: p.field, message: p.message });
+      }
+      // ServiceEntry hosts are in the registry too (for DNS): the translators read them from the ServiceEntries themselves,
+      // with the auto-allocated VIPs the registry entries carry.
+      const autoVips = new Map<string, string>();
+      for (const s of services) if (s.serviceEntry?.autoAllocated) autoVips.set(s.serviceEntry.host, s.clusterIPs[0]);
+      return compileProxyConfig({ clusterDomain, rootNamespace: o.rootNamespace, proxyNamespace, sidecarName, services: services.filter((s) => !s.serviceEntry), resources: o.store.resources(), ignored, autoVips });
+    },
+    onChange(cb) { o.store.on('change', cb); },
+  };
+}

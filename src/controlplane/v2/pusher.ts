@@ -1,0 +1,149 @@
+// One v2 proxy connection, agent side: which version of each kind was sent
+// and acked, what is still unanswered (by nonce), and the push that brings
+// the proxy to the current version of a kind — a delta from what it holds,
+// or the whole kind on the first push, after a NACK, or when the history no
+// longer covers it. Flow control as in v1: above the high-water mark nothing
+// more is queued, and on drain one push per kind covers everything since.
+import type { Socket } from 'node:net';
+import type { AckMsg, NackError, NackMsg } from '../protocol.js';
+import { KINDS, type Kind } from './kinds.js';
+import type { KindFeed } from './versioned-kind.js';
+
+const HIGH_WATER = 4 * 1024 * 1024;
+
+export interface LastNack { kind: Kind; version: number; errors: NackError[]; at: string }
+
+interface KindState {
+  /** The version the proxy will hold once everything sent is applied; -1 = nothing sent. */
+  sent: number;
+  acked: number;
+  /** The next push must be whole (first push, after a NACK). */
+  needFull: boolean;
+  /** The last version the proxy rejected: never resent (it would fail the same way). */
+  rejected: number;
+  pending: Map<string, { version: number; seq: number; full: boolean }>;
+  pushes: number;
+  nacks: number;
+}
+
+export interface PusherEvents {
+  /** A kind reached `version` at the proxy. */
+  onAck(kind: Kind, version: number): void;
+  onNack(nack: LastNack): void;
+  onPush(kind: Kind, bytes: number): void;
+}
+
+export class V2Pusher {
+  private readonly states = new Map<Kind, KindState>();
+  private seq = 0;
+  private blocked = false;
+  lastNack?: LastNack;
+
+  constructor(private readonly sock: Socket, private readonly sessionId: number, private readonly feed: (kind: Kind) => KindFeed | undefined, private readonly events: PusherEvents) {
+    for (const k of KINDS) this.states.set(k, { sent: -1, acked: -1, needFull: true, rejected: -1, pending: new Map(), pushes: 0, nacks: 0 });
+  }
+
+  /** The proxy resumed holding these versions (same epoch): deltas from there, when the feeds still cover them. */
+  resume(versions: Partial<Record<Kind, number>>): Kind[] {
+    const resumed: Kind[] = [];
+    for (const [kind, v] of Object.entries(versions) as [Kind, number][]) {
+      const f = this.feed(kind);
+      if (v === undefined || v < 0 || !f || !f.since(v)) continue;
+      const st = this.states.get(kind)!;
+      st.sent = v;
+      st.acked = v;
+      st.needFull = false;
+      resumed.push(kind);
+    }
+    return resumed;
+  }
+
+  /** The feeds of these kinds changed identity (the proxy moved to another view): their next pushes are whole. */
+  restart(kinds: readonly Kind[]): void {
+    for (const k of kinds) { const st = this.states.get(k)!; st.needFull = true; st.rejected = -1; }
+  }
+
+  sentVersion(kind: Kind): number { return this.states.get(kind)!.sent; }
+  ackedVersion(kind: Kind): number { return this.states.get(kind)!.acked; }
+
+  /** Push every kind (in dependency order) the proxy is behind on. */
+  catchUp(kinds: readonly Kind[] = KINDS): void {
+    for (const k of KINDS) {
+      if (this.blocked || this.sock.destroyed) return;
+      if (kinds.includes(k)) this.pushKind(k);
+    }
+  }
+
+  private pushKind(kind: Kind): void {
+    const f = this.feed(kind);
+    if (!f) return;
+    const st = this.states.get(kind)!;
+    if (f.version() === st.rejected) return;
+    if (!st.needFull && st.sent === f.version()) return;
+    const d = st.needFull || st.sent < 0 ? undefined : f.since(st.sent);
+    const nonce = `${this.sessionId}.${++this.seq}`;
+    let line: string;
+    let version: number;
+    // Items are JSON text already (feeds keep them encoded): the line is assembled, not re-encoded per proxy.
+    if (d) {
+      version = d.version;
+      line = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","fromVersion":${d.fromVersion},"upserts":[${d.upserts.join(',')}],"deletes":${JSON.stringify(d.deletes)}}\n`;
+    } else {
+      const full = f.full();
+      version = full.version;
+      line = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","full":true,"upserts":[${full.upserts.join(',')}],"deletes":[]}\n`;
+    }
+    st.pending.set(nonce, { version, seq: this.seq, full: !d });
+    st.sent = version;
+    st.needFull = false;
+    st.pushes++;
+    this.sock.write(line);
+    this.events.onPush(kind, Buffer.byteLength(line));
+    if (this.sock.writableLength > HIGH_WATER) {
+      this.blocked = true;
+      this.sock.once('drain', () => { this.blocked = false; this.catchUp(); });
+    }
+  }
+
+  /** An ack: returns a protocol error (unknown nonce, wrong version), or undefined. */
+  ack(msg: AckMsg & { kind: Kind; nonce: string }): string | undefined {
+    const st = this.states.get(msg.kind)!;
+    const p = st.pending.get(msg.nonce);
+    if (!p) return `ack.nonce ${JSON.stringify(msg.nonce)} does not name an unanswered ${msg.kind} push`;
+    if (p.version !== msg.version) return `ack.version ${msg.version} does not match the ${msg.kind} push ${msg.nonce} (version ${p.version})`;
+    st.pending.delete(msg.nonce);
+    if (msg.version > st.acked) st.acked = msg.version;
+    this.events.onAck(msg.kind, st.acked);
+    return undefined;
+  }
+
+  /**
+   * A NACK: the proxy kept its last good version of the kind. Unless a later
+   * whole push is already on its way, the next push is whole; it goes now if
+   * the feed has moved past the rejected version (a fix may heal it), else
+   * on the next change (resending the same content would fail the same way).
+   */
+  nack(msg: NackMsg): string | undefined {
+    const st = this.states.get(msg.kind)!;
+    const p = st.pending.get(msg.nonce);
+    if (!p) return `nack.nonce ${JSON.stringify(msg.nonce)} does not name an unanswered ${msg.kind} push`;
+    if (p.version !== msg.version) return `nack.version ${msg.version} does not match the ${msg.kind} push ${msg.nonce} (version ${p.version})`;
+    st.pending.delete(msg.nonce);
+    st.nacks++;
+    this.lastNack = { kind: msg.kind, version: msg.version, errors: msg.errors, at: new Date().toISOString() };
+    this.events.onNack(this.lastNack);
+    const healing = [...st.pending.values()].some((q) => q.full && q.seq > p.seq);
+    if (healing) return undefined;
+    st.rejected = Math.max(st.rejected, msg.version);
+    st.needFull = true;
+    const f = this.feed(msg.kind);
+    if (f && f.version() > msg.version) this.pushKind(msg.kind);
+    return undefined;
+  }
+
+  stats(): Record<string, { sent: number; acked: number; pushes: number; nacks: number }> {
+    const out: Record<string, { sent: number; acked: number; pushes: number; nacks: number }> = {};
+    for (const [k, st] of this.states) out[k] = { sent: st.sent, acked: st.acked, pushes: st.pushes, nacks: st.nacks };
+    return out;
+  }
+}

@@ -1,0 +1,76 @@
+// One kind of compiled resource as the agent holds it for one view: the
+// items by key (kept as their JSON text, so an unchanged recompile costs no
+// version and a push costs no re-encoding), a version that rises by one per
+// change, and the keys each recent version changed, so a proxy at version N
+// gets only what changed since N. Versions come from a counter shared by
+// every view of the agent (views.ts), so a version number names one content
+// of one view: a proxy that resumes with a version of another view (it moved,
+// or its view was dropped and compiled anew) is never sent a delta against
+// content it does not hold. 0 is the empty kind in every view.
+export interface KindDelta { fromVersion: number; version: number; upserts: string[]; deletes: string[] }
+
+export interface KindFeed {
+  version(): number;
+  /** Every item as JSON text. */
+  full(): { version: number; upserts: string[] };
+  /** What brings a holder of `fromVersion` to the current version; undefined when not covered (send full). */
+  since(fromVersion: number): KindDelta | undefined;
+}
+
+export class VersionedKind<T> implements KindFeed {
+  private current = 0;
+  private readonly items = new Map<string, string>();
+  private readonly history: { version: number; prev: number; keys: string[] }[] = [];
+
+  constructor(private readonly keyOf: (item: T) => string, private readonly nextVersion: () => number = counter(), private readonly historyLimit = 256) {}
+
+  version(): number { return this.current; }
+  size(): number { return this.items.size; }
+
+  /** Make the kind hold exactly `items`; returns true when that changed anything (and so bumped the version). */
+  replaceAll(items: readonly T[]): boolean {
+    const next = new Map<string, string>();
+    for (const it of items) next.set(this.keyOf(it), JSON.stringify(it));
+    const changed: string[] = [];
+    for (const [k, json] of next) if (this.items.get(k) !== json) changed.push(k);
+    for (const k of this.items.keys()) if (!next.has(k)) changed.push(k);
+    if (changed.length === 0) return false;
+    for (const k of changed) {
+      const json = next.get(k);
+      if (json === undefined) this.items.delete(k);
+      else this.items.set(k, json);
+    }
+    const prev = this.current;
+    this.current = this.nextVersion();
+    this.history.push({ version: this.current, prev, keys: changed });
+    if (this.history.length > this.historyLimit) this.history.shift();
+    return true;
+  }
+
+  full(): { version: number; upserts: string[] } {
+    return { version: this.current, upserts: [...this.items.values()] };
+  }
+
+  since(fromVersion: number): KindDelta | undefined {
+    if (fromVersion === this.current) return { fromVersion, version: this.current, upserts: [], deletes: [] };
+    // Only versions this kind really had (and whose later changes are all retained) can be continued.
+    const from = this.history.findIndex((h) => h.prev === fromVersion);
+    if (from < 0) return undefined;
+    const keys = new Set<string>();
+    for (let i = from; i < this.history.length; i++) for (const k of this.history[i].keys) keys.add(k);
+    const upserts: string[] = [];
+    const deletes: string[] = [];
+    for (const k of [...keys].sort()) {
+      const json = this.items.get(k);
+      if (json === undefined) deletes.push(k);
+      else upserts.push(json);
+    }
+    return { fromVersion, version: this.current, upserts, deletes };
+  }
+}
+
+/** A version counter (views.ts shares one between all views). */
+export function counter(): () => number {
+  let n = 0;
+  return () => ++n;
+}
