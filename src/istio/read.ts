@@ -112,17 +112,41 @@ const SPEC_KEYS: Record<(typeof KINDS)[number], { known: string[]; unsupported: 
   Sidecar: { known: ['workloadSelector', 'egress', 'outboundTrafficPolicy'], unsupported: ['ingress', 'inboundConnectionPool'] },
 };
 
+/** What every Istio object shares, once checked: its kind, metadata and spec. */
+export interface Envelope { kind: string; meta?: Meta; spec: Record<string, unknown> }
+
+/**
+ * The part of reading every Istio object that does not depend on its kind:
+ * an object, a kind of `kinds`, an apiVersion of `versions`, metadata, and a
+ * spec with only the keys that kind knows (unsupported ones reported). Used by
+ * the networking and the security readers alike. undefined = no usable kind.
+ */
+export function readEnvelope<K extends string>(r: Reader, obj: unknown, o: {
+  kinds: readonly K[]; versions: readonly string[]; specKeys: Record<K, { known: string[]; unsupported: string[] }>; defaultNamespace: string;
+}): Envelope | undefined {
+  const v = (obj && typeof obj === 'object' && !Array.isArray(obj) ? obj : undefined) as Record<string, unknown> | undefined;
+  if (!v) return r.error('(document)', 'must be an object');
+  const kind = typeof v.kind === 'string' ? v.kind : undefined;
+  if (!kind || !(o.kinds as readonly string[]).includes(kind)) { r.error('kind', `must be one of ${o.kinds.join(', ')} (got ${JSON.stringify(v.kind)})`); return undefined; }
+  if (!o.versions.includes(String(v.apiVersion))) r.error('apiVersion', `must be one of ${o.versions.join(', ')} (got ${JSON.stringify(v.apiVersion)})`);
+  const m = meta(r, v.metadata, o.defaultNamespace);
+  const keys = o.specKeys[kind as K];
+  const spec = r.object('spec', v.spec ?? {}, keys.known, keys.unsupported) ?? {};
+  return { kind, meta: m, spec };
+}
+
+/** The kind an object claims, even when it is not one weir reads (for the problem lines). */
+export function claimedKind(obj: unknown): string | undefined {
+  const k = (obj as { kind?: unknown } | null)?.kind;
+  return typeof k === 'string' ? k : undefined;
+}
+
 /** Reads one object (from YAML or the API). `defaultNamespace` applies when metadata.namespace is absent. */
 export function readIstioResource(obj: unknown, defaultNamespace = 'default'): ReadResult {
   const r = new Reader();
-  const o = (obj && typeof obj === 'object' && !Array.isArray(obj) ? obj : undefined) as Record<string, unknown> | undefined;
-  if (!o) { r.error('(document)', 'must be an object'); return { problems: r.problems }; }
-  const kind = typeof o.kind === 'string' ? o.kind : undefined;
-  if (!kind || !(KINDS as readonly string[]).includes(kind)) { r.error('kind', `must be one of ${KINDS.join(', ')} (got ${JSON.stringify(o.kind)})`); return { problems: r.problems, kind }; }
-  if (!NETWORKING_VERSIONS.includes(String(o.apiVersion))) r.error('apiVersion', `must be one of ${NETWORKING_VERSIONS.join(', ')} (got ${JSON.stringify(o.apiVersion)})`);
-  const m = meta(r, o.metadata, defaultNamespace);
-  const keys = SPEC_KEYS[kind as (typeof KINDS)[number]];
-  const spec = r.object('spec', o.spec ?? {}, keys.known, keys.unsupported) ?? {};
+  const e = readEnvelope(r, obj, { kinds: KINDS, versions: NETWORKING_VERSIONS, specKeys: SPEC_KEYS, defaultNamespace });
+  if (!e) return { problems: r.problems, kind: claimedKind(obj) };
+  const { kind, meta: m, spec } = e;
   if (!m) return { problems: r.problems, kind };
   const resource = kind === 'VirtualService' ? readVirtualService(r, m, spec)
     : kind === 'DestinationRule' ? readDestinationRule(r, m, spec)

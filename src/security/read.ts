@@ -4,7 +4,7 @@
 // request.auth.*, requestPrincipals, targetRefs) is reported "unsupported"
 // so `weir analyze` says so, never silently dropped.
 import { Reader, type Problem } from '../istio/schema.js';
-import { meta } from '../istio/read.js';
+import { claimedKind, readEnvelope } from '../istio/read.js';
 import { parseCidr } from '../redirect/addr.js';
 import type { AuthorizationPolicy, Condition, MtlsMode, Operation, PeerAuthentication, Rule, SecurityResource, Source } from './types.js';
 
@@ -118,14 +118,9 @@ const SPEC_KEYS = {
 /** Reads one security.istio.io object. */
 export function readSecurityResource(obj: unknown, defaultNamespace = 'default'): SecurityReadResult {
   const r = new Reader();
-  const o = (obj && typeof obj === 'object' && !Array.isArray(obj) ? obj : undefined) as Record<string, unknown> | undefined;
-  if (!o) { r.error('(document)', 'must be an object'); return { problems: r.problems }; }
-  const kind = typeof o.kind === 'string' ? o.kind : undefined;
-  if (!kind || !(SECURITY_KINDS as readonly string[]).includes(kind)) { r.error('kind', `must be one of ${SECURITY_KINDS.join(', ')} (got ${JSON.stringify(o.kind)})`); return { problems: r.problems, kind }; }
-  if (!SECURITY_VERSIONS.includes(String(o.apiVersion))) r.error('apiVersion', `must be one of ${SECURITY_VERSIONS.join(', ')} (got ${JSON.stringify(o.apiVersion)})`);
-  const m = meta(r, o.metadata, defaultNamespace);
-  const keys = SPEC_KEYS[kind as keyof typeof SPEC_KEYS];
-  const spec = r.object('spec', o.spec ?? {}, keys.known, keys.unsupported) ?? {};
+  const e = readEnvelope(r, obj, { kinds: SECURITY_KINDS, versions: SECURITY_VERSIONS, specKeys: SPEC_KEYS, defaultNamespace });
+  if (!e) return { problems: r.problems, kind: claimedKind(obj) };
+  const { kind, meta: m, spec } = e;
   if (!m) return { problems: r.problems, kind };
   const resource = kind === 'PeerAuthentication' ? readPeerAuthentication(r, m, spec) : readAuthorizationPolicy(r, m, spec);
   return { resource: r.ok ? resource : undefined, problems: r.problems, kind, namespace: m.namespace, name: m.name };

@@ -3,6 +3,8 @@
 // time, mutators for bytes, JSON and HTTP, and the harness that throws
 // mutants at a target while a well-formed peer keeps being served.
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
 
 export const SEED = Number(process.env.WEIR_FUZZ_SEED ?? 17);
@@ -100,6 +102,20 @@ export interface FuzzTarget {
 }
 
 export interface FuzzProcess { readonly alive: boolean; fdCount(): number; fdsSettle(baseline: number, timeoutMs?: number): Promise<number> }
+
+/** A fuzzed server running as its own child process (the proxy, the CA, the injector). */
+export class FuzzChild implements FuzzProcess {
+  child?: ChildProcess;
+  log = '';
+  get alive(): boolean { return !!this.child && this.child.exitCode === null && this.child.signalCode === null; }
+  fdCount(): number { return readdirSync(`/proc/${this.child!.pid}/fd`).length; }
+  async fdsSettle(baseline: number, timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let n = this.fdCount();
+    while (n > baseline && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 100)); n = this.fdCount(); }
+    return n;
+  }
+}
 
 /**
  * Throws up to MAX_CASES mutants (at most MAX_MS, 8 in flight) at `target`,

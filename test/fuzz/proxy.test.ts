@@ -6,15 +6,14 @@
 // after, and its fd count returns to where it was.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import dnsPacket from 'dns-packet';
 import { REPO } from '../support/agent-child.js';
-import { fuzz, mutateHttp, MAX_CASES, MAX_MS, Rng, SEED, type FuzzProcess } from './fuzz-support.js';
+import { fuzz, mutateHttp, FuzzChild, MAX_CASES, MAX_MS, Rng, SEED } from './fuzz-support.js';
 
 /** Ports the kernel says are free now (TCP on ::, and UDP for DNS), so parallel suites do not collide. */
 async function freePorts(n: number): Promise<number[]> {
@@ -32,19 +31,6 @@ async function freePorts(n: number): Promise<number[]> {
   return out;
 }
 const PORTS = { outbound: 0, inbound: 0, admin: 0, ready: 0, prometheus: 0, dns: 0, status: 0 };
-
-class ProxyChild implements FuzzProcess {
-  child?: ChildProcess;
-  log = '';
-  get alive(): boolean { return !!this.child && this.child.exitCode === null && this.child.signalCode === null; }
-  fdCount(): number { return readdirSync(`/proc/${this.child!.pid}/fd`).length; }
-  async fdsSettle(baseline: number, timeoutMs = 10_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    let n = this.fdCount();
-    while (n > baseline && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 100)); n = this.fdCount(); }
-    return n;
-  }
-}
 
 function httpGet(port: number, p: string, ok: (status: number, body: string) => boolean): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -87,7 +73,7 @@ function acceptProbe(port: number): Promise<void> {
 }
 
 describe('fuzz: the proxy\'s listeners, ports and DNS proxy', { timeout: 120_000 }, () => {
-  const proxy = new ProxyChild();
+  const proxy = new FuzzChild();
   before(async () => {
     const [outbound, inbound, admin, ready, prometheus, dns, status] = await freePorts(7);
     Object.assign(PORTS, { outbound, inbound, admin, ready, prometheus, dns, status });

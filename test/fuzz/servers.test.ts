@@ -8,8 +8,7 @@
 // after, and the fd count returns to where it was.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,20 +17,10 @@ import tls from 'node:tls';
 import { TestApiServer } from '../support/apiserver.js';
 import { weirSpawn } from '../support/cli.js';
 import { createWorkloadCsr } from '../../src/ca/csr.js';
-import { fuzz, mutateHttp, mutateJson, MAX_CASES, MAX_MS, type FuzzProcess, type Rng } from './fuzz-support.js';
+import { fuzz, mutateHttp, mutateJson, FuzzChild, MAX_CASES, MAX_MS, type Rng } from './fuzz-support.js';
 
-class ServerChild implements FuzzProcess {
-  child?: ChildProcess;
-  log = '';
+class ServerChild extends FuzzChild {
   port = 0;
-  get alive(): boolean { return !!this.child && this.child.exitCode === null && this.child.signalCode === null; }
-  fdCount(): number { return readdirSync(`/proc/${this.child!.pid}/fd`).length; }
-  async fdsSettle(baseline: number, timeoutMs = 10_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    let n = this.fdCount();
-    while (n > baseline && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 100)); n = this.fdCount(); }
-    return n;
-  }
 
   /** Starts the process and waits for its "listening" line, whose `port` field says where. */
   async start(args: string[], ready: RegExp): Promise<void> {
