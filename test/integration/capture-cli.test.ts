@@ -55,7 +55,7 @@ test('bad input: missing file, not a pod, unknown backend, unknown option → ex
     ['rules', 'render', '-f', path.join(dir, 'missing.yaml')],
     ['rules', 'render', '-f', notPod],
     ['rules', 'render', '-f', junk],
-    ['rules', 'render', '-f', path.join(fixtures, 'defaults.yaml'), '--backend', 'ebpf'],
+    ['rules', 'render', '-f', path.join(fixtures, 'defaults.yaml'), '--backend', 'bpfilter'],
     ['rules', 'render', '--no-such-option'],
   ]) {
     const r = await weir(...args);
