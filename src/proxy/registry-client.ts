@@ -155,6 +155,8 @@ export class RegistryClient extends EventEmitter implements RegistryView {
         this.pushes++;
         const answer = this.v2.handle(push);
         if (answer.type === 'nack') log.warn({ kind: push.kind, version: push.version, errors: answer.errors.slice(0, 5) }, 'rejected a control-plane push; keeping the last good config of that kind');
+        // The registry's counters mean the same under v1 and v2: a whole registry received, or a change to it.
+        else if (push.kind === 'Registry') { if (push.full) this.snapshots++; else this.deltas++; }
         sock.write(encode(answer));
         return;
       }
