@@ -14,6 +14,7 @@
 #include "memory_js.h"
 #include "pump_js.h"
 #include "sockets.h"
+#include "tls_relay_js.h"
 
 namespace weir {
 namespace {
@@ -224,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterPump(env, exports);
   RegisterMemory(env, exports);
   RegisterDnsFast(env, exports);
+  RegisterTlsRelay(env, exports);
   return exports;
 }
 
