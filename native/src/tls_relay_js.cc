@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -38,12 +39,17 @@ std::string BytesOption(const Napi::Object& o, const char* key, const char* fn) 
 
 class TlsBinding {
  public:
+  // Not the environment's instance data: that is ONE slot per addon, and the
+  // splice pump's glue holds it. A map per environment (main thread, workers),
+  // each entry freed by the environment's cleanup hook.
   static TlsBinding* For(Napi::Env env) {
-    auto* b = env.GetInstanceData<TlsBinding>();
-    if (b == nullptr) {
-      b = new TlsBinding();
-      env.SetInstanceData<TlsBinding>(b);
-    }
+    std::lock_guard<std::mutex> lock(Mutex());
+    auto& all = All();
+    auto it = all.find(env);
+    if (it != all.end()) return it->second;
+    auto* b = new TlsBinding();
+    all.emplace(env, b);
+    napi_add_env_cleanup_hook(env, Free, env);
     return b;
   }
   ~TlsBinding() {
@@ -111,6 +117,21 @@ class TlsBinding {
   }
 
  private:
+  static std::mutex& Mutex() { static std::mutex m; return m; }
+  static std::unordered_map<napi_env, TlsBinding*>& All() { static std::unordered_map<napi_env, TlsBinding*> m; return m; }
+  // Runs after TearDown (hooks run in reverse order of registration).
+  static void Free(void* arg) {
+    auto env = static_cast<napi_env>(arg);
+    TlsBinding* b = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(Mutex());
+      auto it = All().find(env);
+      if (it == All().end()) return;
+      b = it->second;
+      All().erase(it);
+    }
+    delete b;
+  }
   static void TearDown(void* arg) {
     auto* self = static_cast<TlsBinding*>(arg);
     self->torn_down_ = true;

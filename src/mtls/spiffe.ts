@@ -31,7 +31,12 @@ export function uriSans(cert: PeerCertificate | undefined): string[] {
  */
 export function peerSpiffeId(cert: PeerCertificate | undefined): SpiffeId | Error {
   if (!cert || Object.keys(cert).length === 0) return new Error('peer presented no certificate');
-  const ids = uriSans(cert).filter((u) => u.startsWith('spiffe://'));
+  return spiffeIdFromUris(uriSans(cert));
+}
+
+/** The same rule from a certificate's URI SANs (as the native TLS relay reports them). */
+export function spiffeIdFromUris(uris: string[]): SpiffeId | Error {
+  const ids = uris.filter((u) => u.startsWith('spiffe://'));
   if (ids.length !== 1) return new Error(`peer certificate has ${ids.length} SPIFFE IDs (need exactly one)`);
   return parseSpiffeId(ids[0]) ?? new Error(`peer SPIFFE ID ${JSON.stringify(ids[0])} is not spiffe://<td>/ns/<ns>/sa/<sa>`);
 }

@@ -377,3 +377,12 @@ export function dnsLocalAddress(fd: number): { family: 'IPv4' | 'IPv6'; address:
   if (!f) throw Object.assign(new Error('weir native addon has no dnsLocalAddress: rebuild it'), { code: 'ENODNSFAST' });
   return f(fd);
 }
+
+/**
+ * An export of the addon by name, or undefined when the addon is missing or
+ * predates it: for modules that type their own part (src/native/tls-relay.ts).
+ */
+export function addonExport(name: string): unknown {
+  if (!nativeAvailable()) return undefined;
+  return (load() as unknown as Record<string, unknown>)[name];
+}

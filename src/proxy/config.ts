@@ -89,6 +89,12 @@ export interface ProxyConfig {
   staticSecurityFile?: string;
   /** Renew the workload certificate at least this often (tests/bench: forced rotation); 0 = at half-life. */
   certRotationMs: number;
+  /**
+   * Who runs mTLS of opaque TCP: native = the addon's TLS relay (OpenSSL in
+   * native code, src/proxy/mtls/native-tls.ts), node = node:tls streams, auto =
+   * native when the addon has it. HTTP over mTLS is always node:tls.
+   */
+  mtlsEngine: 'auto' | 'native' | 'node';
 }
 
 export const DEFAULTS: ProxyConfig = {
@@ -124,6 +130,7 @@ export const DEFAULTS: ProxyConfig = {
   mtls: 'auto',
   trustDomain: 'cluster.local',
   certRotationMs: 0,
+  mtlsEngine: 'auto',
 };
 
 /** Flags as commander hands them over (strings), plus the environment. */
@@ -163,6 +170,7 @@ export interface RawProxyOptions {
   trustDomain?: string;
   staticSecurity?: string;
   certRotation?: string;
+  mtlsEngine?: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number): number {
@@ -217,6 +225,12 @@ function mtlsChoice(v: string | undefined): ProxyConfig['mtls'] {
   if (v === undefined || v === '') return 'auto';
   if (v === 'off' || v === 'auto' || v === 'required') return v;
   throw new FieldError('--mtls', 'must be off, auto or required', v);
+}
+
+function mtlsEngineChoice(v: string | undefined): ProxyConfig['mtlsEngine'] {
+  if (v === undefined || v === '') return 'auto';
+  if (v === 'auto' || v === 'native' || v === 'node') return v;
+  throw new FieldError('--mtls-engine', 'must be auto, native or node', v);
 }
 
 function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
@@ -284,6 +298,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     trustDomain: raw.trustDomain ?? env.WEIR_TRUST_DOMAIN ?? DEFAULTS.trustDomain,
     staticSecurityFile: raw.staticSecurity ?? (env.WEIR_STATIC_SECURITY || undefined),
     certRotationMs: raw.certRotation === undefined || raw.certRotation === '0' ? 0 : parseDuration('--cert-rotation', raw.certRotation),
+    mtlsEngine: mtlsEngineChoice(raw.mtlsEngine ?? env.WEIR_MTLS_ENGINE),
   };
   if (!/^[a-z0-9._-]+$/.test(cfg.trustDomain)) throw new FieldError('--trust-domain', 'must be a trust domain name ([a-z0-9._-])', cfg.trustDomain);
   if (cfg.certRotationMs && cfg.certRotationMs < 1000) throw new FieldError('--cert-rotation', 'must be at least 1s', raw.certRotation);

@@ -29,6 +29,8 @@ let client: Pod;
 let outsider: Pod;
 let roots = '';
 let httpApp: ChildProcess | undefined;
+/** The proxies relay opaque-TCP mTLS natively (src/proxy/mtls/native-tls.ts) unless told to use node:tls. */
+const NATIVE = process.env.WEIR_MTLS_ENGINE !== 'node';
 
 const SECURITY = `
 apiVersion: security.istio.io/v1
@@ -158,6 +160,10 @@ test('the app pair talks through mTLS: the server app sees the exact plaintext, 
   const peer = { connection_security_policy: 'mutual_tls', source_principal: 'spiffe://cluster.local/ns/a/sa/client-sa', destination_principal: 'spiffe://cluster.local/ns/a/sa/server-sa' };
   assert.ok(await c.metric(server, 'istio_tcp_connections_opened_total', { reporter: 'destination', ...peer }) >= 2, c.logs());
   assert.ok(await c.metric(client, 'istio_tcp_connections_opened_total', { reporter: 'source', source_principal: peer.source_principal, destination_principal: peer.destination_principal }) >= 2, c.logs());
+  // Opaque TCP went through the native TLS relay on both sides (unless this run forces node:tls: WEIR_MTLS_ENGINE=node).
+  const native = NATIVE ? 2 : 0;
+  assert.equal(Math.min(await c.metric(client, 'weir_mtls_native_sessions_total', { role: 'client', outcome: 'ok' }), native), native, c.logs());
+  assert.equal(Math.min(await c.metric(server, 'weir_mtls_native_sessions_total', { role: 'server', outcome: 'ok' }), native), native, c.logs());
 });
 
 test('HTTP over mTLS (istio-http/1.1 and istio-h2): the app sees plaintext; AuthorizationPolicy answers 403 "RBAC: access denied"', async () => {

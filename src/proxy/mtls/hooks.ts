@@ -16,7 +16,8 @@ import type { ConnectionOptions } from 'node:tls';
 
 export interface MeshHooks {
   inbound(conn: Conn): Promise<Conn | undefined>;
-  upgrade(up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket>;
+  /** `native`: the caller relays with relayNative() when the result is a native TLS side (nativeTlsOf). */
+  upgrade(up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol, native?: boolean): Promise<Socket>;
   /** For the HTTP pools, whose sockets are made synchronously: TLS options when the endpoint gets mTLS. */
   tlsFor(ep: { endpoint?: RegistryEndpoint }, proto: 'h1' | 'h2'): ConnectionOptions | undefined;
   authorizeTcp(conn: Conn): boolean;
@@ -37,7 +38,7 @@ export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
   };
   return {
     inbound: (conn) => inboundGate(g, conn),
-    upgrade: (up, ep, proto) => upgradeOutbound(o, up, ep, proto),
+    upgrade: (up, ep, proto, native) => upgradeOutbound(o, up, ep, proto, native),
     tlsFor: (ep, proto) => meshTlsOptions(o, ep.endpoint, proto),
     authorizeTcp(conn) {
       const d = g.security.decide(g.namespace(), attrs(conn), 'tcp');

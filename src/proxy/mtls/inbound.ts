@@ -16,6 +16,8 @@ import type { Conn } from '../context.js';
 import { alpnFromClientHello, isMeshAlpn, MESH_ALPN_SERVER, peekRecord } from './client-hello.js';
 import type { MeshIdentity } from './mesh-identity.js';
 import type { SecurityState } from './security-state.js';
+import { isMeshTcpAlpn, type NativeMeshTls } from './native-tls.js';
+import { asSocket } from './native-socket.js';
 
 export interface InboundGateDeps {
   identity: MeshIdentity;
@@ -26,10 +28,12 @@ export interface InboundGateDeps {
   /** How long to wait for a client's first bytes (STRICT waits for a ClientHello this long). */
   peekTimeoutMs: number;
   handshakeTimeoutMs: number;
+  /** Opaque TCP over mTLS in native code (native-tls.ts); absent: node:tls for everything. */
+  native?: NativeMeshTls;
 }
 
 /** The mesh facts of one inbound connection after the gate. */
-export interface MeshPeer { peer: string; local: string; alpn: string }
+export interface MeshPeer { peer: string; local: string; alpn: string; /** `down` is held by the native TLS relay: opaque TCP, no sniffing */ native?: boolean }
 
 export async function inboundGate(g: InboundGateDeps, conn: Conn): Promise<Conn | undefined> {
   const mode = g.security.mode(g.namespace(), conn.dst.port);
@@ -50,6 +54,18 @@ export async function inboundGate(g: InboundGateDeps, conn: Conn): Promise<Conn 
   const wi = g.identity.current();
   if (!wi) return refuse('no_certificate', 'mesh mTLS offered but this proxy has no workload certificate yet');
   const down = conn.down;
+  if (g.native && isMeshTcpAlpn(alpn)) {
+    // Mesh TCP (istio-peer-exchange/istio): the addon terminates it; the chain authorizes before anything is relayed.
+    const t = await g.native.accept(wi, down).catch((e: Error) => e);
+    if (t instanceof Error) {
+      if (!down.destroyed) down.resetAndDestroy();
+      g.security.inbound.inc({ mode, outcome: 'handshake_failed' });
+      g.logger.debug({ err: t.message, downstream: conn.peer }, 'inbound mTLS handshake failed (native)');
+      return undefined;
+    }
+    g.security.inbound.inc({ mode, outcome: 'mtls' });
+    return { ...conn, down: asSocket(t), mesh: { peer: t.peer, local: g.identity.spiffeId ?? '', alpn: t.alpn, native: true } };
+  }
   const sock = await terminator(g, wi).terminate(down);
   if (!sock) {
     if (!down.destroyed) down.resetAndDestroy();

@@ -13,10 +13,12 @@ import { peerSpiffeId } from '../../mtls/spiffe.js';
 import { ConnectError } from '../relay.js';
 import { MESH_ALPN_H1, MESH_ALPN_H2, MESH_ALPN_TCP } from './client-hello.js';
 import type { MeshIdentity } from './mesh-identity.js';
+import type { NativeMeshTls } from './native-tls.js';
+import { asSocket, nativeTlsOf } from './native-socket.js';
 
 export type MeshProtocol = 'tcp' | 'h1' | 'h2';
 
-export interface OutboundDeps { identity: MeshIdentity; trustDomain: string; required: boolean; handshakeTimeoutMs: number }
+export interface OutboundDeps { identity: MeshIdentity; trustDomain: string; required: boolean; handshakeTimeoutMs: number; native?: NativeMeshTls }
 
 export function wantsMtls(ep: Pick<RegistryEndpoint, 'tlsMode'> | undefined): boolean {
   return ep?.tlsMode === 'istio';
@@ -45,12 +47,19 @@ export function meshTlsOptions(o: OutboundDeps, ep: RegistryEndpoint | undefined
   };
 }
 
-export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket> {
+/** `native`: the caller can relay a native TLS side (opaque TCP whose upstream need not be read first). */
+export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol, native = false): Promise<Socket> {
   const opts = meshTlsOptions(o, ep, proto);
   if (!opts || !ep) {
     if (!wantsMtls(ep) || !o.required) return up;
     up.destroy();
     throw new ConnectError('ENOCERT', 'mesh destination but no workload certificate yet (--mtls required)');
+  }
+  const wi = o.identity.current();
+  if (native && o.native && proto === 'tcp' && wi) {
+    const t = await o.native.connect(wi, up, expectedServer(o.trustDomain, ep)).catch((e: Error) => e);
+    if (t instanceof Error) { if (!up.destroyed) up.destroy(); throw new ConnectError('ETLS', `mTLS to ${ep.ip}: ${t.message}`); }
+    return asSocket(t);
   }
   const sock: TLSSocket = tlsConnect({ ...opts, socket: up });
   await new Promise<void>((resolve, reject) => {
@@ -64,6 +73,8 @@ export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryE
 
 /** The server's SPIFFE URI on an upgraded socket, for destination_principal. */
 export function serverPrincipal(s: Socket): string | undefined {
+  const n = nativeTlsOf(s);
+  if (n) return n.peer;
   const t = s as Partial<TLSSocket>;
   if (typeof t.getPeerCertificate !== 'function' || !t.encrypted) return undefined;
   const id = peerSpiffeId(t.getPeerCertificate());

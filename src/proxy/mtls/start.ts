@@ -7,6 +7,7 @@ import type { ProxyConfig } from '../config.js';
 import type { RegistryClient } from '../registry-client.js';
 import { meshHooks, type MeshHooks } from './hooks.js';
 import { MeshIdentity } from './mesh-identity.js';
+import { nativeMeshTls } from './native-tls.js';
 import { SecurityState } from './security-state.js';
 
 export interface Mesh {
@@ -23,9 +24,11 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
   const identity = new MeshIdentity({ client, trustDomain: cfg.trustDomain, logger: log, rotationMs: cfg.certRotationMs });
   const security = new SecurityState(labels, log, metrics, cfg.staticSecurityFile);
   const handshakeTimeoutMs = Math.min(cfg.connectTimeoutMs, 10_000);
+  // Opaque TCP over mTLS in the addon's TLS relay when built (cfg.mtlsEngine); node:tls otherwise and for HTTP.
+  const native = nativeMeshTls(cfg.mtlsEngine, cfg.trustDomain, handshakeTimeoutMs, metrics);
   const hooks = meshHooks(
-    { identity, security, namespace, trustDomain: cfg.trustDomain, logger: log, peekTimeoutMs: cfg.inboundProtocolDetectionTimeoutMs, handshakeTimeoutMs },
-    { identity, trustDomain: cfg.trustDomain, required: cfg.mtls === 'required', handshakeTimeoutMs },
+    { identity, security, namespace, trustDomain: cfg.trustDomain, logger: log, peekTimeoutMs: cfg.inboundProtocolDetectionTimeoutMs, handshakeTimeoutMs, native },
+    { identity, trustDomain: cfg.trustDomain, required: cfg.mtls === 'required', handshakeTimeoutMs, native },
   );
   return {
     identity, security, hooks,
@@ -41,7 +44,7 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
       const wi = identity.current();
       const c = wi?.credentials();
       return {
-        mode: cfg.mtls, trustDomain: cfg.trustDomain, spiffeId: identity.spiffeId,
+        mode: cfg.mtls, engine: native ? 'native' : 'node', nativeRelay: native?.stats(), trustDomain: cfg.trustDomain, spiffeId: identity.spiffeId,
         certificate: c ? { serial: c.serial, notAfter: c.notAfter.toISOString(), rotations: identity.rotations } : undefined,
         lastError: identity.lastError, staticSecurity: cfg.staticSecurityFile, compiled: security.snapshot(namespace()),
       };

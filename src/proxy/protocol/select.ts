@@ -16,6 +16,8 @@ export async function selectChain(d: ProxyDeps, conn: Conn): Promise<Chain> {
   const servicePort = conn.direction === 'outbound' ? routes.lookup(ip, port)?.servicePort : routes.inboundPort(ip, port);
   const declared = declaredProtocol(servicePort);
   const count = (protocol: string, reason: string) => d.metrics.detected.inc({ direction: conn.direction, protocol, reason });
+  // Mesh TCP terminated by the native TLS relay: its plaintext never comes to JavaScript, and its ALPN said TCP.
+  if (conn.mesh?.native) { count('tcp', 'mesh_alpn'); return 'tcp'; }
   if (declared === 'tcp' || declared === 'tls') { count(declared, 'declared'); return 'tcp'; }
   // TPROXY inbound keeps the client's address all the way to the app; the HTTP chain's pooled
   // connections to the app cannot (they are not per client), so TPROXY inbound stays TCP for now.

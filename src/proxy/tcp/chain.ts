@@ -19,6 +19,7 @@ import { sniff } from '../protocol/sniff.js';
 import { l4RouteFor, l4ServiceFor } from './l4-routes.js';
 import { connectTransparent } from '../transparent.js';
 import { workloadMeta } from '../telemetry/workload.js';
+import { nativeTlsOf, relayNative } from '../mtls/native-socket.js';
 
 interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
 
@@ -195,7 +196,8 @@ export class TcpChain {
         up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: via?.connectTimeoutMs ?? cfg.connectTimeoutMs, localAddress }));
         // Auto mTLS to a mesh endpoint (src/proxy/mtls/outbound.ts), unless its DestinationRule says DISABLE;
         // a failed handshake counts as a failed connect.
-        if (direction === 'outbound' && this.d.mesh && via?.tlsMode !== 'DISABLE') up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp');
+        // Native TLS unless the upstream may have to speak first to settle the protocol (lateVerdict reads it).
+        if (direction === 'outbound' && this.d.mesh && via?.tlsMode !== 'DISABLE') up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp', conn.detection?.reason !== 'timeout');
       } catch (err) {
         release();
         via?.failed(t);
@@ -221,7 +223,12 @@ export class TcpChain {
       if (direction === 'outbound') this.d.mesh?.labels(labels, conn, up);
       // TLS sockets have no file descriptor to splice (kernel TLS would give them one: docs/architecture.md, "Mesh mTLS").
       const encrypted = (down as { encrypted?: boolean }).encrypted || (up as { encrypted?: boolean }).encrypted;
-      const handle = this.pump === 'splice' && !encrypted ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
+      // A mesh mTLS side held by the native TLS relay (src/proxy/mtls/native-tls.ts) relays there, in native code.
+      const nativeDown = nativeTlsOf(down);
+      const nativeUp = nativeTlsOf(up);
+      const handle = nativeDown ? relayNative(nativeDown, up, true, cfg.idleTimeoutMs)
+        : nativeUp ? relayNative(nativeUp, down, false, cfg.idleTimeoutMs)
+          : this.pump === 'splice' && !encrypted ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
       const reported = { request: 0, response: 0 };
       const tracked: Tracked = { abort: () => handle.abort(), report: () => this.report(handle, labels, reported) };
       this.open.add(tracked);
