@@ -3,6 +3,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -14,17 +16,15 @@
 #include <cstring>
 
 #include "tls_ctx.h"
+#include "tls_session.h"
 
 namespace weir {
+
+using namespace tls_relay;
 
 namespace {
 
 constexpr uint64_t kWakeToken = ~uint64_t{0};
-constexpr size_t kBufSize = 64 * 1024;
-// Bytes one direction moves per wakeup before the thread serves the others
-// (level-triggered epoll brings it back): a bulk stream must not starve the rest.
-constexpr size_t kRoundBudget = 1u << 20;
-constexpr int kTls = 0, kPlain = 1;
 
 int64_t NowMs() {
   timespec ts{};
@@ -38,18 +38,6 @@ double NowMsPrecise() {
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
-bool IsReset(int err) { return err == ECONNRESET || err == EPIPE || err == ECONNABORTED || err == ETIMEDOUT; }
-
-void CloseFd(int* fd, bool rst) {
-  if (*fd < 0) return;
-  if (rst) {
-    linger lg{1, 0};  // close with RST, not FIN
-    setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  }
-  close(*fd);
-  *fd = -1;
-}
-
 std::optional<Failure> DupStream(int fd, const char* what, int* out) {
   int type = 0;
   socklen_t len = sizeof(type);
@@ -57,6 +45,11 @@ std::optional<Failure> DupStream(int fd, const char* what, int* out) {
   if (type != SOCK_STREAM) return Failure{std::string(what) + " is not a stream socket", "EINVAL"};
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (d < 0) return ErrnoFailure(std::string(what) + ": dup", errno);
+  // No Nagle: a TLS record (or a handshake flight) written in pieces must not
+  // wait for the peer's delayed ACK. Accepted sockets come without it. Not TCP
+  // (a unix socket in a test): nothing to set.
+  int one = 1;
+  setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   int fl = fcntl(d, F_GETFL);
   if (fl < 0 || fcntl(d, F_SETFL, fl | O_NONBLOCK) != 0) {
     int e = errno;
@@ -67,42 +60,7 @@ std::optional<Failure> DupStream(int fd, const char* what, int* out) {
   return std::nullopt;
 }
 
-// What one direction waits for before it can move again.
-enum class Wait { kNone, kTlsRead, kTlsWrite, kPlainRead, kPlainWrite, kDone };
-
 }  // namespace
-
-struct TlsRelayEngine::Session {
-  uint64_t id = 0;
-  SSL* ssl = nullptr;
-  bool server = false;
-  int fd[2] = {-1, -1};          // [kTls], [kPlain]
-  uint32_t registered[2] = {0, 0};
-  bool in_epoll[2] = {false, false};
-  enum class State { kHandshake, kWaiting, kRelay } state = State::kHandshake;
-  bool prefix_rbio = false;      // rbio is a memory BIO with the caller's initial bytes
-  bool finished = false;
-  int64_t deadline_ms = 0;       // handshake deadline
-  int64_t idle_timeout_ms = 0;
-  int64_t last_active_ms = 0;
-  double started_ms = 0;
-  std::shared_ptr<TlsCounters> counters = std::make_shared<TlsCounters>();
-  // plain -> tls
-  std::unique_ptr<char[]> up_buf;
-  size_t up_cap = 0, up_len = 0, up_off = 0;
-  bool plain_eof = false, close_notify_sent = false;
-  Wait up_wait = Wait::kNone;
-  // tls -> plain
-  std::unique_ptr<char[]> down_buf;
-  size_t down_len = 0, down_off = 0;
-  bool tls_eof = false, plain_shut = false;
-  Wait down_wait = Wait::kNone;
-  ~Session() {
-    if (ssl != nullptr) SSL_free(ssl);
-    CloseFd(&fd[kTls], false);
-    CloseFd(&fd[kPlain], false);
-  }
-};
 
 std::optional<Failure> TlsRelayEngine::Create(OnEvent on_event, std::unique_ptr<TlsRelayEngine>* out) {
   std::unique_ptr<TlsRelayEngine> e(new TlsRelayEngine());
@@ -325,110 +283,6 @@ void TlsRelayEngine::Handshake(Session* s) {
   if (alpn != nullptr) ev->alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   Interest(s);
   on_event_(std::move(ev));
-}
-
-namespace {
-
-// Whether what epoll reported on `side` can unblock a direction waiting for `w`.
-bool Unblocks(Wait w, int side, uint32_t events) {
-  if (side < 0 || w == Wait::kNone) return true;
-  bool trouble = (events & (EPOLLERR | EPOLLHUP)) != 0;
-  switch (w) {
-    case Wait::kTlsRead: return side == kTls && (trouble || (events & (EPOLLIN | EPOLLRDHUP)));
-    case Wait::kTlsWrite: return side == kTls && (trouble || (events & EPOLLOUT));
-    case Wait::kPlainRead: return side == kPlain && (trouble || (events & (EPOLLIN | EPOLLRDHUP)));
-    case Wait::kPlainWrite: return side == kPlain && (trouble || (events & EPOLLOUT));
-    default: return false;
-  }
-}
-
-}  // namespace
-
-// Moves bytes both ways until each direction waits on a socket (or used its
-// round budget: then the session is run again before the thread sleeps).
-// `side`/`events`: what epoll reported (-1: Attach or a rerun, try both).
-void TlsRelayEngine::Relay(Session* s, int side, uint32_t events) {
-  if (s->state == Session::State::kWaiting) {
-    if (events & (EPOLLERR | EPOLLHUP)) Finish(s, "reset-by-tls", "the peer left before the connection was admitted", true);
-    return;
-  }
-  bool again = false;
-  // plain -> tls
-  if (s->up_wait != Wait::kDone && Unblocks(s->up_wait, side, events)) {
-    s->up_wait = Wait::kNone;
-    for (size_t moved = 0;;) {
-      if (moved >= kRoundBudget) { again = true; break; }
-      if (s->up_off < s->up_len) {
-        ERR_clear_error();
-        int n = SSL_write(s->ssl, s->up_buf.get() + s->up_off, static_cast<int>(s->up_len - s->up_off));
-        if (n > 0) { s->up_off += n; moved += n; s->counters->plain_to_tls += n; continue; }
-        int err = SSL_get_error(s->ssl, n);
-        if (err == SSL_ERROR_WANT_WRITE) { s->up_wait = Wait::kTlsWrite; break; }
-        if (err == SSL_ERROR_WANT_READ) { s->up_wait = Wait::kTlsRead; break; }
-        int e = errno;
-        if (err == SSL_ERROR_SYSCALL && IsReset(e)) { Finish(s, "reset-by-tls", std::string("tls write: ") + std::strerror(e), true); return; }
-        Finish(s, "error", OpenSslErrors("tls write"), true);
-        return;
-      }
-      if (s->plain_eof) {
-        // FIN from the plaintext side becomes close_notify + FIN; the other direction goes on (half-close).
-        ERR_clear_error();
-        int r = SSL_shutdown(s->ssl);
-        if (r < 0 && SSL_get_error(s->ssl, r) == SSL_ERROR_WANT_WRITE) { s->up_wait = Wait::kTlsWrite; break; }
-        shutdown(s->fd[kTls], SHUT_WR);
-        s->close_notify_sent = true;
-        s->up_wait = Wait::kDone;
-        break;
-      }
-      ssize_t n = read(s->fd[kPlain], s->up_buf.get(), s->up_cap);
-      s->up_off = 0;
-      s->up_len = n > 0 ? static_cast<size_t>(n) : 0;
-      if (n > 0) continue;
-      if (n == 0) { s->plain_eof = true; continue; }
-      if (errno == EAGAIN || errno == EINTR) { s->up_wait = Wait::kPlainRead; break; }
-      int e = errno;
-      Finish(s, IsReset(e) ? "reset-by-plain" : "error", std::string("plain read: ") + std::strerror(e), true);
-      return;
-    }
-  }
-  // tls -> plain
-  if (s->down_wait != Wait::kDone && Unblocks(s->down_wait, side, events)) {
-    s->down_wait = Wait::kNone;
-    for (size_t moved = 0;;) {
-      if (moved >= kRoundBudget) { again = true; break; }
-      if (s->down_off < s->down_len) {
-        ssize_t n = send(s->fd[kPlain], s->down_buf.get() + s->down_off, s->down_len - s->down_off, MSG_NOSIGNAL);
-        if (n > 0) { s->down_off += n; moved += n; s->counters->tls_to_plain += n; continue; }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) { s->down_wait = Wait::kPlainWrite; break; }
-        int e = n < 0 ? errno : EPIPE;
-        Finish(s, IsReset(e) ? "reset-by-plain" : "error", std::string("plain write: ") + std::strerror(e), true);
-        return;
-      }
-      if (s->tls_eof) {
-        shutdown(s->fd[kPlain], SHUT_WR);
-        s->plain_shut = true;
-        s->down_wait = Wait::kDone;
-        break;
-      }
-      ERR_clear_error();
-      int n = SSL_read(s->ssl, s->down_buf.get(), static_cast<int>(kBufSize));
-      s->down_off = 0;
-      s->down_len = n > 0 ? static_cast<size_t>(n) : 0;
-      if (n > 0) continue;
-      int err = SSL_get_error(s->ssl, n);
-      if (err == SSL_ERROR_ZERO_RETURN) { s->tls_eof = true; continue; }
-      if (err == SSL_ERROR_WANT_READ) { s->down_wait = Wait::kTlsRead; break; }
-      if (err == SSL_ERROR_WANT_WRITE) { s->down_wait = Wait::kTlsWrite; break; }
-      int e = errno;
-      if (err == SSL_ERROR_SYSCALL && IsReset(e)) { Finish(s, "reset-by-tls", std::string("tls read: ") + std::strerror(e), true); return; }
-      // A bad record, a failed MAC, a fatal alert from the peer: nothing after it can be trusted.
-      Finish(s, "error", OpenSslErrors("tls read"), true);
-      return;
-    }
-  }
-  if (s->up_wait == Wait::kDone && s->down_wait == Wait::kDone) { Finish(s, "closed", "", false); return; }
-  if (again) rerun_.push_back(s->id);
-  Interest(s);
 }
 
 void TlsRelayEngine::Finish(Session* s, const std::string& reason, const std::string& error, bool rst) {
