@@ -26,7 +26,7 @@ export class NativeTlsSocket extends EventEmitter {
     void session.done.then(() => this.gone());
   }
 
-  /** Close (FIN after close_notify is not owed: nothing was relayed yet, so a plain close). */
+  /** Before relayNative(): end the session (a plain FIN: nothing was relayed, no close_notify owed). */
   destroy(): this { if (!this.destroyed) this.session.abort(false); this.gone(); return this; }
   resetAndDestroy(): this { if (!this.destroyed) this.session.abort(true); this.gone(); return this; }
   // What the chain may call on a socket before relaying: nothing to do here.
