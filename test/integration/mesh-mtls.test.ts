@@ -194,6 +194,11 @@ test('openssl: the server proxy presents its SPIFFE certificate; no client certi
   const allowed = await sClient(['-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key')]);
   assert.match(allowed.out, /hello from server/, allowed.out);
   assert.ok(await c.metric(server, 'weir_authorization_denied_total', { protocol: 'tcp' }) >= 1);
+  // On the native path the relay ran these handshakes: the certificate-less one failed there, the other two completed.
+  if (NATIVE) {
+    assert.ok(await c.metric(server, 'weir_mtls_native_sessions_total', { role: 'server', outcome: 'handshake_failed' }) >= 1);
+    assert.ok(await c.metric(server, 'weir_mtls_native_sessions_total', { role: 'server', outcome: 'ok' }) >= 4);
+  }
 });
 
 test('STRICT: 0 of 1,000 plaintext connections reach the app; kubelet-style plaintext probes on :15020 keep working', async () => {
