@@ -62,11 +62,15 @@ std::optional<Failure> MakeTlsContext(const TlsContextSpec& spec, SSL_CTX** out)
   if (ctx == nullptr) return SslFailure("SSL_CTX_new");
   auto fail = [&](const std::string& what) { SSL_CTX_free(ctx); return SslFailure(what); };
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 || SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) return fail("TLS 1.3 only");
-  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_num_tickets(ctx, 0);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Read-ahead with a 64 KiB buffer: one read(2) takes several records, not a header and then a body.
   SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
+  // AES-128-GCM first (BoringSSL's order, so Envoy's): with AES-NI the cheapest per byte; the others stay offered.
+  if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1) return fail("ciphersuites");
 
   std::unique_ptr<BIO, BioFree> certs(BIO_new_mem_buf(spec.cert_pem.data(), static_cast<int>(spec.cert_pem.size())));
   X509* leaf = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr);
