@@ -199,12 +199,13 @@ void TlsRelayEngine::TakeCommands(int64_t now) {
     }
     s->fd[kPlain] = c.fd;
     // The first plaintext (bytes the caller had already read) fills the first buffer.
-    s->up_cap = std::max(kBufSize, c.initial.size());
-    s->up_buf.reset(new char[s->up_cap]);
-    std::memcpy(s->up_buf.get(), c.initial.data(), c.initial.size());
+    if (!c.initial.empty()) {
+      s->up_cap = std::max(kBufSize, c.initial.size());
+      s->up_buf.reset(new char[s->up_cap]);
+      std::memcpy(s->up_buf.get(), c.initial.data(), c.initial.size());
+    }
     s->up_len = c.initial.size();
     s->up_off = 0;
-    s->down_buf.reset(new char[kBufSize]);
     s->idle_timeout_ms = c.idle_timeout_ms;
     s->last_active_ms = now;
     s->state = Session::State::kRelay;
