@@ -202,6 +202,31 @@ test('identity: a server with the wrong SPIFFE ID is refused before any byte; a 
   assert.equal(appBytes, 0);
 });
 
+test('inbound identity: a client of another trust domain is refused by accept() (the handshake itself verifies)', { skip }, async () => {
+  const mesh = new NativeMeshTls('cluster.local', 2000, new Registry());
+  const wi = { credentials: () => ({ cert: serverLeaf.cert, key: serverLeaf.key, ca: serverLeaf.roots, serial: 's1', notAfter: new Date() }) } as unknown as WorkloadIdentity;
+  const results: Array<string> = [];
+  let settled!: () => void;
+  const both = new Promise<void>((r) => { settled = r; });
+  const server = net.createServer({ pauseOnConnect: true }, (down) => {
+    down.on('error', () => {});
+    void peekRecord(down, 2000).then(() => mesh.accept(wi, down)).then((t) => { results.push(`ok ${t.peer}`); t.destroy(); }, (e: Error) => { results.push(`refused: ${e.message}`); })
+      .finally(() => { if (results.length === 2) settled(); });
+  });
+  const port = await listen(server);
+  for (const leaf of [await ca.leaf('spiffe://evil.example/ns/a/sa/client'), clientLeaf]) {
+    const up = net.connect({ host: '127.0.0.1', port });
+    up.on('error', () => {});
+    await once(up, 'connect');
+    const s = new NativeTlsSession(ctx(false, leaf), up, { server: false, handshakeTimeoutMs: 2000 });
+    await s.handshake.catch(() => undefined);
+    s.abort(false);
+    await s.done;
+  }
+  await both;
+  assert.deepEqual(results.sort(), [`ok ${CLIENT_ID}`, 'refused: peer trust domain evil.example is not cluster.local']);
+});
+
 test('interop with node:tls: a node:tls mesh client through a native server hop, and a native client hop to a node:tls server', { skip }, async () => {
   const echo = await echoServer();
   const sh = await serverHop(echo.port);

@@ -1,0 +1,18 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CaClient } from '../src/ca/client.js';
+import { createWorkloadCsr } from '../src/ca/csr.js';
+import { startMeshCa } from './support/mesh-ca.js';
+import { createTlsContext } from '../src/native/tls-relay.js';
+const dir = mkdtempSync(join(tmpdir(), 'x-'));
+const mca = await startMeshCa(dir);
+const uid = mca.addPod('a', 'p', 'sa');
+const key = await createWorkloadCsr('spiffe://cluster.local/ns/a/sa/sa');
+const issued = await new CaClient(mca.caOpts).sign({ namespace: 'a', name: 'p', uid }, key.csrPem);
+console.log(issued.certChain.length, issued.roots.length);
+const ctx = createTlsContext({ server: false, cert: issued.certChain.join(''), key: key.keyPem, roots: issued.roots.join(''), alpn: ['istio-peer-exchange', 'istio'] });
+console.log('ok', ctx);
+const ctx2 = createTlsContext({ server: true, cert: issued.certChain.join(''), key: key.keyPem, roots: issued.roots.join(''), alpn: ['istio-peer-exchange', 'istio'] });
+console.log('ok2', ctx2);
+await mca.close();
