@@ -84,6 +84,9 @@ void TlsRelayEngine::Relay(Session* s, int side, uint32_t events) {
   // tls -> plain
   if (s->down_wait != Wait::kDone && Unblocks(s->down_wait, side, events)) {
     s->down_wait = Wait::kNone;
+    // Set when the last fill ended on WANT_READ: OpenSSL holds no whole record, so once the buffer is out the
+    // next move waits for the socket (no read(2) just to hear EAGAIN).
+    bool tls_empty = false;
     for (size_t moved = 0;;) {
       if (moved >= kRoundBudget) { again = true; break; }
       if (s->down_off < s->down_len) {
@@ -100,15 +103,22 @@ void TlsRelayEngine::Relay(Session* s, int side, uint32_t events) {
         s->down_wait = Wait::kDone;
         break;
       }
-      ERR_clear_error();
+      if (tls_empty) { s->down_buf.reset(); s->down_wait = Wait::kTlsRead; break; }
       if (!s->down_buf) s->down_buf.reset(new char[kBufSize]);
-      int n = SSL_read(s->ssl, s->down_buf.get(), static_cast<int>(kBufSize));
       s->down_off = 0;
-      s->down_len = n > 0 ? static_cast<size_t>(n) : 0;
-      if (n > 0) continue;
-      int err = SSL_get_error(s->ssl, n);
+      s->down_len = 0;
+      // A record carries at most 16 KiB: gather every whole record already read into one write to the plaintext side.
+      int err = SSL_ERROR_NONE;
+      while (s->down_len < kBufSize) {
+        ERR_clear_error();
+        int n = SSL_read(s->ssl, s->down_buf.get() + s->down_len, static_cast<int>(kBufSize - s->down_len));
+        if (n <= 0) { err = SSL_get_error(s->ssl, n); break; }
+        s->down_len += n;
+      }
+      if (err == SSL_ERROR_NONE) continue;  // the buffer is full
       if (err == SSL_ERROR_ZERO_RETURN) { s->tls_eof = true; continue; }
-      if (err == SSL_ERROR_WANT_READ) { s->down_buf.reset(); s->down_wait = Wait::kTlsRead; break; }
+      if (err == SSL_ERROR_WANT_READ) { tls_empty = true; continue; }
+      if (s->down_len > 0 && err == SSL_ERROR_WANT_WRITE) continue;  // out with what we have; the next read says it again
       if (err == SSL_ERROR_WANT_WRITE) { s->down_wait = Wait::kTlsWrite; break; }
       int e = errno;
       if (err == SSL_ERROR_SYSCALL && IsReset(e)) { Finish(s, "reset-by-tls", std::string("tls read: ") + std::strerror(e), true); return; }
