@@ -25,6 +25,7 @@ using namespace tls_relay;
 namespace {
 
 constexpr uint64_t kWakeToken = ~uint64_t{0};
+constexpr int64_t kAttachTimeoutMs = 60000;
 
 int64_t NowMs() {
   timespec ts{};
@@ -274,6 +275,8 @@ void TlsRelayEngine::Handshake(Session* s) {
   }
   handshakes_++;
   s->state = Session::State::kWaiting;
+  // JavaScript attaches or aborts within its connect timeout; a session it lost must not hold its fd forever.
+  s->deadline_ms = NowMs() + kAttachTimeoutMs;
   auto ev = std::make_unique<TlsEvent>();
   ev->kind = TlsEvent::Kind::kHandshake;
   ev->id = s->id;
@@ -316,6 +319,8 @@ void TlsRelayEngine::Expire(int64_t now) {
     if (s->state == Session::State::kHandshake && now >= s->deadline_ms) {
       handshake_failures_++;
       Finish(s.get(), "handshake-failed", "handshake timed out", true);
+    } else if (s->state == Session::State::kWaiting && now >= s->deadline_ms) {
+      Finish(s.get(), "error", "not attached within 60 s of the handshake", true);
     } else if (s->state == Session::State::kRelay && s->idle_timeout_ms > 0 && now - s->last_active_ms >= s->idle_timeout_ms) {
       Finish(s.get(), "idle", "", false);
     }
