@@ -25,7 +25,7 @@ const docs = () => parseAllDocuments(readFileSync(path.join(ROOT, 'test/fixtures
 test('items round-trip: what the agent compiles per workload is what the proxy enforces', () => {
   const store = new IstioConfigStore<SecurityResource>((o) => readSecurityResource(o));
   for (const d of docs()) store.upsert(d);
-  const source = istioSecuritySource({ store, rootNamespace: 'istio-system', podLabels: (ns, name) => (name === 'details-1' ? { app: 'details' } : {}) });
+  const source = istioSecuritySource({ store, rootNamespace: 'istio-system', podLabels: (_ns, name): Record<string, string> => (name === 'details-1' ? { app: 'details' } : {}) });
   const key = source.workloadKey({ namespace: 'shop', name: 'details-1', uid: 'u', ips: [] });
   const items = JSON.parse(JSON.stringify(source.compile(key))) as SecurityItem[];
   assert.deepEqual(checkItems('Security', items), []);
