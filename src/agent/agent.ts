@@ -191,7 +191,7 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
         kubeConfig, socketPath: join(config.runDir, 'proxy.sock'), logger, metrics: metrics.registry, clusterDomain: config.clusterDomain,
         identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
         compiled: istioCompiledSource({ store: istio.store, rootNamespace, podLabels }),
-        security: istioSecuritySource({ store: securityStore, rootNamespace, podLabels }),
+        security: istioSecuritySource({ store: securityStore, rootNamespace, podLabels, onLabelsChange: (cb) => onPodLabels(pods, cb) }),
         compiledReady: Promise.all([istio.start(), securityConfig.start()]).then(() => undefined),
         onCsr: config.ca ? await csrForwarderFor(config.ca, logger, metrics.registry) : undefined,
       });
@@ -248,4 +248,19 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
 export function defaultPluginBinary(): string | undefined {
   const candidates = [join(process.cwd(), 'dist', 'weir-cni'), '/usr/local/lib/weir/weir-cni'];
   return candidates.find((c) => existsSync(c));
+}
+
+/** Calls `cb` when a pod of this node appears or its labels change (not on status updates): policies select by labels. */
+function onPodLabels(pods: ResilientInformer<Pod>, cb: () => void): void {
+  const seen = new Map<string, string>();
+  const on = (p: Pod) => {
+    const key = `${p.metadata.namespace}/${p.metadata.name}`;
+    const labels = JSON.stringify(p.metadata.labels ?? {});
+    if (seen.get(key) === labels) return;
+    seen.set(key, labels);
+    cb();
+  };
+  pods.on('add', on);
+  pods.on('update', on);
+  pods.on('delete', (p: Pod) => { seen.delete(`${p.metadata.namespace}/${p.metadata.name}`); });
 }

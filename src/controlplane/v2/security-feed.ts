@@ -25,6 +25,8 @@ export interface IstioSecuritySourceOptions {
   store: IstioConfigStore<SecurityResource>;
   rootNamespace: string;
   podLabels?(namespace: string, name: string): Record<string, string> | undefined;
+  /** Calls back when some pod's labels may have changed (the pod informer): proxies are then re-keyed to their workload. */
+  onLabelsChange?(cb: () => void): void;
 }
 
 export function istioSecuritySource(o: IstioSecuritySourceOptions): SecuritySource {
@@ -49,7 +51,7 @@ export function istioSecuritySource(o: IstioSecuritySourceOptions): SecuritySour
       }
       return securityItems(c);
     },
-    onChange(cb) { o.store.on('change', cb); },
+    onChange(cb) { o.store.on('change', cb); o.onLabelsChange?.(cb); },
   };
 }
 
