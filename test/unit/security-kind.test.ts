@@ -9,7 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { IstioConfigStore } from '../../src/controlplane/istio-source.js';
-import { istioSecuritySource } from '../../src/controlplane/v2/security-feed.js';
+import { createSecurityFeeds, istioSecuritySource } from '../../src/controlplane/v2/security-feed.js';
+import type { Session } from '../../src/controlplane/server.js';
+import { createLogger } from '../../src/common/log.js';
 import { checkItems } from '../../src/controlplane/v2/item-schema.js';
 import { compileSecurity } from '../../src/security/compile.js';
 import { authorize } from '../../src/security/evaluate.js';
@@ -77,4 +79,24 @@ test('the proxy applies a Security push whole or not at all; a delta replaces on
   // The enforcer refusing it (throws) is a nack too, and the last good set stays.
   const refusing = new V2Applier(new CompiledConfigStore(), 'cluster.local', () => {}, () => { throw new Error('no'); });
   assert.equal(refusing.handle({ type: 'push', kind: 'Security', version: 1, nonce: 'x', full: true, upserts: [mtls], deletes: [] }).type, 'nack');
+});
+
+test('a proxy moves to its workload\'s compile when its pod\'s labels change (pushed whole)', async () => {
+  const store = new IstioConfigStore<SecurityResource>((o) => readSecurityResource(o));
+  for (const d of docs()) store.upsert(d);
+  let labels: Record<string, string> = {};
+  let labelsChanged = () => {};
+  const source = istioSecuritySource({ store, rootNamespace: 'istio-system', podLabels: () => labels, onLabelsChange: (cb) => { labelsChanged = cb; } });
+  const calls: string[] = [];
+  const session = { identity: { namespace: 'shop', name: 'p-1', uid: 'u', ips: [] }, v2: { restart: (k: string[]) => calls.push(`restart ${k}`), catchUp: (k: string[]) => calls.push(`catchUp ${k}`) } } as unknown as Session;
+  const feeds = createSecurityFeeds({ source, logger: createLogger({ name: 't', level: 'silent' }), debounceMs: 1, sessions: () => [session], synced: () => true });
+  feeds.admit(session, session.identity!);
+  const allowOf = () => compiledFromItems(feeds.feed(session)!.full().upserts.map((j) => JSON.parse(j) as SecurityItem)).allow.map((p) => p.name);
+  assert.deepEqual(allowOf(), ['shop/deny-all']);
+  labels = { app: 'details' };
+  labelsChanged();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(calls, ['restart Security', 'catchUp Security']);
+  assert.deepEqual(allowOf(), ['shop/deny-all', 'shop/details-viewer']);
+  feeds.close();
 });
