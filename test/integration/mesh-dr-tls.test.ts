@@ -14,6 +14,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { skipUnlessRoot } from '../support/netns.js';
+import { until as poll } from '../support/poll.js';
 import { startMeshCa, type MeshCa } from '../support/mesh-ca.js';
 import { IstioConfigStore } from '../../src/controlplane/istio-source.js';
 import { istioCompiledSource } from '../../src/controlplane/v2/compiled-source.js';
@@ -76,16 +77,12 @@ async function echo(ip: string): Promise<string> {
   return `${greeting}|${back}`;
 }
 
-async function until(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${c.logs()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const dr = (name: string, host: string, trafficPolicy: object) => ({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name, namespace: 'shop' }, spec: { host, trafficPolicy } });
 const inbound = (p: Pod, outcome: string) => c.metric(p, 'weir_inbound_mtls_total', { outcome });
+
+/** The shared poller with this suite's deadline, cadence and the proxies' logs on timeout. */
+const waitFor = (what: string, f: () => Promise<boolean>) => poll(what, f, { ms: 15_000, everyMs: 200, detail: () => c.logs() });
 
 before(async () => {
   if (skip) return;
@@ -124,11 +121,7 @@ before(async () => {
   sServer(8443, ['-servername', 'ext.example.com', '-servername_fatal', '-cert2', join(dir, 'srv.pem'), '-key2', join(dir, 'srv.key')]);
   sServer(8444, ['-Verify', '1', '-CAfile', join(dir, 'ca.pem')]);
   sServer(8445, []);
-  const end = Date.now() + 10_000;
-  while (!servers.every((s) => s.log.includes('ACCEPT'))) {
-    if (Date.now() > end) throw new Error(`s_server not listening: ${servers.map((s) => s.log.join('\n')).join('\n---\n')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await poll('openssl s_server listening', () => servers.every((s) => s.log.includes('ACCEPT')), { ms: 10_000, detail: () => servers.map((s) => s.log.join('\n')).join('\n---\n') });
   await Promise.all([client, unmarked, marked].map((p) => c.startProxy(p, ['--no-dns'])));
 });
 
@@ -151,9 +144,9 @@ test('ISTIO_MUTUAL forces mesh mTLS to an endpoint without the mesh marker; DISA
 
   store.upsert(dr('unmarked', 'unmarked', { tls: { mode: 'ISTIO_MUTUAL' } }));
   store.upsert(dr('marked', 'marked.shop.svc.cluster.local', { tls: { mode: 'DISABLE' } }));
-  await until('ISTIO_MUTUAL to the unmarked server', async () => (await echo(VIP.unmarked)) === 'hello from unmarked|x' && (await inbound(unmarked, 'mtls')) >= 1);
+  await waitFor('ISTIO_MUTUAL to the unmarked server', async () => (await echo(VIP.unmarked)) === 'hello from unmarked|x' && (await inbound(unmarked, 'mtls')) >= 1);
   assert.ok(await c.metric(unmarked, 'istio_tcp_connections_opened_total', { reporter: 'destination', connection_security_policy: 'mutual_tls', source_principal: 'spiffe://cluster.local/ns/shop/sa/client' }) >= 1);
-  await until('DISABLE to the marked server', async () => (await echo(VIP.marked)) === 'hello from marked|x' && (await inbound(marked, 'plaintext')) > markedPlain);
+  await waitFor('DISABLE to the marked server', async () => (await echo(VIP.marked)) === 'hello from marked|x' && (await inbound(marked, 'plaintext')) > markedPlain);
   const mtlsBefore = await inbound(marked, 'mtls');
   for (let i = 0; i < 5; i++) assert.equal(await echo(VIP.marked), 'hello from marked|x');
   assert.equal(await inbound(marked, 'mtls'), mtlsBefore, 'no more mTLS to the marked server under DISABLE');
@@ -168,7 +161,7 @@ test('SIMPLE and MUTUAL originate TLS to openssl s_server: it sees the SNI and, 
     ],
   }));
   let page = '';
-  await until('TLS origination on 8443', async () => { page = await get(VIP.ext, 8443); return /New, TLSv1\.3/.test(page); });
+  await waitFor('TLS origination on 8443', async () => { page = await get(VIP.ext, 8443); return /New, TLSv1\.3/.test(page); });
   assert.match(page, /^HTTP\/1\.0 200 ok/);
   assert.match(page, /no client certificate available/i, page.slice(-400));
   assert.ok(sniSeen(servers[0].log).includes('ext.example.com'), servers[0].log.join('\n'));

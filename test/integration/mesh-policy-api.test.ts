@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { ChildProcess } from 'node:child_process';
 import { skipUnlessRoot } from '../support/netns.js';
+import { until as poll } from '../support/poll.js';
 import { startMeshCa, type MeshCa } from '../support/mesh-ca.js';
 import { loadKubeConfig } from '../../src/kube/informers.js';
 import { IstioConfigSource, IstioConfigStore, SECURITY_API } from '../../src/controlplane/istio-source.js';
@@ -59,13 +60,6 @@ async function req(pod: Pod, url: string, method = 'GET'): Promise<string> {
   return m ? `${m[1]} ${r.stdout.slice(0, -4)}` : `000 ${r.stdout}${r.stderr}`;
 }
 
-async function until(what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${c.logs()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** What each caller gets: the expectation table of the suite. */
 async function outcomes(): Promise<Record<string, string>> {
@@ -86,6 +80,9 @@ const OPEN = {
   'reviews GET /details/1': '200 GET /details/1 tls=false',
   'outsider plaintext GET /details/1': '200 GET /details/1 tls=false',
 };
+
+/** The shared poller with this suite's deadline, cadence and the proxies' logs on timeout. */
+const waitFor = (what: string, f: () => Promise<boolean>) => poll(what, f, { ms: 20_000, everyMs: 200, detail: () => c.logs() });
 
 before(async () => {
   if (skip) return;
@@ -145,7 +142,7 @@ test('policies put into the API server take effect at the server proxy; deleting
   };
   let last: Record<string, string> = {};
   const t0 = Date.now();
-  await until('the policies to be enforced', async () => {
+  await waitFor('the policies to be enforced', async () => {
     last = await outcomes();
     // curl's own error text varies; a refused plaintext connection is any failure without an HTTP answer.
     if (last['outsider plaintext GET /details/1'].startsWith('000 ')) last['outsider plaintext GET /details/1'] = '000 ';
@@ -170,6 +167,6 @@ test('policies put into the API server take effect at the server proxy; deleting
 
   // Deleting the policies restores access (plaintext included: back to PERMISSIVE).
   for (const p of POLICIES) mca.api.remove(p.kind, p.metadata.namespace, p.metadata.name);
-  await until('access to be restored', async () => { last = await outcomes(); return JSON.stringify(last) === JSON.stringify(OPEN); })
+  await waitFor('access to be restored', async () => { last = await outcomes(); return JSON.stringify(last) === JSON.stringify(OPEN); })
     .catch((e: Error) => { throw new Error(`${e.message}\nlast: ${JSON.stringify(last, null, 1)}`); });
 });

@@ -12,6 +12,7 @@ import { IstioConfigStore } from '../../src/controlplane/istio-source.js';
 import { createSecurityFeeds, istioSecuritySource } from '../../src/controlplane/v2/security-feed.js';
 import type { Session } from '../../src/controlplane/server.js';
 import { createLogger } from '../../src/common/log.js';
+import { until } from '../support/poll.js';
 import { checkItems } from '../../src/controlplane/v2/item-schema.js';
 import { compileSecurity } from '../../src/security/compile.js';
 import { authorize } from '../../src/security/evaluate.js';
@@ -95,7 +96,7 @@ test('a proxy moves to its workload\'s compile when its pod\'s labels change (pu
   assert.deepEqual(allowOf(), ['shop/deny-all']);
   labels = { app: 'details' };
   labelsChanged();
-  await new Promise((r) => setTimeout(r, 50));
+  await until('the proxy re-keyed', () => calls.length >= 2);
   assert.deepEqual(calls, ['restart Security', 'catchUp Security']);
   assert.deepEqual(allowOf(), ['shop/deny-all', 'shop/details-viewer']);
   feeds.close();
