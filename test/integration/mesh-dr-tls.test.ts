@@ -158,6 +158,8 @@ test('SIMPLE and MUTUAL originate TLS to openssl s_server: it sees the SNI and, 
     portLevelSettings: [
       { port: { number: 8444 }, tls: { mode: 'MUTUAL', caCertificates: join(dir, 'ca.pem'), clientCertificate: join(dir, 'cli.pem'), privateKey: join(dir, 'cli.key'), subjectAltNames: ['ext.example.com'] } },
       { port: { number: 8445 }, tls: { mode: 'SIMPLE', caCertificates: join(dir, 'ca.pem'), subjectAltNames: ['other.example.com'] } },
+      // A Secret as the credential: not supported, reported (config_dump's ignored list, weir analyze).
+      { port: { number: 8446 }, tls: { mode: 'MUTUAL', credentialName: 'ext-client-certs' } },
     ],
   }));
   let page = '';
@@ -176,7 +178,9 @@ test('SIMPLE and MUTUAL originate TLS to openssl s_server: it sees the SNI and, 
   assert.equal(wrong, '', wrong);
   assert.ok(await c.metric(client, 'weir_proxy_upstream_connect_failures_total', { direction: 'outbound', reason: 'ETLS' }) >= 1, c.logs());
   // What the proxy holds: the compiled clusters carry the tls settings (config_dump).
-  const dump = JSON.parse((await c.httpGet(client, 15000, '/config_dump')).body) as { compiled: { clusters: { name: string; tls: { mode: string } }[] } };
+  const dump = JSON.parse((await c.httpGet(client, 15000, '/config_dump')).body) as { compiled: { clusters: { name: string; tls: { mode: string } }[]; ignored: { resource: string; field: string; message: string }[] } };
+  const cred = dump.compiled.ignored.find((i) => i.field.endsWith('tls.credentialName'));
+  assert.ok(cred && cred.resource === 'DestinationRule shop/ext' && /not supported/.test(cred.message), JSON.stringify(dump.compiled.ignored));
   const modes = Object.fromEntries(dump.compiled.clusters.filter((cl) => cl.name.endsWith('|ext.shop.svc.cluster.local')).map((cl) => [cl.name, cl.tls.mode]));
   assert.deepEqual(modes, { 'outbound|8443||ext.shop.svc.cluster.local': 'SIMPLE', 'outbound|8444||ext.shop.svc.cluster.local': 'MUTUAL', 'outbound|8445||ext.shop.svc.cluster.local': 'SIMPLE' });
 });
