@@ -15,6 +15,7 @@ import { MESH_ALPN_H1, MESH_ALPN_H2, MESH_ALPN_TCP } from './client-hello.js';
 import type { MeshIdentity } from './mesh-identity.js';
 import type { NativeMeshTls } from './native-tls.js';
 import { asSocket, nativeTlsOf } from './native-socket.js';
+import { tlsPlan, type ClusterTlsRef } from './cluster-tls.js';
 
 export type MeshProtocol = 'tcp' | 'h1' | 'h2';
 
@@ -47,25 +48,32 @@ export function meshTlsOptions(o: OutboundDeps, ep: RegistryEndpoint | undefined
   };
 }
 
-/** `native`: the caller can relay a native TLS side (opaque TCP whose upstream need not be read first). */
-export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol, native = false): Promise<Socket> {
-  const opts = meshTlsOptions(o, ep, proto);
-  if (!opts || !ep) {
-    if (!wantsMtls(ep) || !o.required) return up;
+/**
+ * The dialled socket, upgraded as the cluster's DestinationRule tls (cluster-tls.ts) or auto mTLS says.
+ * `native`: the caller can relay a native TLS side (opaque TCP whose upstream need not be read first).
+ */
+export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol, cluster?: ClusterTlsRef, native = false): Promise<Socket> {
+  const plan = tlsPlan(o, cluster, ep, proto);
+  if (plan.kind === 'plain') return up;
+  if (plan.kind === 'fail') {
     up.destroy();
-    throw new ConnectError('ENOCERT', 'mesh destination but no workload certificate yet (--mtls required)');
+    throw new ConnectError(plan.code, plan.reason);
   }
+  const peer = ep?.ip ?? up.remoteAddress ?? '?';
   const wi = o.identity.current();
-  if (native && o.native && proto === 'tcp' && wi) {
-    const t = await o.native.connect(wi, up, expectedServer(o.trustDomain, ep)).catch((e: Error) => e);
-    if (t instanceof Error) { if (!up.destroyed) up.destroy(); throw new ConnectError('ETLS', `mTLS to ${ep.ip}: ${t.message}`); }
+  // Mesh mTLS of opaque TCP goes to the native relay (native-tls.ts): auto mTLS, or ISTIO_MUTUAL without its own
+  // subjectAltNames/sni (those checks stay node:tls's); TLS origination (SIMPLE/MUTUAL) is node:tls.
+  const tls = cluster?.tls;
+  if (native && o.native && proto === 'tcp' && wi && plan.what === 'mTLS' && !tls?.subjectAltNames?.length && !tls?.sni) {
+    const t = await o.native.connect(wi, up, ep ? expectedServer(o.trustDomain, ep) : undefined).catch((e: Error) => e);
+    if (t instanceof Error) { if (!up.destroyed) up.destroy(); throw new ConnectError('ETLS', `mTLS to ${peer}: ${t.message}`); }
     return asSocket(t);
   }
-  const sock: TLSSocket = tlsConnect({ ...opts, socket: up });
+  const sock: TLSSocket = tlsConnect({ ...plan.options, socket: up });
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { sock.destroy(); reject(new ConnectError('ETLSTIMEOUT', `mTLS handshake with ${ep.ip} timed out`)); }, o.handshakeTimeoutMs);
+    const t = setTimeout(() => { sock.destroy(); reject(new ConnectError('ETLSTIMEOUT', `${plan.what} handshake with ${peer} timed out`)); }, o.handshakeTimeoutMs);
     sock.once('secureConnect', () => { clearTimeout(t); resolve(); });
-    sock.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(t); sock.destroy(); reject(new ConnectError('ETLS', `mTLS to ${ep.ip}: ${e.message}`)); });
+    sock.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(t); sock.destroy(); reject(new ConnectError('ETLS', `${plan.what} to ${peer}: ${e.message}`)); });
   });
   sock.removeAllListeners('error');
   return sock as unknown as Socket;

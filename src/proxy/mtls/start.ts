@@ -9,6 +9,7 @@ import { meshHooks, type MeshHooks } from './hooks.js';
 import { MeshIdentity } from './mesh-identity.js';
 import { nativeMeshTls } from './native-tls.js';
 import { SecurityState } from './security-state.js';
+import type { SecurityItem } from '../../security/items.js';
 
 export interface Mesh {
   identity: MeshIdentity;
@@ -23,6 +24,9 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
   const log = logger.child({ component: 'mtls' });
   const identity = new MeshIdentity({ client, trustDomain: cfg.trustDomain, logger: log, rotationMs: cfg.certRotationMs });
   const security = new SecurityState(labels, log, metrics, cfg.staticSecurityFile);
+  // v2 Security pushes: a bad one throws here and is nacked (the last good policies stay).
+  if (client.securityItems) security.applyPushed(client.securityItems);
+  client.on('security', (items: SecurityItem[]) => security.applyPushed(items));
   const handshakeTimeoutMs = Math.min(cfg.connectTimeoutMs, 10_000);
   // Opaque TCP over mTLS in the addon's TLS relay when built (cfg.mtlsEngine); node:tls otherwise and for HTTP.
   const native = nativeMeshTls(cfg.mtlsEngine, cfg.trustDomain, handshakeTimeoutMs, metrics);
@@ -46,7 +50,8 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
       return {
         mode: cfg.mtls, engine: native ? 'native' : 'node', nativeRelay: native?.stats(), trustDomain: cfg.trustDomain, spiffeId: identity.spiffeId,
         certificate: c ? { serial: c.serial, notAfter: c.notAfter.toISOString(), rotations: identity.rotations } : undefined,
-        lastError: identity.lastError, staticSecurity: cfg.staticSecurityFile, compiled: security.snapshot(namespace()),
+        lastError: identity.lastError, staticSecurity: cfg.staticSecurityFile, securitySource: security.source(), securityPushes: security.pushes,
+        compiled: security.snapshot(namespace()), ...(security.overridden() ? { overriddenByStaticSecurity: security.overridden() } : {}),
       };
     },
   };
