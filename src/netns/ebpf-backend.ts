@@ -18,7 +18,7 @@ import {
   decodeEbpfEntry, encodeEbpfEntry, formatAddress, formatEbpfEntry, inboundOnlyPlan, renderEbpfEntry, type EbpfEntryOptions, type NetnsAddress,
 } from '../redirect/render-ebpf.js';
 import type { RedirectPlan } from '../redirect/types.js';
-import { DEFAULT_BPF_PIN_DIR, defaultLocation, ebpfPinned, ensureEbpfLoaded, PODS_MAP, type EbpfLocation } from './ebpf-loader.js';
+import { DEFAULT_BPF_PIN_DIR, defaultLocation, ebpfPinned, ensureEbpfLoaded, PODS_MAP, SOCKS_MAP, type EbpfLocation } from './ebpf-loader.js';
 import { NftablesBackend } from './nft-backend.js';
 
 /** Where the programs live, and whether pods get the same-node shortcut (default off). */
@@ -105,6 +105,12 @@ export class EbpfBackend implements CaptureBackend {
         } catch (e) {
           differences.push(`missing: ebpf program ${prog} (${(e as Error).message})`);
         }
+      }
+      // The shortcut's sk_msg hangs off the sockhash, not a link.
+      if (this.entryOptions.shortcut) {
+        let names: string[] = [];
+        try { names = bpfAddon().bpfMapMsgPrograms(path.join(this.loc.pinDir, SOCKS_MAP)); } catch { /* no map: reported below */ }
+        if (!names.includes('weir_sk_msg')) differences.push(`missing: ebpf program weir_sk_msg (sk_msg on ${SOCKS_MAP})`);
       }
     }
     const nft = await this.inbound.verify(target, inboundOnlyPlan(plan));

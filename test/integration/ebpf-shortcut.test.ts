@@ -109,6 +109,11 @@ describe('ebpf same-node shortcut', { skip, timeout: 180_000 }, () => {
     }
   });
 
+  test('rules verify checks the sk_msg program on weir_socks too', async () => {
+    assert.deepEqual(await on.verify(sandboxAt(pair.pod.path), buildPlan(POD)), { ok: true, differences: [] });
+    assert.deepEqual(bpfAddon().bpfMapMsgPrograms(path.join(bpf.pinDir, 'weir_socks')), ['weir_sk_msg']);
+  });
+
   test('32 MiB over the shortcut: intact (sha256), lo carries only the handshakes, the server\'s 1 MiB reply after our FIN arrives too', async () => {
     const body = pattern(32 << 20, 1);
     const rx = loRx(pair.pod);

@@ -186,6 +186,22 @@ std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out) {
   return std::nullopt;
 }
 
+std::optional<Failure> MapMsgPrograms(const std::string& pinPath, std::vector<std::string>* out) {
+  Fd fd(bpf_obj_get(pinPath.c_str()));
+  if (fd.fd < 0) return Errno("open pinned map " + pinPath, errno);
+  __u32 ids[8] = {};
+  __u32 count = 8;
+  if (bpf_prog_query(fd.fd, BPF_SK_MSG_VERDICT, 0, nullptr, ids, &count) != 0) return Errno("query sk_msg programs of " + pinPath, errno);
+  for (__u32 i = 0; i < count && i < 8; i++) {
+    Fd prog(bpf_prog_get_fd_by_id(ids[i]));
+    if (prog.fd < 0) continue;  // detached meanwhile
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(prog.fd, &info, &len) == 0) out->push_back(info.name);
+  }
+  return std::nullopt;
+}
+
 std::optional<Failure> MapUpdate(const std::string& pinPath, const std::vector<uint8_t>& key, const std::vector<uint8_t>& value) {
   int fd;
   bpf_map_info info;
