@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { skipUnlessRoot } from '../support/netns.js';
+import { until } from '../support/poll.js';
 import { createBpfSandbox, type BpfSandbox } from '../support/bpf-sandbox.js';
 import { EbpfBackend } from '../../src/netns/ebpf-backend.js';
 import { sandboxAt } from '../../src/netns/backend-types.js';
@@ -52,14 +53,8 @@ function applyRegistry(): void {
   }));
 }
 
-async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out: ${what}\n${c.logs()}`);
-}
+/** until() with the proxies' logs on a timeout. */
+const waitFor = (cond: () => Promise<boolean> | boolean, ms: number, what: string) => until(what, cond, { ms, detail: () => c.logs() });
 
 /** The access-log lines of a pod's proxy since `from`, parsed. */
 function accessLog(p: Pod, from = 0): { downstream_local_address?: string; upstream_host?: string; upstream_cluster?: string }[] {

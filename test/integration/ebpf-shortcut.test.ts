@@ -15,6 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { createPodPair, podPairAddresses, skipUnlessRoot, type Netns, type PodPair } from '../support/netns.js';
 import { createBpfSandbox, type BpfSandbox } from '../support/bpf-sandbox.js';
+import { until } from '../support/poll.js';
 import { socketInNetns } from '../../src/native/addon.js';
 import { bpfAddon } from '../../src/native/bpf-loader.js';
 import { sandboxAt } from '../../src/netns/backend-types.js';
@@ -76,11 +77,7 @@ describe('ebpf same-node shortcut', { skip, timeout: 180_000 }, () => {
   let on: EbpfBackend;
   const servers: net.Server[] = [];
   const socks = () => bpfAddon().bpfMapKeys(path.join(bpf.pinDir, 'weir_socks')).length;
-  async function settled(want: number): Promise<void> {
-    const end = Date.now() + 5000;
-    while (socks() !== want && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(socks(), want, 'weir_socks entries');
-  }
+  const settled = (want: number) => until(`${want} weir_socks entries`, () => socks() === want, { detail: () => `${socks()} entries` });
 
   before(async () => {
     bpf = createBpfSandbox();
@@ -141,8 +138,7 @@ describe('ebpf same-node shortcut', { skip, timeout: 180_000 }, () => {
     setTimeout(() => e.resume(), 700);
     e.on('data', (d: Buffer) => got.push(d));
     e.write(big);
-    const end = Date.now() + 30_000;
-    while (got.reduce((n, b) => n + b.length, 0) < big.length && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await until('the 8 MiB echo', () => got.reduce((n, b) => n + b.length, 0) >= big.length, 30_000);
     assert.ok(Buffer.concat(got).equals(big), 'echo of 8 MiB intact');
     e.destroy();
   });
