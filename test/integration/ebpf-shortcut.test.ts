@@ -6,7 +6,8 @@
 // it). Correctness: sha256 of large transfers with a stalled reader,
 // half-close both ways, many short connections; the kernel drops entries
 // on close. Safety: never entered without the plan's flag, outside captured
-// pods, or for a tuple with a non-loopback address.
+// pods, or for a tuple with a non-loopback address. Uninstall with redirected
+// bytes unread loses none.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -20,6 +21,7 @@ import { socketInNetns } from '../../src/native/addon.js';
 import { bpfAddon } from '../../src/native/bpf-loader.js';
 import { sandboxAt } from '../../src/netns/backend-types.js';
 import { EbpfBackend } from '../../src/netns/ebpf-backend.js';
+import { removeEbpfPins } from '../../src/netns/ebpf-loader.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 
 const skip = skipUnlessRoot();
@@ -189,5 +191,29 @@ describe('ebpf same-node shortcut', { skip, timeout: 180_000 }, () => {
     } finally {
       await on.apply(sandboxAt(pair.pod.path), buildPlan(POD));
     }
+  });
+
+  // Last: it removes the pins. Unpinning frees the sockhash, which drops each
+  // socket's psock; bytes already redirected but unread must still arrive.
+  test('uninstall while redirected bytes wait unread: none lost, the rest follows in order', async () => {
+    const lfd = await socketInNetns(pair.pod.path, { kind: 'tcp-listen', family: 4, address: '127.0.0.1', port: 7003 });
+    let accepted: net.Socket | undefined;
+    const srv = net.createServer({ pauseOnConnect: true }, (s) => { accepted = s; });
+    srv.listen({ fd: lfd });
+    await once(srv, 'listening');
+    servers.push(srv);
+    const s = await dial(pair.pod, '127.0.0.1', 7003);
+    const first = pattern(256 << 10, 4);
+    s.write(first);
+    await until('accepted and entered', () => accepted !== undefined && socks() === 2);
+    removeEbpfPins(bpf.pinDir);
+    const second = pattern(64 << 10, 5);
+    s.end(second);
+    const got: Buffer[] = [];
+    accepted!.on('data', (d: Buffer) => got.push(d));
+    const ended = once(accepted!, 'end');
+    accepted!.resume();
+    await ended;
+    assert.ok(Buffer.concat(got).equals(Buffer.concat([first, second])), `got ${Buffer.concat(got).length} bytes of ${first.length + second.length}, or out of order`);
   });
 });
