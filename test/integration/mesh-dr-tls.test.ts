@@ -38,8 +38,12 @@ function openssl(args: string[]): void { execFileSync('openssl', args, { cwd: di
 function sServer(port: number, extra: string[]): { p: ChildProcess; log: string[] } {
   // stdbuf: s_server's stdout is a pipe here, and what it saw must be readable before it exits.
   const p = ext.ns.spawn('stdbuf', ['-o0', '-e0', 'openssl', 's_server', '-accept', String(port), '-cert', join(dir, 'srv.pem'), '-key', join(dir, 'srv.key'), '-www', '-tlsextdebug', ...extra]);
-  const s = { p, log: [] as string[] };
-  for (const st of [p.stdout!, p.stderr!]) st.on('data', (d: Buffer) => s.log.push(...d.toString().split('\n')));
+  // Unbuffered, s_server writes a line in several pieces (even one character at a time), and stdout and
+  // stderr interleave: keep each stream's text whole and cut lines only when they are read.
+  const text = ['', ''];
+  p.stdout!.on('data', (d: Buffer) => { text[0] += d.toString(); });
+  p.stderr!.on('data', (d: Buffer) => { text[1] += d.toString(); });
+  const s = { p, get log(): string[] { return `${text[0]}\n${text[1]}`.split('\n'); } };
   servers.push(s);
   return s;
 }
@@ -166,12 +170,14 @@ test('SIMPLE and MUTUAL originate TLS to openssl s_server: it sees the SNI and, 
   await waitFor('TLS origination on 8443', async () => { page = await get(VIP.ext, 8443); return /New, TLSv1\.3/.test(page); });
   assert.match(page, /^HTTP\/1\.0 200 ok/);
   assert.match(page, /no client certificate available/i, page.slice(-400));
-  assert.ok(sniSeen(servers[0].log).includes('ext.example.com'), servers[0].log.join('\n'));
+  // s_server's log reaches this process through a pipe, independently of the page through the proxies:
+  // wait for it. (Attempts before the DestinationRule is applied carry the host's name and fail: -servername_fatal.)
+  await poll('s_server logs SNI ext.example.com', () => sniSeen(servers[0].log).includes('ext.example.com'), { ms: 5000, detail: () => servers[0].log.join('\n') });
 
   const mutual = await get(VIP.ext, 8444);
   assert.match(mutual, /New, TLSv1\.3/, mutual.slice(0, 300) + c.logs());
   assert.match(mutual, /Client certificate[\s\S]*Subject: CN\s?=\s?weir-client/, mutual.slice(-1500));
-  assert.ok(servers[1].log.some((l) => /depth=0 CN\s?=\s?weir-client/.test(l)), servers[1].log.join('\n'));
+  await poll('s_server logs the client certificate', () => servers[1].log.some((l) => /depth=0 CN\s?=\s?weir-client/.test(l)), { ms: 5000, detail: () => servers[1].log.join('\n') });
 
   // The server's certificate names ext.example.com only: subjectAltNames [other.example.com] → no connection.
   const wrong = await get(VIP.ext, 8445);
