@@ -43,8 +43,10 @@ export interface CompiledRequest { method: string; path: string; authority: stri
 
 function matchInput(d: ProxyDeps, conn: Conn, r: CompiledRequest): MatchInput {
   const q = r.path.indexOf('?');
+  let query: URLSearchParams | undefined;
   return {
-    method: r.method, path: q < 0 ? r.path : r.path.slice(0, q), query: new URLSearchParams(q < 0 ? '' : r.path.slice(q + 1)),
+    // Parsed only if a route matches on query parameters or hashes by one (most requests: never).
+    method: r.method, path: q < 0 ? r.path : r.path.slice(0, q), get query() { return (query ??= new URLSearchParams(q < 0 ? '' : r.path.slice(q + 1))); },
     scheme: 'http', authority: r.authority ?? '', headers: r.headers, port: conn.dst.port,
     sourceLabels: d.podLabels, sourceNamespace: d.identity().namespace,
   };
@@ -94,7 +96,7 @@ export function planCompiled(d: ProxyDeps, clusters: ClusterManager, conn: Conn,
   return {
     kind: 'forward',
     plan: {
-      decision, runtime, retry: new RetryPolicy(route.retries), timeoutMs: route.timeoutMs || undefined,
+      decision, runtime, retry: retryPolicyOf(route), timeoutMs: route.timeoutMs || undefined,
       path: rewritePath(r.path, route.rewrite, hit.match), authority: route.rewrite?.authority ?? r.authority ?? '',
       requestOps: [route.headers?.request, wc.headers?.request].filter((x): x is NonNullable<typeof x> => !!x),
       responseOps: [route.headers?.response, wc.headers?.response].filter((x): x is NonNullable<typeof x> => !!x),
@@ -102,6 +104,14 @@ export function planCompiled(d: ProxyDeps, clusters: ClusterManager, conn: Conn,
       mirrors: route.mirrors.filter((m) => fires(m.percentage)).map((m) => clusters.get(m.cluster)).filter((x): x is ClusterRuntime => !!x),
     },
   };
+}
+
+/** A route's retry policy, made once per compiled route (the route objects live until the next push replaces them). */
+const retryPolicies = new WeakMap<CompiledHttpRoute, RetryPolicy>();
+function retryPolicyOf(route: CompiledHttpRoute): RetryPolicy {
+  let p = retryPolicies.get(route);
+  if (!p) { p = new RetryPolicy(route.retries); retryPolicies.set(route, p); }
+  return p;
 }
 
 function faultFor(route: CompiledHttpRoute, grpc: boolean): ForwardPlan['fault'] {
