@@ -8,7 +8,8 @@
 // file and function, and whether upstream connections were reused (sockets
 // left in TIME-WAIT and connections the app accepted, counted in the pods).
 // PROFILE=0 runs the shipped (minified) bundle without the profiler, for
-// CPU per request without the sampler's overhead.
+// CPU per request without the sampler's overhead (WEIR_PROXY_NODE_FLAGS: V8
+// flags for the proxies, as bench/lib/two-pod.ts passes them).
 //   flock /tmp/weir-bench.lock node --import tsx bench/profile-http.ts
 // Env: PROTOCOLS=h1,h2 SECONDS=5 PROFILE=1 TOP=30 CALLERS=fnA,fnB (who calls them)
 import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -17,12 +18,15 @@ import { once } from 'node:events';
 import path from 'node:path';
 // @ts-expect-error plain .mjs build helper, no types
 import { buildProxyBundle } from '../cni/proxy-bundle.mjs';
-import { BenchCluster, cpuTicks, HZ, mem, sleep, type Pod } from './lib/two-pod.js';
+import { BenchCluster, cpuTicks, HZ, mem, sleep, waitForLine, type Pod } from './lib/two-pod.js';
 import { APP_NGINX, APP_PORT, type Protocol } from './lib/http-proxies.js';
 import { bundleModuleStarts, formatSummary, summarise } from './lib/cpuprofile.js';
+import { NODE_FLOOR_PROXY } from './lib/node-floor-proxy.js';
 
 const SECONDS = Number(process.env.SECONDS ?? 5);
 const PROFILE = process.env.PROFILE !== '0';
+/** FLOOR=1: bench/lib/node-floor-proxy.ts in both pods instead of weir (h2 between the proxies, as weir). */
+const FLOOR = process.env.FLOOR === '1';
 const TOP = Number(process.env.TOP ?? 30);
 const PROTOCOLS = (process.env.PROTOCOLS ?? 'h1,h2').split(',') as Protocol[];
 const VIP = '10.96.97.10';
@@ -55,10 +59,18 @@ try {
     }
     await bc.stopProxy(p.client);
     await bc.stopProxy(p.server);
-    await bc.weir(p, 'web', VIP, [{ name: 'http', port: SVC_PORT.h1, targetPort: APP_PORT.h1 }, { name: 'http2', port: SVC_PORT.h2, targetPort: APP_PORT.h2 }], []);
-    await bc.c.cp!.waitAcked(bc.c.cp!.stats().version as number, 5000);
+    if (FLOOR) {
+      const node = (args: string[]) => [...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', dir] : []), '-e', NODE_FLOOR_PROXY, ...args];
+      p.client.proxy = bc.spawnIn(p.client, process.execPath, node(['out', protocol, 'h2', p.server.ip4, String(APP_PORT[protocol]), '']), true);
+      p.server.proxy = bc.spawnIn(p.server, process.execPath, node(['in', 'h2', protocol, '127.0.0.1', String(APP_PORT[protocol]), '127.0.0.6']), true);
+      await Promise.all([p.client.proxy, p.server.proxy].map((proc) => waitForLine(proc, /floor proxy ready/, 15000)));
+    } else {
+      await bc.weir(p, 'web', VIP, [{ name: 'http', port: SVC_PORT.h1, targetPort: APP_PORT.h1 }, { name: 'http2', port: SVC_PORT.h2, targetPort: APP_PORT.h2 }], []);
+      await bc.c.cp!.waitAcked(bc.c.cp!.stats().version as number, 5000);
+    }
     await sleep(300);
     const url = `http://${VIP}:${SVC_PORT[protocol]}/`;
+    const idle = [p.client, p.server].map((pod) => mem(pod.proxy!.pid!).rss);
     // Warm-up (JIT, pools), then the measured run.
     execFileSync('ip', ['netns', 'exec', p.client.ns.name, 'h2load', ...(protocol === 'h1' ? ['--h1'] : []), '-c', '4', '-n', '2000', url], { encoding: 'utf8', timeout: 60_000 });
     const pids = [p.client.proxy!.pid!, p.server.proxy!.pid!];
@@ -74,14 +86,15 @@ try {
     const done = Number(/requests: \d+ total, \d+ started, (\d+) done/.exec(out)?.[1] ?? NaN);
     const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
     const codes = /status codes: .*/.exec(out)?.[0] ?? '?';
-    console.log(`\n=== ${protocol}: ${rps} req/s, ${done} requests (${codes}); load average before ${load0}, after ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+    console.log(`\n=== ${FLOOR ? 'node floor proxy' : 'weir'}, ${protocol}: ${rps} req/s, ${done} requests (${codes}); load average before ${load0}, after ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
     for (const [i, who] of ['client proxy', 'server proxy'].entries()) {
-      console.log(`${who}: CPU ${(cpu[i] * 1000 / done).toFixed(3)} ms per request (${cpu[i].toFixed(2)} s), RSS ${rss[i].toFixed(1)} MB, new TIME-WAIT sockets in its pod ${tw[i]}`);
+      console.log(`${who}: CPU ${(cpu[i] * 1000 / done).toFixed(3)} ms per request (${cpu[i].toFixed(2)} s), RSS ${rss[i].toFixed(1)} MB (idle ${idle[i].toFixed(1)}), new TIME-WAIT sockets in its pod ${tw[i]}`);
     }
     console.log(`app connections from the server proxy at the end: ${upstreamToApp} established`);
     if (!PROFILE) continue;
     for (const [i, pod] of [p.client, p.server].entries()) {
       const proc = pod.proxy!;
+      // setpriv execs node, so this is node itself; --cpu-prof writes on a normal exit, which both make on SIGTERM.
       proc.kill('SIGTERM');
       await once(proc, 'exit');
       pod.proxy = undefined;
