@@ -80,16 +80,7 @@ export function planCompiled(d: ProxyDeps, clusters: ClusterManager, conn: Conn,
   if (!wc) return { kind: 'answer', answer: { status: 503, flags: 'NC', text: 'no cluster', routeName, cluster: '-' } };
   const runtime = clusters.get(wc.cluster);
   if (!runtime) return { kind: 'answer', answer: { status: 503, flags: 'NC', text: `cluster ${wc.cluster} not found`, routeName, cluster: wc.cluster } };
-  const c = runtime.compiled;
-  const passthrough = c.loadBalancer.simple === 'PASSTHROUGH';
-  const [ns, name] = (c.service ?? '/').split('/');
-  const decision: RouteDecision = {
-    kind: passthrough ? 'passthrough' : 'service', cluster: c.name, routeName,
-    targets: passthrough ? [{ ip: conn.dst.ip, port: conn.dst.port }] : [],
-    service: c.service ? { name, namespace: ns, fqdn: c.host } : undefined,
-    protocolFor: (t) => (h2Refused(runtime.pools, t) ? 'h1' : 'h2'),
-    meshPeer: true,
-  };
+  const decision = decisionFor(runtime, routeName, conn, h2Refused);
   const hk = runtime.consistentHash ? hashKeyOf(runtime.consistentHash, { headers: r.headers, query: input.query, sourceIp: conn.peer.replace(/^\[?(.*?)\]?:\d+$/, '$1') }) : {};
   const responseHeaders: Record<string, string> = { ...cors.response };
   if (hk.setCookie) responseHeaders['set-cookie'] = hk.setCookie;
@@ -98,12 +89,57 @@ export function planCompiled(d: ProxyDeps, clusters: ClusterManager, conn: Conn,
     plan: {
       decision, runtime, retry: retryPolicyOf(route), timeoutMs: route.timeoutMs || undefined,
       path: rewritePath(r.path, route.rewrite, hit.match), authority: route.rewrite?.authority ?? r.authority ?? '',
-      requestOps: [route.headers?.request, wc.headers?.request].filter((x): x is NonNullable<typeof x> => !!x),
-      responseOps: [route.headers?.response, wc.headers?.response].filter((x): x is NonNullable<typeof x> => !!x),
+      ...headerOpsOf(route, wc),
       responseHeaders, hashKey: hk.key, fault: faultFor(route, r.grpc),
       mirrors: route.mirrors.filter((m) => fires(m.percentage)).map((m) => clusters.get(m.cluster)).filter((x): x is ClusterRuntime => !!x),
     },
   };
+}
+
+type H2Refused = (pools: UpstreamPools, t: { ip: string; port: number }) => boolean;
+
+/**
+ * The routing decision for a cluster and route name. It depends only on
+ * them (and on the caller's h2Refused), except a PASSTHROUGH cluster's
+ * target, which is the connection's original destination: those are made
+ * per request, the others once. Callers only read it.
+ */
+const decisions = new WeakMap<H2Refused, WeakMap<ClusterRuntime, Map<string, RouteDecision>>>();
+function decisionFor(runtime: ClusterRuntime, routeName: string, conn: Conn, h2Refused: H2Refused): RouteDecision {
+  const c = runtime.compiled;
+  const passthrough = c.loadBalancer.simple === 'PASSTHROUGH';
+  let byRuntime = decisions.get(h2Refused);
+  if (!byRuntime) { byRuntime = new WeakMap(); decisions.set(h2Refused, byRuntime); }
+  let byName = byRuntime.get(runtime);
+  if (!byName) { byName = new Map(); byRuntime.set(runtime, byName); }
+  const have = passthrough ? undefined : byName.get(routeName);
+  if (have) return have;
+  const [ns, name] = (c.service ?? '/').split('/');
+  const decision: RouteDecision = {
+    kind: passthrough ? 'passthrough' : 'service', cluster: c.name, routeName,
+    targets: passthrough ? [{ ip: conn.dst.ip, port: conn.dst.port }] : [],
+    service: c.service ? { name, namespace: ns, fqdn: c.host } : undefined,
+    protocolFor: (t) => (h2Refused(runtime.pools, t) ? 'h1' : 'h2'),
+    meshPeer: true,
+  };
+  if (!passthrough) byName.set(routeName, decision);
+  return decision;
+}
+
+/** The header operations of a route and its weighted cluster, in order (made once per pair; only read). */
+const headerOps = new WeakMap<CompiledHttpRoute, WeakMap<object, Pick<ForwardPlan, 'requestOps' | 'responseOps'>>>();
+function headerOpsOf(route: CompiledHttpRoute, wc: { headers?: HeaderOps }): Pick<ForwardPlan, 'requestOps' | 'responseOps'> {
+  let byWc = headerOps.get(route);
+  if (!byWc) { byWc = new WeakMap(); headerOps.set(route, byWc); }
+  let ops = byWc.get(wc);
+  if (!ops) {
+    ops = {
+      requestOps: [route.headers?.request, wc.headers?.request].filter((x): x is NonNullable<typeof x> => !!x),
+      responseOps: [route.headers?.response, wc.headers?.response].filter((x): x is NonNullable<typeof x> => !!x),
+    };
+    byWc.set(wc, ops);
+  }
+  return ops;
 }
 
 /** A route's retry policy, made once per compiled route (the route objects live until the next push replaces them). */

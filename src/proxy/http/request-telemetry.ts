@@ -6,6 +6,7 @@ import { ISTIO_HTTP_LABELS, setPeerLabels, unknownLabels, workloadLabel, type Is
 import { seriesKey } from '../telemetry/series.js';
 import { workloadMeta, type WorkloadMeta } from '../telemetry/workload.js';
 import type { RegistryService } from '../../controlplane/types.js';
+import type { PodRef, RouteTable } from '../routing.js';
 import { splitAuthority } from '../host-routes.js';
 import { first, headerBytes } from './headers.js';
 import type { RouteDecision, RouteTarget } from './route.js';
@@ -77,9 +78,9 @@ export class RequestTelemetry {
         l.destination_service_name = svc.name;
         l.destination_service_namespace = svc.namespace;
       }
-      const src = routes.podByIp(this.conn.peer.replace(/^\[?(.*?)\]?:\d+$/, '$1'));
-      if (src && this.labels.source_workload === 'unknown') setPeerLabels(l, 'source', workloadMeta(workloadLabel(src.name), src.namespace));
-      if (src) l.source_cluster = src.cluster ?? this.d.config.clusterId;
+      const src = sourcePod(this.conn, routes);
+      if (src && this.labels.source_workload === 'unknown') setPeerLabels(l, 'source', src.meta);
+      if (src) l.source_cluster = src.pod.cluster ?? this.d.config.clusterId;
     }
   }
 
@@ -152,6 +153,17 @@ function connectionLabels(d: ProxyDeps, conn: Conn): IstioHttpLabels {
   d.mesh?.labels(labels, conn);
   perConnection.set(conn, { me, labels });
   return labels;
+}
+
+/** The pod an inbound connection comes from (registry), looked up once per connection and registry version. */
+const sources = new WeakMap<Conn, { routes: RouteTable; src?: { pod: PodRef; meta: WorkloadMeta } }>();
+function sourcePod(conn: Conn, routes: RouteTable): { pod: PodRef; meta: WorkloadMeta } | undefined {
+  const have = sources.get(conn);
+  if (have && have.routes === routes) return have.src;
+  const pod = routes.podByIp(conn.peer.replace(/^\[?(.*?)\]?:\d+$/, '$1'));
+  const src = pod ? { pod, meta: workloadMeta(workloadLabel(pod.name), pod.namespace) } : undefined;
+  sources.set(conn, { routes, src });
+  return src;
 }
 
 /** Of the services a pod port backs, the one the request's Host names (else the first). */

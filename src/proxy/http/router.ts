@@ -32,6 +32,8 @@ export type DownReq = IncomingMessage | Http2ServerRequest;
 export type { DownRes };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** One function for every request (compiled-plan caches its decisions per h2Refused function). */
+const poolRefusesH2 = (pools: UpstreamPools, t: { ip: string; port: number }) => pools.h2Refused(t);
 
 export class HttpRouter {
   readonly lb = new LeastRequest();
@@ -70,7 +72,7 @@ export class HttpRouter {
     const finish = () => { tel.requestBodyBytes = body.bytes; tel.requestMessages = body.messages.count; tel.finish(); };
 
     const compiled = conn.direction === 'outbound'
-      ? planCompiled(d, d.clusters, conn, { method, path, authority, headers: h, grpc }, (pools, t) => pools.h2Refused(t))
+      ? planCompiled(d, d.clusters, conn, { method, path, authority, headers: h, grpc }, poolRefusesH2)
       : { kind: 'none' as const };
     if (compiled.kind === 'answer') { this.answer(res, tel, compiled.answer, grpc); finish(); return; }
     let plan: ForwardPlan;
@@ -232,7 +234,8 @@ export class HttpRouter {
           addFlag(tel, 'DC'); return;
         }
         tel.upstreamServiceMs = performance.now() - t1;
-        tel.upstreamLocal = ex.localAddress();
+        // Only the access log shows it, and asking costs a getsockname() per request.
+        if (d.accessLog.enabled) tel.upstreamLocal = ex.localAddress();
         rt?.outlier?.record(endpointKey(t), { status: resp.status }, rt.targets(d.routes()).length);
         const gs = grpc ? first(resp.headers['grpc-status']) : undefined;
         const retriable = plan.retry.retriesResponse(resp.status, gs);
