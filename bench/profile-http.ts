@@ -12,13 +12,14 @@
 // flags for the proxies, as bench/lib/two-pod.ts passes them).
 //   flock /tmp/weir-bench.lock node --import tsx bench/profile-http.ts
 // Env: PROTOCOLS=h1,h2 SECONDS=5 PROFILE=1 TOP=30 CALLERS=fnA,fnB (who calls them)
-import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+//      BASELINE=<commit> (profile that commit's proxy instead of this checkout's)
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 // @ts-expect-error plain .mjs build helper, no types
 import { buildProxyBundle } from '../cni/proxy-bundle.mjs';
-import { BenchCluster, cpuTicks, HZ, mem, sleep, waitForLine, type Pod } from './lib/two-pod.js';
+import { BenchCluster, cpuTicks, HZ, mem, REPO, sleep, waitForLine, type Pod } from './lib/two-pod.js';
 import { APP_NGINX, APP_PORT, type Protocol } from './lib/http-proxies.js';
 import { bundleModuleStarts, formatSummary, summarise } from './lib/cpuprofile.js';
 import { NODE_FLOOR_PROXY } from './lib/node-floor-proxy.js';
@@ -46,7 +47,18 @@ try {
   if (PROFILE) {
     mkdirSync(profDir);
     chmodSync(profDir, 0o777);
-    const bundle = await buildProxyBundle(path.join(bc.tmp, 'weir-proxy-unminified.mjs'), { sourcemap: false, minify: false }) as string;
+    // BASELINE=<commit>: profile that commit's proxy (its src/ extracted under the repo, so npm deps resolve).
+    const base = process.env.BASELINE;
+    let srcRoot: string | undefined;
+    if (base) {
+      srcRoot = path.join(REPO, '.profile-baseline');
+      rmSync(srcRoot, { recursive: true, force: true });
+      mkdirSync(srcRoot);
+      execFileSync('sh', ['-c', `git -C ${REPO} archive ${base} src | tar -x -C ${srcRoot}`]);
+      console.log(`profiling the proxy of commit ${base}`);
+    }
+    const bundle = await buildProxyBundle(path.join(bc.tmp, 'weir-proxy-unminified.mjs'), { sourcemap: false, minify: false, srcRoot }) as string;
+    if (srcRoot) rmSync(srcRoot, { recursive: true, force: true });
     chmodSync(bundle, 0o644);
     bundleStarts = bundleModuleStarts(readFileSync(bundle, 'utf8'));
   }
