@@ -79,7 +79,8 @@ export function bundleModuleStarts(bundleText: string): { line: number; name: st
   const out: { line: number; name: string }[] = [];
   const lines = bundleText.split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const m = /^\/\/ ((?:src|node_modules)\/\S+)$/.exec(lines[i]);
+    // A BASELINE bundle's markers carry the extraction dir before src/ (".profile-baseline/src/...").
+    const m = /^\/\/ (?:\S*?\/)?((?:src|node_modules)\/\S+)$/.exec(lines[i]);
     if (m) out.push({ line: i + 1, name: m[1].replace(/^node_modules\//, 'npm:') });
   }
   return out;
