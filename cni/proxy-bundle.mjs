@@ -16,10 +16,14 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** minify: false keeps function names (profiles: bench/profile-accept.ts). */
-export async function buildProxyBundle(outfile, { sourcemap = 'linked', minify = true } = {}) {
+/**
+ * minify: false keeps function names (profiles: bench/profile-accept.ts).
+ * srcRoot: build another checkout's src/ (bench/profile-http.ts profiles an
+ * older commit's proxy extracted under this repo, so npm deps resolve here).
+ */
+export async function buildProxyBundle(outfile, { sourcemap = 'linked', minify = true, srcRoot = root } = {}) {
   await build({
-    entryPoints: [path.join(root, 'src/proxy/main.ts')],
+    entryPoints: [path.join(srcRoot, 'src/proxy/main.ts')],
     outfile,
     bundle: true,
     platform: 'node',

@@ -34,7 +34,9 @@ export const PROMETHEUS_PORT = 15090;
 
 export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = {
   proxyImage: 'ghcr.io/weir/weir:0.1.0',
-  proxyCommand: ['node', '/usr/local/lib/weir/weir.mjs'],
+  // The proxy-only bundle (same `proxy` / `proxy-wait` arguments as the full CLI): measured idle RSS
+  // 56.6 MB against 98.4 MB for `node weir.mjs proxy`, which loads the agent, CNI and Kubernetes client too.
+  proxyCommand: ['node', '/usr/local/lib/weir/weir-proxy.mjs'],
   policy: 'enabled',
   nativeSidecars: true,
   excludeNamespaces: ['weir-system'],

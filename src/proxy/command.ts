@@ -11,6 +11,24 @@ import { resolveProxyConfig, type RawProxyOptions } from './config.js';
 import { loadStaticConfig } from './compiled/static-config.js';
 import { startProxy } from './proxy.js';
 
+/** `weir proxy-wait`: the injected postStart hook (the app starts after the proxy answers ready). */
+export function registerProxyWaitCommand(program: Command): void {
+  program.command('proxy-wait')
+    .description('wait until the local proxy is ready (the injected postStart hook: the app starts after the proxy)')
+    .addOption(new Option('--url <url>', 'readiness URL').default('http://127.0.0.1:15021/healthz/ready'))
+    .addOption(new Option('--timeout <duration>', 'give up after').default('120s'))
+    .action(async (opts: { url: string; timeout: string }) => {
+      try {
+        const { waitForProxyReady } = await import('./wait-ready.js');
+        const ms = await waitForProxyReady(opts.url, opts.timeout);
+        process.stderr.write(`weir proxy ready after ${ms} ms\n`);
+      } catch (err) {
+        process.stderr.write(`weir proxy-wait: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(err instanceof FieldError ? EXIT.usage : 1);
+      }
+    });
+}
+
 export function registerProxyCommand(program: Command): void {
   program
     .command('proxy')

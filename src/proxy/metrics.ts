@@ -2,8 +2,9 @@
 // same names, same label names, same reporter semantics (reporter="source"
 // on the client's proxy, "destination" on the server's), Envoy's default
 // histogram buckets.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { WorkloadMeta } from './telemetry/workload.js';
+import { KeyedCounter, KeyedHistogram } from './telemetry/series.js';
 
 export const ISTIO_TCP_LABELS = [
   'reporter',
@@ -28,8 +29,12 @@ export class ProxyMetrics {
   private counter(name: string, help: string, labelNames: readonly string[] = ISTIO_TCP_LABELS) {
     return new Counter({ name, help, labelNames, registers: [this.registry] });
   }
+  // Per-request metrics: keyed by seriesKey(labels, ISTIO_HTTP_LABELS), computed once per request (telemetry/series.ts).
+  private httpCounter(name: string, help: string) {
+    return new KeyedCounter(name, help, ISTIO_HTTP_LABELS, [this.registry]);
+  }
   private histogram(name: string, help: string) {
-    return new Histogram({ name, help, labelNames: ISTIO_HTTP_LABELS, buckets: ENVOY_BUCKETS, registers: [this.registry] });
+    return new KeyedHistogram(name, help, ISTIO_HTTP_LABELS, ENVOY_BUCKETS, [this.registry]);
   }
   readonly opened = this.counter('istio_tcp_connections_opened_total', 'TCP connections opened');
   readonly closed = this.counter('istio_tcp_connections_closed_total', 'TCP connections closed');
@@ -37,12 +42,12 @@ export class ProxyMetrics {
   readonly sent = this.counter('istio_tcp_sent_bytes_total', 'Bytes sent during the TCP connection (response direction, server to client)');
   /** Bytes received from the originator (request direction, client → server). */
   readonly received = this.counter('istio_tcp_received_bytes_total', 'Bytes received during the TCP connection (request direction, client to server)');
-  readonly requests = this.counter('istio_requests_total', 'HTTP/gRPC requests', ISTIO_HTTP_LABELS);
+  readonly requests = this.httpCounter('istio_requests_total', 'HTTP/gRPC requests');
   readonly duration = this.histogram('istio_request_duration_milliseconds', 'Request duration, ms');
   readonly requestBytes = this.histogram('istio_request_bytes', 'Request size (headers and body), bytes');
   readonly responseBytes = this.histogram('istio_response_bytes', 'Response size (headers and body), bytes');
-  readonly requestMessages = this.counter('istio_request_messages_total', 'gRPC messages sent by the client', ISTIO_HTTP_LABELS);
-  readonly responseMessages = this.counter('istio_response_messages_total', 'gRPC messages sent by the server', ISTIO_HTTP_LABELS);
+  readonly requestMessages = this.httpCounter('istio_request_messages_total', 'gRPC messages sent by the client');
+  readonly responseMessages = this.httpCounter('istio_response_messages_total', 'gRPC messages sent by the server');
   readonly active = new Gauge({ name: 'weir_proxy_active_connections', help: 'Connections open now', labelNames: ['direction'], registers: [this.registry] });
   readonly rejected = new Counter({ name: 'weir_proxy_rejected_connections_total', help: 'Connections refused at accept (max connections, draining, no original destination)', labelNames: ['direction', 'reason'], registers: [this.registry] });
   readonly connectFailures = new Counter({ name: 'weir_proxy_upstream_connect_failures_total', help: 'Failed upstream connect attempts', labelNames: ['direction', 'reason'], registers: [this.registry] });

@@ -7,6 +7,7 @@ import { optionWithDefault } from '../../common/cli-option.js';
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { FieldError } from '../../common/errors.js';
+import { registerProxyWaitCommand } from '../../proxy/command.js';
 import type { RawInjectOptions, RawServerOptions } from '../../injector/options.js';
 
 function injectionOptions(cmd: Command): Command {
@@ -87,15 +88,6 @@ export function registerInjectCommands(program: Command): void {
       } catch (err) { fail('weir injector', err); }
     });
 
-  program.command('proxy-wait')
-    .description('wait until the local proxy is ready (the injected postStart hook: the app starts after the proxy)')
-    .addOption(new Option('--url <url>', 'readiness URL').default('http://127.0.0.1:15021/healthz/ready'))
-    .addOption(new Option('--timeout <duration>', 'give up after').default('120s'))
-    .action(async (opts: { url: string; timeout: string }) => {
-      try {
-        const { waitForProxyReady } = await import('../../proxy/wait-ready.js');
-        const ms = await waitForProxyReady(opts.url, opts.timeout);
-        process.stderr.write(`weir proxy ready after ${ms} ms\n`);
-      } catch (err) { fail('weir proxy-wait', err); }
-    });
+  // Defined with the proxy: the proxy-only bundle (the injected sidecar's command) runs it too.
+  registerProxyWaitCommand(program);
 }

@@ -10,7 +10,21 @@ export function selectorMatches(selector: Record<string, string>, labels: Record
   return true;
 }
 
+// Both inputs are immutable snapshots (a registry update makes a new
+// RouteTable, a push new CompiledClusters), so the answer is computed once
+// per pair rather than on every request (and every retry, outlier record).
+// Callers only read the array.
+const cache = new WeakMap<RouteTable, WeakMap<CompiledCluster, Target[]>>();
+
 export function clusterTargets(routes: RouteTable, c: CompiledCluster): Target[] {
+  let perTable = cache.get(routes);
+  if (!perTable) { perTable = new WeakMap(); cache.set(routes, perTable); }
+  let t = perTable.get(c);
+  if (!t) { t = computeTargets(routes, c); perTable.set(c, t); }
+  return t;
+}
+
+function computeTargets(routes: RouteTable, c: CompiledCluster): Target[] {
   if (!c.service) return [];
   const svc = routes.service(c.service);
   const sp = svc?.ports.find((p) => p.port === c.port && p.protocol === 'TCP');

@@ -19,6 +19,11 @@ export class PoolGate {
 
   get pendingCount(): number { return this.pending.length; }
 
+  /** Whether admit() would make a request wait as pending now (only then does it need an abort signal). */
+  mayQueue(): boolean {
+    return this.limits.maxConnections !== undefined && this.active >= this.limits.maxConnections;
+  }
+
   /**
    * Admission of one request: a release function, 'overflow' (answer 503
    * UO), or 'aborted' when the signal fired while it waited as pending (the

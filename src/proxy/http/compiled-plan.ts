@@ -43,8 +43,10 @@ export interface CompiledRequest { method: string; path: string; authority: stri
 
 function matchInput(d: ProxyDeps, conn: Conn, r: CompiledRequest): MatchInput {
   const q = r.path.indexOf('?');
+  let query: URLSearchParams | undefined;
   return {
-    method: r.method, path: q < 0 ? r.path : r.path.slice(0, q), query: new URLSearchParams(q < 0 ? '' : r.path.slice(q + 1)),
+    // Parsed only if a route matches on query parameters or hashes by one (most requests: never).
+    method: r.method, path: q < 0 ? r.path : r.path.slice(0, q), get query() { return (query ??= new URLSearchParams(q < 0 ? '' : r.path.slice(q + 1))); },
     scheme: 'http', authority: r.authority ?? '', headers: r.headers, port: conn.dst.port,
     sourceLabels: d.podLabels, sourceNamespace: d.identity().namespace,
   };
@@ -78,8 +80,40 @@ export function planCompiled(d: ProxyDeps, clusters: ClusterManager, conn: Conn,
   if (!wc) return { kind: 'answer', answer: { status: 503, flags: 'NC', text: 'no cluster', routeName, cluster: '-' } };
   const runtime = clusters.get(wc.cluster);
   if (!runtime) return { kind: 'answer', answer: { status: 503, flags: 'NC', text: `cluster ${wc.cluster} not found`, routeName, cluster: wc.cluster } };
+  const decision = decisionFor(runtime, routeName, conn, h2Refused);
+  const hk = runtime.consistentHash ? hashKeyOf(runtime.consistentHash, { headers: r.headers, query: input.query, sourceIp: conn.peer.replace(/^\[?(.*?)\]?:\d+$/, '$1') }) : {};
+  const responseHeaders: Record<string, string> = { ...cors.response };
+  if (hk.setCookie) responseHeaders['set-cookie'] = hk.setCookie;
+  return {
+    kind: 'forward',
+    plan: {
+      decision, runtime, retry: retryPolicyOf(route), timeoutMs: route.timeoutMs || undefined,
+      path: rewritePath(r.path, route.rewrite, hit.match), authority: route.rewrite?.authority ?? r.authority ?? '',
+      ...headerOpsOf(route, wc),
+      responseHeaders, hashKey: hk.key, fault: faultFor(route, r.grpc),
+      mirrors: route.mirrors.filter((m) => fires(m.percentage)).map((m) => clusters.get(m.cluster)).filter((x): x is ClusterRuntime => !!x),
+    },
+  };
+}
+
+type H2Refused = (pools: UpstreamPools, t: { ip: string; port: number }) => boolean;
+
+/**
+ * The routing decision for a cluster and route name. It depends only on
+ * them (and on the caller's h2Refused), except a PASSTHROUGH cluster's
+ * target, which is the connection's original destination: those are made
+ * per request, the others once. Callers only read it.
+ */
+const decisions = new WeakMap<H2Refused, WeakMap<ClusterRuntime, Map<string, RouteDecision>>>();
+function decisionFor(runtime: ClusterRuntime, routeName: string, conn: Conn, h2Refused: H2Refused): RouteDecision {
   const c = runtime.compiled;
   const passthrough = c.loadBalancer.simple === 'PASSTHROUGH';
+  let byRuntime = decisions.get(h2Refused);
+  if (!byRuntime) { byRuntime = new WeakMap(); decisions.set(h2Refused, byRuntime); }
+  let byName = byRuntime.get(runtime);
+  if (!byName) { byName = new Map(); byRuntime.set(runtime, byName); }
+  const have = passthrough ? undefined : byName.get(routeName);
+  if (have) return have;
   const [ns, name] = (c.service ?? '/').split('/');
   const decision: RouteDecision = {
     kind: passthrough ? 'passthrough' : 'service', cluster: c.name, routeName,
@@ -88,20 +122,32 @@ export function planCompiled(d: ProxyDeps, clusters: ClusterManager, conn: Conn,
     protocolFor: (t) => (h2Refused(runtime.pools, t) ? 'h1' : 'h2'),
     meshPeer: true,
   };
-  const hk = runtime.consistentHash ? hashKeyOf(runtime.consistentHash, { headers: r.headers, query: input.query, sourceIp: conn.peer.replace(/^\[?(.*?)\]?:\d+$/, '$1') }) : {};
-  const responseHeaders: Record<string, string> = { ...cors.response };
-  if (hk.setCookie) responseHeaders['set-cookie'] = hk.setCookie;
-  return {
-    kind: 'forward',
-    plan: {
-      decision, runtime, retry: new RetryPolicy(route.retries), timeoutMs: route.timeoutMs || undefined,
-      path: rewritePath(r.path, route.rewrite, hit.match), authority: route.rewrite?.authority ?? r.authority ?? '',
+  if (!passthrough) byName.set(routeName, decision);
+  return decision;
+}
+
+/** The header operations of a route and its weighted cluster, in order (made once per pair; only read). */
+const headerOps = new WeakMap<CompiledHttpRoute, WeakMap<object, Pick<ForwardPlan, 'requestOps' | 'responseOps'>>>();
+function headerOpsOf(route: CompiledHttpRoute, wc: { headers?: HeaderOps }): Pick<ForwardPlan, 'requestOps' | 'responseOps'> {
+  let byWc = headerOps.get(route);
+  if (!byWc) { byWc = new WeakMap(); headerOps.set(route, byWc); }
+  let ops = byWc.get(wc);
+  if (!ops) {
+    ops = {
       requestOps: [route.headers?.request, wc.headers?.request].filter((x): x is NonNullable<typeof x> => !!x),
       responseOps: [route.headers?.response, wc.headers?.response].filter((x): x is NonNullable<typeof x> => !!x),
-      responseHeaders, hashKey: hk.key, fault: faultFor(route, r.grpc),
-      mirrors: route.mirrors.filter((m) => fires(m.percentage)).map((m) => clusters.get(m.cluster)).filter((x): x is ClusterRuntime => !!x),
-    },
-  };
+    };
+    byWc.set(wc, ops);
+  }
+  return ops;
+}
+
+/** A route's retry policy, made once per compiled route (the route objects live until the next push replaces them). */
+const retryPolicies = new WeakMap<CompiledHttpRoute, RetryPolicy>();
+function retryPolicyOf(route: CompiledHttpRoute): RetryPolicy {
+  let p = retryPolicies.get(route);
+  if (!p) { p = new RetryPolicy(route.retries); retryPolicies.set(route, p); }
+  return p;
 }
 
 function faultFor(route: CompiledHttpRoute, grpc: boolean): ForwardPlan['fault'] {

@@ -49,6 +49,10 @@ export class HttpConnectionManager {
   handle(conn: Conn, proto: 'h1' | 'h2'): Promise<void> {
     const sock = conn.down;
     (sock as Tagged)[CONN] = conn;
+    // The listener's accept does not set TCP_NODELAY, and http.Server's noDelay applies only to sockets it
+    // accepts itself (these are emitted to it): with Nagle on, the second small write of a response (an h2
+    // DATA frame after HEADERS, frames of other streams) waits for the peer's delayed ACK, up to 40 ms.
+    (sock as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     this.d.counters.http++;
     const tracked: Tracked = { abort: () => sock.destroy() };
     this.open.add(tracked);

@@ -18,8 +18,10 @@ export type Headers = Record<string, string | string[]>;
 export function upstreamRequestHeaders(h: Record<string, string | string[] | undefined>): Headers {
   const named = connectionTokens(h.connection);
   const out: Headers = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || k.startsWith(':') || HOP_BY_HOP.has(k) || named.has(k)) continue;
+  // for-in over the (own, null-prototype or plain) header object: no entries array per request.
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined || !Object.prototype.hasOwnProperty.call(h, k) || k.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(k) || named?.has(k)) continue;
     out[k] = v;
   }
   // gRPC needs "te: trailers" end to end; it is the only TE value HTTP/2 allows.
@@ -33,16 +35,18 @@ export function upstreamRequestHeaders(h: Record<string, string | string[] | und
 export function downstreamResponseHeaders(h: Headers): Headers {
   const named = connectionTokens(h.connection);
   const out: Headers = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (k.startsWith(':') || HOP_BY_HOP.has(k) || named.has(k)) continue;
-    out[k] = v;
+  for (const k in h) {
+    if (!Object.prototype.hasOwnProperty.call(h, k) || k.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(k) || named?.has(k)) continue;
+    out[k] = h[k];
   }
   return out;
 }
 
-function connectionTokens(v: string | string[] | undefined): Set<string> {
+/** Header names a Connection header lists (undefined when there is none: the common case costs nothing). */
+function connectionTokens(v: string | string[] | undefined): Set<string> | undefined {
+  if (v === undefined) return undefined;
   const s = new Set<string>();
-  for (const part of [v ?? []].flat()) for (const t of part.split(',')) if (t.trim()) s.add(t.trim().toLowerCase());
+  for (const part of [v].flat()) for (const t of part.split(',')) if (t.trim()) s.add(t.trim().toLowerCase());
   return s;
 }
 
@@ -50,10 +54,22 @@ export function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Approximate wire size of a header block, for istio_request_bytes / istio_response_bytes. */
-export function headerBytes(h: Record<string, string | string[] | undefined>): number {
+/**
+ * Approximate wire size of a header block, for istio_request_bytes /
+ * istio_response_bytes; `name`/`value`, when given, count in place of that
+ * header's received value (the x-request-id the proxy forwarded).
+ */
+export function headerBytes(h: Record<string, string | string[] | undefined>, name?: string, value?: string | string[]): number {
   let n = 0;
-  for (const [k, v] of Object.entries(h)) for (const x of [v ?? []].flat()) n += k.length + x.length + 4;
+  const size = (k: string, v: string | string[] | undefined) => {
+    if (typeof v === 'string') n += k.length + v.length + 4;
+    else if (v) for (const x of v) n += k.length + x.length + 4;
+  };
+  for (const k in h) {
+    if (!Object.prototype.hasOwnProperty.call(h, k) || (name !== undefined && value !== undefined && k === name)) continue;
+    size(k, h[k]);
+  }
+  if (name !== undefined && value !== undefined) size(name, value);
   return n;
 }
 

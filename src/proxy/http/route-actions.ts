@@ -28,6 +28,25 @@ function splitPath(p: string): [string, string] {
   return q < 0 ? [p, ''] : [p.slice(0, q), p.slice(q)];
 }
 
+/**
+ * A uriRegexRewrite's RegExp and replacement, checked and compiled once per
+ * (pattern, rewrite), not per request. A global RegExp is safe to share
+ * here: String.prototype.replace starts a global search at 0 whatever its
+ * lastIndex. Bounded: patterns come from config, which pushes replace.
+ */
+const rewrites = new Map<string, { re: RegExp; replacement: string }>();
+function regexRewrite(match: string, rewrite: string): { re: RegExp; replacement: string } {
+  const key = `${match}\u0000${rewrite}`;
+  let r = rewrites.get(key);
+  if (!r) {
+    checkRegex(match);
+    r = { re: new RegExp(match, 'gu'), replacement: jsReplacement(rewrite) };
+    if (rewrites.size >= 1024) rewrites.clear();
+    rewrites.set(key, r);
+  }
+  return r;
+}
+
 /** RE2 substitutions are \1; JavaScript's are $1. */
 function jsReplacement(rewrite: string): string {
   return rewrite.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1');
@@ -43,8 +62,8 @@ export function rewritePath(path: string, rw: CompiledHttpRoute['rewrite'], matc
   if (!rw) return path;
   const [p, q] = splitPath(path);
   if (rw.uriRegexRewrite) {
-    checkRegex(rw.uriRegexRewrite.match);
-    return p.replace(new RegExp(rw.uriRegexRewrite.match, 'gu'), jsReplacement(rw.uriRegexRewrite.rewrite)) + q;
+    const { re, replacement } = regexRewrite(rw.uriRegexRewrite.match, rw.uriRegexRewrite.rewrite);
+    return p.replace(re, replacement) + q;
   }
   if (rw.uri === undefined) return path;
   const uri = match?.uri;

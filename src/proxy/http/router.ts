@@ -32,12 +32,18 @@ export type DownReq = IncomingMessage | Http2ServerRequest;
 export type { DownRes };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** One function for every request (compiled-plan caches its decisions per h2Refused function). */
+const poolRefusesH2 = (pools: UpstreamPools, t: { ip: string; port: number }) => pools.h2Refused(t);
 
 export class HttpRouter {
   readonly lb = new LeastRequest();
   readonly pools: UpstreamPools;
+  /** The default routes' retry policies (immutable; made once, not per request). */
+  private readonly outboundRetry: RetryPolicy;
+  private readonly inboundRetry = new RetryPolicy(defaultRetry(0));
 
   constructor(private readonly d: ProxyDeps) {
+    this.outboundRetry = new RetryPolicy(defaultRetry(d.config.httpRetries));
     this.pools = new UpstreamPools(d.config.connectTimeoutMs, d.config.idleTimeoutMs, undefined, d.mesh?.tlsFor);
   }
 
@@ -57,7 +63,7 @@ export class HttpRouter {
     const headers = upstreamRequestHeaders(h);
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const info = { method, path, protocol: downstream === 'h2' ? 'HTTP/2' : `HTTP/${req.httpVersion}`, authority, headers: { ...h, 'x-request-id': headers['x-request-id'] }, grpc };
+    const info = { method, path, protocol: downstream === 'h2' ? 'HTTP/2' : `HTTP/${req.httpVersion}`, authority, headers: h, requestId: headers['x-request-id'], grpc };
     const tel = new RequestTelemetry(d, conn, info);
     tel.span = d.tracer?.start(h, headers);
     const fromPeer = conn.direction === 'inbound' ? decodePeer(h[PEER_HEADER]) : undefined;
@@ -66,14 +72,14 @@ export class HttpRouter {
     const finish = () => { tel.requestBodyBytes = body.bytes; tel.requestMessages = body.messages.count; tel.finish(); };
 
     const compiled = conn.direction === 'outbound'
-      ? planCompiled(d, d.clusters, conn, { method, path, authority, headers: h, grpc }, (pools, t) => pools.h2Refused(t))
+      ? planCompiled(d, d.clusters, conn, { method, path, authority, headers: h, grpc }, poolRefusesH2)
       : { kind: 'none' as const };
     if (compiled.kind === 'answer') { this.answer(res, tel, compiled.answer, grpc); finish(); return; }
     let plan: ForwardPlan;
     if (compiled.kind === 'forward') plan = compiled.plan;
     else {
       const route = decideRoute(d, conn, authority, downstream, grpc, fromPeer ? first(h[PROTOCOL_HEADER]) : undefined, (t) => this.pools.h2Refused(t));
-      plan = { decision: route, retry: new RetryPolicy(defaultRetry(conn.direction === 'outbound' ? d.config.httpRetries : 0)), path, authority: authority ?? `${conn.dst.ip}:${conn.dst.port}`, requestOps: [], responseOps: [], responseHeaders: {}, mirrors: [] };
+      plan = { decision: route, retry: conn.direction === 'outbound' ? this.outboundRetry : this.inboundRetry, path, authority: authority ?? `${conn.dst.ip}:${conn.dst.port}`, requestOps: [], responseOps: [], responseHeaders: {}, mirrors: [] };
     }
     const route = plan.decision;
     tel.route(route);
@@ -91,13 +97,13 @@ export class HttpRouter {
 
     let current: Exchange | undefined;
     let downGone = false;
-    // Ends a wait for the connection pool when the client leaves or the deadline passes.
-    const gone = new AbortController();
-    res.on('close', () => { if (!res.writableFinished) { downGone = true; current?.abort(); gone.abort(); } });
+    // Ends a wait for the connection pool when the client leaves or the deadline passes (made only for such a wait).
+    let gone: AbortController | undefined;
+    res.on('close', () => { if (!res.writableFinished) { downGone = true; current?.abort(); gone?.abort(); } });
     let timedOut = false;
     const grpcDeadline = grpc ? grpcTimeoutMs(first(h['grpc-timeout'])) : undefined;
     const deadlineMs = [grpcDeadline, plan.timeoutMs].filter((x): x is number => x !== undefined).reduce((a, b) => Math.min(a, b), Infinity);
-    const deadline = Number.isFinite(deadlineMs) ? setTimeout(() => { timedOut = true; current?.abort(); gone.abort(); }, deadlineMs) : undefined;
+    const deadline = Number.isFinite(deadlineMs) ? setTimeout(() => { timedOut = true; current?.abort(); gone?.abort(); }, deadlineMs) : undefined;
     const end = () => { clearTimeout(deadline); finish(); };
 
     if (plan.fault?.delayMs !== undefined) {
@@ -123,7 +129,8 @@ export class HttpRouter {
     const rt = plan.runtime;
     let admitted: (() => void) | undefined;
     if (rt) {
-      const a = await rt.gate.admit(gone.signal);
+      if (rt.gate.mayQueue()) gone = new AbortController();
+      const a = await rt.gate.admit(gone?.signal);
       if (a === 'overflow') {
         d.metrics.poolOverflow.inc({ cluster_name: rt.compiled.name, limit: 'connectionPool' });
         localReply(res, tel, 503, 'UO', 'upstream connect error or disconnect/reset before headers. reset reason: overflow', grpc);
@@ -227,7 +234,8 @@ export class HttpRouter {
           addFlag(tel, 'DC'); return;
         }
         tel.upstreamServiceMs = performance.now() - t1;
-        tel.upstreamLocal = ex.localAddress();
+        // Only the access log shows it, and asking costs a getsockname() per request.
+        if (d.accessLog.enabled) tel.upstreamLocal = ex.localAddress();
         rt?.outlier?.record(endpointKey(t), { status: resp.status }, rt.targets(d.routes()).length);
         const gs = grpc ? first(resp.headers['grpc-status']) : undefined;
         const retriable = plan.retry.retriesResponse(resp.status, gs);

@@ -65,6 +65,7 @@ export class UpstreamPools {
 
   /** Count one request on a connection; true when it is the connection's last. */
   private spent(conn: object): boolean {
+    if (this.maxRequestsPerConnection === undefined) return false; // no limit: nothing to count per request
     const n = (this.uses.get(conn) ?? 0) + 1;
     this.uses.set(conn, n);
     return this.maxRequestsPerConnection !== undefined && n >= this.maxRequestsPerConnection;
@@ -226,7 +227,10 @@ export class UpstreamPools {
 
 export function stripPseudo(h: IncomingHttpHeaders | Record<string, unknown>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) out[k] = v as string | string[];
+  for (const k in h) {
+    const v = (h as Record<string, unknown>)[k];
+    if (k.charCodeAt(0) !== 58 /* : */ && v !== undefined && Object.prototype.hasOwnProperty.call(h, k)) out[k] = v as string | string[];
+  }
   return out;
 }
 

@@ -70,13 +70,37 @@ export const PEER_HEADER = 'x-weir-peer';
 
 const KEYS: (keyof WorkloadMeta)[] = ['workload', 'namespace', 'app', 'version', 'canonicalService', 'canonicalRevision'];
 
+// Both ends of the exchange see the same few values over and over (this
+// proxy's identity, its peers'): encoded once per identity object, decoded
+// once per distinct header value (bounded; a header is network input).
+const encoded = new WeakMap<WorkloadMeta, string>();
+const decoded = new Map<string, WorkloadMeta>();
+const DECODED_MAX = 256;
+
 export function encodePeer(m: WorkloadMeta): string {
-  return Buffer.from(JSON.stringify(KEYS.map((k) => m[k]))).toString('base64url');
+  let v = encoded.get(m);
+  if (v === undefined) {
+    v = Buffer.from(JSON.stringify(KEYS.map((k) => m[k]))).toString('base64url');
+    encoded.set(m, v);
+  }
+  return v;
 }
 
 /** undefined for anything that is not exactly what encodePeer writes (a header is input from the network). */
 export function decodePeer(v: string | string[] | undefined): WorkloadMeta | undefined {
   if (typeof v !== 'string' || v.length > 2048) return undefined;
+  const known = decoded.get(v);
+  if (known) return { ...known };
+  const m = parsePeer(v);
+  if (m) {
+    if (decoded.size >= DECODED_MAX) decoded.clear();
+    decoded.set(v, m);
+    return { ...m };
+  }
+  return undefined;
+}
+
+function parsePeer(v: string): WorkloadMeta | undefined {
   let arr: unknown;
   try { arr = JSON.parse(Buffer.from(v, 'base64url').toString('utf8')); } catch { return undefined; }
   if (!Array.isArray(arr) || arr.length !== KEYS.length || !arr.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 253 && /^[\w.-]+$/.test(x))) return undefined;
