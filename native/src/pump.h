@@ -44,6 +44,10 @@ struct PumpSpec {
   // written to the other side before anything spliced.
   std::string initial_a_to_b;
   std::string initial_b_to_a;
+  // StartConnect only: queue the pump without waking the thread; the
+  // caller promises a Flush() soon (JavaScript: once per event-loop turn),
+  // so a burst of accepted connections costs one wakeup, not one each.
+  bool defer_wake = false;
 };
 
 // What the pump thread reports. kDone ends a pump; a pump started with
@@ -103,6 +107,8 @@ class PumpEngine {
   // until Redial (the next endpoint) or Abort (reset = RST the client).
   std::optional<Failure> StartConnect(const PumpSpec& spec, const DialTarget& dial, uint64_t* id,
                                       std::shared_ptr<PumpCounters>* counters);
+  // Wakes the thread for commands queued with defer_wake (no-op if none).
+  void Flush();
   // Dials `dial` for a pump that reported kConnectFailed; ignored otherwise.
   void Redial(uint64_t id, const DialTarget& dial);
 
@@ -169,6 +175,7 @@ class PumpEngine {
   bool stopped_ = false;  // guarded by stop_mutex_
   std::mutex stop_mutex_;
 
+  std::atomic<bool> wake_owed_{false};  // a deferred command waits for Flush
   std::mutex commands_mutex_;
   std::vector<Command> commands_;
 

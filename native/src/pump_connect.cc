@@ -43,8 +43,15 @@ std::optional<Failure> PumpEngine::StartConnect(const PumpSpec& spec, const Dial
   *counters = pump->counters;
   started_.fetch_add(1);
   active_.fetch_add(1);
-  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}})) Wake();
+  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}})) {
+    if (spec.defer_wake) wake_owed_.store(true, std::memory_order_relaxed);
+    else Wake();
+  }
   return std::nullopt;
+}
+
+void PumpEngine::Flush() {
+  if (wake_owed_.exchange(false)) Wake();
 }
 
 void PumpEngine::Redial(uint64_t id, const DialTarget& dial) {

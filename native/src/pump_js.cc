@@ -234,6 +234,9 @@ Napi::Value PumpConnectJs(const Napi::CallbackInfo& info) {
     Napi::Value pipe = o.Get("pipeSize");
     if (!pipe.IsUndefined()) spec.pipe_size = static_cast<int>(IntegerArg(pipe, "pumpConnect: options.pipeSize", 4096, 1 << 30));
     spec.initial_a_to_b = BytesOption(o, "initialAtoB");
+    Napi::Value defer = o.Get("deferWake");
+    if (!defer.IsUndefined() && !defer.IsBoolean()) ThrowTypeError(env, "pumpConnect: options.deferWake must be a boolean");
+    spec.defer_wake = defer.IsBoolean() && defer.As<Napi::Boolean>().Value();
   }
   if (!info[3].IsFunction()) ThrowTypeError(env, "pumpConnect: onEvent must be a function");
   PumpBinding* binding = PumpBinding::For(env);
@@ -242,6 +245,13 @@ Napi::Value PumpConnectJs(const Napi::CallbackInfo& info) {
   if (auto f = binding->Engine(env).StartConnect(spec, dial, &id, &counters)) ThrowFailure(env, *f);
   binding->Track(env, id, info[3].As<Napi::Function>(), std::move(counters), true);
   return Napi::Number::New(env, static_cast<double>(id));
+}
+
+// pumpFlush(): wakes the pump thread for pumps started with deferWake.
+Napi::Value PumpFlushJs(const Napi::CallbackInfo& info) {
+  PumpBinding* binding = PumpBinding::For(info.Env());
+  if (binding->HasEngine()) binding->Engine(info.Env()).Flush();
+  return info.Env().Undefined();
 }
 
 // pumpRedial(id, target) -> whether the pump is still there to dial it.
@@ -334,6 +344,7 @@ Napi::Value PumpConfigureJs(const Napi::CallbackInfo& info) {
 void RegisterPump(Napi::Env env, Napi::Object exports) {
   exports.Set("pumpStart", Napi::Function::New(env, PumpStartJs, "pumpStart"));
   exports.Set("pumpConnect", Napi::Function::New(env, PumpConnectJs, "pumpConnect"));
+  exports.Set("pumpFlush", Napi::Function::New(env, PumpFlushJs, "pumpFlush"));
   exports.Set("pumpRedial", Napi::Function::New(env, PumpRedialJs, "pumpRedial"));
   exports.Set("pumpAbort", Napi::Function::New(env, PumpAbortJs, "pumpAbort"));
   exports.Set("pumpProgress", Napi::Function::New(env, PumpProgressJs, "pumpProgress"));

@@ -90,6 +90,11 @@ export interface DialTarget {
   connectTimeoutMs?: number;
 }
 
+export interface ConnectPumpOptions extends Omit<PumpOptions, 'initialBtoA'> {
+  /** Queue without waking the pump thread: the caller calls pumpFlush() soon (one wakeup per burst). */
+  deferWake?: boolean;
+}
+
 /** What a pumpConnect pump reports, in this order: connect outcomes (a failure waits for pumpRedial/pumpAbort), then done once. */
 export type PumpEvent =
   | { event: 'connected'; localAddress?: string; localPort?: number }
@@ -139,8 +144,9 @@ interface NativeAddon {
   pumpStart?(fdA: number, fdB: number, opts: PumpOptions | undefined, onDone: (r: PumpResult) => void): number;
   pumpAbort?(id: number, opts?: { reset?: boolean }): boolean;
   // Absent in an addon built before pumps could connect themselves.
-  pumpConnect?(fdA: number, target: DialTarget, opts: Omit<PumpOptions, 'initialBtoA'> | undefined, onEvent: (e: PumpEvent) => void): number;
+  pumpConnect?(fdA: number, target: DialTarget, opts: ConnectPumpOptions | undefined, onEvent: (e: PumpEvent) => void): number;
   pumpRedial?(id: number, target: DialTarget): boolean;
+  pumpFlush?(): void;
   pumpProgress?(id: number): PumpProgress | undefined;
   pumpStats?(): PumpStats;
   pumpConfigure?(settings: PumpSettings): Required<PumpSettings>;
@@ -298,10 +304,15 @@ export function pumpConnectAvailable(): boolean {
  * — and last 'done' with the byte counts. Throws (bad target: EINVAL naming
  * the field; EBADF, EMFILE) before taking anything.
  */
-export function pumpConnect(fdA: number, target: DialTarget, opts: Omit<PumpOptions, 'initialBtoA'>, onEvent: (e: PumpEvent) => void): number {
+export function pumpConnect(fdA: number, target: DialTarget, opts: ConnectPumpOptions, onEvent: (e: PumpEvent) => void): number {
   const a = load();
   if (!a.pumpConnect) throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
   return a.pumpConnect(fdA, target, opts, onEvent);
+}
+
+/** Wake the pump thread for pumps started with deferWake. */
+export function pumpFlush(): void {
+  load().pumpFlush?.();
 }
 
 /** Dial the next endpoint for a pump that reported 'connect-failed'; false if it is gone. */

@@ -27,6 +27,7 @@ import {
   pumpAvailable,
   pumpConnect,
   pumpConnectAvailable,
+  pumpFlush,
   pumpRedial,
   pumpProgress,
   pumpStart,
@@ -123,6 +124,15 @@ export interface ConnectPump extends SplicePump {
   redial(target: DialTarget): Promise<ConnectOutcome>;
 }
 
+// Pumps queued this event-loop turn wake the pump thread once, after the
+// poll phase's callbacks (every connection libuv accepted in one go) ran.
+let flushPending = false;
+function flushSoon(): void {
+  if (flushPending) return;
+  flushPending = true;
+  setImmediate(() => { flushPending = false; pumpFlush(); });
+}
+
 /** Whether this build's pump can dial upstreams itself. */
 export function connectPumpAvailable(): boolean {
   return pumpConnectAvailable();
@@ -149,7 +159,7 @@ export function startConnectPump(a: Socket, target: DialTarget, opts: SplicePump
   const connected = next();
   let id: number;
   try {
-    id = pumpConnect(fdA, target, { ...opts, initialAtoB }, (e: PumpEvent) => {
+    id = pumpConnect(fdA, target, { ...opts, initialAtoB, deferWake: true }, (e: PumpEvent) => {
       if (e.event === 'connected') settle({ ok: true, localAddress: e.localAddress, localPort: e.localPort });
       else if (e.event === 'connect-failed') settle({ ok: false, code: e.code, message: e.message });
       else {
@@ -165,6 +175,7 @@ export function startConnectPump(a: Socket, target: DialTarget, opts: SplicePump
     throw err;
   }
   a.destroy();
+  flushSoon();
   return {
     id,
     done,
