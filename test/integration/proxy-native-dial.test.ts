@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipUnlessRoot } from '../support/netns.js';
+import { until } from '../support/poll.js';
 import { Cluster, readLine, service, slice, type Pod } from './proxy-harness.js';
 
 const skip = skipUnlessRoot();
@@ -47,18 +48,14 @@ test('declared-TCP connections are dialled by the pump thread in both proxies; a
   assert.ok(c1.retries > c0.retries, 'least connections must have tried the refusing endpoint at least once in 6 connections');
   assert.ok(await c.metric(client, 'weir_proxy_upstream_connect_failures_total', { direction: 'outbound', reason: 'ECONNREFUSED' }) >= 1);
   // Counted when each pump reports its end (after the client's close): poll.
-  const closed = () => c.metric(client, 'istio_tcp_connections_closed_total', { destination_service_name: 'db', response_flags: '-' });
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && (await closed()) < 6) await new Promise((r) => setTimeout(r, 50));
-  assert.ok((await closed()) >= 6, `closed: ${await closed()}`);
+  await until('6 closed connections counted', async () => (await c.metric(client, 'istio_tcp_connections_closed_total', { destination_service_name: 'db', response_flags: '-' })) >= 6);
 });
 
 test('the access log lines of natively dialled connections carry the upstream host and local address (127.0.0.6 inbound)', { skip }, async () => {
   const s = await c.connect(client, VIP, 5432);
   try { assert.equal(await readLine(s), 'hello from db-1'); } finally { s.destroy(); }
   const entries = (p: Pod) => p.proxyLog.filter((l) => l.startsWith('{"start_time"')).map((l) => JSON.parse(l) as Record<string, unknown>);
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && !entries(server).some((e) => e.upstream_local_address)) await new Promise((r) => setTimeout(r, 50));
+  await until('the inbound access log line', () => entries(server).some((e) => e.upstream_local_address), { detail: () => c.logs() });
   const out = entries(client).filter((e) => e.upstream_host === `${server.ip4}:8080`).at(-1);
   assert.ok(out, `no outbound access log line for ${server.ip4}:8080:\n${client.proxyLog.slice(-10).join('\n')}`);
   assert.match(String(out.upstream_local_address), /^10\.[\d.]+:\d+$/);
