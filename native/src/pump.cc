@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sched.h>
@@ -105,7 +106,11 @@ std::optional<Failure> PumpEngine::Create(OnDone on_done, std::unique_ptr<PumpEn
   pthread_sigmask(SIG_SETMASK, &all, &old);
   PumpEngine* raw = engine.get();
   try {
-    engine->thread_ = std::thread([raw] { raw->Run(); });
+    engine->thread_ = std::thread([raw] {
+      // Named, so per-thread CPU (/proc/PID/task/*/comm, top -H) tells it from Node's own threads.
+      pthread_setname_np(pthread_self(), "weir-pump");
+      raw->Run();
+    });
   } catch (const std::system_error& e) {
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     CloseFd(&engine->wake_fd_);
