@@ -151,3 +151,26 @@ test('wc 200 short connections through connect pumps: every one answered, pump c
   assert.equal(after.started - before.started, 200);
   assert.equal(after.finished - before.finished, 200);
 });
+
+test('wc bytes a sniffer read and unshift()ed before the handoff reach the upstream first, in order', { skip }, async () => {
+  const echo = await echoServer();
+  let pump: ConnectPump | undefined;
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (down) => {
+    down.on('error', () => {});
+    // As protocol sniffing does: read what arrived, look at it, put it back.
+    down.once('readable', () => {
+      const seen = down.read() as Buffer;
+      down.unshift(seen);
+      pump = startConnectPump(down, { ip: '127.0.0.1', port: echo.port });
+    });
+  });
+  const port = await listen(server);
+  const client = await connect(port);
+  client.write('first bytes|');
+  await until('the handoff', () => pump);
+  client.write('then more');
+  assert.equal((await readExactly(client, 21)).toString(), 'first bytes|then more');
+  client.end();
+  const r = await pump!.done;
+  assert.equal(r.bytesAtoB, 21);
+});
