@@ -243,7 +243,12 @@ export class TcpChain {
    */
   private nativeDialFor(conn: Conn, targets: Upstream[], via?: Via): boolean {
     if (!this.nativeDial || conn.detection?.reason === 'timeout' || (conn.down as { encrypted?: boolean }).encrypted) return false;
-    if (conn.direction === 'inbound' || !this.d.mesh || via?.tlsMode === 'DISABLE') return true;
+    if (conn.direction === 'inbound' || !this.d.mesh) return true;
+    // The cluster's DestinationRule tls (src/proxy/mtls/cluster-tls.ts): DISABLE is plaintext; SIMPLE,
+    // MUTUAL and ISTIO_MUTUAL originate TLS; unset is auto mTLS, TLS for mesh endpoints only.
+    const mode: string | undefined = via?.cluster?.tls?.mode;
+    if (mode === 'DISABLE') return true;
+    if (mode !== undefined && mode !== 'AUTO') return false;
     return !targets.some((t) => wantsMtls(t.endpoint));
   }
 
