@@ -27,6 +27,20 @@ function one() {
 for (let i = 0; i < 16; i++) { active++; one(); }
 `;
 
+/** utime+stime (clock ticks, 100/s) of every thread of a process, by thread id. */
+function threadCpu(pid: number): Map<number, { comm: string; ticks: number }> {
+  const m = new Map<number, { comm: string; ticks: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      m.set(Number(tid), { comm, ticks: Number(f[11]) + Number(f[12]) });
+    } catch { /* thread gone */ }
+  }
+  return m;
+}
+
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
 interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
 
@@ -48,8 +62,20 @@ try {
   c.proxyCommand = [process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, bundle];
   await c.startProxy(client, ['--no-dns']);
   await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+  const proxies = [['client proxy', client.proxy!.pid!], ['server proxy', server.proxy!.pid!]] as const;
+  const cpu0 = proxies.map(([, pid]) => threadCpu(pid));
   const out = execFileSync('ip', ['netns', 'exec', client.ns.name, process.execPath, '-e', LOAD, VIP, '80', String(SECONDS)], { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
   console.log(`load: ${out.trim()}`);
+  // CPU time each thread really got (utime+stime), per connection: unlike the
+  // sampler's wall-clock attribution, a preempted thread is not charged.
+  const done = (JSON.parse(out.trim()) as { done: number }).done;
+  proxies.forEach(([name, pid], i) => {
+    const cpu1 = threadCpu(pid);
+    const rows = [...cpu1].map(([tid, t]) => ({ tid, comm: t.comm, ms: (t.ticks - (cpu0[i].get(tid)?.ticks ?? 0)) * 10 })).filter((r) => r.ms > 0);
+    const total = rows.reduce((a, r) => a + r.ms, 0);
+    const js = rows.find((r) => r.tid === pid)?.ms ?? 0;
+    console.log(`${name} CPU per connection: total ${((total * 1000) / done).toFixed(0)} µs, JS thread ${((js * 1000) / done).toFixed(0)} µs; by thread: ${rows.sort((a, b) => b.ms - a.ms).map((r) => `${r.tid === pid ? 'JS' : r.comm}(${r.tid}) ${((r.ms * 1000) / done).toFixed(0)}`).join(', ')}`);
+  });
   client.proxy!.kill('SIGTERM');
   await once(client.proxy!, 'exit');
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));

@@ -1,8 +1,11 @@
 #include "pump.h"
 
+#include "pump_state.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sched.h>
@@ -19,6 +22,8 @@
 
 namespace weir {
 
+using namespace pump_internal;
+
 namespace {
 
 // epoll data of the wakeup eventfd; pump sockets use (id << 1) | side.
@@ -28,22 +33,10 @@ constexpr uint64_t kWakeToken = ~uint64_t{0};
 constexpr uint64_t kRoundBudget = 4u << 20;
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
-int64_t NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t NowNs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-double NowMsPrecise() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
 const char* SideName(int side) { return side == 0 ? "a" : "b"; }
@@ -55,11 +48,6 @@ std::string ErrnoText(int err) {
 
 // The peer of this socket aborted the connection: pass it on as an abort.
 bool IsResetErrno(int err) { return err == ECONNRESET || err == EPIPE || err == ECONNABORTED; }
-
-void CloseFd(int* fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
 
 // Closing with SO_LINGER {1, 0} makes the kernel send RST instead of FIN.
 void ResetAndClose(int* fd) {
@@ -88,46 +76,7 @@ std::optional<Failure> CheckTcpSocket(int fd, const char* name, struct stat* st)
   return std::nullopt;
 }
 
-bool EarlierDeadline(const std::pair<int64_t, uint64_t>& x, const std::pair<int64_t, uint64_t>& y) {
-  return x.first > y.first;  // std heap is a max-heap: invert for a min-heap
-}
-
 }  // namespace
-
-// One direction of a pump: bytes read from `in` wait in the pipe until `out`
-// takes them. The pipe is the only buffer, so its capacity bounds what a
-// slow reader can make the pump hold.
-struct Flow {
-  int pipe_r = -1;
-  int pipe_w = -1;
-  size_t capacity = 0;
-  size_t created_capacity = 0;  // what the pool resets the pipe to when it comes back
-  size_t target_capacity = 0;  // grow to this once a read fills the pipe
-  size_t in_pipe = 0;
-  std::string initial;  // bytes the caller had already read: sent first
-  size_t initial_sent = 0;
-  bool eof = false;   // `in` reported end of stream
-  bool shut = false;  // ... and it was passed on as shutdown(out, SHUT_WR)
-};
-
-struct PumpEngine::Pump {
-  uint64_t id = 0;
-  int fd[2] = {-1, -1};  // 0 = A, 1 = B
-  Flow flow[2];          // flow[0]: A -> B, flow[1]: B -> A
-  int64_t idle_timeout_ms = 0;
-  int64_t last_activity_ms = 0;
-  double started_ms = 0;
-  std::shared_ptr<PumpCounters> counters;
-  bool done = false;
-
-  ~Pump() {
-    for (int& f : fd) CloseFd(&f);
-    for (Flow& fl : flow) {
-      CloseFd(&fl.pipe_r);
-      CloseFd(&fl.pipe_w);
-    }
-  }
-};
 
 std::optional<Failure> PumpEngine::Create(OnDone on_done, std::unique_ptr<PumpEngine>* out) {
   std::unique_ptr<PumpEngine> engine(new PumpEngine());
@@ -157,7 +106,11 @@ std::optional<Failure> PumpEngine::Create(OnDone on_done, std::unique_ptr<PumpEn
   pthread_sigmask(SIG_SETMASK, &all, &old);
   PumpEngine* raw = engine.get();
   try {
-    engine->thread_ = std::thread([raw] { raw->Run(); });
+    engine->thread_ = std::thread([raw] {
+      // Named, so per-thread CPU (/proc/PID/task/*/comm, top -H) tells it from Node's own threads.
+      pthread_setname_np(pthread_self(), "weir-pump");
+      raw->Run();
+    });
   } catch (const std::system_error& e) {
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     CloseFd(&engine->wake_fd_);
@@ -170,6 +123,28 @@ std::optional<Failure> PumpEngine::Create(OnDone on_done, std::unique_ptr<PumpEn
 }
 
 PumpEngine::~PumpEngine() { Stop(); }
+
+std::optional<Failure> PumpEngine::TakePipes(Pump* pump, int pipe_size) {
+  for (Flow& flow : pump->flow) {
+    // From the pool when one is waiting (no syscall), else a new pipe.
+    PipeEnds ends;
+    if (auto f = pool_.Take(&ends)) return f;
+    flow.pipe_r = ends.r;
+    flow.pipe_w = ends.w;
+    // A bigger pipe means fewer syscalls and wakeups per MiB, but the resize
+    // costs ~3 µs per pipe (measured here as uid 1337: pipe2+close 6.4 µs,
+    // with F_SETPIPE_SZ 1 MiB 9.3 µs), which short connections would pay
+    // for nothing: RunPump grows a pipe when a read fills it.
+    flow.capacity = flow.created_capacity = ends.capacity;
+    flow.target_capacity = pipe_size > 0 ? static_cast<size_t>(pipe_size) : flow.capacity;
+    if (flow.target_capacity < flow.capacity) {
+      // Smaller than the default was asked for (tests of backpressure): do it now.
+      if (fcntl(flow.pipe_w, F_SETPIPE_SZ, pipe_size) > 0) flow.capacity = static_cast<size_t>(fcntl(flow.pipe_w, F_GETPIPE_SZ));
+      flow.target_capacity = flow.capacity;
+    }
+  }
+  return std::nullopt;
+}
 
 std::optional<Failure> PumpEngine::Start(const PumpSpec& spec, uint64_t* id, std::shared_ptr<PumpCounters>* counters) {
   if (stopping_.load()) return Failure{"pump engine is stopped (environment shutting down)", "ESHUTDOWN"};
@@ -195,24 +170,7 @@ std::optional<Failure> PumpEngine::Start(const PumpSpec& spec, uint64_t* id, std
     int one = 1;
     setsockopt(pump->fd[side], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
-  for (Flow& flow : pump->flow) {
-    // From the pool when one is waiting (no syscall), else a new pipe.
-    PipeEnds ends;
-    if (auto f = pool_.Take(&ends)) return f;
-    flow.pipe_r = ends.r;
-    flow.pipe_w = ends.w;
-    // A bigger pipe means fewer syscalls and wakeups per MiB, but the resize
-    // costs ~3 µs per pipe (measured here as uid 1337: pipe2+close 6.4 µs,
-    // with F_SETPIPE_SZ 1 MiB 9.3 µs), which short connections would pay
-    // for nothing: RunPump grows a pipe when a read fills it.
-    flow.capacity = flow.created_capacity = ends.capacity;
-    flow.target_capacity = spec.pipe_size > 0 ? static_cast<size_t>(spec.pipe_size) : flow.capacity;
-    if (flow.target_capacity < flow.capacity) {
-      // Smaller than the default was asked for (tests of backpressure): do it now.
-      if (fcntl(flow.pipe_w, F_SETPIPE_SZ, spec.pipe_size) > 0) flow.capacity = static_cast<size_t>(fcntl(flow.pipe_w, F_GETPIPE_SZ));
-      flow.target_capacity = flow.capacity;
-    }
-  }
+  if (auto f = TakePipes(pump.get(), spec.pipe_size)) return f;
   pump->flow[0].initial = spec.initial_a_to_b;
   pump->flow[1].initial = spec.initial_b_to_a;
   pump->idle_timeout_ms = spec.idle_timeout_ms;
@@ -224,12 +182,12 @@ std::optional<Failure> PumpEngine::Start(const PumpSpec& spec, uint64_t* id, std
   *counters = pump->counters;
   started_.fetch_add(1);
   active_.fetch_add(1);
-  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false})) Wake();
+  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}})) Wake();
   return std::nullopt;
 }
 
 void PumpEngine::Abort(uint64_t id, bool reset) {
-  if (Enqueue(Command{Command::Kind::kAbort, nullptr, id, reset})) Wake();
+  if (Enqueue(Command{Command::Kind::kAbort, nullptr, id, reset, {}})) Wake();
 }
 
 bool PumpEngine::Enqueue(Command command) {
@@ -381,10 +339,17 @@ void PumpEngine::TakeCommands() {
       if (it != pumps_.end() && !it->second->done) Finish(it->second.get(), "aborted", "", c.reset, c.reset);
       continue;
     }
+    if (c.kind == Command::Kind::kDial) {
+      auto it = pumps_.find(c.id);
+      if (it != pumps_.end()) Redialled(it->second.get(), c.dial);
+      continue;
+    }
     Pump* p = c.pump.get();
     uint64_t id = p->id;
     pumps_.emplace(id, std::move(c.pump));
+    if (p->phase == Pump::Phase::kConnecting && !AdoptClient(p)) continue;
     for (int side = 0; side < 2; side++) {
+      if (p->fd[side] < 0) continue;  // B of a pump that dials it: registered once connected
       // Edge-triggered: RunPump always goes on until the kernel says
       // EAGAIN (or the pipe is full and the reader blocked), so every
       // later change of state brings a fresh edge.
@@ -397,6 +362,10 @@ void PumpEngine::TakeCommands() {
       }
     }
     if (p->done) continue;
+    if (p->phase == Pump::Phase::kConnecting) {
+      BeginDial(p);
+      continue;
+    }
     if (p->idle_timeout_ms > 0) {
       idle_heap_.emplace_back(p->last_activity_ms + p->idle_timeout_ms, id);
       std::push_heap(idle_heap_.begin(), idle_heap_.end(), EarlierDeadline);
@@ -407,6 +376,12 @@ void PumpEngine::TakeCommands() {
 
 void PumpEngine::Service(Pump* p, uint32_t side, uint32_t events) {
   if (p->done) return;
+  if (p->phase != Pump::Phase::kPumping) {
+    // Until the upstream is connected only its connect result matters; the
+    // client's bytes wait in its socket (RunPump reads them once connected).
+    if (side == 1 && p->phase == Pump::Phase::kConnecting) CompleteConnect(p, events);
+    return;
+  }
   if (events & EPOLLERR) {
     // A reset can arrive while nothing is being read or written on that
     // socket (its direction already finished): without this check the
@@ -551,9 +526,19 @@ void PumpEngine::ExpireIdle(int64_t now_ms) {
     auto it = pumps_.find(id);
     if (it == pumps_.end() || it->second->done) continue;
     Pump* p = it->second.get();
-    int64_t deadline = p->last_activity_ms + p->idle_timeout_ms;
+    // One heap for both timers: a connecting pump's connect deadline, a
+    // pumping one's idle deadline. An entry left over from another phase
+    // is re-checked against the current one here.
+    if (p->phase == Pump::Phase::kAwaitingDial) continue;  // JavaScript decides; Redial queues a new entry
+    const bool connecting = p->phase == Pump::Phase::kConnecting;
+    if (!connecting && p->idle_timeout_ms <= 0) continue;
+    int64_t deadline = connecting ? p->connect_deadline_ms : p->last_activity_ms + p->idle_timeout_ms;
     if (deadline <= now_ms) {
-      Finish(p, "idle", "", false, false);
+      if (connecting) {
+        ConnectFailed(p, "ETIMEDOUT", "connect to " + p->dial.text + " timed out after " + std::to_string(p->dial.timeout_ms) + " ms");
+      } else {
+        Finish(p, "idle", "", false, false);
+      }
     } else {
       idle_heap_.emplace_back(deadline, id);
       std::push_heap(idle_heap_.begin(), idle_heap_.end(), EarlierDeadline);

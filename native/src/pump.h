@@ -19,6 +19,7 @@
 
 #include "netns_thread.h"
 #include "pipe_pool.h"
+#include "pump_dial.h"
 
 namespace weir {
 
@@ -43,9 +44,21 @@ struct PumpSpec {
   // written to the other side before anything spliced.
   std::string initial_a_to_b;
   std::string initial_b_to_a;
+  // StartConnect only: queue the pump without waking the thread; the
+  // caller promises a Flush() soon (JavaScript: once per event-loop turn),
+  // so a burst of accepted connections costs one wakeup, not one each.
+  bool defer_wake = false;
 };
 
+// What the pump thread reports. kDone ends a pump; a pump started with
+// StartConnect also reports its upstream connect: kConnected (then bytes
+// move) or kConnectFailed (it then waits for Redial or Abort).
 struct PumpOutcome {
+  enum class Kind { kDone, kConnected, kConnectFailed };
+  Kind kind = Kind::kDone;
+  std::string code;           // kConnectFailed: ECONNREFUSED, ETIMEDOUT, ...
+  std::string local_address;  // kConnected: the upstream socket's own address
+  int local_port = 0;
   uint64_t id = 0;
   uint64_t a_to_b = 0;
   uint64_t b_to_a = 0;
@@ -85,6 +98,20 @@ class PumpEngine {
   // owns the duplicates and closes each exactly once.
   std::optional<Failure> Start(const PumpSpec& spec, uint64_t* id, std::shared_ptr<PumpCounters>* counters);
 
+  // A pump whose B side the pump thread connects itself: A (the accepted
+  // client socket, a Node socket's fd) is duplicated here, the one syscall
+  // this costs the calling thread; the check of A, its socket options, the
+  // upstream socket, its connect and the pipes all happen on the pump
+  // thread. spec.fd_b is ignored. The outcome of the connect comes as a
+  // kConnected or kConnectFailed event; after a failure the pump keeps A
+  // until Redial (the next endpoint) or Abort (reset = RST the client).
+  std::optional<Failure> StartConnect(const PumpSpec& spec, const DialTarget& dial, uint64_t* id,
+                                      std::shared_ptr<PumpCounters>* counters);
+  // Wakes the thread for commands queued with defer_wake (no-op if none).
+  void Flush();
+  // Dials `dial` for a pump that reported kConnectFailed; ignored otherwise.
+  void Redial(uint64_t id, const DialTarget& dial);
+
   // Ends a pump: reset=true sends RST to both peers, else a normal close.
   // Unknown or already finished ids are ignored.
   void Abort(uint64_t id, bool reset);
@@ -119,13 +146,23 @@ class PumpEngine {
   void RunPump(Pump* p);
   void Finish(Pump* p, const std::string& reason, const std::string& error, bool rst_a, bool rst_b);
   void ExpireIdle(int64_t now_ms);
+  std::optional<Failure> TakePipes(Pump* p, int pipe_size);
+  // pump_connect.cc: the connecting phases of a StartConnect pump.
+  bool AdoptClient(Pump* p);
+  void BeginDial(Pump* p);
+  void CompleteConnect(Pump* p, uint32_t events);
+  void Connected(Pump* p);
+  void ConnectFailed(Pump* p, const std::string& code, const std::string& message);
+  void Redialled(Pump* p, const DialTarget& dial);
+  void Report(Pump* p, std::unique_ptr<PumpOutcome> event);
   int NextTimeoutMs(int64_t now_ms) const;
 
   struct Command {
-    enum class Kind { kStart, kAbort } kind;
+    enum class Kind { kStart, kAbort, kDial } kind;
     std::unique_ptr<Pump> pump;
     uint64_t id = 0;
     bool reset = false;
+    DialTarget dial;  // kDial
   };
   // Queues a command; true if the thread needs a wakeup for it.
   bool Enqueue(Command command);
@@ -138,6 +175,7 @@ class PumpEngine {
   bool stopped_ = false;  // guarded by stop_mutex_
   std::mutex stop_mutex_;
 
+  std::atomic<bool> wake_owed_{false};  // a deferred command waits for Flush
   std::mutex commands_mutex_;
   std::vector<Command> commands_;
 

@@ -71,9 +71,11 @@ class PumpBinding {
     return *engine_;
   }
 
-  void Track(Napi::Env env, uint64_t id, Napi::Function on_done, std::shared_ptr<PumpCounters> counters) {
+  // events: the callback gets every event of a StartConnect pump, each
+  // tagged with `event`; else only the final result, untagged.
+  void Track(Napi::Env env, uint64_t id, Napi::Function on_done, std::shared_ptr<PumpCounters> counters, bool events = false) {
     if (running_.empty()) tsfn_.Ref(env);  // a running pump keeps the loop alive, like an open socket
-    running_.emplace(id, Running{Napi::Persistent(on_done), std::move(counters)});
+    running_.emplace(id, Running{Napi::Persistent(on_done), std::move(counters), events});
   }
 
   bool Known(uint64_t id) const { return running_.count(id) != 0; }
@@ -103,10 +105,30 @@ class PumpBinding {
   void Deliver(Napi::Env env, const PumpOutcome& outcome) {
     auto it = running_.find(outcome.id);
     if (it == running_.end()) return;
+    if (outcome.kind != PumpOutcome::Kind::kDone) {
+      Napi::Object ev = Napi::Object::New(env);
+      if (outcome.kind == PumpOutcome::Kind::kConnected) {
+        ev.Set("event", "connected");
+        if (!outcome.local_address.empty()) {
+          ev.Set("localAddress", outcome.local_address);
+          ev.Set("localPort", outcome.local_port);
+        }
+      } else {
+        ev.Set("event", "connect-failed");
+        ev.Set("code", outcome.code);
+        ev.Set("message", outcome.error);
+      }
+      // A reference, not the map entry: the callback may start or end pumps.
+      Napi::Function fn = it->second.on_done.Value();
+      fn.Call({ev});
+      return;
+    }
+    const bool events = it->second.events;
     Napi::FunctionReference on_done = std::move(it->second.on_done);
     running_.erase(it);
     if (running_.empty()) tsfn_.Unref(env);
     Napi::Object result = Napi::Object::New(env);
+    if (events) result.Set("event", "done");
     result.Set("bytesAtoB", static_cast<double>(outcome.a_to_b));
     result.Set("bytesBtoA", static_cast<double>(outcome.b_to_a));
     result.Set("reason", outcome.reason);
@@ -126,6 +148,7 @@ class PumpBinding {
   struct Running {
     Napi::FunctionReference on_done;
     std::shared_ptr<PumpCounters> counters;
+    bool events = false;
   };
 
   std::unique_ptr<PumpEngine> engine_;
@@ -168,8 +191,78 @@ Napi::Value PumpStartJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
+// The {ip, port, localAddress?, connectTimeoutMs?} of pumpConnect/pumpRedial.
+DialTarget DialArg(Napi::Env env, const Napi::Value& v, const std::string& fn) {
+  if (!v.IsObject()) ThrowTypeError(env, fn + ": target must be an object {ip, port, localAddress?, connectTimeoutMs?}");
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value ip = o.Get("ip");
+  if (!ip.IsString()) ThrowTypeError(env, fn + ": target.ip must be a string");
+  const int port = static_cast<int>(IntegerArg(o.Get("port"), fn + ": target.port", 1, 65535));
+  std::string local;
+  Napi::Value la = o.Get("localAddress");
+  if (!la.IsUndefined()) {
+    if (!la.IsString()) ThrowTypeError(env, fn + ": target.localAddress must be a string");
+    local = la.As<Napi::String>().Utf8Value();
+  }
+  Napi::Value t = o.Get("connectTimeoutMs");
+  const int64_t timeout = t.IsUndefined() ? 5000 : static_cast<int64_t>(IntegerArg(t, fn + ": target.connectTimeoutMs", 1, 2147483647));
+  DialTarget dial;
+  if (auto f = ParseDialTarget(ip.As<Napi::String>().Utf8Value(), port, local, timeout, &dial)) {
+    ThrowFailure(env, Failure{fn + ": target." + f->message, f->code});
+  }
+  return dial;
+}
+
 uint64_t IdArg(const Napi::Value& v, const char* fn) {
   return static_cast<uint64_t>(IntegerArg(v, std::string(fn) + ": id", 1, 9007199254740991.0));
+}
+
+// pumpConnect(fdA, target, options?, onEvent) -> id. The pump thread
+// connects to target itself; onEvent gets {event: 'connected', localAddress,
+// localPort} or {event: 'connect-failed', code, message} (then pumpRedial or
+// pumpAbort), and last {event: 'done', ...the pumpStart result}.
+Napi::Value PumpConnectJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PumpSpec spec;
+  spec.fd_a = static_cast<int>(IntegerArg(info[0], "pumpConnect: fdA", 0, 2147483647));
+  DialTarget dial = DialArg(env, info[1], "pumpConnect");
+  if (!info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsObject()) ThrowTypeError(env, "pumpConnect: options must be an object");
+    Napi::Object o = info[2].As<Napi::Object>();
+    Napi::Value idle = o.Get("idleTimeoutMs");
+    if (!idle.IsUndefined()) spec.idle_timeout_ms = static_cast<int64_t>(IntegerArg(idle, "pumpConnect: options.idleTimeoutMs", 0, 2147483647));
+    Napi::Value pipe = o.Get("pipeSize");
+    if (!pipe.IsUndefined()) spec.pipe_size = static_cast<int>(IntegerArg(pipe, "pumpConnect: options.pipeSize", 4096, 1 << 30));
+    spec.initial_a_to_b = BytesOption(o, "initialAtoB");
+    Napi::Value defer = o.Get("deferWake");
+    if (!defer.IsUndefined() && !defer.IsBoolean()) ThrowTypeError(env, "pumpConnect: options.deferWake must be a boolean");
+    spec.defer_wake = defer.IsBoolean() && defer.As<Napi::Boolean>().Value();
+  }
+  if (!info[3].IsFunction()) ThrowTypeError(env, "pumpConnect: onEvent must be a function");
+  PumpBinding* binding = PumpBinding::For(env);
+  uint64_t id = 0;
+  std::shared_ptr<PumpCounters> counters;
+  if (auto f = binding->Engine(env).StartConnect(spec, dial, &id, &counters)) ThrowFailure(env, *f);
+  binding->Track(env, id, info[3].As<Napi::Function>(), std::move(counters), true);
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+// pumpFlush(): wakes the pump thread for pumps started with deferWake.
+Napi::Value PumpFlushJs(const Napi::CallbackInfo& info) {
+  PumpBinding* binding = PumpBinding::For(info.Env());
+  if (binding->HasEngine()) binding->Engine(info.Env()).Flush();
+  return info.Env().Undefined();
+}
+
+// pumpRedial(id, target) -> whether the pump is still there to dial it.
+Napi::Value PumpRedialJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t id = IdArg(info[0], "pumpRedial");
+  DialTarget dial = DialArg(env, info[1], "pumpRedial");
+  PumpBinding* binding = PumpBinding::For(env);
+  if (!binding->HasEngine() || !binding->Known(id)) return Napi::Boolean::New(env, false);
+  binding->Engine(env).Redial(id, dial);
+  return Napi::Boolean::New(env, true);
 }
 
 // pumpAbort(id, {reset?}) -> whether the pump was still running
@@ -250,6 +343,9 @@ Napi::Value PumpConfigureJs(const Napi::CallbackInfo& info) {
 
 void RegisterPump(Napi::Env env, Napi::Object exports) {
   exports.Set("pumpStart", Napi::Function::New(env, PumpStartJs, "pumpStart"));
+  exports.Set("pumpConnect", Napi::Function::New(env, PumpConnectJs, "pumpConnect"));
+  exports.Set("pumpFlush", Napi::Function::New(env, PumpFlushJs, "pumpFlush"));
+  exports.Set("pumpRedial", Napi::Function::New(env, PumpRedialJs, "pumpRedial"));
   exports.Set("pumpAbort", Napi::Function::New(env, PumpAbortJs, "pumpAbort"));
   exports.Set("pumpProgress", Napi::Function::New(env, PumpProgressJs, "pumpProgress"));
   exports.Set("pumpStats", Napi::Function::New(env, PumpStatsJs, "pumpStats"));

@@ -80,6 +80,27 @@ export interface PumpResult {
 
 export interface PumpProgress { bytesAtoB: number; bytesBtoA: number }
 
+/** The upstream a pumpConnect pump dials itself (numeric addresses only). */
+export interface DialTarget {
+  ip: string;
+  port: number;
+  /** Source address to bind first (same family as ip). */
+  localAddress?: string;
+  /** Default 5000. */
+  connectTimeoutMs?: number;
+}
+
+export interface ConnectPumpOptions extends Omit<PumpOptions, 'initialBtoA'> {
+  /** Queue without waking the pump thread: the caller calls pumpFlush() soon (one wakeup per burst). */
+  deferWake?: boolean;
+}
+
+/** What a pumpConnect pump reports, in this order: connect outcomes (a failure waits for pumpRedial/pumpAbort), then done once. */
+export type PumpEvent =
+  | { event: 'connected'; localAddress?: string; localPort?: number }
+  | { event: 'connect-failed'; code: string; message: string }
+  | ({ event: 'done' } & PumpResult);
+
 export interface PumpStats {
   /** Pumps moving bytes now. */
   active: number;
@@ -122,6 +143,10 @@ interface NativeAddon {
   // Absent in an addon built before the pump existed.
   pumpStart?(fdA: number, fdB: number, opts: PumpOptions | undefined, onDone: (r: PumpResult) => void): number;
   pumpAbort?(id: number, opts?: { reset?: boolean }): boolean;
+  // Absent in an addon built before pumps could connect themselves.
+  pumpConnect?(fdA: number, target: DialTarget, opts: ConnectPumpOptions | undefined, onEvent: (e: PumpEvent) => void): number;
+  pumpRedial?(id: number, target: DialTarget): boolean;
+  pumpFlush?(): void;
   pumpProgress?(id: number): PumpProgress | undefined;
   pumpStats?(): PumpStats;
   pumpConfigure?(settings: PumpSettings): Required<PumpSettings>;
@@ -263,6 +288,38 @@ function pumpAddon(): Required<Pick<NativeAddon, 'pumpStart' | 'pumpAbort' | 'pu
  */
 export function pumpStart(fdA: number, fdB: number, opts: PumpOptions, onDone: (r: PumpResult) => void): number {
   return pumpAddon().pumpStart(fdA, fdB, opts, onDone);
+}
+
+/** True when the addon's pump can dial upstreams itself (pumpConnect). */
+export function pumpConnectAvailable(): boolean {
+  return pumpAvailable() && typeof load().pumpConnect === 'function';
+}
+
+/**
+ * A pump whose B side the pump thread connects to `target` itself: no
+ * upstream socket in Node at all. `fdA` is duplicated (the caller destroys
+ * its socket in the same tick, as for pumpStart). `onEvent` gets the
+ * connect's outcome — after 'connect-failed' the pump holds A until
+ * pumpRedial (next endpoint) or pumpAbort ({reset: true} resets the client)
+ * — and last 'done' with the byte counts. Throws (bad target: EINVAL naming
+ * the field; EBADF, EMFILE) before taking anything.
+ */
+export function pumpConnect(fdA: number, target: DialTarget, opts: ConnectPumpOptions, onEvent: (e: PumpEvent) => void): number {
+  const a = load();
+  if (!a.pumpConnect) throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
+  return a.pumpConnect(fdA, target, opts, onEvent);
+}
+
+/** Wake the pump thread for pumps started with deferWake. */
+export function pumpFlush(): void {
+  load().pumpFlush?.();
+}
+
+/** Dial the next endpoint for a pump that reported 'connect-failed'; false if it is gone. */
+export function pumpRedial(id: number, target: DialTarget): boolean {
+  const a = load();
+  if (!a.pumpRedial) throw Object.assign(new Error(PUMP_NOT_BUILT), { code: 'ENOPUMP' });
+  return a.pumpRedial(id, target);
 }
 
 /** End a running pump (reason `aborted`): RST both peers if `reset`, else close. False if not running. */

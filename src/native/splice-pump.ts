@@ -25,15 +25,21 @@ import type { Socket } from 'node:net';
 import {
   pumpAbort,
   pumpAvailable,
+  pumpConnect,
+  pumpConnectAvailable,
+  pumpFlush,
+  pumpRedial,
   pumpProgress,
   pumpStart,
   socketFd,
   PUMP_NOT_BUILT,
+  type DialTarget,
+  type PumpEvent,
   type PumpProgress,
   type PumpResult,
 } from './addon.js';
 
-export type { PumpResult, PumpReason, PumpProgress } from './addon.js';
+export type { DialTarget, PumpResult, PumpReason, PumpProgress } from './addon.js';
 
 export class SplicePumpError extends Error {
   constructor(readonly code: string, message: string) {
@@ -101,6 +107,84 @@ export function startSplicePump(a: Socket, b: Socket, opts: SplicePumpOptions = 
   return {
     id,
     done,
+    progress: () => pumpProgress(id) ?? (final ? { bytesAtoB: final.bytesAtoB, bytesBtoA: final.bytesBtoA } : { bytesAtoB: 0, bytesBtoA: 0 }),
+    abort: (o = {}) => { pumpAbort(id, o); },
+  };
+}
+
+export type ConnectOutcome =
+  | { ok: true; localAddress?: string; localPort?: number }
+  | { ok: false; code: string; message: string };
+
+/** A pump that dials its upstream itself (no upstream net.Socket): see startConnectPump. */
+export interface ConnectPump extends SplicePump {
+  /** The outcome of the first connect. */
+  readonly connected: Promise<ConnectOutcome>;
+  /** After a failed connect: dial the next endpoint. */
+  redial(target: DialTarget): Promise<ConnectOutcome>;
+}
+
+// Pumps queued this event-loop turn wake the pump thread once, after the
+// poll phase's callbacks (every connection libuv accepted in one go) ran.
+let flushPending = false;
+function flushSoon(): void {
+  if (flushPending) return;
+  flushPending = true;
+  setImmediate(() => { flushPending = false; pumpFlush(); });
+}
+
+/** Whether this build's pump can dial upstreams itself. */
+export function connectPumpAvailable(): boolean {
+  return pumpConnectAvailable();
+}
+
+/**
+ * Hand the client socket `a` to a pump that connects to `target` on the
+ * pump thread (the same handoff rule as startSplicePump: buffered bytes go
+ * first, the socket is destroyed in the same tick). From here on the pump
+ * owns the client: after a failed connect it waits for redial() or abort()
+ * (abort({reset: true}) resets the client). Throws like startSplicePump,
+ * leaving `a` untouched.
+ */
+export function startConnectPump(a: Socket, target: DialTarget, opts: SplicePumpOptions = {}): ConnectPump {
+  if (!pumpConnectAvailable()) throw new SplicePumpError('ENOPUMP', PUMP_NOT_BUILT);
+  const fdA = handoffFd(a, 'a');
+  const initialAtoB = takeBuffered(a);
+  let final: PumpResult | undefined;
+  let resolveDone!: (r: PumpResult) => void;
+  const done = new Promise<PumpResult>((resolve) => { resolveDone = resolve; });
+  let waiting: ((o: ConnectOutcome) => void) | undefined;
+  const next = () => new Promise<ConnectOutcome>((resolve) => { waiting = resolve; });
+  const settle = (o: ConnectOutcome) => { const w = waiting; waiting = undefined; w?.(o); };
+  const connected = next();
+  let id: number;
+  try {
+    id = pumpConnect(fdA, target, { ...opts, initialAtoB, deferWake: true }, (e: PumpEvent) => {
+      if (e.event === 'connected') settle({ ok: true, localAddress: e.localAddress, localPort: e.localPort });
+      else if (e.event === 'connect-failed') settle({ ok: false, code: e.code, message: e.message });
+      else {
+        const { event: _, ...r } = e;
+        final = r;
+        // Ended before a connect outcome (aborted while dialling): that attempt failed.
+        settle({ ok: false, code: 'ECONNABORTED', message: r.error ?? `pump ${r.reason} while connecting` });
+        resolveDone(r);
+      }
+    });
+  } catch (err) {
+    if (initialAtoB.length > 0) a.unshift(initialAtoB);
+    throw err;
+  }
+  a.destroy();
+  flushSoon();
+  return {
+    id,
+    done,
+    connected,
+    redial(t) {
+      const p = next();
+      if (!pumpRedial(id, t)) settle({ ok: false, code: 'ECONNABORTED', message: 'the client connection is gone' });
+      return p;
+    },
     progress: () => pumpProgress(id) ?? (final ? { bytesAtoB: final.bytesAtoB, bytesBtoA: final.bytesBtoA } : { bytesAtoB: 0, bytesBtoA: 0 }),
     abort: (o = {}) => { pumpAbort(id, o); },
   };

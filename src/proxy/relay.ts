@@ -4,7 +4,7 @@
 // both sides so a FIN travels on its own, an RST on one side becomes an RST
 // on the other, and one idle timer for the pair.
 import { connect, type Socket } from 'node:net';
-import { splicePumpAvailable, startSplicePump, type PumpResult } from '../native/splice-pump.js';
+import { splicePumpAvailable, startSplicePump, type PumpResult, type SplicePump } from '../native/splice-pump.js';
 
 export interface ConnectOptions {
   ip: string;
@@ -126,7 +126,11 @@ export function spliceRelay(down: Socket, up: Socket, idleTimeoutMs: number): Re
   } catch {
     return relay(down, up, idleTimeoutMs);
   }
-  const p = pump;
+  return pumpRelay(pump);
+}
+
+/** The RelayHandle of a running splice pump (either kind: startSplicePump or startConnectPump). */
+export function pumpRelay(p: SplicePump): RelayHandle {
   return {
     done: p.done.then((r) => ({ sent: r.bytesAtoB, received: r.bytesBtoA, flags: FLAGS_BY_REASON[r.reason] ?? 'UR' })),
     progress: () => { const x = p.progress(); return { sent: x.bytesAtoB, received: x.bytesBtoA }; },

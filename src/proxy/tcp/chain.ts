@@ -15,6 +15,9 @@ import { canonicalIp, familyOf, hostPort } from '../addr.js';
 import type { Conn, Direction, ProxyDeps, Tracked } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';
 import { connectUpstream, ConnectError, pumpMode, relay, spliceRelay, type RelayHandle } from '../relay.js';
+import { connectPumpAvailable } from '../../native/splice-pump.js';
+import { wantsMtls } from '../mtls/outbound.js';
+import { dialNative, type DialPath } from './native-dial.js';
 import { LeastConnections, type RouteTable, targetKey, type Target } from '../routing.js';
 import { sniff } from '../protocol/sniff.js';
 import { l4RouteFor, l4ServiceFor } from './l4-routes.js';
@@ -22,7 +25,7 @@ import { connectTransparent } from '../transparent.js';
 import { workloadMeta } from '../telemetry/workload.js';
 import { nativeTlsOf, relayNative } from '../mtls/native-socket.js';
 
-interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
+export interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
 
 /** A compiled cluster's way of choosing and accounting endpoints (default: least connections). */
 interface Via {
@@ -37,17 +40,23 @@ interface Via {
 export class TcpChain {
   readonly lb = new LeastConnections();
   readonly pump: 'splice' | 'stream';
+  /** The pump dials plain-TCP upstreams itself (no upstream net.Socket): tcp/native-dial.ts. */
+  readonly nativeDial: boolean;
 
   constructor(private readonly d: ProxyDeps, private readonly open: Set<Tracked>) {
     this.pump = pumpMode(d.config.pump);
+    this.nativeDial = this.pump === 'splice' && connectPumpAvailable();
     // Engine-wide, so set once before the first connection creates the pump thread.
     if (this.pump === 'splice') pumpConfigure({ busyPollUs: d.config.busyPollUs });
   }
 
   /** The splice pump thread's counters (busy-poll hits, spin time), when splicing. */
-  pumpStats(): PumpStats | undefined {
-    return this.pump === 'splice' ? pumpStats() : undefined;
+  pumpStats(): (PumpStats & { nativeDials: number }) | undefined {
+    return this.pump === 'splice' ? { ...pumpStats(), nativeDials: this.nativeDials } : undefined;
   }
+
+  /** Connections whose upstream the pump thread dialled (tcp/native-dial.ts). */
+  private nativeDials = 0;
 
   /**
    * Relay the connection. Resolves 'h1'/'h2' instead when detection had
@@ -179,6 +188,12 @@ export class TcpChain {
     conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, localAddress?: string,
     dial?: (t: { ip: string; port: number }) => Promise<Socket>, via?: Via,
   ): Promise<LateVerdict> {
+    if (!dial && this.nativeDialFor(conn, targets, via)) {
+      this.nativeDials++;
+      const r = await dialNative(this.path(conn, targets, labels, cluster, via), localAddress);
+      if (r) return r;
+      this.nativeDials--; // undefined: the client socket could not be handed off; Node dials instead
+    }
     const { down, direction } = conn;
     const cfg = this.d.config;
     const tried = new Set<string>();
@@ -187,9 +202,8 @@ export class TcpChain {
     down.once('close', () => { downGone = true; });
     const attempts = Math.min(cfg.connectAttempts, targets.length);
     for (let i = 0; i < attempts; i++) {
-      const t = targets.length === 1 ? targets[0] : via ? via.pick(targets, tried) : this.lb.pick(targets as Target[], tried);
+      const t = this.pick(targets, tried, via);
       if (!t) break;
-      tried.add(targetKey(t));
       if (i > 0) this.d.counters.retries++;
       const release = via ? via.acquire(t) : this.lb.acquire(t as Target);
       let up: Socket;
@@ -201,9 +215,7 @@ export class TcpChain {
         if (direction === 'outbound' && this.d.mesh) up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp', via?.cluster, conn.detection?.reason !== 'timeout');
       } catch (err) {
         release();
-        via?.failed(t);
-        lastErr = err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err));
-        this.d.metrics.connectFailures.inc({ direction, reason: lastErr.code });
+        lastErr = this.connectFailed(direction, t, via, err instanceof ConnectError ? err : new ConnectError('ECONNFAILED', String(err)));
         if (downGone) break;
         continue;
       }
@@ -215,11 +227,6 @@ export class TcpChain {
         if (late !== 'tcp') { release(); up.destroy(); return late; }
         if (down.destroyed || up.destroyed) { release(); if (!down.destroyed) down.resetAndDestroy(); if (!up.destroyed) up.resetAndDestroy(); return 'done'; }
       }
-      if (direction === 'outbound' && t.endpoint?.podName) {
-        setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
-      }
-      // The registry names remote endpoints' clusters (a gateway standing in for them too); unnamed = this proxy's own.
-      if (direction === 'outbound' && t.endpoint) labels.destination_cluster = t.endpoint.cluster ?? cfg.clusterId;
       const upLocal = up.localAddress ? hostPort(canonicalIp(up.localAddress), up.localPort ?? 0) : undefined;
       if (direction === 'outbound') this.d.mesh?.labels(labels, conn, up);
       // TLS sockets have no file descriptor to splice (kernel TLS would give them one: docs/architecture.md, "Mesh mTLS").
@@ -230,29 +237,93 @@ export class TcpChain {
       const handle = nativeDown ? relayNative(nativeDown, up, true, cfg.idleTimeoutMs)
         : nativeUp ? relayNative(nativeUp, down, false, cfg.idleTimeoutMs)
           : this.pump === 'splice' && !encrypted ? spliceRelay(down, up, cfg.idleTimeoutMs) : relay(down, up, cfg.idleTimeoutMs);
-      const reported = { request: 0, response: 0 };
-      const tracked: Tracked = { abort: () => handle.abort(), report: () => this.report(handle, labels, reported) };
-      this.open.add(tracked);
-      this.d.metrics.opened.inc(labels);
-      this.d.metrics.active.inc({ direction });
-      const result = await handle.done;
-      release();
-      this.open.delete(tracked);
-      this.d.metrics.active.dec({ direction });
-      if (result.flags !== '-') labels.response_flags = result.flags;
-      this.report(handle, labels, reported);
-      this.d.metrics.closed.inc(labels);
-      this.d.accessLog.log({
-        start: conn.startedAt, responseCode: 0, responseFlags: labels.response_flags,
-        // Envoy's view: received from the downstream, sent to it.
-        bytesReceived: result.sent, bytesSent: result.received, durationMs: performance.now() - conn.start,
-        upstreamHost: hostPort(t.ip, t.port), upstreamCluster: cluster, upstreamLocalAddress: upLocal,
-        downstreamLocalAddress: conn.local, downstreamRemoteAddress: conn.peer, requestedServerName: conn.detection?.sni,
-      });
-      return 'done';
+      return this.relayed(conn, t, labels, cluster, handle, upLocal, release);
     }
+    return this.allFailed(conn, labels, cluster, lastErr, tried.size);
+  }
+
+  /**
+   * Whether the pump thread can dial this connection's upstream itself
+   * (tcp/native-dial.ts): plain TCP on both sides, no TPROXY source
+   * address, no speculative connect after a detection timeout, and no
+   * endpoint that would get outbound mTLS (that needs a Node TLS socket).
+   */
+  private nativeDialFor(conn: Conn, targets: Upstream[], via?: Via): boolean {
+    // A client side held by the native TLS relay (inbound mesh mTLS) has no plaintext fd to hand over.
+    if (!this.nativeDial || conn.detection?.reason === 'timeout' || (conn.down as { encrypted?: boolean }).encrypted || nativeTlsOf(conn.down)) return false;
+    if (conn.direction === 'inbound' || !this.d.mesh) return true;
+    // The cluster's DestinationRule tls (src/proxy/mtls/cluster-tls.ts): DISABLE is plaintext; SIMPLE,
+    // MUTUAL and ISTIO_MUTUAL originate TLS; unset is auto mTLS, TLS for mesh endpoints only.
+    const mode: string | undefined = via?.cluster?.tls?.mode;
+    if (mode === 'DISABLE') return true;
+    if (mode !== undefined && mode !== 'AUTO') return false;
+    return !targets.some((t) => wantsMtls(t.endpoint));
+  }
+
+  /** What dialNative needs of this chain for one connection. */
+  private path(conn: Conn, targets: Upstream[], labels: IstioTcpLabels, cluster: string, via?: Via): DialPath {
+    return {
+      conn, targets, cluster, idleTimeoutMs: this.d.config.idleTimeoutMs,
+      attempts: Math.min(this.d.config.connectAttempts, targets.length),
+      connectTimeoutMs: via?.connectTimeoutMs ?? this.d.config.connectTimeoutMs,
+      pick: (tried) => this.pick(targets, tried, via),
+      acquire: (t) => (via ? via.acquire(t) : this.lb.acquire(t as Target)),
+      retried: () => { this.d.counters.retries++; },
+      failed: (t, err) => { this.connectFailed(conn.direction, t, via, err); },
+      relayed: (t, handle, upLocal, release) => {
+        if (conn.direction === 'outbound') this.d.mesh?.labels(labels, conn);
+        return this.relayed(conn, t, labels, cluster, handle, upLocal, release);
+      },
+      allFailed: (err, tried) => this.allFailed(conn, labels, cluster, err, tried),
+    };
+  }
+
+  /** The next endpoint to try (least connections by default), marked as tried. */
+  private pick(targets: Upstream[], tried: Set<string>, via?: Via): Upstream | undefined {
+    const t = targets.length === 1 ? targets[0] : via ? via.pick(targets, tried) : this.lb.pick(targets as Target[], tried);
+    if (t) tried.add(targetKey(t));
+    return t;
+  }
+
+  private connectFailed(direction: Direction, t: Upstream, via: Via | undefined, err: ConnectError): ConnectError {
+    via?.failed(t);
+    this.d.metrics.connectFailures.inc({ direction, reason: err.code });
+    return err;
+  }
+
+  private allFailed(conn: Conn, labels: IstioTcpLabels, cluster: string, lastErr: ConnectError | undefined, tried: number): 'done' {
     labels.response_flags = 'UF'; // upstream connect failure
-    this.finishFailed(conn, labels, lastErr ? `${lastErr.code}: ${lastErr.message}` : 'client went away', tried.size, cluster);
+    this.finishFailed(conn, labels, lastErr ? `${lastErr.code}: ${lastErr.message}` : 'client went away', tried, cluster);
+    return 'done';
+  }
+
+  /** A connected upstream: count it open, wait for the relay to end, then metrics and the access log line. */
+  private async relayed(conn: Conn, t: Upstream, labels: IstioTcpLabels, cluster: string, handle: RelayHandle, upLocal: string | undefined, release: () => void): Promise<'done'> {
+    const { direction } = conn;
+    if (direction === 'outbound' && t.endpoint?.podName) {
+      setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
+    }
+    // The registry names remote endpoints' clusters (a gateway standing in for them too); unnamed = this proxy's own.
+    if (direction === 'outbound' && t.endpoint) labels.destination_cluster = t.endpoint.cluster ?? this.d.config.clusterId;
+    const reported = { request: 0, response: 0 };
+    const tracked: Tracked = { abort: () => handle.abort(), report: () => this.report(handle, labels, reported) };
+    this.open.add(tracked);
+    this.d.metrics.opened.inc(labels);
+    this.d.metrics.active.inc({ direction });
+    const result = await handle.done;
+    release();
+    this.open.delete(tracked);
+    this.d.metrics.active.dec({ direction });
+    if (result.flags !== '-') labels.response_flags = result.flags;
+    this.report(handle, labels, reported);
+    this.d.metrics.closed.inc(labels);
+    this.d.accessLog.log({
+      start: conn.startedAt, responseCode: 0, responseFlags: labels.response_flags,
+      // Envoy's view: received from the downstream, sent to it.
+      bytesReceived: result.sent, bytesSent: result.received, durationMs: performance.now() - conn.start,
+      upstreamHost: hostPort(t.ip, t.port), upstreamCluster: cluster, upstreamLocalAddress: upLocal,
+      downstreamLocalAddress: conn.local, downstreamRemoteAddress: conn.peer, requestedServerName: conn.detection?.sni,
+    });
     return 'done';
   }
 

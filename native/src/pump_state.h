@@ -1,0 +1,89 @@
+// The pump thread's per-connection state, shared by pump.cc (the splice
+// loop) and pump_connect.cc (pumps that dial their upstream themselves).
+// Internal to the engine: nothing outside PumpEngine touches these.
+#pragma once
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "pump.h"
+#include "pump_dial.h"
+
+namespace weir {
+namespace pump_internal {
+
+inline int64_t NowMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+inline double NowMsPrecise() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+inline void CloseFd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+inline bool EarlierDeadline(const std::pair<int64_t, uint64_t>& x, const std::pair<int64_t, uint64_t>& y) {
+  return x.first > y.first;  // std heap is a max-heap: invert for a min-heap
+}
+
+}  // namespace pump_internal
+
+// One direction of a pump: bytes read from `in` wait in the pipe until `out`
+// takes them. The pipe is the only buffer, so its capacity bounds what a
+// slow reader can make the pump hold.
+struct Flow {
+  int pipe_r = -1;
+  int pipe_w = -1;
+  size_t capacity = 0;
+  size_t created_capacity = 0;  // what the pool resets the pipe to when it comes back
+  size_t target_capacity = 0;  // grow to this once a read fills the pipe
+  size_t in_pipe = 0;
+  std::string initial;  // bytes the caller had already read: sent first
+  size_t initial_sent = 0;
+  bool eof = false;   // `in` reported end of stream
+  bool shut = false;  // ... and it was passed on as shutdown(out, SHUT_WR)
+};
+
+struct PumpEngine::Pump {
+  // kPumping: both sockets connected, bytes move. A pump made by
+  // StartConnect begins in kConnecting (fd[1] is the socket being
+  // connected); a failed connect parks it in kAwaitingDial (fd[1] = -1, the
+  // client's socket still held) until JavaScript names the next endpoint
+  // (Redial) or gives up (Abort).
+  enum class Phase { kPumping, kConnecting, kAwaitingDial };
+
+  uint64_t id = 0;
+  int fd[2] = {-1, -1};  // 0 = A, 1 = B
+  Flow flow[2];          // flow[0]: A -> B, flow[1]: B -> A
+  int64_t idle_timeout_ms = 0;
+  int64_t last_activity_ms = 0;
+  double started_ms = 0;
+  std::shared_ptr<PumpCounters> counters;
+  bool done = false;
+  Phase phase = Phase::kPumping;
+  DialTarget dial;                  // the endpoint being (or last) dialled
+  int64_t connect_deadline_ms = 0;  // kConnecting: ETIMEDOUT at this time
+  int pipe_size = 0;                // PumpSpec::pipe_size, for pipes taken once connected
+
+  ~Pump() {
+    for (int& f : fd) pump_internal::CloseFd(&f);
+    for (Flow& fl : flow) {
+      pump_internal::CloseFd(&fl.pipe_r);
+      pump_internal::CloseFd(&fl.pipe_w);
+    }
+  }
+};
+
+}  // namespace weir
