@@ -217,6 +217,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     const active = [...sessions].filter((s) => s.identity);
     if (active.length) pendingFanout.set(delta.version, performance.now());
     for (const s of active) catchUp(s);
+    // Proxies whose scoped registry this change did not touch count as acked already (v2/scoped-registry.ts).
+    if (active.length) settleFanout();
   }
 
   async function admit(s: Session, hello: HelloMsg): Promise<void> {
