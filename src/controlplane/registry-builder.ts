@@ -163,6 +163,8 @@ export class RegistryBuilder {
   private localChanged(cluster: string, svc?: KubeService): string[] {
     if (cluster !== LOCAL_CLUSTER) return [];
     this.localIps = undefined;
+    // Only remote-cluster entries can be affected; without remote clusters skip the walk (it made a 10k-Service list O(n²)).
+    if (this.clusters.size <= 1 && this.remoteVips.size === 0) return [];
     const ips = new Set([svc?.spec?.clusterIP, ...(svc?.spec?.clusterIPs ?? [])].filter((x): x is string => !!x));
     const out: string[] = [];
     for (const [k, b] of this.built) {
