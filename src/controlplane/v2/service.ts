@@ -131,7 +131,7 @@ export function createV2Service(d: V2ServiceDeps) {
     },
 
     release(s: Session): void { if (s.viewKey !== undefined) views.release(s.viewKey); },
-    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, scopedRegistries: scopes.stats() }),
+    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, sharedStrings: views.sharedStrings(), scopedRegistries: scopes.stats() }),
     close: () => views.close(),
   };
 }

@@ -8,7 +8,7 @@
 import type { Logger } from '../../common/log.js';
 import type { CompiledProxyConfig } from '../resources.js';
 import { COMPILED_KINDS, itemsOf, keyOf, type CompiledKind } from './kinds.js';
-import { counter, VersionedKind } from './versioned-kind.js';
+import { counter, Interner, VersionedKind } from './versioned-kind.js';
 
 type Kinds = { [K in CompiledKind]: VersionedKind<unknown> };
 
@@ -31,6 +31,8 @@ export class CompiledViews {
   private timer?: NodeJS.Timeout;
   /** One version space for every view (versioned-kind.ts says why). */
   private readonly nextVersion = counter();
+  /** Item texts and keys shared by all views (equal items of different namespaces are stored once). */
+  private readonly strings = new Interner();
   compiles = 0;
   lastCompileMs = 0;
 
@@ -40,7 +42,7 @@ export class CompiledViews {
   acquire(key: string): void {
     let v = this.views.get(key);
     if (!v) {
-      const kinds = Object.fromEntries(COMPILED_KINDS.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion)])) as Kinds;
+      const kinds = Object.fromEntries(COMPILED_KINDS.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion, 256, this.strings)])) as Kinds;
       v = { key, refs: 0, kinds };
       this.views.set(key, v);
       this.recompile(v);
@@ -52,7 +54,11 @@ export class CompiledViews {
   release(key: string): void {
     const v = this.views.get(key);
     if (!v || --v.refs > 0) return;
-    v.drop = setTimeout(() => { if (v.refs <= 0) this.views.delete(key); }, this.opts.lingerMs ?? 60_000);
+    v.drop = setTimeout(() => {
+      if (v.refs > 0 || this.views.get(key) !== v) return;
+      this.views.delete(key);
+      for (const k of COMPILED_KINDS) v.kinds[k].dispose();
+    }, this.opts.lingerMs ?? 60_000);
     v.drop.unref();
   }
 
@@ -61,6 +67,7 @@ export class CompiledViews {
   }
 
   keys(): string[] { return [...this.views.keys()]; }
+  sharedStrings(): number { return this.strings.size(); }
 
   /** Inputs changed: recompile every view after the debounce. */
   invalidate(): void {
