@@ -28,7 +28,7 @@ import { startControlPlane } from '../src/controlplane/server.js';
 import { IstioConfigSource, IstioConfigStore } from '../src/controlplane/istio-source.js';
 import { istioCompiledSource } from '../src/controlplane/v2/compiled-source.js';
 import { RegistryClient } from '../src/proxy/registry-client.js';
-import { NOTES } from './lib/controlplane-scale-notes.js';
+import { ISTIO_COMPARISON, NOTES } from './lib/controlplane-scale-notes.js';
 import { WireProxy } from './lib/wire-proxy.js';
 
 const FULL = process.env.WEIR_BENCH_FULL === '1';
@@ -257,6 +257,7 @@ Scoped = one Sidecar per namespace, egress \`./*\` + \`istio-system/*\` (${Math.
 ${table}
 
 ${NOTES}
+${ISTIO_COMPARISON}
 `);
   console.log(table);
 }
