@@ -11,7 +11,7 @@ import type { Session } from '../server.js';
 import type { RegistryDelta } from '../types.js';
 import { istioCompiledSource, type CompiledSource } from './compiled-source.js';
 import { COMPILED_KINDS, type Kind } from './kinds.js';
-import { V2Pusher } from './pusher.js';
+import { PushBudget, V2Pusher } from './pusher.js';
 import { registryFeed } from './registry-feed.js';
 import { RegistryScopes } from './registry-scopes.js';
 import { CompiledViews } from './views.js';
@@ -36,6 +36,7 @@ export interface V2ServiceDeps {
 export function createV2Service(d: V2ServiceDeps) {
   const compiled = d.compiled ?? istioCompiledSource({ store: new IstioConfigStore(), rootNamespace: 'istio-system' });
   const regFeed = registryFeed(d.builder);
+  const budget = new PushBudget();
   // A view under a Sidecar with egress hosts gets only that part of the registry (scoped-registry.ts).
   const scopes = new RegistryScopes(d.builder, regFeed, (key) => compiled.registryScope?.(key, d.clusterDomain));
   const wholeRegistry = (key: string): void => {
@@ -118,7 +119,7 @@ export function createV2Service(d: V2ServiceDeps) {
           m.nacks.inc({ kind: n.kind });
           d.log.warn({ session: s.id, pod: `${identity.namespace}/${identity.name}`, kind: n.kind, version: n.version, errors: n.errors.slice(0, 5) }, 'proxy rejected a push; it keeps its last good config of that kind');
         },
-      });
+      }, budget);
       s.v2 = pusher;
       s.sock.write(JSON.stringify({ type: 'welcome', version: 2, epoch: d.epoch, identity: { ...identity }, clusterDomain: d.clusterDomain, ...(d.certificates ? { certificates: true } : {}) }) + '\n');
       if (hello.resume?.versions && hello.resume.epoch === d.epoch) {
