@@ -21,7 +21,7 @@ export class PushBudget {
   private inFlight = 0;
   /** Waiters and their deadline timers: a proxy that stopped reading must not stall everyone else's first push. */
   private readonly waiting = new Map<(forced: boolean) => void, NodeJS.Timeout>();
-  constructor(readonly limit = 32 * 1024 * 1024, private readonly maxWaitMs = 250) {}
+  constructor(readonly limit = 32 * 1024 * 1024, private readonly maxWaitMs = 2000) {}
   full(): boolean { return this.inFlight >= this.limit; }
   take(n: number): void { this.inFlight += n; }
   give(n: number): void {
