@@ -20,6 +20,7 @@ import { CniRuntime, type SandboxSpec } from '../support/cni-runtime.js';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
 import { socketInNetns, socketFd, originalDst } from '../../src/native/addon.js';
+import { until } from '../support/poll.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const PLUGIN = path.join(REPO, 'dist/weir-cni');
@@ -73,16 +74,6 @@ function connectFrom(ns: Netns, ip: string, port: number): Promise<string> {
 
 // The CLI bundled once per test process (test/support/cli.ts): a tsx start per call costs seconds under load.
 const cli = (args: string[]) => weirCli(args);
-
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('weir agent: Kubernetes + real CNI chain + repair', { timeout: 60_000, skip: skipUnlessRoot() || (!existsSync(PLUGIN) && 'dist/weir-cni not built (npm run build)') }, () => {
   const bridge = uniq('wkb');

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Installer, type InstallerEvent, type InstallerOptions } from '../../src/agent/installer.js';
+import { until, untilTimed } from '../support/poll.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -33,15 +34,6 @@ function primaryRewrites(file: string, content: unknown, mode = 0o644): void {
 
 function pluginTypes(file: string): string[] {
   return (JSON.parse(readFileSync(file, 'utf8')).plugins as { type: string }[]).map((p) => p.type);
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 3000): Promise<number> {
-  const started = performance.now();
-  while (!cond()) {
-    if (performance.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(2);
-  }
-  return performance.now() - started;
 }
 
 describe('installer', () => {
@@ -145,12 +137,12 @@ describe('installer', () => {
         } else {
           primaryRewrites(file, primaryList(i));
         }
-        latencies.push(await until(`re-chain #${i}`, () => {
+        latencies.push((await untilTimed(`re-chain #${i}`, () => {
           try {
             const c = JSON.parse(readFileSync(file, 'utf8'));
             return c.plugins[0].mtu === i && c.plugins.at(-1).type === 'weir-cni' && c.plugins.length === 3;
           } catch { return false; }
-        }));
+        }, { ms: 3000, everyMs: 2 })).ms);
       }
     } finally {
       clearInterval(sampler);

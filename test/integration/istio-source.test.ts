@@ -12,19 +12,12 @@ import { loadKubeConfig } from '../../src/kube/informers.js';
 import { createLogger } from '../../src/common/log.js';
 import { IstioConfigSource, IstioConfigStore } from '../../src/controlplane/istio-source.js';
 import { compileProxyConfig } from '../../src/controlplane/translate/compile.js';
+import { until } from '../support/poll.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weir-istio-src-'));
 let api: TestApiServer;
 before(async () => { api = await TestApiServer.start({ bookmarkIntervalMs: 200 }); });
 after(async () => { await api.stop(); rmSync(dir, { recursive: true, force: true }); });
-
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const vs = (name: string, spec: object, apiVersion = 'networking.istio.io/v1beta1') => ({ apiVersion, kind: 'VirtualService', metadata: { name, namespace: 'default' }, spec });
 

@@ -16,18 +16,9 @@ import { cliBundle, weirCli } from '../support/cli.js';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
 import type { RemoteClusterStatus } from '../../src/controlplane/remote-clusters.js';
+import { until } from '../support/poll.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('agent with remote clusters: weir status lists them with their sync state', { skip: skipUnlessRoot() }, () => {
   let a: TestApiServer;

@@ -23,6 +23,7 @@ import { loadKubeConfig } from '../../src/kube/informers.js';
 import { startMulticluster, type MulticlusterView } from '../../src/agent/multicluster.js';
 import { cliBundle } from '../support/cli.js';
 import { Cluster, REPO, readLine, type Pod } from './proxy-harness.js';
+import { until } from '../support/poll.js';
 
 const NS = 'ns';
 const SECRET_NS = 'weir-system';
@@ -38,16 +39,6 @@ const slice = (svc: string, name: string, pods: Pod[]) => ({
   ports: [{ name: 'tcp-echo', port: 8080, protocol: 'TCP' }],
   endpoints: pods.map((p) => ({ addresses: [p.ip4], conditions: { ready: true }, targetRef: { kind: 'Pod', name: p.name, namespace: p.namespace } })),
 });
-
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 5000): Promise<{ value: T; ms: number }> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return { value: v, ms: Date.now() - t0 };
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('two clusters: DNS and traffic across them through both proxies', { skip: skipUnlessRoot() }, () => {
   let a: TestApiServer;
@@ -209,7 +200,7 @@ describe('two clusters: DNS and traffic across them through both proxies', { ski
     await until('a-new in the client proxy', async () => (await dumpEndpoints(client, 'a-new')).length === 1);
     assert.deepEqual(dig('A', `a-new.${NS}.svc.cluster.local`), ['10.96.7.9']);
     assert.equal(await greet('10.96.7.9'), 'hello from a-web');
-    const { value: st } = await until('B flagged stale', () => mc.remotes().find((r) => r.cluster === 'cluster-b' && r.state === 'stale'), 8000);
+    const st = await until('B flagged stale', () => mc.remotes().find((r) => r.cluster === 'cluster-b' && r.state === 'stale'), 8000);
     assert.equal(st.services >= 2, true, JSON.stringify(st));
     assert.match(await c.metrics.metrics(), /weir_controlplane_remote_cluster_stale\{cluster="cluster-b"\} 1/);
     // Still served: names and traffic.

@@ -15,6 +15,7 @@ import { RegistryBuilder } from '../../src/controlplane/registry-builder.js';
 import { kubeRegistrySource } from '../../src/controlplane/kube-source.js';
 import { RemoteClusters } from '../../src/controlplane/remote-clusters.js';
 import type { RegistryDelta } from '../../src/controlplane/types.js';
+import { until, untilTimed } from '../support/poll.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weir-mc-'));
 const logger = createLogger({ name: 'mc', level: 'silent' });
@@ -23,14 +24,6 @@ let b: TestApiServer;
 before(async () => { a = await TestApiServer.start({ bookmarkIntervalMs: 200 }); b = await TestApiServer.start({ bookmarkIntervalMs: 200 }); });
 after(async () => { await a.stop(); await b.stop().catch(() => undefined); rmSync(dir, { recursive: true, force: true }); });
 
-async function until(what: string, cond: () => boolean, ms = 3000): Promise<number> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return Date.now() - t0;
-}
 const service = (ns: string, name: string, ip: string) => ({ kind: 'Service', metadata: { namespace: ns, name }, spec: { clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } });
 const slice = (ns: string, svc: string, name: string, ip: string) => ({ kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', metadata: { namespace: ns, name, labels: { 'kubernetes.io/service-name': svc } }, addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints: [{ addresses: [ip], conditions: { ready: true } }] });
 
@@ -55,7 +48,7 @@ test('cluster B through a remote Secret: merged, removed within a second, served
     assert.equal(svcs().get('ns/b-only'), undefined);
     const kubeconfigB = readFileSync(b.writeKubeconfig(join(dir, 'b')), 'utf8');
     a.put({ kind: 'Secret', metadata: { namespace: 'weir-system', name: 'istio-remote-secret-b', labels: { 'istio/multiCluster': 'true' } }, data: { 'cluster-b': Buffer.from(kubeconfigB).toString('base64') } });
-    const tAdd = await until('b-only from cluster B', () => svcs().get('ns/b-only')?.endpoints.length === 1);
+    const tAdd = Math.round((await untilTimed('b-only from cluster B', () => svcs().get('ns/b-only')?.endpoints.length === 1, { ms: 3000, everyMs: 2 })).ms);
     assert.deepEqual(svcs().get('ns/b-only')!.clusterIPs, ['10.20.0.5']);
     assert.deepEqual(svcs().get('ns/b-only')!.endpoints[0].cluster, 'cluster-b');
     await until('both clusters\' endpoints', () => svcs().get('ns/both')?.endpoints.length === 2);
@@ -65,7 +58,7 @@ test('cluster B through a remote Secret: merged, removed within a second, served
 
     // Removing the Secret removes B's names and endpoints within a second.
     a.remove('Secret', 'weir-system', 'istio-remote-secret-b');
-    const tRemove = await until('B gone', () => !svcs().has('ns/b-only') && svcs().get('ns/both')?.endpoints.length === 1, 1000);
+    const tRemove = Math.round((await untilTimed('B gone', () => !svcs().has('ns/b-only') && svcs().get('ns/both')?.endpoints.length === 1, { ms: 1000, everyMs: 2 })).ms);
     assert.deepEqual(remotes.status(), []);
     process.stdout.write(`# remote cluster added in ${tAdd} ms, removed in ${tRemove} ms\n`);
 

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Cluster, REPO, waitForLine, type Pod } from './proxy-harness.js';
+import { until } from '../support/poll.js';
 
 export const REPO_DIR = REPO;
 
@@ -50,11 +51,7 @@ export function jsonAccessLines(pod: Pod): Record<string, unknown>[] {
   return pod.proxyLog.filter((l) => l.startsWith('{"start_time"')).map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** The harness's argument order, over test/support/poll.ts. */
 export async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out: ${what}`);
+  await until(what, cond, { ms: timeoutMs, everyMs: 50 });
 }

@@ -17,19 +17,12 @@ import { encode, LineDecoder, type PodIdentity } from '../../src/controlplane/pr
 import { IstioConfigStore } from '../../src/controlplane/istio-source.js';
 import { istioCompiledSource, type CompiledSource } from '../../src/controlplane/v2/compiled-source.js';
 import { RegistryClient } from '../../src/proxy/registry-client.js';
+import { until } from '../support/poll.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'wx-cp2-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const ME: PodIdentity = { namespace: 'shop', name: 'web-1', uid: 'u1', ips: ['10.0.0.1'] };
 const silent = pino({ level: 'silent' });
-
-async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function agent(name: string, compiled?: CompiledSource, metrics = new Registry()): Promise<{ cp: ControlPlane; socketPath: string; metrics: Registry }> {
   const socketPath = path.join(dir, `${name}.sock`);

@@ -17,6 +17,7 @@ import { dnsFastAvailable } from '../../src/native/addon.js';
 import { createLogger } from '../../src/common/log.js';
 import type { Registry, RegistryView } from '../../src/controlplane/types.js';
 import { decode, encodeQuery, randomPort, startFakeUpstream, testRegistry, udpQuery, udpRaw, type Answer } from './dns-support.js';
+import { until as waitFor } from '../support/poll.js';
 
 const logger = createLogger({ name: 'dns-test', fd: 2, level: 'warn' });
 const skip = dnsFastAvailable() ? false : 'native addon (with the DNS fast path) not built';
@@ -31,14 +32,6 @@ function mutableView(initial: Registry | undefined): RegistryView & { set(r: Reg
     on: (e, l) => events.on(e, l),
     set(r, emit) { current = r; if (emit) events.emit('update', r); },
   };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 function perThread(proxy: DnsProxy): number[] {

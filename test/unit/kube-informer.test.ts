@@ -10,6 +10,7 @@ import type { Pod } from '../../src/kube/pod-types.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { until } from '../support/poll.js';
 
 const logger = pino({ level: 'silent' });
 let api: TestApiServer;
@@ -26,14 +27,6 @@ after(async () => {
 
 function pod(name: string, node: string, ns = 'default'): KubeObject {
   return { kind: 'Pod', metadata: { name, namespace: ns }, spec: { nodeName: node, containers: [{ name: 'app' }] } };
-}
-
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function informer(node: string, extra: { watchdogMs?: number } = {}): ResilientInformer<Pod> {

@@ -2,6 +2,7 @@
 import * as http from 'node:http';
 import { APP_IMAGE } from '../../support/images.js';
 import type { ContainerSpec } from '../../support/cri.js';
+import { until } from '../../support/poll.js';
 
 export const PROXY_UID = 1337;
 
@@ -56,15 +57,7 @@ export function httpGet(url: string, timeoutMs = 3000, headers: Record<string, s
 }
 
 /** Poll `probe` until it returns a non-null value; fail naming `what` after `timeoutMs`. */
+/** The suite's argument order, over test/support/poll.ts; a probe that throws (not up yet) is retried. */
 export async function waitFor<T>(probe: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  return until(what, probe, { ms: timeoutMs, everyMs: 200, tolerateErrors: true });
 }
