@@ -23,6 +23,7 @@ import { IstioConfigSource, IstioConfigStore } from '../../src/controlplane/isti
 import { istioCompiledSource } from '../../src/controlplane/v2/compiled-source.js';
 import { Cluster, readLine, REPO, waitForLine, type Pod } from './proxy-harness.js';
 import { curl, run } from './proxy-http-harness.js';
+import { until } from '../support/poll.js';
 
 const skip = skipUnlessRoot();
 let c: Cluster;
@@ -54,14 +55,6 @@ async function dig(name: string): Promise<{ ips: string[]; local: boolean }> {
 async function registryKeys(): Promise<string[]> {
   const dump = JSON.parse((await c.httpGet(client, 15000, '/config_dump')).body) as { registry: { services: { namespace: string; name: string }[] } };
   return dump.registry.services.map((s) => `${s.namespace}/${s.name}`).sort();
-}
-
-async function until(what: string, f: () => Promise<boolean>, ms = 15000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${c.logs()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 before(async () => {
@@ -104,7 +97,7 @@ after(async () => {
 });
 
 test('a scoped proxy routes, resolves and holds only what its Sidecar lists; port-bound egress hosts only on their port', { skip, timeout: 90_000 }, async () => {
-  await until('REGISTRY_ONLY scope applied', async () => (await status(`http://${VIP.search}/`)) === '502');
+  await until('REGISTRY_ONLY scope applied', async () => (await status(`http://${VIP.search}/`)) === '502', { ms: 15000, detail: () => c.logs() });
   assert.deepEqual(await registryKeys(), ['data/db', 'shop/web'], 'registry = the Sidecar\'s scope');
   assert.equal(JSON.parse((await curl(client, [`http://${VIP.web}/`])).stdout).pod, 'web-1');
   const s = await c.connect(client, VIP.db, 5432);
@@ -121,7 +114,7 @@ test('a scoped proxy routes, resolves and holds only what its Sidecar lists; por
 
 test('widening the Sidecar brings the host into registry, DNS and routes', { skip, timeout: 60_000 }, async () => {
   api.put(sidecar(['./*', 'other/*']));
-  await until('search reachable', async () => (await status(`http://${VIP.search}/`)) === '200');
+  await until('search reachable', async () => (await status(`http://${VIP.search}/`)) === '200', { ms: 15000, detail: () => c.logs() });
   assert.deepEqual(await registryKeys(), ['data/db', 'other/search', 'shop/web']);
   assert.deepEqual(await dig('search.other.svc.cluster.local'), { ips: [VIP.search], local: true });
   assert.equal(await status(`http://${VIP.db}:9187/`), '502', 'the port-bound listener still decides db');

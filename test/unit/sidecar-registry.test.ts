@@ -24,6 +24,7 @@ import type { Sidecar } from '../../src/istio/types.js';
 import { RegistryClient } from '../../src/proxy/registry-client.js';
 import { ISTIO_FIXTURES, loadIstioFixtures } from '../support/istio-fixtures.js';
 import { analyze, formatFinding } from '../../src/istio/analyze.js';
+import { until } from '../support/poll.js';
 import { parseAllDocuments } from 'yaml';
 
 const GOLDEN = path.resolve(import.meta.dirname, '../golden/registry/sidecar-ports-shop.json');
@@ -125,11 +126,3 @@ test('over a socket: a scoped proxy holds only its scope, is not pushed out-of-s
     await cp.close();
   }
 });
-
-async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
