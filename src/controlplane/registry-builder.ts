@@ -218,6 +218,14 @@ export class RegistryBuilder {
     return this.rebuild(gatewaysGone ? [...c.keys(), ...this.allKeys()] : c.keys());
   }
 
+  /** How many services the registry holds (without building a snapshot: the agent asks on every change). */
+  size(): number { return this.built.size; }
+
+  /** Every service (compiled views read them all; no copy of the map). */
+  services(): IterableIterator<RegistryService> {
+    return (function* (built) { for (const b of built.values()) yield b.svc; })(this.built);
+  }
+
   snapshot(): Registry {
     const services = new Map<string, RegistryService>();
     for (const [k, v] of this.built) services.set(k, v.svc);

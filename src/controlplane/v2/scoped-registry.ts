@@ -51,7 +51,8 @@ export class ScopedRegistry implements KindFeed {
     this.scopeNow = scope;
     this.items.clear();
     this.history = [];
-    for (const [key, svc] of this.builder.snapshot().services) {
+    for (const svc of this.builder.services()) {
+      const key = `${svc.namespace}/${svc.name}`;
       const json = this.encode(key, svc);
       if (json !== undefined) this.items.set(key, json);
     }

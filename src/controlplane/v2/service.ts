@@ -50,7 +50,7 @@ export function createV2Service(d: V2ServiceDeps) {
   let entriesDue = false;
   const views = new CompiledViews({
     logger: d.log, debounceMs: d.debounceMs,
-    compile: (key) => compiled.compile(key, [...d.builder.snapshot().services.values()], d.clusterDomain),
+    compile: (key) => compiled.compile(key, [...d.builder.services()], d.clusterDomain),
     onChanged: (key, kinds) => { for (const s of d.sessions()) if (s.v2 && s.viewKey === key && d.synced()) s.v2.catchUp(kinds); },
     beforeRecompile: () => {
       for (const key of scopes.refresh(views.keys())) wholeRegistry(key);
