@@ -3,8 +3,8 @@
 // proxy that has that key, kept while one is connected. Any input change
 // (registry, Istio resources) marks all views dirty; they are recompiled
 // together after a short debounce (a burst of informer events costs one
-// compile), and only views whose output changed are reported, so proxies
-// whose view did not change get no push.
+// compile), one view per event-loop turn, and only views whose output
+// changed are reported, so proxies whose view did not change get no push.
 import type { Logger } from '../../common/log.js';
 import type { CompiledProxyConfig } from '../resources.js';
 import { COMPILED_KINDS, itemsOf, keyOf, type CompiledKind } from './kinds.js';
@@ -29,6 +29,10 @@ export interface ViewsOptions {
 export class CompiledViews {
   private readonly views = new Map<string, View>();
   private timer?: NodeJS.Timeout;
+  /** Views still to recompile in the current round (drain()). */
+  private readonly due = new Set<string>();
+  private draining = false;
+  private closed = false;
   /** One version space for every view (versioned-kind.ts says why). */
   private readonly nextVersion = counter();
   /** Item texts and keys shared by all views (equal items of different namespaces are stored once). */
@@ -75,14 +79,36 @@ export class CompiledViews {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.opts.beforeRecompile?.();
-      for (const v of [...this.views.values()]) {
-        const changed = this.recompile(v);
-        if (changed.length) this.opts.onChanged(v.key, changed);
-      }
+      for (const k of this.views.keys()) this.due.add(k);
+      this.drain();
     }, this.opts.debounceMs ?? 20);
   }
 
+  /**
+   * One view per turn of the event loop: at 100 views × 10k hosts a round is
+   * tens of seconds of CPU, and registry deltas (endpoint changes) must not
+   * wait behind it; the garbage of one view's compile is collectable before the next.
+   */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    const step = (): void => {
+      const key = this.due.values().next().value as string | undefined;
+      if (key === undefined || this.closed) { this.draining = false; return; }
+      this.due.delete(key);
+      const v = this.views.get(key);
+      if (v) {
+        const changed = this.recompile(v);
+        if (changed.length) this.opts.onChanged(v.key, changed);
+      }
+      setImmediate(step);
+    };
+    step();
+  }
+
   close(): void {
+    this.closed = true;
+    this.due.clear();
     clearTimeout(this.timer);
     for (const v of this.views.values()) clearTimeout(v.drop);
     this.views.clear();
