@@ -206,10 +206,18 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
   }
   const b1 = (await ask<{ bytes: number }>(agent, 'b1')).bytes;
   // One VirtualService change: with scoping only the proxies of its namespace receive it.
-  const vsBefore = (await ask<{ bytes: number }>(agent, 'v0')).bytes;
+  const v0 = await ask<{ bytes: number; views: { compiles: number; live: string[] } }>(agent, 'v0');
+  const vsBefore = v0.bytes;
   const gens = (await Promise.all(workers.map((w) => ask<{ gens: number[] }>(w, 'gens')))).flatMap((g) => g.gens);
   api.put({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'vs-1', namespace: 'ns-1' }, spec: { hosts: ['svc-1'], http: [{ timeout: '3s', route: [{ destination: { host: 'svc-1' } }] }] } });
-  await new Promise((r) => setTimeout(r, FULL ? 15_000 : 1500));
+  // Every live view recompiles once (one per event-loop turn); then give the pushes a moment to be applied.
+  const tVs = now();
+  for (let end = Date.now() + 180_000; Date.now() < end;) {
+    if ((await ask<{ views: { compiles: number } }>(agent, 'vs?')).views.compiles >= v0.views.compiles + v0.views.live.length) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const vsRoundMs = now() - tVs;
+  await new Promise((r) => setTimeout(r, 2000));
   const vsAfter = await ask<{ bytes: number; peak: number; views: { lastCompileMs: number } }>(agent, 'v1');
   const gens2 = (await Promise.all(workers.map((w) => ask<{ gens: number[] }>(w, 'gens')))).flatMap((g) => g.gens);
   const reached = gens2.filter((g, i) => g !== gens[i]).length;
@@ -226,7 +234,7 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
     agentRssSynced: mb(ready.rss), agentRssWithProxies: mb(afterConnect.rss), compiles: afterConnect.views.compiles, lastCompileMs: Math.round(afterConnect.views.lastCompileMs), sharedItemTexts: afterConnect.views.sharedStrings,
     endpointChangeSeenByProxies: seenBy, endpointChangeP50Ms: pct(lat, 0.5).toFixed(1), endpointChangeP99Ms: pct(lat, 0.99).toFixed(1),
     ackedByAllP50Ms: fan.length ? pct(fan, 0.5).toFixed(1) : 'n/a', ackedByAllP99Ms: fan.length ? pct(fan, 0.99).toFixed(1) : 'n/a', bytesPerEndpointChange: Math.round((b1 - b0) / CHANGES),
-    vsChangeBytes: vsAfter.bytes - vsBefore, vsChangeProxiesReached: reached, compiledHeldPerProxyBytes: readies[0].held, registryHeldPerProxyBytes: readies[0].heldRegistry,
+    vsChangeBytes: vsAfter.bytes - vsBefore, vsChangeRoundMs: Math.round(vsRoundMs), vsChangeProxiesReached: reached, compiledHeldPerProxyBytes: readies[0].held, registryHeldPerProxyBytes: readies[0].heldRegistry,
     oneProxyClientRss: mb(readies[0].rss), oneProxyStateRss: mb(oneProxyRss), ...(realCount === P ? { perProxyStateRssShared: mb(perProxyShared) } : {}),
     agentRssAfterChanges: mb(vsAfter.rss), agentRssPeak: mb(vsAfter.peak), vsChangeRecompileMs: Math.round(vsAfter.views.lastCompileMs),
   };

@@ -9,8 +9,9 @@ export const NOTES = `Reading it:
   counts as acked as soon as the change is processed: it is sent nothing).
   An endpoint-only change never recompiles (compiled kinds carry no endpoints): it is one registry delta per proxy that sees it.
 - bytesPerEndpointChange: bytes written to all proxies together for one change.
-- vsChange*: one VirtualService changed; every view is recompiled (debounced), only views whose output changed push,
-  and route tables travel per virtual host. Scoped, only the proxies of its namespace receive anything.
+- vsChange*: one VirtualService changed; every view is recompiled (debounced, one view per event-loop turn:
+  vsChangeRoundMs is the whole round, vsChangeRecompileMs the last view's compile), only views whose output changed
+  push, and route tables travel per virtual host. Scoped, only the proxies of its namespace receive anything.
 - compiledHeldPerProxyBytes / registryHeldPerProxyBytes: the JSON of what proxy 0 holds.
 - oneProxyClientRss: RSS of worker 0 (node + one RegistryClient with its state); oneProxyStateRss: that minus the
   worker's RSS before connecting; perProxyStateRssShared: the same per proxy in the workers holding several.
