@@ -18,6 +18,7 @@ import type { AgentConfig } from './config.js';
 import { loadKubeConfig, namespaces, podsOfNode } from '../kube/informers.js';
 import type { ResilientInformer } from '../kube/informer.js';
 import type { Namespace, Pod } from '../kube/pod-types.js';
+import type { SecurityResource } from '../security/types.js';
 import { DEFAULT_CAPTURE_SETTINGS, type CaptureSettings } from '../kube/capture-decision.js';
 import { KubePodResolver } from './kube-resolver.js';
 import { StatusWriter } from './status-writer.js';
@@ -176,15 +177,25 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
       // Istio's networking resources, compiled per proxy namespace; a missing CRD is normal (Services alone).
       const { IstioConfigSource, IstioConfigStore } = await import('../controlplane/istio-source.js');
       const { istioCompiledSource } = await import('../controlplane/v2/compiled-source.js');
-      const istio = new IstioConfigSource(kubeConfig, new IstioConfigStore(), logger.child({ component: 'istio-config' }), over.istioDiscoveryIntervalMs !== undefined ? { discoveryIntervalMs: over.istioDiscoveryIntervalMs } : {});
+      const istioOpts = over.istioDiscoveryIntervalMs !== undefined ? { discoveryIntervalMs: over.istioDiscoveryIntervalMs } : {};
+      const istio = new IstioConfigSource(kubeConfig, new IstioConfigStore(), logger.child({ component: 'istio-config' }), istioOpts);
+      // security.istio.io through the same source (its own group, reader and store), compiled per workload.
+      const { SECURITY_API } = await import('../controlplane/istio-source.js');
+      const { readSecurityResource } = await import('../security/read.js');
+      const { istioSecuritySource } = await import('../controlplane/v2/security-feed.js');
+      const securityStore = new IstioConfigStore<SecurityResource>((o) => readSecurityResource(o));
+      const securityConfig = new IstioConfigSource(kubeConfig, securityStore, logger.child({ component: 'istio-security' }), istioOpts, SECURITY_API);
+      const rootNamespace = config.istioRootNamespace ?? 'istio-system';
+      const podLabels = (ns: string, name: string) => pods.get(ns, name)?.metadata.labels;
       const cp = await startControlPlane({
         kubeConfig, socketPath: join(config.runDir, 'proxy.sock'), logger, metrics: metrics.registry, clusterDomain: config.clusterDomain,
         identifyPeer: byPid ? createPeerIdentifier({ procRoot: config.hostProc, store, pods: () => pods.list() }) : undefined,
-        compiled: istioCompiledSource({ store: istio.store, rootNamespace: config.istioRootNamespace ?? 'istio-system', podLabels: (ns, name) => pods.get(ns, name)?.metadata.labels }),
-        compiledReady: istio.start(),
+        compiled: istioCompiledSource({ store: istio.store, rootNamespace, podLabels }),
+        security: istioSecuritySource({ store: securityStore, rootNamespace, podLabels, onLabelsChange: (cb) => onPodLabels(pods, cb) }),
+        compiledReady: Promise.all([istio.start(), securityConfig.start()]).then(() => undefined),
         onCsr: config.ca ? await csrForwarderFor(config.ca, logger, metrics.registry) : undefined,
       });
-      cleanups.push(() => cp.close(), () => istio.stop());
+      cleanups.push(() => cp.close(), () => istio.stop(), () => securityConfig.stop());
       controlPlaneStats = () => cp.stats();
       multicluster = await startMulticluster({ config, kubeConfig, apply: (c) => cp.apply(c), logger, metrics: metrics.registry });
       cleanups.push(() => multicluster!.close());
@@ -237,4 +248,19 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
 export function defaultPluginBinary(): string | undefined {
   const candidates = [join(process.cwd(), 'dist', 'weir-cni'), '/usr/local/lib/weir/weir-cni'];
   return candidates.find((c) => existsSync(c));
+}
+
+/** Calls `cb` when a pod of this node appears or its labels change (not on status updates): policies select by labels. */
+function onPodLabels(pods: ResilientInformer<Pod>, cb: () => void): void {
+  const seen = new Map<string, string>();
+  const on = (p: Pod) => {
+    const key = `${p.metadata.namespace}/${p.metadata.name}`;
+    const labels = JSON.stringify(p.metadata.labels ?? {});
+    if (seen.get(key) === labels) return;
+    seen.set(key, labels);
+    cb();
+  };
+  pods.on('add', on);
+  pods.on('update', on);
+  pods.on('delete', (p: Pod) => { seen.delete(`${p.metadata.namespace}/${p.metadata.name}`); });
 }

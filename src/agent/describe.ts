@@ -1,7 +1,8 @@
 // `weir describe NS/POD`: one answer to "what does weir do to this pod?" —
 // captured or not and why, the backend, the proxy's readiness and the config
 // version it acknowledged, the Services it serves and routes to, the mesh
-// policy weir applies (honestly: what weir does not read yet is said so),
+// policy weir applies (mTLS mode and AuthorizationPolicies as the proxy
+// enforces them; what describe does not work out is said so),
 // the last errors, and what to do next. Built from the same PodView as
 // `weir pods` and from the proxy's own /config_dump read through its netns.
 import type { PodView } from './pod-view.js';
@@ -11,7 +12,13 @@ export interface ProxyFacts {
   reachable: boolean;
   error?: string;
   ready?: { ready: boolean; reason: string };
-  dump?: ConfigDump & { agent?: { identity?: { namespace: string; name: string } } };
+  dump?: ConfigDump & { agent?: { identity?: { namespace: string; name: string } }; mesh?: MeshDump };
+}
+
+/** What the proxy's config_dump says it enforces inbound (src/proxy/mtls/start.ts dump()). */
+interface MeshDump {
+  securitySource?: 'control-plane' | 'static-file' | 'none';
+  compiled?: { mode: string; portLevel: Record<string, string>; peerAuthentications: string[]; deny: { name: string }[]; allow: { name: string }[]; audit: { name: string }[] };
 }
 
 export interface ControlPlaneFacts {
@@ -34,10 +41,29 @@ export interface Description {
   next: string[];
 }
 
-// The agent does not feed these resources to the proxies yet (`weir analyze`
-// validates them offline): saying "none" would read as "no policy selects
-// this pod", which weir cannot know.
-const NOT_READ = 'not supported yet: weir\'s proxies do not apply this resource yet (weir analyze -f validates it offline); traffic is plain L4, no mTLS';
+// What describe does not report per pod yet (the proxy applies them: its
+// config_dump and `weir proxy-config routes|clusters` show the result):
+// saying "none" would read as "nothing selects this pod", which describe
+// does not work out.
+const NOT_READ = 'not supported yet by describe: see weir proxy-config routes / clusters for what the proxy applies';
+
+const SOURCE: Record<string, string> = { 'control-plane': 'from the control plane', 'static-file': 'pinned by --static-security', none: 'no policy received' };
+
+/** The PeerAuthentication and AuthorizationPolicy lines, from what the proxy says it enforces. */
+function securityLines(dump: ProxyFacts['dump']): { peerAuthentication: string; authorizationPolicies: string } {
+  if (!dump) return { peerAuthentication: 'unknown (no proxy config)', authorizationPolicies: 'unknown (no proxy config)' };
+  const m = dump.mesh;
+  if (!m?.compiled) return { peerAuthentication: 'mesh security off in this proxy (--mtls off): plaintext, no policy enforced', authorizationPolicies: 'none enforced (--mtls off)' };
+  const c = m.compiled;
+  const src = SOURCE[m.securitySource ?? 'none'] ?? m.securitySource;
+  const ports = Object.entries(c.portLevel).map(([p, mode]) => `; port ${p}: ${mode}`).join('');
+  const by = c.peerAuthentications.length ? c.peerAuthentications.join(', ') : 'default';
+  const groups = (['deny', 'allow', 'audit'] as const).filter((k) => c[k].length).map((k) => `${k.toUpperCase()} ${c[k].map((p) => p.name).join(', ')}`);
+  return {
+    peerAuthentication: `${c.mode} (${by})${ports} — ${src}`,
+    authorizationPolicies: groups.length ? `${groups.join('; ')} — ${src}` : `none apply: everything is allowed — ${src}`,
+  };
+}
 
 export function describePod(view: PodView, proxy: ProxyFacts, cp: ControlPlaneFacts | undefined): Description {
   const pod = `${view.namespace}/${view.name}`;
@@ -72,7 +98,7 @@ export function describePod(view: PodView, proxy: ProxyFacts, cp: ControlPlaneFa
       protocol: cp?.protocol, lastNack: cp?.lastNack,
     },
     services, routesTo,
-    istioConfig: { virtualServices: NOT_READ, destinationRules: NOT_READ, peerAuthentication: NOT_READ, authorizationPolicies: NOT_READ },
+    istioConfig: { virtualServices: NOT_READ, destinationRules: NOT_READ, ...securityLines(dump) },
     lastErrors: view.lastErrors,
     next,
   };

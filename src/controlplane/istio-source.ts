@@ -1,5 +1,8 @@
 // Feeds Istio's networking resources (VirtualService, DestinationRule,
-// ServiceEntry, Sidecar) from the API server into an IstioConfigStore.
+// ServiceEntry, Sidecar) from the API server into an IstioConfigStore; the
+// same machinery, given another `IstioApi`, feeds the security group
+// (PeerAuthentication, AuthorizationPolicy: SECURITY_API) into a store with
+// the security reader.
 // Istio not being installed is normal: until discovery shows the
 // networking.istio.io group (and each kind's CRD), weir works on Services
 // alone and looks again every `discoveryIntervalMs`; a kind starts being
@@ -16,7 +19,6 @@ import type { Problem } from '../istio/schema.js';
 import type { IstioResource } from '../istio/types.js';
 
 export const ISTIO_GROUP = 'networking.istio.io';
-const VERSION_PREFERENCE = ['v1', 'v1beta1', 'v1alpha3'];
 export const ISTIO_KINDS = [
   { kind: 'VirtualService', plural: 'virtualservices' },
   { kind: 'DestinationRule', plural: 'destinationrules' },
@@ -24,17 +26,30 @@ export const ISTIO_KINDS = [
   { kind: 'Sidecar', plural: 'sidecars' },
 ] as const;
 
+/** One API group to watch: its served version is the first of `versions` discovery shows. */
+export interface IstioApi { group: string; versions: readonly string[]; kinds: readonly { kind: string; plural: string }[] }
+export const NETWORKING_API: IstioApi = { group: ISTIO_GROUP, versions: ['v1', 'v1beta1', 'v1alpha3'], kinds: ISTIO_KINDS };
+export const SECURITY_API: IstioApi = {
+  group: 'security.istio.io', versions: ['v1', 'v1beta1'],
+  kinds: [{ kind: 'PeerAuthentication', plural: 'peerauthentications' }, { kind: 'AuthorizationPolicy', plural: 'authorizationpolicies' }],
+};
+
 export interface RejectedResource { kind: string; namespace: string; name: string; problems: Problem[] }
 
-/** The accepted resources (by kind/ns/name) and the rejected ones with why. */
-export class IstioConfigStore extends EventEmitter<{ change: [] }> {
-  private readonly accepted = new Map<string, IstioResource>();
+/** What a store's reader returns for one object (readIstioResource, readSecurityResource). */
+export interface StoreReadResult<T> { resource?: T; problems: Problem[]; kind?: string; namespace?: string; name?: string }
+
+/** The accepted resources (by kind/ns/name) and the rejected ones with why. Default reader: the networking kinds. */
+export class IstioConfigStore<T = IstioResource> extends EventEmitter<{ change: [] }> {
+  constructor(private readonly read: (obj: unknown) => StoreReadResult<T> = readIstioResource as unknown as (obj: unknown) => StoreReadResult<T>) { super(); }
+
+  private readonly accepted = new Map<string, T>();
   private readonly rejected = new Map<string, RejectedResource>();
   /** Problems of accepted resources that do not block them (unsupported fields, warnings). */
   private readonly notes = new Map<string, Problem[]>();
 
   upsert(obj: unknown): void {
-    const r = readIstioResource(obj);
+    const r = this.read(obj);
     const key = `${r.kind}/${r.namespace}/${r.name}`;
     this.rejected.delete(key);
     this.notes.delete(key);
@@ -56,7 +71,7 @@ export class IstioConfigStore extends EventEmitter<{ change: [] }> {
     if (had) this.emit('change');
   }
 
-  resources(): IstioResource[] { return [...this.accepted.values()]; }
+  resources(): T[] { return [...this.accepted.values()]; }
   rejectedResources(): RejectedResource[] { return [...this.rejected.values()]; }
   notesFor(): { key: string; problems: Problem[] }[] { return [...this.notes].map(([key, problems]) => ({ key, problems })); }
 }
@@ -65,7 +80,7 @@ export interface IstioSourceStatus { group: 'absent' | 'present'; version?: stri
 
 export interface IstioSourceOptions { discoveryIntervalMs?: number; watchdogMs?: number }
 
-export class IstioConfigSource {
+export class IstioConfigSource<T = IstioResource> {
   private readonly informers = new Map<string, ResilientInformer<MetaLike>>();
   private version?: string;
   private timer?: NodeJS.Timeout;
@@ -73,7 +88,7 @@ export class IstioConfigSource {
   private readonly apis: ApisApi;
   private readonly custom: CustomObjectsApi;
 
-  constructor(private readonly kc: KubeConfig, readonly store: IstioConfigStore, private readonly logger: Logger, private readonly opts: IstioSourceOptions = {}) {
+  constructor(private readonly kc: KubeConfig, readonly store: IstioConfigStore<T>, private readonly logger: Logger, private readonly opts: IstioSourceOptions = {}, private readonly api: IstioApi = NETWORKING_API) {
     this.apis = kc.makeApiClient(ApisApi);
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
@@ -104,17 +119,17 @@ export class IstioConfigSource {
   private async discover(): Promise<void> {
     try {
       const groups = await this.apis.getAPIVersions();
-      const g = groups.groups.find((x) => x.name === ISTIO_GROUP);
+      const g = groups.groups.find((x) => x.name === this.api.group);
       const served = new Set(g?.versions.map((v) => v.version) ?? []);
-      const version = VERSION_PREFERENCE.find((v) => served.has(v));
+      const version = this.api.versions.find((v) => served.has(v));
       if (!version) {
-        if (this.version) this.logger.warn({ group: ISTIO_GROUP }, 'Istio networking API disappeared; keeping the last resources');
+        if (this.version) this.logger.warn({ group: this.api.group }, 'Istio API group disappeared; keeping the last resources');
         return;
       }
       this.version = version;
-      const list = await this.custom.getAPIResources({ group: ISTIO_GROUP, version });
+      const list = await this.custom.getAPIResources({ group: this.api.group, version });
       const plurals = new Set(list.resources.map((r) => r.name));
-      await Promise.all(ISTIO_KINDS.filter((k) => plurals.has(k.plural) && !this.informers.has(k.kind)).map((k) => this.watchKind(k.kind, k.plural, version)));
+      await Promise.all(this.api.kinds.filter((k) => plurals.has(k.plural) && !this.informers.has(k.kind)).map((k) => this.watchKind(k.kind, k.plural, version)));
     } catch (e) {
       this.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'Istio API discovery failed; retrying');
     } finally {
@@ -123,14 +138,15 @@ export class IstioConfigSource {
   }
 
   private watchKind(kind: string, plural: string, version: string): Promise<void> {
+    const group = this.api.group;
     const inf = new ResilientInformer<MetaLike>({
-      kubeConfig: this.kc, logger: this.logger, name: plural, path: `/apis/${ISTIO_GROUP}/${version}/${plural}`,
+      kubeConfig: this.kc, logger: this.logger, name: plural, path: `/apis/${group}/${version}/${plural}`,
       ...(this.opts.watchdogMs !== undefined ? { watchdogMs: this.opts.watchdogMs } : {}),
-      listFn: async () => (await this.custom.listClusterCustomObject({ group: ISTIO_GROUP, version, plural })) as KubeListLike<MetaLike>,
+      listFn: async () => (await this.custom.listClusterCustomObject({ group, version, plural })) as KubeListLike<MetaLike>,
     });
     this.informers.set(kind, inf);
     // Objects from the watch lack kind/apiVersion in some API servers' lists: set them before reading.
-    const typed = (o: MetaLike): unknown => ({ apiVersion: `${ISTIO_GROUP}/${version}`, kind, ...o });
+    const typed = (o: MetaLike): unknown => ({ apiVersion: `${group}/${version}`, kind, ...o });
     inf.on('add', (o) => this.store.upsert(typed(o)));
     inf.on('update', (o) => this.store.upsert(typed(o)));
     inf.on('delete', (o) => this.store.remove(kind, o.metadata?.namespace ?? '', o.metadata?.name ?? ''));

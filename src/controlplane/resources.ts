@@ -67,7 +67,7 @@ export interface CompiledCluster {
   connectionPool: { maxConnections?: number; connectTimeoutMs: number; http1MaxPendingRequests?: number; http2MaxRequests?: number; maxRequestsPerConnection?: number; maxRetries?: number; idleTimeoutMs: number };
   outlierDetection?: { consecutive5xxErrors: number; consecutiveGatewayErrors?: number; intervalMs: number; baseEjectionTimeMs: number; maxEjectionPercent: number; minHealthPercent: number };
   /** AUTO = mTLS when the endpoint runs a mesh proxy (auto mTLS), else plaintext. */
-  tls: { mode: 'AUTO' | 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL'; sni?: string; subjectAltNames?: string[] };
+  tls: { mode: 'AUTO' | 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL'; sni?: string; subjectAltNames?: string[]; caCertificates?: string; clientCertificate?: string; privateKey?: string; insecureSkipVerify?: boolean };
   /** The DestinationRule that shaped it, if any. */
   destinationRule?: string;
 }

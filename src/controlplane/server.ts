@@ -24,6 +24,7 @@ import type { CompiledSource } from './v2/compiled-source.js';
 import type { V2Pusher, LastNack } from './v2/pusher.js';
 import type { Kind } from './v2/kinds.js';
 import { createV2Service } from './v2/service.js';
+import type { SecuritySource } from './v2/security-feed.js';
 
 /**
  * What the kernel says about one connection: the pod (or why not), and how
@@ -61,6 +62,8 @@ export interface ControlPlaneDeps {
   helloTimeoutMs?: number;
   /** What v2 views are compiled from besides the registry. Default: Services alone (no Istio resources). */
   compiled?: CompiledSource;
+  /** PeerAuthentication / AuthorizationPolicy compiled per workload (the v2 Security kind, v2/security-feed.ts). Default: none pushed. */
+  security?: SecuritySource;
   /** Resolves when the compiled source's inputs are listed (v2 pushes wait for it, as for the registry). */
   compiledReady?: Promise<void>;
   /** Recompile debounce for v2 views. Default 20 ms. */
@@ -151,7 +154,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   const badPeer = badPeerReporter(deps.metrics, 'proxy.sock', log);
   const v2 = createV2Service({
-    log, metrics: deps.metrics, builder, epoch, clusterDomain: deps.clusterDomain, compiled: deps.compiled, debounceMs: deps.compileDebounceMs, certificates: deps.onCsr !== undefined,
+    log, metrics: deps.metrics, builder, epoch, clusterDomain: deps.clusterDomain, compiled: deps.compiled, security: deps.security, debounceMs: deps.compileDebounceMs, certificates: deps.onCsr !== undefined,
     sessions: () => sessions, synced: () => synced, apply: (c) => apply(c), settleFanout: () => settleFanout(),
   });
 

@@ -1,6 +1,6 @@
 // DestinationRule spec → typed, validated.
 import type { Reader } from './schema.js';
-import type { ConnectionPool, LoadBalancer, OutlierDetection, TrafficPolicy } from './types.js';
+import type { ClientTls, ConnectionPool, LoadBalancer, OutlierDetection, TrafficPolicy } from './types.js';
 
 function readLb(r: Reader, field: string, v: unknown): LoadBalancer | undefined {
   const o = r.object(field, v, ['simple', 'consistentHash'], ['localityLbSetting', 'warmupDurationSecs', 'warmup']);
@@ -57,16 +57,36 @@ function readOutlier(r: Reader, field: string, v: unknown): OutlierDetection | u
   };
 }
 
+/**
+ * `tls`: DISABLE / ISTIO_MUTUAL (mesh mTLS, forced even to endpoints without
+ * the mesh marker) / SIMPLE and MUTUAL (TLS originated to the destination,
+ * with files the proxy reads in its pod, as Istio's sidecars do).
+ * `credentialName` (a Secret the gateway reads) is not supported: reported.
+ */
+function readClientTls(r: Reader, field: string, v: unknown): ClientTls | undefined {
+  const tls = r.object(field, v, ['mode', 'sni', 'subjectAltNames', 'credentialName', 'clientCertificate', 'privateKey', 'caCertificates', 'insecureSkipVerify'], ['caCrl']);
+  if (!tls) return undefined;
+  const mode = r.oneOf(`${field}.mode`, tls.mode, ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'] as const) ?? (r.error(`${field}.mode`, 'is required') as never);
+  const file = (k: string) => r.string(`${field}.${k}`, tls[k], { pattern: /^\//, what: 'an absolute file path in the proxy\'s pod' });
+  const out: ClientTls = {
+    mode, sni: r.string(`${field}.sni`, tls.sni), subjectAltNames: tls.subjectAltNames === undefined ? undefined : r.strings(`${field}.subjectAltNames`, tls.subjectAltNames),
+    caCertificates: file('caCertificates'), clientCertificate: file('clientCertificate'), privateKey: file('privateKey'),
+    insecureSkipVerify: tls.insecureSkipVerify === undefined ? undefined : r.bool(`${field}.insecureSkipVerify`, tls.insecureSkipVerify),
+  };
+  if (tls.credentialName !== undefined) r.unsupported(`${field}.credentialName`, 'Secrets as TLS credentials are not supported by weir (use caCertificates / clientCertificate / privateKey files in the pod); ignored');
+  if (mode === 'MUTUAL' && (!out.clientCertificate || !out.privateKey) && tls.credentialName === undefined) r.error(field, 'mode MUTUAL needs clientCertificate and privateKey');
+  if ((mode === 'DISABLE' || mode === 'ISTIO_MUTUAL') && (out.caCertificates || out.clientCertificate || out.privateKey)) r.warning(field, `caCertificates / clientCertificate / privateKey are ignored with mode ${mode}`);
+  return out;
+}
+
 export function readTrafficPolicy(r: Reader, field: string, v: unknown, portLevel = true): TrafficPolicy | undefined {
   const o = r.object(field, v, ['loadBalancer', 'connectionPool', 'outlierDetection', 'tls', ...(portLevel ? ['portLevelSettings'] : ['port'])], ['tunnel', 'proxyProtocol', 'retryBudget']);
   if (!o) return undefined;
-  const tls = r.object(`${field}.tls`, o.tls, ['mode', 'sni', 'subjectAltNames', 'credentialName', 'clientCertificate', 'privateKey', 'caCertificates'], ['insecureSkipVerify', 'caCrl']);
-  for (const k of ['credentialName', 'clientCertificate', 'privateKey', 'caCertificates']) if (tls?.[k] !== undefined) r.unsupported(`${field}.tls.${k}`, 'files and credentials for SIMPLE/MUTUAL origination are not supported yet; ignored');
   const policy: TrafficPolicy = {
     loadBalancer: readLb(r, `${field}.loadBalancer`, o.loadBalancer),
     connectionPool: readPool(r, `${field}.connectionPool`, o.connectionPool),
     outlierDetection: readOutlier(r, `${field}.outlierDetection`, o.outlierDetection),
-    tls: tls ? { mode: r.oneOf(`${field}.tls.mode`, tls.mode, ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'] as const) ?? (r.error(`${field}.tls.mode`, 'is required') as never), sni: r.string(`${field}.tls.sni`, tls.sni), subjectAltNames: tls.subjectAltNames === undefined ? undefined : r.strings(`${field}.tls.subjectAltNames`, tls.subjectAltNames) } : undefined,
+    tls: readClientTls(r, `${field}.tls`, o.tls),
   };
   if (portLevel && o.portLevelSettings !== undefined) {
     policy.portLevelSettings = r.array(`${field}.portLevelSettings`, o.portLevelSettings, (x, f) => {

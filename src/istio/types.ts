@@ -96,7 +96,16 @@ export interface OutlierDetection {
   minHealthPercent?: number;
 }
 
-export interface ClientTls { mode: 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL'; sni?: string; subjectAltNames?: string[] }
+export interface ClientTls {
+  mode: 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
+  sni?: string;
+  subjectAltNames?: string[];
+  /** Files in the proxy's pod (SIMPLE / MUTUAL). */
+  caCertificates?: string;
+  clientCertificate?: string;
+  privateKey?: string;
+  insecureSkipVerify?: boolean;
+}
 
 export interface TrafficPolicy {
   loadBalancer?: LoadBalancer;

@@ -47,7 +47,7 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--pod-labels <file>', 'downward-API labels file (app, version, canonical names) (env WEIR_POD_LABELS_FILE)', '/etc/istio/pod/labels'))
     .addOption(optionWithDefault('--mtls <mode>', 'mesh mTLS: off, auto (certificate through the agent when it issues them) or required (readiness waits for it) (env WEIR_MTLS)', 'auto'))
     .addOption(optionWithDefault('--trust-domain <domain>', 'SPIFFE trust domain (env WEIR_TRUST_DOMAIN)', 'cluster.local'))
-    .addOption(new Option('--static-security <file>', 'PeerAuthentication / AuthorizationPolicy objects (YAML or JSON) to enforce, until control plane v2 pushes them (env WEIR_STATIC_SECURITY)'))
+    .addOption(new Option('--static-security <file>', 'PeerAuthentication / AuthorizationPolicy objects (YAML or JSON) to enforce instead of the Security kind the control plane pushes (env WEIR_STATIC_SECURITY)'))
     .addOption(new Option('--cert-rotation <duration>', 'renew the workload certificate at least this often (default: at half-life ± jitter)'))
     .action(async (opts: RawProxyOptions) => {
       let cfg;

@@ -101,7 +101,7 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
     if (opts.staticConfig.outboundTrafficPolicy) compiled.setOutboundTrafficPolicy(opts.staticConfig.outboundTrafficPolicy);
   }
   // deps.mesh is set below, before any connection: the pools ask for it per connection.
-  const clusters = new ClusterManager({ routes: () => table, metrics, meshTls: (ep, proto) => deps.mesh?.tlsFor(ep, proto) }, compiled);
+  const clusters = new ClusterManager({ routes: () => table, metrics, meshTls: (ep, proto, cluster) => deps.mesh?.tlsFor(ep, proto, cluster) }, compiled);
   const counters: Counters = { accepted: 0, routed: 0, passthrough: 0, inbound: 0, failed: 0, rejected: 0, retries: 0, http: 0, httpRequests: 0, httpRetries: 0 };
   const deps: ProxyDeps = {
     config: cfg, logger, metrics, counters, identity, accessLog: new AccessLog(cfg.accessLog), compiled, clusters, podLabels: labels,

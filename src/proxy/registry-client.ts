@@ -11,6 +11,7 @@ import type { Logger } from '../common/log.js';
 import { encode, LineDecoder, PROTOCOL_V2, PROTOCOL_VERSIONS, type AgentToProxy, type HelloMsg, type PodIdentity, type ProxyToAgent } from '../controlplane/protocol.js';
 import { CompiledConfigStore } from './compiled/store.js';
 import { checkPush, V2Applier } from './v2-applier.js';
+import type { SecurityItem } from '../security/items.js';
 import { applyDelta } from '../controlplane/registry-builder.js';
 import type { Registry, RegistryService, RegistryView } from '../controlplane/types.js';
 
@@ -51,12 +52,15 @@ export class RegistryClient extends EventEmitter implements RegistryView {
   pushes = 0;
   readonly compiled: CompiledConfigStore;
   readonly v2: V2Applier;
+  /** The last Security items applied (v2), for a SecurityState made after they arrived. */
+  securityItems: SecurityItem[] | undefined;
 
   constructor(private readonly opts: RegistryClientOptions) {
     super();
     this.backoff = opts.minBackoffMs ?? 100;
     this.compiled = opts.compiled ?? new CompiledConfigStore();
-    this.v2 = new V2Applier(this.compiled, 'cluster.local', (reg) => { this.registry = reg; this.emit('update', reg); });
+    // Security items go to whoever enforces them (mtls/security-state.ts); a listener that throws refuses the push.
+    this.v2 = new V2Applier(this.compiled, 'cluster.local', (reg) => { this.registry = reg; this.emit('update', reg); }, (items) => { this.emit('security', items); this.securityItems = items; });
   }
 
   current(): Registry | undefined {

@@ -3,7 +3,8 @@
 // that fails, or a delta from a version this proxy does not hold, is
 // answered with a NACK naming what is wrong, and the kind stays at its last
 // good version. The registry kind replaces the v1 registry the L4 path and
-// the DNS proxy read; the compiled kinds fill the CompiledConfigStore.
+// the DNS proxy read; the compiled kinds fill the CompiledConfigStore; the
+// Security kind goes to the mesh's SecurityState (`onSecurity`).
 import type { AckMsg, NackError, NackMsg, PushMsg } from '../controlplane/protocol.js';
 import { isKind, keyOf, KINDS, type Kind, type RouteTableEntry } from '../controlplane/v2/kinds.js';
 import { FieldError } from '../common/errors.js';
@@ -11,6 +12,7 @@ import { validateCompiledConfig } from './compiled/validate.js';
 import { checkItems } from '../controlplane/v2/item-schema.js';
 import type { Registry, RegistryService } from '../controlplane/types.js';
 import type { CompiledConfigStore } from './compiled/store.js';
+import type { SecurityItem } from '../security/items.js';
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const MAX_NONCE = 64;
@@ -35,8 +37,11 @@ export class V2Applier {
   registry: Registry | undefined;
   nacks = 0;
   lastNack?: { kind: string; version: number; errors: NackError[] };
+  /** The Security items held (by name). */
+  private security = new Map<string, SecurityItem>();
 
-  constructor(private readonly store: CompiledConfigStore, private clusterDomain: string, private readonly onRegistry: (r: Registry) => void) {}
+  /** `onSecurity` gets every Security item after each applied push; throwing refuses the push (nack). */
+  constructor(private readonly store: CompiledConfigStore, private clusterDomain: string, private readonly onRegistry: (r: Registry) => void, private readonly onSecurity?: (items: SecurityItem[]) => void) {}
 
   setClusterDomain(d: string): void { this.clusterDomain = d; }
 
@@ -62,6 +67,7 @@ export class V2Applier {
     if (errors.length) return nack(errors.slice(0, 100));
     try {
       if (msg.kind === 'Registry') this.applyRegistry(msg);
+      else if (msg.kind === 'Security') this.applySecurity(msg);
       else this.store.applyKind(msg.kind, msg.full === true, msg.upserts as never[], msg.deletes);
     } catch (err) {
       // A reader of the store threw on the new config: it is not taken as applied.
@@ -69,6 +75,14 @@ export class V2Applier {
     }
     this.held.set(msg.kind, msg.version);
     return { type: 'ack', ...answer };
+  }
+
+  private applySecurity(msg: PushMsg): void {
+    const next = msg.full ? new Map<string, SecurityItem>() : new Map(this.security);
+    for (const k of msg.deletes) next.delete(k);
+    for (const it of msg.upserts as SecurityItem[]) next.set(it.name, it);
+    this.onSecurity?.([...next.values()]);
+    this.security = next;
   }
 
   private applyRegistry(msg: PushMsg): void {

@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type net from 'node:net';
@@ -228,11 +228,16 @@ test('PERMISSIVE ports (portLevelMtls): plaintext is admitted, the app\'s own TL
   assert.ok(await c.metric(server, 'weir_inbound_mtls_total', { mode: 'PERMISSIVE', outcome: 'plaintext' }) >= 1);
 });
 
-test('rotation every 2 s under load: no failed exchange, long-lived connections survive, new handshakes use new certificates', async () => {
+/** The acceptance's run: 24 h certificates forced to rotate every 2 s during this long a load (WEIR_MTLS_ROTATION_S, default 60). */
+const ROTATION_S = Number(process.env.WEIR_MTLS_ROTATION_S ?? 60);
+
+test(`rotation every 2 s under ${ROTATION_S} s of load: no failed exchange, long-lived connections survive, new handshakes use new certificates`, async () => {
   const longLived = await c.connect(client, VIP, 8080);
   assert.equal(await readLine(longLived), 'hello from server');
   longLived.resume();
-  const end = Date.now() + 20_000;
+  const rotationsAtStart = { server: server.proxyLog.filter((l) => l.includes('workload certificate installed')).length, client: client.proxyLog.filter((l) => l.includes('workload certificate installed')).length };
+  const t0 = Date.now();
+  const end = t0 + ROTATION_S * 1000;
   let ok = 0;
   const failures: string[] = [];
   const worker = async () => {
@@ -249,10 +254,14 @@ test('rotation every 2 s under load: no failed exchange, long-lived connections 
   longLived.write('still here\n');
   assert.equal(await readLine(longLived), 'still here');
   longLived.destroy();
+  const rotations = (p: Pod) => p.proxyLog.filter((l) => l.includes('workload certificate installed')).length;
+  const during = { server: rotations(server) - rotationsAtStart.server, client: rotations(client) - rotationsAtStart.client };
+  console.log(`# rotation run: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${ok} exchanges (4 workers, a new mTLS connection each), ${failures.length} failed; rotations during the load: server ${during.server}, client ${during.client}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   assert.deepEqual(failures, []);
   assert.ok(ok > 50, `only ${ok} exchanges`);
-  const rotations = (p: Pod) => p.proxyLog.filter((l) => l.includes('workload certificate installed')).length;
-  assert.ok(rotations(server) >= 6 && rotations(client) >= 6, `rotations: server ${rotations(server)}, client ${rotations(client)}`);
+  // Every ~2 s (±10 % jitter) on each side: at least a third of that, on a loaded machine.
+  const want = Math.floor(ROTATION_S / 6);
+  assert.ok(during.server >= want && during.client >= want, `rotations during the load: server ${during.server}, client ${during.client} (want >= ${want})`);
   // New handshakes get the current certificate: two handshakes a rotation apart see different serials.
   const serial = async () => {
     const out = (await sClient(['-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key')])).out;

@@ -203,7 +203,9 @@ describe('node CLI against a real agent and proxy', { timeout: 300_000, skip: sk
     assert.match(r.stdout, /^Config:\s+registry version \d+ acknowledged by the proxy; agent is at \d+, sent \d+/m);
     assert.match(r.stdout, new RegExp(`^Services:\\s+${NS}/meshed-svc$`, 'm'));
     assert.match(r.stdout, /^VirtualServices:\s+not supported yet/m);
-    assert.match(r.stdout, /^AuthorizationPolicies:\s+not supported yet/m);
+    // What the meshed pod's proxy enforces (no policy exists: PERMISSIVE, everything allowed), as it says in config_dump.
+    assert.match(r.stdout, /^mTLS \(PeerAuthentication\):\s+PERMISSIVE \(default\)/m);
+    assert.match(r.stdout, /^AuthorizationPolicies:\s+none apply: everything is allowed/m);
     const json = JSON.parse((await cli(['describe', `${NS}/meshed`, '--socket', sock, '-o', 'json'])).stdout) as { routesTo: { cluster: string; endpoints: number }[] };
     assert.deepEqual(json.routesTo.find((x) => x.cluster.includes('||echo.')), { cluster: `outbound|80||echo.${NS}.svc.cluster.local`, endpoints: 2 });
 

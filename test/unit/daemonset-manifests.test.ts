@@ -112,7 +112,8 @@ test('RBAC is least privilege: named resources and verbs only, no wildcards, no 
   // Exactly what the agent's code calls (readNamespacedPod, informers, patchNamespacedPod, createNamespacedEvent, the Istio informers).
   assert.deepEqual([...granted].sort(), ['core/events:create', 'core/namespaces:list', 'core/namespaces:watch', 'core/pods:get', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
     'core/services:list', 'core/services:watch', 'discovery.k8s.io/endpointslices:list', 'discovery.k8s.io/endpointslices:watch',
-    ...['destinationrules', 'serviceentries', 'sidecars', 'virtualservices'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `networking.istio.io/${r}:${v}`))].sort());
+    ...['destinationrules', 'serviceentries', 'sidecars', 'virtualservices'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `networking.istio.io/${r}:${v}`)),
+    ...['authorizationpolicies', 'peerauthentications'].flatMap((r) => ['list', 'watch'].map((v) => `security.istio.io/${r}:${v}`))].sort());
 });
 
 test('remote-cluster Secrets: a Role in the agent\'s namespace only, list/watch on secrets, bound to the agent; the DaemonSet tells the agent its namespace', () => {

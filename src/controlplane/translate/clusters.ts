@@ -87,7 +87,7 @@ function build(e: HostEntry, p: HostPort, g: Groups, subset: string | undefined,
       intervalMs: od.intervalMs ?? 10_000, baseEjectionTimeMs: od.baseEjectionTimeMs ?? 30_000,
       maxEjectionPercent: od.maxEjectionPercent ?? 10, minHealthPercent: od.minHealthPercent ?? 0,
     }) as CompiledCluster['outlierDetection'] : undefined,
-    tls: strip({ mode: g.tls?.mode ?? 'AUTO', sni: g.tls?.sni, subjectAltNames: g.tls?.subjectAltNames }) as CompiledCluster['tls'],
+    tls: strip({ ...g.tls, mode: g.tls?.mode ?? 'AUTO' }) as CompiledCluster['tls'],
     destinationRule: dr ? `${dr.meta.namespace}/${dr.meta.name}` : undefined,
   });
 }

@@ -7,11 +7,12 @@
 import { isIP } from 'node:net';
 import type { NackError } from '../protocol.js';
 import { keyOf, type Kind } from './kinds.js';
+import { checkSecurityItem } from './security-schema.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-class Check {
+export class Check {
   readonly errors: NackError[] = [];
   constructor(private readonly name: string) {}
   fail(field: string, message: string): false { this.errors.push({ name: this.name, field, message }); return false; }
@@ -55,6 +56,7 @@ const CHECKS: Partial<Record<Kind, (c: Check, o: Obj) => void>> = {
     c.oneOf('outboundTrafficPolicy', o.outboundTrafficPolicy, ['ALLOW_ANY', 'REGISTRY_ONLY']);
   },
   Ignored(c, o) { c.str('resource', o.resource); c.str('field', o.field); c.str('message', o.message); },
+  Security: (c, o) => checkSecurityItem(c, o),
 };
 
 /** Errors of every item of one push (empty = applicable). `name` is the item's index when its key cannot be read. */

@@ -3,14 +3,18 @@
 // schema checks agree on names, keys and the order of first pushes.
 import type { CompiledCluster, CompiledL4Service, CompiledListener, CompiledProxyConfig, CompiledVirtualHost, IgnoredConfig } from '../resources.js';
 import type { RegistryService } from '../types.js';
+import type { SecurityItem } from '../../security/items.js';
 
 /**
  * In push order on connect: the registry first (a route never names a host
  * the proxy cannot resolve), then clusters, then what refers to clusters.
  * `Registry` is one kind (a Service with its endpoints) rather than the
  * design's Service + Endpoints pair: see docs/controlplane-v2.md, "Registry kind".
+ * `Security` (the workload's PeerAuthentication outcome and the
+ * AuthorizationPolicies that apply to it) is compiled per workload, not per
+ * view (v2/security-feed.ts), and refers to nothing else.
  */
-export const KINDS = ['Registry', 'Cluster', 'RouteTable', 'L4Service', 'Listener', 'Ignored'] as const;
+export const KINDS = ['Registry', 'Cluster', 'RouteTable', 'L4Service', 'Listener', 'Ignored', 'Security'] as const;
 export type Kind = (typeof KINDS)[number];
 export const COMPILED_KINDS = ['Cluster', 'RouteTable', 'L4Service', 'Listener', 'Ignored'] as const satisfies readonly Kind[];
 export type CompiledKind = (typeof COMPILED_KINDS)[number];
@@ -30,6 +34,7 @@ export interface KindItem {
   L4Service: CompiledL4Service;
   Listener: CompiledListener;
   Ignored: IgnoredConfig;
+  Security: SecurityItem;
 }
 
 export const isKind = (k: unknown): k is Kind => typeof k === 'string' && (KINDS as readonly string[]).includes(k);
@@ -43,6 +48,7 @@ export function keyOf<K extends Kind>(kind: K, item: KindItem[K]): string {
     case 'L4Service': { const s = item as CompiledL4Service; return `${s.host}:${s.port}`; }
     case 'Listener': return (item as CompiledListener).name;
     case 'Ignored': { const i = item as IgnoredConfig; return `${i.resource}|${i.field}|${i.message}`; }
+    case 'Security': return (item as SecurityItem).name;
   }
   throw new Error(`unknown kind ${String(kind)}`);
 }

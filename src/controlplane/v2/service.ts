@@ -10,10 +10,11 @@ import type { RegistryBuilder } from '../registry-builder.js';
 import type { Session } from '../server.js';
 import type { RegistryDelta } from '../types.js';
 import { istioCompiledSource, type CompiledSource } from './compiled-source.js';
-import { COMPILED_KINDS, type Kind } from './kinds.js';
+import { COMPILED_KINDS, itemsOf, type Kind } from './kinds.js';
 import { PushBudget, V2Pusher } from './pusher.js';
 import { registryFeed } from './registry-feed.js';
 import { RegistryScopes } from './registry-scopes.js';
+import { createSecurityFeeds, type SecuritySource } from './security-feed.js';
 import { CompiledViews } from './views.js';
 
 export interface V2ServiceDeps {
@@ -24,6 +25,8 @@ export interface V2ServiceDeps {
   clusterDomain: string;
   /** Default: Services alone (an empty Istio store). */
   compiled?: CompiledSource;
+  /** PeerAuthentication / AuthorizationPolicy per workload (the Security kind); undefined = that kind is never pushed. */
+  security?: SecuritySource;
   debounceMs?: number;
   /** This agent answers csr (welcome.certificates). */
   certificates?: boolean;
@@ -49,8 +52,8 @@ export function createV2Service(d: V2ServiceDeps) {
   // ServiceEntry hosts join the registry (DNS, L4 by VIP) on the same debounce as the views.
   let entriesDue = false;
   const views = new CompiledViews({
-    logger: d.log, debounceMs: d.debounceMs,
-    compile: (key) => compiled.compile(key, [...d.builder.services()], d.clusterDomain),
+    logger: d.log, debounceMs: d.debounceMs, kinds: COMPILED_KINDS,
+    compile: (key) => itemsOf(compiled.compile(key, [...d.builder.services()], d.clusterDomain)),
     onChanged: (key, kinds) => { for (const s of d.sessions()) if (s.v2 && s.viewKey === key && d.synced()) s.v2.catchUp(kinds); },
     beforeRecompile: () => {
       for (const key of scopes.refresh(views.keys())) wholeRegistry(key);
@@ -71,6 +74,7 @@ export function createV2Service(d: V2ServiceDeps) {
     },
   });
   compiled.onChange(() => { entriesDue = true; views.invalidate(); });
+  const security = d.security ? createSecurityFeeds({ source: d.security, logger: d.log, debounceMs: d.debounceMs, sessions: d.sessions, synced: d.synced }) : undefined;
 
   /**
    * The compiled kinds read Services' names, ports, addresses and kinds, never
@@ -103,7 +107,8 @@ export function createV2Service(d: V2ServiceDeps) {
       s.viewKey = viewKey;
       views.acquire(viewKey);
       scopes.ensure(viewKey);
-      const feed = (kind: Kind) => (kind === 'Registry' ? scopes.feed(s.viewKey) : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
+      security?.admit(s, identity);
+      const feed = (kind: Kind) => (kind === 'Registry' ? scopes.feed(s.viewKey) : kind === 'Security' ? security?.feed(s) : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
       const pusher = new V2Pusher(s.sock, s.id, feed, {
         onPush: (kind, bytes) => {
           m.pushBytes.inc({ kind }, bytes);
@@ -131,8 +136,10 @@ export function createV2Service(d: V2ServiceDeps) {
       d.log.info({ session: s.id, via: s.identifiedBy, pod: `${identity.namespace}/${identity.name}`, protocol: 2, view: s.viewKey, resumed: s.resumed }, 'proxy connected');
     },
 
-    release(s: Session): void { if (s.viewKey !== undefined) views.release(s.viewKey); },
-    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, sharedStrings: views.sharedStrings(), scopedRegistries: scopes.stats() }),
-    close: () => views.close(),
+    release(s: Session): void { if (s.viewKey !== undefined) views.release(s.viewKey); security?.release(s); },
+    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, sharedStrings: views.sharedStrings(), scopedRegistries: scopes.stats(), ...(security ? { securityWorkloads: security.workloads().length } : {}) }),
+    /** Pod labels changed (the pod informer): workloads may have to be re-keyed. */
+    onPodLabels: () => security?.invalidate(),
+    close: () => { views.close(); security?.close(); },
   };
 }

@@ -5,19 +5,23 @@
 // together after a short debounce (a burst of informer events costs one
 // compile), one view per event-loop turn, and only views whose output
 // changed are reported, so proxies whose view did not change get no push.
+// The same machinery keeps the per-workload `Security` kind
+// (security-feed.ts): `kinds` says which.
 import type { Logger } from '../../common/log.js';
-import type { CompiledProxyConfig } from '../resources.js';
-import { COMPILED_KINDS, itemsOf, keyOf, type CompiledKind } from './kinds.js';
+import { keyOf, type Kind } from './kinds.js';
 import { counter, Interner, VersionedKind } from './versioned-kind.js';
 
-type Kinds = { [K in CompiledKind]: VersionedKind<unknown> };
+type Kinds<K extends Kind> = Record<K, VersionedKind<unknown>>;
 
-interface View { key: string; refs: number; kinds: Kinds; drop?: NodeJS.Timeout }
+interface View<K extends Kind> { key: string; refs: number; kinds: Kinds<K>; drop?: NodeJS.Timeout }
 
-export interface ViewsOptions {
-  compile(key: string): CompiledProxyConfig;
+export interface ViewsOptions<K extends Kind> {
+  /** The kinds every view holds. */
+  kinds: readonly K[];
+  /** A view's items of each kind (e.g. itemsOf(compileProxyConfig(…))). */
+  compile(key: string): Record<K, readonly unknown[]>;
   /** Called after a recompile with the views that changed and which kinds. */
-  onChanged(key: string, kinds: CompiledKind[]): void;
+  onChanged(key: string, kinds: K[]): void;
   /** Runs first in each debounced round (proxies may move to another view key, e.g. a Sidecar now selects them). */
   beforeRecompile?(): void;
   logger: Logger;
@@ -26,8 +30,8 @@ export interface ViewsOptions {
   lingerMs?: number;
 }
 
-export class CompiledViews {
-  private readonly views = new Map<string, View>();
+export class CompiledViews<K extends Kind> {
+  private readonly views = new Map<string, View<K>>();
   private timer?: NodeJS.Timeout;
   /** Views still to recompile in the current round (drain()). */
   private readonly due = new Set<string>();
@@ -40,13 +44,13 @@ export class CompiledViews {
   compiles = 0;
   lastCompileMs = 0;
 
-  constructor(private readonly opts: ViewsOptions) {}
+  constructor(private readonly opts: ViewsOptions<K>) {}
 
   /** A proxy with this key connected: compile now if it is the first. */
   acquire(key: string): void {
     let v = this.views.get(key);
     if (!v) {
-      const kinds = Object.fromEntries(COMPILED_KINDS.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion, 256, this.strings)])) as Kinds;
+      const kinds = Object.fromEntries(this.opts.kinds.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion, 256, this.strings)])) as Kinds<K>;
       v = { key, refs: 0, kinds };
       this.views.set(key, v);
       this.recompile(v);
@@ -61,12 +65,12 @@ export class CompiledViews {
     v.drop = setTimeout(() => {
       if (v.refs > 0 || this.views.get(key) !== v) return;
       this.views.delete(key);
-      for (const k of COMPILED_KINDS) v.kinds[k].dispose();
+      for (const k of this.opts.kinds) v.kinds[k].dispose();
     }, this.opts.lingerMs ?? 60_000);
     v.drop.unref();
   }
 
-  feed(key: string, kind: CompiledKind): VersionedKind<unknown> | undefined {
+  feed(key: string, kind: K): VersionedKind<unknown> | undefined {
     return this.views.get(key)?.kinds[kind];
   }
 
@@ -114,11 +118,11 @@ export class CompiledViews {
     this.views.clear();
   }
 
-  private recompile(v: View): CompiledKind[] {
+  private recompile(v: View<K>): K[] {
     const t0 = performance.now();
-    let config: CompiledProxyConfig;
+    let items: Record<K, readonly unknown[]>;
     try {
-      config = this.opts.compile(v.key);
+      items = this.opts.compile(v.key);
     } catch (err) {
       // A translator bug must not take the agent down: this view keeps its last output.
       this.opts.logger.error({ view: v.key, err: (err as Error).stack }, 'compiling a proxy view failed; keeping the last one');
@@ -126,7 +130,6 @@ export class CompiledViews {
     }
     this.compiles++;
     this.lastCompileMs = performance.now() - t0;
-    const items = itemsOf(config);
-    return COMPILED_KINDS.filter((k) => v.kinds[k].replaceAll(items[k]));
+    return this.opts.kinds.filter((k) => v.kinds[k].replaceAll(items[k]));
   }
 }

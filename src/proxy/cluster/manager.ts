@@ -7,13 +7,17 @@ import type { CompiledCluster } from '../../controlplane/resources.js';
 import type { CompiledConfigStore } from '../compiled/store.js';
 import type { ProxyMetrics } from '../metrics.js';
 import { endpointKey } from '../lb.js';
-import { UpstreamPools, type MeshTls } from '../http/upstream.js';
+import { UpstreamPools, type Endpoint } from '../http/upstream.js';
+import type { ConnectionOptions } from 'node:tls';
 import type { RouteTable, Target } from '../routing.js';
 import { Balancer, type SimplePolicy } from './balancer.js';
 import { clusterTargets } from './endpoints.js';
 import type { ConsistentHash } from './hash-key.js';
 import { OutlierDetector } from './outlier.js';
 import { PoolGate } from './pool-limits.js';
+
+/** TLS options for one pooled connection to an endpoint of this cluster (src/proxy/mtls/hooks.ts tlsFor): its DestinationRule tls, else auto mTLS. */
+export type ClusterMeshTls = (ep: Endpoint, proto: 'h1' | 'h2', cluster: { tls: CompiledCluster['tls']; host: string }) => ConnectionOptions | undefined;
 
 export class ClusterRuntime {
   readonly balancer: Balancer;
@@ -22,15 +26,16 @@ export class ClusterRuntime {
   readonly pools: UpstreamPools;
   readonly consistentHash?: ConsistentHash;
 
-  constructor(readonly compiled: CompiledCluster, readonly json: string, onEjected: (n: number) => void, meshTls?: MeshTls) {
+  constructor(readonly compiled: CompiledCluster, readonly json: string, onEjected: (n: number) => void, meshTls?: ClusterMeshTls) {
     const lb = compiled.loadBalancer;
     this.consistentHash = lb.consistentHash as ConsistentHash | undefined;
     const ch = this.consistentHash;
     this.balancer = new Balancer(lb.simple as SimplePolicy, ch ? (ch.maglev ? { kind: 'maglev', tableSize: ch.maglev.tableSize } : { kind: 'ring', minimumRingSize: ch.ringHash?.minimumRingSize }) : undefined);
     const cp = compiled.connectionPool;
     this.gate = new PoolGate({ maxConnections: cp.maxConnections, http1MaxPendingRequests: cp.http1MaxPendingRequests, http2MaxRequests: cp.http2MaxRequests, maxRetries: cp.maxRetries });
-    // Auto mTLS to mesh endpoints unless the DestinationRule says tls.mode DISABLE.
-    this.pools = new UpstreamPools(cp.connectTimeoutMs, cp.idleTimeoutMs, cp.maxRequestsPerConnection, compiled.tls?.mode === 'DISABLE' ? undefined : meshTls);
+    // Auto mTLS to mesh endpoints, or what the DestinationRule's tls says (DISABLE, ISTIO_MUTUAL, SIMPLE, MUTUAL).
+    const ref = { tls: compiled.tls, host: compiled.host };
+    this.pools = new UpstreamPools(cp.connectTimeoutMs, cp.idleTimeoutMs, cp.maxRequestsPerConnection, meshTls ? (ep, proto) => meshTls(ep, proto, ref) : undefined);
     if (compiled.outlierDetection) this.outlier = new OutlierDetector(compiled.outlierDetection, onEjected);
   }
 
@@ -51,7 +56,7 @@ export class ClusterManager {
   private generation = -1;
 
   /** `d.meshTls`: auto mTLS for the clusters' pools (src/proxy/mtls/hooks.ts tlsFor). */
-  constructor(private readonly d: { routes(): RouteTable; metrics: ProxyMetrics; meshTls?: MeshTls }, private readonly store: CompiledConfigStore) {}
+  constructor(private readonly d: { routes(): RouteTable; metrics: ProxyMetrics; meshTls?: ClusterMeshTls }, private readonly store: CompiledConfigStore) {}
 
   /** Every cluster runtime's upstream pools (for /stats, summed with the default router's). */
   pools(): UpstreamPools[] { return [...this.runtimes.values()].map((rt) => rt.pools); }

@@ -166,8 +166,24 @@ function cluster(field: string, v: unknown): CompiledCluster {
     service: o.service === undefined ? undefined : str(`${field}.service`, o.service),
     protocol: (o.protocol ?? 'http') as CompiledCluster['protocol'], selector: selector as Record<string, string>,
     loadBalancer: lb as CompiledCluster['loadBalancer'], connectionPool: pool, outlierDetection: od,
-    tls: (o.tls ?? { mode: 'AUTO' }) as CompiledCluster['tls'],
+    tls: clusterTls(`${field}.tls`, o.tls),
   } as CompiledCluster;
+}
+
+const TLS_MODES = ['AUTO', 'DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
+
+/** The cluster's client TLS (DestinationRule tls). MUTUAL without files (credentialName) is valid config: its connections fail, saying why. */
+function clusterTls(field: string, v: unknown): CompiledCluster['tls'] {
+  if (v === undefined) return { mode: 'AUTO' };
+  const o = obj(field, v);
+  if (typeof o.mode !== 'string' || !TLS_MODES.includes(o.mode)) throw new FieldError(`${field}.mode`, `must be one of ${TLS_MODES.join(', ')}`);
+  if (o.sni !== undefined) str(`${field}.sni`, o.sni);
+  if (o.subjectAltNames !== undefined) arr(`${field}.subjectAltNames`, o.subjectAltNames).forEach((x, i) => str(`${field}.subjectAltNames[${i}]`, x));
+  for (const k of ['caCertificates', 'clientCertificate', 'privateKey']) {
+    if (o[k] !== undefined && !str(`${field}.${k}`, o[k]).startsWith('/')) throw new FieldError(`${field}.${k}`, 'must be an absolute path');
+  }
+  if (o.insecureSkipVerify !== undefined && typeof o.insecureSkipVerify !== 'boolean') throw new FieldError(`${field}.insecureSkipVerify`, 'must be a boolean');
+  return o as CompiledCluster['tls'];
 }
 
 function l4Service(field: string, v: unknown): CompiledL4Service {

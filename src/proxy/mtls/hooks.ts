@@ -11,14 +11,16 @@ import type { Conn } from '../context.js';
 import type { IstioTcpLabels } from '../metrics.js';
 import type { RequestAttributes } from '../../security/evaluate.js';
 import { inboundGate, type InboundGateDeps } from './inbound.js';
-import { meshTlsOptions, serverPrincipal, upgradeOutbound, type MeshProtocol, type OutboundDeps } from './outbound.js';
+import { serverPrincipal, upgradeOutbound, type MeshProtocol, type OutboundDeps } from './outbound.js';
+import { poolTlsOptions, tlsPlan, type ClusterTlsRef } from './cluster-tls.js';
 import type { ConnectionOptions } from 'node:tls';
 
 export interface MeshHooks {
   inbound(conn: Conn): Promise<Conn | undefined>;
-  upgrade(up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket>;
-  /** For the HTTP pools, whose sockets are made synchronously: TLS options when the endpoint gets mTLS. */
-  tlsFor(ep: { endpoint?: RegistryEndpoint }, proto: 'h1' | 'h2'): ConnectionOptions | undefined;
+  /** `cluster`: the compiled cluster dialled (its DestinationRule tls); none = auto mTLS. */
+  upgrade(up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol, cluster?: ClusterTlsRef): Promise<Socket>;
+  /** For the HTTP pools, whose sockets are made synchronously: TLS options when the endpoint gets (m)TLS. */
+  tlsFor(ep: { endpoint?: RegistryEndpoint }, proto: 'h1' | 'h2', cluster?: ClusterTlsRef): ConnectionOptions | undefined;
   authorizeTcp(conn: Conn): boolean;
   authorizeHttp(conn: Conn, req: { method?: string; url?: string; headers: IncomingHttpHeaders }): boolean;
   labels(labels: IstioTcpLabels, conn: Conn, up?: Socket): void;
@@ -37,8 +39,12 @@ export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
   };
   return {
     inbound: (conn) => inboundGate(g, conn),
-    upgrade: (up, ep, proto) => upgradeOutbound(o, up, ep, proto),
-    tlsFor: (ep, proto) => meshTlsOptions(o, ep.endpoint, proto),
+    upgrade: (up, ep, proto, cluster) => upgradeOutbound(o, up, ep, proto, cluster),
+    tlsFor(ep, proto, cluster) {
+      const plan = tlsPlan(o, cluster, ep.endpoint, proto);
+      if (plan.kind === 'fail') g.logger.warn({ cluster: cluster?.host, reason: plan.reason }, 'outbound TLS cannot be set up; the connection will fail');
+      return poolTlsOptions(plan);
+    },
     authorizeTcp(conn) {
       const d = g.security.decide(g.namespace(), attrs(conn), 'tcp');
       if (!d.allowed && !conn.down.destroyed) conn.down.destroy();

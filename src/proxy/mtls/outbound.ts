@@ -13,6 +13,7 @@ import { peerSpiffeId } from '../../mtls/spiffe.js';
 import { ConnectError } from '../relay.js';
 import { MESH_ALPN_H1, MESH_ALPN_H2, MESH_ALPN_TCP } from './client-hello.js';
 import type { MeshIdentity } from './mesh-identity.js';
+import { tlsPlan, type ClusterTlsRef } from './cluster-tls.js';
 
 export type MeshProtocol = 'tcp' | 'h1' | 'h2';
 
@@ -45,18 +46,20 @@ export function meshTlsOptions(o: OutboundDeps, ep: RegistryEndpoint | undefined
   };
 }
 
-export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol): Promise<Socket> {
-  const opts = meshTlsOptions(o, ep, proto);
-  if (!opts || !ep) {
-    if (!wantsMtls(ep) || !o.required) return up;
+/** The dialled socket, upgraded as the cluster's DestinationRule tls (cluster-tls.ts) or auto mTLS says. */
+export async function upgradeOutbound(o: OutboundDeps, up: Socket, ep: RegistryEndpoint | undefined, proto: MeshProtocol, cluster?: ClusterTlsRef): Promise<Socket> {
+  const plan = tlsPlan(o, cluster, ep, proto);
+  if (plan.kind === 'plain') return up;
+  if (plan.kind === 'fail') {
     up.destroy();
-    throw new ConnectError('ENOCERT', 'mesh destination but no workload certificate yet (--mtls required)');
+    throw new ConnectError(plan.code, plan.reason);
   }
-  const sock: TLSSocket = tlsConnect({ ...opts, socket: up });
+  const peer = ep?.ip ?? up.remoteAddress ?? '?';
+  const sock: TLSSocket = tlsConnect({ ...plan.options, socket: up });
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { sock.destroy(); reject(new ConnectError('ETLSTIMEOUT', `mTLS handshake with ${ep.ip} timed out`)); }, o.handshakeTimeoutMs);
+    const t = setTimeout(() => { sock.destroy(); reject(new ConnectError('ETLSTIMEOUT', `${plan.what} handshake with ${peer} timed out`)); }, o.handshakeTimeoutMs);
     sock.once('secureConnect', () => { clearTimeout(t); resolve(); });
-    sock.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(t); sock.destroy(); reject(new ConnectError('ETLS', `mTLS to ${ep.ip}: ${e.message}`)); });
+    sock.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(t); sock.destroy(); reject(new ConnectError('ETLS', `${plan.what} to ${peer}: ${e.message}`)); });
   });
   sock.removeAllListeners('error');
   return sock as unknown as Socket;

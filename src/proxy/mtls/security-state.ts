@@ -1,23 +1,32 @@
 // The proxy's view of inbound security for its own workload: the compiled
-// PeerAuthentication mode per port and AuthorizationPolicies (compiled for
-// this pod's namespace and labels, recompiled when the agent's identity
-// says otherwise), plus the counters every decision feeds.
+// PeerAuthentication mode per port and AuthorizationPolicies, plus the
+// counters every decision feeds. Where they come from: the agent's v2
+// `Security` pushes (compiled by the agent for this pod's namespace and
+// labels), or `--static-security FILE`, which pins them (compiled here for
+// the agent's identity; pushes are then recorded but not enforced), or
+// neither (PERMISSIVE, no policy).
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../common/log.js';
 import { compileSecurity, modeForPort, type CompiledSecurity } from '../../security/compile.js';
 import { authorize, type Decision, type RequestAttributes } from '../../security/evaluate.js';
 import type { SecurityResource } from '../../security/types.js';
 import { loadStaticSecurity } from './static-security.js';
+import { compiledFromItems, type SecurityItem } from '../../security/items.js';
 
 export class SecurityState {
   private resources: SecurityResource[] = [];
   private compiled?: { namespace: string; c: CompiledSecurity };
+  /** From the control plane (v2 Security kind). */
+  private pushed?: CompiledSecurity;
+  readonly pinned: boolean;
+  pushes = 0;
   readonly denied: Counter<'protocol' | 'policy'>;
   readonly inbound: Counter<'mode' | 'outcome'>;
 
   constructor(private readonly labels: Record<string, string>, private readonly logger: Logger, metrics: Registry, file?: string) {
     this.denied = new Counter({ name: 'weir_authorization_denied_total', help: 'Inbound connections (tcp) and requests (http) denied by AuthorizationPolicy', labelNames: ['protocol', 'policy'], registers: [metrics] });
     this.inbound = new Counter({ name: 'weir_inbound_mtls_total', help: 'Inbound connections by PeerAuthentication mode and what happened (mtls, plaintext, passthrough_tls, refused_plaintext, handshake_failed)', labelNames: ['mode', 'outcome'], registers: [metrics] });
+    this.pinned = file !== undefined;
     if (file) {
       const loaded = loadStaticSecurity(file);
       for (const p of loaded.problems) logger[p.problem.severity === 'error' ? 'error' : 'warn']({ resource: p.resource, field: p.problem.field, severity: p.problem.severity }, p.problem.message);
@@ -26,7 +35,30 @@ export class SecurityState {
     }
   }
 
+  /** A Security push, already checked (v2-applier.ts): replaces what is enforced at once, for the next connection or request. */
+  applyPushed(items: SecurityItem[]): void {
+    const c = compiledFromItems(items);
+    this.pushes++;
+    if (this.pinned) {
+      this.logger.info({ policies: c.deny.length + c.allow.length + c.audit.length }, 'security policies from the control plane not enforced: --static-security pins them');
+      this.pushed = c;
+      return;
+    }
+    for (const i of c.ignored) if (!this.pushed?.ignored.includes(i)) this.logger.warn(i);
+    this.pushed = c;
+    this.logger.info({ mode: c.mode, portLevel: c.portLevel, deny: c.deny.map((p) => p.name), allow: c.allow.map((p) => p.name), audit: c.audit.map((p) => p.name) }, 'security policies from the control plane applied');
+  }
+
+  /** Where what is enforced comes from (config_dump). */
+  source(): 'static-file' | 'control-plane' | 'none' {
+    return this.pinned ? 'static-file' : this.pushed ? 'control-plane' : 'none';
+  }
+
+  /** What the control plane pushed while a file pins the policies (config_dump). */
+  overridden(): CompiledSecurity | undefined { return this.pinned ? this.pushed : undefined; }
+
   forNamespace(namespace: string): CompiledSecurity {
+    if (this.pushed && !this.pinned) return this.pushed;
     if (this.compiled?.namespace !== namespace) {
       const c = compileSecurity(this.resources, { namespace, labels: this.labels });
       for (const i of c.ignored) this.logger.warn({ namespace }, i);

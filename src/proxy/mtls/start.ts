@@ -8,6 +8,7 @@ import type { RegistryClient } from '../registry-client.js';
 import { meshHooks, type MeshHooks } from './hooks.js';
 import { MeshIdentity } from './mesh-identity.js';
 import { SecurityState } from './security-state.js';
+import type { SecurityItem } from '../../security/items.js';
 
 export interface Mesh {
   identity: MeshIdentity;
@@ -22,6 +23,9 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
   const log = logger.child({ component: 'mtls' });
   const identity = new MeshIdentity({ client, trustDomain: cfg.trustDomain, logger: log, rotationMs: cfg.certRotationMs });
   const security = new SecurityState(labels, log, metrics, cfg.staticSecurityFile);
+  // v2 Security pushes: a bad one throws here and is nacked (the last good policies stay).
+  if (client.securityItems) security.applyPushed(client.securityItems);
+  client.on('security', (items: SecurityItem[]) => security.applyPushed(items));
   const handshakeTimeoutMs = Math.min(cfg.connectTimeoutMs, 10_000);
   const hooks = meshHooks(
     { identity, security, namespace, trustDomain: cfg.trustDomain, logger: log, peekTimeoutMs: cfg.inboundProtocolDetectionTimeoutMs, handshakeTimeoutMs },
@@ -43,7 +47,8 @@ export function startMesh(cfg: ProxyConfig, client: RegistryClient, labels: Reco
       return {
         mode: cfg.mtls, trustDomain: cfg.trustDomain, spiffeId: identity.spiffeId,
         certificate: c ? { serial: c.serial, notAfter: c.notAfter.toISOString(), rotations: identity.rotations } : undefined,
-        lastError: identity.lastError, staticSecurity: cfg.staticSecurityFile, compiled: security.snapshot(namespace()),
+        lastError: identity.lastError, staticSecurity: cfg.staticSecurityFile, securitySource: security.source(), securityPushes: security.pushes,
+        compiled: security.snapshot(namespace()), ...(security.overridden() ? { overriddenByStaticSecurity: security.overridden() } : {}),
       };
     },
   };

@@ -1,7 +1,7 @@
 // `--static-security FILE`: PeerAuthentication and AuthorizationPolicy
 // objects (multi-document YAML, a JSON list, or a v1 List) read with the
-// same reader `weir analyze` uses. Until control plane v2 pushes these kinds
-// this is how a proxy gets them. An object with an error is refused whole
+// same reader `weir analyze` uses. Normally the agent pushes them (v2
+// Security kind); a file pins them (tests, a proxy without an agent). An object with an error is refused whole
 // (and logged with its field path); the proxy never half-applies a policy.
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';

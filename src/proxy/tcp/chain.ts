@@ -6,6 +6,7 @@
 // the capture rules let it through; reset the client when nothing listens.
 // Bytes a protocol sniffer looked at are still in the client socket's
 // buffer; both byte movers send them first.
+import type { CompiledCluster } from '../../controlplane/resources.js';
 import { clusterName } from '../../istio/hosts.js';
 import type { Socket } from 'node:net';
 import type { RegistryService } from '../../controlplane/types.js';
@@ -28,8 +29,8 @@ interface Via {
   acquire(t: Upstream): () => void;
   failed(t: Upstream): void;
   connectTimeoutMs: number;
-  /** The cluster's DestinationRule tls.mode (DISABLE: no auto mTLS). */
-  tlsMode?: string;
+  /** The cluster's DestinationRule tls and host (src/proxy/mtls/cluster-tls.ts). */
+  cluster?: { tls?: CompiledCluster['tls']; host?: string };
 }
 
 export class TcpChain {
@@ -140,7 +141,7 @@ export class TcpChain {
       acquire: (t) => rt.balancer.acquire(t),
       failed: (t) => rt.outlier?.record(targetKey(t), { failure: 'connect' }, targets.length),
       connectTimeoutMs: rt.compiled.connectionPool.connectTimeoutMs,
-      tlsMode: rt.compiled.tls?.mode,
+      cluster: { tls: rt.compiled.tls, host: rt.compiled.host },
     };
     return this.connectAndRelay(conn, targets, labels, rt.compiled.name, undefined, undefined, via).finally(admitted);
   }
@@ -193,9 +194,9 @@ export class TcpChain {
       let up: Socket;
       try {
         up = await (dial ? dial(t) : connectUpstream({ ip: t.ip, port: t.port, timeoutMs: via?.connectTimeoutMs ?? cfg.connectTimeoutMs, localAddress }));
-        // Auto mTLS to a mesh endpoint (src/proxy/mtls/outbound.ts), unless its DestinationRule says DISABLE;
+        // Auto mTLS to a mesh endpoint, or what the cluster's DestinationRule tls says (src/proxy/mtls/cluster-tls.ts);
         // a failed handshake counts as a failed connect.
-        if (direction === 'outbound' && this.d.mesh && via?.tlsMode !== 'DISABLE') up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp');
+        if (direction === 'outbound' && this.d.mesh) up = await this.d.mesh.upgrade(up, t.endpoint, 'tcp', via?.cluster);
       } catch (err) {
         release();
         via?.failed(t);
