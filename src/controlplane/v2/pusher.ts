@@ -12,39 +12,36 @@ import type { KindFeed } from './versioned-kind.js';
 const HIGH_WATER = 4 * 1024 * 1024;
 
 /**
- * Bytes of whole-kind pushes written to the proxies of one agent and not yet
- * taken by the kernel. Above `limit`, further whole-kind pushes wait (deltas
- * are neither counted nor held: they are small and latency matters): 100
- * proxies connecting at once to a 10k-service mesh would otherwise each hold
- * ~20 MB in the agent's memory at the same time. A write's bytes stop
- * counting after `expireMs` even if unread, so a proxy that stops reading
- * cannot hold the others back for longer than that.
+ * Bytes written to every proxy of one agent and not yet taken by the kernel.
+ * Above `limit`, whole-kind pushes wait (deltas never do: they are small and
+ * latency matters): 100 proxies connecting at once to a 10k-service mesh
+ * would otherwise hold ~20 MB each in the agent's memory at the same time.
  */
 export class PushBudget {
   private inFlight = 0;
-  private readonly waiting = new Set<() => void>();
-  constructor(readonly limit = 32 * 1024 * 1024, private readonly expireMs = 5000) {}
+  /** Waiters and their deadline timers: a proxy that stopped reading must not stall everyone else's first push. */
+  private readonly waiting = new Map<(forced: boolean) => void, NodeJS.Timeout>();
+  constructor(readonly limit = 32 * 1024 * 1024, private readonly maxWaitMs = 2000) {}
   full(): boolean { return this.inFlight >= this.limit; }
-  /** Count `n` bytes; the returned function releases them (at most once: on write completion or expiry). */
-  take(n: number): () => void {
-    this.inFlight += n;
-    let done = false;
-    const release = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      this.inFlight -= n;
-      for (const w of [...this.waiting]) {
-        if (this.full()) return;
-        this.waiting.delete(w);
-        w();
-      }
-    };
-    const timer = setTimeout(release, this.expireMs);
-    return release;
+  take(n: number): void { this.inFlight += n; }
+  give(n: number): void {
+    this.inFlight -= n;
+    for (const w of [...this.waiting.keys()]) {
+      if (this.full()) return;
+      this.run(w, false);
+    }
   }
-  wait(w: () => void): void { this.waiting.add(w); }
-  forget(w: () => void): void { this.waiting.delete(w); }
+  /** `w(true)`: the wait timed out; the waiter then pushes regardless. */
+  wait(w: (forced: boolean) => void): void {
+    if (this.waiting.has(w)) return;
+    this.waiting.set(w, setTimeout(() => this.run(w, true), this.maxWaitMs));
+  }
+  forget(w: (forced: boolean) => void): void { clearTimeout(this.waiting.get(w)); this.waiting.delete(w); }
+  private run(w: (forced: boolean) => void, forced: boolean): void {
+    if (!this.waiting.has(w)) return;
+    this.forget(w);
+    w(forced);
+  }
 }
 
 /**
@@ -92,7 +89,14 @@ export class V2Pusher {
   private blocked = false;
   lastNack?: LastNack;
 
-  private readonly resumeAfterBudget = (): void => { this.blocked = false; this.catchUp(); };
+  /** Set when the budget wait timed out: this catch-up round does not wait again. */
+  private budgetWaived = false;
+  private readonly resumeAfterBudget = (forced: boolean): void => {
+    this.blocked = false;
+    this.budgetWaived = forced;
+    this.catchUp();
+    this.budgetWaived = false;
+  };
 
   constructor(private readonly sock: Socket, private readonly sessionId: number, private readonly feed: (kind: Kind) => KindFeed | undefined, private readonly events: PusherEvents, private readonly budget = new PushBudget()) {
     for (const k of KINDS) this.states.set(k, { sent: -1, acked: -1, needFull: true, rejected: -1, pending: new Map(), pushes: 0, nacks: 0 });
@@ -137,7 +141,7 @@ export class V2Pusher {
     if (f.version() === st.rejected) return;
     if (!st.needFull && st.sent === f.version()) return;
     const d = st.needFull || st.sent < 0 ? undefined : f.since(st.sent);
-    if (!d && this.budget.full()) {
+    if (!d && this.budget.full() && !this.budgetWaived) {
       // Other proxies' whole pushes are still being written: this one waits its turn (and keeps its place for the other kinds).
       this.blocked = true;
       this.budget.wait(this.resumeAfterBudget);
@@ -151,17 +155,16 @@ export class V2Pusher {
       version = d.version;
       const line = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","fromVersion":${d.fromVersion},"upserts":[${d.upserts.join(',')}],"deletes":${JSON.stringify(d.deletes)}}\n`;
       bytes = Buffer.byteLength(line);
-      this.sock.write(line);
+      this.write(line, bytes);
     } else {
       const full = fullBody(f);
       version = full.version;
       const head = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","full":true,"upserts":`;
       const tail = ',"deletes":[]}\n';
       bytes = Buffer.byteLength(head) + full.body.length + tail.length;
-      const release = this.budget.take(bytes);
-      this.sock.write(head);
-      this.sock.write(full.body);
-      this.sock.write(tail, release);
+      this.write(head, Buffer.byteLength(head));
+      this.write(full.body, full.body.length);
+      this.write(tail, tail.length);
     }
     st.pending.set(nonce, { version, seq: this.seq, full: !d });
     st.sent = version;
@@ -172,6 +175,12 @@ export class V2Pusher {
       this.blocked = true;
       this.sock.once('drain', () => { this.blocked = false; this.catchUp(); });
     }
+  }
+
+  /** One write, counted against the agent-wide budget until the kernel has it (or the socket is gone). */
+  private write(data: string | Buffer, bytes: number): void {
+    this.budget.take(bytes);
+    this.sock.write(data, () => this.budget.give(bytes));
   }
 
   /** An ack: returns a protocol error (unknown nonce, wrong version), or undefined. */
