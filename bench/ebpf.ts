@@ -4,11 +4,14 @@
 // proxy, which dials the server pod, whose capture takes it to the server
 // proxy, then to the app. Per backend: one bulk stream, short connections/s,
 // 64-byte echo at 1000 req/s (p50/p99), and the time `apply` takes on a fresh
-// netns (the backend's share of CNI ADD). eBPF programs attach to a cgroup of
-// the bench's own, which the bench joins (nothing on the node's root cgroup).
+// netns (the backend's share of CNI ADD). Also a direct baseline (no capture,
+// no proxies) for the added latency, and eBPF with the same-node shortcut
+// (proxies on the stream pump, which it needs; plus the same pump without it).
+// eBPF programs attach to a cgroup of the bench's own, which the bench joins
+// (nothing on the node's root cgroup).
 // Run: node --import tsx bench/ebpf.ts (root). Writes bench/results/ebpf.md.
-// Env: LAT_SECONDS (default 5), CONN_SECONDS (3), BULK_MB (256), ROUNDS (2), APPLY_N (20).
-import { writeFileSync } from 'node:fs';
+// Env: LAT_SECONDS (default 5), CONN_SECONDS (3), BULK_MB (256), ROUNDS (3), APPLY_N (20).
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BenchCluster, REPO, fmt, machineLines, median, quantile, runNodeIn, waitForLine, type Pod } from './lib/two-pod.js';
@@ -22,7 +25,7 @@ import { buildPlan } from '../src/redirect/plan.js';
 const LAT_SECONDS = Number(process.env.LAT_SECONDS ?? 5);
 const CONN_SECONDS = Number(process.env.CONN_SECONDS ?? 3);
 const BULK = Number(process.env.BULK_MB ?? 256) * 1024 * 1024;
-const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const APPLY_N = Number(process.env.APPLY_N ?? 20);
 const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'bench/results/ebpf.md');
 
@@ -48,7 +51,15 @@ if (what === 'lat') { const socks = []; const lat = []; let up = 0;
     const iv = setInterval(() => { const now = t(); if (now - t0 > +arg * 1000) { clearInterval(iv); return setTimeout(() => out({ ms: lat }), 200); }
       while (t0 + j <= now) { const o = socks[j++ % 10]; if (o.busy) continue; o.busy = true; o.at = t(); o.s.write(msg); } }, 1); } }`;
 
-interface Mode { name: string; backend: CaptureBackend; client?: Pod; vip: string }
+interface Mode {
+  name: string;
+  /** undefined: the direct baseline (no capture, no proxies). */
+  backend?: CaptureBackend;
+  proxyFlags: string[];
+  host?: string;
+  port: string;
+}
+interface Round { bulk: number; conns: number; p50: number; p99: number; samples: number }
 
 async function applyTimes(backend: CaptureBackend): Promise<number[]> {
   const plan = buildPlan({ metadata: { name: 'bench', namespace: 'bench' }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } });
@@ -65,51 +76,73 @@ async function applyTimes(backend: CaptureBackend): Promise<number[]> {
   return times.sort((a, b) => a - b);
 }
 
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const span = (xs: number[], d: number) => `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
+
 async function main(): Promise<void> {
   const started = Date.now();
+  const loadStart = loadavg();
   const bpf = createBpfSandbox('weir-bench');
   const bc = new BenchCluster();
   try {
     await bc.start();
     const ebpf = new EbpfBackend({ pinDir: bpf.pinDir, cgroup: bpf.cgroup });
+    const shortcut = new EbpfBackend({ pinDir: bpf.pinDir, cgroup: bpf.cgroup, shortcut: true });
     ebpf.ensureLoaded(); // program load is once per node, not per pod: kept out of the apply times
-    const modes: Mode[] = [{ name: 'nftables', backend: getBackend('nftables'), vip: '10.96.90.10' }, { name: 'ebpf', backend: ebpf, vip: '10.96.90.11' }];
-    for (const m of modes) {
-      bc.c.captureBackend = m.backend;
-      const p = await bc.pair(m.name);
+    const stream = ['--pump', 'stream'];
+    const modes: Mode[] = [
+      { name: 'direct (no capture, no proxies)', proxyFlags: [], port: '9000' },
+      { name: 'nftables', backend: getBackend('nftables'), proxyFlags: [], host: '10.96.90.10', port: '80' },
+      { name: 'ebpf', backend: ebpf, proxyFlags: [], host: '10.96.90.11', port: '80' },
+      { name: 'ebpf, proxies --pump stream', backend: ebpf, proxyFlags: stream, host: '10.96.90.12', port: '80' },
+      { name: 'ebpf + shortcut, proxies --pump stream', backend: shortcut, proxyFlags: stream, host: '10.96.90.13', port: '80' },
+    ];
+    for (const [i, m] of modes.entries()) {
+      if (m.backend) bc.c.captureBackend = m.backend;
+      const p = await bc.pair(`m${i}`, { capture: m.backend !== undefined });
       const app = bc.spawnIn(p.server, process.execPath, ['-e', SERVER]);
       await waitForLine(app, /bench server ready/, 10_000);
-      await bc.weir(p, `svc-${m.name}`, m.vip, [{ name: 'tcp', port: 80, targetPort: 9000 }], []);
-      m.client = p.client;
+      if (m.backend) await bc.weir(p, `svc-${i}`, m.host!, [{ name: 'tcp', port: 80, targetPort: 9000 }], m.proxyFlags);
+      else m.host = p.server.ip4;
+      clients.set(m.name, p.client);
     }
-    const res = new Map<string, { bulk: number[]; conns: number[]; lat: number[]; apply: number[] }>(modes.map((m) => [m.name, { bulk: [], conns: [], lat: [], apply: [] }]));
+    const res = new Map<string, Round[]>(modes.map((m) => [m.name, []]));
     for (let r = 0; r < ROUNDS; r++) {
-      for (const m of r % 2 ? [...modes].reverse() : modes) {
-        const x = res.get(m.name)!;
-        x.bulk.push(Number(runNodeIn(m.client!, LOAD, ['bulk', m.vip, '80', String(BULK)]).MBps));
-        x.conns.push(Number(runNodeIn(m.client!, LOAD, ['conns', m.vip, '80', String(CONN_SECONDS)]).perSec));
-        x.lat.push(...(runNodeIn(m.client!, LOAD, ['lat', m.vip, '80', String(LAT_SECONDS)]).ms as number[]));
+      // Rotated order: each mode runs early and late in some round (a shared machine's load drifts).
+      for (const m of modes.map((_, i) => modes[(i + r) % modes.length])) {
+        const client = clients.get(m.name)!;
+        const bulk = Number(runNodeIn(client, LOAD, ['bulk', m.host!, m.port, String(BULK)]).MBps);
+        const conns = Number(runNodeIn(client, LOAD, ['conns', m.host!, m.port, String(CONN_SECONDS)]).perSec);
+        const lat = (runNodeIn(client, LOAD, ['lat', m.host!, m.port, String(LAT_SECONDS)]).ms as number[]).sort((a, b) => a - b);
+        res.get(m.name)!.push({ bulk, conns, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), samples: lat.length });
       }
     }
-    for (const m of modes) res.get(m.name)!.apply = await applyTimes(m.backend);
+    const apply = new Map<string, number[]>([['nftables', await applyTimes(getBackend('nftables'))], ['ebpf', await applyTimes(ebpf)]]);
+    const direct = res.get(modes[0].name)!;
     const rows = modes.map((m) => {
       const x = res.get(m.name)!;
-      const lat = [...x.lat].sort((a, b) => a - b);
-      return `| ${m.name} | ${fmt(median(x.bulk))} | ${fmt(median(x.conns), 0)} (${x.conns.map((c) => fmt(c, 0)).join(', ')}) | ${lat.length} | ${fmt(quantile(lat, 0.5), 3)} | ${fmt(quantile(lat, 0.99), 3)} | ${fmt(quantile(x.apply, 0.5), 2)} | ${fmt(quantile(x.apply, 0.9), 2)} |`;
+      // Added latency per round against the direct run of the SAME round, then the median over rounds.
+      const added = (k: 'p50' | 'p99') => (m.backend ? span(x.map((q, r) => q[k] - direct[r][k]), 3) : '—');
+      return `| ${m.name} | ${span(x.map((q) => q.bulk), 1)} | ${span(x.map((q) => q.conns), 0)} | ${span(x.map((q) => q.p50), 3)} | ${span(x.map((q) => q.p99), 3)} | ${added('p50')} | ${added('p99')} | ${x.reduce((n, q) => n + q.samples, 0)} |`;
     });
-    const md = `# bench/ebpf — capture by nftables vs eBPF, weir proxy in both pods
+    const applyRows = [...apply].map(([name, t]) => `| ${name} | ${fmt(quantile(t, 0.5), 2)} | ${fmt(quantile(t, 0.9), 2)} | ${fmt(t[t.length - 1], 2)} |`);
+    const md = `# bench/ebpf — capture by nftables vs eBPF (with and without the same-node shortcut), weir proxy in both pods
 
-${machineLines((Date.now() - started) / 1000, 'other engineers built and tested on the same 2 vCPUs during the run: compare the two rows of this run, and read them as indicative')}
-${ROUNDS} interleaved rounds per backend: bulk ${BULK / 1048576} MiB (1 stream), short connections ${CONN_SECONDS} s (16 parallel), 64-byte echo at 1000 req/s over 10 connections for ${LAT_SECONDS} s (latency samples pooled).
-Apply: \`backend.apply\` of a default weir pod's plan into ${APPLY_N} fresh netns each (the backend's share of CNI ADD; eBPF program load happens once per node and is excluded).
+${machineLines((Date.now() - started) / 1000, `The machine was SHARED: other engineers built and tested on the same 2 vCPUs during the run (load average at the start ${loadStart}); compare the rows of this run, rounds interleave the modes in rotated order, read the min–max spread`)}
+${ROUNDS} rounds; per round and mode: bulk ${BULK / 1048576} MiB (1 stream), short connections for ${CONN_SECONDS} s (16 in parallel, each connect + 1-byte echo + close), 64-byte echo at a fixed 1000 req/s over 10 connections for ${LAT_SECONDS} s.
+Cells: median over rounds (min–max). "Added" = the mode's p50/p99 minus the direct run's in the same round.
 
-Topology: client pod → (capture) → client weir proxy → server pod IP → (nft inbound capture, both modes) → server weir proxy → app. eBPF: connect4/6 + sockops + getsockopt programs in a bench-owned cgroup2 sub-cgroup; nftables: weir's nat table.
+Topology: client pod app → (capture) → client weir proxy :15001 → server pod IP → (nft inbound capture, all modes) → server weir proxy :15006 → app :9000. eBPF programs in a bench-owned cgroup2 sub-cgroup. The shortcut splices the two loopback hops (app ↔ client proxy, server proxy ↔ app); it needs recvmsg readers, so its row runs the proxies with \`--pump stream\`, and the row above it is the same pump without the shortcut.
 
-| backend | bulk MB/s (median) | short conns/s median (per round) | latency samples | p50 ms | p99 ms | apply p50 ms | apply p90 ms |
+| mode | bulk MB/s | short conns/s | p50 ms | p99 ms | p50 added ms | p99 added ms | latency samples |
 |---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-Not measured here: the sockops + sk_msg same-node shortcut (not built), which is where eBPF would cut the proxies' loopback hops.
+CNI ADD share of the backend: \`backend.apply\` of a default weir pod's plan into ${APPLY_N} fresh netns each (eBPF: one map update + the nft inbound tables; program load happens once per node and is excluded).
+
+| backend | apply p50 ms | p90 ms | max ms |
+|---|---|---|---|
+${applyRows.join('\n')}
 `;
     writeFileSync(OUT, md);
     process.stdout.write(md);
@@ -118,5 +151,7 @@ Not measured here: the sockops + sk_msg same-node shortcut (not built), which is
     bpf.destroy();
   }
 }
+
+const clients = new Map<string, Pod>();
 
 await main();

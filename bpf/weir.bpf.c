@@ -11,6 +11,7 @@
  *   weir_tuples, so the proxy's conntrack-based code runs unchanged.
  * - sendmsg4/6 + recvmsg4/6: unconnected UDP DNS to the DNS proxy, and its
  *   replies appear to come from the server the app asked.
+ * - sockops (established) + sk_msg: the same-node shortcut, weir_shortcut.h.
  *
  * Membership: weir_pods, keyed by the netns cookie, holds each captured
  * pod's plan (bpf/weir_maps.h). No entry, no effect: the programs may sit on
@@ -251,20 +252,25 @@ static __always_inline void tuple_of(struct bpf_sock_ops *ops, struct weir_tuple
   t->server_port = bpf_ntohs((__u16)(rport >> 16));   /* the be16 port sits in the high half */
 }
 
+#include "weir_shortcut.h"
+
 SEC("sockops")
 int weir_sockops(struct bpf_sock_ops *ops) {
   if (ops->family != AF_INET && ops->family != AF_INET6) return 1;
-  if (ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+  __u32 op = ops->op;
+  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+    struct weir_tuple t = {};
+    tuple_of(ops, &t);
+    shortcut_enter(ops, &t);
+    if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return 1;
     struct bpf_sock *sk = ops->sk;
     if (!sk) return 1;
     struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, 0);
     if (!o || o->kind != WEIR_ORIG_TCP_OUTBOUND) return 1;
-    struct weir_tuple t = {};
-    tuple_of(ops, &t);
     struct weir_orig copy = *o;
     bpf_map_update_elem(&weir_tuples, &t, &copy, BPF_ANY);
     bpf_sock_ops_cb_flags_set(ops, BPF_SOCK_OPS_STATE_CB_FLAG);
-  } else if (ops->op == BPF_SOCK_OPS_STATE_CB && ops->args[1] == TCP_CLOSE_STATE) {
+  } else if (op == BPF_SOCK_OPS_STATE_CB && ops->args[1] == TCP_CLOSE_STATE) {
     struct weir_tuple t = {};
     tuple_of(ops, &t);
     bpf_map_delete_elem(&weir_tuples, &t);

@@ -21,6 +21,7 @@
 #define WEIR_F_DNS 0x1            /* capture UDP/TCP :53 to dns_port */
 #define WEIR_F_INCLUDE_ALL 0x2    /* includeOutboundIPRanges '*' */
 #define WEIR_F_LINKERD 0x4        /* linkerd style: no :15020 pass-through */
+#define WEIR_F_SHORTCUT 0x8       /* splice the pod's loopback TCP (app <-> proxy) with sk_msg */
 
 struct weir_port_range {
   __u16 from; /* host order, inclusive */

@@ -15,6 +15,8 @@ interface BpfAddon {
   bpfEnsure(object: string, pinDir: string, cgroup: string): BpfProgramState[];
   bpfProbe(object: string): BpfProgramState[];
   bpfReadLink(pinPath: string): BpfLinkInfo;
+  /** Names of the sk_msg programs attached to a pinned sockhash. */
+  bpfMapMsgPrograms(pinPath: string): string[];
   bpfMapUpdate(pinPath: string, key: Uint8Array, value: Uint8Array): void;
   bpfMapLookup(pinPath: string, key: Uint8Array): Buffer | null;
   bpfMapDelete(pinPath: string, key: Uint8Array): boolean;

@@ -7,8 +7,7 @@ import { NFT_TABLES, NFT_TPROXY_TABLE, renderNftables, renderNftablesDefinition 
 import { existsSync } from 'node:fs';
 import { nativeAvailable, nftRun } from '../native/addon.js';
 import { TproxyRoutingBackend } from './tproxy-backend.js';
-import { EbpfBackend } from './ebpf-backend.js';
-import type { EbpfLocation } from './ebpf-loader.js';
+import { EbpfBackend, type EbpfOptions } from './ebpf-backend.js';
 import { SelectingBackend, type EbpfFallback } from './backend-select.js';
 
 export const DEFAULT_BACKEND: BackendName = 'nftables';
@@ -19,8 +18,8 @@ export interface BackendOptions {
   iptablesMode?: IptablesMode;
   /** iptables only: directory for per-netns xtables lock files. */
   lockDir?: string;
-  /** ebpf only: where the programs are pinned and attached (default /sys/fs/bpf/weir, the cgroup2 root). */
-  ebpf?: Partial<EbpfLocation>;
+  /** ebpf only: where the programs are pinned and attached (default /sys/fs/bpf/weir, the cgroup2 root), and the same-node shortcut (default off). */
+  ebpf?: EbpfOptions;
   /** ebpf only, through selectingBackend: nftables (default) or fail closed when the programs cannot load. */
   ebpfFallback?: EbpfFallback;
   onEbpfFallback?(reason: string): void;

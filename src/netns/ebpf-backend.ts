@@ -15,21 +15,27 @@ import path from 'node:path';
 import type { CaptureBackend, ProgrammedState, SandboxTarget, VerifyResult } from './backend-types.js';
 import { bpfAddon, type NetnsInfo } from '../native/bpf-loader.js';
 import {
-  decodeEbpfEntry, encodeEbpfEntry, formatAddress, formatEbpfEntry, inboundOnlyPlan, renderEbpfEntry, type NetnsAddress,
+  decodeEbpfEntry, encodeEbpfEntry, formatAddress, formatEbpfEntry, inboundOnlyPlan, renderEbpfEntry, type EbpfEntryOptions, type NetnsAddress,
 } from '../redirect/render-ebpf.js';
 import type { RedirectPlan } from '../redirect/types.js';
-import { DEFAULT_BPF_PIN_DIR, defaultLocation, ebpfPinned, ensureEbpfLoaded, PODS_MAP, type EbpfLocation } from './ebpf-loader.js';
+import { DEFAULT_BPF_PIN_DIR, defaultLocation, ebpfPinned, ensureEbpfLoaded, PODS_MAP, SOCKS_MAP, type EbpfLocation } from './ebpf-loader.js';
 import { NftablesBackend } from './nft-backend.js';
+
+/** Where the programs live, and whether pods get the same-node shortcut (default off). */
+export type EbpfOptions = Partial<EbpfLocation> & EbpfEntryOptions;
 
 export class EbpfBackend implements CaptureBackend {
   readonly name = 'ebpf' as const;
   private readonly inbound: CaptureBackend;
 
   private readonly loc: Partial<EbpfLocation> & { pinDir: string };
+  private readonly entryOptions: EbpfEntryOptions;
 
-  /** Defaults: pins under /sys/fs/bpf/weir, programs on the cgroup2 root (found when first needed). */
-  constructor(loc: Partial<EbpfLocation> = {}, inbound: CaptureBackend = new NftablesBackend()) {
+  /** Defaults: pins under /sys/fs/bpf/weir, programs on the cgroup2 root (found when first needed), shortcut off. */
+  constructor(opts: EbpfOptions = {}, inbound: CaptureBackend = new NftablesBackend()) {
+    const { shortcut, ...loc } = opts;
     this.loc = { ...loc, pinDir: loc.pinDir ?? DEFAULT_BPF_PIN_DIR };
+    this.entryOptions = shortcut === undefined ? {} : { shortcut };
     this.inbound = inbound;
   }
 
@@ -49,7 +55,7 @@ export class EbpfBackend implements CaptureBackend {
 
   async apply(target: SandboxTarget, plan: RedirectPlan): Promise<void> {
     const info = netnsOf(target.netnsPath);
-    const entry = renderEbpfEntry(plan, addressesOf(info));
+    const entry = renderEbpfEntry(plan, addressesOf(info), this.entryOptions);
     this.ensureLoaded();
     bpfAddon().bpfMapUpdate(this.mapPath(), cookieKey(info.cookie), encodeEbpfEntry(entry));
     await this.inbound.apply(target, inboundOnlyPlan(plan));
@@ -79,7 +85,7 @@ export class EbpfBackend implements CaptureBackend {
 
   async verify(target: SandboxTarget, plan: RedirectPlan): Promise<VerifyResult> {
     const info = netnsOf(target.netnsPath);
-    const expected = formatEbpfEntry(renderEbpfEntry(plan, addressesOf(info)));
+    const expected = formatEbpfEntry(renderEbpfEntry(plan, addressesOf(info), this.entryOptions));
     const actual = this.readEntry(target).listing;
     const differences: string[] = [];
     if (actual === undefined) {
@@ -99,6 +105,12 @@ export class EbpfBackend implements CaptureBackend {
         } catch (e) {
           differences.push(`missing: ebpf program ${prog} (${(e as Error).message})`);
         }
+      }
+      // The shortcut's sk_msg hangs off the sockhash, not a link.
+      if (this.entryOptions.shortcut) {
+        let names: string[] = [];
+        try { names = bpfAddon().bpfMapMsgPrograms(path.join(this.loc.pinDir, SOCKS_MAP)); } catch { /* no map: reported below */ }
+        if (!names.includes('weir_sk_msg')) differences.push(`missing: ebpf program weir_sk_msg (sk_msg on ${SOCKS_MAP})`);
       }
     }
     const nft = await this.inbound.verify(target, inboundOnlyPlan(plan));

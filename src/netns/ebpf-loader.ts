@@ -22,6 +22,7 @@ import { EBPF_LAYOUT_VERSION, EBPF_POD_PLAN_SIZE } from '../redirect/render-ebpf
 export const DEFAULT_BPF_PIN_DIR = '/sys/fs/bpf/weir';
 export const PODS_MAP = 'weir_pods';
 export const TUPLES_MAP = 'weir_tuples';
+export const SOCKS_MAP = 'weir_socks';
 
 export interface EbpfLocation {
   /** bpffs directory holding link_<program> and the maps. */

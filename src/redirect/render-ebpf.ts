@@ -26,6 +26,7 @@ export const EBPF_POD_PLAN_SIZE = 32 + 2 * 4 * EBPF_MAX_PORT_RANGES + 3 * 32 * E
 const F_DNS = 0x1;
 const F_INCLUDE_ALL = 0x2;
 const F_LINKERD = 0x4;
+const F_SHORTCUT = 0x8;
 
 /** An address of the pod's netns (from the loader's getifaddrs there). */
 export interface NetnsAddress { ifname: string; family: 4 | 6; address: string; prefix: number }
@@ -38,6 +39,8 @@ export interface EbpfPodEntry {
   outboundPort: number;
   dns: { enabled: boolean; port: number };
   linkerd: boolean;
+  /** The same-node sk_msg shortcut for the pod's loopback TCP (bpf/weir_shortcut.h). */
+  shortcut: boolean;
   includeAll: boolean;
   includePorts: PortRange[];
   excludePorts: PortRange[];
@@ -64,8 +67,13 @@ const hostBitsCleared = (c: Cidr): Cidr => {
   return { family: c.family, address: formatAddress(bytes), prefix: c.prefix };
 };
 
+export interface EbpfEntryOptions {
+  /** Splice the pod's loopback TCP (app ↔ proxy) with sk_msg; default off (splice(2) readers cannot see its bytes: docs/architecture.md). */
+  shortcut?: boolean;
+}
+
 /** The entry for `plan` in a netns with `addresses`. */
-export function renderEbpfEntry(plan: RedirectPlan, addresses: NetnsAddress[]): EbpfPodEntry {
+export function renderEbpfEntry(plan: RedirectPlan, addresses: NetnsAddress[], opts: EbpfEntryOptions = {}): EbpfPodEntry {
   assertEbpfPlan(plan);
   const o = plan.outbound;
   const excluded = new Set(plan.excludeInterfaces);
@@ -78,6 +86,7 @@ export function renderEbpfEntry(plan: RedirectPlan, addresses: NetnsAddress[]): 
     outboundPort: plan.outboundPort,
     dns: { enabled: plan.dns.enabled, port: plan.dns.port },
     linkerd: plan.style === 'linkerd',
+    shortcut: opts.shortcut ?? false,
     includeAll: o.includeCidrs === 'all',
     includePorts: o.includePorts,
     excludePorts: o.excludePorts,
@@ -155,7 +164,7 @@ const O_LOCAL = O_SKIP_CIDRS + CIDRS_BYTES;
 export function encodeEbpfEntry(e: EbpfPodEntry): Buffer {
   const buf = Buffer.alloc(EBPF_POD_PLAN_SIZE);
   buf.writeUInt32LE(EBPF_LAYOUT_VERSION, OFF.layout);
-  buf.writeUInt32LE((e.dns.enabled ? F_DNS : 0) | (e.includeAll ? F_INCLUDE_ALL : 0) | (e.linkerd ? F_LINKERD : 0), OFF.flags);
+  buf.writeUInt32LE((e.dns.enabled ? F_DNS : 0) | (e.includeAll ? F_INCLUDE_ALL : 0) | (e.linkerd ? F_LINKERD : 0) | (e.shortcut ? F_SHORTCUT : 0), OFF.flags);
   buf.writeUInt32LE(e.proxyUid, OFF.uid);
   buf.writeUInt32LE(e.proxyGid, OFF.gid);
   buf.writeUInt16LE(e.outboundPort, OFF.outboundPort);
@@ -202,6 +211,7 @@ export function decodeEbpfEntry(buf: Uint8Array): EbpfPodEntry {
     outboundPort: b.readUInt16LE(OFF.outboundPort),
     dns: { enabled: (flags & F_DNS) !== 0, port: b.readUInt16LE(OFF.dnsPort) },
     linkerd: (flags & F_LINKERD) !== 0,
+    shortcut: (flags & F_SHORTCUT) !== 0,
     includeAll: (flags & F_INCLUDE_ALL) !== 0,
     includePorts: ports(OFF.includePorts, count(OFF.nIncludePorts, EBPF_MAX_PORT_RANGES)),
     excludePorts: ports(O_EXCLUDE_PORTS, count(OFF.nExcludePorts, EBPF_MAX_PORT_RANGES)),
@@ -234,6 +244,7 @@ export function formatEbpfEntry(e: EbpfPodEntry): string {
     `\tdns ${e.dns.enabled ? `:53 (udp, tcp) -> :${e.dns.port}` : 'off'}`,
     `\tnever captured (excluded interfaces' subnets) ${fmtCidrs(e.skipCidrs)}`,
     `\tpod-local addresses ${e.local.length === 0 ? '-' : e.local.join(',')}`,
+    `\tsame-node shortcut ${e.shortcut ? 'sk_msg (loopback tcp)' : 'off'}`,
   ].join('\n') + '\n';
 }
 

@@ -72,6 +72,14 @@ Napi::Value ReadLinkJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value MapMsgProgramsJs(const Napi::CallbackInfo& info) {
+  std::vector<std::string> names;
+  if (auto f = MapMsgPrograms(Str(info, 0, "bpfMapMsgPrograms", "pinPath"), &names)) Throw(info.Env(), *f);
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); i++) out.Set(i, names[i]);
+  return out;
+}
+
 Napi::Value MapUpdateJs(const Napi::CallbackInfo& info) {
   if (auto f = MapUpdate(Str(info, 0, "bpfMapUpdate", "pinPath"), Bytes(info, 1, "bpfMapUpdate", "key"), Bytes(info, 2, "bpfMapUpdate", "value"))) Throw(info.Env(), *f);
   return info.Env().Undefined();
@@ -121,6 +129,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("bpfEnsure", Napi::Function::New(env, EnsureJs));
   exports.Set("bpfProbe", Napi::Function::New(env, ProbeJs));
   exports.Set("bpfReadLink", Napi::Function::New(env, ReadLinkJs));
+  exports.Set("bpfMapMsgPrograms", Napi::Function::New(env, MapMsgProgramsJs));
   exports.Set("bpfMapUpdate", Napi::Function::New(env, MapUpdateJs));
   exports.Set("bpfMapLookup", Napi::Function::New(env, MapLookupJs));
   exports.Set("bpfMapDelete", Napi::Function::New(env, MapDeleteJs));

@@ -99,6 +99,22 @@ std::optional<Failure> CheckSize(const std::string& pinPath, const char* what, s
   return Failure{pinPath + ": " + what + " is " + std::to_string(got) + " bytes, the map's is " + std::to_string(want), "EINVAL"};
 }
 
+// sk_msg programs attach to a sockhash, not to a cgroup: the pinned map
+// holds the program (no link to pin), and attaching again replaces it in
+// place, so a restarted agent never leaves the map without one. Sockets
+// already in the map keep the program they were entered with.
+std::optional<Failure> AttachToSockhash(bpf_object* obj, bpf_program* prog, ProgramState* st) {
+  bpf_map* socks = bpf_object__find_map_by_name(obj, "weir_socks");
+  if (!socks) return Failure{st->name + ": the object has no weir_socks map", "ELOAD"};
+  int mapFd = bpf_map__fd(socks);
+  __u32 ids[1] = {};
+  __u32 count = 1;
+  bool had = bpf_prog_query(mapFd, BPF_SK_MSG_VERDICT, 0, nullptr, ids, &count) == 0 && count > 0;
+  if (bpf_prog_attach(bpf_program__fd(prog), mapFd, BPF_SK_MSG_VERDICT, 0) != 0) return Errno("attach " + st->name + " (sk_msg) to weir_socks", errno);
+  st->attachedNow = !had;
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<Failure> Ensure(const std::string& object, const std::string& pinDir, const std::string& cgroup, std::vector<ProgramState>* out) {
@@ -111,6 +127,11 @@ std::optional<Failure> Ensure(const std::string& object, const std::string& pinD
   bpf_program* prog;
   bpf_object__for_each_program(prog, obj.get()) {
     ProgramState st{bpf_program__name(prog), bpf_program__section_name(prog), false};
+    if (bpf_program__type(prog) == BPF_PROG_TYPE_SK_MSG) {
+      if (auto f = AttachToSockhash(obj.get(), prog, &st)) return f;
+      out->push_back(st);
+      continue;
+    }
     std::string pin = pinDir + "/link_" + st.name;
     bpf_link* link = bpf_link__open(pin.c_str());
     if (link) {
@@ -161,6 +182,22 @@ std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out) {
     bpf_prog_info pinfo{};
     uint32_t plen = sizeof(pinfo);
     if (bpf_obj_get_info_by_fd(prog.fd, &pinfo, &plen) == 0) out->progName = pinfo.name;
+  }
+  return std::nullopt;
+}
+
+std::optional<Failure> MapMsgPrograms(const std::string& pinPath, std::vector<std::string>* out) {
+  Fd fd(bpf_obj_get(pinPath.c_str()));
+  if (fd.fd < 0) return Errno("open pinned map " + pinPath, errno);
+  __u32 ids[8] = {};
+  __u32 count = 8;
+  if (bpf_prog_query(fd.fd, BPF_SK_MSG_VERDICT, 0, nullptr, ids, &count) != 0) return Errno("query sk_msg programs of " + pinPath, errno);
+  for (__u32 i = 0; i < count && i < 8; i++) {
+    Fd prog(bpf_prog_get_fd_by_id(ids[i]));
+    if (prog.fd < 0) continue;  // detached meanwhile
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(prog.fd, &info, &len) == 0) out->push_back(info.name);
   }
   return std::nullopt;
 }

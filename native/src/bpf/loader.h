@@ -42,6 +42,10 @@ struct LinkInfo {
 };
 std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out);
 
+// The names of the programs attached to a pinned sockmap/sockhash as sk_msg
+// verdict (the shortcut's weir_sk_msg on weir_socks).
+std::optional<Failure> MapMsgPrograms(const std::string& pinPath, std::vector<std::string>* out);
+
 std::optional<Failure> MapUpdate(const std::string& pinPath, const std::vector<uint8_t>& key, const std::vector<uint8_t>& value);
 // nullopt value with no failure: no such key.
 std::optional<Failure> MapLookup(const std::string& pinPath, const std::vector<uint8_t>& key, std::optional<std::vector<uint8_t>>* out);
