@@ -163,6 +163,8 @@ export class RegistryBuilder {
   private localChanged(cluster: string, svc?: KubeService): string[] {
     if (cluster !== LOCAL_CLUSTER) return [];
     this.localIps = undefined;
+    // Only remote-cluster entries can be affected; without remote clusters skip the walk (it made a 10k-Service list O(n²)).
+    if (this.clusters.size <= 1 && this.remoteVips.size === 0) return [];
     const ips = new Set([svc?.spec?.clusterIP, ...(svc?.spec?.clusterIPs ?? [])].filter((x): x is string => !!x));
     const out: string[] = [];
     for (const [k, b] of this.built) {
@@ -214,6 +216,14 @@ export class RegistryBuilder {
     const gatewaysGone = [...c.services.values()].some((s) => s.metadata?.labels?.[NETWORK_LABEL]);
     if (gatewaysGone) this.gateways = undefined;
     return this.rebuild(gatewaysGone ? [...c.keys(), ...this.allKeys()] : c.keys());
+  }
+
+  /** How many services the registry holds (without building a snapshot: the agent asks on every change). */
+  size(): number { return this.built.size; }
+
+  /** Every service (compiled views read them all; no copy of the map). */
+  services(): IterableIterator<RegistryService> {
+    return (function* (built) { for (const b of built.values()) yield b.svc; })(this.built);
   }
 
   snapshot(): Registry {

@@ -99,6 +99,8 @@ function readSidecar(r: Reader, m: Meta, s: Record<string, unknown>): Sidecar {
       const hosts = r.array(`${f}.hosts`, o.hosts, (h, hf) => r.string(hf, h, { required: true, pattern: /^(\*|\.|~|[a-z0-9][-a-z0-9]*)\/(\*|(\*\.)?[A-Za-z0-9][-A-Za-z0-9_.]*)$/, what: 'namespace/host (e.g. "./*", "istio-system/*", "*/foo.example.com")' }));
       if (hosts.length === 0) r.error(`${f}.hosts`, 'is required');
       const p = r.object(`${f}.port`, o.port, ['number', 'protocol', 'name']);
+      // The port binds the listener's hosts (translate/sidecar-scope.ts); its protocol is not what picks the chain.
+      if (p?.protocol !== undefined) r.unsupported(`${f}.port.protocol`, 'not applied: the protocol of each Service port (its name or appProtocol) decides');
       return { hosts, port: p ? { number: r.int(`${f}.port.number`, p.number, { min: 1, max: 65535, required: true }) ?? 0, protocol: r.string(`${f}.port.protocol`, p.protocol), name: r.string(`${f}.port.name`, p.name) } : undefined };
     }),
     outboundTrafficPolicy: r.oneOf('spec.outboundTrafficPolicy.mode', otp?.mode, ['ALLOW_ANY', 'REGISTRY_ONLY'] as const, 'ALLOW_ANY')!,

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { RegistryBuilder } from '../../src/controlplane/registry-builder.js';
-import type { KubeService } from '../../src/controlplane/kube-shapes.js';
+import type { KubeEndpointSlice, KubeService } from '../../src/controlplane/kube-shapes.js';
 import type { RegistryService } from '../../src/controlplane/types.js';
 import { readIstioResource } from '../../src/istio/read.js';
 import type { IstioResource } from '../../src/istio/types.js';
@@ -24,6 +24,7 @@ export function loadIstioFixtures(files: string[]): LoadedFixtures {
       const obj = d.toJS() as { kind?: string; metadata?: { name?: string } } | null;
       if (!obj) continue;
       if (obj.kind === 'Service') { builder.upsertService(obj as KubeService); continue; }
+      if (obj.kind === 'EndpointSlice') { builder.upsertEndpointSlice(obj as KubeEndpointSlice); continue; }
       const r = readIstioResource(obj);
       for (const p of r.problems) problems.push({ doc: `${f}: ${obj.kind} ${obj.metadata?.name}`, problem: p });
       if (r.resource) resources.push(r.resource);

@@ -20,6 +20,8 @@ export const SCENARIOS: Record<string, { files: string[]; proxyNamespace: string
   'sidecar-root-default': { files: ['sidecar-scope.yaml'], proxyNamespace: 'other' },
   'sidecar-namespace': { files: ['sidecar-scope.yaml'], proxyNamespace: 'shop' },
   'sidecar-workload': { files: ['sidecar-scope.yaml'], proxyNamespace: 'shop', sidecarName: 'checkout' },
+  // Egress listeners bound to a port: hosts visible on that port only (the registry side: sidecar-registry.test.ts).
+  'sidecar-ports': { files: ['sidecar-ports.yaml'], proxyNamespace: 'shop' },
 };
 
 for (const [name, s] of Object.entries(SCENARIOS)) {

@@ -21,7 +21,7 @@ test('selection: selector match in the namespace, then the namespace default, th
 });
 
 test('egress host forms', () => {
-  const scope = (hosts: string[]) => new EgressScope(sc('shop', 's', 1, { egress: [{ hosts }] }), 'shop', 'cluster.local', []);
+  const scope = (hosts: string[]) => new EgressScope(sc('shop', 's', 1, { egress: [{ hosts }] }), 'shop', 'cluster.local');
   assert.ok(scope(['*/*']).allowsHost('pay', 'pay.pay.svc.cluster.local'));
   assert.ok(!scope(['~/*']).allowsHost('shop', 'api.shop.svc.cluster.local'));
   assert.ok(scope(['pay/*.pay.svc.cluster.local']).allowsHost('pay', 'fraud.pay.svc.cluster.local'));

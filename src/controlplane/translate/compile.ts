@@ -33,16 +33,19 @@ export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
   let services = input.services;
   let serviceEntries = of('ServiceEntry') as ServiceEntry[];
   let virtualServices = of('VirtualService') as VirtualService[];
+  let scope: EgressScope | undefined;
   if (sidecar && sidecar.egress.length) {
     // Scoping: only the hosts the egress section names reach this proxy (the seeds' 400-services problem).
-    const scope = new EgressScope(sidecar, input.proxyNamespace, domain, ignored);
-    services = services.filter((s) => scope.allowsHost(s.namespace, `${s.name}.${s.namespace}.svc.${domain}`));
+    const sc = new EgressScope(sidecar, input.proxyNamespace, domain);
+    scope = sc;
+    services = services.filter((s) => sc.allowsHost(s.namespace, `${s.name}.${s.namespace}.svc.${domain}`));
     serviceEntries = serviceEntries
-      .map((se) => ({ ...se, hosts: se.hosts.filter((h) => scope.allowsHost(se.meta.namespace, h.toLowerCase())) }))
+      .map((se) => ({ ...se, hosts: se.hosts.filter((h) => sc.allowsHost(se.meta.namespace, h.toLowerCase())) }))
       .filter((se) => se.hosts.length > 0);
-    virtualServices = virtualServices.filter((vs) => scope.allowsVirtualService(vs, domain));
+    virtualServices = virtualServices.filter((vs) => sc.allowsVirtualService(vs, domain));
   }
   const catalogue = Catalogue.build({ clusterDomain: domain, services, serviceEntries, proxyNamespace: input.proxyNamespace, autoVips: input.autoVips });
+  if (scope?.hasPortListeners()) restrictPorts(catalogue, scope);
   const destinationRules = of('DestinationRule') as DestinationRule[];
   const listener: CompiledListener = { name: 'outbound', outboundTrafficPolicy: sidecar?.outboundTrafficPolicy ?? 'ALLOW_ANY' };
   if (sidecar) listener.sidecar = `${sidecar.meta.namespace}/${sidecar.meta.name}`;
@@ -56,6 +59,19 @@ export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
   };
   reportMissingClusters(out);
   return out;
+}
+
+/**
+ * Egress listeners bound to a port: a host keeps only the ports it is
+ * visible on, so no route table, L4 service or cluster exists for it on the
+ * others (traffic there meets the outbound policy, as in Istio).
+ */
+function restrictPorts(catalogue: Catalogue, scope: EgressScope): void {
+  for (const [host, e] of catalogue.hosts) {
+    if (e.ports.length === 0) continue;
+    e.ports = e.ports.filter((p) => scope.allowsHost(e.namespace, host, p.port));
+    if (e.ports.length === 0) catalogue.hosts.delete(host);
+  }
 }
 
 /**

@@ -11,7 +11,8 @@
 // - default retries: 2 on connect-failure, refused-stream, unavailable,
 //   cancelled, retriable-status-codes (503); 25 ms backoff base.
 import type { HttpRoute, L4Route, VirtualService, Destination, WeightedDestination } from '../../istio/types.js';
-import { clusterName, hostMatches, resolveHost, specificity, visibleTo } from '../../istio/hosts.js';
+import { clusterName, resolveHost } from '../../istio/hosts.js';
+import { VirtualServiceIndex } from './vs-index.js';
 import { isHttpCapable, isTlsPassthrough } from '../../istio/protocol.js';
 import type { CompiledHttpRoute, CompiledL4Route, CompiledL4Service, CompiledRetry, CompiledRouteTable, CompiledVirtualHost, IgnoredConfig, WeightedCluster } from '../resources.js';
 import type { Catalogue, HostEntry } from './catalogue.js';
@@ -32,23 +33,15 @@ export interface RouteContext {
 
 const ref = (vs: VirtualService): string => `VirtualService ${vs.meta.namespace}/${vs.meta.name}`;
 
-/** The VirtualServices that apply to `host`, merged in creation order, with each one's resolved host patterns. */
+const indexes = new WeakMap<RouteContext, Map<string, VirtualServiceIndex>>();
+
+/** The VirtualServices that apply to `host`, merged in creation order (vs-index.ts, built once per context and section). */
 export function virtualServicesFor(ctx: RouteContext, host: string, section: 'http' | 'tcp' | 'tls'): VirtualService[] {
-  let best = -1;
-  let chosen: VirtualService[] = [];
-  for (const vs of ctx.virtualServices) {
-    // A VirtualService without routes of this kind does not take the host over for this kind of traffic.
-    if (vs[section].length === 0) continue;
-    if (!visibleTo(vs.exportTo, vs.meta.namespace, ctx.proxyNamespace)) continue;
-    if (vs.gateways.length && !vs.gateways.includes('mesh')) continue;
-    for (const h of vs.hosts) {
-      const pattern = resolveHost(h, vs.meta.namespace, ctx.catalogue.clusterDomain);
-      if (!hostMatches(pattern, host)) continue;
-      const s = specificity(pattern);
-      if (s > best) { best = s; chosen = [vs]; } else if (s === best && !chosen.includes(vs)) chosen.push(vs);
-    }
-  }
-  return chosen.sort((a, b) => a.meta.created - b.meta.created || `${a.meta.namespace}/${a.meta.name}`.localeCompare(`${b.meta.namespace}/${b.meta.name}`));
+  let bySection = indexes.get(ctx);
+  if (!bySection) { bySection = new Map(); indexes.set(ctx, bySection); }
+  let index = bySection.get(section);
+  if (!index) { index = new VirtualServiceIndex(ctx.virtualServices, section, ctx.proxyNamespace, ctx.catalogue.clusterDomain); bySection.set(section, index); }
+  return index.for(host);
 }
 
 /** A destination → its cluster name: the host resolved in the VirtualService's namespace, the port defaulted when unambiguous. */

@@ -6,9 +6,10 @@ import type { IstioConfigStore } from '../istio-source.js';
 import type { PodIdentity } from '../protocol.js';
 import type { CompiledProxyConfig, IgnoredConfig } from '../resources.js';
 import { compileProxyConfig } from '../translate/compile.js';
-import { selectSidecar } from '../translate/sidecar-scope.js';
+import { EgressScope, selectSidecar, sidecarForView } from '../translate/sidecar-scope.js';
+import type { RegistryScope } from './scoped-registry.js';
 import type { RegistryService } from '../types.js';
-import type { ServiceEntry } from '../../istio/types.js';
+import type { ServiceEntry, Sidecar } from '../../istio/types.js';
 import { serviceEntryRegistry, VipAllocator } from '../translate/service-entry-registry.js';
 
 export interface CompiledSource {
@@ -19,6 +20,8 @@ export interface CompiledSource {
   onChange(cb: () => void): void;
   /** The registry entries of ServiceEntry hosts (DNS answers, auto-allocated VIPs). */
   registryEntries?(): RegistryService[];
+  /** What of the node registry a view's proxies get; undefined = all of it (no Sidecar egress applies). */
+  registryScope?(key: string, clusterDomain: string): RegistryScope | undefined;
 }
 
 export interface IstioCompiledSourceOptions {
@@ -54,6 +57,34 @@ export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSour
       for (const s of services) if (s.serviceEntry?.autoAllocated) autoVips.set(s.serviceEntry.host, s.clusterIPs[0]);
       return compileProxyConfig({ clusterDomain, rootNamespace: o.rootNamespace, proxyNamespace, sidecarName, services: services.filter((s) => !s.serviceEntry), resources: o.store.resources(), ignored, autoVips });
     },
+    registryScope(key, clusterDomain) {
+      const [ns, sidecarName] = key.split('#');
+      const sidecar = sidecarForView(o.store.resources(), ns, o.rootNamespace, sidecarName);
+      return sidecar && sidecar.egress.length ? sidecarRegistryScope(sidecar, ns, clusterDomain) : undefined;
+    },
     onChange(cb) { o.store.on('change', cb); },
+  };
+}
+
+/**
+ * A Sidecar's egress hosts as a registry filter for proxies in `namespace`:
+ * a Service (or ServiceEntry host) visible on some port, with only the ports
+ * it is visible on; and every service one of whose endpoints is a pod of the
+ * namespace, whole (the proxy's inbound side needs it, Sidecar or not).
+ */
+export function sidecarRegistryScope(sidecar: Sidecar, namespace: string, clusterDomain: string): RegistryScope {
+  const scope = new EgressScope(sidecar, namespace, clusterDomain);
+  const ports = scope.hasPortListeners();
+  return {
+    signature: JSON.stringify([namespace, sidecar.meta.namespace, sidecar.meta.name, sidecar.egress]),
+    filter(svc) {
+      const host = svc.serviceEntry ? svc.serviceEntry.host.toLowerCase() : `${svc.name}.${svc.namespace}.svc.${clusterDomain}`;
+      if (svc.endpoints.some((e) => e.podNamespace === namespace)) return svc;
+      if (!scope.allowsHost(svc.namespace, host)) return undefined;
+      if (!ports || svc.ports.length === 0) return svc;
+      const visible = svc.ports.filter((p) => scope.allowsHost(svc.namespace, host, p.port));
+      if (visible.length === 0) return undefined;
+      return visible.length === svc.ports.length ? svc : { ...svc, ports: visible };
+    },
   };
 }

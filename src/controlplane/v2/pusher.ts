@@ -11,6 +11,56 @@ import type { KindFeed } from './versioned-kind.js';
 
 const HIGH_WATER = 4 * 1024 * 1024;
 
+/**
+ * Bytes written to every proxy of one agent and not yet taken by the kernel.
+ * Above `limit`, whole-kind pushes wait (deltas never do: they are small and
+ * latency matters): 100 proxies connecting at once to a 10k-service mesh
+ * would otherwise hold ~20 MB each in the agent's memory at the same time.
+ */
+export class PushBudget {
+  private inFlight = 0;
+  /** Waiters and their deadline timers: a proxy that stopped reading must not stall everyone else's first push. */
+  private readonly waiting = new Map<(forced: boolean) => void, NodeJS.Timeout>();
+  constructor(readonly limit = 32 * 1024 * 1024, private readonly maxWaitMs = 2000) {}
+  full(): boolean { return this.inFlight >= this.limit; }
+  take(n: number): void { this.inFlight += n; }
+  give(n: number): void {
+    this.inFlight -= n;
+    for (const w of [...this.waiting.keys()]) {
+      if (this.full()) return;
+      this.run(w, false);
+    }
+  }
+  /** `w(true)`: the wait timed out; the waiter then pushes regardless. */
+  wait(w: (forced: boolean) => void): void {
+    if (this.waiting.has(w)) return;
+    this.waiting.set(w, setTimeout(() => this.run(w, true), this.maxWaitMs));
+  }
+  forget(w: (forced: boolean) => void): void { clearTimeout(this.waiting.get(w)); this.waiting.delete(w); }
+  private run(w: (forced: boolean) => void, forced: boolean): void {
+    if (!this.waiting.has(w)) return;
+    this.forget(w);
+    w(forced);
+  }
+}
+
+/**
+ * A whole kind's items as one Buffer, shared by every proxy of the view that
+ * gets it (the node registry: every unscoped proxy): built once per feed
+ * version, and kept only while some socket still holds it (WeakRef).
+ */
+const fullBodies = new WeakMap<KindFeed, { version: number; body: WeakRef<Buffer> }>();
+function fullBody(f: KindFeed): { version: number; body: Buffer } {
+  const version = f.version();
+  const cached = fullBodies.get(f);
+  const body = cached?.version === version ? cached.body.deref() : undefined;
+  if (body) return { version, body };
+  const full = f.full();
+  const fresh = Buffer.from(`[${full.upserts.join(',')}]`);
+  fullBodies.set(f, { version: full.version, body: new WeakRef(fresh) });
+  return { version: full.version, body: fresh };
+}
+
 export interface LastNack { kind: Kind; version: number; errors: NackError[]; at: string }
 
 interface KindState {
@@ -39,8 +89,18 @@ export class V2Pusher {
   private blocked = false;
   lastNack?: LastNack;
 
-  constructor(private readonly sock: Socket, private readonly sessionId: number, private readonly feed: (kind: Kind) => KindFeed | undefined, private readonly events: PusherEvents) {
+  /** Set when the budget wait timed out: this catch-up round does not wait again. */
+  private budgetWaived = false;
+  private readonly resumeAfterBudget = (forced: boolean): void => {
+    this.blocked = false;
+    this.budgetWaived = forced;
+    this.catchUp();
+    this.budgetWaived = false;
+  };
+
+  constructor(private readonly sock: Socket, private readonly sessionId: number, private readonly feed: (kind: Kind) => KindFeed | undefined, private readonly events: PusherEvents, private readonly budget = new PushBudget()) {
     for (const k of KINDS) this.states.set(k, { sent: -1, acked: -1, needFull: true, rejected: -1, pending: new Map(), pushes: 0, nacks: 0 });
+    sock.once('close', () => budget.forget(this.resumeAfterBudget));
   }
 
   /** The proxy resumed holding these versions (same epoch): deltas from there, when the feeds still cover them. */
@@ -81,28 +141,46 @@ export class V2Pusher {
     if (f.version() === st.rejected) return;
     if (!st.needFull && st.sent === f.version()) return;
     const d = st.needFull || st.sent < 0 ? undefined : f.since(st.sent);
+    if (!d && this.budget.full() && !this.budgetWaived) {
+      // Other proxies' whole pushes are still being written: this one waits its turn (and keeps its place for the other kinds).
+      this.blocked = true;
+      this.budget.wait(this.resumeAfterBudget);
+      return;
+    }
     const nonce = `${this.sessionId}.${++this.seq}`;
-    let line: string;
     let version: number;
+    let bytes: number;
     // Items are JSON text already (feeds keep them encoded): the line is assembled, not re-encoded per proxy.
     if (d) {
       version = d.version;
-      line = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","fromVersion":${d.fromVersion},"upserts":[${d.upserts.join(',')}],"deletes":${JSON.stringify(d.deletes)}}\n`;
+      const line = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","fromVersion":${d.fromVersion},"upserts":[${d.upserts.join(',')}],"deletes":${JSON.stringify(d.deletes)}}\n`;
+      bytes = Buffer.byteLength(line);
+      this.write(line, bytes);
     } else {
-      const full = f.full();
+      const full = fullBody(f);
       version = full.version;
-      line = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","full":true,"upserts":[${full.upserts.join(',')}],"deletes":[]}\n`;
+      const head = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","full":true,"upserts":`;
+      const tail = ',"deletes":[]}\n';
+      bytes = Buffer.byteLength(head) + full.body.length + tail.length;
+      this.write(head, Buffer.byteLength(head));
+      this.write(full.body, full.body.length);
+      this.write(tail, tail.length);
     }
     st.pending.set(nonce, { version, seq: this.seq, full: !d });
     st.sent = version;
     st.needFull = false;
     st.pushes++;
-    this.sock.write(line);
-    this.events.onPush(kind, Buffer.byteLength(line));
+    this.events.onPush(kind, bytes);
     if (this.sock.writableLength > HIGH_WATER) {
       this.blocked = true;
       this.sock.once('drain', () => { this.blocked = false; this.catchUp(); });
     }
+  }
+
+  /** One write, counted against the agent-wide budget until the kernel has it (or the socket is gone). */
+  private write(data: string | Buffer, bytes: number): void {
+    this.budget.take(bytes);
+    this.sock.write(data, () => this.budget.give(bytes));
   }
 
   /** An ack: returns a protocol error (unknown nonce, wrong version), or undefined. */

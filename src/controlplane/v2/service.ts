@@ -11,8 +11,9 @@ import type { Session } from '../server.js';
 import type { RegistryDelta } from '../types.js';
 import { istioCompiledSource, type CompiledSource } from './compiled-source.js';
 import { COMPILED_KINDS, itemsOf, type Kind } from './kinds.js';
-import { V2Pusher } from './pusher.js';
+import { PushBudget, V2Pusher } from './pusher.js';
 import { registryFeed } from './registry-feed.js';
+import { RegistryScopes } from './registry-scopes.js';
 import { createSecurityFeeds, type SecuritySource } from './security-feed.js';
 import { CompiledViews } from './views.js';
 
@@ -38,6 +39,12 @@ export interface V2ServiceDeps {
 export function createV2Service(d: V2ServiceDeps) {
   const compiled = d.compiled ?? istioCompiledSource({ store: new IstioConfigStore(), rootNamespace: 'istio-system' });
   const regFeed = registryFeed(d.builder);
+  const budget = new PushBudget();
+  // A view under a Sidecar with egress hosts gets only that part of the registry (scoped-registry.ts).
+  const scopes = new RegistryScopes(d.builder, regFeed, (key) => compiled.registryScope?.(key, d.clusterDomain));
+  const wholeRegistry = (key: string): void => {
+    for (const s of d.sessions()) if (s.v2 && s.viewKey === key) { s.v2.restart(['Registry']); if (d.synced()) s.v2.catchUp(['Registry']); }
+  };
   const m = {
     nacks: new Counter({ name: 'weir_controlplane_nacks_total', help: 'Pushes a proxy rejected (it kept its last good config of that kind)', labelNames: ['kind'], registers: [d.metrics] }),
     pushBytes: new Counter({ name: 'weir_controlplane_push_bytes_total', help: 'Bytes of v2 pushes written to proxies', labelNames: ['kind'], registers: [d.metrics] }),
@@ -46,19 +53,22 @@ export function createV2Service(d: V2ServiceDeps) {
   let entriesDue = false;
   const views = new CompiledViews({
     logger: d.log, debounceMs: d.debounceMs, kinds: COMPILED_KINDS,
-    compile: (key) => itemsOf(compiled.compile(key, [...d.builder.snapshot().services.values()], d.clusterDomain)),
+    compile: (key) => itemsOf(compiled.compile(key, [...d.builder.services()], d.clusterDomain)),
     onChanged: (key, kinds) => { for (const s of d.sessions()) if (s.v2 && s.viewKey === key && d.synced()) s.v2.catchUp(kinds); },
     beforeRecompile: () => {
+      for (const key of scopes.refresh(views.keys())) wholeRegistry(key);
       if (entriesDue && compiled.registryEntries) { entriesDue = false; d.apply((b) => b.setServiceEntries(compiled.registryEntries!())); }
       // A Sidecar added, changed or removed can move a proxy to another view: it then gets that view whole.
       for (const s of d.sessions()) {
         if (!s.v2 || !s.identity || s.viewKey === undefined) continue;
         const key = compiled.viewKey(s.identity);
         if (key === s.viewKey) continue;
+        const registryBefore = scopes.feed(s.viewKey);
         views.acquire(key);
+        scopes.ensure(key);
         views.release(s.viewKey);
         s.viewKey = key;
-        s.v2.restart(COMPILED_KINDS);
+        s.v2.restart(scopes.feed(key) === registryBefore ? COMPILED_KINDS : ['Registry', ...COMPILED_KINDS]);
         if (d.synced()) s.v2.catchUp();
       }
     },
@@ -84,23 +94,29 @@ export function createV2Service(d: V2ServiceDeps) {
   }
 
   return {
-    onRegistryDelta(delta: RegistryDelta): void { if (shapeChanged(delta)) views.invalidate(); },
+    onRegistryDelta(delta: RegistryDelta): void {
+      scopes.onDelta(delta);
+      // A change outside a scoped view is already "acked" by its proxies that hold its latest registry (fan-out accounting).
+      for (const s of d.sessions()) if (s.v2 && scopes.isScoped(s.viewKey)) s.ackedVersion = scopes.nodeVersionOf(s.viewKey, s.v2.ackedVersion('Registry'));
+      if (shapeChanged(delta)) views.invalidate();
+    },
 
     admit(s: Session, hello: HelloMsg, identity: PodIdentity): void {
       s.protocol = 2;
       const viewKey = compiled.viewKey(identity);
       s.viewKey = viewKey;
       views.acquire(viewKey);
+      scopes.ensure(viewKey);
       security?.admit(s, identity);
-      const feed = (kind: Kind) => (kind === 'Registry' ? regFeed : kind === 'Security' ? security?.feed(s) : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
+      const feed = (kind: Kind) => (kind === 'Registry' ? scopes.feed(s.viewKey) : kind === 'Security' ? security?.feed(s) : s.viewKey !== undefined ? views.feed(s.viewKey, kind) : undefined);
       const pusher = new V2Pusher(s.sock, s.id, feed, {
         onPush: (kind, bytes) => {
           m.pushBytes.inc({ kind }, bytes);
-          if (kind === 'Registry') s.sentVersion = pusher.sentVersion('Registry');
+          if (kind === 'Registry') s.sentVersion = scopes.nodeVersionOf(s.viewKey, pusher.sentVersion('Registry'));
         },
         onAck: (kind, version) => {
           if (kind !== 'Registry') return;
-          s.ackedVersion = version;
+          s.ackedVersion = scopes.nodeVersionOf(s.viewKey, version);
           s.lastAckAt = new Date();
           d.settleFanout();
         },
@@ -108,20 +124,20 @@ export function createV2Service(d: V2ServiceDeps) {
           m.nacks.inc({ kind: n.kind });
           d.log.warn({ session: s.id, pod: `${identity.namespace}/${identity.name}`, kind: n.kind, version: n.version, errors: n.errors.slice(0, 5) }, 'proxy rejected a push; it keeps its last good config of that kind');
         },
-      });
+      }, budget);
       s.v2 = pusher;
       s.sock.write(JSON.stringify({ type: 'welcome', version: 2, epoch: d.epoch, identity: { ...identity }, clusterDomain: d.clusterDomain, ...(d.certificates ? { certificates: true } : {}) }) + '\n');
       if (hello.resume?.versions && hello.resume.epoch === d.epoch) {
         const resumed = pusher.resume(hello.resume.versions);
         s.resumed = resumed.length > 0;
-        if (resumed.includes('Registry')) s.ackedVersion = s.sentVersion = pusher.sentVersion('Registry');
+        if (resumed.includes('Registry')) s.ackedVersion = s.sentVersion = scopes.nodeVersionOf(s.viewKey, pusher.sentVersion('Registry'));
       }
       if (d.synced()) pusher.catchUp();
       d.log.info({ session: s.id, via: s.identifiedBy, pod: `${identity.namespace}/${identity.name}`, protocol: 2, view: s.viewKey, resumed: s.resumed }, 'proxy connected');
     },
 
     release(s: Session): void { if (s.viewKey !== undefined) views.release(s.viewKey); security?.release(s); },
-    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, ...(security ? { securityWorkloads: security.workloads().length } : {}) }),
+    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, sharedStrings: views.sharedStrings(), scopedRegistries: scopes.stats(), ...(security ? { securityWorkloads: security.workloads().length } : {}) }),
     /** Pod labels changed (the pod informer): workloads may have to be re-keyed. */
     onPodLabels: () => security?.invalidate(),
     close: () => { views.close(); security?.close(); },

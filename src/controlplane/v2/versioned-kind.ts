@@ -22,7 +22,7 @@ export class VersionedKind<T> implements KindFeed {
   private readonly items = new Map<string, string>();
   private readonly history: { version: number; prev: number; keys: string[] }[] = [];
 
-  constructor(private readonly keyOf: (item: T) => string, private readonly nextVersion: () => number = counter(), private readonly historyLimit = 256) {}
+  constructor(private readonly keyOf: (item: T) => string, private readonly nextVersion: () => number = counter(), private readonly historyLimit = 256, private readonly strings: Interner = new Interner()) {}
 
   version(): number { return this.current; }
   size(): number { return this.items.size; }
@@ -35,10 +35,15 @@ export class VersionedKind<T> implements KindFeed {
     for (const [k, json] of next) if (this.items.get(k) !== json) changed.push(k);
     for (const k of this.items.keys()) if (!next.has(k)) changed.push(k);
     if (changed.length === 0) return false;
-    for (const k of changed) {
+    for (let i = 0; i < changed.length; i++) {
+      const k = changed[i];
       const json = next.get(k);
-      if (json === undefined) this.items.delete(k);
-      else this.items.set(k, json);
+      const old = this.items.get(k);
+      if (old !== undefined) this.strings.drop(old);
+      if (json === undefined) { this.items.delete(k); this.strings.drop(k); continue; }
+      // Views of different namespaces mostly hold equal items: one copy of each text and key for all of them.
+      if (old === undefined) changed[i] = this.strings.take(k);
+      this.items.set(changed[i], this.strings.take(json));
     }
     const prev = this.current;
     this.current = this.nextVersion();
@@ -49,6 +54,12 @@ export class VersionedKind<T> implements KindFeed {
 
   full(): { version: number; upserts: string[] } {
     return { version: this.current, upserts: [...this.items.values()] };
+  }
+
+  /** The view is gone: release its texts from the shared pool. */
+  dispose(): void {
+    for (const [k, json] of this.items) { this.strings.drop(k); this.strings.drop(json); }
+    this.items.clear();
   }
 
   since(fromVersion: number): KindDelta | undefined {
@@ -73,4 +84,27 @@ export class VersionedKind<T> implements KindFeed {
 export function counter(): () => number {
   let n = 0;
   return () => ++n;
+}
+
+/**
+ * Reference-counted strings shared between the views of one agent: at 100
+ * namespaces × 10k hosts, per-view copies of equal item texts were most of
+ * the agent's memory. take() returns the pooled copy of an equal string.
+ */
+export class Interner {
+  private readonly pool = new Map<string, { s: string; refs: number }>();
+
+  take(s: string): string {
+    const e = this.pool.get(s);
+    if (e) { e.refs++; return e.s; }
+    this.pool.set(s, { s, refs: 1 });
+    return s;
+  }
+
+  drop(s: string): void {
+    const e = this.pool.get(s);
+    if (e && --e.refs <= 0) this.pool.delete(s);
+  }
+
+  size(): number { return this.pool.size; }
 }

@@ -3,12 +3,13 @@
 // proxy that has that key, kept while one is connected. Any input change
 // (registry, Istio resources) marks all views dirty; they are recompiled
 // together after a short debounce (a burst of informer events costs one
-// compile), and only views whose output changed are reported, so proxies
-// whose view did not change get no push. The same machinery keeps the
-// per-workload `Security` kind (security-feed.ts): `kinds` says which.
+// compile), one view per event-loop turn, and only views whose output
+// changed are reported, so proxies whose view did not change get no push.
+// The same machinery keeps the per-workload `Security` kind
+// (security-feed.ts): `kinds` says which.
 import type { Logger } from '../../common/log.js';
 import { keyOf, type Kind } from './kinds.js';
-import { counter, VersionedKind } from './versioned-kind.js';
+import { counter, Interner, VersionedKind } from './versioned-kind.js';
 
 type Kinds<K extends Kind> = Record<K, VersionedKind<unknown>>;
 
@@ -32,8 +33,14 @@ export interface ViewsOptions<K extends Kind> {
 export class CompiledViews<K extends Kind> {
   private readonly views = new Map<string, View<K>>();
   private timer?: NodeJS.Timeout;
+  /** Views still to recompile in the current round (drain()). */
+  private readonly due = new Set<string>();
+  private draining = false;
+  private closed = false;
   /** One version space for every view (versioned-kind.ts says why). */
   private readonly nextVersion = counter();
+  /** Item texts and keys shared by all views (equal items of different namespaces are stored once). */
+  private readonly strings = new Interner();
   compiles = 0;
   lastCompileMs = 0;
 
@@ -43,7 +50,7 @@ export class CompiledViews<K extends Kind> {
   acquire(key: string): void {
     let v = this.views.get(key);
     if (!v) {
-      const kinds = Object.fromEntries(this.opts.kinds.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion)])) as Kinds<K>;
+      const kinds = Object.fromEntries(this.opts.kinds.map((k) => [k, new VersionedKind<unknown>((item) => keyOf(k, item as never), this.nextVersion, 256, this.strings)])) as Kinds<K>;
       v = { key, refs: 0, kinds };
       this.views.set(key, v);
       this.recompile(v);
@@ -55,7 +62,11 @@ export class CompiledViews<K extends Kind> {
   release(key: string): void {
     const v = this.views.get(key);
     if (!v || --v.refs > 0) return;
-    v.drop = setTimeout(() => { if (v.refs <= 0) this.views.delete(key); }, this.opts.lingerMs ?? 60_000);
+    v.drop = setTimeout(() => {
+      if (v.refs > 0 || this.views.get(key) !== v) return;
+      this.views.delete(key);
+      for (const k of this.opts.kinds) v.kinds[k].dispose();
+    }, this.opts.lingerMs ?? 60_000);
     v.drop.unref();
   }
 
@@ -64,6 +75,7 @@ export class CompiledViews<K extends Kind> {
   }
 
   keys(): string[] { return [...this.views.keys()]; }
+  sharedStrings(): number { return this.strings.size(); }
 
   /** Inputs changed: recompile every view after the debounce. */
   invalidate(): void {
@@ -71,14 +83,36 @@ export class CompiledViews<K extends Kind> {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.opts.beforeRecompile?.();
-      for (const v of [...this.views.values()]) {
-        const changed = this.recompile(v);
-        if (changed.length) this.opts.onChanged(v.key, changed);
-      }
+      for (const k of this.views.keys()) this.due.add(k);
+      this.drain();
     }, this.opts.debounceMs ?? 20);
   }
 
+  /**
+   * One view per turn of the event loop: at 100 views × 10k hosts a round is
+   * tens of seconds of CPU, and registry deltas (endpoint changes) must not
+   * wait behind it; the garbage of one view's compile is collectable before the next.
+   */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    const step = (): void => {
+      const key = this.due.values().next().value as string | undefined;
+      if (key === undefined || this.closed) { this.draining = false; return; }
+      this.due.delete(key);
+      const v = this.views.get(key);
+      if (v) {
+        const changed = this.recompile(v);
+        if (changed.length) this.opts.onChanged(v.key, changed);
+      }
+      setImmediate(step);
+    };
+    step();
+  }
+
   close(): void {
+    this.closed = true;
+    this.due.clear();
     clearTimeout(this.timer);
     for (const v of this.views.values()) clearTimeout(v.drop);
     this.views.clear();
