@@ -15,7 +15,7 @@
 // (or two scopes), so a proxy resuming into another view gets the kind whole.
 import type { RegistryBuilder } from '../registry-builder.js';
 import type { RegistryDelta, RegistryService } from '../types.js';
-import type { KindDelta, KindFeed } from './versioned-kind.js';
+import { deltaSince, type KindDelta, type KindFeed } from './versioned-kind.js';
 
 export const SCOPED_VERSION_BASE = 2 ** 40;
 
@@ -97,19 +97,7 @@ export class ScopedRegistry implements KindFeed {
 
   since(fromVersion: number): KindDelta | undefined {
     // Every version is unique to one content of one feed (see above), so holding it means holding this content.
-    if (fromVersion === this.current) return { fromVersion, version: this.current, upserts: [], deletes: [] };
-    const from = this.history.findIndex((h) => h.prev === fromVersion);
-    if (from < 0) return undefined;
-    const keys = new Set<string>();
-    for (let i = from; i < this.history.length; i++) for (const k of this.history[i].keys) keys.add(k);
-    const upserts: string[] = [];
-    const deletes: string[] = [];
-    for (const k of [...keys].sort()) {
-      const json = this.items.get(k);
-      if (json === undefined) deletes.push(k);
-      else upserts.push(json);
-    }
-    return { fromVersion, version: this.current, upserts, deletes };
+    return deltaSince(fromVersion, this.current, this.history, this.items);
   }
 
   private encode(key: string, svc: RegistryService): string | undefined {

@@ -63,21 +63,29 @@ export class VersionedKind<T> implements KindFeed {
   }
 
   since(fromVersion: number): KindDelta | undefined {
-    if (fromVersion === this.current) return { fromVersion, version: this.current, upserts: [], deletes: [] };
-    // Only versions this kind really had (and whose later changes are all retained) can be continued.
-    const from = this.history.findIndex((h) => h.prev === fromVersion);
-    if (from < 0) return undefined;
-    const keys = new Set<string>();
-    for (let i = from; i < this.history.length; i++) for (const k of this.history[i].keys) keys.add(k);
-    const upserts: string[] = [];
-    const deletes: string[] = [];
-    for (const k of [...keys].sort()) {
-      const json = this.items.get(k);
-      if (json === undefined) deletes.push(k);
-      else upserts.push(json);
-    }
-    return { fromVersion, version: this.current, upserts, deletes };
+    return deltaSince(fromVersion, this.current, this.history, this.items);
   }
+}
+
+/**
+ * The delta from `fromVersion` to `current` of a feed that keeps its items (key → JSON) and, per
+ * version, the keys it changed. Only versions the feed really had (and whose later changes are
+ * all retained) can be continued: else undefined, and the proxy gets the whole kind.
+ */
+export function deltaSince(fromVersion: number, current: number, history: readonly { prev: number; keys: readonly string[] }[], items: ReadonlyMap<string, string>): KindDelta | undefined {
+  if (fromVersion === current) return { fromVersion, version: current, upserts: [], deletes: [] };
+  const from = history.findIndex((h) => h.prev === fromVersion);
+  if (from < 0) return undefined;
+  const keys = new Set<string>();
+  for (let i = from; i < history.length; i++) for (const k of history[i].keys) keys.add(k);
+  const upserts: string[] = [];
+  const deletes: string[] = [];
+  for (const k of [...keys].sort()) {
+    const json = items.get(k);
+    if (json === undefined) deletes.push(k);
+    else upserts.push(json);
+  }
+  return { fromVersion, version: current, upserts, deletes };
 }
 
 /** A version counter (views.ts shares one between all views). */

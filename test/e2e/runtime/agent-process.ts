@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 /** Where the node's CNI conf and plugins live (a private containerd's dirs, or plain dirs for the netns demo). */
 export interface CniDirs { cniConfDir: string; cniBinDir: string }
 import type { CriClient, PodSpec } from '../../support/cri.js';
@@ -63,10 +64,15 @@ export class AgentProcess {
     return new AgentProcess(containerd, cri, api);
   }
 
-  /** Record the Pod (and its Namespace) in the API server, as the scheduler would before the kubelet runs it. */
-  declare(spec: PodSpec & { uid: string }): void {
+  /**
+   * Record the Pod (and its Namespace) in the API server, as the scheduler would before the kubelet
+   * runs it. A spec without a uid gets one (set on the spec: the sandbox must carry the same uid).
+   */
+  declare(spec: PodSpec): PodSpec & { uid: string } {
+    spec.uid ??= randomUUID();
     this.api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: spec.namespace } } as KubeObject);
     this.api.put(podObject(spec, spec.uid) as unknown as KubeObject);
+    return spec as PodSpec & { uid: string };
   }
 
   /** Add or replace a Service or EndpointSlice. */

@@ -9,7 +9,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { randomUUID } from 'node:crypto';
 import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
 import { APP_IMAGE } from '../../support/images.js';
@@ -38,12 +37,6 @@ const get = () => new Promise((ok) => http.get({ host: '${VIP}', port: 80, path:
 (async () => { const seen = {}; for (let i = 0; i < ${N}; i += 4) { for (const k of await Promise.all([get(), get(), get(), get()])) seen[k] = (seen[k] || 0) + 1; } console.log(JSON.stringify(seen)); agent.destroy(); })();
 `;
 
-function declare(spec: PodSpec): PodSpec {
-  spec.uid = randomUUID();
-  agent.declare(spec as PodSpec & { uid: string });
-  return spec;
-}
-
 before(async () => {
   if (skip) return;
   node = await startRuntimeNode({ withApp: true });
@@ -54,7 +47,7 @@ before(async () => {
     containers: [{ name: 'app', image: APP_IMAGE, command: whoApp(`api-${v}`) }, proxySidecar('shop', `api-${v}`)],
   }));
   const clientSpec: PodSpec = { name: 'client', namespace: 'shop', labels: { app: 'client' }, containers: [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar('shop', 'client')] };
-  for (const s of [...serverSpecs, clientSpec]) declare(s);
+  for (const s of [...serverSpecs, clientSpec]) agent.declare(s);
   await agent.start();
   const track = (p: string) => node.containerd.trackNetns(p);
   for (const s of serverSpecs) servers.push(await runPod(node.cri, s, track));

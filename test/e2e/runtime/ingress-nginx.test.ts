@@ -16,7 +16,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
 import { APP_IMAGE, NGINX_IMAGE, buildImage, nginxImageSpec } from '../../support/images.js';
@@ -69,12 +68,6 @@ http {
 /** A request with its own Host header, on a connection of its own (nginx is the one keeping connections here). */
 const get = (url: string, host: string) => httpGet(url, 5000, { host });
 
-function declare(spec: PodSpec): PodSpec {
-  spec.uid = randomUUID();
-  agent.declare(spec as PodSpec & { uid: string });
-  return spec;
-}
-
 before(async () => {
   if (skip) return;
   node = await startRuntimeNode({ withApp: true });
@@ -93,7 +86,7 @@ before(async () => {
   };
   // No proxy container: not captured. Plays kube-proxy's part for the ClusterIP.
   const standinSpec: PodSpec = { name: 'clusterip-standin', namespace: 'kube-system', containers: [{ name: 'app', image: APP_IMAGE, command: whoApp('clusterip-as-dialled', 80) }] };
-  for (const s of [...specs, ingressSpec, standinSpec]) declare(s);
+  for (const s of [...specs, ingressSpec, standinSpec]) agent.declare(s);
   await agent.start();
   const track = (p: string) => node.containerd.trackNetns(p);
   for (const s of specs) backends.push(await runPod(node.cri, s, track));

@@ -11,7 +11,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { skipUnlessRoot } from '../../support/netns.js';
 import { runPod, type RunningPod, type PodSpec } from '../../support/cri.js';
 import { APP_IMAGE } from '../../support/images.js';
@@ -29,12 +28,6 @@ const skip = skipUnlessRoot()
 let node: RuntimeNode;
 let agent: AgentProcess;
 
-/** Give the pod a uid and put its Pod object in the test API server the agent watches. */
-function declare(spec: PodSpec): string {
-  const uid = randomUUID();
-  agent.declare({ ...spec, uid });
-  return uid;
-}
 
 function readLine(host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -97,7 +90,7 @@ before(async () => {
   serverSpec.containers = [echoApp(APP_PORT, 'we-server'), proxySidecar(NS, 'we-server')];
   clientSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(NS, 'we-client')];
   lateSpec.containers = [{ name: 'app', image: APP_IMAGE, command: ['/bin/sleep', '3600'] }, proxySidecar(NS, 'we-late')];
-  for (const s of [serverSpec, clientSpec, plainSpec]) s.uid = declare(s);
+  for (const s of [serverSpec, clientSpec, plainSpec]) agent.declare(s);
   await agent.start();
   recordRunDirMode();
 });
@@ -200,7 +193,7 @@ test('endpoint moved in the API: client traffic follows within a second, through
   // (That open connections survive such a move is shown in test/integration/proxy-l4.test.ts:
   // the app here is busybox `nc -l`, one connection at a time.)
   const spec: PodSpec = { name: 'we-server2', namespace: NS, containers: [echoApp(APP_PORT, 'we-server2'), proxySidecar(NS, 'we-server2')] };
-  spec.uid = declare(spec);
+  agent.declare(spec);
   const server2 = await runPod(node.cri, spec, (p) => node.containerd.trackNetns(p));
   try {
     await waitForProxy(server2);
@@ -291,7 +284,7 @@ test('stop + remove of a captured pod leaves no rules, lease, netns or agent rec
 });
 
 test('agent killed: a new pod fails closed; after the agent returns it starts captured', { skip }, async () => {
-  lateSpec.uid = declare(lateSpec);
+  agent.declare(lateSpec);
   await agent.kill('SIGKILL');
   const leases = ipamLeases(node.net).length;
   await assert.rejects(runPod(node.cri, lateSpec, (p) => node.containerd.trackNetns(p)), /weir-cni|agent/i);
