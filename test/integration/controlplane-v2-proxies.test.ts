@@ -8,26 +8,21 @@
 // tlsMode.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
 import { skipUnlessRoot } from '../support/netns.js';
-import { TestApiServer } from '../support/apiserver.js';
-import { loadKubeConfig } from '../../src/kube/informers.js';
-import { IstioConfigSource, IstioConfigStore } from '../../src/controlplane/istio-source.js';
-import { istioCompiledSource } from '../../src/controlplane/v2/compiled-source.js';
+import type { TestApiServer } from '../support/apiserver.js';
+import type { IstioConfigSource } from '../../src/controlplane/istio-source.js';
 import type { CompiledProxyConfig } from '../../src/controlplane/resources.js';
 import type { RegistryService } from '../../src/controlplane/types.js';
-import { Cluster, type Pod } from './proxy-harness.js';
+import type { Cluster, Pod } from './proxy-harness.js';
+import { IstioApiMesh } from './istio-api-fixture.js';
 
 const skip = skipUnlessRoot();
+let m: IstioApiMesh;
 let c: Cluster;
 let api: TestApiServer;
 let istio: IstioConfigSource;
 let client: Pod;
 let server: Pod;
-const dir = mkdtempSync(path.join(tmpdir(), 'wx-cp2i-'));
 const VIP = `10.96.${10 + Math.floor(Math.random() * 200)}.7`;
 
 interface Dump { controlPlane: { protocol: number; versions: Record<string, number>; nacks: number }; compiled: CompiledProxyConfig; registry: { services: RegistryService[] } | null }
@@ -35,20 +30,12 @@ const dump = async (p: Pod): Promise<Dump> => JSON.parse((await c.httpGet(p, 150
 type ProxyStat = { pod: string; protocol: number; kinds: Record<string, { acked: number; nacks: number }> };
 const statOf = (p: Pod): ProxyStat | undefined => (c.cp!.stats() as { proxies: ProxyStat[] }).proxies.find((x) => x.pod === `${p.namespace}/${p.name}`);
 
-async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms = 15000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${c.logs()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, f: () => Promise<T | undefined> | T | undefined): Promise<T> => m.until(what, f);
 
 before(async () => {
   if (skip) return;
-  api = await TestApiServer.start({ bookmarkIntervalMs: 500 });
-  c = new Cluster();
+  m = await IstioApiMesh.create('wx-cp2i-');
+  ({ c, api } = m);
   client = await c.addPod('client', 'shop');
   server = await c.addPod('web-1', 'shop');
   api.put({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-1', namespace: 'shop', labels: { app: 'web', version: 'v1' } }, spec: { serviceAccountName: 'web-sa', containers: [{ name: 'app' }] } });
@@ -57,18 +44,14 @@ before(async () => {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4', metadata: { name: 'web-a', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } },
     endpoints: [{ addresses: [server.ip4], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'web-1', namespace: 'shop' } }], ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   });
-  const kc = loadKubeConfig(api.writeKubeconfig(dir));
-  istio = new IstioConfigSource(kc, new IstioConfigStore(), pino({ level: 'silent' }), { discoveryIntervalMs: 200 });
-  await c.startControlPlane({ kubeConfig: kc, compiled: istioCompiledSource({ store: istio.store, rootNamespace: 'istio-system' }), compiledReady: istio.start() });
+  await m.startControlPlane();
+  istio = m.istio!;
   await c.startApp(server);
   await Promise.all([c.startProxy(client), c.startProxy(server)]);
 });
 after(async () => {
   if (skip) return;
-  await istio?.stop();
-  await c?.destroy();
-  await api?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await m?.destroy();
 });
 
 test('both proxies speak v2; endpoints carry pod labels, service account and tlsMode; Services alone compile', { skip }, async () => {

@@ -5,29 +5,21 @@
 // the VirtualService is applied, and again when it is changed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
 import { skipUnlessRoot } from '../support/netns.js';
-import { TestApiServer } from '../support/apiserver.js';
-import { loadKubeConfig } from '../../src/kube/informers.js';
-import { IstioConfigSource, IstioConfigStore } from '../../src/controlplane/istio-source.js';
-import { istioCompiledSource } from '../../src/controlplane/v2/compiled-source.js';
-import { Cluster, REPO, waitForLine, type Pod } from './proxy-harness.js';
+import type { TestApiServer } from '../support/apiserver.js';
+import type { Cluster, Pod } from './proxy-harness.js';
 import { curl } from './proxy-http-harness.js';
+import { startIstioApps } from './proxy-istio-harness.js';
+import { IstioApiMesh } from './istio-api-fixture.js';
 
 const skip = skipUnlessRoot();
+let m: IstioApiMesh;
 let c: Cluster;
 let api: TestApiServer;
-let istio: IstioConfigSource;
 let client: Pod;
 let v1: Pod;
 let v2: Pod;
-const dir = mkdtempSync(path.join(tmpdir(), 'wx-cp2r-'));
 const VIP = `10.96.${10 + Math.floor(Math.random() * 200)}.9`;
-const APP = path.join(REPO, 'test/fixtures/http/istio-app.cjs');
 
 /** curl (uid 0 in the client pod: captured → 15001 → the proxy) to the Service; returns the pod that answered. */
 async function whoAnswers(headers: Record<string, string> = {}): Promise<string> {
@@ -35,18 +27,12 @@ async function whoAnswers(headers: Record<string, string> = {}): Promise<string>
   try { return (JSON.parse(r.stdout) as { pod: string }).pod; } catch { return `? ${r.code} ${r.stdout.slice(0, 100)} ${r.stderr.slice(0, 200)}`; }
 }
 
-async function until(what: string, f: () => Promise<boolean>, ms = 15000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${c.logs()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = (what: string, f: () => Promise<boolean>): Promise<boolean> => m.until(what, f);
 
 before(async () => {
   if (skip) return;
-  api = await TestApiServer.start({ bookmarkIntervalMs: 500 });
-  c = new Cluster();
+  m = await IstioApiMesh.create('wx-cp2r-');
+  ({ c, api } = m);
   client = await c.addPod('client', 'shop');
   v1 = await c.addPod('api-v1', 'shop');
   v2 = await c.addPod('api-v2', 'shop');
@@ -60,24 +46,13 @@ before(async () => {
   });
   for (const [kind, plural] of [['VirtualService', 'virtualservices'], ['DestinationRule', 'destinationrules']]) api.installCrd({ group: 'networking.istio.io', versions: ['v1'], kind, plural });
   api.put({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'api', namespace: 'shop' }, spec: { host: 'api', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } });
-  const kc = loadKubeConfig(api.writeKubeconfig(dir));
-  istio = new IstioConfigSource(kc, new IstioConfigStore(), pino({ level: 'silent' }), { discoveryIntervalMs: 200 });
-  await c.startControlPlane({ kubeConfig: kc, compiled: istioCompiledSource({ store: istio.store, rootNamespace: 'istio-system' }), compiledReady: istio.start() });
-  // The app also serves TLS (unused here): it needs a certificate.
-  const [cert, key] = [path.join(dir, 'tls.crt'), path.join(dir, 'tls.key')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=example.com', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  for (const p of [v1, v2]) {
-    p.app = p.ns.spawn(process.execPath, [APP, p.name, cert, key]);
-    await waitForLine(p.app, /app ready/, 10000);
-  }
+  await m.startControlPlane();
+  await startIstioApps(c, [v1, v2]);
   await Promise.all([c.startProxy(client, ['--no-dns']), c.startProxy(v1, ['--no-dns']), c.startProxy(v2, ['--no-dns'])]);
 });
 after(async () => {
   if (skip) return;
-  await istio?.stop();
-  await c?.destroy();
-  await api?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await m?.destroy();
 });
 
 test('a VirtualService applied through the API server changes which server answers', { skip }, async () => {

@@ -5,7 +5,7 @@
 // are put into the registry the test control plane pushes (the agent's pod
 // informer fills them in production).
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CompiledCluster, CompiledProxyConfig } from '../../src/controlplane/resources.js';
 import type { RegistryDelta } from '../../src/controlplane/types.js';
@@ -51,10 +51,7 @@ export async function startTopology(config: CompiledProxyConfig, lockedConfig: u
   c.cp!.apply((b) => withLabels(b.upsertEndpointSlice(slice('db', 'shop', 'db-a', servers.map((pod) => ({ pod })), [{ name: 'tcp-db', port: 9000 }]))));
   c.cp!.apply((b) => b.upsertService(service('tlsweb', 'shop', '10.96.60.13', [{ name: 'tls', port: 443 }])));
   c.cp!.apply((b) => withLabels(b.upsertEndpointSlice(slice('tlsweb', 'shop', 'tlsweb-a', servers.map((pod) => ({ pod })), [{ name: 'tls', port: 9443 }]))));
-  // The apps' TLS server certificate (any name: clients in these tests do not verify it).
-  const [cert, key] = [path.join(c.sockDir, 'tls.crt'), path.join(c.sockDir, 'tls.key')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=example.com', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  await Promise.all([...servers, mirror, outside].map((p) => startApp(p, cert, key)));
+  await startIstioApps(c, [...servers, mirror, outside]);
   const file = path.join(c.sockDir, 'compiled.json');
   writeFileSync(file, JSON.stringify(config), { mode: 0o644 });
   const lockedFile = path.join(c.sockDir, 'locked.json');
@@ -68,6 +65,19 @@ export async function startTopology(config: CompiledProxyConfig, lockedConfig: u
   await waitFor(() => (c.cp!.stats().proxies as unknown[]).length === 6, 10000, 'six proxies connected');
   await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
   return { c, client, locked, servers, mirror, outside };
+}
+
+/**
+ * Runs test/fixtures/http/istio-app.cjs (HTTP/1.1, h2c, gRPC and TLS echo servers that name the pod
+ * answering) in each pod, its log kept with the pod's proxy log.
+ */
+export async function startIstioApps(c: Cluster, pods: Pod[]): Promise<void> {
+  // The apps' TLS server certificate (any name: clients in these tests do not verify it).
+  const [cert, key] = [path.join(c.sockDir, 'tls.crt'), path.join(c.sockDir, 'tls.key')];
+  if (!existsSync(cert)) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=example.com', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  }
+  await Promise.all(pods.map((p) => startApp(p, cert, key)));
 }
 
 async function startApp(pod: Pod, cert: string, key: string): Promise<void> {

@@ -11,29 +11,21 @@
 //   to other/* brings search (registry, DNS and routes) without a restart.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
 import { skipUnlessRoot } from '../support/netns.js';
-import { TestApiServer } from '../support/apiserver.js';
-import { loadKubeConfig } from '../../src/kube/informers.js';
-import { IstioConfigSource, IstioConfigStore } from '../../src/controlplane/istio-source.js';
-import { istioCompiledSource } from '../../src/controlplane/v2/compiled-source.js';
-import { Cluster, readLine, REPO, waitForLine, type Pod } from './proxy-harness.js';
+import type { TestApiServer } from '../support/apiserver.js';
+import { readLine, type Cluster, type Pod } from './proxy-harness.js';
 import { curl, run } from './proxy-http-harness.js';
+import { startIstioApps } from './proxy-istio-harness.js';
+import { IstioApiMesh } from './istio-api-fixture.js';
 import { until } from '../support/poll.js';
 
 const skip = skipUnlessRoot();
+let m: IstioApiMesh;
 let c: Cluster;
 let api: TestApiServer;
-let istio: IstioConfigSource;
 let client: Pod;
-const dir = mkdtempSync(path.join(tmpdir(), 'wx-scscope-'));
 const NET = 10 + Math.floor(Math.random() * 200);
 const VIP = { web: `10.97.${NET}.1`, db: `10.97.${NET}.2`, search: `10.97.${NET}.3` };
-const APP = path.join(REPO, 'test/fixtures/http/istio-app.cjs');
 
 const sidecar = (hosts: string[]) => ({
   apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'shop' },
@@ -59,8 +51,8 @@ async function registryKeys(): Promise<string[]> {
 
 before(async () => {
   if (skip) return;
-  api = await TestApiServer.start({ bookmarkIntervalMs: 500 });
-  c = new Cluster();
+  m = await IstioApiMesh.create('wx-scscope-');
+  ({ c, api } = m);
   client = await c.addPod('client', 'shop');
   const servers = { web: await c.addPod('web-1', 'shop'), db: await c.addPod('db-1', 'data'), search: await c.addPod('search-1', 'other') };
   for (const [name, pod] of Object.entries(servers)) {
@@ -76,24 +68,14 @@ before(async () => {
   }
   api.installCrd({ group: 'networking.istio.io', versions: ['v1'], kind: 'Sidecar', plural: 'sidecars' });
   api.put(sidecar(['./*']));
-  const kc = loadKubeConfig(api.writeKubeconfig(dir));
-  istio = new IstioConfigSource(kc, new IstioConfigStore(), pino({ level: 'silent' }), { discoveryIntervalMs: 200 });
-  await c.startControlPlane({ kubeConfig: kc, compiled: istioCompiledSource({ store: istio.store, rootNamespace: 'istio-system' }), compiledReady: istio.start() });
-  const [cert, key] = [path.join(dir, 'tls.crt'), path.join(dir, 'tls.key')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=example.com', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  for (const p of Object.values(servers)) {
-    p.app = p.ns.spawn(process.execPath, [APP, p.name, cert, key]);
-    await waitForLine(p.app, /app ready/, 10000);
-  }
+  await m.startControlPlane();
+  await startIstioApps(c, Object.values(servers));
   // The client's proxy keeps its DNS listener (15053); the servers need none.
   await Promise.all([c.startProxy(client), ...Object.values(servers).map((p) => c.startProxy(p, ['--no-dns']))]);
 });
 after(async () => {
   if (skip) return;
-  await istio?.stop();
-  await c?.destroy();
-  await api?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await m?.destroy();
 });
 
 test('a scoped proxy routes, resolves and holds only what its Sidecar lists; port-bound egress hosts only on their port', { skip, timeout: 90_000 }, async () => {
