@@ -110,7 +110,9 @@ export function ebpfPinned(pinDir: string): boolean {
 
 /**
  * Detaches and removes everything weir pinned (uninstall): unpinning a link
- * is what detaches it, since nothing else holds it.
+ * is what detaches it, since nothing else holds it. The kernel frees the link
+ * (and updates the cgroup's programs) from a workqueue after the last
+ * reference goes, so capture stops a moment after this returns, not at once.
  */
 export function removeEbpfPins(pinDir: string): string[] {
   if (!existsSync(pinDir)) return [];

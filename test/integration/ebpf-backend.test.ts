@@ -22,6 +22,7 @@ import { EbpfBackend } from '../../src/netns/ebpf-backend.js';
 import { EbpfUnavailableError, removeEbpfPins } from '../../src/netns/ebpf-loader.js';
 import { selectingBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
+import { until } from '../support/poll.js';
 
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);
@@ -195,9 +196,15 @@ describe('ebpf backend lifecycle', { skip, timeout: 180_000 }, () => {
     assert.ok(removed.includes('link_weir_connect4') && removed.includes('weir_pods'), removed.join(','));
     assert.equal(existsSync(bpf.pinDir), false);
     assert.throws(() => bpfAddon().bpfReadLink(path.join(bpf.pinDir, 'link_weir_connect4')), /ENOENT|No such file/);
-    const c = await connectFrom(pair.pod, a.peer4, 8080);
-    assert.equal(c.first, 'peer', `no capture after uninstall (link ${link.linkId} detached)`);
-    c.sock.destroy();
+    // The kernel frees a link whose last reference (its pin) is gone from a workqueue, so the cgroup's
+    // programs change a moment after the unlink: capture must stop, within a deadline.
+    let last = '';
+    await until(`no capture after uninstall (link ${link.linkId} detached)`, async () => {
+      const c = await connectFrom(pair.pod, a.peer4, 8080);
+      c.sock.destroy();
+      last = c.first;
+      return last === 'peer';
+    }, { ms: 3000, everyMs: 20, detail: () => `last connection: ${last}` });
     await backend.remove(sandboxAt(pair.pod.path));
   });
 });
