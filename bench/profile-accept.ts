@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Cluster, REPO, service, slice } from '../test/integration/proxy-harness.js';
+import { bundleModuleStarts, formatSummary, summarise } from './lib/cpuprofile.js';
+import { HZ, threadCpu } from './lib/two-pod.js';
 
 const SECONDS = Number(process.env.SECONDS ?? 5);
 const VIP = '10.96.59.10';
@@ -26,23 +28,6 @@ function one() {
 }
 for (let i = 0; i < 16; i++) { active++; one(); }
 `;
-
-/** utime+stime (clock ticks, 100/s) of every thread of a process, by thread id. */
-function threadCpu(pid: number): Map<number, { comm: string; ticks: number }> {
-  const m = new Map<number, { comm: string; ticks: number }>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      m.set(Number(tid), { comm, ticks: Number(f[11]) + Number(f[12]) });
-    } catch { /* thread gone */ }
-  }
-  return m;
-}
-
-interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
-interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
 
 const c = new Cluster();
 const profDir = mkdtempSync(path.join(tmpdir(), 'wx-cpuprof-'));
@@ -71,7 +56,7 @@ try {
   const done = (JSON.parse(out.trim()) as { done: number }).done;
   proxies.forEach(([name, pid], i) => {
     const cpu1 = threadCpu(pid);
-    const rows = [...cpu1].map(([tid, t]) => ({ tid, comm: t.comm, ms: (t.ticks - (cpu0[i].get(tid)?.ticks ?? 0)) * 10 })).filter((r) => r.ms > 0);
+    const rows = [...cpu1].map(([tid, t]) => ({ tid, comm: t.comm, ms: ((t.ticks - (cpu0[i].get(tid)?.ticks ?? 0)) * 1000) / HZ })).filter((r) => r.ms > 0);
     const total = rows.reduce((a, r) => a + r.ms, 0);
     const js = rows.find((r) => r.tid === pid)?.ms ?? 0;
     console.log(`${name} CPU per connection: total ${((total * 1000) / done).toFixed(0)} µs, JS thread ${((js * 1000) / done).toFixed(0)} µs; by thread: ${rows.sort((a, b) => b.ms - a.ms).map((r) => `${r.tid === pid ? 'JS' : r.comm}(${r.tid}) ${((r.ms * 1000) / done).toFixed(0)}`).join(', ')}`);
@@ -80,29 +65,8 @@ try {
   await once(client.proxy!, 'exit');
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error('no profile written');
-  const prof = JSON.parse(readFileSync(path.join(profDir, file), 'utf8')) as Profile;
-  const self = new Map<number, number>();
-  for (let i = 0; i < prof.samples.length; i++) self.set(prof.samples[i], (self.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const cats = new Map<string, number>();
-  const fns = new Map<string, number>();
-  let total = 0;
-  for (const [id, us] of self) {
-    const n = byId.get(id)!;
-    const f = n.callFrame;
-    total += us;
-    const cat = f.functionName === '(idle)' ? 'idle' : f.functionName === '(garbage collector)' ? 'GC'
-      : f.functionName === '(program)' ? 'program (native, outside JS)' : f.url.startsWith('node:') ? 'node core (net, streams, timers...)'
-      : f.url === '' ? 'native builtins' : 'weir bundle (weir + npm deps)';
-    cats.set(cat, (cats.get(cat) ?? 0) + us);
-    const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\//, '')}:${f.lineNumber + 1}`;
-    fns.set(key, (fns.get(key) ?? 0) + us);
-  }
-  const busy = total - (cats.get('idle') ?? 0);
-  console.log(`profile: ${(total / 1e6).toFixed(2)} s sampled, busy ${(busy / 1e6).toFixed(2)} s`);
-  for (const [k, v] of [...cats].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(34)} ${(v / 1e3).toFixed(0).padStart(6)} ms  ${k === 'idle' ? '' : `${((v / busy) * 100).toFixed(1)} % of busy`}`);
-  console.log('top functions (self, % of busy):');
-  for (const [k, v] of [...fns].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${((v / busy) * 100).toFixed(1).padStart(5)} %  ${k}`);
+  // Bundle frames named by their source module (esbuild's markers in the unminified bundle).
+  console.log(formatSummary(summarise(path.join(profDir, file), bundleModuleStarts(readFileSync(bundle, 'utf8')))));
 } finally {
   await c.destroy();
   rmSync(profDir, { recursive: true, force: true });

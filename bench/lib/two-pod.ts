@@ -4,7 +4,7 @@
 // and nginx as UID 1337 with static configs), and the measurements (CPU and
 // memory from /proc, quantiles, the machine line of a result file).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 // @ts-expect-error plain .mjs build helper, no types
@@ -22,6 +22,19 @@ export function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]); // utime + stime, all threads
 }
 export const cpuSec = (pids: number[], before: number[]) => pids.reduce((s, pid, i) => s + (cpuTicks(pid) - before[i]) / HZ, 0);
+/** utime+stime (clock ticks) of every thread of a process, by thread id, with the thread's name. */
+export function threadCpu(pid: number): Map<number, { comm: string; ticks: number }> {
+  const m = new Map<number, { comm: string; ticks: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      m.set(Number(tid), { comm, ticks: Number(f[11]) + Number(f[12]) });
+    } catch { /* thread gone */ }
+  }
+  return m;
+}
 
 /** Memory of one process, MB: what `ps` shows (VmRSS) split into anonymous and file pages, and Pss (shared pages divided among the processes mapping them). */
 export interface Mem { rss: number; anon: number; file: number; pss: number; pssAnon: number; pssFile: number; hwm: number }

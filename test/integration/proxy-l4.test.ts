@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { skipUnlessRoot } from '../support/netns.js';
+import { until } from '../support/poll.js';
 import { Cluster, readLine, service, slice, type Pod } from './proxy-harness.js';
 
 const skip = skipUnlessRoot();
@@ -32,21 +33,12 @@ before(async () => {
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', [{ pod: s1 }], EP_PORTS)));
   await Promise.all([c.startApp(s1), c.startApp(s2), c.startApp(outside)]);
   await Promise.all([c.startProxy(client, ['--connect-timeout', '1s']), c.startProxy(s1), c.startProxy(s2)]);
-  await waitFor(async () => c.cp!.stats().proxies instanceof Array && (c.cp!.stats().proxies as unknown[]).length === 3, 10000, 'three proxies connected');
+  await until('three proxies connected', async () => c.cp!.stats().proxies instanceof Array && (c.cp!.stats().proxies as unknown[]).length === 3, { ms: 10000, everyMs: 50 });
   await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
   console.log(`# topology up in ${Date.now() - t0} ms`);
 });
 
 after(async () => { await c?.destroy(); });
-
-async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out: ${what}`);
-}
 
 async function greet(address: string, port: number): Promise<string> {
   const s = await c.connect(client, address, port);
@@ -68,12 +60,12 @@ test('a connection to a service VIP reaches the app through both proxies, and bo
   assert.equal(echo, 'ping\n');
   s.end();
   await once(s, 'close');
-  await waitFor(async () => (await c.metric(client, 'istio_tcp_connections_closed_total', { reporter: 'source', destination_service_name: 'web' })) >= 1, 3000, 'client closed metric');
+  await until('client closed metric', async () => (await c.metric(client, 'istio_tcp_connections_closed_total', { reporter: 'source', destination_service_name: 'web' })) >= 1, { ms: 3000, everyMs: 50 });
   assert.equal(await c.metric(client, 'istio_tcp_connections_opened_total', { reporter: 'source', destination_service: 'web.shop.svc.cluster.local', source_workload: 'client', source_workload_namespace: 'shop', destination_workload: 'server-1' }) - before, 1);
   // Istio's directions: received = request (client → server), sent = response (server → client).
   assert.ok(await c.metric(client, 'istio_tcp_received_bytes_total', { reporter: 'source', destination_service_name: 'web' }) >= 5);
   assert.ok(await c.metric(client, 'istio_tcp_sent_bytes_total', { reporter: 'source', destination_service_name: 'web' }) >= 'hello from server-1\nping\n'.length);
-  await waitFor(async () => (await c.metric(s1, 'istio_tcp_connections_closed_total', { reporter: 'destination' })) >= 1, 3000, 'server closed metric');
+  await until('server closed metric', async () => (await c.metric(s1, 'istio_tcp_connections_closed_total', { reporter: 'destination' })) >= 1, { ms: 3000, everyMs: 50 });
   // The client pod backs no service, so without mTLS its workload is unknown at L4 (as in Istio without metadata exchange).
   assert.ok(await c.metric(s1, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_service_name: 'web', destination_workload: 'server-1', destination_workload_namespace: 'shop', connection_security_policy: 'none' }) >= 1);
 });
@@ -171,7 +163,7 @@ test('endpoint added and removed in the registry: traffic follows within a secon
   // Move the service from server-1 to server-2.
   const t0 = performance.now();
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', [{ pod: s2 }], EP_PORTS)));
-  await waitFor(async () => (await greet(VIP, 80)) === 'hello from server-2', 1000, 'traffic on server-2 within 1 s');
+  await until('traffic on server-2 within 1 s', async () => (await greet(VIP, 80)) === 'hello from server-2', { ms: 1000, everyMs: 50 });
   const followMs = performance.now() - t0;
   for (let i = 0; i < 5; i++) assert.equal(await greet(VIP, 80), 'hello from server-2');
 
