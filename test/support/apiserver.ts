@@ -57,6 +57,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { ResourceCatalogue, type CrdSpec, type ResourceType } from './apiserver-resources.js';
+import { clone, jsonPatch, mergePatch, parseFieldSelector, parseLabelSelector, SelectorError } from './apiserver-ops.js';
 
 export type KubeObject = {
   apiVersion?: string;
@@ -69,20 +71,7 @@ export type KubeObject = {
   [k: string]: unknown;
 };
 
-interface ResourceType { kind: string; plural: string; apiVersion: string; namespaced: boolean }
-export interface CrdSpec { group: string; versions: string[]; kind: string; plural: string; namespaced?: boolean }
-
-const RESOURCES: ResourceType[] = [
-  { kind: 'Pod', plural: 'pods', apiVersion: 'v1', namespaced: true },
-  { kind: 'Namespace', plural: 'namespaces', apiVersion: 'v1', namespaced: false },
-  { kind: 'Service', plural: 'services', apiVersion: 'v1', namespaced: true },
-  { kind: 'MutatingWebhookConfiguration', plural: 'mutatingwebhookconfigurations', apiVersion: 'admissionregistration.k8s.io/v1', namespaced: false },
-  { kind: 'EndpointSlice', plural: 'endpointslices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
-  { kind: 'Event', plural: 'events', apiVersion: 'v1', namespaced: true },
-  { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true },
-  { kind: 'ConfigMap', plural: 'configmaps', apiVersion: 'v1', namespaced: true },
-];
-const BY_KIND = new Map(RESOURCES.map((r) => [r.kind, r]));
+export type { CrdSpec } from './apiserver-resources.js';
 
 export interface TokenUser { username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }
 
@@ -98,116 +87,6 @@ interface Watcher {
   stalled: boolean;
   bookmarks: boolean;
   timers: NodeJS.Timeout[];
-}
-
-type Selector = (o: KubeObject) => boolean;
-
-function clone<T>(v: T): T { return structuredClone(v); }
-
-function fieldValue(o: KubeObject, field: string): string | undefined {
-  let cur: unknown = o;
-  for (const part of field.split('.')) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[part];
-  }
-  if (cur === undefined || cur === null) return '';
-  return String(cur);
-}
-
-/** fieldSelector: comma-separated `path=value`, `path==value`, `path!=value`. */
-export function parseFieldSelector(s: string | null): Selector {
-  if (!s) return () => true;
-  const terms = s.split(',').filter(Boolean).map((t) => {
-    const m = /^([A-Za-z0-9_.]+)(==|!=|=)(.*)$/.exec(t.trim());
-    if (!m) throw new SelectorError(`fieldSelector: cannot parse ${JSON.stringify(t)}`);
-    const [, path, op, value] = m;
-    if (!['metadata.name', 'metadata.namespace', 'spec.nodeName', 'status.phase', 'involvedObject.name', 'regarding.name'].includes(path)) {
-      throw new SelectorError(`fieldSelector: field label not supported: ${path}`);
-    }
-    return (o: KubeObject) => (op === '!=' ? fieldValue(o, path) !== value : fieldValue(o, path) === value);
-  });
-  return (o) => terms.every((f) => f(o));
-}
-
-/** labelSelector basics: k=v, k==v, k!=v, k, !k, k in (a,b), k notin (a,b). */
-export function parseLabelSelector(s: string | null): Selector {
-  if (!s) return () => true;
-  // Split on commas that are not inside parentheses.
-  const terms: string[] = [];
-  let depth = 0; let cur = '';
-  for (const ch of s) {
-    if (ch === '(') depth++;
-    if (ch === ')') depth--;
-    if (ch === ',' && depth === 0) { terms.push(cur); cur = ''; } else cur += ch;
-  }
-  if (cur) terms.push(cur);
-  const preds = terms.map((raw) => {
-    const t = raw.trim();
-    let m = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(t);
-    if (m) {
-      const [, key, op, list] = m;
-      const values = list.split(',').map((v) => v.trim());
-      return (l: Record<string, string>) => (op === 'in' ? key in l && values.includes(l[key]) : !(key in l) || !values.includes(l[key]));
-    }
-    m = /^([^\s!=]+)\s*(==|!=|=)\s*(\S*)$/.exec(t);
-    if (m) {
-      const [, key, op, value] = m;
-      return (l: Record<string, string>) => (op === '!=' ? l[key] !== value : l[key] === value);
-    }
-    m = /^(!?)([^\s!=()]+)$/.exec(t);
-    if (m) {
-      const [, not, key] = m;
-      return (l: Record<string, string>) => (not ? !(key in l) : key in l);
-    }
-    throw new SelectorError(`labelSelector: cannot parse ${JSON.stringify(t)}`);
-  });
-  return (o) => preds.every((p) => p(o.metadata.labels ?? {}));
-}
-
-class SelectorError extends Error {}
-
-/** RFC 7386 merge patch (null deletes). */
-function mergePatch(target: unknown, patch: unknown): unknown {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return clone(patch);
-  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
-  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
-    if (k === '$patch' || k.startsWith('$setElementOrder') || k.startsWith('$deleteFromPrimitiveList') || k.startsWith('$retainKeys')) continue;
-    if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
-  }
-  return out;
-}
-
-function jsonPointer(path: string): string[] {
-  return path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-}
-
-/** RFC 6902 subset: add, replace, remove, test. */
-function jsonPatch(target: KubeObject, ops: { op: string; path: string; value?: unknown }[]): KubeObject {
-  const doc = clone(target) as unknown as Record<string, unknown>;
-  for (const op of ops) {
-    const parts = jsonPointer(op.path);
-    const last = parts.pop();
-    if (last === undefined) throw new Error(`json patch: empty path`);
-    let parent: Record<string, unknown> = doc;
-    for (const p of parts) {
-      if (parent[p] === undefined && op.op === 'add') parent[p] = {};
-      const next = parent[p];
-      if (next === null || typeof next !== 'object') throw new Error(`json patch: path not found: ${op.path}`);
-      parent = next as Record<string, unknown>;
-    }
-    switch (op.op) {
-      case 'add': case 'replace': parent[last] = clone(op.value); break;
-      case 'remove':
-        if (!(last in parent)) throw new Error(`json patch: path not found: ${op.path}`);
-        delete parent[last]; break;
-      case 'test':
-        if (JSON.stringify(parent[last]) !== JSON.stringify(op.value)) throw new Error(`json patch: test failed at ${op.path}`);
-        break;
-      default: throw new Error(`json patch: unsupported op ${op.op}`);
-    }
-  }
-  return doc as unknown as KubeObject;
 }
 
 function status(code: number, reason: string, message: string): object {
@@ -234,8 +113,8 @@ export class TestApiServer {
   private failStatus = 500;
   private readonly bookmarkIntervalMs: number;
   private readonly tokens = new Map<string, TokenUser>();
-  /** "group/version" → custom resource types served under it. */
-  private readonly crds = new Map<string, ResourceType[]>();
+  /** Built-in and custom resource types: per server, so a CRD one test installs is not served by another's. */
+  private readonly resources = new ResourceCatalogue();
 
   private constructor(private readonly server: Server, opts: TestApiServerOptions) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
@@ -278,7 +157,7 @@ export class TestApiServer {
   }
 
   put(input: KubeObject): KubeObject {
-    const type = input.kind ? BY_KIND.get(input.kind) : undefined;
+    const type = input.kind ? this.resources.byKind(input.kind) : undefined;
     if (!type) throw new Error(`TestApiServer.put: unsupported kind ${JSON.stringify(input.kind)}`);
     if (!input.metadata?.name) throw new Error('TestApiServer.put: metadata.name is required');
     const obj = clone(input);
@@ -296,7 +175,7 @@ export class TestApiServer {
   }
 
   remove(kind: string, namespace: string, name: string): boolean {
-    const type = BY_KIND.get(kind);
+    const type = this.resources.byKind(kind);
     if (!type) throw new Error(`TestApiServer.remove: unsupported kind ${kind}`);
     const k = this.key(kind, type.namespaced ? namespace || 'default' : '', name);
     const old = this.objects.get(k);
@@ -309,7 +188,7 @@ export class TestApiServer {
   }
 
   get(kind: string, namespace: string, name: string): KubeObject | undefined {
-    const type = BY_KIND.get(kind);
+    const type = this.resources.byKind(kind);
     const o = this.objects.get(this.key(kind, type?.namespaced ? namespace || 'default' : '', name));
     return o ? clone(o) : undefined;
   }
@@ -352,25 +231,7 @@ export class TestApiServer {
 
   addToken(token: string, user: TokenUser): void { this.tokens.set(token, user); }
 
-  installCrd(c: CrdSpec): void {
-    const type: ResourceType = { kind: c.kind, plural: c.plural, apiVersion: `${c.group}/${c.versions[0]}`, namespaced: c.namespaced ?? true };
-    BY_KIND.set(c.kind, type);
-    for (const v of c.versions) this.crds.set(`${c.group}/${v}`, [...(this.crds.get(`${c.group}/${v}`) ?? []).filter((t) => t.kind !== c.kind), type]);
-  }
-
-  /** Discovery for custom resources: /apis (groups) and /apis/{group}/{version} (resources). */
-  private discovery(pathname: string): object | undefined {
-    const parts = pathname.split('/').filter(Boolean);
-    if (parts[0] !== 'apis') return undefined;
-    if (parts.length === 1) {
-      const groups = new Map<string, string[]>();
-      for (const gv of this.crds.keys()) { const [g, v] = gv.split('/'); groups.set(g, [...(groups.get(g) ?? []), v]); }
-      return { kind: 'APIGroupList', apiVersion: 'v1', groups: [...groups].map(([name, vs]) => ({ name, versions: vs.map((version) => ({ groupVersion: `${name}/${version}`, version })), preferredVersion: { groupVersion: `${name}/${vs[0]}`, version: vs[0] } })) };
-    }
-    const types = parts.length === 3 ? this.crds.get(`${parts[1]}/${parts[2]}`) : undefined;
-    if (!types) return undefined;
-    return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: `${parts[1]}/${parts[2]}`, resources: types.map((t) => ({ name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] })) };
-  }
+  installCrd(c: CrdSpec): void { this.resources.install(c); }
 
   /** What kube-apiserver's TokenReview answers: authenticated + user, or not authenticated. */
   private async tokenReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -437,32 +298,6 @@ export class TestApiServer {
     res.end(text);
   }
 
-  /** Parse a path into resource, namespace and name. */
-  private route(pathname: string): { type: ResourceType; namespace?: string; name?: string } | undefined {
-    const parts = pathname.split('/').filter(Boolean);
-    let rest: string[];
-    if (parts[0] === 'api' && parts[1] === 'v1') rest = parts.slice(2);
-    else if (parts[0] === 'apis' && parts.length >= 3) {
-      const group = `${parts[1]}/${parts[2]}`;
-      const custom = this.crds.get(group);
-      if (custom) {
-        rest = parts.slice(3);
-        let namespace: string | undefined;
-        if (rest[0] === 'namespaces' && rest.length >= 3) { namespace = rest[1]; rest = rest.slice(2); }
-        const type = custom.find((r) => r.plural === rest[0]);
-        return type && rest.length <= 2 ? { type, namespace, name: rest[1] } : undefined;
-      }
-      if (group !== 'discovery.k8s.io/v1' && group !== 'events.k8s.io/v1' && group !== 'admissionregistration.k8s.io/v1') return undefined;
-      rest = parts.slice(3);
-    } else return undefined;
-    let namespace: string | undefined;
-    if (rest[0] === 'namespaces' && rest.length >= 3) { namespace = rest[1]; rest = rest.slice(2); }
-    const type = RESOURCES.find((r) => r.plural === rest[0]);
-    if (!type || rest.length > 2) return undefined;
-    if (type.kind === 'Namespace' && namespace !== undefined) return undefined;
-    return { type, namespace, name: rest[1] };
-  }
-
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const query = Object.fromEntries(url.searchParams.entries());
@@ -475,9 +310,9 @@ export class TestApiServer {
       }
       if (url.pathname === '/version' && req.method === 'GET') return this.send(res, 200, { ...this.kubeVersion, gitVersion: `v${this.kubeVersion.major}.${this.kubeVersion.minor}.0` });
       if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return await this.tokenReview(req, res);
-      const disc = req.method === 'GET' ? this.discovery(url.pathname) : undefined;
+      const disc = req.method === 'GET' ? this.resources.discovery(url.pathname) : undefined;
       if (disc) return this.send(res, 200, disc);
-      const r = this.route(url.pathname);
+      const r = this.resources.route(url.pathname);
       if (!r) return this.send(res, 404, status(404, 'NotFound', `the server could not find the requested resource: ${url.pathname}`));
       const { type, namespace, name } = r;
       const method = req.method ?? 'GET';
