@@ -7,7 +7,8 @@ import dnsPacket from 'dns-packet';
 import { AnswerCache } from './cache.js';
 import type { Upstream } from './resolv-conf.js';
 import { Forwarder } from './upstream.js';
-import { encodeName, parseQuery, rdataForIp, TYPE_A, TYPE_CNAME, type RecordSpec } from './wire.js';
+import { encodeName, rdataForIp, type RecordSpec } from './wire-build.js';
+import { parseQuery, TYPE_A, TYPE_CNAME } from './wire.js';
 
 /** An upstream answer, and whether it came from the cache rather than the network. */
 export interface UpstreamAnswer { response: Buffer; cached: boolean }

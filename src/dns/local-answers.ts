@@ -6,9 +6,10 @@
 import type { Registry, RegistryService } from '../controlplane/types.js';
 import type { Transport } from './fast-teacher.js';
 import { LocalZone, type LocalMatch } from './local-zone.js';
+import { buildResponse, encodeName, rdataForIp, soaRdata, type RecordSpec } from './wire-build.js';
 import {
-  buildResponse, encodeName, FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, HEADER_LEN, rdataForIp, RCODE_NOERROR,
-  soaRdata, TYPE_A, TYPE_AAAA, TYPE_ANY, TYPE_CNAME, TYPE_SOA, type ParsedQuery, type RecordSpec,
+  FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, HEADER_LEN, RCODE_NOERROR, TYPE_A, TYPE_AAAA, TYPE_ANY, TYPE_CNAME,
+  TYPE_SOA, type ParsedQuery,
 } from './wire.js';
 
 export const LOCAL_TTL = 30;

@@ -12,9 +12,10 @@ import { Forwarding } from './forwarding.js';
 import { LocalAnswers } from './local-answers.js';
 import { createDnsMetrics, type DnsMetrics, type Outcome } from './metrics.js';
 import type { Upstream } from './resolv-conf.js';
+import { errorResponse, truncatedResponse } from './wire-build.js';
 import {
-  CLASS_IN, CLASSIC_UDP_SIZE, errorResponse, HEADER_LEN, parseQuery, qtypeLabel, RCODE_FORMERR, RCODE_NOTIMP,
-  RCODE_SERVFAIL, truncatedResponse, WireError, type ParsedQuery,
+  CLASS_IN, CLASSIC_UDP_SIZE, HEADER_LEN, parseQuery, qtypeLabel, RCODE_FORMERR, RCODE_NOTIMP, RCODE_SERVFAIL,
+  WireError, type ParsedQuery,
 } from './wire.js';
 
 const TCP_MAX_MESSAGE = 65535;
