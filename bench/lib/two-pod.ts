@@ -11,6 +11,7 @@ import path from 'node:path';
 import { buildProxyBundle } from '../../cni/proxy-bundle.mjs';
 import { Cluster, REPO, waitForLine, service, slice, type Pod } from '../../test/integration/proxy-harness.js';
 import type { ControlPlaneDeps } from '../../src/controlplane/server.js';
+import { PROXY_NODE_FLAGS } from '../../src/proxy/node-flags.js';
 
 export { REPO, waitForLine, type Pod };
 
@@ -100,7 +101,9 @@ export class BenchCluster {
     const bundle = await buildProxyBundle(path.join(this.tmp, 'weir-proxy.mjs'), { sourcemap: false });
     chmodSync(bundle, 0o644);
     process.env.WEIR_NATIVE_ADDON = path.join(REPO, 'native/build/Release/weir_native.node');
-    this.c.proxyCommand = [process.execPath, ...(process.env.WEIR_PROXY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), bundle];
+    // The shipped V8 flags unless WEIR_PROXY_NODE_FLAGS says otherwise ("" = none).
+    const flags = process.env.WEIR_PROXY_NODE_FLAGS !== undefined ? process.env.WEIR_PROXY_NODE_FLAGS.split(' ').filter(Boolean) : PROXY_NODE_FLAGS;
+    this.c.proxyCommand = [process.execPath, ...flags, bundle];
   }
 
   async pair(key: string, opts: { capture?: boolean } = {}): Promise<PodPair> {

@@ -1,6 +1,7 @@
 // What the injector puts into a pod, and the knobs that change it. One
 // object shared by the webhook and `weir inject`, so both inject the same pod.
 import type { InjectionPolicy } from './decision.js';
+import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 
 export interface InjectorConfig {
   /** The weir image (it holds `weir proxy`). */
@@ -36,7 +37,8 @@ export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = {
   proxyImage: 'ghcr.io/weir/weir:0.1.0',
   // The proxy-only bundle (same `proxy` / `proxy-wait` arguments as the full CLI): measured idle RSS
   // 56.6 MB against 98.4 MB for `node weir.mjs proxy`, which loads the agent, CNI and Kubernetes client too.
-  proxyCommand: ['node', '/usr/local/lib/weir/weir-proxy.mjs'],
+  // V8 flags: src/proxy/node-flags.ts says why.
+  proxyCommand: ['node', ...PROXY_NODE_FLAGS, '/usr/local/lib/weir/weir-proxy.mjs'],
   policy: 'enabled',
   nativeSidecars: true,
   excludeNamespaces: ['weir-system'],
