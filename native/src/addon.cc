@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dns_fast_js.h"
+#include "h1/h1_js.h"
 #include "napi_args.h"
 #include "netns_thread.h"
 #include "nft.h"
@@ -226,6 +227,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterMemory(env, exports);
   RegisterDnsFast(env, exports);
   RegisterTlsRelay(env, exports);
+  RegisterHttpEngine(env, exports);
   return exports;
 }
 

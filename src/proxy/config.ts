@@ -51,6 +51,8 @@ export interface ProxyConfig {
   podLabelsFile: string;
   /** How bytes move: splice in the kernel (native addon), Node streams, or auto (splice when built). */
   pump: 'auto' | 'splice' | 'stream';
+  /** HTTP/1.1 connections whose routes need nothing more go to the addon's native path (http/native-h1.ts); js = always the JS chain. */
+  httpEngine: 'native' | 'js';
   /**
    * Splice pump busy-poll window, µs: after activity the pump thread keeps
    * polling (epoll_wait with a zero timeout, yielding the CPU in between)
@@ -121,6 +123,7 @@ export const DEFAULTS: ProxyConfig = {
   podLabelsFile: '/etc/istio/pod/labels',
   dnsPort: 15053,
   pump: 'auto',
+  httpEngine: 'native',
   busyPollUs: 0,
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
@@ -159,6 +162,7 @@ export interface RawProxyOptions {
   podLabels?: string;
   dnsPort?: string;
   pump?: string;
+  httpEngine?: string;
   busyPoll?: string;
   /** commander's --no-dns */
   dns?: boolean;
@@ -233,6 +237,12 @@ function mtlsEngineChoice(v: string | undefined): ProxyConfig['mtlsEngine'] {
   throw new FieldError('--mtls-engine', 'must be auto, native or node', v);
 }
 
+function httpEngineChoice(field: string, v: string | undefined): ProxyConfig['httpEngine'] {
+  if (v === undefined || v === '') return 'native';
+  if (v === 'native' || v === 'js') return v;
+  throw new FieldError(field, 'must be native or js', v);
+}
+
 function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
   if (v === undefined) return 'auto';
   if (v === 'auto' || v === 'splice' || v === 'stream') return v;
@@ -287,6 +297,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     httpRetries: raw.httpRetries === undefined ? DEFAULTS.httpRetries : positiveIntOrZero('--http-retries', raw.httpRetries, 10),
     podLabelsFile: raw.podLabels ?? env.WEIR_POD_LABELS_FILE ?? DEFAULTS.podLabelsFile,
     pump: pumpChoice(raw.pump),
+    httpEngine: raw.httpEngine !== undefined ? httpEngineChoice('--http-engine', raw.httpEngine) : httpEngineChoice('WEIR_HTTP_ENGINE', env.WEIR_HTTP_ENGINE),
     busyPollUs: raw.busyPoll !== undefined
       ? parseBusyPoll('--busy-poll', raw.busyPoll, DEFAULTS.busyPollUs)
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),
