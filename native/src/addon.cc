@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "cluster_table_js.h"
 #include "dns_fast_js.h"
 #include "h1/h1_js.h"
 #include "napi_args.h"
@@ -224,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDst", Napi::Function::New(env, OriginalDstJs, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCredJs, "peerCred"));
   RegisterPump(env, exports);
+  RegisterClusterTable(env, exports);
   RegisterMemory(env, exports);
   RegisterDnsFast(env, exports);
   RegisterTlsRelay(env, exports);

@@ -234,6 +234,11 @@ function packageName(file: string): string | undefined {
 
 let addon: NativeAddon | undefined;
 
+/** The loaded addon's exports, for the glue modules beside this one (cluster-table.ts); throws when not built. */
+export function addonExports(): Record<string, unknown> {
+  return load() as unknown as Record<string, unknown>;
+}
+
 function load(): NativeAddon {
   if (addon) return addon;
   const file = locateAddon();
