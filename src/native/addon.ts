@@ -137,7 +137,8 @@ export interface PumpSettings {
 /** The native HTTP/1.1 path's tables (native/src/h1/h1_config.h). */
 export interface HttpEngineConfig {
   generation: number;
-  routes: { endpoints: [string, number][]; headless?: boolean; meshPeer?: boolean; retries?: number }[];
+  /** cluster: the native cluster table's name (outbound|port||fqdn); endpoints: headless services only. */
+  routes: { cluster: string; endpoints: [string, number][]; headless?: boolean; meshPeer?: boolean; retries?: number }[];
   /** ["host|port", route index] */
   hosts: [string, number][];
   meshPods: string[];

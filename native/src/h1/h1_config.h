@@ -29,6 +29,10 @@ struct Endpoint {
 };
 
 struct Route {
+  // The cluster in the process's cluster table (cluster_table.h) whose
+  // endpoints a request is balanced over: outbound|port||fqdn.
+  std::string cluster;
+  // Headless services only: the pods, one of which the client dialled.
   std::vector<Endpoint> endpoints;
   // Headless service: only the pod the client dialled (Istio's ORIGINAL_DST).
   bool headless = false;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../cluster_table.h"
 #include "h1_engine.h"
 
 namespace weir {
@@ -59,7 +60,9 @@ struct Exchange {
   bool mesh_peer = false;
   int retries_left = 0;
   bool fresh_retry_used = false;
-  std::vector<std::string> tried;
+  std::shared_ptr<const Cluster> cluster;  // the route's cluster (cluster_table.h), looked up once per request
+  uint64_t tried_mask = 0;                 // endpoints this request tried (bit = index)
+  EndpointLease lease;                     // the current attempt's in-flight count
   std::string endpoint;      // key of the current attempt
   Up* up = nullptr;
   int attempts = 0;

@@ -224,7 +224,7 @@ void Engine::ForwardRequestBody(Down* d) {
       auto r = ex->req_chunks.Feed(p, n, &used, [&](const char*, size_t len) { ex->req_body_bytes += len; });
       if (r == ChunkScanner::Result::kBad) {
         counters_.rejected++;
-        if (ex->up) { CloseUp(ex->up); ex->up = nullptr; in_flight_[ex->endpoint]--; }
+        if (ex->up) { CloseUp(ex->up); ex->up = nullptr; ex->lease.Release(); }
         if (ex->resp_started) CloseDown(d);
         else LocalReply(d, 400, "-", "Bad Request", true);
         return;
@@ -266,7 +266,7 @@ void Engine::FinishExchange(Down* d) {
   if (ex->up) {
     Up* u = ex->up;
     ex->up = nullptr;
-    in_flight_[ex->endpoint]--;
+    ex->lease.Release();
     ReleaseUp(u, ex->up_reusable && ex->req_done);
   }
   d->ex.reset();
@@ -286,7 +286,7 @@ void Engine::CloseDown(Down* d) {
   d->dead = true;
   if (Exchange* ex = d->ex.get()) {
     if (ex->up) {
-      in_flight_[ex->endpoint]--;
+      ex->lease.Release();
       CloseUp(ex->up);
       ex->up = nullptr;
     }

@@ -118,7 +118,6 @@ class Engine {
   void CloseUp(Up* u);
   void ReleaseUp(Up* u, bool reusable);
   Up* TakePooled(const std::string& key);
-  int PickEndpoint(const Route& r, const std::vector<std::string>& tried);
 
   friend struct Down;
   std::shared_ptr<const Config> cfg_;  // engine thread's current config
@@ -141,7 +140,6 @@ class Engine {
   std::unordered_map<uint64_t, std::unique_ptr<Down>> downs_;
   std::unordered_map<Up*, std::unique_ptr<Up>> ups_;
   std::unordered_map<std::string, std::vector<Up*>> pool_;  // idle upstream connections per endpoint key
-  std::unordered_map<std::string, int> in_flight_;           // requests per endpoint key (LEAST_REQUEST)
   std::vector<std::unique_ptr<Down>> dead_downs_;  // freed after the event batch
   std::vector<std::unique_ptr<Up>> dead_ups_;
   uint64_t next_id_ = 1;

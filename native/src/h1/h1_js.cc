@@ -63,7 +63,7 @@ std::vector<double> Bounds(const Napi::Object& o, const char* key, const std::st
   return out;
 }
 
-// httpEngineConfigure({generation, routes: [{endpoints: [[ip, port]...], headless?, meshPeer?, retries?}],
+// httpEngineConfigure({generation, routes: [{cluster, endpoints: [[ip, port]...] (headless only), headless?, meshPeer?, retries?}],
 //   hosts: [["host|port", routeIndex]...], meshPods: [ip...], peerHeader, passthroughRetries, samplingPercent,
 //   idleTimeoutMs, connectTimeoutMs, headerTimeoutMs, inboundSourceV4, durationBounds, sizeBounds})
 Napi::Value Configure(const Napi::CallbackInfo& info) {
@@ -83,6 +83,7 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
     r.headless = ro.Get("headless").ToBoolean();
     r.mesh_peer = ro.Get("meshPeer").ToBoolean();
     r.retries = static_cast<int>(Num(ro, "retries", at, 0, 0, 100));
+    r.cluster = Str(ro, "cluster", at);
     Napi::Array eps = Arr(ro, "endpoints", at);
     for (uint32_t k = 0; k < eps.Length(); k++) {
       Napi::Value ev = eps.Get(k);

@@ -1,5 +1,5 @@
 // The upstream side of the native HTTP/1.1 path: pick an endpoint per
-// request (LEAST_REQUEST: two random choices, fewer in flight wins; the
+// request (LEAST_REQUEST from the process's cluster table, cluster_table.h;
 // endpoints a retry already tried are skipped while others remain), take
 // an idle keep-alive connection to it or dial a new one, parse and relay
 // the response, and apply the retry rules the JS chain has: connect
@@ -19,27 +19,10 @@
 
 #include "h1_conn.h"
 #include "h1_headers.h"
+#include "../cluster_table.h"
 
 namespace weir {
 namespace h1 {
-
-int Engine::PickEndpoint(const Route& r, const std::vector<std::string>& tried) {
-  std::vector<int> fresh;
-  for (size_t i = 0; i < r.endpoints.size(); i++)
-    if (std::find(tried.begin(), tried.end(), r.endpoints[i].key) == tried.end()) fresh.push_back(static_cast<int>(i));
-  if (fresh.empty())
-    for (size_t i = 0; i < r.endpoints.size(); i++) fresh.push_back(static_cast<int>(i));
-  if (fresh.empty()) return -1;
-  if (fresh.size() == 1) return fresh[0];
-  rng_ ^= rng_ << 13;
-  rng_ ^= rng_ >> 7;
-  rng_ ^= rng_ << 17;
-  size_t a = rng_ % fresh.size();
-  size_t b = (rng_ >> 32) % (fresh.size() - 1);
-  if (b >= a) b++;
-  int ia = fresh[a], ib = fresh[b];
-  return in_flight_[r.endpoints[ib].key] < in_flight_[r.endpoints[ia].key] ? ib : ia;
-}
 
 Up* Engine::TakePooled(const std::string& key) {
   auto it = pool_.find(key);
@@ -56,23 +39,39 @@ void Engine::Attempt(Down* d, bool fresh_only) {
   Exchange* ex = d->ex.get();
   const Config& c = *ex->cfg;
   const Endpoint* ep = &ex->direct;
+  Endpoint picked;
   if (ex->route >= 0) {
     const Route& r = c.routes[ex->route];
-    int i = -1;
     if (r.headless) {
-      for (size_t k = 0; k < r.endpoints.size(); k++)
-        if (r.endpoints[k].ip == d->dst_ip) i = static_cast<int>(k);
+      // Headless: the pod the client resolved and dialled, if it is one of the service's (no balancing).
+      for (const Endpoint& e : r.endpoints)
+        if (e.ip == d->dst_ip) ep = &e;
+      if (ep == &ex->direct) {
+        LocalReply(d, 503, "UH", "no healthy upstream", false);
+        return;
+      }
     } else {
-      i = PickEndpoint(r, ex->tried);
+      // LEAST_REQUEST over the cluster table's endpoints (cluster_table.h: shared with the L4 path, in-flight
+      // counts kept across registry pushes); endpoints this request already tried are skipped while others remain.
+      if (!ex->cluster) ex->cluster = GlobalClusterTable().Find(r.cluster);
+      int i = ex->cluster ? ex->cluster->Pick(ex->tried_mask) : -1;
+      if (i < 0 && ex->cluster) i = ex->cluster->Pick(0);
+      if (i < 0) {
+        LocalReply(d, 503, "UH", "no healthy upstream", false);
+        return;
+      }
+      if (i < 64) ex->tried_mask |= uint64_t{1} << i;
+      const ClusterEndpoint& ce = ex->cluster->endpoint(static_cast<size_t>(i));
+      picked.ip = ce.ip;
+      picked.port = ce.port;
+      picked.addr = ce.addr;
+      picked.addr_len = ce.addr_len;
+      picked.key = ce.ip.find(':') != std::string::npos ? "[" + ce.ip + "]:" + std::to_string(ce.port) : ce.ip + ":" + std::to_string(ce.port);
+      ex->lease = Acquire(*ex->cluster, i);
+      ep = &picked;
     }
-    if (i < 0) {
-      LocalReply(d, 503, "UH", "no healthy upstream", false);
-      return;
-    }
-    ep = &r.endpoints[i];
   }
   ex->endpoint = ep->key;
-  ex->tried.push_back(ep->key);
   ex->attempts++;
   Up* u = fresh_only ? nullptr : TakePooled(ep->key);
   if (u) {
@@ -82,7 +81,6 @@ void Engine::Attempt(Down* d, bool fresh_only) {
     u->got_bytes = false;
     u->deadline = 0;
     ex->up = u;
-    in_flight_[ep->key]++;
     u->io.out = ex->sent;
     u->io.out_off = 0;
     FlushUp(u);
@@ -112,7 +110,6 @@ void Engine::Attempt(Down* d, bool fresh_only) {
   u->deadline = NowMs() + c.connect_timeout_ms;
   ups_.emplace(u, std::move(owned));
   ex->up = u;
-  in_flight_[ep->key]++;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = &u->handle;
@@ -192,7 +189,7 @@ void Engine::UpFailed(Up* u, const char* why, bool) {
   bool got = u->got_bytes;
   if (ex && ex->up == u) {
     ex->up = nullptr;
-    in_flight_[ex->endpoint]--;
+    ex->lease.Release();
   }
   CloseUp(u);
   if (!ex || d->dead) return;
@@ -216,7 +213,7 @@ void Engine::UpFailed(Up* u, const char* why, bool) {
   if (reused && !ex->fresh_retry_used && ex->replayable) {
     ex->fresh_retry_used = true;
     counters_.retries++;
-    ex->tried.pop_back();  // the same endpoint may be picked again: the connection was at fault, not the endpoint
+    ex->tried_mask = 0;  // the same endpoint may be picked again: the connection was at fault, not the endpoint
     Attempt(d, true);
     return;
   }
@@ -244,7 +241,7 @@ void Engine::ProcessResponse(Down* d) {
       }
       if (st != ParseStatus::kDone || !ResponseFraming(h, ex->head_request, &ex->resp_framing)) {
         ex->up = nullptr;
-        in_flight_[ex->endpoint]--;
+        ex->lease.Release();
         CloseUp(u);
         LocalReply(d, 502, "UPE", "upstream sent a malformed response", false);
         return;
@@ -255,14 +252,14 @@ void Engine::ProcessResponse(Down* d) {
       }
       if (h.status == 101 && !ex->upgrade) {
         ex->up = nullptr;
-        in_flight_[ex->endpoint]--;
+        ex->lease.Release();
         CloseUp(u);
         LocalReply(d, 502, "UPE", "upstream switched protocols unasked", false);
         return;
       }
       if (h.status == 503 && ex->retries_left > 0 && ex->replayable && ex->req_done) {
         ex->up = nullptr;
-        in_flight_[ex->endpoint]--;
+        ex->lease.Release();
         CloseUp(u);
         ex->retries_left--;
         counters_.retries++;
@@ -314,7 +311,7 @@ void Engine::ProcessResponse(Down* d) {
         if (ex->resp_framing.kind == Framing::Kind::kUntilClose && !u->io.failed) {
           ex->resp_done = true;
           ex->up = nullptr;
-          in_flight_[ex->endpoint]--;
+          ex->lease.Release();
           CloseUp(u);
           FlushDown(d);
           if (!d->dead) FinishExchange(d);

@@ -2,7 +2,7 @@
 // takes, the tables it routes with, and the handoff. JavaScript decides per
 // connection, once, after protocol detection said HTTP/1.x: the native path
 // takes it when nothing the connection's requests could need is missing
-// there — no mesh mTLS or AuthorizationPolicy (d.mesh), access log off,
+// there — no mesh mTLS or AuthorizationPolicy (MeshHooks.nativeHttp), access log off,
 // no span export, no TPROXY, outbound ports without a compiled Istio route
 // table (VirtualService matches, faults, mirrors, header ops, CORS,
 // redirects, rewrites, per-route retries and timeouts) and without
@@ -19,7 +19,11 @@
 // aggregated metrics carry back (native-h1-telemetry.ts folds them).
 import type { Socket } from 'node:net';
 import { httpEngine, type HttpEngineConfig, type HttpEngineStats } from '../../native/addon.js';
+import { clusterTableAvailable, replaceClusters } from '../../native/cluster-table.js';
+import { clusterName } from '../../istio/hosts.js';
+import { registryClusters } from '../native-l4/clusters.js';
 import { handoffFd, takeBuffered } from '../../native/splice-pump.js';
+import type { CompiledHttpRoute, CompiledRouteTable } from '../../controlplane/resources.js';
 import type { Conn, ProxyDeps } from '../context.js';
 import type { HostRoutes } from '../host-routes.js';
 import { declaredProtocol, upstreamIsH2 } from '../protocol/declared.js';
@@ -33,13 +37,14 @@ export type HttpEngineMode = 'native' | 'js';
 export interface Generation { routes: NativeRoute[] }
 
 export class NativeHttpPath {
-  private readonly engine = httpEngine();
+  private readonly engine = clusterTableAvailable() ? httpEngine() : undefined;
   private readonly telemetry: NativeTelemetry;
   private generation = 0;
   private built?: { routes: RouteTable; hosts: HostRoutes; me: WorkloadMeta };
   private readonly timer: NodeJS.Timeout | undefined;
   /** Connections handed over / refused by the handoff itself (the socket could not be taken). */
   handedOver = 0;
+  private readonly defaultTables = new WeakMap<CompiledRouteTable, boolean>();
   handoffFailures = 0;
 
   constructor(private readonly d: ProxyDeps, mode: HttpEngineMode) {
@@ -57,12 +62,27 @@ export class NativeHttpPath {
   /** Whether every request this connection can carry is one the native path serves as the JS chain would. */
   eligible(conn: Conn): boolean {
     const d = this.d;
-    if (!this.engine || d.mesh || conn.mesh || conn.tproxied || d.accessLog.enabled || d.tracer?.exporting) return false;
+    if (!this.engine || (d.mesh && !d.mesh.nativeHttp(conn)) || conn.tproxied || d.accessLog.enabled || d.tracer?.exporting) return false;
     if (conn.direction === 'outbound') {
-      return d.compiled.routeTable(conn.dst.port) === undefined && d.compiled.outboundTrafficPolicy !== 'REGISTRY_ONLY';
+      if (d.compiled.outboundTrafficPolicy === 'REGISTRY_ONLY') return false;
+      const table = d.compiled.routeTable(conn.dst.port);
+      return table === undefined || this.defaultOnly(table);
     }
     const declared = declaredProtocol(d.routes().inboundPort(conn.dst.ip, conn.dst.port));
     return !upstreamIsH2(declared);
+  }
+
+  /**
+   * A compiled route table (control plane v2) that holds only each service's implicit default route to its own
+   * cluster, with no DestinationRule behind it: routing it natively by the registry's Host table is the same.
+   */
+  private defaultOnly(table: CompiledRouteTable): boolean {
+    let v = this.defaultTables.get(table);
+    if (v === undefined) {
+      v = table.virtualHosts.every((vh) => vh.routes.length === 1 && plainDefault(vh.routes[0], this.d));
+      this.defaultTables.set(table, v);
+    }
+    return v;
   }
 
   /** Hand the connection to the native path; false = nothing was taken (the JS chain serves it). */
@@ -119,6 +139,9 @@ export class NativeHttpPath {
     const me = d.identity();
     const b = this.built;
     if (b && b.routes === routes && b.hosts === hosts && b.me === me) return;
+    // The endpoints requests are balanced over live in the process's native cluster table (shared with the L4
+    // path; it keeps in-flight counts across pushes): the registry's clusters first, then the tables naming them.
+    if (!b || b.routes !== routes) replaceClusters([...registryClusters(routes, { connectTimeoutMs: d.config.connectTimeoutMs, connectAttempts: d.config.connectAttempts }).values()].map((c) => c.spec));
     const cfg = buildTables(d, routes, hosts, me, ++this.generation);
     this.telemetry.generation(this.generation, cfg.meaning);
     this.engine!.httpEngineConfigure(cfg.config);
@@ -142,13 +165,22 @@ function buildTables(d: ProxyDeps, routes: RouteTable, hosts: HostRoutes, me: Wo
       i = meaning.length;
       index.set(id, i);
       const targets = routes.targets({ service: r.service, servicePort: r.servicePort });
-      config.routes.push({ endpoints: targets.map((t) => [t.ip, t.port]), headless: r.service.kind === 'Headless', meshPeer: true, retries: d.config.httpRetries });
+      const headless = r.service.kind === 'Headless';
+      const cluster = clusterName(r.servicePort.port, undefined, `${r.service.name}.${r.service.namespace}.svc.${routes.clusterDomain}`);
+      config.routes.push({ cluster, endpoints: headless ? targets.map((t) => [t.ip, t.port]) : [], headless, meshPeer: true, retries: d.config.httpRetries });
       meaning.push({ service: r.service, servicePort: r.servicePort, targets, clusterDomain: routes.clusterDomain });
     }
     config.hosts.push([key, i]);
   }
   for (const svc of routes.services()) for (const ep of svc.endpoints) if (ep.podName) config.meshPods.push(ep.ip);
   return { config, meaning: { routes: meaning } };
+}
+
+function plainDefault(r: CompiledHttpRoute, d: ProxyDeps): boolean {
+  if (r.source !== 'default' || r.match.length > 0 || r.fault || r.mirrors.length > 0 || r.headers || r.rewrite || r.corsPolicy || r.timeoutMs !== undefined) return false;
+  if (!('route' in r.action) || r.action.route.length !== 1 || r.action.route[0].headers) return false;
+  const c = d.compiled.cluster(r.action.route[0].cluster);
+  return c !== undefined && !c.destinationRule && c.subset === undefined && c.outlierDetection === undefined && c.tls.mode === 'AUTO';
 }
 
 /** "ip:port" / "[v6]:port" → ip. */
