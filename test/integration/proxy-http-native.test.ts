@@ -113,7 +113,7 @@ test('per-request LEAST_REQUEST over three pods on ONE keep-alive connection, he
 });
 
 test('Host routing to a service never dialled by its VIP (every name form, with :port), and passthrough for unknown hosts', { skip, timeout: 60_000 }, async () => {
-  await nativeServed(client, 19, async () => {
+  await nativeServed(client, 17, async () => {
     for (const host of ['api.shop.svc.cluster.local', 'api.shop.svc', 'api.shop', 'api', 'api.shop.svc.cluster.local:80', 'api:80', 'API.Shop.']) {
       for (let i = 0; i < 2; i++) {
         const r = await curl(client, ['-H', `Host: ${host}`, `http://${WEB}/byhost`]);
@@ -223,7 +223,7 @@ test('retries: a pooled connection reset before the response is retried once on 
 test('metrics equal the requests sent, with the JS chain\'s labels (both reporters)', { skip, timeout: 60_000 }, async () => {
   const sel = { reporter: 'source', destination_service_name: 'web', response_code: '200', response_flags: '-', request_protocol: 'http' };
   const before = await c.metric(client, 'istio_requests_total', sel);
-  const dsel = { reporter: 'destination', destination_service_name: 'web', response_code: '200', source_workload: 'client', source_workload_namespace: 'shop' };
+  const dsel = { reporter: 'destination', destination_service_name: 'web', response_code: '200', source_workload_namespace: 'shop' };
   const dBefore = (await Promise.all(servers.map((p) => c.metric(p, 'istio_requests_total', dsel)))).reduce((a, b) => a + b, 0);
   const b404 = await c.metric(client, 'istio_requests_total', { reporter: 'source', response_code: '404' });
   const urls = Array.from({ length: 25 }, (_, i) => `http://${WEB}/counted-${i}`);
@@ -231,7 +231,8 @@ test('metrics equal the requests sent, with the JS chain\'s labels (both reporte
   await curl(client, [`http://${WEB}/status/404`]);
   await waitFor(async () => (await c.metric(client, 'istio_requests_total', sel)) - before === 25, 3000, '25 counted on the client');
   assert.equal(await c.metric(client, 'istio_requests_total', { reporter: 'source', response_code: '404' }) - b404, 1);
-  await waitFor(async () => (await Promise.all(servers.map((p) => c.metric(p, 'istio_requests_total', dsel)))).reduce((a, b) => a + b, 0) - dBefore === 25, 3000, '25 counted on the servers');
+  await waitFor(async () => (await Promise.all(servers.map((p) => c.metric(p, 'istio_requests_total', dsel)))).reduce((a, b) => a + b, 0) - dBefore === 25, 3000, '25 counted on the servers')
+    .catch(async (e: Error) => { throw new Error(`${e.message}: ${(await c.httpGet(servers[0], 15090, '/stats/prometheus')).body.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n')}`); });
   // The destination's canonical labels came back in the metadata exchange (x-weir-peer on the response).
   assert.ok(await c.metric(client, 'istio_requests_total', { ...sel, source_workload: 'client', destination_workload_namespace: 'shop', destination_cluster: 'Kubernetes' }) >= 25);
   assert.ok(await c.metric(client, 'istio_request_duration_milliseconds_count', sel) >= 25);
@@ -259,7 +260,8 @@ test('hostile peers: slowloris, half-close, garbage, abrupt resets — no crash,
   assert.equal(ok.code, 0);
   await new Promise((r) => setTimeout(r, 500));
   for (const s of held) s.destroy();
-  await waitFor(() => fds() <= base + 4, 10000, `proxy fds back near ${base} (now ${fds()})`);
+  await waitFor(() => fds() <= base + 4, 10000, `proxy fds back near ${base}`)
+    .catch(async (e: Error) => { throw new Error(`${e.message}: ${fds()} open, ${JSON.stringify((await stats(client)).nativeHttp)}`); });
   const st = (await stats(client)).nativeHttp!;
   assert.ok(client.proxy!.exitCode === null, 'the proxy is alive');
   assert.ok(st.activeConnections <= 2, `native connections left open: ${st.activeConnections}`);

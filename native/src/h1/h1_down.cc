@@ -7,6 +7,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "h1_conn.h"
 #include "h1_headers.h"
 
@@ -95,6 +98,8 @@ void Engine::Advance(Down* d) {
       }
       if (!StartRequest(d, head)) return;
       d->io.Consume(head.size);
+      if (d->io.OutLen() > 0) FlushDown(d);  // 100 Continue
+      if (d->dead) return;
       Attempt(d, false);
       continue;
     }
@@ -105,16 +110,22 @@ void Engine::Advance(Down* d) {
     if (d->phase == Down::Phase::kTunnel) {
       Up* u = d->ex ? d->ex->up : nullptr;
       if (!u) { CloseDown(d); return; }
-      if (u->io.OutLen() < kHighWater) d->io.ReadSome(kHighWater);
-      if (d->io.InLen() > 0) {
+      // Client → upstream until the client's socket is drained or the upstream pushes back (flushed first).
+      for (;;) {
+        if (u->io.OutLen() >= kHighWater) FlushUp(u);
+        if (d->dead || u->dead) return;
+        if (u->io.OutLen() >= kHighWater) break;
+        d->io.ReadSome(kHighWater);
+        if (d->io.InLen() == 0) break;
         u->io.out.append(d->io.InPtr(), d->io.InLen());
         d->io.Consume(d->io.InLen());
-        FlushUp(u);
-        if (d->dead || u->dead) return;
       }
+      FlushUp(u);
+      if (d->dead || u->dead) return;
       if (d->io.eof || d->io.failed) {
         // One side is done: what is queued goes out, then both close (no half-open tunnels).
-        if (!u->dead) { u->io.WriteSome(); CloseUp(u); }
+        u->io.WriteSome();
+        CloseUp(u);
         d->ex->up = nullptr;
         CloseDown(d);
       }
@@ -197,6 +208,10 @@ void Engine::ForwardRequestBody(Down* d) {
     bool connected = u && !u->connecting;
     size_t room;
     if (connected) {
+      // Edge-triggered: a full buffer is flushed here, not left for an event that will not come
+      // (the client's socket was not drained to EAGAIN and the upstream may already be writable).
+      if (u->io.OutLen() >= kHighWater) FlushUp(u);
+      if (u->dead || d->dead || ex->up != u) return;
       if (u->io.OutLen() >= kHighWater) break;
       room = kHighWater;
     } else {

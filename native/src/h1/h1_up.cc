@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "h1_conn.h"
@@ -132,28 +134,35 @@ void Engine::UpEvent(Up* u, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->io.readable = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) u->io.writable = true;
   if (!u->owner) {
-    // Idle in the pool: the server closed it (or sent something it must not): it is gone.
-    CloseUp(u);
+    // Idle in the pool: readable means the server closed it (or sent what it must not): it is gone.
+    // (A late EPOLLOUT edge — ACKs freeing send buffer — means nothing.)
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) CloseUp(u);
     return;
   }
   Down* d = u->owner;
   if (d->phase == Down::Phase::kTunnel) {
-    FlushUp(u);
-    if (u->dead) return;
-    if (d->io.OutLen() < kHighWater) u->io.ReadSome(kHighWater);
-    if (u->io.InLen() > 0) {
+    // Upstream → client, flushed as it goes (see the client side in h1_down.cc).
+    for (;;) {
+      if (d->io.OutLen() >= kHighWater) FlushDown(d);
+      if (d->dead || u->dead) return;
+      if (d->io.OutLen() >= kHighWater) break;
+      u->io.ReadSome(kHighWater);
+      if (u->io.InLen() == 0) break;
       d->io.out.append(u->io.InPtr(), u->io.InLen());
       u->io.Consume(u->io.InLen());
     }
     bool end = u->io.eof || u->io.failed;
     FlushDown(d);
-    if (end && !d->dead) {
+    if (d->dead) return;
+    if (end) {
       d->ex->up = nullptr;
       CloseUp(u);
       d->phase = Down::Phase::kClosing;
       FlushDown(d);
+      return;
     }
-    if (!d->dead && d->io.OutLen() < kHighWater) Advance(d);
+    FlushUp(u);
+    if (!d->dead && !u->dead) Advance(d);  // the upstream may have drained: the client side goes on
     return;
   }
   FlushUp(u);
@@ -224,6 +233,8 @@ void Engine::ProcessResponse(Down* d) {
   Exchange* ex = d->ex.get();
   while (!d->dead && ex && ex->up && !ex->up->connecting) {
     Up* u = ex->up;
+    if (d->io.OutLen() >= kHighWater) FlushDown(d);  // edge-triggered: flush here, not on an event that may not come
+    if (d->dead || ex->up != u) return;
     if (d->io.OutLen() >= kHighWater) return;  // the client is slow: read on once it drained
     if (u->io.InLen() == 0) u->io.ReadSome(kHighWater);
     if (u->io.InLen() > 0) u->got_bytes = true;
