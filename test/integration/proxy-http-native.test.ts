@@ -234,7 +234,8 @@ test('metrics equal the requests sent, with the JS chain\'s labels (both reporte
   await waitFor(async () => (await Promise.all(servers.map((p) => c.metric(p, 'istio_requests_total', dsel)))).reduce((a, b) => a + b, 0) - dBefore === 25, 3000, '25 counted on the servers')
     .catch(async (e: Error) => { throw new Error(`${e.message}: ${(await c.httpGet(servers[0], 15090, '/stats/prometheus')).body.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n')}`); });
   // The destination's canonical labels came back in the metadata exchange (x-weir-peer on the response).
-  assert.ok(await c.metric(client, 'istio_requests_total', { ...sel, source_workload: 'client', destination_workload_namespace: 'shop', destination_cluster: 'Kubernetes' }) >= 25);
+  const series = async () => (await c.httpGet(client, 15090, '/stats/prometheus')).body.split('\n').filter((l) => l.startsWith('istio_requests_total') && l.includes('"web"')).join('\n');
+  assert.ok(await c.metric(client, 'istio_requests_total', { ...sel, source_workload: 'client-7c9f8d6b5-native', source_workload_namespace: 'shop', destination_workload_namespace: 'shop', destination_service: 'web.shop.svc.cluster.local', destination_cluster: 'Kubernetes' }) >= 25, await series());
   assert.ok(await c.metric(client, 'istio_request_duration_milliseconds_count', sel) >= 25);
   const text = (await c.httpGet(client, 15090, '/stats/prometheus')).body;
   assert.match(text, /istio_request_bytes_bucket\{le="0.5",[^}]*destination_service_name="web"/);

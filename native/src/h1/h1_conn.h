@@ -35,7 +35,8 @@ struct Io {
   size_t out_off = 0;
   bool readable = true;
   bool writable = true;
-  bool eof = false;     // the peer sent FIN
+  bool eof = false;     // the peer sent FIN (a read returned 0)
+  bool rdhup = false;   // epoll said the peer closed: read on to the 0, a short read is not the end
   bool failed = false;  // reset or other socket error
   int error = 0;
 

@@ -54,6 +54,7 @@ void SplitAuthority(const std::string& a, std::string* host, int* port) {
 
 void Engine::DownEvent(Down* d, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) d->io.readable = true;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) d->io.rdhup = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) d->io.writable = true;
   FlushDown(d);
   if (d->dead) return;
@@ -293,7 +294,7 @@ void Engine::FinishExchange(Down* d) {
   d->phase = Down::Phase::kHead;
   d->deadline = NowMs() + cfg_->idle_timeout_ms;
   FlushDown(d);
-  if (!d->dead && d->io.InLen() > 0) Advance(d);  // a pipelined request
+  if (!d->dead) Advance(d);  // a pipelined request, or the FIN of a client that half-closed after its request
 }
 
 void Engine::CloseDown(Down* d) {

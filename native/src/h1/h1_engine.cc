@@ -62,8 +62,9 @@ void Io::ReadSome(size_t cap) {
     ssize_t n = ::read(fd, &in[old], want);
     if (n > 0) {
       in.resize(old + static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < want) {
-        // Short read: the socket is most likely drained; the next edge says otherwise.
+      if (static_cast<size_t>(n) < want && !rdhup) {
+        // Short read: the socket is drained (saves the EAGAIN read); new bytes bring a new edge. Not after
+        // RDHUP: the FIN's edge has come already, so the 0 must be read now or never.
         readable = false;
       }
       continue;

@@ -132,6 +132,7 @@ void Engine::UpEvent(Up* u, uint32_t ev) {
     return;
   }
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->io.readable = true;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->io.rdhup = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) u->io.writable = true;
   if (!u->owner) {
     // Idle in the pool: readable means the server closed it (or sent what it must not): it is gone.
