@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "h1_conn.h"
@@ -55,13 +56,14 @@ bool ResolveEndpoint(Endpoint* e) {
 }
 
 void Io::ReadSome(size_t cap) {
+  // One scratch buffer per thread: a read appends only what arrived (no zero-filled growth of every
+  // connection's buffer, which would also keep each one's capacity at the largest read it ever saw).
+  thread_local char scratch[64 * 1024];
   while (readable && !eof && !failed && InLen() < cap) {
-    size_t old = in.size();
-    size_t want = 16 * 1024;
-    in.resize(old + want);
-    ssize_t n = ::read(fd, &in[old], want);
+    size_t want = std::min(sizeof scratch, cap - InLen());
+    ssize_t n = ::read(fd, scratch, want);
     if (n > 0) {
-      in.resize(old + static_cast<size_t>(n));
+      in.append(scratch, static_cast<size_t>(n));
       if (static_cast<size_t>(n) < want && !rdhup) {
         // Short read: the socket is drained (saves the EAGAIN read); new bytes bring a new edge. Not after
         // RDHUP: the FIN's edge has come already, so the 0 must be read now or never.
@@ -69,7 +71,6 @@ void Io::ReadSome(size_t cap) {
       }
       continue;
     }
-    in.resize(old);
     if (n == 0) { eof = true; break; }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) { readable = false; break; }
