@@ -96,7 +96,14 @@ export class NativeHttpPath {
       this.handoffFailures++;
       return false;
     }
-    this.sync();
+    try {
+      this.sync();
+    } catch (err) {
+      // A table the engine refuses (it names the field): this connection and the next go to the JS chain.
+      this.handoffFailures++;
+      this.d.logger.error({ err: String(err) }, 'native HTTP path: tables refused; serving with the JS chain');
+      return false;
+    }
     const initial = takeBuffered(sock);
     try {
       this.engine.httpEngineAdopt(fd, { inbound: conn.direction === 'inbound', dstIp: conn.dst.ip, dstPort: conn.dst.port, peerIp: hostOf(conn.peer), initial });
@@ -113,7 +120,13 @@ export class NativeHttpPath {
 
   /** Takes what the engine aggregated into the istio_* metrics. */
   fold(): void {
-    if (this.engine) this.telemetry.fold(this.engine.httpEngineTakeStats());
+    if (!this.engine) return;
+    try {
+      this.telemetry.fold(this.engine.httpEngineTakeStats());
+    } catch (err) {
+      // Metrics must never take the proxy down (this runs from a timer): the batch is lost, and said so.
+      this.d.logger.error({ err: String(err) }, 'native HTTP path: could not fold a metrics batch');
+    }
   }
 
   stats(): (HttpEngineStats & { handedOver: number; handoffFailures: number; generation: number }) | undefined {
