@@ -76,6 +76,7 @@ struct PumpEngine::Pump {
   DialTarget dial;                  // the endpoint being (or last) dialled
   int64_t connect_deadline_ms = 0;  // kConnecting: ETIMEDOUT at this time
   int pipe_size = 0;                // PumpSpec::pipe_size, for pipes taken once connected
+  std::unique_ptr<NativeConn> native;  // set: accepted natively (l4_accept.cc); outcomes become L4Records
 
   ~Pump() {
     for (int& f : fd) pump_internal::CloseFd(&f);
