@@ -130,7 +130,7 @@ void PumpEngine::ResumeListeners(int64_t now_ms) {
     if (!l->paused || l->resume_ms > now_ms) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.u64 = (~uint64_t{0} - (uint64_t{1} << 20)) + static_cast<uint64_t>(l->id);
+    ev.data.u64 = kListenTokenBase + static_cast<uint64_t>(l->id);
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, l->fd, &ev) == 0) l->paused = false;
     else l->resume_ms = now_ms + kEmfilePauseMs;
   }

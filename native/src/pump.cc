@@ -28,8 +28,6 @@ namespace {
 
 // epoll data of the wakeup eventfd; pump sockets use (id << 1) | side.
 constexpr uint64_t kWakeToken = ~uint64_t{0};
-// Native listeners (l4_accept.cc): kListenTokenBase + listener id, far above any pump id << 1.
-constexpr uint64_t kListenTokenBase = ~uint64_t{0} - (uint64_t{1} << 20);
 // Bytes one pump may move per direction before the thread looks at the
 // others: a bulk stream must not starve 999 interactive ones.
 constexpr uint64_t kRoundBudget = 4u << 20;

@@ -17,6 +17,10 @@
 namespace weir {
 namespace pump_internal {
 
+// epoll data of native listeners (l4_accept.cc): kListenTokenBase + listener
+// id, far above any pump socket's (id << 1) | side.
+constexpr uint64_t kListenTokenBase = ~uint64_t{0} - (uint64_t{1} << 20);
+
 inline int64_t NowMs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
