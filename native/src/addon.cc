@@ -10,6 +10,7 @@
 #include "cluster_table_js.h"
 #include "dns_fast_js.h"
 #include "h1/h1_js.h"
+#include "l4_accept_js.h"
 #include "napi_args.h"
 #include "netns_thread.h"
 #include "nft.h"
@@ -226,6 +227,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, PeerCredJs, "peerCred"));
   RegisterPump(env, exports);
   RegisterClusterTable(env, exports);
+  RegisterL4Accept(env, exports);
   RegisterMemory(env, exports);
   RegisterDnsFast(env, exports);
   RegisterTlsRelay(env, exports);

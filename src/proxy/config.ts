@@ -61,6 +61,13 @@ export interface ProxyConfig {
    * the stream pump.
    */
   busyPollUs: number;
+  /**
+   * Native accept (src/proxy/native-l4): the outbound listener accepts on the
+   * pump thread, which routes opaque-TCP destinations, dials and pumps them
+   * without JavaScript (anything else is handed to JavaScript). auto = when
+   * the splice pump and the addon's accept path are there; off = Node listens.
+   */
+  nativeAccept: 'auto' | 'off';
   /** DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS proxy. */
   dnsPort: number;
   /** Inbound hand-off to the app leaves from this source so capture lets it through. */
@@ -125,6 +132,7 @@ export const DEFAULTS: ProxyConfig = {
   pump: 'auto',
   httpEngine: 'native',
   busyPollUs: 0,
+  nativeAccept: 'auto',
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
@@ -164,6 +172,7 @@ export interface RawProxyOptions {
   pump?: string;
   httpEngine?: string;
   busyPoll?: string;
+  nativeAccept?: string;
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
@@ -249,6 +258,12 @@ function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
   throw new FieldError('--pump', 'must be auto, splice or stream', v);
 }
 
+function nativeAcceptChoice(v: string | undefined): ProxyConfig['nativeAccept'] {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'off') return v;
+  throw new FieldError('--native-accept', 'must be auto or off', v);
+}
+
 /** Busy-poll window: "off", "0", "200us", "0.2ms" or bare microseconds; at most 10 ms. */
 export function parseBusyPoll(field: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -298,6 +313,7 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     podLabelsFile: raw.podLabels ?? env.WEIR_POD_LABELS_FILE ?? DEFAULTS.podLabelsFile,
     pump: pumpChoice(raw.pump),
     httpEngine: raw.httpEngine !== undefined ? httpEngineChoice('--http-engine', raw.httpEngine) : httpEngineChoice('WEIR_HTTP_ENGINE', env.WEIR_HTTP_ENGINE),
+    nativeAccept: nativeAcceptChoice(raw.nativeAccept ?? env.WEIR_NATIVE_ACCEPT),
     busyPollUs: raw.busyPoll !== undefined
       ? parseBusyPoll('--busy-poll', raw.busyPoll, DEFAULTS.busyPollUs)
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),

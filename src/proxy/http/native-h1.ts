@@ -19,7 +19,7 @@
 // aggregated metrics carry back (native-h1-telemetry.ts folds them).
 import type { Socket } from 'node:net';
 import { httpEngine, type HttpEngineConfig, type HttpEngineStats } from '../../native/addon.js';
-import { clusterTableAvailable, replaceClusters } from '../../native/cluster-table.js';
+import { clusterTableAvailable, upsertCluster } from '../../native/cluster-table.js';
 import { clusterName } from '../../istio/hosts.js';
 import { registryClusters } from '../native-l4/clusters.js';
 import { handoffFd, takeBuffered } from '../../native/splice-pump.js';
@@ -153,8 +153,12 @@ export class NativeHttpPath {
     const b = this.built;
     if (b && b.routes === routes && b.hosts === hosts && b.me === me) return;
     // The endpoints requests are balanced over live in the process's native cluster table (shared with the L4
-    // path; it keeps in-flight counts across pushes): the registry's clusters first, then the tables naming them.
-    if (!b || b.routes !== routes) replaceClusters([...registryClusters(routes, { connectTimeoutMs: d.config.connectTimeoutMs, connectAttempts: d.config.connectAttempts }).values()].map((c) => c.spec));
+    // path, which replaces the whole table on its own pushes — registry clusters included; in-flight counts are
+    // kept across pushes): the registry's clusters first, then the tables naming them. Upserts, so the L4 path's
+    // own clusters are never dropped by this push.
+    if (!b || b.routes !== routes) {
+      for (const c of registryClusters(routes, { connectTimeoutMs: d.config.connectTimeoutMs, connectAttempts: d.config.connectAttempts }).values()) upsertCluster(c.spec);
+    }
     const cfg = buildTables(d, routes, hosts, me, ++this.generation);
     this.telemetry.generation(this.generation, cfg.meaning);
     this.engine!.httpEngineConfigure(cfg.config);
