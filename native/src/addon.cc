@@ -7,7 +7,10 @@
 #include <optional>
 #include <string>
 
+#include "cluster_table_js.h"
 #include "dns_fast_js.h"
+#include "h1/h1_js.h"
+#include "l4_accept_js.h"
 #include "napi_args.h"
 #include "netns_thread.h"
 #include "nft.h"
@@ -223,9 +226,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDst", Napi::Function::New(env, OriginalDstJs, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCredJs, "peerCred"));
   RegisterPump(env, exports);
+  RegisterClusterTable(env, exports);
+  RegisterL4Accept(env, exports);
   RegisterMemory(env, exports);
   RegisterDnsFast(env, exports);
   RegisterTlsRelay(env, exports);
+  RegisterHttpEngine(env, exports);
   return exports;
 }
 

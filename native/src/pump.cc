@@ -182,12 +182,12 @@ std::optional<Failure> PumpEngine::Start(const PumpSpec& spec, uint64_t* id, std
   *counters = pump->counters;
   started_.fetch_add(1);
   active_.fetch_add(1);
-  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}})) Wake();
+  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}, nullptr})) Wake();
   return std::nullopt;
 }
 
 void PumpEngine::Abort(uint64_t id, bool reset) {
-  if (Enqueue(Command{Command::Kind::kAbort, nullptr, id, reset, {}})) Wake();
+  if (Enqueue(Command{Command::Kind::kAbort, nullptr, id, reset, {}, nullptr})) Wake();
 }
 
 bool PumpEngine::Enqueue(Command command) {
@@ -236,6 +236,10 @@ void PumpEngine::Stop() {
     commands_.clear();
   }
   active_.fetch_sub(std::min(dropped, active_.load()));
+  if (l4_batch_) {
+    for (L4Record& r : *l4_batch_) CloseFd(&r.fd);  // handoffs nobody will take
+    l4_batch_.reset();
+  }
   pool_.Configure(0, pool_.IdleMs());  // closes every pooled pipe
   CloseFd(&wake_fd_);
   CloseFd(&epoll_fd_);
@@ -308,10 +312,19 @@ void PumpEngine::Run() {
         TakeCommands();
         continue;
       }
+      if (token >= kListenTokenBase) {
+        const int lid = static_cast<int>(token - kListenTokenBase);
+        for (auto& l : listeners_) {
+          if (l->id == lid) AcceptOn(l.get(), NowMs());
+        }
+        continue;
+      }
       auto it = pumps_.find(token >> 1);
       if (it != pumps_.end()) Service(it->second.get(), static_cast<uint32_t>(token & 1), events[i].events);
     }
     const int64_t now_ms = NowMs();
+    ResumeListeners(now_ms);
+    ReportProgress(now_ms);
     ExpireIdle(now_ms);
     pool_deadline_ms_ = pool_.Trim(now_ms);
     // Finished pumps are freed only here, after the whole batch: a later
@@ -324,7 +337,10 @@ void PumpEngine::Run() {
     }
     done_ids_.clear();
     graveyard.clear();
+    // What native connections did this turn goes to JavaScript in one batch.
+    FlushRecords();
   }
+  CloseListeners();
 }
 
 void PumpEngine::TakeCommands() {
@@ -342,6 +358,30 @@ void PumpEngine::TakeCommands() {
     if (c.kind == Command::Kind::kDial) {
       auto it = pumps_.find(c.id);
       if (it != pumps_.end()) Redialled(it->second.get(), c.dial);
+      continue;
+    }
+    if (c.kind == Command::Kind::kListen) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kListenTokenBase + static_cast<uint64_t>(c.listener->id);
+      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.listener->fd, &ev) == 0) listeners_.push_back(std::move(c.listener));
+      else CloseFd(&c.listener->fd);
+      continue;
+    }
+    if (c.kind == Command::Kind::kUnlisten) {
+      for (auto it = listeners_.begin(); it != listeners_.end(); ++it) {
+        if ((*it)->id != static_cast<int>(c.id)) continue;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, (*it)->fd, nullptr);
+        CloseFd(&(*it)->fd);
+        listeners_.erase(it);
+        break;
+      }
+      continue;
+    }
+    if (c.kind == Command::Kind::kAbortNative) {
+      for (auto& [id, pump] : pumps_) {
+        if (pump->native && !pump->done) Finish(pump.get(), "aborted", "", c.reset, c.reset);
+      }
       continue;
     }
     Pump* p = c.pump.get();
@@ -513,6 +553,7 @@ void PumpEngine::Finish(Pump* p, const std::string& reason, const std::string& e
   outcome->duration_ms = NowMsPrecise() - p->started_ms;
   active_.fetch_sub(1);
   finished_.fetch_add(1);
+  if (p->native) return NativeEvent(p, std::move(outcome));
   on_done_(std::move(outcome));
 }
 
@@ -550,6 +591,10 @@ int PumpEngine::NextTimeoutMs(int64_t now_ms) const {
   if (!unfinished_.empty()) return 0;
   // The earlier of the next idle pump's deadline and the next pooled pipe's.
   int64_t due = pool_deadline_ms_;
+  for (const auto& l : listeners_) {
+    if (l->paused && (due < 0 || l->resume_ms < due)) due = l->resume_ms;
+  }
+  if (l4_active_.load(std::memory_order_relaxed) > 0 && (due < 0 || next_progress_ms_ < due)) due = next_progress_ms_;
   if (!idle_heap_.empty() && (due < 0 || idle_heap_.front().first < due)) due = idle_heap_.front().first;
   if (due < 0) return -1;
   return static_cast<int>(std::clamp<int64_t>(due - now_ms, 0, 60000));

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "l4_native.h"
 #include "netns_thread.h"
 #include "pipe_pool.h"
 #include "pump_dial.h"
@@ -135,6 +136,16 @@ class PumpEngine {
   // at most max_idle wait, each at most idle_ms. max_idle 0 = no pooling.
   void ConfigurePipePool(size_t max_idle, int64_t idle_ms);
 
+  // The native accept path (l4_accept.cc, l4_native.h). Listen takes the
+  // listening fd (non-blocking) and accepts on the pump thread; records go
+  // to `sink` (the same one for every listener; the first Listen sets it).
+  std::optional<Failure> Listen(int fd, int listener_id, const char* direction, L4Sink sink);
+  // Stops accepting on that listener and closes it (connections stay).
+  void Unlisten(int listener_id);
+  // Ends every native connection (drain's last step): reset = RST both peers.
+  void AbortNative(bool reset);
+  L4Stats NativeStats() const;
+
   struct Pump;  // defined in pump.cc
 
  private:
@@ -156,13 +167,24 @@ class PumpEngine {
   void Redialled(Pump* p, const DialTarget& dial);
   void Report(Pump* p, std::unique_ptr<PumpOutcome> event);
   int NextTimeoutMs(int64_t now_ms) const;
+  // l4_accept.cc
+  void AcceptOn(L4Listener* l, int64_t now_ms);
+  void AcceptOne(L4Listener* l, int fd, const L4RouteTable& table);
+  bool DialNext(Pump* p);
+  void NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event);
+  void AddRecord(L4Record record);
+  void FlushRecords();
+  void ResumeListeners(int64_t now_ms);
+  void CloseListeners();
+  void ReportProgress(int64_t now_ms);
 
   struct Command {
-    enum class Kind { kStart, kAbort, kDial } kind;
+    enum class Kind { kStart, kAbort, kDial, kListen, kUnlisten, kAbortNative } kind;
     std::unique_ptr<Pump> pump;
     uint64_t id = 0;
     bool reset = false;
     DialTarget dial;  // kDial
+    std::unique_ptr<L4Listener> listener;  // kListen
   };
   // Queues a command; true if the thread needs a wakeup for it.
   bool Enqueue(Command command);
@@ -195,6 +217,11 @@ class PumpEngine {
   std::vector<uint64_t> unfinished_;  // pumps that hit their per-round budget
   std::vector<uint64_t> done_ids_;    // finished this batch, freed after it
   std::vector<std::pair<int64_t, uint64_t>> idle_heap_;  // min-heap of (deadline, id)
+  std::vector<std::unique_ptr<L4Listener>> listeners_;
+  L4Sink l4_sink_;  // set before the first kListen command is queued, read on the pump thread
+  std::unique_ptr<L4Batch> l4_batch_;
+  int64_t next_progress_ms_ = 0;  // when open native connections next report their bytes
+  std::atomic<uint64_t> l4_accepted_{0}, l4_native_{0}, l4_handed_off_{0}, l4_dropped_{0}, l4_retries_{0}, l4_active_{0};
 };
 
 }  // namespace weir

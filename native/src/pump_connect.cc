@@ -43,7 +43,7 @@ std::optional<Failure> PumpEngine::StartConnect(const PumpSpec& spec, const Dial
   *counters = pump->counters;
   started_.fetch_add(1);
   active_.fetch_add(1);
-  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}})) {
+  if (Enqueue(Command{Command::Kind::kStart, std::move(pump), 0, false, {}, nullptr})) {
     if (spec.defer_wake) wake_owed_.store(true, std::memory_order_relaxed);
     else Wake();
   }
@@ -55,7 +55,7 @@ void PumpEngine::Flush() {
 }
 
 void PumpEngine::Redial(uint64_t id, const DialTarget& dial) {
-  Command c{Command::Kind::kDial, nullptr, id, false, {}};
+  Command c{Command::Kind::kDial, nullptr, id, false, {}, nullptr};
   c.dial = dial;
   if (Enqueue(std::move(c))) Wake();
 }
@@ -149,6 +149,7 @@ void PumpEngine::Redialled(Pump* p, const DialTarget& dial) {
 void PumpEngine::Report(Pump* p, std::unique_ptr<PumpOutcome> event) {
   event->id = p->id;
   event->duration_ms = NowMsPrecise() - p->started_ms;
+  if (p->native) return NativeEvent(p, std::move(event));
   on_done_(std::move(event));
 }
 

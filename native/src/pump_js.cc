@@ -166,6 +166,12 @@ void DeliverOutcome(Napi::Env env, Napi::Function unused, PumpBinding* binding, 
   binding->Deliver(env, *outcome);
 }
 
+}  // namespace
+
+PumpEngine& PumpEngineFor(Napi::Env env) { return PumpBinding::For(env)->Engine(env); }
+
+namespace {
+
 // pumpStart(fdA, fdB, options?, onDone) -> id
 Napi::Value PumpStartJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

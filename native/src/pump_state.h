@@ -17,6 +17,10 @@
 namespace weir {
 namespace pump_internal {
 
+// epoll data of native listeners (l4_accept.cc): kListenTokenBase + listener
+// id, far above any pump socket's (id << 1) | side.
+constexpr uint64_t kListenTokenBase = ~uint64_t{0} - (uint64_t{1} << 20);
+
 inline int64_t NowMs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -76,6 +80,7 @@ struct PumpEngine::Pump {
   DialTarget dial;                  // the endpoint being (or last) dialled
   int64_t connect_deadline_ms = 0;  // kConnecting: ETIMEDOUT at this time
   int pipe_size = 0;                // PumpSpec::pipe_size, for pipes taken once connected
+  std::unique_ptr<NativeConn> native;  // set: accepted natively (l4_accept.cc); outcomes become L4Records
 
   ~Pump() {
     for (int& f : fd) pump_internal::CloseFd(&f);

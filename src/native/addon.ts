@@ -134,7 +134,51 @@ export interface PumpSettings {
   pipePoolIdleMs?: number;
 }
 
+/** The native HTTP/1.1 path's tables (native/src/h1/h1_config.h). */
+export interface HttpEngineConfig {
+  generation: number;
+  /** cluster: the native cluster table's name (outbound|port||fqdn); endpoints: headless services only. */
+  routes: { cluster: string; endpoints: [string, number][]; headless?: boolean; meshPeer?: boolean; retries?: number }[];
+  /** ["host|port", route index] */
+  hosts: [string, number][];
+  meshPods: string[];
+  peerHeader: string;
+  passthroughRetries: number;
+  samplingPercent: number;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  headerTimeoutMs: number;
+  inboundSourceV4: string;
+  durationBounds: readonly number[];
+  sizeBounds: readonly number[];
+}
+
+export interface HttpEngineAdopt { inbound: boolean; dstIp: string; dstPort: number; peerIp: string; initial?: Uint8Array }
+
+/** One aggregated series since the last take: bucket counts per bound (not cumulative), the last one above every bound. */
+export interface HttpEngineSeries {
+  key: string;
+  count: number;
+  duration: number[];
+  durationSum: number;
+  requestBytes: number[];
+  requestBytesSum: number;
+  responseBytes: number[];
+  responseBytesSum: number;
+}
+
+export interface HttpEngineStats {
+  connections: number; activeConnections: number; requests: number; upstreamConnects: number; upstreamReused: number;
+  retries: number; rejected: number; tunnels: number;
+}
+
 interface NativeAddon {
+  // Absent in an addon built before the native HTTP/1.1 path existed.
+  httpEngineConfigure?(cfg: HttpEngineConfig): void;
+  httpEngineAdopt?(fd: number, spec: HttpEngineAdopt): void;
+  httpEngineTakeStats?(): HttpEngineSeries[];
+  httpEngineStats?(): HttpEngineStats | null;
+  httpEngineDrain?(): void;
   nftRun(netns: string | null, script: string, opts?: NftRunOptions): Promise<string>;
   nftCanonical(script: string, listCommand?: string): Promise<string>;
   socketInNetns(netns: string | null, opts: SocketInNetnsOptions | { kind: 'unix-listen'; address: string; backlog?: number }): Promise<number>;
@@ -191,6 +235,11 @@ function packageName(file: string): string | undefined {
 
 let addon: NativeAddon | undefined;
 
+/** The loaded addon's exports, for the glue modules beside this one (cluster-table.ts); throws when not built. */
+export function addonExports(): Record<string, unknown> {
+  return load() as unknown as Record<string, unknown>;
+}
+
 function load(): NativeAddon {
   if (addon) return addon;
   const file = locateAddon();
@@ -199,6 +248,13 @@ function load(): NativeAddon {
   }
   addon = createRequire(import.meta.url)(file) as NativeAddon;
   return addon;
+}
+
+/** The native HTTP/1.1 path's entry points, or undefined when the addon has none (src/proxy/http/native-h1.ts). */
+export function httpEngine(): Required<Pick<NativeAddon, 'httpEngineConfigure' | 'httpEngineAdopt' | 'httpEngineTakeStats' | 'httpEngineStats' | 'httpEngineDrain'>> | undefined {
+  if (!nativeAvailable()) return undefined;
+  const a = load();
+  return a.httpEngineConfigure && a.httpEngineAdopt && a.httpEngineTakeStats && a.httpEngineStats && a.httpEngineDrain ? (a as Required<NativeAddon>) : undefined;
 }
 
 /** True when the addon can be loaded (for skipping or degrading gracefully). */

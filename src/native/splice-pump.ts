@@ -195,7 +195,8 @@ export function spliceSockets(a: Socket, b: Socket, opts: SplicePumpOptions = {}
   return startSplicePump(a, b, opts).done;
 }
 
-function handoffFd(sock: Socket, name: string): number {
+/** The fd of a socket that may be handed to native code (the handoff rule above), else SplicePumpError EHANDOFF. */
+export function handoffFd(sock: Socket, name: string): number {
   const refuse = (why: string): never => { throw new SplicePumpError('EHANDOFF', `socket ${name} ${why}`); };
   if (sock.destroyed) refuse('is destroyed');
   if (sock.connecting) refuse('is still connecting');
@@ -210,7 +211,7 @@ function handoffFd(sock: Socket, name: string): number {
 }
 
 /** Everything in the socket's readable buffer, removed from it. */
-function takeBuffered(sock: Socket): Buffer {
+export function takeBuffered(sock: Socket): Buffer {
   if (sock.readableLength === 0) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
   for (let chunk: unknown; (chunk = sock.read()) !== null;) {

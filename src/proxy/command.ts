@@ -51,6 +51,8 @@ export function registerProxyCommand(program: Command): void {
     .addOption(optionWithDefault('--drain-timeout <duration>', 'on SIGTERM, wait this long for connections (ms, s, m or h)', '5s'))
     .addOption(optionWithDefault('--dns-port <port>', 'DNS proxy on 127.0.0.1 and ::1', '15053'))
     .addOption(optionWithDefault('--pump <mode>', 'byte mover: auto (splice when the addon has it), splice, stream', 'auto'))
+    .option('--http-engine <mode>', 'HTTP/1.1: native (the addon serves connections whose routes need nothing the JS chain alone has) or js (env WEIR_HTTP_ENGINE)')
+    .option('--native-accept <mode>', 'outbound opaque TCP accepted, routed and dialled on the pump thread: auto (default), off (env WEIR_NATIVE_ACCEPT)')
     .addOption(optionWithDefault('--busy-poll <µs>', 'splice pump: poll this long after activity before sleeping, e.g. 200us; off = always sleep (env WEIR_BUSY_POLL)', 'DEFAULT'))
     .addOption(optionWithDefault('--interception-mode <mode>', 'REDIRECT or TPROXY, as the pod\'s rules (env ISTIO_META_INTERCEPTION_MODE)', 'REDIRECT'))
     .option('--no-dns', 'do not run the DNS proxy')

@@ -51,6 +51,8 @@ export interface ProxyConfig {
   podLabelsFile: string;
   /** How bytes move: splice in the kernel (native addon), Node streams, or auto (splice when built). */
   pump: 'auto' | 'splice' | 'stream';
+  /** HTTP/1.1 connections whose routes need nothing more go to the addon's native path (http/native-h1.ts); js = always the JS chain. */
+  httpEngine: 'native' | 'js';
   /**
    * Splice pump busy-poll window, µs: after activity the pump thread keeps
    * polling (epoll_wait with a zero timeout, yielding the CPU in between)
@@ -59,6 +61,13 @@ export interface ProxyConfig {
    * the stream pump.
    */
   busyPollUs: number;
+  /**
+   * Native accept (src/proxy/native-l4): the outbound listener accepts on the
+   * pump thread, which routes opaque-TCP destinations, dials and pumps them
+   * without JavaScript (anything else is handed to JavaScript). auto = when
+   * the splice pump and the addon's accept path are there; off = Node listens.
+   */
+  nativeAccept: 'auto' | 'off';
   /** DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS proxy. */
   dnsPort: number;
   /** Inbound hand-off to the app leaves from this source so capture lets it through. */
@@ -121,7 +130,9 @@ export const DEFAULTS: ProxyConfig = {
   podLabelsFile: '/etc/istio/pod/labels',
   dnsPort: 15053,
   pump: 'auto',
+  httpEngine: 'native',
   busyPollUs: 0,
+  nativeAccept: 'auto',
   inboundSourceV4: '127.0.0.6',
   interceptionMode: 'REDIRECT',
   tproxyMark: 1337,
@@ -159,7 +170,9 @@ export interface RawProxyOptions {
   podLabels?: string;
   dnsPort?: string;
   pump?: string;
+  httpEngine?: string;
   busyPoll?: string;
+  nativeAccept?: string;
   /** commander's --no-dns */
   dns?: boolean;
   interceptionMode?: string;
@@ -233,10 +246,22 @@ function mtlsEngineChoice(v: string | undefined): ProxyConfig['mtlsEngine'] {
   throw new FieldError('--mtls-engine', 'must be auto, native or node', v);
 }
 
+function httpEngineChoice(field: string, v: string | undefined): ProxyConfig['httpEngine'] {
+  if (v === undefined || v === '') return 'native';
+  if (v === 'native' || v === 'js') return v;
+  throw new FieldError(field, 'must be native or js', v);
+}
+
 function pumpChoice(v: string | undefined): ProxyConfig['pump'] {
   if (v === undefined) return 'auto';
   if (v === 'auto' || v === 'splice' || v === 'stream') return v;
   throw new FieldError('--pump', 'must be auto, splice or stream', v);
+}
+
+function nativeAcceptChoice(v: string | undefined): ProxyConfig['nativeAccept'] {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'off') return v;
+  throw new FieldError('--native-accept', 'must be auto or off', v);
 }
 
 /** Busy-poll window: "off", "0", "200us", "0.2ms" or bare microseconds; at most 10 ms. */
@@ -287,6 +312,8 @@ export function resolveProxyConfig(raw: RawProxyOptions, env: NodeJS.ProcessEnv 
     httpRetries: raw.httpRetries === undefined ? DEFAULTS.httpRetries : positiveIntOrZero('--http-retries', raw.httpRetries, 10),
     podLabelsFile: raw.podLabels ?? env.WEIR_POD_LABELS_FILE ?? DEFAULTS.podLabelsFile,
     pump: pumpChoice(raw.pump),
+    httpEngine: raw.httpEngine !== undefined ? httpEngineChoice('--http-engine', raw.httpEngine) : httpEngineChoice('WEIR_HTTP_ENGINE', env.WEIR_HTTP_ENGINE),
+    nativeAccept: nativeAcceptChoice(raw.nativeAccept ?? env.WEIR_NATIVE_ACCEPT),
     busyPollUs: raw.busyPoll !== undefined
       ? parseBusyPoll('--busy-poll', raw.busyPoll, DEFAULTS.busyPollUs)
       : parseBusyPoll('WEIR_BUSY_POLL', env.WEIR_BUSY_POLL, DEFAULTS.busyPollUs),

@@ -57,6 +57,11 @@ export class HostRoutes {
     return this.byHost.get(`${host}|${port ?? dialledPort}`);
   }
 
+  /** Every "host|port" key and its route (the native HTTP path's Host table). */
+  entries(): IterableIterator<[string, HostRoute]> {
+    return this.byHost.entries();
+  }
+
   size(): number {
     return this.byHost.size;
   }

@@ -7,6 +7,7 @@ import { canonicalIp, hostPort } from './addr.js';
 import type { Conn, Direction, ProxyDeps, Tracked } from './context.js';
 import { originalDst, type OriginalDst } from './original-dst.js';
 import { transparentListenFd } from './transparent.js';
+import type { NativeL4 } from './native-l4/native-l4.js';
 
 export type ConnHandler = (conn: Conn) => Promise<void>;
 
@@ -18,10 +19,12 @@ export class Listeners {
   private inFlight = 0;
 
   /** `open`: what the chains are relaying or serving; drain cuts what is left of it, the 5 s flush reports it. */
-  constructor(private readonly d: ProxyDeps, private readonly open: Set<Tracked>, private readonly handle: ConnHandler) {}
+  /** `native`: the outbound listener is the pump thread's (src/proxy/native-l4); what it hands over comes to `adopt`. */
+  constructor(private readonly d: ProxyDeps, private readonly open: Set<Tracked>, private readonly handle: ConnHandler, private readonly native?: NativeL4) {}
 
   async listen(): Promise<void> {
-    await this.bind('outbound', this.d.config.outboundPort);
+    if (this.native) this.native.listen(this.d.config.outboundPort, 'outbound');
+    else await this.bind('outbound', this.d.config.outboundPort);
     await this.bind('inbound', this.d.config.inboundPort);
     // Long-lived connections report their bytes every 5 s, not only at close (Istio does the same).
     this.flushTimer = setInterval(() => { for (const t of this.open) t.report?.(); }, 5000);
@@ -29,17 +32,27 @@ export class Listeners {
   }
 
   activeConnections(): number {
-    return this.inFlight;
+    return this.inFlight + (this.native?.active() ?? 0);
+  }
+
+  /** A connection the native accept path handed over (its original destination already read, or unreadable). */
+  adopt(direction: Direction, sock: Socket, dst: OriginalDst | undefined): void {
+    this.accept(direction, sock, { dst }).catch((err: unknown) => {
+      this.d.logger.error({ err: String(err), stack: (err as Error)?.stack }, 'connection handler failed');
+      if (!sock.destroyed) sock.resetAndDestroy();
+    });
   }
 
   /** Stop accepting; wait for open connections up to the timeout, then cut the rest. */
   async drain(timeoutMs: number): Promise<{ remaining: number }> {
     this.draining = true;
+    this.native?.close();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     const deadline = Date.now() + timeoutMs;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const remaining = this.inFlight;
+    while (this.activeConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const remaining = this.activeConnections();
     for (const t of [...this.open]) t.abort();
+    this.native?.abortAll();
     clearInterval(this.flushTimer);
     return { remaining };
   }
@@ -63,7 +76,8 @@ export class Listeners {
     this.servers.push(server);
   }
 
-  private async accept(direction: Direction, down: Socket): Promise<void> {
+  /** `pre`: the native listener already read the original destination (undefined there = it could not). */
+  private async accept(direction: Direction, down: Socket, pre?: { dst: OriginalDst | undefined }): Promise<void> {
     const counters = this.d.counters;
     counters.accepted++;
     down.on('error', () => { /* each chain handles errors its own way */ });
@@ -71,7 +85,7 @@ export class Listeners {
     const listenerPort = direction === 'outbound' ? this.d.config.outboundPort : this.d.config.inboundPort;
     if (this.draining) { this.reject(direction, down, peer, 'draining'); return; }
     // Our own count, not server.maxConnections: spliced sockets leave Node's count.
-    if (this.inFlight >= this.d.config.maxConnections) { this.reject(direction, down, peer, 'max_connections'); return; }
+    if (this.inFlight + (this.native?.outcomes.active ?? 0) >= this.d.config.maxConnections) { this.reject(direction, down, peer, 'max_connections'); return; }
     this.inFlight++;
     try {
       let dst: OriginalDst | undefined;
@@ -80,7 +94,7 @@ export class Listeners {
       // the proxy calling its own pod IP, still carry SO_ORIGINAL_DST.)
       const tproxied = direction === 'inbound' && this.d.config.interceptionMode === 'TPROXY' && down.localPort !== listenerPort;
       try {
-        dst = tproxied ? { ip: canonicalIp(down.localAddress ?? ''), port: down.localPort ?? 0 } : await originalDst(down, listenerPort);
+        dst = pre ? pre.dst : tproxied ? { ip: canonicalIp(down.localAddress ?? ''), port: down.localPort ?? 0 } : await originalDst(down, listenerPort);
       } catch (err) {
         this.d.logger.warn({ err: String(err) }, 'cannot read original destination');
       }

@@ -31,6 +31,7 @@ import { AccessLog } from './telemetry/access-log.js';
 import { readPodLabels, workloadMeta, type WorkloadMeta } from './telemetry/workload.js';
 import { clustersView, compiledDumpView, configDumpView } from './views.js';
 import { startMesh } from './mtls/start.js';
+import { NativeL4, nativeAcceptWanted } from './native-l4/native-l4.js';
 
 export interface RunningProxy {
   registry: RegistryView;
@@ -62,6 +63,14 @@ function poolStats(pools: { stats(): { h1Agents: number; h2Sessions: number; h2R
   const sum = { h1Agents: 0, h2Sessions: 0, h2RefusedEndpoints: 0 };
   for (const p of pools) { const s = p.stats(); sum.h1Agents += s.h1Agents; sum.h2Sessions += s.h2Sessions; sum.h2RefusedEndpoints += s.h2RefusedEndpoints; }
   return sum;
+}
+
+/** The pump's counters; connections the native accept path dialled count as native dials too. */
+function pumpStatsWithNative(tcp: TcpChain, native: NativeL4 | undefined): (NonNullable<ReturnType<TcpChain['pumpStats']>> & { nativeAccept?: ReturnType<NativeL4['stats']> }) | undefined {
+  const p = tcp.pumpStats();
+  if (!p || !native) return p;
+  const n = native.stats();
+  return { ...p, nativeDials: p.nativeDials + n.native, nativeAccept: n };
 }
 
 export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { staticConfig?: StaticConfig } = {}): Promise<RunningProxy> {
@@ -121,13 +130,20 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
   const open = new Set<import('./context.js').Tracked>();
   const tcp = new TcpChain(deps, open);
   const http = new HttpConnectionManager(deps, open);
+  // Outbound opaque TCP accepted, routed, dialled and pumped on the pump thread (src/proxy/native-l4); the rest handed over.
+  const nativeL4 = nativeAcceptWanted(deps) ? new NativeL4(deps, logger.child({ component: 'native-accept' }), (dir, sock, dst) => listeners.adopt(dir, sock, dst)) : undefined;
+  if (nativeL4) {
+    // After the handlers above that rebuild the route table (listeners run in registration order).
+    client.on('update', () => nativeL4.push());
+    compiled.on('change', () => nativeL4.push(true));
+  }
   listeners = new Listeners(deps, open, async (accepted) => {
     const conn = accepted.direction === 'inbound' && deps.mesh ? await deps.mesh.inbound(accepted) : accepted;
     if (!conn) return; // refused by PeerAuthentication, or a failed mTLS handshake
     const chain = await selectChain(deps, conn);
     const late = chain === 'tcp' ? await tcp.handle(conn) : chain;
     if (late !== 'done') await http.handle(conn, late);
-  });
+  }, nativeL4);
   const pumpVia = await loadNativeOriginalDst();
   await listeners.listen();
   client.start();
@@ -172,8 +188,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
       return { level: logger.level };
     },
     clusters: () => clustersView({ client, tcp, http, deps }),
-    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: tcp.pumpStats(), pools: poolStats([http.router.pools, ...clusters.pools()]), memoryRelief: relief.stats() }),
-    prometheus: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: pumpStatsWithNative(tcp, nativeL4), nativeHttp: http.native.stats(), pools: poolStats([http.router.pools, ...clusters.pools()]), memoryRelief: relief.stats() }),
+    prometheus: async () => (http.native.fold(), { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
   // Quitting goes through SIGTERM so it drains exactly like a pod deletion.

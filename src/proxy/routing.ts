@@ -64,6 +64,14 @@ export class RouteTable {
     return this.routes.get(key(ip, port));
   }
 
+  /** Every VIP:port (and headless pod IP:port) route, for tables pushed to native code (src/proxy/native-l4). */
+  *allRoutes(): IterableIterator<{ ip: string; port: number; route: Route }> {
+    for (const [k, route] of this.routes) {
+      const at = k.lastIndexOf('|');
+      yield { ip: k.slice(0, at), port: Number(k.slice(at + 1)), route };
+    }
+  }
+
   podByIp(ip: string): PodRef | undefined {
     return this.pods.get(ip);
   }

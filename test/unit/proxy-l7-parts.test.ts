@@ -178,3 +178,12 @@ test('config: access log off by default, text/json, and a bad value names the fl
   assert.throws(() => resolveProxyConfig({ httpRetries: '-1' }, {}), /--http-retries/);
   assert.equal(resolveProxyConfig({ protocolDetectionTimeout: '250ms' }, {}).protocolDetectionTimeoutMs, 250);
 });
+
+test('config: the native HTTP/1.1 path is on by default; --http-engine js or WEIR_HTTP_ENGINE=js turn it off; a bad value names its source', () => {
+  assert.equal(resolveProxyConfig({}, {}).httpEngine, 'native');
+  assert.equal(resolveProxyConfig({ httpEngine: 'js' }, {}).httpEngine, 'js');
+  assert.equal(resolveProxyConfig({}, { WEIR_HTTP_ENGINE: 'js' }).httpEngine, 'js');
+  assert.equal(resolveProxyConfig({ httpEngine: 'native' }, { WEIR_HTTP_ENGINE: 'js' }).httpEngine, 'native');
+  assert.throws(() => resolveProxyConfig({ httpEngine: 'fast' }, {}), /--http-engine/);
+  assert.throws(() => resolveProxyConfig({}, { WEIR_HTTP_ENGINE: 'fast' }), /WEIR_HTTP_ENGINE/);
+});

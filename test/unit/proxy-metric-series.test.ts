@@ -51,3 +51,25 @@ test('keyed metrics reject what prom-client rejects: a missing label, a bad valu
   assert.throws(() => c.inc(seriesKey({ a: '1', b: '2' }, ['a', 'b']), { a: '1', b: '2' }, -1), /finite number >= 0/);
   assert.throws(() => h.observe('y', { a: '1' }, Number.NaN), /finite number/);
 });
+
+test('folded per-bucket counts (the native HTTP path\'s batches) scrape the same as the observations they stand for', async () => {
+  const seen = new Registry();
+  const folded = new Registry();
+  const a = new KeyedHistogram('istio_request_duration_milliseconds', 'Request duration, ms', ISTIO_HTTP_LABELS, ENVOY_BUCKETS, [seen]);
+  const b = new KeyedHistogram('istio_request_duration_milliseconds', 'Request duration, ms', ISTIO_HTTP_LABELS, ENVOY_BUCKETS, [folded]);
+  const l = labelSet('200', 'a.ns.svc.cluster.local');
+  const k = seriesKey(l, ISTIO_HTTP_LABELS);
+  const values = [0.2, 0.5, 3, 7000, 1e9, 42.5, 5, 5];
+  // As the engine counts: one slot per bound (value <= bound, first match), one above every bound.
+  const per = new Array<number>(ENVOY_BUCKETS.length + 1).fill(0);
+  for (const v of values) {
+    a.observe(k, l, v);
+    const i = ENVOY_BUCKETS.findIndex((x) => v <= x);
+    per[i < 0 ? ENVOY_BUCKETS.length : i]++;
+  }
+  // Two batches, as two takes of the engine's stats would deliver them.
+  const half = per.map((n) => Math.floor(n / 2));
+  b.fold(k, l, half, values.slice(0, 4).reduce((x, y) => x + y, 0), half.reduce((x, y) => x + y, 0));
+  b.fold(k, l, per.map((n, i) => n - half[i]), values.slice(4).reduce((x, y) => x + y, 0), values.length - half.reduce((x, y) => x + y, 0));
+  assert.equal(await folded.metrics(), await seen.metrics());
+});

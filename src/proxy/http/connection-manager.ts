@@ -9,6 +9,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse, type ServerHt
 import type { Duplex } from 'node:stream';
 import type { Conn, ProxyDeps, Tracked } from '../context.js';
 import { guardRapidReset } from './h2-guard.js';
+import { NativeHttpPath } from './native-h1.js';
 import { HttpRouter } from './router.js';
 import { passUpgrade } from './websocket.js';
 
@@ -19,12 +20,15 @@ export const MAX_REQUEST_HEADER_BYTES = 60 * 1024;
 
 export class HttpConnectionManager {
   readonly router: HttpRouter;
+  /** HTTP/1.1 connections that need nothing more than it has go to the addon's native path (native-h1.ts). */
+  readonly native: NativeHttpPath;
   private readonly h1: http.Server;
   private readonly h2: http2.Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
 
   constructor(private readonly d: ProxyDeps, private readonly open: Set<Tracked>) {
     this.router = new HttpRouter(d);
+    this.native = new NativeHttpPath(d, d.config.httpEngine);
     this.h1 = http.createServer({
       maxHeaderSize: MAX_REQUEST_HEADER_BYTES, requestTimeout: 0, headersTimeout: 60_000,
       keepAliveTimeout: d.config.idleTimeoutMs, noDelay: true,
@@ -47,6 +51,8 @@ export class HttpConnectionManager {
 
   /** Serve this connection until it closes. */
   handle(conn: Conn, proto: 'h1' | 'h2'): Promise<void> {
+    // From here on the connection is the native path's (its requests are counted there: /stats nativeHttp).
+    if (proto === 'h1' && this.native.take(conn)) return Promise.resolve();
     const sock = conn.down;
     (sock as Tagged)[CONN] = conn;
     // The listener's accept does not set TCP_NODELAY, and http.Server's noDelay applies only to sockets it
@@ -72,6 +78,7 @@ export class HttpConnectionManager {
 
   /** Drain: idle keep-alive connections close now, HTTP/2 clients get GOAWAY and finish their streams. */
   drain(): void {
+    this.native.drain();
     this.h1.closeIdleConnections();
     for (const s of this.sessions) s.close();
     this.router.pools.close();

@@ -27,6 +27,12 @@ export interface MeshHooks {
   authorizeTcp(conn: Conn): boolean;
   authorizeHttp(conn: Conn, req: { method?: string; url?: string; headers: IncomingHttpHeaders }): boolean;
   labels(labels: IstioTcpLabels, conn: Conn, up?: Socket): void;
+  /**
+   * Whether HTTP on this connection needs nothing from the mesh now, so the native HTTP/1.1 path may serve it
+   * (http/native-h1.ts): inbound, plaintext that arrived and no AuthorizationPolicy for this workload; outbound,
+   * no workload certificate (auto mTLS cannot apply) and mTLS not required.
+   */
+  nativeHttp(conn: Conn): boolean;
 }
 
 function principalOf(uri: string | undefined): { principal?: string; namespace?: string } {
@@ -57,6 +63,12 @@ export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
       const a = attrs(conn);
       a.http = { host: String(req.headers.host ?? req.headers[':authority'] ?? ''), method: req.method ?? '', path: req.url ?? '/', headers: req.headers };
       return g.security.decide(g.namespace(), a, 'http').allowed;
+    },
+    nativeHttp(conn) {
+      if (conn.direction === 'outbound') return !o.required && o.identity.current() === undefined;
+      if (conn.mesh) return false;
+      const c = g.security.forNamespace(g.namespace());
+      return c.allow.length === 0 && c.deny.length === 0 && c.audit.length === 0;
     },
     labels(l, conn, up) {
       if (conn.direction === 'inbound') {

@@ -79,6 +79,18 @@ export class KeyedHistogram extends KeyedMetric<{ labels: Record<string, string>
     s.count++;
   }
 
+  /** Adds counts observed elsewhere (the native HTTP path): per-bound bucket counts, the last one above every bound. */
+  fold(key: string, labels: Record<string, string>, perBucket: readonly number[], sum: number, count: number): void {
+    const s = this.entry(key, labels, (l) => ({ labels: l, buckets: new Float64Array(this.bounds.length), sum: 0, count: 0 }));
+    for (let i = 0; i < this.bounds.length; i++) s.buckets[i] += perBucket[i] ?? 0;
+    s.sum += sum;
+    s.count += count;
+  }
+
+  get boundaries(): readonly number[] {
+    return this.bounds;
+  }
+
   /** prom-client's histogram layout: cumulative buckets (le first, then the series' labels), +Inf, _sum, _count. */
   protected values(): MetricValue[] {
     const out: MetricValue[] = [];

@@ -54,6 +54,15 @@ export class Tracer {
     if (cfg.zipkin) this.exporter = new ZipkinExporter(cfg.zipkin.host, cfg.zipkin.port, this.spans, logger.child({ component: 'zipkin' }));
   }
 
+  /** Whether spans leave the process (a collector is configured); without, only headers are propagated. */
+  get exporting(): boolean {
+    return this.exporter !== undefined;
+  }
+
+  get samplingPercent(): number {
+    return this.cfg.samplingPercent;
+  }
+
   /** Open this proxy's span for a request and write the context the upstream request carries. */
   start(incoming: Headers, upstream: Record<string, string | string[]>): ActiveSpan {
     const ctx = readContext(incoming) ?? { traceId: newTraceId() };

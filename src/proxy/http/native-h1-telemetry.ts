@@ -1,0 +1,88 @@
+// Folding the native HTTP/1.1 path's aggregated series into the istio_*
+// request metrics: the same label sets the JS chain computes per request
+// (RequestTelemetry: this proxy's workload, the route's service, the
+// endpoint's pod, the peer's metadata-exchange header, the source pod of an
+// inbound connection), computed here once per series key and generation —
+// not per request — and added as counts and histogram buckets.
+import type { RegistryEndpoint, RegistryService, RegistryServicePort } from '../../controlplane/types.js';
+import { clusterName } from '../../istio/hosts.js';
+import type { HttpEngineSeries } from '../../native/addon.js';
+import type { Conn, ProxyDeps } from '../context.js';
+import { ISTIO_HTTP_LABELS, type IstioHttpLabels } from '../metrics.js';
+import { seriesKey } from '../telemetry/series.js';
+import { decodePeer } from '../telemetry/workload.js';
+import { RequestTelemetry } from './request-telemetry.js';
+import type { RouteDecision, RouteTarget } from './route.js';
+
+export interface NativeRoute {
+  service: RegistryService;
+  servicePort: RegistryServicePort;
+  targets: { ip: string; port: number; endpoint: RegistryEndpoint }[];
+  clusterDomain: string;
+}
+
+/** Generations kept for series still in flight when the tables changed. */
+const KEEP = 8;
+
+export class NativeTelemetry {
+  private readonly generations = new Map<number, { routes: NativeRoute[]; labels: Map<string, { key: string; labels: IstioHttpLabels }> }>();
+
+  constructor(private readonly d: ProxyDeps) {}
+
+  generation(n: number, g: { routes: NativeRoute[] }): void {
+    this.generations.set(n, { routes: g.routes, labels: new Map() });
+    for (const k of this.generations.keys()) if (k <= n - KEEP) this.generations.delete(k);
+  }
+
+  fold(series: HttpEngineSeries[]): void {
+    const m = this.d.metrics;
+    for (const s of series) {
+      const l = this.labelsFor(s.key);
+      if (!l) continue;
+      m.requests.inc(l.key, l.labels, s.count);
+      m.duration.fold(l.key, l.labels, s.duration, s.durationSum, s.count);
+      m.requestBytes.fold(l.key, l.labels, s.requestBytes, s.requestBytesSum, s.count);
+      m.responseBytes.fold(l.key, l.labels, s.responseBytes, s.responseBytesSum, s.count);
+    }
+  }
+
+  /** "generation|route|endpoint|code|flags|source ip|dst|authority|peer header" → labels (cached per generation). */
+  private labelsFor(raw: string): { key: string; labels: IstioHttpLabels } | undefined {
+    const parts = raw.split('|');
+    if (parts.length < 9) return undefined;
+    const [gen, route, endpoint, code, flags, srcIp, dst, authority] = parts;
+    const peer = parts.slice(8).join('|');
+    const g = this.generations.get(Number(gen));
+    if (!g) return undefined;
+    const have = g.labels.get(raw);
+    if (have) return have;
+    const inbound = dst !== '';
+    const dstMatch = /^\[?(.*?)\]?:(\d+)$/.exec(inbound ? dst : endpoint) ?? ['', '', '0'];
+    const conn = {
+      direction: inbound ? 'inbound' : 'outbound', dst: { ip: dstMatch[1], port: Number(dstMatch[2]) }, peer: srcIp.includes(':') ? `[${srcIp}]:0` : `${srcIp}:0`,
+      local: dst, startedAt: new Date(), start: 0,
+    } as unknown as Conn;
+    const tel = new RequestTelemetry(this.d, conn, { method: 'GET', path: '/', protocol: 'HTTP/1.1', authority: authority || undefined, headers: {}, grpc: false });
+    if (inbound) tel.peer(decodePeer(peer || undefined));
+    const r = Number(route);
+    const nr = r >= 0 ? g.routes[r] : undefined;
+    const decision = nr
+      ? { kind: 'service', cluster: clusterName(nr.servicePort.port, undefined, fqdn(nr)), routeName: `${fqdn(nr)}:${nr.servicePort.port}`, service: { name: nr.service.name, namespace: nr.service.namespace, fqdn: fqdn(nr) } }
+      : inbound ? { kind: 'inbound', cluster: `inbound|${conn.dst.port}||`, routeName: 'default' }
+      : { kind: 'passthrough', cluster: 'PassthroughCluster', routeName: 'allow_any' };
+    tel.route(decision as RouteDecision);
+    if (!inbound) {
+      const t = nr?.targets.find((x) => (x.ip.includes(':') ? `[${x.ip}]:${x.port}` : `${x.ip}:${x.port}`) === endpoint);
+      if (t) tel.target(t as RouteTarget);
+      tel.peer(decodePeer(peer || undefined));
+    }
+    const labels = { ...tel.labels, response_code: code, response_flags: flags, grpc_response_status: '' };
+    const out = { key: seriesKey(labels, ISTIO_HTTP_LABELS), labels };
+    g.labels.set(raw, out);
+    return out;
+  }
+}
+
+function fqdn(r: NativeRoute): string {
+  return `${r.service.name}.${r.service.namespace}.svc.${r.clusterDomain}`;
+}
