@@ -6,6 +6,7 @@ import type { IstioConfigStore } from '../istio-source.js';
 import type { PodIdentity } from '../protocol.js';
 import type { CompiledProxyConfig, IgnoredConfig } from '../resources.js';
 import { compileProxyConfig } from '../translate/compile.js';
+import { compiledWhole } from '../translate/shared-base.js';
 import { EgressScope, selectSidecar, sidecarForView } from '../translate/sidecar-scope.js';
 import type { RegistryScope } from './scoped-registry.js';
 import type { RegistryService } from '../types.js';
@@ -16,6 +17,11 @@ export interface CompiledSource {
   /** The shared view a proxy gets: its namespace, plus the Sidecar that selects it by labels, if one does. */
   viewKey(identity: PodIdentity): string;
   compile(key: string, services: RegistryService[], clusterDomain: string): CompiledProxyConfig;
+  /**
+   * Is view `key` the shared base (compile(BASE_NAMESPACE)) plus the bare names of its own
+   * Services (translate/shared-base.ts), rather than compiled whole? Without it every view is compiled whole.
+   */
+  sharesBase?(key: string, services: Iterable<RegistryService>): boolean;
   /** Istio resources changed. */
   onChange(cb: () => void): void;
   /** The registry entries of ServiceEntry hosts (DNS answers, auto-allocated VIPs). */
@@ -56,6 +62,10 @@ export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSour
       const autoVips = new Map<string, string>();
       for (const s of services) if (s.serviceEntry?.autoAllocated) autoVips.set(s.serviceEntry.host, s.clusterIPs[0]);
       return compileProxyConfig({ clusterDomain, rootNamespace: o.rootNamespace, proxyNamespace, sidecarName, services: services.filter((s) => !s.serviceEntry), resources: o.store.resources(), ignored, autoVips });
+    },
+    sharesBase(key, services) {
+      const [ns, sidecarName] = key.split('#');
+      return sidecarName === undefined && !compiledWhole(o.store.resources(), services, ns, o.rootNamespace);
     },
     registryScope(key, clusterDomain) {
       const [ns, sidecarName] = key.split('#');
