@@ -14,6 +14,7 @@ import { LayeredKind } from '../../src/controlplane/v2/layered-kind.js';
 import { counter, VersionedKind } from '../../src/controlplane/v2/versioned-kind.js';
 import { fullBody } from '../../src/controlplane/v2/full-body.js';
 import { CompiledViews } from '../../src/controlplane/v2/views.js';
+import { baseView } from '../../src/controlplane/v2/base-view.js';
 import { istioCompiledSource } from '../../src/controlplane/v2/compiled-source.js';
 import { IstioConfigStore } from '../../src/controlplane/istio-source.js';
 import { readIstioResource } from '../../src/istio/read.js';
@@ -112,11 +113,7 @@ function mesh(n: number) {
   const views = new CompiledViews({
     logger: silent, debounceMs: 1, kinds: COMPILED_KINDS,
     compile: (key) => itemsOf(source.compile(key, services, DOMAIN)),
-    base: {
-      layered: (key) => source.sharesBase!(key, services),
-      compile: () => itemsOf(source.compile(BASE_NAMESPACE, services, DOMAIN)),
-      overlay: (key, baseItem) => ({ RouteTable: namespaceOverlay(services, key, DOMAIN, (port, name) => baseItem('RouteTable', `${port}|${name}`)) }),
-    },
+    base: baseView(source, () => services, DOMAIN, () => 0),
     onChanged: (key, kinds) => changed.push(...kinds.map((k) => `${key}:${k}`)),
   });
   return { services, store, source, views, changed };
@@ -147,6 +144,52 @@ test('proxies of different namespaces share one base: the same item objects and 
   }
 });
 
+/** Each view's items against compiling its namespace whole now. */
+function assertWhole(views: CompiledViews<CompiledKind>, services: RegistryService[], store: IstioConfigStore, namespaces: string[]): void {
+  for (const ns of namespaces) {
+    const want = itemsOf(compileProxyConfig({ clusterDomain: DOMAIN, rootNamespace: ROOT, proxyNamespace: ns, services, resources: store.resources(), ignored: store.rejectedResources().flatMap((r) => r.problems.filter((p) => p.severity === 'error').map((p) => ({ resource: `${r.kind} ${r.namespace}/${r.name}`, field: p.field, message: `rejected: ${p.message}` }))) }));
+    for (const k of COMPILED_KINDS) assert.deepEqual(new Map(views.feed(ns, k)!.full().upserts.map((j) => [keyOf(k, JSON.parse(j)), j])), texts(k, want[k]), `${ns} ${k}`);
+  }
+}
+
+test('VirtualService changes recompile only the hosts they match, and every view still equals its whole compile', async () => {
+  const { store, views, services } = mesh(4);
+  const base = (views as unknown as { opts: { base: { stats: { wholeCompiles: number; hostCompiles: number; hostsRecompiled: number } } } }).opts.base;
+  const ns = ['ns-0', 'ns-1', 'ns-2', 'ns-3'];
+  try {
+    for (const n of ns) views.acquire(n);
+    const round = async (): Promise<void> => { const r = views.rounds; views.invalidate(); await until('round', () => views.rounds > r); };
+    assert.equal(base.stats.wholeCompiles, 1);
+    // A route to a subset nobody defines (an Ignored entry owned by the host), a second VirtualService merged on the same host, a wildcard.
+    store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { namespace: 'ns-1', name: 'vs' }, spec: { hosts: ['svc-0'], http: [{ route: [{ destination: { host: 'svc-0', subset: 'v9' } }] }] } });
+    await round();
+    assert.deepEqual([base.stats.wholeCompiles, base.stats.hostCompiles, base.stats.hostsRecompiled], [1, 1, 1]);
+    assertWhole(views, services, store, ns);
+    assert.ok(views.feed('ns-0', 'Ignored')!.full().upserts.some((j) => j.includes('v9')), 'the missing subset is reported');
+    store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { namespace: 'ns-2', name: 'wide' }, spec: { hosts: ['*.ns-2.svc.cluster.local'], http: [{ route: [{ destination: { host: 'svc-1.ns-2.svc.cluster.local' } }] }] } });
+    await round();
+    assert.deepEqual([base.stats.hostCompiles, base.stats.hostsRecompiled], [2, 1 + 3]);
+    assertWhole(views, services, store, ns);
+    store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { namespace: 'ns-1', name: 'vs' }, spec: { hosts: ['svc-0'], http: [{ route: [{ destination: { host: 'svc-0' } }] }] } });
+    store.remove('VirtualService', 'ns-2', 'wide');
+    await round();
+    assertWhole(views, services, store, ns);
+    assert.ok(!views.feed('ns-0', 'Ignored')!.full().upserts.some((j) => j.includes('v9')), 'the report went with its route');
+    // An invalid VirtualService is rejected (an Ignored entry from the store) and its old version's routes go.
+    store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { namespace: 'ns-1', name: 'vs' }, spec: { hosts: 'svc-0' } });
+    await round();
+    assertWhole(views, services, store, ns);
+    // Anything but a VirtualService compiles the base whole.
+    const whole = base.stats.wholeCompiles;
+    store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { namespace: 'ns-3', name: 'x' }, spec: { host: 'svc-2.ns-0.svc.cluster.local', exportTo: ['ns-0'] } });
+    await round();
+    assert.equal(base.stats.wholeCompiles, whole + 1);
+    assertWhole(views, services, store, ns);
+  } finally {
+    views.close();
+  }
+});
+
 test('a VirtualService change compiles the base once and reaches each view as the one item it changed', async () => {
   const { store, views, changed } = mesh(10);
   try {
@@ -162,7 +205,7 @@ test('a VirtualService change compiles the base once and reaches each view as th
     store.upsert({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { namespace: 'ns-1', name: 'vs' }, spec: { hosts: ['svc-0'], http: [{ timeout: '3s', route: [{ destination: { host: 'svc-0' } }] }] } });
     views.invalidate();
     await until('round after the VirtualService', () => views.rounds === 2);
-    assert.equal(views.baseCompiles - b0, 1, 'one base compile');
+    assert.equal(views.baseCompiles - b0, 1, 'one base compile (of the one host)');
     assert.equal(views.compiles - c0, 2, 'plus the one view compiled whole');
     assert.deepEqual(changed.sort(), [...Array(9).keys()].map((i) => `ns-${i}:RouteTable`).sort(), 'the scoped view (it does not see ns-1) is not changed');
     for (let i = 0; i < 9; i++) {

@@ -38,11 +38,20 @@ export class VersionedKind<T> implements KindFeed {
    * needs the old texts to tell whether what it shows changed.
    */
   replaceAllChanges(items: readonly T[]): Map<string, string | undefined> | undefined {
+    return this.apply(items, true);
+  }
+
+  /** Upsert `items`, keeping every other item (an incremental compile's output); what changed, as replaceAllChanges. */
+  upsertChanges(items: readonly T[]): Map<string, string | undefined> | undefined {
+    return this.apply(items, false);
+  }
+
+  private apply(items: readonly T[], whole: boolean): Map<string, string | undefined> | undefined {
     const next = new Map<string, string>();
     for (const it of items) next.set(this.keyOf(it), JSON.stringify(it));
     const changed: string[] = [];
     for (const [k, json] of next) if (this.items.get(k) !== json) changed.push(k);
-    for (const k of this.items.keys()) if (!next.has(k)) changed.push(k);
+    if (whole) for (const k of this.items.keys()) if (!next.has(k)) changed.push(k);
     if (changed.length === 0) return undefined;
     const before = new Map<string, string | undefined>();
     for (let i = 0; i < changed.length; i++) {

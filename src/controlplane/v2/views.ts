@@ -26,8 +26,12 @@ interface View<K extends Kind> { key: string; refs: number; kinds: Kinds<K>; lay
 export interface SharedBase<K extends Kind> {
   /** Is view `key` the base plus an overlay? (else it is compiled whole) */
   layered(key: string): boolean;
-  /** The base's items; called first in a round, when some live view is layered. */
-  compile(): Items<K>;
+  /**
+   * The base's items (`full`), or what changed in them (`upsert`: items to
+   * replace by key, `replace`: kinds given whole); called first in a round,
+   * when some live view is layered. `baseItem`: the base's current JSON text of an item.
+   */
+  compile(baseItem: (kind: K, itemKey: string) => string | undefined): { full: Items<K> } | { upsert: Partial<Items<K>>; replace: Partial<Items<K>> };
   /** View `key`'s items that replace the base's (`baseItem`: the base's JSON text of an item). */
   overlay(key: string, baseItem: (kind: K, itemKey: string) => string | undefined): Partial<Items<K>>;
   /** No view is layered any more: the base's compile can go. */
@@ -167,9 +171,12 @@ export class CompiledViews<K extends Kind> {
   /** Compile the base; false (and no base) when that failed: views are then compiled whole. */
   private compileBase(): Map<K, Map<string, string | undefined>> | undefined {
     const t0 = performance.now();
-    let items: Items<K>;
+    let out: ReturnType<SharedBase<K>['compile']>;
     try {
-      items = this.opts.base!.compile();
+      // Without a base yet there is nothing to patch: the source is told so by baseItem answering nothing.
+      const kinds = this.baseKinds;
+      out = this.opts.base!.compile((kind, itemKey) => kinds?.[kind].get(itemKey));
+      if (!kinds && !('full' in out)) throw new Error('an incremental base compile without a base');
     } catch (err) {
       this.opts.logger.error({ err: (err as Error).stack }, 'compiling the shared base view failed; compiling views whole');
       return undefined;
@@ -179,7 +186,12 @@ export class CompiledViews<K extends Kind> {
     this.lastCompileMs = performance.now() - t0;
     this.baseKinds ??= this.wholeKinds() as Record<K, VersionedKind<unknown>>;
     const changes = new Map<K, Map<string, string | undefined>>();
-    for (const k of this.opts.kinds) { const c = this.baseKinds[k].replaceAllChanges(items[k]); if (c) changes.set(k, c); }
+    for (const k of this.opts.kinds) {
+      const kind = this.baseKinds[k];
+      const c = 'full' in out ? kind.replaceAllChanges(out.full[k])
+        : out.replace[k] ? kind.replaceAllChanges(out.replace[k]) : out.upsert[k] ? kind.upsertChanges(out.upsert[k]) : undefined;
+      if (c) changes.set(k, c);
+    }
     return changes;
   }
 
