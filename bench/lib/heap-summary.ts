@@ -3,7 +3,8 @@
 // refers to them (their owner's constructor and the edge name), so "the
 // agent holds 40 MB of strings" becomes "38 MB of them are Map entries of X".
 // Reads the .heapsnapshot format's flat arrays (snapshot.meta says their fields).
-//   node --import tsx bench/lib/heap-summary.ts FILE.heapsnapshot [top=25]
+//   node --import tsx bench/lib/heap-summary.ts FILE.heapsnapshot [top=25] [Owner1,Owner2,…]
+// (with owners: the bytes reachable from each named constructor's instances, in that order, instead)
 import { readFileSync } from 'node:fs';
 
 interface Snapshot {
@@ -11,8 +12,50 @@ interface Snapshot {
   nodes: number[]; edges: number[]; strings: string[];
 }
 
-export function summarize(file: string, top = 25): string {
+/**
+ * Bytes reachable from the instances of each named constructor (in the order
+ * given: what an earlier owner reaches is not counted again), not passing
+ * through another owner's instances, weak edges, code or the V8 system: an
+ * approximation of "what each part of the agent holds".
+ */
+function owned(snap: Snapshot, names: string[]): string {
+  const { node_fields: nf, node_types: nt, edge_fields: ef, edge_types: et } = snap.snapshot.meta;
+  const N = nf.length, E = ef.length;
+  const [fType, fName, fSize, fEdges] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f));
+  const [eType, eTo] = ['type', 'to_node'].map((f) => ef.indexOf(f));
+  const nodes = snap.nodes;
+  const count = nodes.length / N;
+  const firstEdge = new Uint32Array(count + 1);
+  for (let i = 0; i < count; i++) firstEdge[i + 1] = firstEdge[i] + nodes[i * N + fEdges];
+  const skipType = new Set(['code', 'synthetic', 'hidden'].map((t) => nt[0].indexOf(t)));
+  const weak = et[0].indexOf('weak');
+  const ownerOf = new Int32Array(count).fill(-1);
+  const roots = names.map((n) => { const id = snap.strings.indexOf(n); const r: number[] = []; for (let i = 0; i < count; i++) if (nodes[i * N + fName] === id && nt[0][nodes[i * N + fType]] === 'object') r.push(i); return r; });
+  roots.forEach((r, k) => { for (const i of r) ownerOf[i] = k; });
+  const rows: string[] = [];
+  roots.forEach((r, k) => {
+    let bytes = 0;
+    const stack = [...r];
+    for (const i of r) bytes += nodes[i * N + fSize];
+    while (stack.length) {
+      const i = stack.pop()!;
+      for (let e = firstEdge[i]; e < firstEdge[i + 1]; e++) {
+        if (snap.edges[e * E + eType] === weak) continue;
+        const to = snap.edges[e * E + eTo] / N;
+        if (ownerOf[to] !== -1 || skipType.has(nodes[to * N + fType])) continue;
+        ownerOf[to] = k;
+        bytes += nodes[to * N + fSize];
+        stack.push(to);
+      }
+    }
+    rows.push(`| ${names[k]} | ${r.length} | ${(bytes / 1048576).toFixed(1)} MB |`);
+  });
+  return `| reachable from | instances | bytes |\n|---|---|---|\n${rows.join('\n')}\n`;
+}
+
+export function summarize(file: string, top = 25, owners: string[] = []): string {
   const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
+  if (owners.length) return owned(snap, owners);
   const { node_fields: nf, node_types: nt, edge_fields: ef, edge_types: et } = snap.snapshot.meta;
   const N = nf.length;
   const E = ef.length;
@@ -64,4 +107,4 @@ export function summarize(file: string, top = 25): string {
   return `${file}: ${count} nodes, ${(total / 1048576).toFixed(1)} MB self size in all\n\n| self size | count | type:constructor |\n|---|---|---|\n${fmt(bySelf)}\n\n| self size | count | strings/arrays by first owner |\n|---|---|---|\n${fmt(byOwner)}\n`;
 }
 
-if (process.argv[1]?.endsWith('heap-summary.ts')) console.log(summarize(process.argv[2], Number(process.argv[3] ?? 25)));
+if (process.argv[1]?.endsWith('heap-summary.ts')) console.log(summarize(process.argv[2], Number(process.argv[3] ?? 25), process.argv[4]?.split(',') ?? []));
