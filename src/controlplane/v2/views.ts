@@ -233,9 +233,10 @@ export class CompiledViews<K extends Kind> {
    */
   private refreshLayered(): void {
     const layered = [...this.views.values()].filter((v) => this.isLayered(v.key));
-    if (layered.length === 0) { this.dropBase(); this.unlayer(); return; }
+    if (layered.length === 0) { this.unlayer(); this.dropBase(); return; }
     const changes = this.compileBase();
-    if (!changes) { this.unlayer(); return; }
+    // A failed base compile (a translator bug): layered views keep the last good base (drain() skips them), as a view compiled whole keeps its last output.
+    if (!changes) return;
     const want = new Set(layered);
     for (const v of this.views.values()) {
       if (!want.has(v)) continue;
