@@ -244,3 +244,26 @@ test('a namespace that becomes namespace-sensitive is compiled whole at once, an
     views.close();
   }
 });
+
+test('a base compile that throws leaves every layered view on the last good base', async () => {
+  const services: RegistryService[] = [{ namespace: 'a', name: 'web', kind: 'ClusterIP', clusterIPs: ['10.96.0.1'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }], endpoints: [] } as unknown as RegistryService];
+  const source = istioCompiledSource({ store: new IstioConfigStore(), rootNamespace: ROOT });
+  const real = baseView(source, () => services, DOMAIN, () => 0)!;
+  let fail = false;
+  const views = new CompiledViews({
+    logger: silent, debounceMs: 1, kinds: COMPILED_KINDS, compile: (key) => itemsOf(source.compile(key, services, DOMAIN)), onChanged: () => {},
+    base: { ...real, compile: (baseItem) => { if (fail) throw new Error('translator bug'); return real.compile(baseItem); } },
+  });
+  try {
+    views.acquire('a');
+    const before = views.feed('a', 'RouteTable')!.full();
+    assert.equal(before.upserts.length, 1);
+    fail = true;
+    views.invalidate();
+    await until('round', () => views.rounds === 1);
+    assert.deepEqual(views.feed('a', 'RouteTable')!.full(), before);
+    assert.deepEqual(views.layering().layered, ['a']);
+  } finally {
+    views.close();
+  }
+});
