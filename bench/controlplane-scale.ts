@@ -13,7 +13,9 @@
 //   npx tsx bench/controlplane-scale.ts            reduced scale (S=1000, E=10000, V=100, P=20)
 //   WEIR_BENCH_FULL=1 npx tsx bench/controlplane-scale.ts   the issue's scale (10k/100k/1k/100)
 //   WEIR_BENCH_AGENT_PROF=DIR: the agent runs with --cpu-prof into DIR
+//   WEIR_BENCH_AGENT_HEAP=DIR: the agent writes heap snapshots into DIR once every proxy holds its config, and after the changes
 import { fork, type ChildProcess } from 'node:child_process';
+import { writeHeapSnapshot } from 'node:v8';
 import { build } from 'esbuild';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -88,8 +90,11 @@ async function agentMain(kubeconfig: string, sockDir: string): Promise<void> {
         await cp.waitAcked(cp.stats().version as number, 120_000).catch(() => {});
         fanoutMs = (cp.stats() as { fanout: { lastMs?: number } }).fanout.lastMs;
       }
+      // WEIR_BENCH_AGENT_HEAP=DIR: a heap snapshot of the agent with every proxy connected (what holds its memory).
+      if ((m.q === 'stats' || m.q === 'v1') && process.env.WEIR_BENCH_AGENT_HEAP) writeHeapSnapshot(path.join(process.env.WEIR_BENCH_AGENT_HEAP, `agent-${process.pid}-${m.q}.heapsnapshot`));
       const st = cp.stats() as { views: { compiles: number; lastCompileMs: number; sharedStrings: number } };
-      process.send!({ q: m.q, rss: rss('self'), peak: rss('self', 'VmHWM'), syncMs, bytes: await bytes(), views: st.views, fanoutMs });
+      const mu = process.memoryUsage();
+      process.send!({ q: m.q, rss: rss('self'), peak: rss('self', 'VmHWM'), heap: mu.heapUsed, external: mu.external, syncMs, bytes: await bytes(), views: st.views, fanoutMs });
     })();
   });
   process.send!({ q: 'ready', syncMs, rss: rss('self') });
@@ -187,7 +192,7 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
   const started = await Promise.all(workers.map((w, k) => ask<{ before: number }>(w, 'start', { socks: groups[k].map((i) => path.join(dir, `p${i}.sock`)), expect: groups[k].map(expected), real: groups[k].map((i) => i < realCount) })));
   const readies = await Promise.all(workers.map((w) => ask<{ t: number; held: number; heldRegistry: number }>(w, 'ready')));
   const coldMs = Math.max(...readies.map((r) => r.t)) - t0;
-  const afterConnect = await ask<{ views: { compiles: number; lastCompileMs: number; sharedStrings: number } }>(agent, 'stats');
+  const afterConnect = await ask<{ heap: number; external: number; views: { compiles: number; lastCompileMs: number; sharedStrings: number; layering: { layered: string[]; overlayItems: number } } }>(agent, 'stats');
   const target = TARGET;
   const lat: number[] = [];
   const fan: number[] = [];
@@ -206,19 +211,20 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
   }
   const b1 = (await ask<{ bytes: number }>(agent, 'b1')).bytes;
   // One VirtualService change: with scoping only the proxies of its namespace receive it.
-  const v0 = await ask<{ bytes: number; views: { compiles: number; live: string[] } }>(agent, 'v0');
+  const v0 = await ask<{ bytes: number; views: { compiles: number; rounds: number; live: string[] } }>(agent, 'v0');
   const vsBefore = v0.bytes;
   const gens = (await Promise.all(workers.map((w) => ask<{ gens: number[] }>(w, 'gens')))).flatMap((g) => g.gens);
   api.put({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'vs-1', namespace: 'ns-1' }, spec: { hosts: ['svc-1'], http: [{ timeout: '3s', route: [{ destination: { host: 'svc-1' } }] }] } });
-  // Every live view recompiles once (one per event-loop turn); then give the pushes a moment to be applied.
+  // One round: the shared base once and every layered view from it, then each view compiled whole one per event-loop turn;
+  // then give the pushes a moment to be applied.
   const tVs = now();
   for (let end = Date.now() + 180_000; Date.now() < end;) {
-    if ((await ask<{ views: { compiles: number } }>(agent, 'vs?')).views.compiles >= v0.views.compiles + v0.views.live.length) break;
+    if ((await ask<{ views: { rounds: number } }>(agent, 'vs?')).views.rounds > v0.views.rounds) break;
     await new Promise((r) => setTimeout(r, 200));
   }
   const vsRoundMs = now() - tVs;
   await new Promise((r) => setTimeout(r, 2000));
-  const vsAfter = await ask<{ bytes: number; peak: number; views: { lastCompileMs: number } }>(agent, 'v1');
+  const vsAfter = await ask<{ bytes: number; peak: number; heap: number; external: number; views: { lastCompileMs: number; compiles: number; baseCompiles: number } }>(agent, 'v1');
   const gens2 = (await Promise.all(workers.map((w) => ask<{ gens: number[] }>(w, 'gens')))).flatMap((g) => g.gens);
   const reached = gens2.filter((g, i) => g !== gens[i]).length;
   const oneProxyRss = readies[0].rss - started[0].before;
@@ -231,12 +237,12 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
   rmSync(dir, { recursive: true, force: true });
   return {
     scoped: scoped ? 'yes' : 'no', fullProxies: `${realCount} of ${P}`, agentSyncMs: Math.round(ready.syncMs), coldStartAllProxiesMs: Math.round(coldMs),
-    agentRssSynced: mb(ready.rss), agentRssWithProxies: mb(afterConnect.rss), compiles: afterConnect.views.compiles, lastCompileMs: Math.round(afterConnect.views.lastCompileMs), sharedItemTexts: afterConnect.views.sharedStrings,
+    agentRssSynced: mb(ready.rss), agentRssWithProxies: mb(afterConnect.rss), agentHeapUsedWithProxies: `${mb(afterConnect.heap)} (+${mb(afterConnect.external)} external)`, compiles: afterConnect.views.compiles, layeredViews: `${afterConnect.views.layering.layered.length} (${afterConnect.views.layering.overlayItems} own items)`, lastCompileMs: Math.round(afterConnect.views.lastCompileMs), sharedItemTexts: afterConnect.views.sharedStrings,
     endpointChangeSeenByProxies: seenBy, endpointChangeP50Ms: pct(lat, 0.5).toFixed(1), endpointChangeP99Ms: pct(lat, 0.99).toFixed(1),
     ackedByAllP50Ms: fan.length ? pct(fan, 0.5).toFixed(1) : 'n/a', ackedByAllP99Ms: fan.length ? pct(fan, 0.99).toFixed(1) : 'n/a', bytesPerEndpointChange: Math.round((b1 - b0) / CHANGES),
-    vsChangeBytes: vsAfter.bytes - vsBefore, vsChangeRoundMs: Math.round(vsRoundMs), vsChangeProxiesReached: reached, compiledHeldPerProxyBytes: readies[0].held, registryHeldPerProxyBytes: readies[0].heldRegistry,
+    vsChangeBytes: vsAfter.bytes - vsBefore, vsChangeCompiles: `${vsAfter.views.compiles - v0.views.compiles} (base ${vsAfter.views.baseCompiles - (v0.views as unknown as { baseCompiles: number }).baseCompiles})`, vsChangeRoundMs: Math.round(vsRoundMs), vsChangeProxiesReached: reached, compiledHeldPerProxyBytes: readies[0].held, registryHeldPerProxyBytes: readies[0].heldRegistry,
     oneProxyClientRss: mb(readies[0].rss), oneProxyStateRss: mb(oneProxyRss), ...(realCount === P ? { perProxyStateRssShared: mb(perProxyShared) } : {}),
-    agentRssAfterChanges: mb(vsAfter.rss), agentRssPeak: mb(vsAfter.peak), vsChangeRecompileMs: Math.round(vsAfter.views.lastCompileMs),
+    agentRssAfterChanges: mb(vsAfter.rss), agentHeapUsedAfterChanges: `${mb(vsAfter.heap)} (+${mb(vsAfter.external)} external)`, agentRssPeak: mb(vsAfter.peak), vsChangeRecompileMs: Math.round(vsAfter.views.lastCompileMs),
   };
 }
 
@@ -247,7 +253,9 @@ if (process.argv[2] === '--agent') {
 } else {
   const buildDir = mkdtempSync(path.join(tmpdir(), 'wx-cpscale-bundle-'));
   BUNDLE = await bundleSelf(buildDir);
-  const rows = [await run(false), await run(true)];
+  // WEIR_BENCH_ONLY=unscoped|scoped: one of the two runs (diagnostics; the result file then has one column).
+  const only = process.env.WEIR_BENCH_ONLY;
+  const rows = [...(only !== 'scoped' ? [await run(false)] : []), ...(only !== 'unscoped' ? [await run(true)] : [])];
   rmSync(buildDir, { recursive: true, force: true });
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const table = [`| metric | ${rows.map((r) => `scoped: ${r.scoped}`).join(' | ')} |`, `|---|${rows.map(() => '---').join('|')}|`, ...keys.slice(1).map((k) => `| ${k} | ${rows.map((r) => r[k] ?? '—').join(' | ')} |`)].join('\n');

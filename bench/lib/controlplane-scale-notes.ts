@@ -9,9 +9,14 @@ export const NOTES = `Reading it:
   counts as acked as soon as the change is processed: it is sent nothing).
   An endpoint-only change never recompiles (compiled kinds carry no endpoints): it is one registry delta per proxy that sees it.
 - bytesPerEndpointChange: bytes written to all proxies together for one change.
-- vsChange*: one VirtualService changed; every view is recompiled (debounced, one view per event-loop turn:
-  vsChangeRoundMs is the whole round, vsChangeRecompileMs the last view's compile), only views whose output changed
+- layeredViews: views that are the shared base plus their namespace's own items (every view without a Sidecar and
+  without namespace-specific resources; docs/controlplane-v2.md "Shared base view"); the others are compiled whole.
+- vsChange*: one VirtualService changed. Layered views: the base recompiles only the hosts the VirtualService's old
+  and new host patterns match, and every layered view takes the changed items in the same turn; views compiled whole
+  (the Sidecar-scoped ones) recompile one per event-loop turn. vsChangeCompiles: compiles in that round (base: of
+  the base); vsChangeRoundMs the whole round; vsChangeRecompileMs the last compile. Only views whose output changed
   push, and route tables travel per virtual host. Scoped, only the proxies of its namespace receive anything.
+- agentHeapUsed*: V8 heapUsed (+ external: Buffers, e.g. encoded pushes still queued) at the same moment as the RSS row.
 - compiledHeldPerProxyBytes / registryHeldPerProxyBytes: the JSON of what proxy 0 holds.
 - oneProxyClientRss: RSS of worker 0 (node + one RegistryClient with its state); oneProxyStateRss: that minus the
   worker's RSS before connecting; perProxyStateRssShared: the same per proxy in the workers holding several.

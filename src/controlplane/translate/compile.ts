@@ -4,7 +4,8 @@
 // view only changes when something it sees changed.
 import type { RegistryService } from '../types.js';
 import type { DestinationRule, IstioResource, ServiceEntry, Sidecar, VirtualService } from '../../istio/types.js';
-import type { CompiledListener, CompiledProxyConfig, IgnoredConfig } from '../resources.js';
+import type { CompiledL4Service, CompiledListener, CompiledProxyConfig, CompiledRouteTable, IgnoredConfig } from '../resources.js';
+import { clusterName, hostMatches } from '../../istio/hosts.js';
 import { EgressScope, sidecarForView } from './sidecar-scope.js';
 import { Catalogue } from './catalogue.js';
 import { compileClusters } from './clusters.js';
@@ -26,8 +27,14 @@ export interface CompileInput {
 }
 
 export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
+  return compileAttributed(input).config;
+}
+
+/** What the routes of one host added to `ignored` (route problems, missing clusters): an incremental compile replaces a host's share. */
+export type IgnoredByHost = Map<string, IgnoredConfig[]>;
+
+function prepare(input: CompileInput) {
   const of = <K extends IstioResource['kind']>(k: K) => input.resources.filter((r) => r.kind === k) as Extract<IstioResource, { kind: K }>[];
-  const ignored: IgnoredConfig[] = [...(input.ignored ?? [])];
   const sidecar: Sidecar | undefined = sidecarForView(input.resources, input.proxyNamespace, input.rootNamespace, input.sidecarName);
   const domain = input.clusterDomain;
   let services = input.services;
@@ -46,10 +53,17 @@ export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
   }
   const catalogue = Catalogue.build({ clusterDomain: domain, services, serviceEntries, proxyNamespace: input.proxyNamespace, autoVips: input.autoVips });
   if (scope?.hasPortListeners()) restrictPorts(catalogue, scope);
-  const destinationRules = of('DestinationRule') as DestinationRule[];
+  return { sidecar, catalogue, virtualServices, destinationRules: of('DestinationRule') as DestinationRule[] };
+}
+
+/** compileProxyConfig, and which host's routes added which `ignored` entries. */
+export function compileAttributed(input: CompileInput): { config: CompiledProxyConfig; ignoredByHost: IgnoredByHost } {
+  const { sidecar, catalogue, virtualServices, destinationRules } = prepare(input);
+  const ignored: IgnoredConfig[] = [...(input.ignored ?? [])];
+  const byHost: IgnoredByHost = new Map();
   const listener: CompiledListener = { name: 'outbound', outboundTrafficPolicy: sidecar?.outboundTrafficPolicy ?? 'ALLOW_ANY' };
   if (sidecar) listener.sidecar = `${sidecar.meta.namespace}/${sidecar.meta.name}`;
-  const routeCtx = { catalogue, virtualServices, proxyNamespace: input.proxyNamespace, ignored };
+  const routeCtx = { catalogue, virtualServices, proxyNamespace: input.proxyNamespace, ignored, byHost };
   const out: CompiledProxyConfig = {
     routes: compileHttpRoutes(routeCtx),
     l4: compileL4Routes(routeCtx),
@@ -57,8 +71,34 @@ export function compileProxyConfig(input: CompileInput): CompiledProxyConfig {
     ignored,
     listeners: [listener],
   };
-  reportMissingClusters(out);
-  return out;
+  const clusters = new Map(out.clusters.map((c) => [c.name, c]));
+  reportMissingClusters(out.routes, out.l4, (name) => clusters.get(name), ignored, byHost);
+  return { config: out, ignoredByHost: byHost };
+}
+
+/**
+ * The routes (HTTP virtual hosts and L4 services) of the hosts that match
+ * one of `patterns`, exactly as compileAttributed would give them, for a
+ * view without a Sidecar whose clusters are unchanged (`clusterOf`: the
+ * current clusters by name): a VirtualService change touches only the
+ * hosts its old and new host patterns match (translate/shared-base.ts).
+ */
+export function compileHosts(input: CompileInput, patterns: readonly string[], clusterOf: (name: string) => { destinationRule?: string } | undefined): { hosts: Set<string>; routes: CompiledRouteTable[]; l4: CompiledL4Service[]; ignoredByHost: IgnoredByHost } {
+  const { sidecar, catalogue, virtualServices } = prepare(input);
+  if (sidecar) throw new Error('compileHosts: only for views without a Sidecar');
+  const hosts = new Set<string>();
+  for (const p of patterns) {
+    if (!p.startsWith('*')) { if (catalogue.get(p)) hosts.add(p); continue; }
+    for (const h of catalogue.hosts.keys()) if (hostMatches(p, h)) hosts.add(h);
+  }
+  const entries = catalogue.all().filter((e) => hosts.has(e.host));
+  const ignored: IgnoredConfig[] = [];
+  const byHost: IgnoredByHost = new Map();
+  const routeCtx = { catalogue, virtualServices, proxyNamespace: input.proxyNamespace, ignored, byHost };
+  const routes = compileHttpRoutes(routeCtx, entries);
+  const l4 = compileL4Routes(routeCtx, entries);
+  reportMissingClusters(routes, l4, clusterOf, ignored, byHost);
+  return { hosts, routes, l4, ignoredByHost: byHost };
 }
 
 /**
@@ -77,23 +117,30 @@ function restrictPorts(catalogue: Catalogue, scope: EgressScope): void {
 /**
  * A route to a subset the applicable DestinationRule does not define (or to
  * a host nobody defines) compiles, and the proxy answers it 503 NC, as
- * Envoy does; config_dump must say why.
+ * Envoy does; config_dump must say why (once in `ignored`, and for every
+ * host whose routes name it in `byHost`).
  */
-function reportMissingClusters(out: CompiledProxyConfig): void {
-  const known = new Set(out.clusters.map((c) => c.name));
+function reportMissingClusters(routes: CompiledRouteTable[], l4: CompiledL4Service[], clusterOf: (name: string) => { destinationRule?: string } | undefined, ignored: IgnoredConfig[], byHost: IgnoredByHost): void {
   const seen = new Set<string>();
-  const check = (cluster: string, source: string): void => {
-    if (known.has(cluster) || seen.has(`${source} ${cluster}`)) return;
-    seen.add(`${source} ${cluster}`);
+  const check = (cluster: string, source: string, from: string): void => {
+    if (clusterOf(cluster)) return;
     const [, port, subset, host] = cluster.split('|');
-    const owner = out.clusters.find((c) => c.host === host && c.port === Number(port));
+    // Every host port's default cluster exists whenever one of its subsets does (clusters.ts builds it first).
+    const owner = clusterOf(clusterName(Number(port), undefined, host));
     const message = !owner ? `host ${host} port ${port} is not in this proxy's registry: requests get 503 NC`
       : `subset ${JSON.stringify(subset)} of ${host} is not defined by ${owner.destinationRule ? `DestinationRule ${owner.destinationRule}` : 'any DestinationRule'} visible here: requests get 503 NC`;
-    out.ignored.push({ resource: `VirtualService ${source.split('#')[0]}`, field: source.split('#')[1] ?? '', message });
+    const item = { resource: `VirtualService ${source.split('#')[0]}`, field: source.split('#')[1] ?? '', message };
+    const list = byHost.get(from) ?? [];
+    list.push(item);
+    byHost.set(from, list);
+    if (seen.has(`${source} ${cluster}`)) return;
+    seen.add(`${source} ${cluster}`);
+    ignored.push(item);
   };
-  for (const t of out.routes) for (const vh of t.virtualHosts) for (const r of vh.routes) {
-    if ('route' in r.action) for (const w of r.action.route) check(w.cluster, r.source);
-    for (const m of r.mirrors) check(m.cluster, r.source);
+  for (const t of routes) for (const vh of t.virtualHosts) for (const r of vh.routes) {
+    const from = vh.name.slice(0, vh.name.lastIndexOf(':'));
+    if ('route' in r.action) for (const w of r.action.route) check(w.cluster, r.source, from);
+    for (const m of r.mirrors) check(m.cluster, r.source, from);
   }
-  for (const s of out.l4) for (const r of s.routes) for (const w of r.route) check(w.cluster, r.source);
+  for (const s of l4) for (const r of s.routes) for (const w of r.route) check(w.cluster, r.source, s.host);
 }

@@ -29,6 +29,20 @@ export interface RouteContext {
   virtualServices: VirtualService[];
   proxyNamespace: string;
   ignored: IgnoredConfig[];
+  /** When set: what each host's routes added to `ignored` (compile.ts, incremental compiles). */
+  byHost?: Map<string, IgnoredConfig[]>;
+}
+
+/** Runs one host's compile, recording what it added to ctx.ignored under its name. */
+function attributed<T>(ctx: RouteContext, host: string, f: () => T): T {
+  const n = ctx.ignored.length;
+  const out = f();
+  if (ctx.byHost && ctx.ignored.length > n) {
+    const list = ctx.byHost.get(host) ?? [];
+    list.push(...ctx.ignored.slice(n));
+    ctx.byHost.set(host, list);
+  }
+  return out;
 }
 
 const ref = (vs: VirtualService): string => `VirtualService ${vs.meta.namespace}/${vs.meta.name}`;
@@ -109,16 +123,16 @@ function defaultRoute(e: HostEntry, port: number): CompiledHttpRoute {
   return { source: 'default', match: [], action: { route: [{ cluster: clusterName(port, undefined, e.host), weight: 100 }] }, retries: DEFAULT_RETRY, mirrors: [] };
 }
 
-/** One route table per HTTP-capable port, one virtual host per (host, port). */
-export function compileHttpRoutes(ctx: RouteContext): CompiledRouteTable[] {
+/** One route table per HTTP-capable port, one virtual host per (host, port); `entries`: only those hosts. */
+export function compileHttpRoutes(ctx: RouteContext, entries: readonly HostEntry[] = ctx.catalogue.all()): CompiledRouteTable[] {
   const tables = new Map<number, CompiledVirtualHost[]>();
-  for (const e of ctx.catalogue.all()) {
+  for (const e of entries) {
     if (e.kind === 'ExternalName') continue; // its names were added to its target's virtual host
     for (const p of e.ports) {
       if (!isHttpCapable(p.protocol)) continue;
       const vss = virtualServicesFor(ctx, e.host, 'http');
       const routes = vss.length === 0 ? [defaultRoute(e, p.port)]
-        : vss.flatMap((vs) => vs.http.map((r, i) => compileHttpRoute(ctx, vs, r, i, p.port, e.host)).filter((r): r is CompiledHttpRoute => r !== undefined));
+        : attributed(ctx, e.host, () => vss.flatMap((vs) => vs.http.map((r, i) => compileHttpRoute(ctx, vs, r, i, p.port, e.host)).filter((r): r is CompiledHttpRoute => r !== undefined)));
       const list = tables.get(p.port) ?? [];
       list.push({ name: `${e.host}:${p.port}`, domains: domainsOf(e, p.port), routes });
       tables.set(p.port, list);
@@ -138,16 +152,16 @@ function compileL4(ctx: RouteContext, vs: VirtualService, routes: L4Route[], sec
   return out;
 }
 
-/** Opaque TCP and TLS-passthrough ports: VirtualService tcp / tls routes, else straight to the service. */
-export function compileL4Routes(ctx: RouteContext): CompiledL4Service[] {
+/** Opaque TCP and TLS-passthrough ports: VirtualService tcp / tls routes, else straight to the service; `entries`: only those hosts. */
+export function compileL4Routes(ctx: RouteContext, entries: readonly HostEntry[] = ctx.catalogue.all()): CompiledL4Service[] {
   const out: CompiledL4Service[] = [];
-  for (const e of ctx.catalogue.all()) {
+  for (const e of entries) {
     if (e.kind === 'ExternalName') continue;
     for (const p of e.ports) {
       if (isHttpCapable(p.protocol) && p.protocol !== 'auto') continue;
       const section = isTlsPassthrough(p.protocol) ? 'tls' : 'tcp';
       const vss = virtualServicesFor(ctx, e.host, section);
-      const routes = vss.flatMap((vs) => compileL4(ctx, vs, section === 'tls' ? vs.tls : vs.tcp, section, p.port, e.host));
+      const routes = attributed(ctx, e.host, () => vss.flatMap((vs) => compileL4(ctx, vs, section === 'tls' ? vs.tls : vs.tcp, section, p.port, e.host)));
       // The service itself is always the last resort for opaque traffic (sniffed "auto" ports included).
       routes.push({ source: 'default', match: [], route: [{ cluster: clusterName(p.port, undefined, e.host), weight: 100 }] });
       out.push({ host: e.host, port: p.port, protocol: p.protocol, addresses: e.addresses, routes });

@@ -5,23 +5,43 @@
 import type { IstioConfigStore } from '../istio-source.js';
 import type { PodIdentity } from '../protocol.js';
 import type { CompiledProxyConfig, IgnoredConfig } from '../resources.js';
-import { compileProxyConfig } from '../translate/compile.js';
+import { compileAttributed, compileHosts, compileProxyConfig, type IgnoredByHost } from '../translate/compile.js';
+import { BASE_NAMESPACE, compiledWhole } from '../translate/shared-base.js';
 import { EgressScope, selectSidecar, sidecarForView } from '../translate/sidecar-scope.js';
 import type { RegistryScope } from './scoped-registry.js';
 import type { RegistryService } from '../types.js';
-import type { ServiceEntry, Sidecar } from '../../istio/types.js';
+import type { IstioResource, ServiceEntry, Sidecar } from '../../istio/types.js';
 import { serviceEntryRegistry, VipAllocator } from '../translate/service-entry-registry.js';
 
 export interface CompiledSource {
   /** The shared view a proxy gets: its namespace, plus the Sidecar that selects it by labels, if one does. */
   viewKey(identity: PodIdentity): string;
   compile(key: string, services: RegistryService[], clusterDomain: string): CompiledProxyConfig;
+  /**
+   * Is view `key` the shared base (compile(BASE_NAMESPACE)) plus the bare names of its own
+   * Services (translate/shared-base.ts), rather than compiled whole? Without it every view is compiled whole.
+   */
+  sharesBase?(key: string, services: Iterable<RegistryService>): boolean;
+  /**
+   * The base compiled with which host's routes added which `ignored` entries, and, given
+   * VirtualService host patterns, just those hosts' routes (incremental compiles, v2/base-view.ts).
+   * Undefined when this source's compile() is not its own (a wrapper replaced it): compile whole then.
+   */
+  baseCompiler?(): BaseCompiler | undefined;
+  /** The Istio resources the compiles read (base-view.ts: what changed since the last compile). */
+  resources?(): IstioResource[];
   /** Istio resources changed. */
   onChange(cb: () => void): void;
   /** The registry entries of ServiceEntry hosts (DNS answers, auto-allocated VIPs). */
   registryEntries?(): RegistryService[];
   /** What of the node registry a view's proxies get; undefined = all of it (no Sidecar egress applies). */
   registryScope?(key: string, clusterDomain: string): RegistryScope | undefined;
+}
+
+export interface BaseCompiler {
+  full(services: RegistryService[], clusterDomain: string): { config: CompiledProxyConfig; ignoredByHost: IgnoredByHost };
+  hosts(services: RegistryService[], clusterDomain: string, patterns: readonly string[], clusterOf: (name: string) => { destinationRule?: string } | undefined):
+    ReturnType<typeof compileHosts> & { storeIgnored: IgnoredConfig[] };
 }
 
 export interface IstioCompiledSourceOptions {
@@ -34,7 +54,7 @@ export interface IstioCompiledSourceOptions {
 /** View keys are "ns" or "ns#sidecarName" (a Sidecar in ns whose workloadSelector picked the pod). */
 export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSource {
   const vips = new VipAllocator();
-  return {
+  const source: CompiledSource = {
     registryEntries: () => serviceEntryRegistry(o.store.resources().filter((r): r is ServiceEntry => r.kind === 'ServiceEntry'), vips),
     viewKey(identity) {
       const labels = o.podLabels?.(identity.namespace, identity.name) ?? {};
@@ -43,19 +63,22 @@ export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSour
     },
     compile(key, services, clusterDomain) {
       const [proxyNamespace, sidecarName] = key.split('#');
-      const ignored: IgnoredConfig[] = [];
-      for (const r of o.store.rejectedResources()) {
-        for (const p of r.problems) if (p.severity === 'error') ignored.push({ resource: `${r.kind} ${r.namespace}/${r.name}`, field: p.field, message: `rejected: ${p.message}` });
-      }
-      for (const n of o.store.notesFor()) {
-        const [kind, ns, name] = n.key.split('/');
-        for (const p of n.problems) ignored.push({ resource: `${kind} ${ns}/${name}`, field: p.field, message: p.message });
-      }
-      // ServiceEntry hosts are in the registry too (for DNS): the translators read them from the ServiceEntries themselves,
-      // with the auto-allocated VIPs the registry entries carry.
-      const autoVips = new Map<string, string>();
-      for (const s of services) if (s.serviceEntry?.autoAllocated) autoVips.set(s.serviceEntry.host, s.clusterIPs[0]);
-      return compileProxyConfig({ clusterDomain, rootNamespace: o.rootNamespace, proxyNamespace, sidecarName, services: services.filter((s) => !s.serviceEntry), resources: o.store.resources(), ignored, autoVips });
+      return compileProxyConfig({ ...inputOf(o, services, clusterDomain), proxyNamespace, sidecarName });
+    },
+    baseCompiler() {
+      if (this.compile !== source.compile) return undefined;
+      return {
+        full: (services, clusterDomain) => compileAttributed({ ...inputOf(o, services, clusterDomain), proxyNamespace: BASE_NAMESPACE }),
+        hosts(services, clusterDomain, patterns, clusterOf) {
+          const input = { ...inputOf(o, services, clusterDomain), proxyNamespace: BASE_NAMESPACE };
+          return { ...compileHosts(input, patterns, clusterOf), storeIgnored: input.ignored };
+        },
+      };
+    },
+    resources: () => o.store.resources(),
+    sharesBase(key, services) {
+      const [ns, sidecarName] = key.split('#');
+      return sidecarName === undefined && !compiledWhole(o.store.resources(), services, ns, o.rootNamespace);
     },
     registryScope(key, clusterDomain) {
       const [ns, sidecarName] = key.split('#');
@@ -64,6 +87,24 @@ export function istioCompiledSource(o: IstioCompiledSourceOptions): CompiledSour
     },
     onChange(cb) { o.store.on('change', cb); },
   };
+  return source;
+}
+
+/** What every view's compile reads: the registry's Services, the Istio resources, and the problems found reading them. */
+function inputOf(o: IstioCompiledSourceOptions, services: RegistryService[], clusterDomain: string) {
+  const ignored: IgnoredConfig[] = [];
+  for (const r of o.store.rejectedResources()) {
+    for (const p of r.problems) if (p.severity === 'error') ignored.push({ resource: `${r.kind} ${r.namespace}/${r.name}`, field: p.field, message: `rejected: ${p.message}` });
+  }
+  for (const n of o.store.notesFor()) {
+    const [kind, ns, name] = n.key.split('/');
+    for (const p of n.problems) ignored.push({ resource: `${kind} ${ns}/${name}`, field: p.field, message: p.message });
+  }
+  // ServiceEntry hosts are in the registry too (for DNS): the translators read them from the ServiceEntries themselves,
+  // with the auto-allocated VIPs the registry entries carry.
+  const autoVips = new Map<string, string>();
+  for (const s of services) if (s.serviceEntry?.autoAllocated) autoVips.set(s.serviceEntry.host, s.clusterIPs[0]);
+  return { clusterDomain, rootNamespace: o.rootNamespace, services: services.filter((s) => !s.serviceEntry), resources: o.store.resources(), ignored, autoVips };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { AckMsg, NackError, NackMsg } from '../protocol.js';
 import { KINDS, type Kind } from './kinds.js';
 import type { KindFeed } from './versioned-kind.js';
+import { fullBody } from './full-body.js';
 
 const HIGH_WATER = 4 * 1024 * 1024;
 
@@ -22,8 +23,21 @@ export class PushBudget {
   /** Waiters and their deadline timers: a proxy that stopped reading must not stall everyone else's first push. */
   private readonly waiting = new Map<(forced: boolean) => void, NodeJS.Timeout>();
   constructor(readonly limit = 32 * 1024 * 1024, private readonly maxWaitMs = 2000) {}
+  /** Encoded bodies several sockets are writing at once (full-body.ts): counted once, while any holds them. */
+  private readonly shared = new Map<Buffer, number>();
   full(): boolean { return this.inFlight >= this.limit; }
   take(n: number): void { this.inFlight += n; }
+  takeShared(body: Buffer): void {
+    const refs = this.shared.get(body) ?? 0;
+    this.shared.set(body, refs + 1);
+    if (refs === 0) this.take(body.length);
+  }
+  giveShared(body: Buffer): void {
+    const refs = (this.shared.get(body) ?? 1) - 1;
+    if (refs > 0) { this.shared.set(body, refs); return; }
+    this.shared.delete(body);
+    this.give(body.length);
+  }
   give(n: number): void {
     this.inFlight -= n;
     for (const w of [...this.waiting.keys()]) {
@@ -42,23 +56,6 @@ export class PushBudget {
     this.forget(w);
     w(forced);
   }
-}
-
-/**
- * A whole kind's items as one Buffer, shared by every proxy of the view that
- * gets it (the node registry: every unscoped proxy): built once per feed
- * version, and kept only while some socket still holds it (WeakRef).
- */
-const fullBodies = new WeakMap<KindFeed, { version: number; body: WeakRef<Buffer> }>();
-function fullBody(f: KindFeed): { version: number; body: Buffer } {
-  const version = f.version();
-  const cached = fullBodies.get(f);
-  const body = cached?.version === version ? cached.body.deref() : undefined;
-  if (body) return { version, body };
-  const full = f.full();
-  const fresh = Buffer.from(`[${full.upserts.join(',')}]`);
-  fullBodies.set(f, { version: full.version, body: new WeakRef(fresh) });
-  return { version: full.version, body: fresh };
 }
 
 export interface LastNack { kind: Kind; version: number; errors: NackError[]; at: string }
@@ -161,10 +158,17 @@ export class V2Pusher {
       version = full.version;
       const head = `{"type":"push","kind":"${kind}","version":${version},"nonce":"${nonce}","full":true,"upserts":`;
       const tail = ',"deletes":[]}\n';
-      bytes = Buffer.byteLength(head) + full.body.length + tail.length;
-      this.write(head, Buffer.byteLength(head));
-      this.write(full.body, full.body.length);
-      this.write(tail, tail.length);
+      bytes = Buffer.byteLength(head) + full.bytes + tail.length;
+      // The body's bytes are shared with other proxies' pushes (one copy in memory): the budget counts them once.
+      const own = Buffer.byteLength(head) + tail.length + full.ownBytes;
+      this.budget.take(own);
+      this.budget.takeShared(full.shared);
+      this.sock.cork();
+      this.sock.write(head);
+      for (const p of full.parts) this.sock.write(p);
+      // The callback holds `full` (and so the encoded base it slices) until the kernel has every byte.
+      this.sock.write(tail, () => { this.budget.give(own); this.budget.giveShared(full.shared); void full.keepAlive; });
+      this.sock.uncork();
     }
     st.pending.set(nonce, { version, seq: this.seq, full: !d });
     st.sent = version;

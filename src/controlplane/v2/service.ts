@@ -11,6 +11,7 @@ import type { Session } from '../server.js';
 import type { RegistryDelta } from '../types.js';
 import { istioCompiledSource, type CompiledSource } from './compiled-source.js';
 import { COMPILED_KINDS, itemsOf, type Kind } from './kinds.js';
+import { baseView } from './base-view.js';
 import { PushBudget, V2Pusher } from './pusher.js';
 import { registryFeed } from './registry-feed.js';
 import { RegistryScopes } from './registry-scopes.js';
@@ -51,9 +52,13 @@ export function createV2Service(d: V2ServiceDeps) {
   };
   // ServiceEntry hosts join the registry (DNS, L4 by VIP) on the same debounce as the views.
   let entriesDue = false;
+  // Views without a Sidecar share one compiled base (translate/shared-base.ts, views.ts, base-view.ts).
+  let registryShape = 0;
+  const base = baseView(compiled, () => d.builder.services(), d.clusterDomain, () => registryShape);
   const views = new CompiledViews({
     logger: d.log, debounceMs: d.debounceMs, kinds: COMPILED_KINDS,
     compile: (key) => itemsOf(compiled.compile(key, [...d.builder.services()], d.clusterDomain)),
+    base,
     onChanged: (key, kinds) => { for (const s of d.sessions()) if (s.v2 && s.viewKey === key && d.synced()) s.v2.catchUp(kinds); },
     beforeRecompile: () => {
       for (const key of scopes.refresh(views.keys())) wholeRegistry(key);
@@ -90,6 +95,7 @@ export function createV2Service(d: V2ServiceDeps) {
       const shape = JSON.stringify({ ...svc, endpoints: undefined });
       if (shapes.get(key) !== shape) { shapes.set(key, shape); changed = true; }
     }
+    if (changed) registryShape++;
     return changed;
   }
 
@@ -137,7 +143,7 @@ export function createV2Service(d: V2ServiceDeps) {
     },
 
     release(s: Session): void { if (s.viewKey !== undefined) views.release(s.viewKey); security?.release(s); },
-    viewStats: () => ({ live: views.keys(), compiles: views.compiles, lastCompileMs: views.lastCompileMs, sharedStrings: views.sharedStrings(), scopedRegistries: scopes.stats(), ...(security ? { securityWorkloads: security.workloads().length } : {}) }),
+    viewStats: () => ({ live: views.keys(), compiles: views.compiles, baseCompiles: views.baseCompiles, ...(base ? { baseView: base.stats } : {}), overlayUpdates: views.overlayUpdates, rounds: views.rounds, layering: views.layering(), lastCompileMs: views.lastCompileMs, sharedStrings: views.sharedStrings(), scopedRegistries: scopes.stats(), ...(security ? { securityWorkloads: security.workloads().length } : {}) }),
     /** Pod labels changed (the pod informer): workloads may have to be re-keyed. */
     onPodLabels: () => security?.invalidate(),
     close: () => { views.close(); security?.close(); },

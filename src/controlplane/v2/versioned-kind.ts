@@ -29,28 +29,52 @@ export class VersionedKind<T> implements KindFeed {
 
   /** Make the kind hold exactly `items`; returns true when that changed anything (and so bumped the version). */
   replaceAll(items: readonly T[]): boolean {
+    return this.replaceAllChanges(items) !== undefined;
+  }
+
+  /**
+   * replaceAll(), returning what changed: each changed key with the text it
+   * had before (undefined: it is new). A view layered on this kind (layered-kind.ts)
+   * needs the old texts to tell whether what it shows changed.
+   */
+  replaceAllChanges(items: readonly T[]): Map<string, string | undefined> | undefined {
+    return this.apply(items, true);
+  }
+
+  /** Upsert `items`, keeping every other item (an incremental compile's output); what changed, as replaceAllChanges. */
+  upsertChanges(items: readonly T[]): Map<string, string | undefined> | undefined {
+    return this.apply(items, false);
+  }
+
+  private apply(items: readonly T[], whole: boolean): Map<string, string | undefined> | undefined {
     const next = new Map<string, string>();
     for (const it of items) next.set(this.keyOf(it), JSON.stringify(it));
     const changed: string[] = [];
     for (const [k, json] of next) if (this.items.get(k) !== json) changed.push(k);
-    for (const k of this.items.keys()) if (!next.has(k)) changed.push(k);
-    if (changed.length === 0) return false;
+    if (whole) for (const k of this.items.keys()) if (!next.has(k)) changed.push(k);
+    if (changed.length === 0) return undefined;
+    const before = new Map<string, string | undefined>();
     for (let i = 0; i < changed.length; i++) {
       const k = changed[i];
       const json = next.get(k);
       const old = this.items.get(k);
       if (old !== undefined) this.strings.drop(old);
-      if (json === undefined) { this.items.delete(k); this.strings.drop(k); continue; }
+      if (json === undefined) { before.set(k, old); this.items.delete(k); this.strings.drop(k); continue; }
       // Views of different namespaces mostly hold equal items: one copy of each text and key for all of them.
       if (old === undefined) changed[i] = this.strings.take(k);
       this.items.set(changed[i], this.strings.take(json));
+      before.set(changed[i], old);
     }
     const prev = this.current;
     this.current = this.nextVersion();
     this.history.push({ version: this.current, prev, keys: changed });
     if (this.history.length > this.historyLimit) this.history.shift();
-    return true;
+    return before;
   }
+
+  get(key: string): string | undefined { return this.items.get(key); }
+  /** Key → JSON text, in a stable order while the kind does not change (full-body.ts indexes the encoded whole kind by it). */
+  entries(): IterableIterator<[string, string]> { return this.items.entries(); }
 
   full(): { version: number; upserts: string[] } {
     return { version: this.current, upserts: [...this.items.values()] };
@@ -72,7 +96,7 @@ export class VersionedKind<T> implements KindFeed {
  * version, the keys it changed. Only versions the feed really had (and whose later changes are
  * all retained) can be continued: else undefined, and the proxy gets the whole kind.
  */
-export function deltaSince(fromVersion: number, current: number, history: readonly { prev: number; keys: readonly string[] }[], items: ReadonlyMap<string, string>): KindDelta | undefined {
+export function deltaSince(fromVersion: number, current: number, history: readonly { prev: number; keys: readonly string[] }[], items: { get(key: string): string | undefined }): KindDelta | undefined {
   if (fromVersion === current) return { fromVersion, version: current, upserts: [], deletes: [] };
   const from = history.findIndex((h) => h.prev === fromVersion);
   if (from < 0) return undefined;
