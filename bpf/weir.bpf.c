@@ -5,10 +5,14 @@
  * - connect4/6: a captured pod's outbound TCP is pointed at its proxy on
  *   127.0.0.1/::1:outbound_port; DNS (TCP and connected UDP :53) at the DNS
  *   proxy. The dialled address is kept in the socket's local storage.
- * - sockops (active established): copies it to weir_tuples under the
- *   connection's 4-tuple, because the proxy asks on its ACCEPTED socket.
+ * - sockops: at active established, copies it to weir_tuples under the
+ *   connection's 4-tuple, because the proxy asks on its ACCEPTED socket; at
+ *   passive established (the proxy's accepted socket, always later: the
+ *   client's callback runs before it sends the ACK that makes the child),
+ *   moves it into the accepted socket's own storage (weir_accepted) and
+ *   deletes the tuple. No state callbacks, no per-close map work.
  * - getsockopt: SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST answered from
- *   weir_tuples, so the proxy's conntrack-based code runs unchanged.
+ *   weir_accepted, so the proxy's conntrack-based code runs unchanged.
  * - sendmsg4/6 + recvmsg4/6: unconnected UDP DNS to the DNS proxy, and its
  *   replies appear to come from the server the app asked.
  * - sockops (established) + sk_msg: the same-node shortcut, weir_shortcut.h.
@@ -57,8 +61,9 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_orig SEC(".maps");
 
-/* LRU: entries are deleted when the connection closes; the LRU only bounds a
- * leak if a close is ever missed. */
+/* LRU: an entry lives from the client's established to the proxy's (one
+ * round trip on loopback); the LRU bounds what a handshake that never
+ * completes on the proxy's side leaves behind. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, 262144);
@@ -66,6 +71,17 @@ struct {
   __type(value, struct weir_orig);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_tuples SEC(".maps");
+
+/* The original destination of a proxy's accepted socket, freed with the
+ * socket: getsockopt's answer without a hash lookup, and a socket without an
+ * entry (everything not redirected by connect4) answers nothing at once. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct weir_orig);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} weir_accepted SEC(".maps");
 
 static __always_inline int in_cidrs(const struct weir_cidr *c, __u32 n, const __u32 *a) {
   for (__u32 i = 0; i < WEIR_MAX_CIDRS; i++) {
@@ -102,11 +118,16 @@ static __always_inline int is_loopback(const __u32 *a) {
   return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
-/* The caller's plan when its netns is captured and it is not the proxy. */
-static __always_inline const struct weir_pod_plan *captured_caller(void *ctx) {
-  __u64 cookie = bpf_get_netns_cookie(ctx);
+static __always_inline const struct weir_pod_plan *plan_of(__u64 cookie) {
   const struct weir_pod_plan *p = bpf_map_lookup_elem(&weir_pods, &cookie);
   if (!p || p->layout != WEIR_LAYOUT_VERSION) return 0;
+  return p;
+}
+
+/* The caller's plan when its netns is captured and it is not the proxy. */
+static __always_inline const struct weir_pod_plan *captured_caller(void *ctx) {
+  const struct weir_pod_plan *p = plan_of(bpf_get_netns_cookie(ctx));
+  if (!p) return 0;
   __u64 ugid = bpf_get_current_uid_gid();
   if ((__u32)ugid == p->proxy_uid || (__u32)(ugid >> 32) == p->proxy_gid) return 0;
   return p;
@@ -229,86 +250,146 @@ int weir_recvmsg6(struct bpf_sock_addr *ctx) {
   return 1;
 }
 
-/* Every field is loaded unconditionally, then chosen: a load inside a branch
- * gets tail-merged by clang into a shifted ctx pointer, which the verifier
- * refuses. */
-static __always_inline void tuple_of(struct bpf_sock_ops *ops, struct weir_tuple *t) {
+/* The one way a weir_tuple is filled (sockops, sk_msg): the client end and
+ * the server end of a connection as seen in the client's netns. Addresses
+ * in network order, as 4 (IPv4: mapped) or 16 bytes; ports in host order.
+ * Callers load every context field unconditionally first (RD) and pass the
+ * values: a load inside a branch gets tail-merged by clang into a shifted
+ * ctx pointer, which the verifier refuses. */
+static __always_inline void tuple_fill(struct weir_tuple *t, __u64 netns, __u32 family, __u32 c4, __u32 s4,
+                                       const __u32 *c6, const __u32 *s6, __u16 cport, __u16 sport) {
+  t->netns = netns;
+  if (family == AF_INET) {
+    t->client[2] = bpf_htonl(0xffff);
+    t->client[3] = c4;
+    t->server[2] = bpf_htonl(0xffff);
+    t->server[3] = s4;
+  } else {
+    t->client[0] = c6[0]; t->client[1] = c6[1]; t->client[2] = c6[2]; t->client[3] = c6[3];
+    t->server[0] = s6[0]; t->server[1] = s6[1]; t->server[2] = s6[2]; t->server[3] = s6[3];
+  }
+  t->client_port = cport;
+  t->server_port = sport;
+}
+
+/* A sockops socket's tuple, local end as the client (reversed: as the
+ * client, its peer, sees it). */
+static __always_inline void tuple_of(struct bpf_sock_ops *ops, __u64 netns, int reversed, struct weir_tuple *t) {
   __u32 family = RD(ops->family);
   __u32 l4 = RD(ops->local_ip4), r4 = RD(ops->remote_ip4);
   __u32 l6[4] = {RD(ops->local_ip6[0]), RD(ops->local_ip6[1]), RD(ops->local_ip6[2]), RD(ops->local_ip6[3])};
   __u32 r6[4] = {RD(ops->remote_ip6[0]), RD(ops->remote_ip6[1]), RD(ops->remote_ip6[2]), RD(ops->remote_ip6[3])};
-  __u32 lport = RD(ops->local_port), rport = RD(ops->remote_port);
-  t->netns = bpf_get_netns_cookie(ops);
-  if (family == AF_INET) {
-    t->client[2] = bpf_htonl(0xffff);
-    t->client[3] = l4;
-    t->server[2] = bpf_htonl(0xffff);
-    t->server[3] = r4;
-  } else {
-    t->client[0] = l6[0]; t->client[1] = l6[1]; t->client[2] = l6[2]; t->client[3] = l6[3];
-    t->server[0] = r6[0]; t->server[1] = r6[1]; t->server[2] = r6[2]; t->server[3] = r6[3];
-  }
-  t->client_port = (__u16)lport;                      /* host order */
-  t->server_port = bpf_ntohs((__u16)(rport >> 16));   /* the be16 port sits in the high half */
+  __u16 lport = (__u16)RD(ops->local_port);                           /* host order */
+  __u16 rport = bpf_ntohs((__u16)(RD(ops->remote_port) >> 16));       /* the be16 port sits in the high half */
+  if (reversed) tuple_fill(t, netns, family, r4, l4, r6, l6, rport, lport);
+  else tuple_fill(t, netns, family, l4, r4, l6, r6, lport, rport);
 }
 
 #include "weir_shortcut.h"
 
+/* The client (the app's socket, redirected by connect4): publish the
+ * original destination under the connection's tuple for the proxy's side. */
+static __always_inline void active_established(struct bpf_sock_ops *ops, __u64 netns) {
+  struct bpf_sock *sk = ops->sk;
+  if (!sk) return;
+  struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, 0);
+  if (!o || o->kind != WEIR_ORIG_TCP_OUTBOUND) return;
+  struct weir_tuple t = {};
+  tuple_of(ops, netns, 0, &t);
+  struct weir_orig copy = *o;
+  bpf_map_update_elem(&weir_tuples, &t, &copy, BPF_ANY);
+}
+
+/* The proxy's accepted socket on the outbound port: take the tuple's entry
+ * into the socket's own storage. Only sockets on outbound_port with a
+ * loopback local address can have one (connect4 sends nothing elsewhere). */
+static __always_inline void passive_established(struct bpf_sock_ops *ops, __u64 netns, const struct weir_pod_plan *p) {
+  __u32 family = RD(ops->family);
+  __u32 l4 = RD(ops->local_ip4);
+  __u32 l6[4] = {RD(ops->local_ip6[0]), RD(ops->local_ip6[1]), RD(ops->local_ip6[2]), RD(ops->local_ip6[3])};
+  __u16 lport = (__u16)RD(ops->local_port);
+  if (lport != p->outbound_port) return;
+  __u32 la[4] = {0, 0, bpf_htonl(0xffff), l4};
+  if (family != AF_INET) { la[0] = l6[0]; la[1] = l6[1]; la[2] = l6[2]; la[3] = l6[3]; }
+  if (!is_loopback(la)) return;
+  struct bpf_sock *sk = ops->sk;
+  if (!sk) return;
+  struct weir_tuple t = {};
+  tuple_of(ops, netns, 1, &t);
+  const struct weir_orig *o = bpf_map_lookup_elem(&weir_tuples, &t);
+  if (!o) return;
+  struct weir_orig copy = *o;
+  struct weir_orig *mine = bpf_sk_storage_get(&weir_accepted, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  /* No storage: the tuple stays, and getsockopt answers from it. */
+  if (!mine) return;
+  *mine = copy;
+  bpf_map_delete_elem(&weir_tuples, &t);
+}
+
 SEC("sockops")
 int weir_sockops(struct bpf_sock_ops *ops) {
-  if (ops->family != AF_INET && ops->family != AF_INET6) return 1;
   __u32 op = ops->op;
-  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+  if (op == BPF_SOCK_OPS_STATE_CB) {
+    /* Only sockets an agent before this one tracked until close (it set
+     * BPF_SOCK_OPS_STATE_CB_FLAG and kept their tuple until TCP_CLOSE):
+     * drop their entry so an upgrade leaks nothing. */
+    if (ops->args[1] != TCP_CLOSE_STATE) return 1;
     struct weir_tuple t = {};
-    tuple_of(ops, &t);
-    shortcut_enter(ops, &t);
-    if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return 1;
-    struct bpf_sock *sk = ops->sk;
-    if (!sk) return 1;
-    struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, 0);
-    if (!o || o->kind != WEIR_ORIG_TCP_OUTBOUND) return 1;
-    struct weir_orig copy = *o;
-    bpf_map_update_elem(&weir_tuples, &t, &copy, BPF_ANY);
-    bpf_sock_ops_cb_flags_set(ops, BPF_SOCK_OPS_STATE_CB_FLAG);
-  } else if (op == BPF_SOCK_OPS_STATE_CB && ops->args[1] == TCP_CLOSE_STATE) {
-    struct weir_tuple t = {};
-    tuple_of(ops, &t);
+    tuple_of(ops, bpf_get_netns_cookie(ops), 0, &t);
     bpf_map_delete_elem(&weir_tuples, &t);
+    return 1;
   }
+  if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) return 1;
+  if (ops->family != AF_INET && ops->family != AF_INET6) return 1;
+  /* One lookup decides for every socket of an uncaptured netns. */
+  __u64 netns = bpf_get_netns_cookie(ops);
+  const struct weir_pod_plan *p = plan_of(netns);
+  if (!p) return 1;
+  if (p->flags & WEIR_F_SHORTCUT) {
+    struct weir_tuple t = {};
+    tuple_of(ops, netns, 0, &t);
+    shortcut_enter(ops, &t);
+  }
+  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) active_established(ops, netns);
+  else passive_established(ops, netns, p);
   return 1;
 }
 
-SEC("cgroup/getsockopt")
-int weir_getsockopt(struct bpf_sockopt *ctx) {
-  if (ctx->optname != SO_ORIGINAL_DST || (ctx->level != SOL_IP && ctx->level != SOL_IPV6)) return 1;
-  struct bpf_sock *sk = ctx->sk;
-  if (!sk || sk->protocol != IPPROTO_TCP) return 1;
-  struct weir_tuple t = {};
-  t.netns = bpf_get_netns_cookie(ctx);
-  /* The accepted socket's peer is the client; its local end is the listener. */
+/* A connection accepted before this program took over the link (its
+ * passive established ran under an older agent) has its answer only in
+ * weir_tuples, under the tuple as its client sees it. */
+static __always_inline const struct weir_orig *orig_by_tuple(struct bpf_sockopt *ctx, struct bpf_sock *sk) {
+  __u64 netns = bpf_get_netns_cookie(ctx);
+  const struct weir_pod_plan *p = plan_of(netns);
+  if (!p) return 0;
   __u32 family = RD(sk->family);
   __u32 d4 = RD(sk->dst_ip4), s4 = RD(sk->src_ip4);
   __u32 d6[4] = {RD(sk->dst_ip6[0]), RD(sk->dst_ip6[1]), RD(sk->dst_ip6[2]), RD(sk->dst_ip6[3])};
   __u32 s6[4] = {RD(sk->src_ip6[0]), RD(sk->src_ip6[1]), RD(sk->src_ip6[2]), RD(sk->src_ip6[3])};
-  __u16 dport = (__u16)RD(sk->dst_port);
-  __u32 sport = RD(sk->src_port);
-  if (family == AF_INET) {
-    t.client[2] = bpf_htonl(0xffff);
-    t.client[3] = d4;
-    t.server[2] = bpf_htonl(0xffff);
-    t.server[3] = s4;
-  } else {
-    t.client[0] = d6[0]; t.client[1] = d6[1]; t.client[2] = d6[2]; t.client[3] = d6[3];
-    t.server[0] = s6[0]; t.server[1] = s6[1]; t.server[2] = s6[2]; t.server[3] = s6[3];
-  }
-  t.client_port = bpf_ntohs(dport);
-  t.server_port = (__u16)sport;
-  const struct weir_orig *o = bpf_map_lookup_elem(&weir_tuples, &t);
-  if (!o) return 1;
+  __u16 dport = bpf_ntohs((__u16)RD(sk->dst_port));
+  __u16 sport = (__u16)RD(sk->src_port);
+  if (sport != p->outbound_port) return 0;
+  struct weir_tuple t = {};
+  /* The accepted socket's peer is the client; its local end is the listener. */
+  tuple_fill(&t, netns, family, d4, s4, d6, s6, dport, sport);
+  return bpf_map_lookup_elem(&weir_tuples, &t);
+}
+
+SEC("cgroup/getsockopt")
+int weir_getsockopt(struct bpf_sockopt *ctx) {
+  /* Not ours: optlen 0 tells the kernel to copy nothing back (the caller
+   * already has the kernel's answer); retval is left alone. */
+  if (ctx->optname != SO_ORIGINAL_DST || (ctx->level != SOL_IP && ctx->level != SOL_IPV6)) { ctx->optlen = 0; return 1; }
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk || sk->protocol != IPPROTO_TCP) { ctx->optlen = 0; return 1; }
+  const struct weir_orig *o = bpf_sk_storage_get(&weir_accepted, sk, 0, 0);
+  if (!o) o = orig_by_tuple(ctx, sk);
+  /* Not redirected by connect4 (an nft REDIRECT's answer is conntrack's): as the kernel said. */
+  if (!o) { ctx->optlen = 0; return 1; }
   if (ctx->level == SOL_IP) {
-    if (o->family != 4) return 1;
+    if (o->family != 4) { ctx->optlen = 0; return 1; }
     struct { __u16 family; __u16 port; __u32 addr; __u8 zero[8]; } *sin = ctx->optval;
-    if ((void *)(sin + 1) > ctx->optval_end) return 1;
+    if ((void *)(sin + 1) > ctx->optval_end) { ctx->optlen = 0; return 1; }
     sin->family = AF_INET;
     sin->port = o->port;
     sin->addr = o->addr[3];
@@ -316,7 +397,7 @@ int weir_getsockopt(struct bpf_sockopt *ctx) {
     ctx->optlen = sizeof(*sin);
   } else {
     struct { __u16 family; __u16 port; __u32 flowinfo; __u32 addr[4]; __u32 scope; } *sin6 = ctx->optval;
-    if ((void *)(sin6 + 1) > ctx->optval_end) return 1;
+    if ((void *)(sin6 + 1) > ctx->optval_end) { ctx->optlen = 0; return 1; }
     sin6->family = AF_INET6;
     sin6->port = o->port;
     sin6->flowinfo = 0;
