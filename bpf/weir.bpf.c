@@ -4,7 +4,8 @@
  *
  * - connect4/6: a captured pod's outbound TCP is pointed at its proxy on
  *   127.0.0.1/::1:outbound_port; DNS (TCP and connected UDP :53) at the DNS
- *   proxy. The dialled address is kept in the socket's local storage.
+ *   proxy. The dialled address is kept by socket cookie (TCP, weir_pending,
+ *   until established) or in the socket's local storage (UDP, weir_orig).
  * - sockops: at active established, copies it to weir_tuples under the
  *   connection's 4-tuple, because the proxy asks on its ACCEPTED socket; at
  *   passive established (the proxy's accepted socket, always later: the
@@ -60,6 +61,20 @@ struct {
   /* Pinned too: programs reloaded by a new agent keep finding what the old ones stored. */
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_orig SEC(".maps");
+
+/* A redirected TCP connection's original destination from connect4 to the
+ * client's established, by socket cookie. A preallocated LRU rather than
+ * socket storage: an update takes a free node instead of allocating (and
+ * later RCU-freeing) one per connection, and the entry lives one loopback
+ * handshake. UDP keeps socket storage (weir_orig): recvmsg needs it for the
+ * socket's whole life. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64);
+  __type(value, struct weir_orig);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} weir_pending SEC(".maps");
 
 /* LRU: an entry lives from the client's established to the proxy's (one
  * round trip on loopback); the LRU bounds what a handshake that never
@@ -149,7 +164,14 @@ static __always_inline __u16 verdict(const struct weir_pod_plan *p, const __u32 
   return 0;
 }
 
-static __always_inline int remember(struct bpf_sock_addr *ctx, const __u32 *a, __u16 port_be, __u8 kind, __u8 family) {
+static __always_inline int remember(struct bpf_sock_addr *ctx, const __u32 *a, __u16 port_be, __u8 kind, __u8 family, int tcp) {
+  if (tcp) {
+    /* TCP to the DNS proxy: nothing asks for its original destination. */
+    if (kind != WEIR_ORIG_TCP_OUTBOUND) return 1;
+    struct weir_orig v = {{a[0], a[1], a[2], a[3]}, port_be, kind, family};
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    return bpf_map_update_elem(&weir_pending, &cookie, &v, BPF_ANY) == 0;
+  }
   struct bpf_sock *sk = ctx->sk;
   if (!sk) return 0;
   struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -169,7 +191,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, int tcp) {
   __u16 to = verdict(p, a, port, tcp);
   if (!to) return 1;
   /* No storage, no rewrite: a connection the proxy could not place is worse than an uncaptured one. */
-  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, 4)) return 1;
+  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, 4, tcp)) return 1;
   ctx->user_ip4 = bpf_htonl(0x7f000001);
   ctx->user_port = bpf_htons(to);
   return 1;
@@ -183,7 +205,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, int tcp) {
   __u16 to = verdict(p, a, port, tcp);
   if (!to) return 1;
   int mapped = is_mapped(a);
-  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, mapped ? 4 : 6)) return 1;
+  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, mapped ? 4 : 6, tcp)) return 1;
   /* A dual-stack socket dialling an IPv4 address stays IPv4: ::ffff:127.0.0.1. */
   ctx->user_ip6[0] = 0;
   ctx->user_ip6[1] = 0;
@@ -290,13 +312,23 @@ static __always_inline void tuple_of(struct bpf_sock_ops *ops, __u64 netns, int 
 /* The client (the app's socket, redirected by connect4): publish the
  * original destination under the connection's tuple for the proxy's side. */
 static __always_inline void active_established(struct bpf_sock_ops *ops, __u64 netns) {
-  struct bpf_sock *sk = ops->sk;
-  if (!sk) return;
-  struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, 0);
-  if (!o || o->kind != WEIR_ORIG_TCP_OUTBOUND) return;
+  __u64 cookie = bpf_get_socket_cookie(ops);
+  struct weir_orig copy;
+  const struct weir_orig *o = bpf_map_lookup_elem(&weir_pending, &cookie);
+  if (o) {
+    copy = *o;
+    bpf_map_delete_elem(&weir_pending, &cookie);
+  } else {
+    /* Connected under an older agent's connect4, which kept it in socket storage. */
+    struct bpf_sock *sk = ops->sk;
+    if (!sk) return;
+    const struct weir_orig *old = bpf_sk_storage_get(&weir_orig, sk, 0, 0);
+    if (!old) return;
+    copy = *old;
+  }
+  if (copy.kind != WEIR_ORIG_TCP_OUTBOUND) return;
   struct weir_tuple t = {};
   tuple_of(ops, netns, 0, &t);
-  struct weir_orig copy = *o;
   bpf_map_update_elem(&weir_tuples, &t, &copy, BPF_ANY);
 }
 

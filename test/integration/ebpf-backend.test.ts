@@ -102,13 +102,15 @@ describe('ebpf backend lifecycle', { skip, timeout: 180_000 }, () => {
     v4.sock.destroy(); v6.sock.destroy();
   });
 
-  test('the answer moves to the accepted socket: weir_tuples is empty while connections are open, and a captured connection costs sockops no more runs than a plain one (no state callbacks)', async () => {
+  test('the answer moves to the accepted socket: weir_pending and weir_tuples are empty while connections are open, and a captured connection costs sockops no more runs than a plain one (no state callbacks)', async () => {
     const tuples = () => bpfAddon().bpfMapKeys(path.join(bpf.pinDir, 'weir_tuples')).length;
+    const pending = () => bpfAddon().bpfMapKeys(path.join(bpf.pinDir, 'weir_pending')).length;
     const open4 = await connectFrom(pair.pod, a.peer4, 8080);
     const open6 = await connectFrom(pair.pod, a.peer6, 8080);
     assert.equal(open4.first, `15001 ${a.peer4}:8080`);
     assert.equal(open6.first, `15001 [${a.peer6}]:8080`, 'getsockopt still answers after the move (v6)');
     assert.equal(tuples(), 0, 'the accepted sockets hold the original destinations; the tuple map only bridges the handshake');
+    assert.equal(pending(), 0, 'connect4\'s entries (by socket cookie) are taken at the client\'s established');
     // A connection that ends cleanly (our FIN first, then the echo's), one at a time, so the counts are exact.
     const oneConnection = async (address: string, port: number, want: string) => {
       const c = await connectFrom(pair.pod, address, port);
