@@ -10,11 +10,16 @@
 // eBPF programs attach to a cgroup of the bench's own, which the bench joins
 // (nothing on the node's root cgroup).
 // Run: node --import tsx bench/ebpf.ts (root). Writes bench/results/ebpf.md.
-// Env: LAT_SECONDS (default 5), CONN_SECONDS (3), BULK_MB (256), ROUNDS (3), APPLY_N (20).
+// During each short-connections run it also reads what a connection costs in
+// the kernel: each eBPF program's run time (per-program stats, on for the
+// bench only) and the CPU of the bench's cgroup (every pod process).
+// Env: LAT_SECONDS (default 5), CONN_SECONDS (3), BULK_MB (256), ROUNDS (3), APPLY_N (20),
+// MODES (comma-separated keys: direct,nft,ebpf,ebpf-stream,shortcut; default all).
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BenchCluster, REPO, fmt, machineLines, median, quantile, runNodeIn, waitForLine, type Pod } from './lib/two-pod.js';
+import { enableBpfStats, kernelSnapshot, perConnection, type KernelCost } from './lib/bpf-stats.js';
 import { createBpfSandbox } from '../test/support/bpf-sandbox.js';
 import { Netns } from '../test/support/netns.js';
 import { getBackend } from '../src/netns/backends.js';
@@ -52,6 +57,7 @@ if (what === 'lat') { const socks = []; const lat = []; let up = 0;
       while (t0 + j <= now) { const o = socks[j++ % 10]; if (o.busy) continue; o.busy = true; o.at = t(); o.s.write(msg); } }, 1); } }`;
 
 interface Mode {
+  key: string;
   name: string;
   /** undefined: the direct baseline (no capture, no proxies). */
   backend?: CaptureBackend;
@@ -59,7 +65,7 @@ interface Mode {
   host?: string;
   port: string;
 }
-interface Round { bulk: number; conns: number; p50: number; p99: number; samples: number }
+interface Round { bulk: number; conns: number; p50: number; p99: number; samples: number; kernel: KernelCost }
 
 async function applyTimes(backend: CaptureBackend): Promise<number[]> {
   const plan = buildPlan({ metadata: { name: 'bench', namespace: 'bench' }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } });
@@ -90,13 +96,19 @@ async function main(): Promise<void> {
     const shortcut = new EbpfBackend({ pinDir: bpf.pinDir, cgroup: bpf.cgroup, shortcut: true });
     ebpf.ensureLoaded(); // program load is once per node, not per pod: kept out of the apply times
     const stream = ['--pump', 'stream'];
-    const modes: Mode[] = [
-      { name: 'direct (no capture, no proxies)', proxyFlags: [], port: '9000' },
-      { name: 'nftables', backend: getBackend('nftables'), proxyFlags: [], host: '10.96.90.10', port: '80' },
-      { name: 'ebpf', backend: ebpf, proxyFlags: [], host: '10.96.90.11', port: '80' },
-      { name: 'ebpf, proxies --pump stream', backend: ebpf, proxyFlags: stream, host: '10.96.90.12', port: '80' },
-      { name: 'ebpf + shortcut, proxies --pump stream', backend: shortcut, proxyFlags: stream, host: '10.96.90.13', port: '80' },
+    const allModes: Mode[] = [
+      { key: 'direct', name: 'direct (no capture, no proxies)', proxyFlags: [], port: '9000' },
+      { key: 'nft', name: 'nftables', backend: getBackend('nftables'), proxyFlags: [], host: '10.96.90.10', port: '80' },
+      { key: 'ebpf', name: 'ebpf', backend: ebpf, proxyFlags: [], host: '10.96.90.11', port: '80' },
+      { key: 'ebpf-stream', name: 'ebpf, proxies --pump stream', backend: ebpf, proxyFlags: stream, host: '10.96.90.12', port: '80' },
+      { key: 'shortcut', name: 'ebpf + shortcut, proxies --pump stream', backend: shortcut, proxyFlags: stream, host: '10.96.90.13', port: '80' },
     ];
+    const wanted = (process.env.MODES ?? allModes.map((m) => m.key).join(',')).split(',');
+    const unknown = wanted.filter((k) => !allModes.some((m) => m.key === k));
+    if (unknown.length) throw new Error(`MODES: unknown mode ${unknown.join(', ')} (known: ${allModes.map((m) => m.key).join(', ')})`);
+    if (wanted[0] !== 'direct') throw new Error('MODES must start with direct (the added-latency baseline)');
+    const modes = allModes.filter((m) => wanted.includes(m.key));
+    stopStats = enableBpfStats();
     for (const [i, m] of modes.entries()) {
       if (m.backend) bc.c.captureBackend = m.backend;
       const p = await bc.pair(`m${i}`, { capture: m.backend !== undefined });
@@ -112,9 +124,11 @@ async function main(): Promise<void> {
       for (const m of modes.map((_, i) => modes[(i + r) % modes.length])) {
         const client = clients.get(m.name)!;
         const bulk = Number(runNodeIn(client, LOAD, ['bulk', m.host!, m.port, String(BULK)]).MBps);
+        const k0 = kernelSnapshot(bpf.pinDir, bpf.cgroup);
         const conns = Number(runNodeIn(client, LOAD, ['conns', m.host!, m.port, String(CONN_SECONDS)]).perSec);
+        const kernel = perConnection(k0, kernelSnapshot(bpf.pinDir, bpf.cgroup), conns * CONN_SECONDS);
         const lat = (runNodeIn(client, LOAD, ['lat', m.host!, m.port, String(LAT_SECONDS)]).ms as number[]).sort((a, b) => a - b);
-        res.get(m.name)!.push({ bulk, conns, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), samples: lat.length });
+        res.get(m.name)!.push({ bulk, conns, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), samples: lat.length, kernel });
       }
     }
     const apply = new Map<string, number[]>([['nftables', await applyTimes(getBackend('nftables'))], ['ebpf', await applyTimes(ebpf)]]);
@@ -124,6 +138,17 @@ async function main(): Promise<void> {
       // Added latency per round against the direct run of the SAME round, then the median over rounds.
       const added = (k: 'p50' | 'p99') => (m.backend ? span(x.map((q, r) => q[k] - direct[r][k]), 3) : '—');
       return `| ${m.name} | ${span(x.map((q) => q.bulk), 1)} | ${span(x.map((q) => q.conns), 0)} | ${span(x.map((q) => q.p50), 3)} | ${span(x.map((q) => q.p99), 3)} | ${added('p50')} | ${added('p99')} | ${x.reduce((n, q) => n + q.samples, 0)} |`;
+    });
+    // Programs that ran at all in some mode, in one column order.
+    const progNames = [...new Set(modes.flatMap((m) => res.get(m.name)!.flatMap((q) => [...q.kernel.progs].filter(([, c]) => c.runs > 0).map(([n]) => n))))].sort();
+    const costRows = modes.map((m) => {
+      const x = res.get(m.name)!;
+      const prog = (n: string) => {
+        const c = x.map((q) => q.kernel.progs.get(n) ?? { ns: 0, runs: 0 });
+        return `${fmt(median(c.map((q) => q.ns)), 0)} ns / ${fmt(median(c.map((q) => q.runs)), 1)}`;
+      };
+      const total = x.map((q) => [...q.kernel.progs.values()].reduce((t, c) => t + c.ns, 0));
+      return `| ${m.name} | ${span(x.map((q) => q.kernel.userUs), 0)} | ${span(x.map((q) => q.kernel.systemUs), 0)} | ${span(total, 0)} | ${progNames.map(prog).join(' | ')} |`;
     });
     const applyRows = [...apply].map(([name, t]) => `| ${name} | ${fmt(quantile(t, 0.5), 2)} | ${fmt(quantile(t, 0.9), 2)} | ${fmt(t[t.length - 1], 2)} |`);
     const md = `# bench/ebpf — capture by nftables vs eBPF (with and without the same-node shortcut), weir proxy in both pods
@@ -138,6 +163,12 @@ Topology: client pod app → (capture) → client weir proxy :15001 → server p
 |---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
+What a short connection costs, measured during the short-connections runs (per connection = delta / connections completed): CPU of the bench's cgroup (every pod process: load generator incl. its node start-up, apps, proxies; kernel time includes the loopback/veth softirq work run in their context) from cpu.stat, and the run time of each of weir's eBPF programs from the kernel's per-program stats (BPF_ENABLE_STATS, on for this run only). Every mode's processes sit in the cgroup the programs are attached to, so non-eBPF modes show what the programs cost sockets without a weir_pods entry. Program cells: median ns per connection / median runs per connection.
+
+| mode | CPU user µs/conn | CPU kernel µs/conn | all eBPF programs ns/conn | ${progNames.join(' | ')} |
+|---|---|---|---|${progNames.map(() => '---|').join('')}
+${costRows.join('\n')}
+
 CNI ADD share of the backend: \`backend.apply\` of a default weir pod's plan into ${APPLY_N} fresh netns each (eBPF: one map update + the nft inbound tables; program load happens once per node and is excluded).
 
 | backend | apply p50 ms | p90 ms | max ms |
@@ -147,11 +178,13 @@ ${applyRows.join('\n')}
     writeFileSync(OUT, md);
     process.stdout.write(md);
   } finally {
+    stopStats?.();
     await bc.close();
     bpf.destroy();
   }
 }
 
 const clients = new Map<string, Pod>();
+let stopStats: (() => void) | undefined;
 
 await main();

@@ -4,11 +4,17 @@
  *
  * - connect4/6: a captured pod's outbound TCP is pointed at its proxy on
  *   127.0.0.1/::1:outbound_port; DNS (TCP and connected UDP :53) at the DNS
- *   proxy. The dialled address is kept in the socket's local storage.
- * - sockops (active established): copies it to weir_tuples under the
- *   connection's 4-tuple, because the proxy asks on its ACCEPTED socket.
+ *   proxy. The dialled address is kept by socket cookie (TCP, weir_pending,
+ *   until established) or in the socket's local storage (UDP, weir_orig).
+ * - sockops: at active established, copies it to weir_tuples under the
+ *   connection's 4-tuple, because the proxy asks on its ACCEPTED socket; at
+ *   passive established (the proxy's accepted socket, always later: the
+ *   client's callback runs before it sends the ACK that makes the child),
+ *   moves it into the accepted socket's own storage (weir_accepted) and
+ *   deletes the tuple. No state callbacks, no per-close map work.
  * - getsockopt: SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST answered from
- *   weir_tuples, so the proxy's conntrack-based code runs unchanged.
+ *   weir_accepted, so the proxy's conntrack-based code runs unchanged.
+ *   Both in weir_orig_dst.h.
  * - sendmsg4/6 + recvmsg4/6: unconnected UDP DNS to the DNS proxy, and its
  *   replies appear to come from the server the app asked.
  * - sockops (established) + sk_msg: the same-node shortcut, weir_shortcut.h.
@@ -57,15 +63,19 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } weir_orig SEC(".maps");
 
-/* LRU: entries are deleted when the connection closes; the LRU only bounds a
- * leak if a close is ever missed. */
+/* A redirected TCP connection's original destination from connect4 to the
+ * client's established, by socket cookie. A preallocated LRU rather than
+ * socket storage: an update takes a free node instead of allocating (and
+ * later RCU-freeing) one per connection, and the entry lives one loopback
+ * handshake. UDP keeps socket storage (weir_orig): recvmsg needs it for the
+ * socket's whole life. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 262144);
-  __type(key, struct weir_tuple);
+  __uint(max_entries, 65536);
+  __type(key, __u64);
   __type(value, struct weir_orig);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_tuples SEC(".maps");
+} weir_pending SEC(".maps");
 
 static __always_inline int in_cidrs(const struct weir_cidr *c, __u32 n, const __u32 *a) {
   for (__u32 i = 0; i < WEIR_MAX_CIDRS; i++) {
@@ -102,11 +112,16 @@ static __always_inline int is_loopback(const __u32 *a) {
   return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
-/* The caller's plan when its netns is captured and it is not the proxy. */
-static __always_inline const struct weir_pod_plan *captured_caller(void *ctx) {
-  __u64 cookie = bpf_get_netns_cookie(ctx);
+static __always_inline const struct weir_pod_plan *plan_of(__u64 cookie) {
   const struct weir_pod_plan *p = bpf_map_lookup_elem(&weir_pods, &cookie);
   if (!p || p->layout != WEIR_LAYOUT_VERSION) return 0;
+  return p;
+}
+
+/* The caller's plan when its netns is captured and it is not the proxy. */
+static __always_inline const struct weir_pod_plan *captured_caller(void *ctx) {
+  const struct weir_pod_plan *p = plan_of(bpf_get_netns_cookie(ctx));
+  if (!p) return 0;
   __u64 ugid = bpf_get_current_uid_gid();
   if ((__u32)ugid == p->proxy_uid || (__u32)(ugid >> 32) == p->proxy_gid) return 0;
   return p;
@@ -128,7 +143,14 @@ static __always_inline __u16 verdict(const struct weir_pod_plan *p, const __u32 
   return 0;
 }
 
-static __always_inline int remember(struct bpf_sock_addr *ctx, const __u32 *a, __u16 port_be, __u8 kind, __u8 family) {
+static __always_inline int remember(struct bpf_sock_addr *ctx, const __u32 *a, __u16 port_be, __u8 kind, __u8 family, int tcp) {
+  if (tcp) {
+    /* TCP to the DNS proxy: nothing asks for its original destination. */
+    if (kind != WEIR_ORIG_TCP_OUTBOUND) return 1;
+    struct weir_orig v = {{a[0], a[1], a[2], a[3]}, port_be, kind, family};
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    return bpf_map_update_elem(&weir_pending, &cookie, &v, BPF_ANY) == 0;
+  }
   struct bpf_sock *sk = ctx->sk;
   if (!sk) return 0;
   struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -148,7 +170,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, int tcp) {
   __u16 to = verdict(p, a, port, tcp);
   if (!to) return 1;
   /* No storage, no rewrite: a connection the proxy could not place is worse than an uncaptured one. */
-  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, 4)) return 1;
+  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, 4, tcp)) return 1;
   ctx->user_ip4 = bpf_htonl(0x7f000001);
   ctx->user_port = bpf_htons(to);
   return 1;
@@ -162,7 +184,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, int tcp) {
   __u16 to = verdict(p, a, port, tcp);
   if (!to) return 1;
   int mapped = is_mapped(a);
-  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, mapped ? 4 : 6)) return 1;
+  if (!remember(ctx, a, (__u16)ctx->user_port, to == p->dns_port && port == 53 ? WEIR_ORIG_DNS : WEIR_ORIG_TCP_OUTBOUND, mapped ? 4 : 6, tcp)) return 1;
   /* A dual-stack socket dialling an IPv4 address stays IPv4: ::ffff:127.0.0.1. */
   ctx->user_ip6[0] = 0;
   ctx->user_ip6[1] = 0;
@@ -229,102 +251,35 @@ int weir_recvmsg6(struct bpf_sock_addr *ctx) {
   return 1;
 }
 
-/* Every field is loaded unconditionally, then chosen: a load inside a branch
- * gets tail-merged by clang into a shifted ctx pointer, which the verifier
- * refuses. */
-static __always_inline void tuple_of(struct bpf_sock_ops *ops, struct weir_tuple *t) {
-  __u32 family = RD(ops->family);
-  __u32 l4 = RD(ops->local_ip4), r4 = RD(ops->remote_ip4);
-  __u32 l6[4] = {RD(ops->local_ip6[0]), RD(ops->local_ip6[1]), RD(ops->local_ip6[2]), RD(ops->local_ip6[3])};
-  __u32 r6[4] = {RD(ops->remote_ip6[0]), RD(ops->remote_ip6[1]), RD(ops->remote_ip6[2]), RD(ops->remote_ip6[3])};
-  __u32 lport = RD(ops->local_port), rport = RD(ops->remote_port);
-  t->netns = bpf_get_netns_cookie(ops);
-  if (family == AF_INET) {
-    t->client[2] = bpf_htonl(0xffff);
-    t->client[3] = l4;
-    t->server[2] = bpf_htonl(0xffff);
-    t->server[3] = r4;
-  } else {
-    t->client[0] = l6[0]; t->client[1] = l6[1]; t->client[2] = l6[2]; t->client[3] = l6[3];
-    t->server[0] = r6[0]; t->server[1] = r6[1]; t->server[2] = r6[2]; t->server[3] = r6[3];
-  }
-  t->client_port = (__u16)lport;                      /* host order */
-  t->server_port = bpf_ntohs((__u16)(rport >> 16));   /* the be16 port sits in the high half */
-}
-
+#include "weir_orig_dst.h"
 #include "weir_shortcut.h"
 
 SEC("sockops")
 int weir_sockops(struct bpf_sock_ops *ops) {
-  if (ops->family != AF_INET && ops->family != AF_INET6) return 1;
   __u32 op = ops->op;
-  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+  if (op == BPF_SOCK_OPS_STATE_CB) {
+    /* Only sockets an agent before this one tracked until close (it set
+     * BPF_SOCK_OPS_STATE_CB_FLAG and kept their tuple until TCP_CLOSE):
+     * drop their entry so an upgrade leaks nothing. */
+    if (ops->args[1] != TCP_CLOSE_STATE) return 1;
     struct weir_tuple t = {};
-    tuple_of(ops, &t);
-    shortcut_enter(ops, &t);
-    if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return 1;
-    struct bpf_sock *sk = ops->sk;
-    if (!sk) return 1;
-    struct weir_orig *o = bpf_sk_storage_get(&weir_orig, sk, 0, 0);
-    if (!o || o->kind != WEIR_ORIG_TCP_OUTBOUND) return 1;
-    struct weir_orig copy = *o;
-    bpf_map_update_elem(&weir_tuples, &t, &copy, BPF_ANY);
-    bpf_sock_ops_cb_flags_set(ops, BPF_SOCK_OPS_STATE_CB_FLAG);
-  } else if (op == BPF_SOCK_OPS_STATE_CB && ops->args[1] == TCP_CLOSE_STATE) {
-    struct weir_tuple t = {};
-    tuple_of(ops, &t);
+    tuple_of(ops, bpf_get_netns_cookie(ops), 0, &t);
     bpf_map_delete_elem(&weir_tuples, &t);
+    return 1;
   }
-  return 1;
-}
-
-SEC("cgroup/getsockopt")
-int weir_getsockopt(struct bpf_sockopt *ctx) {
-  if (ctx->optname != SO_ORIGINAL_DST || (ctx->level != SOL_IP && ctx->level != SOL_IPV6)) return 1;
-  struct bpf_sock *sk = ctx->sk;
-  if (!sk || sk->protocol != IPPROTO_TCP) return 1;
-  struct weir_tuple t = {};
-  t.netns = bpf_get_netns_cookie(ctx);
-  /* The accepted socket's peer is the client; its local end is the listener. */
-  __u32 family = RD(sk->family);
-  __u32 d4 = RD(sk->dst_ip4), s4 = RD(sk->src_ip4);
-  __u32 d6[4] = {RD(sk->dst_ip6[0]), RD(sk->dst_ip6[1]), RD(sk->dst_ip6[2]), RD(sk->dst_ip6[3])};
-  __u32 s6[4] = {RD(sk->src_ip6[0]), RD(sk->src_ip6[1]), RD(sk->src_ip6[2]), RD(sk->src_ip6[3])};
-  __u16 dport = (__u16)RD(sk->dst_port);
-  __u32 sport = RD(sk->src_port);
-  if (family == AF_INET) {
-    t.client[2] = bpf_htonl(0xffff);
-    t.client[3] = d4;
-    t.server[2] = bpf_htonl(0xffff);
-    t.server[3] = s4;
-  } else {
-    t.client[0] = d6[0]; t.client[1] = d6[1]; t.client[2] = d6[2]; t.client[3] = d6[3];
-    t.server[0] = s6[0]; t.server[1] = s6[1]; t.server[2] = s6[2]; t.server[3] = s6[3];
+  if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) return 1;
+  if (ops->family != AF_INET && ops->family != AF_INET6) return 1;
+  /* One lookup decides for every socket of an uncaptured netns. */
+  __u64 netns = bpf_get_netns_cookie(ops);
+  const struct weir_pod_plan *p = plan_of(netns);
+  if (!p) return 1;
+  if (p->flags & WEIR_F_SHORTCUT) {
+    struct weir_tuple t = {};
+    tuple_of(ops, netns, 0, &t);
+    shortcut_enter(ops, &t);
   }
-  t.client_port = bpf_ntohs(dport);
-  t.server_port = (__u16)sport;
-  const struct weir_orig *o = bpf_map_lookup_elem(&weir_tuples, &t);
-  if (!o) return 1;
-  if (ctx->level == SOL_IP) {
-    if (o->family != 4) return 1;
-    struct { __u16 family; __u16 port; __u32 addr; __u8 zero[8]; } *sin = ctx->optval;
-    if ((void *)(sin + 1) > ctx->optval_end) return 1;
-    sin->family = AF_INET;
-    sin->port = o->port;
-    sin->addr = o->addr[3];
-    __builtin_memset(sin->zero, 0, sizeof(sin->zero));
-    ctx->optlen = sizeof(*sin);
-  } else {
-    struct { __u16 family; __u16 port; __u32 flowinfo; __u32 addr[4]; __u32 scope; } *sin6 = ctx->optval;
-    if ((void *)(sin6 + 1) > ctx->optval_end) return 1;
-    sin6->family = AF_INET6;
-    sin6->port = o->port;
-    sin6->flowinfo = 0;
-    sin6->addr[0] = o->addr[0]; sin6->addr[1] = o->addr[1]; sin6->addr[2] = o->addr[2]; sin6->addr[3] = o->addr[3];
-    sin6->scope = 0;
-    ctx->optlen = sizeof(*sin6);
-  }
-  ctx->retval = 0;
+  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) active_established(ops, netns);
+  else passive_established(ops, netns, p);
   return 1;
 }
 

@@ -51,11 +51,9 @@ static __always_inline int both_loopback(const struct weir_tuple *t) {
   return is_loopback(t->client) && is_loopback(t->server);
 }
 
-/* sockops, at ACTIVE/PASSIVE_ESTABLISHED: enter the socket when eligible. */
+/* sockops, at ACTIVE/PASSIVE_ESTABLISHED of a socket whose netns's plan has
+ * WEIR_F_SHORTCUT (the caller checked): enter the socket when eligible. */
 static __always_inline void shortcut_enter(struct bpf_sock_ops *ops, const struct weir_tuple *t) {
-  __u64 cookie = t->netns;
-  const struct weir_pod_plan *p = bpf_map_lookup_elem(&weir_pods, &cookie);
-  if (!p || p->layout != WEIR_LAYOUT_VERSION || !(p->flags & WEIR_F_SHORTCUT)) return;
   if (!both_loopback(t)) return;
   struct bpf_sock *sk = ops->sk;
   if (!sk) return;
@@ -80,20 +78,10 @@ int weir_sk_msg(struct sk_msg_md *msg) {
   __u32 l6[4] = {RD(msg->local_ip6[0]), RD(msg->local_ip6[1]), RD(msg->local_ip6[2]), RD(msg->local_ip6[3])};
   __u32 r6[4] = {RD(msg->remote_ip6[0]), RD(msg->remote_ip6[1]), RD(msg->remote_ip6[2]), RD(msg->remote_ip6[3])};
   __u32 lport = RD(msg->local_port), rport = RD(msg->remote_port);
-  struct weir_tuple peer = {};
-  peer.netns = bpf_get_netns_cookie(msg);
-  if (family == AF_INET) {
-    peer.client[2] = bpf_htonl(0xffff);
-    peer.client[3] = r4;
-    peer.server[2] = bpf_htonl(0xffff);
-    peer.server[3] = l4;
-  } else {
-    peer.client[0] = r6[0]; peer.client[1] = r6[1]; peer.client[2] = r6[2]; peer.client[3] = r6[3];
-    peer.server[0] = l6[0]; peer.server[1] = l6[1]; peer.server[2] = l6[2]; peer.server[3] = l6[3];
-  }
   /* The be16 remote port sits in the high half on little-endian kernels (as in sock_ops). */
-  peer.client_port = bpf_ntohs((__u16)(rport > 0xffff ? rport >> 16 : rport));
-  peer.server_port = (__u16)lport;
+  __u16 rport_h = bpf_ntohs((__u16)(rport > 0xffff ? rport >> 16 : rport));
+  struct weir_tuple peer = {};
+  tuple_fill(&peer, bpf_get_netns_cookie(msg), family, r4, l4, r6, l6, rport_h, (__u16)lport);
   if (bpf_msg_redirect_hash(msg, &weir_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
     if (st->state == WEIR_SK_NEW) st->state = WEIR_SK_REDIRECT;
     return SK_PASS;

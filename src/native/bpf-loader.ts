@@ -7,7 +7,8 @@ import path from 'node:path';
 import { locateAddon } from './addon.js';
 
 export interface BpfProgramState { name: string; section: string; attachedNow: boolean }
-export interface BpfLinkInfo { linkId: number; progId: number; progName: string; cgroupId: bigint; attachType: number }
+/** runTimeNs/runCnt: the program's totals, counted only while run-time stats are on (bpfEnableStats). */
+export interface BpfLinkInfo { linkId: number; progId: number; progName: string; cgroupId: bigint; attachType: number; runTimeNs: bigint; runCnt: bigint }
 export interface NetnsAddressInfo { ifname: string; family: 4 | 6; bytes: Buffer; prefix: number }
 export interface NetnsInfo { cookie: bigint; addresses: NetnsAddressInfo[] }
 
@@ -15,6 +16,8 @@ interface BpfAddon {
   bpfEnsure(object: string, pinDir: string, cgroup: string): BpfProgramState[];
   bpfProbe(object: string): BpfProgramState[];
   bpfReadLink(pinPath: string): BpfLinkInfo;
+  /** Turns on per-program run-time stats until the returned fd is closed (BPF_ENABLE_STATS). */
+  bpfEnableStats(): number;
   /** Names of the sk_msg programs attached to a pinned sockhash. */
   bpfMapMsgPrograms(pinPath: string): string[];
   bpfMapUpdate(pinPath: string, key: Uint8Array, value: Uint8Array): void;

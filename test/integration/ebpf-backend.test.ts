@@ -23,22 +23,25 @@ import { EbpfUnavailableError, removeEbpfPins } from '../../src/netns/ebpf-loade
 import { selectingBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
 import { until } from '../support/poll.js';
+import { enableBpfStats, programTotals } from '../../src/netns/ebpf-stats.js';
+import { OpenSockets } from '../support/open-sockets.js';
 
 const skip = skipUnlessRoot();
 const execFileAsync = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, '../..');
+const open = new OpenSockets();
 const POD = { metadata: { name: 'eb', namespace: 'default' }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } };
 
 /** Listener in `ns` answering each connection with `name` and, when asked, the original destination. */
 async function listen(ns: Netns, port: number, name: string, orig: boolean): Promise<net.Server> {
   const fd = await socketInNetns(ns.path, { kind: 'tcp-listen', family: 6, address: '::', port });
-  const server = net.createServer((s) => {
+  const server = open.serve(net.createServer((s) => {
     s.on('error', () => {});
     let line = name;
     if (orig) { const d = originalDst(socketFd(s)); line += ` ${d.address.includes(':') ? `[${d.address}]` : d.address}:${d.port}`; }
     s.write(`${line}\n`);
     s.pipe(s); // then echo: long-lived connections prove they survive
-  });
+  }));
   server.listen({ fd });
   await once(server, 'listening');
   return server;
@@ -47,7 +50,7 @@ async function listen(ns: Netns, port: number, name: string, orig: boolean): Pro
 /** An app connection from inside `ns` (this process is in the sandbox cgroup, so capture applies). */
 async function connectFrom(ns: Netns, address: string, port: number): Promise<{ sock: net.Socket; first: string }> {
   const fd = await socketInNetns(ns.path, { kind: 'tcp-connect', family: net.isIPv6(address) ? 6 : 4, address, port, timeoutMs: 3000 });
-  const sock = new net.Socket({ fd, readable: true, writable: true });
+  const sock = open.add(new net.Socket({ fd, readable: true, writable: true }));
   sock.on('error', () => {});
   const first = await new Promise<string>((resolve, reject) => {
     let buf = '';
@@ -79,10 +82,11 @@ describe('ebpf backend lifecycle', { skip, timeout: 180_000 }, () => {
     bpf = createBpfSandbox();
     pair = createPodPair('eb');
     a = podPairAddresses(pair);
-    servers.push(await listen(pair.peer, 8080, 'peer', false), await listen(pair.pod, 15001, '15001', true));
+    servers.push(await listen(pair.peer, 8080, 'peer', false), await listen(pair.pod, 15001, '15001', true), await listen(pair.pod, 15002, '15002', false));
   });
 
   after(() => {
+    open.destroyAll();
     for (const s of servers) s.close();
     pair?.destroy();
     bpf?.destroy();
@@ -96,6 +100,44 @@ describe('ebpf backend lifecycle', { skip, timeout: 180_000 }, () => {
     assert.equal(v4.first, `15001 ${a.peer4}:8080`);
     assert.equal(v6.first, `15001 [${a.peer6}]:8080`);
     v4.sock.destroy(); v6.sock.destroy();
+  });
+
+  test('the answer moves to the accepted socket: weir_pending and weir_tuples are empty while connections are open, and a captured connection costs sockops no more runs than a plain one (no state callbacks)', async () => {
+    const tuples = () => bpfAddon().bpfMapKeys(path.join(bpf.pinDir, 'weir_tuples')).length;
+    const pending = () => bpfAddon().bpfMapKeys(path.join(bpf.pinDir, 'weir_pending')).length;
+    const open4 = await connectFrom(pair.pod, a.peer4, 8080);
+    const open6 = await connectFrom(pair.pod, a.peer6, 8080);
+    assert.equal(open4.first, `15001 ${a.peer4}:8080`);
+    assert.equal(open6.first, `15001 [${a.peer6}]:8080`, 'getsockopt still answers after the move (v6)');
+    assert.equal(tuples(), 0, 'the accepted sockets hold the original destinations; the tuple map only bridges the handshake');
+    assert.equal(pending(), 0, 'connect4\'s entries (by socket cookie) are taken at the client\'s established');
+    // A connection that ends cleanly (our FIN first, then the echo's), one at a time, so the counts are exact.
+    const oneConnection = async (address: string, port: number, want: string) => {
+      const c = await connectFrom(pair.pod, address, port);
+      assert.equal(c.first, want);
+      const closed = once(c.sock, 'close');
+      c.sock.end();
+      c.sock.resume();
+      await closed;
+    };
+    const N = 10;
+    const stop = enableBpfStats();
+    try {
+      const runs = () => programTotals(bpf.pinDir).get('weir_sockops')!.runs;
+      // Plain: the same loopback path to a listener of the pod, not redirected.
+      let r0 = runs();
+      for (let i = 0; i < N; i++) await oneConnection('127.0.0.1', 15002, '15002');
+      const plain = runs() - r0;
+      r0 = runs();
+      for (let i = 0; i < N; i++) await oneConnection(a.peer4, 8080, `15001 ${a.peer4}:8080`);
+      const captured = runs() - r0;
+      console.log(`# sockops runs for ${N} connections: plain ${plain}, captured ${captured}`);
+      assert.ok(plain >= 4 * N, `sockops ran ${plain} times for ${N} connections: stats are not counting`);
+      assert.ok(captured <= plain + 2, `captured connections ran sockops ${captured} times, plain ones ${plain}: per-connection callbacks were added`);
+    } finally {
+      stop();
+    }
+    open4.sock.destroy(); open6.sock.destroy();
   });
 
   test('an agent restart mid-traffic: no connection lost, every new one captured with its destination', { timeout: 120_000 }, async () => {

@@ -23,14 +23,16 @@ import { sandboxAt } from '../../src/netns/backend-types.js';
 import { EbpfBackend } from '../../src/netns/ebpf-backend.js';
 import { removeEbpfPins } from '../../src/netns/ebpf-loader.js';
 import { buildPlan } from '../../src/redirect/plan.js';
+import { OpenSockets } from '../support/open-sockets.js';
 
 const skip = skipUnlessRoot();
+const open = new OpenSockets();
 const POD = { metadata: { name: 'sc', namespace: 'default' }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } };
 
 /** A server in `ns` on addr:port: 'S' first → sink (answers the sha256 on FIN, then a reply of `n` bytes and FIN); else echo. */
 async function server(ns: Netns, address: string, port: number): Promise<net.Server> {
   const fd = await socketInNetns(ns.path, { kind: 'tcp-listen', family: net.isIPv6(address) ? 6 : 4, address, port });
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+  const srv = open.serve(net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => {});
     s.once('data', (first: Buffer) => {
       if (first[0] !== 0x53) { s.write(first); s.pipe(s); return; }
@@ -39,7 +41,7 @@ async function server(ns: Netns, address: string, port: number): Promise<net.Ser
       s.on('data', (d: Buffer) => { h.update(d); n += d.length; });
       s.on('end', () => { s.write(`${n} ${h.digest('hex')}\n`); s.end(pattern(1 << 20, 9)); });
     });
-  });
+  }));
   srv.listen({ fd });
   await once(srv, 'listening');
   return srv;
@@ -53,7 +55,7 @@ function pattern(n: number, seed: number): Buffer {
 
 async function dial(ns: Netns, address: string, port: number): Promise<net.Socket> {
   const fd = await socketInNetns(ns.path, { kind: 'tcp-connect', family: net.isIPv6(address) ? 6 : 4, address, port, timeoutMs: 3000 });
-  const s = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  const s = open.add(new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }));
   s.on('error', () => {});
   return s;
 }
@@ -91,6 +93,7 @@ describe('ebpf same-node shortcut', { skip, timeout: 180_000 }, () => {
   });
 
   after(() => {
+    open.destroyAll();
     for (const s of servers) s.close();
     pair?.destroy();
     bpf?.destroy();
@@ -198,7 +201,7 @@ describe('ebpf same-node shortcut', { skip, timeout: 180_000 }, () => {
   test('uninstall while redirected bytes wait unread: none lost, the rest follows in order', async () => {
     const lfd = await socketInNetns(pair.pod.path, { kind: 'tcp-listen', family: 4, address: '127.0.0.1', port: 7003 });
     let accepted: net.Socket | undefined;
-    const srv = net.createServer({ pauseOnConnect: true }, (s) => { accepted = s; });
+    const srv = open.serve(net.createServer({ pauseOnConnect: true }, (s) => { accepted = s; }));
     srv.listen({ fd: lfd });
     await once(srv, 'listening');
     servers.push(srv);

@@ -13,6 +13,7 @@ import { Registry as PromRegistry } from 'prom-client';
 import { pino } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Netns, sh, uniq } from '../support/netns.js';
+import { OpenSockets } from '../support/open-sockets.js';
 import { netnsInode, socketInNetns } from '../../src/native/addon.js';
 import { getBackend } from '../../src/netns/backends.js';
 import { buildPlan } from '../../src/redirect/plan.js';
@@ -66,6 +67,8 @@ export class Cluster {
   readonly pods: Pod[] = [];
   readonly sockDir = mkdtempSync(path.join(tmpdir(), 'wx-cp-'));
   readonly socketPath = path.join(this.sockDir, 'proxy.sock');
+  /** connect()'s sockets, destroyed by destroy(). */
+  readonly appSockets = new OpenSockets();
   cp?: ControlPlane;
   /**
    * How to start \`weir proxy\` (argv before the proxy's flags). Default: the
@@ -173,7 +176,7 @@ export class Cluster {
   /** A TCP connection made by an app process (uid 0) inside the pod, so capture applies. */
   async connect(pod: Pod, address: string, port: number): Promise<net.Socket> {
     const fd = await socketInNetns(pod.ns.path, { kind: 'tcp-connect', family: net.isIPv6(address) ? 6 : 4, address, port, timeoutMs: 5000 });
-    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    const sock = this.appSockets.add(new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }));
     // Resets are expected in several tests; a test that cares listens itself. Unheard errors are kept for inspection.
     sock.on('error', (e) => { (sock as net.Socket & { lastError?: Error }).lastError = e; });
     return sock;
@@ -211,6 +214,8 @@ export class Cluster {
 
   async destroy(): Promise<void> {
     if (process.env.WX_DEBUG) console.log(this.logs());
+    // What a failed test left open would keep the test process alive.
+    this.appSockets.destroyAll();
     for (const p of this.pods) p.ns.destroy();
     await this.cp?.close().catch(() => {});
     this.router.destroy();

@@ -69,7 +69,16 @@ Napi::Value ReadLinkJs(const Napi::CallbackInfo& info) {
   o.Set("progName", l.progName);
   o.Set("cgroupId", Napi::BigInt::New(info.Env(), static_cast<uint64_t>(l.cgroupId)));
   o.Set("attachType", l.attachType);
+  o.Set("runTimeNs", Napi::BigInt::New(info.Env(), static_cast<uint64_t>(l.runTimeNs)));
+  o.Set("runCnt", Napi::BigInt::New(info.Env(), static_cast<uint64_t>(l.runCnt)));
   return o;
+}
+
+// bpfEnableStats() -> fd; run-time stats count until it is closed.
+Napi::Value EnableStatsJs(const Napi::CallbackInfo& info) {
+  int fd = -1;
+  if (auto f = EnableStats(&fd)) Throw(info.Env(), *f);
+  return Napi::Number::New(info.Env(), fd);
 }
 
 Napi::Value MapMsgProgramsJs(const Napi::CallbackInfo& info) {
@@ -129,6 +138,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("bpfEnsure", Napi::Function::New(env, EnsureJs));
   exports.Set("bpfProbe", Napi::Function::New(env, ProbeJs));
   exports.Set("bpfReadLink", Napi::Function::New(env, ReadLinkJs));
+  exports.Set("bpfEnableStats", Napi::Function::New(env, EnableStatsJs));
   exports.Set("bpfMapMsgPrograms", Napi::Function::New(env, MapMsgProgramsJs));
   exports.Set("bpfMapUpdate", Napi::Function::New(env, MapUpdateJs));
   exports.Set("bpfMapLookup", Napi::Function::New(env, MapLookupJs));

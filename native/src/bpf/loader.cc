@@ -181,8 +181,18 @@ std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out) {
   if (prog.fd >= 0) {
     bpf_prog_info pinfo{};
     uint32_t plen = sizeof(pinfo);
-    if (bpf_obj_get_info_by_fd(prog.fd, &pinfo, &plen) == 0) out->progName = pinfo.name;
+    if (bpf_obj_get_info_by_fd(prog.fd, &pinfo, &plen) == 0) {
+      out->progName = pinfo.name;
+      out->runTimeNs = pinfo.run_time_ns;
+      out->runCnt = pinfo.run_cnt;
+    }
   }
+  return std::nullopt;
+}
+
+std::optional<Failure> EnableStats(int* fd) {
+  *fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (*fd < 0) return Errno("BPF_ENABLE_STATS", errno);
   return std::nullopt;
 }
 

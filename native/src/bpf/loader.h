@@ -39,8 +39,18 @@ struct LinkInfo {
   uint64_t cgroupId = 0;
   uint32_t attachType = 0;
   std::string progName;
+  // The program's totals since load; they count only while run-time stats
+  // are enabled (EnableStats or kernel.bpf_stats_enabled).
+  uint64_t runTimeNs = 0;
+  uint64_t runCnt = 0;
 };
 std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out);
+
+// Turns on the kernel's per-program run-time stats (BPF_ENABLE_STATS) for as
+// long as the returned fd stays open: unlike the kernel.bpf_stats_enabled
+// sysctl it is counted per holder and ends when the holder exits, so a
+// crashed bench cannot leave the node paying for stats.
+std::optional<Failure> EnableStats(int* fd);
 
 // The names of the programs attached to a pinned sockmap/sockhash as sk_msg
 // verdict (the shortcut's weir_sk_msg on weir_socks).
