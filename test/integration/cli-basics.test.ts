@@ -138,7 +138,7 @@ test('weir precheck: one line per check on this machine, with what to do; a Cili
   assert.match(by('cilium').fix!, /cni\.exclusive=false/);
   // The kernel really loads (and verifies) every eBPF program; nothing is left attached or pinned.
   assert.equal(by('backend ebpf').status, 'ok', by('backend ebpf').detail);
-  assert.match(by('backend ebpf').detail, /accepts weir's 9 programs \(cgroup\/connect4, cgroup\/connect6, .*sk_msg, sockops, cgroup\/getsockopt\)/);
+  assert.match(by('backend ebpf').detail, /accepts weir's 9 programs \(cgroup\/connect4, cgroup\/connect6, .*cgroup\/getsockopt, sk_msg, sockops\)/);
   assert.equal(by('agent').status, 'warn');
   assert.equal(r.code, lines.some((l) => l.status === 'fail') ? 1 : 0);
   const missing = await weirCli(['precheck', '--cni-conf-dir', path.join(dir, 'nope'), '--socket', path.join(dir, 'none.sock')]);
