@@ -1,5 +1,7 @@
 #include "dns_fast.h"
 
+#include "mono_clock.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -36,10 +38,6 @@ inline void PutBe32(uint8_t* p, uint32_t v) {
   p[3] = static_cast<uint8_t>(v);
 }
 inline uint8_t AsciiLower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? static_cast<uint8_t>(c + 32) : c; }
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Skips a (possibly compressed) name in a response; false if malformed.
 bool SkipName(const uint8_t* p, size_t n, size_t* off) {

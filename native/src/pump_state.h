@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "pump.h"
+#include "mono_clock.h"
 #include "pump_dial.h"
 
 namespace weir {
@@ -20,18 +21,6 @@ namespace pump_internal {
 // epoll data of native listeners (l4_accept.cc): kListenTokenBase + listener
 // id, far above any pump socket's (id << 1) | side.
 constexpr uint64_t kListenTokenBase = ~uint64_t{0} - (uint64_t{1} << 20);
-
-inline int64_t NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-inline double NowMsPrecise() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
 
 inline void CloseFd(int* fd) {
   if (*fd >= 0) close(*fd);

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "tls_ctx.h"
+#include "mono_clock.h"
 #include "tls_session.h"
 
 namespace weir {
@@ -26,18 +27,6 @@ namespace {
 
 constexpr uint64_t kWakeToken = ~uint64_t{0};
 constexpr int64_t kAttachTimeoutMs = 60000;
-
-int64_t NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-double NowMsPrecise() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
 
 std::optional<Failure> DupStream(int fd, const char* what, int* out) {
   int type = 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../cluster_table.h"
+#include "../mono_clock.h"
 #include "h1_engine.h"
 
 namespace weir {
@@ -20,9 +21,6 @@ constexpr size_t kMaxRequestHead = 60 * 1024;   // Envoy's and the JS chain's li
 constexpr size_t kMaxResponseHead = 96 * 1024;
 constexpr size_t kReplayLimit = 64 * 1024;      // request bytes kept for a retry (as http/body.ts)
 constexpr size_t kHighWater = 256 * 1024;       // stop reading a side while the other has this much queued
-
-int64_t NowMs();
-double NowMsPrecise();
 
 // A socket's buffers: reads append to `in` (consumed from in_off), writes
 // leave from `out` (sent up to out_off). Edge-triggered epoll: `readable`

@@ -22,18 +22,6 @@
 namespace weir {
 namespace h1 {
 
-int64_t NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-double NowMsPrecise() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
 bool ResolveEndpoint(Endpoint* e) {
   std::memset(&e->addr, 0, sizeof e->addr);
   if (e->port <= 0 || e->port > 65535) return false;
