@@ -219,11 +219,15 @@ bool ResponseFraming(const Head& h, bool head_request, Framing* out) {
     }
   }
   if (te) {
-    // Chunked must be the last coding; anything else is read until close (RFC 9112 §6.3).
-    std::string_view v = te->value;
-    size_t comma = v.rfind(',');
-    std::string_view last = Trim(comma == std::string_view::npos ? v : v.substr(comma + 1));
-    out->kind = IEquals(last, "chunked") && comma == std::string_view::npos ? Framing::Kind::kChunked : Framing::Kind::kUntilClose;
+    // Only exactly "chunked", as for requests. Transfer-Encoding is
+    // hop-by-hop: the response head toward the client is rebuilt with
+    // "chunked" or nothing, so any other coding ("gzip", "gzip, chunked")
+    // would reach the client undeclared, and with a Content-Length next to
+    // it (which RFC 9112 §6.3 makes TE override) the client would frame the
+    // body by that length: a response desync. Found by native/fuzz/h1_fuzz.
+    // The engine answers such a response with 502 UPE.
+    if (!IEquals(Trim(te->value), "chunked")) return false;
+    out->kind = Framing::Kind::kChunked;
     return true;
   }
   if (cl) {

@@ -36,8 +36,9 @@ struct Head {
 
 enum class ParseStatus { kIncomplete, kDone, kBad, kTooLarge };
 
-// Parses the head at p[0..n). kIncomplete: no end yet and n <= limit.
-// kTooLarge: no end within `limit` bytes (the caller answers 431).
+// Parses the head at p[0..n). kIncomplete: no end yet and n < limit.
+// kTooLarge: no end within `limit` bytes, so the head would exceed it (the
+// caller answers 431).
 // kBad: malformed; *why says what (for logs and tests).
 ParseStatus ParseHead(const char* p, size_t n, bool request, size_t limit, Head* out, std::string* why);
 
