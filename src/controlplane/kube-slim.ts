@@ -64,14 +64,19 @@ export function slimEndpointSlice(s: KubeEndpointSlice & { metadata?: Meta }): K
 }
 
 function slimEndpoint(e: KubeEndpoint): KubeEndpoint {
-  const out: KubeEndpoint = { addresses: e.addresses ?? [] };
-  const c = e.conditions;
-  // Unset conditions mean ready/serving follow their defaults (cluster-objects.ts): only set ones are kept.
-  if (c && (c.ready != null || c.serving != null || c.terminating != null)) {
+  // A copy: client-node builds arrays by push, which leaves room for 17 elements (152 bytes for one address).
+  const out: KubeEndpoint = { addresses: (e.addresses ?? []).slice() };
+  // Only conditions that differ from what an unset one means (cluster-objects.ts: ready defaults to true,
+  // serving to ready, terminating to false): the common ready endpoint keeps none.
+  const c = e.conditions ?? {};
+  const ready = c.ready ?? true;
+  const serving = c.serving ?? ready;
+  const terminating = c.terminating ?? false;
+  if (!ready || serving !== ready || terminating) {
     out.conditions = {};
-    if (c.ready != null) out.conditions.ready = c.ready;
-    if (c.serving != null) out.conditions.serving = c.serving;
-    if (c.terminating != null) out.conditions.terminating = c.terminating;
+    if (!ready) out.conditions.ready = false;
+    if (serving !== ready) out.conditions.serving = serving;
+    if (terminating) out.conditions.terminating = true;
   }
   if (e.hostname) out.hostname = e.hostname;
   if (e.nodeName) out.nodeName = e.nodeName;
