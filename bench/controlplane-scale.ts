@@ -276,7 +276,7 @@ if (process.argv[2] === '--agent') {
   writeFileSync(out, `# Control-plane scale (${FULL ? 'full' : 'REDUCED'} scale: ${S} Services, ${E} endpoints, ${V} VirtualServices, ${P} proxies, ${NS} namespaces)
 
 \`${FULL ? 'WEIR_BENCH_FULL=1 ' : ''}flock /tmp/weir-bench.lock node --import tsx bench/controlplane-scale.ts\`, ${new Date().toISOString().slice(0, 16)}Z, ${os.cpus().length} vCPUs (shared with other work), load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end.
-The agent's control plane and the proxy workers run as plain node on an esbuild bundle (as the DaemonSet runs dist/weir.mjs); the control plane runs in its own process (Services, EndpointSlices and Istio resources by list/watch from the test API server).
+The agent's control plane and the proxy workers run as plain node on a bundle built as dist/weir.mjs is (cni/proxy-bundle.mjs), the agent with the node flags \`${process.env.WEIR_BENCH_AGENT_FLAGS ?? AGENT_NODE_FLAGS.join(' ')}\`${process.env.WEIR_BENCH_AGENT_FLAGS !== undefined ? ' (WEIR_BENCH_AGENT_FLAGS, not the DaemonSet\'s)' : ' (the DaemonSet\'s: src/agent/node-flags.ts)'} and memory relief; the control plane runs in its own process (Services, EndpointSlices and Istio resources by list/watch from the test API server).
 The ${P} proxies run in ${workers(P)} worker processes over unix sockets; worker 0 holds exactly one (proxy 0). "Full" proxies are the real proxy client
 (RegistryClient + V2Applier + CompiledConfigStore: v2 hello, every push schema-checked, applied, acked). The others (fullProxies row) are
 bench/lib/wire-proxy.ts: the same hello, envelope and item checks, acks and nacks, keeping only registry keys (${P} full unscoped states
