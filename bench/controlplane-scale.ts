@@ -13,10 +13,11 @@
 //   npx tsx bench/controlplane-scale.ts            reduced scale (S=1000, E=10000, V=100, P=20)
 //   WEIR_BENCH_FULL=1 npx tsx bench/controlplane-scale.ts   the issue's scale (10k/100k/1k/100)
 //   WEIR_BENCH_AGENT_PROF=DIR: the agent runs with --cpu-prof into DIR
+//   WEIR_BENCH_AGENT_FLAGS="--a --b": the agent's V8 flags instead of the DaemonSet's (src/agent/node-flags.ts); diagnostics
+//   WEIR_BENCH_AGENT_SPACES=1: the agent prints its V8 heap spaces and smaps_rollup at each measurement (stderr)
 //   WEIR_BENCH_AGENT_HEAP=DIR: the agent writes heap snapshots into DIR once every proxy holds its config, and after the changes
 import { fork, type ChildProcess } from 'node:child_process';
-import { writeHeapSnapshot } from 'node:v8';
-import { build } from 'esbuild';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import os, { tmpdir } from 'node:os';
@@ -32,6 +33,8 @@ import { istioCompiledSource } from '../src/controlplane/v2/compiled-source.js';
 import { RegistryClient } from '../src/proxy/registry-client.js';
 import { ISTIO_COMPARISON, NOTES } from './lib/controlplane-scale-notes.js';
 import { WireProxy } from './lib/wire-proxy.js';
+import { AGENT_NODE_FLAGS } from '../src/agent/node-flags.js';
+import { startMemoryRelief } from '../src/common/memory-relief.js';
 
 const FULL = process.env.WEIR_BENCH_FULL === '1';
 const S = Number(process.env.WEIR_BENCH_SERVICES ?? (FULL ? 10_000 : 1000));
@@ -70,6 +73,8 @@ async function agentMain(kubeconfig: string, sockDir: string): Promise<void> {
   const log = pino({ level: 'silent' });
   const metrics = new Metrics();
   const istio = new IstioConfigSource(kc, new IstioConfigStore(), log);
+  // The agent process runs memory relief after bursts (src/agent/agent.ts); so does this one.
+  const relief = startMemoryRelief();
   const t0 = performance.now();
   const cp = await startControlPlane({ kubeConfig: kc, logger: log, metrics, clusterDomain: 'cluster.local', compiled: istioCompiledSource({ store: istio.store, rootNamespace: 'istio-system' }), compiledReady: istio.start() });
   while (!cp.ready()) await new Promise((r) => setTimeout(r, 20));
@@ -85,6 +90,11 @@ async function agentMain(kubeconfig: string, sockDir: string): Promise<void> {
     void (async () => {
       if (m.q === 'exit') process.exit(0); // a normal exit writes --cpu-prof
       let fanoutMs: number | undefined;
+      // Settled: once the agent was quiet long enough for its memory relief to run after the changes (at most 30 s).
+      if (m.q === 'settled') {
+        const n = relief.stats().reliefs;
+        for (let end = Date.now() + 30_000; Date.now() < end && relief.stats().reliefs === n;) await new Promise((r) => setTimeout(r, 250));
+      }
       if (m.q === 'fanout') {
         // Every connected proxy acked the current registry version (scoped proxies: a change outside their scope counts as acked).
         await cp.waitAcked(cp.stats().version as number, 120_000).catch(() => {});
@@ -92,6 +102,8 @@ async function agentMain(kubeconfig: string, sockDir: string): Promise<void> {
       }
       // WEIR_BENCH_AGENT_HEAP=DIR: a heap snapshot of the agent with every proxy connected (what holds its memory).
       if ((m.q === 'stats' || m.q === 'v1') && process.env.WEIR_BENCH_AGENT_HEAP) writeHeapSnapshot(path.join(process.env.WEIR_BENCH_AGENT_HEAP, `agent-${process.pid}-${m.q}.heapsnapshot`));
+      // WEIR_BENCH_AGENT_SPACES=1: where the agent's RSS is (V8 spaces, RSS kinds), on stderr.
+      if (process.env.WEIR_BENCH_AGENT_SPACES) console.error(m.q, JSON.stringify({ spaces: getHeapSpaceStatistics().map((x) => [x.space_name, mb(x.space_size), mb(x.space_used_size)]), rollup: readFileSync('/proc/self/smaps_rollup', 'utf8').split('\n').filter((l) => /^(Rss|Anonymous|Private_Dirty|Shared_Clean|Private_Clean):/.test(l)).map((l) => l.replace(/\s+/g, ' ')) }));
       const st = cp.stats() as { views: { compiles: number; lastCompileMs: number; sharedStrings: number } };
       const mu = process.memoryUsage();
       process.send!({ q: m.q, rss: rss('self'), peak: rss('self', 'VmHWM'), heap: mu.heapUsed, external: mu.external, syncMs, bytes: await bytes(), views: st.views, fanoutMs });
@@ -145,16 +157,14 @@ function ask<T = Record<string, unknown>>(child: ChildProcess, q: string, extra:
 const once = (child: ChildProcess, q: string): Promise<Msg> => new Promise((r) => { const on = (m: Msg) => { if (m.q === q) { child.off('message', on); r(m); } }; child.on('message', on); });
 
 /**
- * The agent and workers run as plain node on an esbuild bundle of this file
- * (as the DaemonSet runs dist/weir.mjs), so their RSS is not tsx's loader.
+ * The agent and workers run as plain node on a bundle of this file built as
+ * dist/weir.mjs is (cni/proxy-bundle.mjs buildCliBundle: the DaemonSet runs
+ * that), so their RSS is not tsx's loader and the agent's heap holds its
+ * source the way the DaemonSet's agent does.
  */
 async function bundleSelf(dir: string): Promise<string> {
-  const outfile = path.join(dir, 'controlplane-scale.mjs');
-  await build({
-    entryPoints: [fileURLToPath(import.meta.url)], outfile, bundle: true, platform: 'node', target: 'node20', format: 'esm', external: ['*.node'], logLevel: 'warning',
-    banner: { js: "import { createRequire as __weirCreateRequire } from 'node:module'; const require = __weirCreateRequire(import.meta.url);" },
-  });
-  return outfile;
+  const { buildCliBundle } = await import(path.join(path.dirname(fileURLToPath(import.meta.url)), '../cni/proxy-bundle.mjs')) as { buildCliBundle(out: string, o: { sourcemap: boolean; entry: string }): Promise<string> };
+  return buildCliBundle(path.join(dir, 'controlplane-scale.mjs'), { sourcemap: false, entry: fileURLToPath(import.meta.url) });
 }
 let BUNDLE = '';
 
@@ -178,7 +188,9 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
   if (scoped) for (let n = 0; n < NS; n++) api.put({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: `ns-${n}` }, spec: { egress: [{ hosts: ['./*', 'istio-system/*'] }] } });
   const kubeconfig = api.writeKubeconfig(dir);
   const prof = process.env.WEIR_BENCH_AGENT_PROF;
-  const agent: ChildProcess = fork(BUNDLE, ['--agent', kubeconfig, dir], { execArgv: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [], stdio: 'inherit' });
+  // The agent's node flags as the DaemonSet passes them (unless a diagnostic run overrides them).
+  const flags = process.env.WEIR_BENCH_AGENT_FLAGS !== undefined ? process.env.WEIR_BENCH_AGENT_FLAGS.split(' ').filter(Boolean) : AGENT_NODE_FLAGS;
+  const agent: ChildProcess = fork(BUNDLE, ['--agent', kubeconfig, dir], { execArgv: [...flags, ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [])], stdio: 'inherit' });
   const ready = await once(agent, 'ready') as Msg & { syncMs: number; rss: number };
   // Worker 0 holds one proxy (its RSS is one proxy's client state); the others share the rest.
   const groups: number[][] = [[0]];
@@ -225,6 +237,7 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
   const vsRoundMs = now() - tVs;
   await new Promise((r) => setTimeout(r, 2000));
   const vsAfter = await ask<{ bytes: number; peak: number; heap: number; external: number; views: { lastCompileMs: number; compiles: number; baseCompiles: number } }>(agent, 'v1');
+  const settled = await ask<{ heap: number; external: number }>(agent, 'settled');
   const gens2 = (await Promise.all(workers.map((w) => ask<{ gens: number[] }>(w, 'gens')))).flatMap((g) => g.gens);
   const reached = gens2.filter((g, i) => g !== gens[i]).length;
   const oneProxyRss = readies[0].rss - started[0].before;
@@ -242,7 +255,7 @@ async function run(scoped: boolean): Promise<Record<string, string | number>> {
     ackedByAllP50Ms: fan.length ? pct(fan, 0.5).toFixed(1) : 'n/a', ackedByAllP99Ms: fan.length ? pct(fan, 0.99).toFixed(1) : 'n/a', bytesPerEndpointChange: Math.round((b1 - b0) / CHANGES),
     vsChangeBytes: vsAfter.bytes - vsBefore, vsChangeCompiles: `${vsAfter.views.compiles - v0.views.compiles} (base ${vsAfter.views.baseCompiles - (v0.views as unknown as { baseCompiles: number }).baseCompiles})`, vsChangeRoundMs: Math.round(vsRoundMs), vsChangeProxiesReached: reached, compiledHeldPerProxyBytes: readies[0].held, registryHeldPerProxyBytes: readies[0].heldRegistry,
     oneProxyClientRss: mb(readies[0].rss), oneProxyStateRss: mb(oneProxyRss), ...(realCount === P ? { perProxyStateRssShared: mb(perProxyShared) } : {}),
-    agentRssAfterChanges: mb(vsAfter.rss), agentHeapUsedAfterChanges: `${mb(vsAfter.heap)} (+${mb(vsAfter.external)} external)`, agentRssPeak: mb(vsAfter.peak), vsChangeRecompileMs: Math.round(vsAfter.views.lastCompileMs),
+    agentRssAfterChanges: mb(vsAfter.rss), agentHeapUsedAfterChanges: `${mb(vsAfter.heap)} (+${mb(vsAfter.external)} external)`, agentRssPeak: mb(vsAfter.peak), agentRssSettled: mb(settled.rss), agentHeapUsedSettled: `${mb(settled.heap)} (+${mb(settled.external)} external)`, vsChangeRecompileMs: Math.round(vsAfter.views.lastCompileMs),
   };
 }
 
@@ -263,7 +276,7 @@ if (process.argv[2] === '--agent') {
   writeFileSync(out, `# Control-plane scale (${FULL ? 'full' : 'REDUCED'} scale: ${S} Services, ${E} endpoints, ${V} VirtualServices, ${P} proxies, ${NS} namespaces)
 
 \`${FULL ? 'WEIR_BENCH_FULL=1 ' : ''}flock /tmp/weir-bench.lock node --import tsx bench/controlplane-scale.ts\`, ${new Date().toISOString().slice(0, 16)}Z, ${os.cpus().length} vCPUs (shared with other work), load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end.
-The agent's control plane and the proxy workers run as plain node on an esbuild bundle (as the DaemonSet runs dist/weir.mjs); the control plane runs in its own process (Services, EndpointSlices and Istio resources by list/watch from the test API server).
+The agent's control plane and the proxy workers run as plain node on a bundle built as dist/weir.mjs is (cni/proxy-bundle.mjs), the agent with the node flags \`${process.env.WEIR_BENCH_AGENT_FLAGS ?? AGENT_NODE_FLAGS.join(' ')}\`${process.env.WEIR_BENCH_AGENT_FLAGS !== undefined ? ' (WEIR_BENCH_AGENT_FLAGS, not the DaemonSet\'s)' : ' (the DaemonSet\'s: src/agent/node-flags.ts)'} and memory relief; the control plane runs in its own process (Services, EndpointSlices and Istio resources by list/watch from the test API server).
 The ${P} proxies run in ${workers(P)} worker processes over unix sockets; worker 0 holds exactly one (proxy 0). "Full" proxies are the real proxy client
 (RegistryClient + V2Applier + CompiledConfigStore: v2 hello, every push schema-checked, applied, acked). The others (fullProxies row) are
 bench/lib/wire-proxy.ts: the same hello, envelope and item checks, acks and nacks, keeping only registry keys (${P} full unscoped states

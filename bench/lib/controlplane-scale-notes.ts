@@ -1,7 +1,10 @@
 // The prose of bench/results/controlplane-scale*.md: how to read the table,
 // and the published Istio figures it is compared with (sources cited).
 export const NOTES = `Reading it:
-- agentRss*: the agent process's VmRSS (plain node on the bundle: the runtime itself is ~45 MB of it).
+- agentRss*: the agent process's VmRSS (plain node on the bundle: the runtime itself is ~45 MB of it), run with the
+  DaemonSet's node flags (src/agent/node-flags.ts) and the agent's memory relief (src/common/memory-relief.ts).
+  agentRssPeak: VmHWM, the most the agent ever held, up to the end of the VirtualService round. agentRssSettled: after
+  that, once the agent was quiet for long enough that its memory relief ran (a full GC and malloc_trim; at most 30 s).
 - coldStartAllProxiesMs: all proxies started at once → every proxy holds its whole registry and compiled config.
 - endpointChange*: one EndpointSlice change in the API server → every proxy that holds that Service holds the new endpoint
   (watch + registry delta + push + apply; endpointChangeSeenByProxies says how many hold it). ackedByAll*: the agent's own

@@ -16,19 +16,25 @@ interface Snapshot {
  * Bytes reachable from the instances of each named constructor (in the order
  * given: what an earlier owner reaches is not counted again), not passing
  * through another owner's instances, weak edges, code or the V8 system: an
- * approximation of "what each part of the agent holds".
+ * approximation of "what each part of the agent holds". Nor through hidden
+ * classes, prototypes or closures: every object's map leads to its
+ * constructor, whose context leads to module state, so an owner listed first
+ * was charged with much of the program (before this, "ClusterObjects" reached
+ * 48.6 MB of a 84 MB heap at 5k Services; data a closure captures is not counted).
  */
 function owned(snap: Snapshot, names: string[]): string {
   const { node_fields: nf, node_types: nt, edge_fields: ef, edge_types: et } = snap.snapshot.meta;
   const N = nf.length, E = ef.length;
   const [fType, fName, fSize, fEdges] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f));
-  const [eType, eTo] = ['type', 'to_node'].map((f) => ef.indexOf(f));
+  const [eType, eName, eTo] = ['type', 'name_or_index', 'to_node'].map((f) => ef.indexOf(f));
   const nodes = snap.nodes;
   const count = nodes.length / N;
   const firstEdge = new Uint32Array(count + 1);
   for (let i = 0; i < count; i++) firstEdge[i + 1] = firstEdge[i] + nodes[i * N + fEdges];
-  const skipType = new Set(['code', 'synthetic', 'hidden'].map((t) => nt[0].indexOf(t)));
+  const skipType = new Set(['code', 'synthetic', 'hidden', 'object shape', 'closure'].map((t) => nt[0].indexOf(t)));
   const weak = et[0].indexOf('weak');
+  const byName = new Set([et[0].indexOf('property'), et[0].indexOf('internal')]);
+  const skipName = new Set(['__proto__', 'map', 'constructor', 'prototype'].map((n) => snap.strings.indexOf(n)));
   const ownerOf = new Int32Array(count).fill(-1);
   const roots = names.map((n) => { const id = snap.strings.indexOf(n); const r: number[] = []; for (let i = 0; i < count; i++) if (nodes[i * N + fName] === id && nt[0][nodes[i * N + fType]] === 'object') r.push(i); return r; });
   roots.forEach((r, k) => { for (const i of r) ownerOf[i] = k; });
@@ -40,7 +46,8 @@ function owned(snap: Snapshot, names: string[]): string {
     while (stack.length) {
       const i = stack.pop()!;
       for (let e = firstEdge[i]; e < firstEdge[i + 1]; e++) {
-        if (snap.edges[e * E + eType] === weak) continue;
+        const type = snap.edges[e * E + eType];
+        if (type === weak || (byName.has(type) && skipName.has(snap.edges[e * E + eName]))) continue;
         const to = snap.edges[e * E + eTo] / N;
         if (ownerOf[to] !== -1 || skipType.has(nodes[to * N + fType])) continue;
         ownerOf[to] = k;

@@ -42,6 +42,7 @@ import { badPeerReporter } from '../common/bad-peer.js';
 import { createNetnsGuard, defaultForbidden } from '../netns/netns-guard.js';
 import { armedCrashPoint } from '../common/test-crash-points.js';
 import { startMulticluster, type MulticlusterView } from './multicluster.js';
+import { startMemoryRelief } from '../common/memory-relief.js';
 
 export interface AgentOverrides {
   /** Use this kubeconfig object instead of loading one (tests). */
@@ -104,6 +105,11 @@ export async function startAgent(config: AgentConfig, over: AgentOverrides = {})
     const pods = podsOfNode({ kubeConfig, logger, nodeName: config.nodeName });
     const nsInformer: ResilientInformer<Namespace> = namespaces({ kubeConfig, logger });
     cleanups.push(() => pods.stop(), () => nsInformer.stop());
+    // After a burst (the control plane's cold start: the lists, the compiles, every proxy's first
+    // push; a round of recompiles), give back what it grew, as the proxy does (memory-relief.ts):
+    // at 10k Services the agent otherwise kept ~50-100 MB of that garbage resident until V8 got to it.
+    const relief = startMemoryRelief({ onRelief: (r) => logger.debug({ rssBeforeMB: r.rssBefore / 2 ** 20, rssAfterMB: r.rssAfter / 2 ** 20, ms: r.durationMs }, 'memory relief after load') });
+    cleanups.push(() => relief.stop());
     await withTimeout(Promise.all([pods.start(), nsInformer.start()]), over.syncTimeoutMs ?? 60_000, 'first list of pods and namespaces');
 
     const store = await SandboxStore.open(config.runDir);

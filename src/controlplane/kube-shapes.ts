@@ -4,6 +4,7 @@
 export interface KubeMeta {
   name?: string;
   namespace?: string;
+  resourceVersion?: string;
   labels?: Record<string, string>;
   deletionTimestamp?: string | Date;
 }

@@ -8,7 +8,6 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
 import { endpointSlices, podIdentities, services, tlsModeOf, type PodIdentityLike } from '../kube/informers.js';
 import type { InformerHealth, ResilientInformer } from '../kube/informer.js';
-import type { KubeEndpointSlice, KubeService } from './kube-shapes.js';
 import { LOCAL_CLUSTER, type RegistryBuilder } from './registry-builder.js';
 import type { RegistryDelta } from './types.js';
 
@@ -44,8 +43,8 @@ export function kubeRegistrySource(kc: KubeConfig, apply: Apply, logger: Logger,
       // Only pass what is set: an explicit undefined would override the informer's defaults.
       const common = { kubeConfig: kc, logger, ...(opts.watchdogMs !== undefined ? { watchdogMs: opts.watchdogMs } : {}) };
       const started = [
-        wire(services(common), (b, o) => b.upsertService(o as unknown as KubeService, c), (b, ns, n) => b.deleteService(ns, n, c)),
-        wire(endpointSlices(common), (b, o) => b.upsertEndpointSlice(o as unknown as KubeEndpointSlice, c), (b, ns, n) => b.deleteEndpointSlice(ns, n, c)),
+        wire(services(common), (b, o) => b.upsertService(o, c), (b, ns, n) => b.deleteService(ns, n, c)),
+        wire(endpointSlices(common), (b, o) => b.upsertEndpointSlice(o, c), (b, ns, n) => b.deleteEndpointSlice(ns, n, c)),
       ];
       // Endpoint labels / service accounts / tlsMode come from the local cluster's pods (all namespaces, slimmed).
       if (c === LOCAL_CLUSTER && opts.pods !== false) {

@@ -1,8 +1,10 @@
 // The informers weir runs, built the same way everywhere: the agent (pods of
 // its node, namespaces) and the proxy's control plane (services and
 // endpointslices of all namespaces).
-import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
+import type { KubeEndpointSlice, KubeService } from '../controlplane/kube-shapes.js';
+import { slimEndpointSlice, slimService } from '../controlplane/kube-slim.js';
 import type { Namespace, Pod } from './pod-types.js';
 import { ResilientInformer, type KubeListLike } from './informer.js';
 
@@ -34,20 +36,47 @@ export function namespaces(c: InformerCommon): ResilientInformer<Namespace> {
   });
 }
 
-export function services(c: InformerCommon): ResilientInformer<V1Service> {
+/**
+ * Every Service of the cluster, slimmed to what the registry reads
+ * (controlplane/kube-slim.ts), listed in pages.
+ */
+export function services(c: InformerCommon & { pageSize?: number }): ResilientInformer<KubeService> {
   const api = c.kubeConfig.makeApiClient(CoreV1Api);
-  return new ResilientInformer<V1Service>({
-    ...c, name: 'services', path: '/api/v1/services',
-    listFn: async () => api.listServiceForAllNamespaces(),
+  return new ResilientInformer<KubeService>({
+    ...c, name: 'services', path: '/api/v1/services', slim: slimService,
+    listFn: () => pagedList((page) => api.listServiceForAllNamespaces(page) as Promise<KubePage<KubeService>>, slimService, c.pageSize),
   });
 }
 
-export function endpointSlices(c: InformerCommon): ResilientInformer<V1EndpointSlice> {
+/** Every EndpointSlice of the cluster, slimmed (controlplane/kube-slim.ts), listed in pages. */
+export function endpointSlices(c: InformerCommon & { pageSize?: number }): ResilientInformer<KubeEndpointSlice> {
   const api = c.kubeConfig.makeApiClient(DiscoveryV1Api);
-  return new ResilientInformer<V1EndpointSlice>({
-    ...c, name: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices',
-    listFn: async () => api.listEndpointSliceForAllNamespaces(),
+  return new ResilientInformer<KubeEndpointSlice>({
+    ...c, name: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', slim: slimEndpointSlice,
+    listFn: () => pagedList((page) => api.listEndpointSliceForAllNamespaces(page) as unknown as Promise<KubePage<KubeEndpointSlice>>, slimEndpointSlice, c.pageSize),
   });
+}
+
+type KubePage<T> = KubeListLike<T> & { metadata?: { resourceVersion?: string; _continue?: string; continue?: string } };
+
+/**
+ * A LIST in pages of `pageSize` (default 500), each item slimmed as its page
+ * arrives: the cold start never holds the whole response (its body text, the
+ * parsed tree and client-node's typed copy of it) at once, only one page of
+ * it and the slimmed items so far. The list's resourceVersion is the first
+ * page's (a continued list is a consistent snapshot at that version).
+ */
+export async function pagedList<T>(fetchPage: (p: { limit: number; _continue?: string }) => Promise<KubePage<T>>, slim: (o: T) => T, pageSize = 500): Promise<KubeListLike<T>> {
+  const items: T[] = [];
+  let cont: string | undefined;
+  let resourceVersion: string | undefined;
+  do {
+    const page = await fetchPage({ limit: pageSize, ...(cont ? { _continue: cont } : {}) });
+    for (const o of page.items ?? []) items.push(slim(o));
+    cont = page.metadata?._continue ?? page.metadata?.continue ?? undefined;
+    resourceVersion ??= page.metadata?.resourceVersion;
+  } while (cont);
+  return { items, metadata: { resourceVersion } };
 }
 
 /** What the registry keeps of a pod: enough for endpoint labels, service account and tlsMode. */
@@ -83,17 +112,6 @@ export function podIdentities(c: InformerCommon & { pageSize?: number }): Resili
   const api = c.kubeConfig.makeApiClient(CoreV1Api);
   return new ResilientInformer<PodIdentityLike>({
     ...c, name: 'pod-identities', path: '/api/v1/pods', slim: (o) => slimPod(o as unknown as Pod),
-    listFn: async () => {
-      const items: PodIdentityLike[] = [];
-      let cont: string | undefined;
-      let resourceVersion: string | undefined;
-      do {
-        const page = (await api.listPodForAllNamespaces({ limit: c.pageSize ?? 500, _continue: cont })) as unknown as KubeListLike<Pod> & { metadata?: { _continue?: string; continue?: string } };
-        for (const p of page.items ?? []) items.push(slimPod(p));
-        cont = page.metadata?._continue ?? page.metadata?.continue ?? undefined;
-        resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-      } while (cont);
-      return { items, metadata: { resourceVersion } };
-    },
+    listFn: () => pagedList((page) => api.listPodForAllNamespaces(page) as unknown as Promise<KubePage<PodIdentityLike>>, (p) => slimPod(p as unknown as Pod), c.pageSize),
   });
 }

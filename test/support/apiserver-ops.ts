@@ -112,3 +112,16 @@ export function jsonPatch(target: KubeObject, ops: { op: string; path: string; v
   }
   return doc as unknown as KubeObject;
 }
+
+/**
+ * One page of a LIST (`limit` / `continue`, as the apiserver pages): the
+ * token is the offset of the next item. Without `limit`, everything at once.
+ */
+export function listPage<T>(items: T[], params: URLSearchParams): { items: T[]; next?: string } {
+  const limit = Number(params.get('limit') ?? 0);
+  if (!(limit > 0)) return { items };
+  const from = params.get('continue') ? Number(Buffer.from(params.get('continue')!, 'base64url').toString()) : 0;
+  if (!Number.isInteger(from) || from < 0) throw new SelectorError('continue: not a token this server issued');
+  const end = from + limit;
+  return { items: items.slice(from, end), ...(end < items.length ? { next: Buffer.from(String(end)).toString('base64url') } : {}) };
+}

@@ -51,14 +51,14 @@
 //   POST   /apis/authentication.k8s.io/v1/tokenreviews   (tokens from addToken)
 // List/watch query: watch=1|true, resourceVersion, fieldSelector (metadata.name,
 // metadata.namespace, spec.nodeName; = == !=), labelSelector (k=v, k==v, k!=v, k, !k,
-// k in (a,b), k notin (a,b)), allowWatchBookmarks, timeoutSeconds.
+// k in (a,b), k notin (a,b)), allowWatchBookmarks, timeoutSeconds, limit + continue (lists in pages).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { ResourceCatalogue, type CrdSpec, type ResourceType } from './apiserver-resources.js';
-import { clone, jsonPatch, mergePatch, parseFieldSelector, parseLabelSelector, SelectorError } from './apiserver-ops.js';
+import { clone, jsonPatch, listPage, mergePatch, parseFieldSelector, parseLabelSelector, SelectorError } from './apiserver-ops.js';
 
 export type KubeObject = {
   apiVersion?: string;
@@ -373,10 +373,10 @@ export class TestApiServer {
 
   private serveList(res: ServerResponse, type: ResourceType, namespace: string | undefined, params: URLSearchParams): void {
     const filter = this.filterFor(type, namespace, params);
-    const items = [...this.objects.values()].filter(filter);
+    const { items, next } = listPage([...this.objects.values()].filter(filter), params);
     this.send(res, 200, {
       kind: `${type.kind}List`, apiVersion: type.apiVersion,
-      metadata: { resourceVersion: String(this.rv) },
+      metadata: { resourceVersion: String(this.rv), ...(next ? { continue: next } : {}) },
       items,
     });
   }

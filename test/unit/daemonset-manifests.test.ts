@@ -14,6 +14,7 @@ import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistr
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { resolveAgentConfig } from '../../src/agent/config.js';
 import { parseListenAddress } from '../../src/agent/metrics.js';
+import { AGENT_NODE_FLAGS } from '../../src/agent/node-flags.js';
 
 const DIR = path.resolve(import.meta.dirname, '../../daemonset');
 
@@ -88,6 +89,10 @@ test('the DaemonSet keeps what the agent depends on', () => {
   for (const probe of [c.livenessProbe, c.readinessProbe]) assert.equal(probe.httpGet.port, 15014);
   assert.equal(c.readinessProbe.httpGet.path, '/readyz');
   assert.ok(c.resources.requests.cpu && c.resources.limits.memory);
+  // The image's entrypoint (node on weir.mjs) with the agent's V8 flags, the ones bench/controlplane-scale.ts measured.
+  const entrypoint = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(readFileSync(path.join(DIR, 'Dockerfile'), 'utf8'))![1]) as string[];
+  assert.deepEqual(c.command, [entrypoint[0], ...AGENT_NODE_FLAGS, ...entrypoint.slice(1)]);
+  assert.deepEqual(c.args, ['agent']);
   const mounts = Object.fromEntries(c.volumeMounts.map((m: { name: string }) => [m.name, m]));
   const vols = Object.fromEntries(pod.volumes.map((v: { name: string; hostPath?: { path: string } }) => [v.name, v.hostPath?.path]));
   assert.equal(vols['host-proc'], '/proc');
