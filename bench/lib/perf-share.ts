@@ -15,7 +15,7 @@ export const SYMBOL_FAMILIES: readonly (readonly [string, RegExp])[] = [
   ['nat', /^(__)?nf_nat|^nft_nat|^nf_xfrm_me_harder$/],
   ['nftables', /^(__)?nft_|^nf_tables_/],
   ['netfilter hooks', /^nf_hook_slow$|^nf_hook$/],
-  ['other netfilter', /^nf_|^__nf_|^ipv[46]_|^ip6?t_|^xt_/],
+  ['other netfilter', /^nf_|^__nf_|^ip6?t_|^xt_/],
   ['eBPF programs', /^bpf_prog_|^__cgroup_bpf_run|^bpf_sk_storage|^htab_|^bpf_lru/],
 ];
 
