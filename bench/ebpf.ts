@@ -54,7 +54,7 @@ const SERVER = `require('node:net').createServer({ allowHalfOpen: true }, (s) =>
 // Load generator in the client pod (root, so capture applies). Prints one JSON line
 // (exits once it is written: a latency run's line is larger than a pipe's buffer).
 const LOAD = `const net = require('node:net'); const [what, host, port, arg] = process.argv.slice(1); const P = +port;
-const t = () => performance.now(); const out = (o) => process.stdout.write(JSON.stringify(o) + '\n', () => process.exit(0));
+const t = () => performance.now(); const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n', () => process.exit(0));
 if (what === 'bulk') { const s = net.connect(P, host); const blk = Buffer.alloc(1 << 18, 1); let sent = 0; const t0 = t(); let r = '';
   s.on('connect', () => { s.write('B'); (function go() { while (sent < +arg) { sent += blk.length; if (!s.write(blk)) return s.once('drain', go); } s.end(); })(); });
   s.on('data', (d) => { r += d; }); s.on('end', () => out({ MBps: +r / 1e6 / ((t() - t0) / 1000) })); }
