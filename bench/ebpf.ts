@@ -21,6 +21,7 @@
 // p99-added difference and conns/s ratio, their median, wins per side, sign test.
 // Env: LAT_SECONDS (default 15), CONN_SECONDS (3), BULK_MB (256), ROUNDS (7), APPLY_N (20), PERF (1; 0 = no perf pass),
 // MODES (comma-separated keys: direct,nft,ebpf,ebpf-tracked,ebpf-stream,shortcut; default all).
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -107,7 +108,9 @@ function conntrackCounts(pods: Pod[]): { loopback: number; all: number } {
   let loopback = 0;
   let all = 0;
   for (const p of pods) {
-    for (const line of p.ns.exec('conntrack', ['-L']).split('\n')) {
+    // Tens of thousands of lines after a short-connections run: more than Netns.exec's buffer.
+    const listing = execFileSync('ip', ['netns', 'exec', p.ns.name, 'conntrack', '-L'], { encoding: 'utf8', maxBuffer: 512 << 20, stdio: ['ignore', 'pipe', 'ignore'] });
+    for (const line of listing.split('\n')) {
       // The original direction's tuple comes first on each line.
       const m = / src=(\S+) dst=(\S+) /.exec(line);
       if (!m) continue;
