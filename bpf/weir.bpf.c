@@ -112,15 +112,23 @@ static __always_inline int is_loopback(const __u32 *a) {
   return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
-static __always_inline const struct weir_pod_plan *plan_of(__u64 cookie) {
-  const struct weir_pod_plan *p = bpf_map_lookup_elem(&weir_pods, &cookie);
+/* Every program's membership check: the plan of the netns it runs in, 0 when
+ * that netns is not captured (no entry, or one of another layout). Also
+ * hands back the netns cookie, the first field of every weir_tuple the
+ * caller builds next. ctx is the program's own context (each program type's
+ * bpf_get_netns_cookie takes its own); inlined, so the verifier still sees
+ * the context pointer. */
+static __always_inline const struct weir_pod_plan *netns_plan(void *ctx, __u64 *netns) {
+  *netns = bpf_get_netns_cookie(ctx);
+  const struct weir_pod_plan *p = bpf_map_lookup_elem(&weir_pods, netns);
   if (!p || p->layout != WEIR_LAYOUT_VERSION) return 0;
   return p;
 }
 
 /* The caller's plan when its netns is captured and it is not the proxy. */
 static __always_inline const struct weir_pod_plan *captured_caller(void *ctx) {
-  const struct weir_pod_plan *p = plan_of(bpf_get_netns_cookie(ctx));
+  __u64 netns;
+  const struct weir_pod_plan *p = netns_plan(ctx, &netns);
   if (!p) return 0;
   __u64 ugid = bpf_get_current_uid_gid();
   if ((__u32)ugid == p->proxy_uid || (__u32)(ugid >> 32) == p->proxy_gid) return 0;
@@ -270,8 +278,8 @@ int weir_sockops(struct bpf_sock_ops *ops) {
   if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) return 1;
   if (ops->family != AF_INET && ops->family != AF_INET6) return 1;
   /* One lookup decides for every socket of an uncaptured netns. */
-  __u64 netns = bpf_get_netns_cookie(ops);
-  const struct weir_pod_plan *p = plan_of(netns);
+  __u64 netns;
+  const struct weir_pod_plan *p = netns_plan(ops, &netns);
   if (!p) return 1;
   if (p->flags & WEIR_F_SHORTCUT) {
     struct weir_tuple t = {};

@@ -119,8 +119,8 @@ static __always_inline void passive_established(struct bpf_sock_ops *ops, __u64 
  * passive established ran under an older agent) has its answer only in
  * weir_tuples, under the tuple as its client sees it. */
 static __always_inline const struct weir_orig *orig_by_tuple(struct bpf_sockopt *ctx, struct bpf_sock *sk) {
-  __u64 netns = bpf_get_netns_cookie(ctx);
-  const struct weir_pod_plan *p = plan_of(netns);
+  __u64 netns;
+  const struct weir_pod_plan *p = netns_plan(ctx, &netns);
   if (!p) return 0;
   __u32 family = RD(sk->family);
   __u32 d4 = RD(sk->dst_ip4), s4 = RD(sk->src_ip4);

@@ -15,6 +15,11 @@ export function assertRenderable(plan: RedirectPlan, renderer: string): void {
   if ((plan.mode === 'TPROXY') !== (plan.tproxy !== undefined)) {
     throw new FieldError('plan.tproxy', `must be present exactly when mode is TPROXY (mode ${plan.mode})`);
   }
+  if (plan.untrackLoopback) {
+    // App → 127.0.0.1:53 over lo is NATed to the DNS proxy; TPROXY marks lo hand-offs in conntrack.
+    if (plan.dns.enabled) throw new FieldError('plan.untrackLoopback', 'needs DNS capture off (lo traffic to 127.0.0.1:53 is NATed to the DNS proxy)');
+    if (plan.tproxy) throw new FieldError('plan.untrackLoopback', 'is for REDIRECT plans only (TPROXY keeps conntrack marks on lo)');
+  }
   if (plan.tproxy) {
     const { mark, routeTable } = plan.tproxy;
     if (!Number.isInteger(mark) || mark < 1 || mark > 0xffff_ffff) throw new FieldError('plan.tproxy.mark', 'must be an integer 1-4294967295', String(mark));

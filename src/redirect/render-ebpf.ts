@@ -251,12 +251,17 @@ export function formatEbpfEntry(e: EbpfPodEntry): string {
 /**
  * The plan the eBPF backend leaves to nftables: inbound capture (packets
  * from other hosts never pass a socket hook of this pod), the proxy's
- * hand-off to its own pod address over lo, and nothing outbound.
+ * hand-off to its own pod address over lo, nothing outbound, and no
+ * conntrack for lo traffic between localhost addresses. The nat hooks of the
+ * inbound table would otherwise track every packet of the app ↔ proxy hops
+ * (app → 127.0.0.1:15001 after connect4, proxy 127.0.0.6 → app), which this
+ * plan never NATs.
  */
 export function inboundOnlyPlan(plan: RedirectPlan): RedirectPlan {
   return {
     ...plan,
     dns: { ...plan.dns, enabled: false },
     outbound: { includeCidrs: [], excludeCidrs: [], includePorts: [], excludePorts: [] },
+    untrackLoopback: true,
   };
 }

@@ -10,6 +10,7 @@
 // built-in chains carry the comment "weir plan=<hash>"; the backend deletes
 // the jumps it finds before appending these, so re-applying never duplicates
 // them (see src/netns/iptables-backend.ts).
+import { FieldError } from '../common/errors.js';
 import { formatCidr, formatPortRange } from './addr.js';
 import { planHash } from './plan.js';
 import {
@@ -169,6 +170,8 @@ function rawTable(plan: RedirectPlan, comment: string): IptablesTable {
 /** The plan's chains, rules and jumps per table, for one family. */
 export function renderIptablesRules(plan: RedirectPlan, family: 4 | 6): IptablesFamilyRules {
   assertRenderable(plan, 'iptables');
+  // Only the eBPF backend's inbound-only plan carries it, and that plan goes to nftables.
+  if (plan.untrackLoopback) throw new FieldError('plan.untrackLoopback', 'the iptables renderer does not render it (the ebpf backend keeps its inbound rules on nftables)');
   const comment = `weir plan=${planHash(plan)}`;
   const tables = [natTable(plan, family, comment)];
   if (plan.dns.enabled) tables.push(rawTable(plan, comment));

@@ -156,38 +156,59 @@ function tproxyTable(plan: RedirectPlan, tproxy: NonNullable<RedirectPlan['tprox
   return lines.join('\n') + '\n';
 }
 
-function rawTable(plan: RedirectPlan, comment: string): string {
+/** The DNS zone rules of weir_raw's output and prerouting chains (see the top of this file). */
+function dnsZoneRules(plan: RedirectPlan): { output: string[]; prerouting: string[] } {
   const { proxyUid: uid, proxyGid: gid } = plan;
   const dns53 = 'meta l4proto { tcp, udp } th dport 53';
   // DNS over an excluded interface is not captured, so it stays in the
   // default zone both ways (a query and its reply must share a zone).
   const skipInterfaces = (dir: 'iifname' | 'oifname'): string[] =>
-    plan.excludeInterfaces.length > 0 ? [`\t\t${dir} ${quoted(plan.excludeInterfaces)} return`] : [];
-  return [
-    `table ${NFT_FAMILY} ${NFT_RAW_TABLE} {`,
-    `\tcomment "${comment}"`,
-    '\tchain output {',
-    '\t\ttype filter hook output priority raw; policy accept;',
-    ...skipInterfaces('oifname'),
-    `\t\tmeta l4proto { tcp, udp } th sport ${plan.dns.port} ct zone set ${DNS_ZONE_APP_TO_PROXY} return`,
-    `\t\t${dns53} meta skuid ${uid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
-    `\t\t${dns53} meta skgid ${gid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
-    `\t\t${dns53} ct zone set ${DNS_ZONE_APP_TO_PROXY}`,
-    '\t}',
-    '\tchain prerouting {',
-    '\t\ttype filter hook prerouting priority raw; policy accept;',
-    ...skipInterfaces('iifname'),
-    `\t\tmeta l4proto { tcp, udp } th sport 53 ct zone set ${DNS_ZONE_PROXY_UPSTREAM}`,
-    '\t}',
-    '}',
-  ].join('\n') + '\n';
+    plan.excludeInterfaces.length > 0 ? [`${dir} ${quoted(plan.excludeInterfaces)} return`] : [];
+  return {
+    output: [
+      ...skipInterfaces('oifname'),
+      `meta l4proto { tcp, udp } th sport ${plan.dns.port} ct zone set ${DNS_ZONE_APP_TO_PROXY} return`,
+      `${dns53} meta skuid ${uid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
+      `${dns53} meta skgid ${gid} ct zone set ${DNS_ZONE_PROXY_UPSTREAM} return`,
+      `${dns53} ct zone set ${DNS_ZONE_APP_TO_PROXY}`,
+    ],
+    prerouting: [...skipInterfaces('iifname'), `meta l4proto { tcp, udp } th sport 53 ct zone set ${DNS_ZONE_PROXY_UPSTREAM}`],
+  };
+}
+
+/**
+ * plan.untrackLoopback (the eBPF backend's inbound-only plan): no conntrack
+ * for lo traffic whose both ends are localhost or the inbound passthrough
+ * source. The set is symmetric, so a flow's packets are untracked both ways
+ * (a half-tracked flow would be picked up mid-stream as new and meet the nat
+ * chains). No such flow is ever NATed by that plan's nat table: its only lo
+ * redirect needs a destination other than 127.0.0.1 (::1) and a source other
+ * than 127.0.0.6 (::6); the one flow it would have taken and now does not is
+ * the proxy itself dialling 127.0.0.6 (::6), which no proxy does. Output
+ * alone suffices: a packet looped over lo keeps its untracked state in
+ * prerouting.
+ */
+function untrackLoopbackRules(): string[] {
+  const v4 = `{ ${LOCALHOST[4]}, ${INBOUND_PASSTHROUGH_SOURCE[4]} }`;
+  const v6 = `{ ${LOCALHOST[6]}, ${INBOUND_PASSTHROUGH_SOURCE[6]} }`;
+  return [`oifname "lo" ip saddr ${v4} ip daddr ${v4} notrack`, `oifname "lo" ip6 saddr ${v6} ip6 daddr ${v6} notrack`];
+}
+
+/** weir_raw: conntrack decisions made before conntrack sees a packet (DNS zones, untracked loopback); undefined when the plan needs none. */
+function rawTable(plan: RedirectPlan, comment: string): string | undefined {
+  const dns = plan.dns.enabled ? dnsZoneRules(plan) : { output: [], prerouting: [] };
+  const output = [...(plan.untrackLoopback ? untrackLoopbackRules() : []), ...dns.output];
+  if (output.length === 0 && dns.prerouting.length === 0) return undefined;
+  const chain = (name: string, rules: string[]): string[] =>
+    rules.length === 0 ? [] : [`\tchain ${name} {`, `\t\ttype filter hook ${name} priority raw; policy accept;`, ...rules.map((r) => `\t\t${r}`), '\t}'];
+  return [`table ${NFT_FAMILY} ${NFT_RAW_TABLE} {`, `\tcomment "${comment}"`, ...chain('output', output), ...chain('prerouting', dns.prerouting), '}'].join('\n') + '\n';
 }
 
 /** Only the table definitions, without the replace prelude (for a netns known to have no weir table). */
 export function renderNftablesDefinition(plan: RedirectPlan): string {
   assertRenderable(plan, 'nftables');
   const comment = `weir plan=${planHash(plan)}`;
-  return natTable(plan, comment) + (plan.dns.enabled ? rawTable(plan, comment) : '') + (plan.tproxy ? tproxyTable(plan, plan.tproxy, comment) : '');
+  return natTable(plan, comment) + (rawTable(plan, comment) ?? '') + (plan.tproxy ? tproxyTable(plan, plan.tproxy, comment) : '');
 }
 
 function replacePrelude(): string {

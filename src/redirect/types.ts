@@ -55,6 +55,16 @@ export interface RedirectPlan {
   };
   /** Interfaces whose traffic is never captured, in either direction. */
   excludeInterfaces: string[];
+  /**
+   * Set only by the eBPF backend's inbound-only plan (inboundOnlyPlan in
+   * render-ebpf.ts), never by buildPlan: TCP/UDP between the loopback
+   * addresses 127.0.0.1/127.0.0.6 (::1/::6) on lo skips conntrack (nft
+   * `notrack`). There connect4 already pointed the app at 127.0.0.1:15001
+   * and no such flow is NATed, but the inbound nat hooks would still make
+   * conntrack track every packet of the app ↔ proxy hops. Refused with DNS
+   * capture on (its lo traffic to 127.0.0.1:53 needs NAT) and with TPROXY.
+   */
+  untrackLoopback?: true;
 }
 
 export interface PlanSettings {

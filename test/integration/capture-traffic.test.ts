@@ -234,7 +234,8 @@ for (const backendName of ['iptables', 'nftables', 'ebpf'] as BackendName[]) {
 
     test('ebpf: outbound TCP and DNS are captured by the map entry alone; nft holds only inbound', { skip: backendName !== 'ebpf' }, async () => {
       const listing = kernelListing(pair.pod);
-      assert.doesNotMatch(listing, /:15001|:15053|weir_raw/, 'no outbound or DNS redirect in nftables');
+      assert.doesNotMatch(listing, /:15001|:15053|ct zone/, 'no outbound or DNS redirect (nor its zones) in nftables');
+      assert.match(listing, /oifname "lo" ip saddr \{ 127\.0\.0\.1, 127\.0\.0\.6 \} ip daddr \{ 127\.0\.0\.1, 127\.0\.0\.6 \} notrack/, 'loopback untracked');
       assert.match(listing, /redirect to :15006/);
       const state = await backend.read(sandboxAt(pair.pod.path));
       assert.match(state.listing, /^ebpf pod plan=[0-9a-f]{12}\n/);

@@ -125,6 +125,26 @@ for (const mode of MODES) {
       assert.equal(accessLog(s1, sv)[0].downstream_local_address, `${s1.ip4}:8080`, 'the server proxy saw the pod address the client proxy dialled');
     });
 
+    test('conntrack: the loopback hops (app → 127.0.0.1:15001, 127.0.0.6 → app) are untracked; the inbound capture is still tracked and NATed', async () => {
+      const [clLog, svLog] = [client.proxyLog.length, s1.proxyLog.length];
+      // Held open so its entries are ESTABLISHED while we look.
+      const s = await c.connect(client, VIP, 80);
+      try {
+        assert.equal(await readLine(s), 'hello from server-1');
+        const entries = (p: Pod) => p.ns.exec('conntrack', ['-L', '-p', 'tcp']).split('\n').filter((l) => l.includes('src='));
+        const loopback = (l: string) => /^\S+\s+\d+\s+\d+\s+\S+\s+src=(127\.0\.0\.[16]|::1) dst=(127\.0\.0\.[16]|::1) /.test(l);
+        const [cl, sv] = [entries(client), entries(s1)];
+        assert.deepEqual([...cl, ...sv].filter(loopback), [], 'no conntrack entry between loopback addresses in either pod');
+        assert.ok(cl.some((l) => l.includes(`dst=${s1.ip4} `) && l.includes('dport=8080 ')), `the client proxy's upstream is tracked:\n${cl.join('\n')}`);
+        // The reply half names where REDIRECT sent it: the server proxy's 15006.
+        assert.ok(sv.some((l) => new RegExp(`dst=${s1.ip4} sport=\\d+ dport=8080 src=${s1.ip4} dst=\\S+ sport=15006 `).test(l)), `inbound redirected to 15006 by conntrack NAT:\n${sv.join('\n')}`);
+      } finally {
+        s.destroy();
+      }
+      // Its access-log lines come at close: not in the next test's window.
+      await waitFor(() => accessLog(client, clLog).length > 0 && accessLog(s1, svLog).length > 0, 5000, 'access log lines of both proxies');
+    });
+
     test('app → another pod\'s IP: passthrough at the client, inbound at that pod; the right server answers', async () => {
       const [cl, sv] = [client.proxyLog.length, s2.proxyLog.length];
       const before = await opened(s2, 'destination');

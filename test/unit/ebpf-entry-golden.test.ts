@@ -15,6 +15,7 @@ import { readPodFile } from '../../src/redirect/pod-file.js';
 import {
   decodeEbpfEntry, EBPF_MAX_CIDRS, EBPF_POD_PLAN_SIZE, encodeEbpfEntry, formatEbpfEntry, inboundOnlyPlan, renderEbpfEntry, type NetnsAddress,
 } from '../../src/redirect/render-ebpf.js';
+import { renderIptablesRules } from '../../src/redirect/render-iptables.js';
 import { renderNftables } from '../../src/redirect/render-nftables.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -57,10 +58,25 @@ for (const file of pods) {
   });
 }
 
-test('ebpf: the inbound-only nft ruleset keeps no outbound or DNS redirect', () => {
+test('ebpf: the inbound-only nft ruleset keeps no outbound or DNS redirect, and untracks loopback', () => {
   const nft = renderNftables(inboundOnlyPlan(buildPlan({ metadata: { name: 'p' }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } })));
-  assert.doesNotMatch(nft, /:15001|:15053|table inet weir_raw \{/);
+  assert.doesNotMatch(nft, /:15001|:15053|ct zone/);
   assert.match(nft, /redirect to :15006/);
+  // Only between localhost/passthrough addresses, both ways, on lo.
+  const notrack = nft.split('\n').filter((l) => l.includes('notrack'));
+  assert.deepEqual(notrack.map((l) => l.trim()), [
+    'oifname "lo" ip saddr { 127.0.0.1, 127.0.0.6 } ip daddr { 127.0.0.1, 127.0.0.6 } notrack',
+    'oifname "lo" ip6 saddr { ::1, ::6 } ip6 daddr { ::1, ::6 } notrack',
+  ]);
+});
+
+test('untrackLoopback is refused where lo traffic needs NAT or conntrack marks, and by iptables, naming the field', () => {
+  const plan = buildPlan({ metadata: { name: 'p' }, spec: { containers: [{ name: 'app' }, { name: 'weir-proxy' }] } });
+  const isField = (e: unknown) => e instanceof FieldError && e.field === 'plan.untrackLoopback';
+  assert.throws(() => renderNftables({ ...plan, untrackLoopback: true }), isField, 'DNS capture on');
+  const tproxy = buildPlan({ metadata: { name: 'p', annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' } }, spec: { containers: [{ name: 'app' }] } });
+  assert.throws(() => renderNftables({ ...tproxy, dns: { ...tproxy.dns, enabled: false }, untrackLoopback: true }), isField, 'TPROXY');
+  assert.throws(() => renderIptablesRules(inboundOnlyPlan(plan), 4), isField, 'iptables');
 });
 
 test('ebpf: more CIDRs than the map entry holds is an error naming the annotation', () => {
