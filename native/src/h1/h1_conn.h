@@ -99,7 +99,16 @@ struct Exchange {
   double t0 = 0;
   std::string dst_key;        // "ip:port" dialled (inbound: which service port)
   std::string authority;      // outbound passthrough: destination_service is the Host
+  const char* protocol = "http";  // request_protocol: "http" or "grpc"
+  std::string grpc_status;    // grpc_response_status (gRPC only)
 };
+
+// Routing shared by both codecs: Host/authority + dialled port → route (or the original destination, or the
+// inbound app); fills route, direct, retries_left, mesh_peer, authority, dst_key.
+void RouteExchange(const Config& c, bool inbound, const std::string& dst_ip, int dst_port, const std::string* host, Exchange* ex);
+// The endpoint of the next attempt: LEAST_REQUEST over the route's cluster (skipping tried endpoints while others
+// remain), the dialled pod (headless) or ex->direct. Takes the lease. false: no healthy upstream.
+bool PickEndpoint(Exchange* ex, const std::string& dst_ip, Endpoint* picked, const Endpoint** ep);
 
 struct Down {
   Engine::Handle handle{Engine::Handle::Kind::kDown, this};
