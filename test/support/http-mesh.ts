@@ -18,8 +18,9 @@ export interface HttpMeshSpec {
   services(m: HttpMesh): void;
   /** Extra processes (apps) to start in the pods before the proxies. */
   apps?(m: HttpMesh): Promise<void>;
-  clientArgs?: string[];
-  serverArgs?(i: number): string[];
+  /** Each proxy's arguments (called once the pods exist: labels files name them); default `--no-dns`. */
+  clientArgs?(m: HttpMesh): string[];
+  serverArgs?(i: number, m: HttpMesh): string[];
 }
 
 export async function startHttpMesh(spec: HttpMeshSpec): Promise<HttpMesh> {
@@ -34,7 +35,7 @@ export async function startHttpMesh(spec: HttpMeshSpec): Promise<HttpMesh> {
   spec.services(m);
   await Promise.all([...servers, outside].map((p) => startHttpApp(p)));
   await spec.apps?.(m);
-  await Promise.all([c.startProxy(client, spec.clientArgs ?? ['--no-dns']), ...servers.map((p, i) => c.startProxy(p, spec.serverArgs?.(i) ?? ['--no-dns']))]);
+  await Promise.all([c.startProxy(client, spec.clientArgs?.(m) ?? ['--no-dns']), ...servers.map((p, i) => c.startProxy(p, spec.serverArgs?.(i, m) ?? ['--no-dns']))]);
   await waitFor(() => (c.cp!.stats().proxies as unknown[]).length === 4, 10000, 'four proxies connected');
   await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
   return m;
