@@ -165,6 +165,9 @@ export interface HttpEngineSeries {
   requestBytesSum: number;
   responseBytes: number[];
   responseBytesSum: number;
+  /** gRPC messages (the HTTP/2 codec; 0 otherwise). */
+  requestMessages?: number;
+  responseMessages?: number;
 }
 
 export interface HttpEngineStats {

@@ -139,6 +139,9 @@ test('gRPC (grpc-js) natively: unary spread over the pods on one channel, server
   await waitFor(() => servers.some((s) => s.proxyLog.some((l) => /app: grpc cancelled/.test(l))), 5000, 'server saw the cancellation');
   await waitFor(async () => (await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '0', response_code: '200' })) >= 33, 3000, 'grpc OK counted');
   assert.ok(await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '5' }) >= 1);
+  // 30 unary + 1 server (1 in, 3 out) + 1 client (3 in, 1 out) + 1 bidi (3/3) + fail/deadline/cancel (1 in each): at least 36 each way.
+  assert.ok(await c.metric(client, 'istio_request_messages_total', { reporter: 'source', destination_service_name: 'grpc' }) >= 36);
+  assert.ok(await c.metric(client, 'istio_response_messages_total', { reporter: 'source', destination_service_name: 'grpc' }) >= 36);
   const inbound = await Promise.all(servers.map((s) => c.metric(s, 'istio_requests_total', { reporter: 'destination', destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '0' })));
   assert.ok(inbound.reduce((a, b) => a + b, 0) >= 33, `inbound grpc counted: ${inbound}`);
 });

@@ -333,6 +333,8 @@ void Engine::Record(bool inbound, const std::string& peer_ip, Exchange* ex) {
   Observe(&s.duration, &s.duration_sum, c.duration_bounds, ms);
   Observe(&s.request_bytes, &s.request_bytes_sum, c.size_bounds, static_cast<double>(ex->req_header_bytes + ex->req_body_bytes));
   Observe(&s.response_bytes, &s.response_bytes_sum, c.size_bounds, static_cast<double>(ex->resp_header_bytes + ex->resp_body_bytes));
+  s.request_messages += ex->req_messages.count;
+  s.response_messages += ex->resp_messages.count;
 }
 
 }  // namespace h1

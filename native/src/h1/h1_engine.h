@@ -41,6 +41,8 @@ struct Series {
   double request_bytes_sum = 0;
   std::vector<uint64_t> response_bytes;
   double response_bytes_sum = 0;
+  uint64_t request_messages = 0;   // gRPC length-prefixed messages (istio_request_messages_total)
+  uint64_t response_messages = 0;
 };
 
 struct EngineCounters {

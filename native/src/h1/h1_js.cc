@@ -188,6 +188,8 @@ Napi::Value TakeStats(const Napi::CallbackInfo& info) {
     r.Set("requestBytesSum", s.request_bytes_sum);
     r.Set("responseBytes", Buckets(env, s.response_bytes, sb));
     r.Set("responseBytesSum", s.response_bytes_sum);
+    r.Set("requestMessages", static_cast<double>(s.request_messages));
+    r.Set("responseMessages", static_cast<double>(s.response_messages));
     out.Set(i++, r);
   }
   return out;

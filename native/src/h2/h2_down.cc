@@ -82,6 +82,7 @@ int OnDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
   Stream* st = StreamOf(s, id);
   if (!st) return 0;
   st->ex.req_body_bytes += len;
+  if (st->ex.protocol[0] == 'g') st->ex.req_messages.Feed(reinterpret_cast<const char*>(data), len);
   if (!st->up) {
     // Answered locally (or not routed yet): the body is not wanted; its window goes back at once.
     nghttp2_session_consume(ng, id, len);

@@ -91,6 +91,7 @@ int OnDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
     return 0;
   }
   st->ex.resp_body_bytes += len;
+  if (st->ex.protocol[0] == 'g') st->ex.resp_messages.Feed(reinterpret_cast<const char*>(data), len);
   st->resp.buf.append(reinterpret_cast<const char*>(data), len);
   CodecOf(u)->Resume(st->down, st->id, &st->resp);
   return 0;

@@ -43,6 +43,10 @@ export class NativeTelemetry {
       m.duration.fold(l.key, l.labels, s.duration, s.durationSum, s.count);
       m.requestBytes.fold(l.key, l.labels, s.requestBytes, s.requestBytesSum, s.count);
       m.responseBytes.fold(l.key, l.labels, s.responseBytes, s.responseBytesSum, s.count);
+      if (l.labels.request_protocol === 'grpc') {
+        m.requestMessages.inc(l.key, l.labels, s.requestMessages ?? 0);
+        m.responseMessages.inc(l.key, l.labels, s.responseMessages ?? 0);
+      }
     }
   }
 
