@@ -33,6 +33,10 @@ std::unique_ptr<Codec> Codec::Create(h1::Engine* engine) {
   // Windows are handed back only when the other side took the bytes (nghttp2_session_consume).
   nghttp2_option_set_no_auto_window_update(c->option_, 1);
   nghttp2_option_set_peer_max_concurrent_streams(c->option_, 100);
+  // No closed-stream bookkeeping (priority only; a long-lived connection would keep thousands), and a bound on
+  // queued SETTINGS/PING ACKs (a PING flood cannot grow the output queue).
+  nghttp2_option_set_no_closed_streams(c->option_, 1);
+  nghttp2_option_set_max_outbound_ack(c->option_, 1000);
   return c;
 }
 
