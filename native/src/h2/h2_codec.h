@@ -77,6 +77,7 @@ struct Session {
   bool connecting = false;
   bool dead = false;
   bool dirty = false;
+  bool out_armed = false;  // EPOLLOUT registered (a write is blocked, or the connect is pending)
   int64_t deadline = 0;  // idle (downstream without streams) or connect timeout (upstream)
   // Downstream
   bool inbound = false;
@@ -134,6 +135,7 @@ class Codec {
   void Flush(Session* s);
   void FlushDirty();
   void UpConnected(Session* u);
+  void WantWritable(Session* s, bool on);
   Session* UpFor(const h1::Endpoint& ep, bool inbound, bool* failed);
 
   h1::Engine* e_;

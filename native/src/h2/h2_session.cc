@@ -82,7 +82,7 @@ void Codec::Adopt(h1::AdoptSpec a) {
   Settings(s->ng, true);
   s->deadline = NowMs() + cfg().idle_timeout_ms;
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;  // EPOLLOUT only while a write is blocked (WantWritable)
   ev.data.ptr = &s->handle;
   if (epoll_ctl(e_->epoll_fd_, EPOLL_CTL_ADD, a.fd, &ev) != 0) return;
   e_->counters_.connections++;
@@ -121,6 +121,7 @@ Session* Codec::UpFor(const h1::Endpoint& ep, bool inbound, bool* failed) {
   u->io.fd = fd;
   u->key = key;
   u->connecting = true;
+  u->out_armed = true;  // EPOLLOUT says the connect finished
   u->deadline = NowMs() + c.connect_timeout_ms;
   if (nghttp2_session_client_new2(&u->ng, up_cbs_, u, option_) != 0) { *failed = true; return nullptr; }
   Settings(u->ng, false);
@@ -136,8 +137,20 @@ Session* Codec::UpFor(const h1::Endpoint& ep, bool inbound, bool* failed) {
   return u;
 }
 
+// Edge-triggered EPOLLOUT is asked for only while bytes wait for send buffer room: otherwise every ACK that frees
+// room would wake the loop for nothing (a request-sized exchange would cost extra wake-ups per hop).
+void Codec::WantWritable(Session* s, bool on) {
+  if (s->out_armed == on || s->dead) return;
+  s->out_armed = on;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (on ? static_cast<uint32_t>(EPOLLOUT) : 0u);
+  ev.data.ptr = &s->handle;
+  epoll_ctl(e_->epoll_fd_, EPOLL_CTL_MOD, s->io.fd, &ev);
+}
+
 void Codec::UpConnected(Session* u) {
   u->connecting = false;
+  WantWritable(u, false);
   u->deadline = 0;
   e_->counters_.upstream_connects++;
   MarkDirty(u);
@@ -201,6 +214,13 @@ void Codec::Flush(Session* s) {
     }
     if (!s->io.WriteSome()) { if (s->server) Close(s); else UpFailed(s, false); return; }
     if (!(s->io.writable && s->io.OutLen() == 0 && nghttp2_session_want_write(s->ng))) break;
+  }
+  // Blocked: wake on room (re-arming an edge-triggered fd reports it at once if room came meanwhile). Drained: stop.
+  if (s->io.OutLen() > 0) {
+    s->io.writable = false;
+    WantWritable(s, true);
+  } else {
+    WantWritable(s, false);
   }
   if (s->io.OutLen() == 0 && !nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) {
     // GOAWAY both ways and no stream left (drain, rapid-reset guard, protocol error): the connection is done.
