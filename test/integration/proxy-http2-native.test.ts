@@ -18,6 +18,7 @@ const WEB = '10.96.57.10';
 const GRPC = '10.96.57.14';
 const PLAIN = '10.96.57.15';
 const H2_FRAMES = path.join(REPO_DIR, 'test/fixtures/http/h2-frames.py');
+const GRPC_DEADLINE = path.join(REPO_DIR, 'test/fixtures/http/grpc-deadline.py');
 
 let m: HttpMesh;
 
@@ -144,6 +145,28 @@ test('gRPC (grpc-js) natively: unary spread over the pods on one channel, server
   assert.ok(await c.metric(client, 'istio_response_messages_total', { reporter: 'source', destination_service_name: 'grpc' }) >= 36);
   const inbound = await Promise.all(servers.map((s) => c.metric(s, 'istio_requests_total', { reporter: 'destination', destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '0' })));
   assert.ok(inbound.reduce((a, b) => a + b, 0) >= 33, `inbound grpc counted: ${inbound}`);
+});
+
+test('grpc-timeout enforced by the proxy: a client that never cancels gets DEADLINE_EXCEEDED on time, and the app sees the cancellation', { skip, timeout: 60_000 }, async () => {
+  const { c, client, servers } = m;
+  const cancelled = () => servers.reduce((n, s) => n + s.proxyLog.filter((l) => /app: grpc cancelled/.test(l)).length, 0);
+  const before = cancelled();
+  // Both proxies carry the deadline: whichever sweep fires first answers with UT (the other relays its answer).
+  const ut = async () => (await Promise.all([client, ...servers].map((p) => c.metric(p, 'istio_requests_total', { destination_service_name: 'grpc', grpc_response_status: '4', response_flags: 'UT' })))).reduce((a, b) => a + b, 0);
+  const ut0 = await ut();
+  const dl0 = await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'grpc', grpc_response_status: '4' });
+  const out = await nativeServed(client, 1, async () => {
+    const r = await run(client, '/usr/bin/python3', [GRPC_DEADLINE, GRPC, '50051', '/t.T/Slow', '400m']);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  });
+  const m1 = /^status=200 grpc=4 end=end seconds=([\d.]+)$/.exec(out);
+  assert.ok(m1, out);
+  // 400 ms deadline, checked by the engine's 200 ms sweep: answered within 0.4-0.9 s, long before the app's 3 s.
+  assert.ok(Number(m1[1]) >= 0.35 && Number(m1[1]) < 1.0, out);
+  await waitFor(() => cancelled() > before, 5000, 'the app saw the upstream stream cancelled');
+  await waitFor(async () => (await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'grpc', grpc_response_status: '4' })) - dl0 === 1, 3000, 'counted as grpc 4 at the client proxy');
+  await waitFor(async () => (await ut()) - ut0 === 1, 3000, 'one proxy answered it (flag UT)');
 });
 
 test('rapid reset (CVE-2023-44487): GOAWAY(ENHANCE_YOUR_CALM) from the native codec; the proxy keeps serving', { skip, timeout: 60_000 }, async () => {
