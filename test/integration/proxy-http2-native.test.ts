@@ -169,6 +169,21 @@ test('grpc-timeout enforced by the proxy: a client that never cancels gets DEADL
   await waitFor(async () => (await ut()) - ut0 === 1, 3000, 'one proxy answered it (flag UT)');
 });
 
+test('upstream resets: before the response the client gets 503 UC; mid-response its stream is reset (not ended cleanly); the connection lives on', { skip, timeout: 60_000 }, async () => {
+  const { c, client } = m;
+  const uc0 = await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'web', response_code: '503' });
+  await nativeServed(client, 4, async () => {
+    // nghttp keeps one connection for all three; the last request proves the session survived the resets.
+    const r = await run(client, 'nghttp', ['-v', `http://${WEB}:81/reset-early`, `http://${WEB}:81/reset-mid`, `http://${WEB}:81/after-reset`]);
+    assert.match(r.stdout, /recv \(stream_id=\d+\) :status: 503/, 'reset before the response: 503');
+    assert.match(r.stdout, /recv RST_STREAM frame <length=4, flags=0x00, stream_id=\d+>\s+\(error_code=INTERNAL_ERROR/, 'reset mid-response reaches the client');
+    assert.match(r.stdout, /"url":"\/after-reset"/, 'the connection still serves');
+    const curlMid = await curl(client, ['--http2-prior-knowledge', `http://${WEB}:81/reset-mid`]);
+    assert.notEqual(curlMid.code, 0, 'curl sees the stream cut');
+  });
+  assert.ok(await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'web', response_code: '503' }) - uc0 >= 1);
+});
+
 test('rapid reset (CVE-2023-44487): GOAWAY(ENHANCE_YOUR_CALM) from the native codec; the proxy keeps serving', { skip, timeout: 60_000 }, async () => {
   const { client } = m;
   const s0 = await stats(client);
