@@ -17,6 +17,7 @@ const skip = skipUnlessRoot();
 const WEB = '10.96.57.10';
 const GRPC = '10.96.57.14';
 const PLAIN = '10.96.57.15';
+const FLAKY = '10.96.57.16';
 const H2_FRAMES = path.join(REPO_DIR, 'test/fixtures/http/h2-frames.py');
 const GRPC_DEADLINE = path.join(REPO_DIR, 'test/fixtures/http/grpc-deadline.py');
 
@@ -26,11 +27,15 @@ before(async () => {
   if (skip) return;
   m = await startHttpMesh({
     client: 'client-5b8f7d9c4-h2native', servers: ['h2web-1', 'h2web-2', 'h2web-3'], outside: 'h2outside',
-    services: ({ c, servers }) => {
+    services: ({ c, servers, outside }) => {
       c.cp!.apply((b) => b.upsertService(service('web', 'shop', WEB, [{ name: 'http2', port: 81 }])));
       c.cp!.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', servers.map((pod) => ({ pod })), [{ name: 'http2', port: 8090 }])));
       c.cp!.apply((b) => b.upsertService(service('grpc', 'shop', GRPC, [{ name: 'grpc', port: 50051 }])));
       c.cp!.apply((b) => b.upsertEndpointSlice(slice('grpc', 'shop', 'grpc-a', servers.map((pod) => ({ pod })), [{ name: 'grpc', port: 50051 }])));
+      // outside:9 refuses (nothing listens there); h2web-2 answers: every call that picks outside is retried.
+      c.cp!.apply((b) => b.upsertService(service('flaky', 'shop', FLAKY, [{ name: 'grpc', port: 50051 }])));
+      c.cp!.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-a', [{ pod: outside }], [{ name: 'grpc', port: 9 }])));
+      c.cp!.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-b', [{ pod: servers[1] }], [{ name: 'grpc', port: 50051 }])));
       // An http-declared port: sniffed h2c there stays on the JS chain (its endpoint may speak HTTP/1.1 only).
       c.cp!.apply((b) => b.upsertService(service('plain', 'shop', PLAIN, [{ name: 'http', port: 80 }])));
       c.cp!.apply((b) => b.upsertEndpointSlice(slice('plain', 'shop', 'plain-a', [{ pod: servers[0] }], [{ name: 'http', port: 8080 }])));
@@ -182,6 +187,20 @@ test('upstream resets: before the response the client gets 503 UC; mid-response 
     assert.notEqual(curlMid.code, 0, 'curl sees the stream cut');
   });
   assert.ok(await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'web', response_code: '503' }) - uc0 >= 1);
+});
+
+test('connect failures retried on another endpoint (Istio\'s default budget of 2): every gRPC call succeeds, the retries are counted', { skip, timeout: 60_000 }, async () => {
+  const { client } = m;
+  const s0 = await stats(client);
+  const out = await nativeServed(client, 30, async () => {
+    const r = await run(client, process.execPath, [GRPC_CLIENT, REPO_DIR, `${FLAKY}:50051`]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  });
+  assert.deepEqual(out.unaryPods, ['h2web-2'], 'every unary call answered by the endpoint that listens');
+  assert.equal((out.server as string[]).length, 3);
+  const s1 = await stats(client);
+  assert.ok((s1.nativeHttp?.retries ?? 0) > (s0.nativeHttp?.retries ?? 0), `retries counted: ${s0.nativeHttp?.retries} → ${s1.nativeHttp?.retries}`);
 });
 
 test('rapid reset (CVE-2023-44487): GOAWAY(ENHANCE_YOUR_CALM) from the native codec; the proxy keeps serving', { skip, timeout: 60_000 }, async () => {
