@@ -8,7 +8,7 @@ SYSTEM_PACKAGES=(
   iptables nftables libnftables-dev iproute2 containernetworking-plugins
   cmake g++ make pkg-config libbpf-dev clang llvm libclang-rt-14-dev
   dnsutils dnsmasq dnsperf haproxy nginx nghttp2-client socat conntrack procps util-linux
-  containerd runc busybox-static curl openssl python3-h2
+  containerd runc busybox-static curl openssl python3-h2 libnghttp2-dev
 )
 
 need_apt=0

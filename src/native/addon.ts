@@ -153,7 +153,7 @@ export interface HttpEngineConfig {
   sizeBounds: readonly number[];
 }
 
-export interface HttpEngineAdopt { inbound: boolean; dstIp: string; dstPort: number; peerIp: string; initial?: Uint8Array }
+export interface HttpEngineAdopt { inbound: boolean; dstIp: string; dstPort: number; peerIp: string; initial?: Uint8Array; h2?: boolean }
 
 /** One aggregated series since the last take: bucket counts per bound (not cumulative), the last one above every bound. */
 export interface HttpEngineSeries {
@@ -165,11 +165,14 @@ export interface HttpEngineSeries {
   requestBytesSum: number;
   responseBytes: number[];
   responseBytesSum: number;
+  /** gRPC messages (the HTTP/2 codec; 0 otherwise). */
+  requestMessages?: number;
+  responseMessages?: number;
 }
 
 export interface HttpEngineStats {
   connections: number; activeConnections: number; requests: number; upstreamConnects: number; upstreamReused: number;
-  retries: number; rejected: number; tunnels: number;
+  retries: number; rejected: number; tunnels: number; h2Connections: number;
 }
 
 interface NativeAddon {
@@ -179,6 +182,7 @@ interface NativeAddon {
   httpEngineTakeStats?(): HttpEngineSeries[];
   httpEngineStats?(): HttpEngineStats | null;
   httpEngineDrain?(): void;
+  httpEngineNghttp2Header?: string;
   nftRun(netns: string | null, script: string, opts?: NftRunOptions): Promise<string>;
   nftCanonical(script: string, listCommand?: string): Promise<string>;
   socketInNetns(netns: string | null, opts: SocketInNetnsOptions | { kind: 'unix-listen'; address: string; backlog?: number }): Promise<number>;

@@ -10,8 +10,9 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { skipUnlessRoot } from '../support/netns.js';
-import { Cluster, service, slice, type Pod } from './proxy-harness.js';
-import { curl, run, startHttpApp, waitFor } from './proxy-http-harness.js';
+import { startHttpMesh } from '../support/http-mesh.js';
+import { service, slice, type Cluster, type Pod } from './proxy-harness.js';
+import { curl, run, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
 const WEB = '10.96.56.10';
@@ -32,29 +33,28 @@ const DROPPER = `require('net').createServer((s) => { let n = 0, b = ''; s.on('e
 
 before(async () => {
   if (skip) return;
-  c = new Cluster();
-  await c.startControlPlane();
-  client = await c.addPod('client-7c9f8d6b5-native', 'shop');
-  servers = [await c.addPod('nweb-1', 'shop'), await c.addPod('nweb-2', 'shop'), await c.addPod('nweb-3', 'shop')];
-  outside = await c.addPod('noutside', 'elsewhere', { capture: false });
-  c.cp!.apply((b) => b.upsertService(service('web', 'shop', WEB, [{ name: 'http', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', servers.map((pod) => ({ pod })), [{ name: 'http', port: 8080 }])));
-  c.cp!.apply((b) => b.upsertService(service('api', 'shop', API, [{ name: 'http-api', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('api', 'shop', 'api-a', [{ pod: servers[2] }], [{ name: 'http-api', port: 8080 }])));
-  c.cp!.apply((b) => b.upsertService(service('drop', 'shop', DROP, [{ name: 'http', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('drop', 'shop', 'drop-a', [{ pod: servers[0] }], [{ name: 'http', port: 8082 }])));
-  // outside:9 refuses (nothing listens, no proxy there); nweb-2 answers.
-  c.cp!.apply((b) => b.upsertService(service('flaky', 'shop', FLAKY, [{ name: 'http', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-a', [{ pod: outside }], [{ name: 'http', port: 9 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-b', [{ pod: servers[1] }], [{ name: 'http', port: 8080 }])));
-  await Promise.all([...servers, outside].map((p) => startHttpApp(p)));
-  const dropper = servers[0].ns.spawn(process.execPath, ['-e', DROPPER]);
-  await new Promise<void>((r) => dropper.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('dropper ready')) r(); }));
-  servers[0].proxyLog.push('dropper started');
-  (servers[0] as Pod & { extra?: unknown }).extra = dropper;
-  await Promise.all([client, ...servers].map((p) => c.startProxy(p, ['--no-dns'])));
-  await waitFor(() => (c.cp!.stats().proxies as unknown[]).length === 4, 10000, 'four proxies connected');
-  await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+  ({ c, client, servers, outside } = await startHttpMesh({
+    client: 'client-7c9f8d6b5-native', servers: ['nweb-1', 'nweb-2', 'nweb-3'], outside: 'noutside',
+    services: (m) => {
+      const cp = m.c.cp!;
+      cp.apply((b) => b.upsertService(service('web', 'shop', WEB, [{ name: 'http', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', m.servers.map((pod) => ({ pod })), [{ name: 'http', port: 8080 }])));
+      cp.apply((b) => b.upsertService(service('api', 'shop', API, [{ name: 'http-api', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('api', 'shop', 'api-a', [{ pod: m.servers[2] }], [{ name: 'http-api', port: 8080 }])));
+      cp.apply((b) => b.upsertService(service('drop', 'shop', DROP, [{ name: 'http', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('drop', 'shop', 'drop-a', [{ pod: m.servers[0] }], [{ name: 'http', port: 8082 }])));
+      // outside:9 refuses (nothing listens, no proxy there); nweb-2 answers.
+      cp.apply((b) => b.upsertService(service('flaky', 'shop', FLAKY, [{ name: 'http', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-a', [{ pod: m.outside }], [{ name: 'http', port: 9 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('flaky', 'shop', 'flaky-b', [{ pod: m.servers[1] }], [{ name: 'http', port: 8080 }])));
+    },
+    apps: async (m) => {
+      const dropper = m.servers[0].ns.spawn(process.execPath, ['-e', DROPPER]);
+      await new Promise<void>((r) => dropper.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('dropper ready')) r(); }));
+      m.servers[0].proxyLog.push('dropper started');
+      (m.servers[0] as Pod & { extra?: unknown }).extra = dropper;
+    },
+  }));
 });
 
 after(async () => {

@@ -8,8 +8,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipUnlessRoot } from '../support/netns.js';
-import { Cluster, service, slice, type Pod } from './proxy-harness.js';
-import { accessLines, curl, GRPC_CLIENT, RAPID_RESET, REPO_DIR, jsonAccessLines, labelsFile, run, startHttpApp, waitFor } from './proxy-http-harness.js';
+import { startHttpMesh } from '../support/http-mesh.js';
+import { service, slice, type Cluster, type Pod } from './proxy-harness.js';
+import { accessLines, curl, GRPC_CLIENT, RAPID_RESET, REPO_DIR, jsonAccessLines, labelsFile, run, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
 const WEB = '10.96.55.10';
@@ -23,28 +24,25 @@ let outside: Pod;
 
 before(async () => {
   if (skip) return;
-  c = new Cluster();
-  await c.startControlPlane();
-  client = await c.addPod('client-6d4cf56db6-abcde', 'shop');
-  servers = [await c.addPod('web-1', 'shop'), await c.addPod('web-2', 'shop'), await c.addPod('web-3', 'shop')];
-  outside = await c.addPod('outside', 'elsewhere', { capture: false });
-  c.cp!.apply((b) => b.upsertService(service('web', 'shop', WEB, [{ name: 'http', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', servers.map((pod) => ({ pod })), [{ name: 'http', port: 8080 }])));
-  // A second service nobody dials by VIP: reached by Host only. Only web-3 backs it.
-  c.cp!.apply((b) => b.upsertService(service('api', 'shop', API, [{ name: 'http-api', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('api', 'shop', 'api-a', [{ pod: servers[2] }], [{ name: 'http-api', port: 8080 }])));
-  // A mesh service whose endpoint has no proxy: the client proxy's HTTP/2 attempt falls back to HTTP/1.1.
-  c.cp!.apply((b) => b.upsertService(service('plain', 'elsewhere', '10.96.55.12', [{ name: 'http', port: 80 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('plain', 'elsewhere', 'plain-a', [{ pod: outside }], [{ name: 'http', port: 8080 }])));
-  c.cp!.apply((b) => b.upsertService(service('grpc', 'shop', GRPC, [{ name: 'grpc', port: 50051 }])));
-  c.cp!.apply((b) => b.upsertEndpointSlice(slice('grpc', 'shop', 'grpc-a', servers.map((pod) => ({ pod })), [{ name: 'grpc', port: 50051 }])));
-  c.cp!.apply((b) => b.upsertService({ metadata: { name: 'web-alias', namespace: 'shop' }, spec: { type: 'ExternalName', externalName: 'web.shop.svc.cluster.local' } }));
-  await Promise.all([...servers, outside].map((p) => startHttpApp(p)));
-  const clientLabels = labelsFile(c, client, { app: 'shopper', version: 'v7' });
-  const serverArgs = (i: number) => ['--no-dns', '--pod-labels', labelsFile(c, servers[i], { 'app.kubernetes.io/name': 'web', 'service.istio.io/canonical-revision': `r${i + 1}`, version: 'v1' }), ...(i === 0 ? ['--access-log', 'json'] : [])];
-  await Promise.all([c.startProxy(client, ['--access-log', 'text', '--pod-labels', clientLabels, '--no-dns']), ...servers.map((_, i) => c.startProxy(servers[i], serverArgs(i)))]);
-  await waitFor(() => (c.cp!.stats().proxies as unknown[]).length === 4, 10000, 'four proxies connected');
-  await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+  ({ c, client, servers, outside } = await startHttpMesh({
+    client: 'client-6d4cf56db6-abcde', servers: ['web-1', 'web-2', 'web-3'], outside: 'outside',
+    services: (m) => {
+      const cp = m.c.cp!;
+      cp.apply((b) => b.upsertService(service('web', 'shop', WEB, [{ name: 'http', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('web', 'shop', 'web-a', m.servers.map((pod) => ({ pod })), [{ name: 'http', port: 8080 }])));
+      // A second service nobody dials by VIP: reached by Host only. Only web-3 backs it.
+      cp.apply((b) => b.upsertService(service('api', 'shop', API, [{ name: 'http-api', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('api', 'shop', 'api-a', [{ pod: m.servers[2] }], [{ name: 'http-api', port: 8080 }])));
+      // A mesh service whose endpoint has no proxy: the client proxy's HTTP/2 attempt falls back to HTTP/1.1.
+      cp.apply((b) => b.upsertService(service('plain', 'elsewhere', '10.96.55.12', [{ name: 'http', port: 80 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('plain', 'elsewhere', 'plain-a', [{ pod: m.outside }], [{ name: 'http', port: 8080 }])));
+      cp.apply((b) => b.upsertService(service('grpc', 'shop', GRPC, [{ name: 'grpc', port: 50051 }])));
+      cp.apply((b) => b.upsertEndpointSlice(slice('grpc', 'shop', 'grpc-a', m.servers.map((pod) => ({ pod })), [{ name: 'grpc', port: 50051 }])));
+      cp.apply((b) => b.upsertService({ metadata: { name: 'web-alias', namespace: 'shop' }, spec: { type: 'ExternalName', externalName: 'web.shop.svc.cluster.local' } }));
+    },
+    clientArgs: (m) => ['--access-log', 'text', '--pod-labels', labelsFile(m.c, m.client, { app: 'shopper', version: 'v7' }), '--no-dns'],
+    serverArgs: (i, m) => ['--no-dns', '--pod-labels', labelsFile(m.c, m.servers[i], { 'app.kubernetes.io/name': 'web', 'service.istio.io/canonical-revision': `r${i + 1}`, version: 'v1' }), ...(i === 0 ? ['--access-log', 'json'] : [])],
+  }));
 });
 
 after(async () => { await c?.destroy(); });

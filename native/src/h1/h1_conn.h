@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -50,6 +51,26 @@ struct Io {
   void ReadSome(size_t cap);
   // Writes what it can; false on a write error.
   bool WriteSome();
+};
+
+// Counts gRPC length-prefixed messages (1 flag byte, 4 length bytes, the message) in a DATA byte stream.
+struct GrpcMessages {
+  uint64_t count = 0;
+  uint64_t left = 0;  // bytes of the current message's body still to come
+  int prefix = 0;     // prefix bytes seen of the next message (0-5)
+  uint32_t len = 0;
+  void Feed(const char* p, size_t n) {
+    while (n > 0) {
+      if (left > 0) {
+        size_t take = static_cast<size_t>(std::min<uint64_t>(left, n));
+        left -= take; p += take; n -= take;
+        continue;
+      }
+      if (prefix >= 1) len = (len << 8) | static_cast<unsigned char>(*p);
+      p++; n--;
+      if (++prefix == 5) { count++; left = len; prefix = 0; len = 0; }
+    }
+  }
 };
 
 struct Exchange {
@@ -99,7 +120,17 @@ struct Exchange {
   double t0 = 0;
   std::string dst_key;        // "ip:port" dialled (inbound: which service port)
   std::string authority;      // outbound passthrough: destination_service is the Host
+  const char* protocol = "http";  // request_protocol: "http" or "grpc"
+  std::string grpc_status;    // grpc_response_status (gRPC only)
+  GrpcMessages req_messages, resp_messages;  // gRPC only (the HTTP/2 codec counts them)
 };
+
+// Routing shared by both codecs: Host/authority + dialled port → route (or the original destination, or the
+// inbound app); fills route, direct, retries_left, mesh_peer, authority, dst_key.
+void RouteExchange(const Config& c, bool inbound, const std::string& dst_ip, int dst_port, const std::string* host, Exchange* ex);
+// The endpoint of the next attempt: LEAST_REQUEST over the route's cluster (skipping tried endpoints while others
+// remain), the dialled pod (headless) or ex->direct. Takes the lease. false: no healthy upstream.
+bool PickEndpoint(Exchange* ex, const std::string& dst_ip, Endpoint* picked, const Endpoint** ep);
 
 struct Down {
   Engine::Handle handle{Engine::Handle::Kind::kDown, this};

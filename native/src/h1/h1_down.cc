@@ -52,6 +52,37 @@ void SplitAuthority(const std::string& a, std::string* host, int* port) {
 
 }  // namespace
 
+void RouteExchange(const Config& c, bool inbound, const std::string& dst_ip, int dst_port, const std::string* host, Exchange* ex) {
+  ex->dst_key = dst_ip.find(':') != std::string::npos ? "[" + dst_ip + "]:" + std::to_string(dst_port) : dst_ip + ":" + std::to_string(dst_port);
+  if (inbound) {
+    // To the app on the dialled port, from 127.0.0.6 (the inbound hand-off).
+    ex->direct.ip = dst_ip.find(':') != std::string::npos ? "::1" : "127.0.0.1";
+    ex->direct.port = dst_port;
+    ResolveEndpoint(&ex->direct);
+    ex->retries_left = 0;
+    return;
+  }
+  std::string hostname;
+  int port = 0;
+  SplitAuthority(host ? *host : ex->dst_key, &hostname, &port);
+  auto it = c.hosts.find(hostname + "|" + std::to_string(port ? port : dst_port));
+  if (it != c.hosts.end() && it->second >= 0 && static_cast<size_t>(it->second) < c.routes.size()) {
+    ex->route = it->second;
+    ex->retries_left = c.routes[ex->route].retries;
+    ex->mesh_peer = c.routes[ex->route].mesh_peer;
+    return;
+  }
+  // Unknown host: on to the original destination, still as HTTP (Istio's PassthroughCluster).
+  ex->direct.ip = dst_ip;
+  ex->direct.port = dst_port;
+  ResolveEndpoint(&ex->direct);
+  ex->retries_left = c.passthrough_retries;
+  ex->mesh_peer = c.mesh_pods.count(dst_ip) != 0;
+  ex->authority = host ? *host : std::string();
+  for (char& ch : ex->authority)
+    if (ch == '|') ch = '_';  // the series key's separator
+}
+
 void Engine::DownEvent(Down* d, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) d->io.readable = true;
   if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) d->io.rdhup = true;
@@ -152,38 +183,10 @@ bool Engine::StartRequest(Down* d, const Head& h) {
   const Header* conn = Find(h, "connection");
   ex->client_close = ex->client_10 || (conn && HasToken(conn->value, "close"));
   ex->upgrade = !ex->client_10 && conn && HasToken(conn->value, "upgrade") && Find(h, "upgrade") != nullptr;
-  std::string fallback = d->dst_ip.find(':') != std::string::npos ? "[" + d->dst_ip + "]:" + std::to_string(d->dst_port)
-                                                                  : d->dst_ip + ":" + std::to_string(d->dst_port);
-  ex->dst_key = fallback;
   const Header* host = Find(h, "host");
-  std::string authority = host ? std::string(host->value) : fallback;
-  if (d->inbound) {
-    // To the app on the dialled port, from 127.0.0.6 (the inbound hand-off).
-    ex->direct.ip = d->dst_ip.find(':') != std::string::npos ? "::1" : "127.0.0.1";
-    ex->direct.port = d->dst_port;
-    ResolveEndpoint(&ex->direct);
-    ex->retries_left = 0;
-  } else {
-    std::string hostname;
-    int port = 0;
-    SplitAuthority(authority, &hostname, &port);
-    auto it = c.hosts.find(hostname + "|" + std::to_string(port ? port : d->dst_port));
-    if (it != c.hosts.end() && it->second >= 0 && static_cast<size_t>(it->second) < c.routes.size()) {
-      ex->route = it->second;
-      ex->retries_left = c.routes[ex->route].retries;
-      ex->mesh_peer = c.routes[ex->route].mesh_peer;
-    } else {
-      // Unknown host: on to the original destination, still as HTTP (Istio's PassthroughCluster).
-      ex->direct.ip = d->dst_ip;
-      ex->direct.port = d->dst_port;
-      ResolveEndpoint(&ex->direct);
-      ex->retries_left = c.passthrough_retries;
-      ex->mesh_peer = c.mesh_pods.count(d->dst_ip) != 0;
-      ex->authority = host ? std::string(host->value) : std::string();
-      for (char& ch : ex->authority)
-        if (ch == '|') ch = '_';  // the series key's separator
-    }
-  }
+  std::string host_value = host ? std::string(host->value) : std::string();
+  RouteExchange(c, d->inbound, d->dst_ip, d->dst_port, host ? &host_value : nullptr, ex.get());
+  const std::string& fallback = ex->dst_key;
   RequestFacts facts;
   BuildRequestHead(h, c, ex->mesh_peer, ex->req_framing.kind == Framing::Kind::kChunked, ex->upgrade, fallback, &ex->head, &facts);
   ex->req_header_bytes = facts.header_bytes;

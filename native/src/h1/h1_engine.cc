@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "h1_conn.h"
+#include "../h2/h2_codec.h"
 
 namespace weir {
 namespace h1 {
@@ -101,6 +102,7 @@ std::unique_ptr<Engine> Engine::Create(std::string* error) {
   if (getentropy(&seed, sizeof seed) != 0) seed = static_cast<uint64_t>(NowMsPrecise() * 1000);
   e->rng_ = seed | 1;
   e->cfg_ = std::make_shared<Config>();
+  e->h2_ = h2::Codec::Create(e.get());  // null: node's nghttp2 is older than the header (h2 connections stay on the JS chain)
   e->thread_ = std::thread([p = e.get()] { p->Run(); });
   return e;
 }
@@ -111,6 +113,7 @@ void Engine::Stop() {
   if (stopping_.exchange(true)) return;
   Wake();
   if (thread_.joinable()) thread_.join();
+  h2_.reset();
   downs_.clear();
   ups_.clear();
   dead_downs_.clear();
@@ -145,6 +148,10 @@ void Engine::Configure(std::shared_ptr<const Config> cfg) {
 size_t Engine::Bounds(bool duration) const { return duration ? duration_bounds_ : size_bounds_; }
 
 bool Engine::Adopt(const AdoptSpec& spec, std::string* error) {
+  if (spec.h2 && !h2_) {
+    *error = "http engine: no HTTP/2 codec (node's nghttp2 is older than the header this addon was built with)";
+    return false;
+  }
   int type = 0;
   socklen_t len = sizeof type;
   if (getsockopt(spec.fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
@@ -190,6 +197,11 @@ void Engine::TakeCommands() {
   }
   if (cfg) cfg_ = std::move(cfg);
   for (AdoptSpec& a : adopts) {
+    if (a.h2) {
+      if (h2_) h2_->Adopt(std::move(a));
+      else close(a.fd);
+      continue;
+    }
     auto d = std::make_unique<Down>();
     d->id = next_id_++;
     d->io.fd = a.fd;
@@ -221,6 +233,7 @@ void Engine::TakeCommands() {
     std::vector<Up*> pooled;
     for (auto& [k, list] : pool_) pooled.insert(pooled.end(), list.begin(), list.end());
     for (Up* u : pooled) CloseUp(u);
+    if (h2_) h2_->Drain();
   }
 }
 
@@ -237,6 +250,7 @@ void Engine::Sweep(int64_t now) {
     if (u->owner) UpFailed(u, "connect timeout", true);
     else CloseUp(u);
   }
+  if (h2_) h2_->Sweep(now);
 }
 
 void Engine::Run() {
@@ -252,7 +266,9 @@ void Engine::Run() {
         (void)r;
         continue;
       }
-      if (h->kind == Handle::Kind::kDown) {
+      if (h->kind == Handle::Kind::kH2Down || h->kind == Handle::Kind::kH2Up) {
+        h2_->Event(h, events[i].events);
+      } else if (h->kind == Handle::Kind::kDown) {
         Down* d = static_cast<Down*>(h->ptr);
         if (!d->dead) DownEvent(d, events[i].events);
       } else {
@@ -268,6 +284,7 @@ void Engine::Run() {
     }
     dead_downs_.clear();
     dead_ups_.clear();
+    if (h2_) h2_->Reap();
   }
 }
 
@@ -281,7 +298,9 @@ void Observe(std::vector<uint64_t>* buckets, double* sum, const std::vector<doub
 }
 }  // namespace
 
-void Engine::Record(Down* d, Exchange* ex) {
+void Engine::Record(Down* d, Exchange* ex) { Record(d->inbound, d->peer_ip, ex); }
+
+void Engine::Record(bool inbound, const std::string& peer_ip, Exchange* ex) {
   counters_.requests++;
   const Config& c = *ex->cfg;
   std::string key;
@@ -296,13 +315,17 @@ void Engine::Record(Down* d, Exchange* ex) {
   key += '|';
   key += ex->flags;
   key += '|';
-  if (d->inbound) key += d->peer_ip;
+  if (inbound) key += peer_ip;
   key += '|';
-  if (d->inbound) key += ex->dst_key;
+  if (inbound) key += ex->dst_key;
   key += '|';
   key += ex->authority;
   key += '|';
-  key += d->inbound ? ex->peer_in : ex->peer_out;
+  key += ex->protocol;
+  key += '|';
+  key += ex->grpc_status;
+  key += '|';
+  key += inbound ? ex->peer_in : ex->peer_out;
   double ms = NowMsPrecise() - ex->t0;
   std::lock_guard<std::mutex> lock(stats_mutex_);
   Series& s = stats_[key];
@@ -310,6 +333,8 @@ void Engine::Record(Down* d, Exchange* ex) {
   Observe(&s.duration, &s.duration_sum, c.duration_bounds, ms);
   Observe(&s.request_bytes, &s.request_bytes_sum, c.size_bounds, static_cast<double>(ex->req_header_bytes + ex->req_body_bytes));
   Observe(&s.response_bytes, &s.response_bytes_sum, c.size_bounds, static_cast<double>(ex->resp_header_bytes + ex->resp_body_bytes));
+  s.request_messages += ex->req_messages.count;
+  s.response_messages += ex->resp_messages.count;
 }
 
 }  // namespace h1

@@ -41,6 +41,8 @@ struct Series {
   double request_bytes_sum = 0;
   std::vector<uint64_t> response_bytes;
   double response_bytes_sum = 0;
+  uint64_t request_messages = 0;   // gRPC length-prefixed messages (istio_request_messages_total)
+  uint64_t response_messages = 0;
 };
 
 struct EngineCounters {
@@ -52,6 +54,7 @@ struct EngineCounters {
   std::atomic<uint64_t> retries{0};
   std::atomic<uint64_t> rejected{0};  // 400/431 from the codec
   std::atomic<uint64_t> tunnels{0};
+  std::atomic<uint64_t> h2_connections{0};  // client connections served by the HTTP/2 codec
 };
 
 struct AdoptSpec {
@@ -61,11 +64,17 @@ struct AdoptSpec {
   int dst_port = 0;
   std::string peer_ip;   // the client's address (inbound source labels)
   std::string initial;   // bytes already read (protocol detection)
+  bool h2 = false;       // h2c (prior knowledge or sniffed preface): the HTTP/2 codec (native/src/h2) serves it
 };
 
 struct Down;
 struct Up;
 struct Exchange;
+}  // namespace h1
+namespace h2 {
+class Codec;
+}
+namespace h1 {
 
 class Engine {
  public:
@@ -86,7 +95,7 @@ class Engine {
 
   // --- used by the connection code (engine thread only) ---
   struct Handle {
-    enum class Kind { kWake, kDown, kUp } kind;
+    enum class Kind { kWake, kDown, kUp, kH2Down, kH2Up } kind;
     void* ptr;
   };
 
@@ -107,6 +116,8 @@ class Engine {
   void CloseDown(Down* d);
   void FlushDown(Down* d);
   void Record(Down* d, Exchange* ex);
+  // The series key and histograms of one finished request (both codecs).
+  void Record(bool inbound, const std::string& peer_ip, Exchange* ex);
 
   // h1_up.cc: the upstream side.
   void Attempt(Down* d, bool fresh_only);
@@ -120,6 +131,8 @@ class Engine {
   Up* TakePooled(const std::string& key);
 
   friend struct Down;
+  friend class h2::Codec;
+  std::unique_ptr<h2::Codec> h2_;  // the HTTP/2 side (native/src/h2); null when node's nghttp2 is unusable
   std::shared_ptr<const Config> cfg_;  // engine thread's current config
   int epoll_fd_ = -1;
   int wake_fd_ = -1;

@@ -10,6 +10,7 @@
 
 #include "../napi_args.h"
 #include "h1_engine.h"
+#include <nghttp2/nghttp2ver.h>
 
 namespace weir {
 namespace {
@@ -137,7 +138,7 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// httpEngineAdopt(fd, {inbound, dstIp, dstPort, peerIp, initial?: Uint8Array})
+// httpEngineAdopt(fd, {inbound, dstIp, dstPort, peerIp, initial?: Uint8Array, h2?: boolean})
 Napi::Value Adopt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string fn = "httpEngineAdopt";
@@ -151,6 +152,7 @@ Napi::Value Adopt(const Napi::CallbackInfo& info) {
   s.dst_ip = Str(o, "dstIp", fn);
   s.dst_port = static_cast<int>(Num(o, "dstPort", fn, 0, 1, 65535));
   s.peer_ip = Str(o, "peerIp", fn);
+  s.h2 = o.Get("h2").ToBoolean();
   Napi::Value initial = o.Get("initial");
   if (!initial.IsUndefined()) {
     Napi::Uint8Array bytes = Uint8ArrayArg(initial, fn + ": options.initial");
@@ -186,6 +188,8 @@ Napi::Value TakeStats(const Napi::CallbackInfo& info) {
     r.Set("requestBytesSum", s.request_bytes_sum);
     r.Set("responseBytes", Buckets(env, s.response_bytes, sb));
     r.Set("responseBytesSum", s.response_bytes_sum);
+    r.Set("requestMessages", static_cast<double>(s.request_messages));
+    r.Set("responseMessages", static_cast<double>(s.response_messages));
     out.Set(i++, r);
   }
   return out;
@@ -205,6 +209,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   r.Set("retries", static_cast<double>(c.retries.load()));
   r.Set("rejected", static_cast<double>(c.rejected.load()));
   r.Set("tunnels", static_cast<double>(c.tunnels.load()));
+  r.Set("h2Connections", static_cast<double>(c.h2_connections.load()));
   return r;
 }
 
@@ -222,6 +227,7 @@ void RegisterHttpEngine(Napi::Env env, Napi::Object exports) {
   exports.Set("httpEngineTakeStats", Napi::Function::New(env, TakeStats, "httpEngineTakeStats"));
   exports.Set("httpEngineStats", Napi::Function::New(env, Stats, "httpEngineStats"));
   exports.Set("httpEngineDrain", Napi::Function::New(env, Drain, "httpEngineDrain"));
+  exports.Set("httpEngineNghttp2Header", Napi::String::New(env, NGHTTP2_VERSION));  // the HTTP/2 codec's header (node's nghttp2 must be at least this)
 }
 
 }  // namespace weir

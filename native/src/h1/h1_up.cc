@@ -37,41 +37,42 @@ Up* Engine::TakePooled(const std::string& key) {
   return nullptr;
 }
 
+bool PickEndpoint(Exchange* ex, const std::string& dst_ip, Endpoint* picked, const Endpoint** ep) {
+  *ep = &ex->direct;
+  if (ex->route < 0) return true;
+  const Route& r = ex->cfg->routes[ex->route];
+  if (r.headless) {
+    // Headless: the pod the client resolved and dialled, if it is one of the service's (no balancing).
+    for (const Endpoint& e : r.endpoints)
+      if (e.ip == dst_ip) *ep = &e;
+    return *ep != &ex->direct;
+  }
+  // LEAST_REQUEST over the cluster table's endpoints (cluster_table.h: shared with the L4 path, in-flight
+  // counts kept across registry pushes); endpoints this request already tried are skipped while others remain.
+  if (!ex->cluster) ex->cluster = GlobalClusterTable().Find(r.cluster);
+  int i = ex->cluster ? ex->cluster->Pick(ex->tried_mask) : -1;
+  if (i < 0 && ex->cluster) i = ex->cluster->Pick(0);
+  if (i < 0) return false;
+  if (i < 64) ex->tried_mask |= uint64_t{1} << i;
+  const ClusterEndpoint& ce = ex->cluster->endpoint(static_cast<size_t>(i));
+  picked->ip = ce.ip;
+  picked->port = ce.port;
+  picked->addr = ce.addr;
+  picked->addr_len = ce.addr_len;
+  picked->key = ce.ip.find(':') != std::string::npos ? "[" + ce.ip + "]:" + std::to_string(ce.port) : ce.ip + ":" + std::to_string(ce.port);
+  ex->lease = Acquire(*ex->cluster, i);
+  *ep = picked;
+  return true;
+}
+
 void Engine::Attempt(Down* d, bool fresh_only) {
   Exchange* ex = d->ex.get();
   const Config& c = *ex->cfg;
   const Endpoint* ep = &ex->direct;
   Endpoint picked;
-  if (ex->route >= 0) {
-    const Route& r = c.routes[ex->route];
-    if (r.headless) {
-      // Headless: the pod the client resolved and dialled, if it is one of the service's (no balancing).
-      for (const Endpoint& e : r.endpoints)
-        if (e.ip == d->dst_ip) ep = &e;
-      if (ep == &ex->direct) {
-        LocalReply(d, 503, "UH", "no healthy upstream", false);
-        return;
-      }
-    } else {
-      // LEAST_REQUEST over the cluster table's endpoints (cluster_table.h: shared with the L4 path, in-flight
-      // counts kept across registry pushes); endpoints this request already tried are skipped while others remain.
-      if (!ex->cluster) ex->cluster = GlobalClusterTable().Find(r.cluster);
-      int i = ex->cluster ? ex->cluster->Pick(ex->tried_mask) : -1;
-      if (i < 0 && ex->cluster) i = ex->cluster->Pick(0);
-      if (i < 0) {
-        LocalReply(d, 503, "UH", "no healthy upstream", false);
-        return;
-      }
-      if (i < 64) ex->tried_mask |= uint64_t{1} << i;
-      const ClusterEndpoint& ce = ex->cluster->endpoint(static_cast<size_t>(i));
-      picked.ip = ce.ip;
-      picked.port = ce.port;
-      picked.addr = ce.addr;
-      picked.addr_len = ce.addr_len;
-      picked.key = ce.ip.find(':') != std::string::npos ? "[" + ce.ip + "]:" + std::to_string(ce.port) : ce.ip + ":" + std::to_string(ce.port);
-      ex->lease = Acquire(*ex->cluster, i);
-      ep = &picked;
-    }
+  if (!PickEndpoint(ex, d->dst_ip, &picked, &ep)) {
+    LocalReply(d, 503, "UH", "no healthy upstream", false);
+    return;
   }
   ex->endpoint = ep->key;
   ex->attempts++;

@@ -52,7 +52,7 @@ export class HttpConnectionManager {
   /** Serve this connection until it closes. */
   handle(conn: Conn, proto: 'h1' | 'h2'): Promise<void> {
     // From here on the connection is the native path's (its requests are counted there: /stats nativeHttp).
-    if (proto === 'h1' && this.native.take(conn)) return Promise.resolve();
+    if (this.native.take(conn, proto)) return Promise.resolve();
     const sock = conn.down;
     (sock as Tagged)[CONN] = conn;
     // The listener's accept does not set TCP_NODELAY, and http.Server's noDelay applies only to sockets it

@@ -1,4 +1,4 @@
-// Folding the native HTTP/1.1 path's aggregated series into the istio_*
+// Folding the native HTTP path's (HTTP/1.1 and HTTP/2 codecs') aggregated series into the istio_*
 // request metrics: the same label sets the JS chain computes per request
 // (RequestTelemetry: this proxy's workload, the route's service, the
 // endpoint's pod, the peer's metadata-exchange header, the source pod of an
@@ -43,15 +43,19 @@ export class NativeTelemetry {
       m.duration.fold(l.key, l.labels, s.duration, s.durationSum, s.count);
       m.requestBytes.fold(l.key, l.labels, s.requestBytes, s.requestBytesSum, s.count);
       m.responseBytes.fold(l.key, l.labels, s.responseBytes, s.responseBytesSum, s.count);
+      if (l.labels.request_protocol === 'grpc') {
+        m.requestMessages.inc(l.key, l.labels, s.requestMessages ?? 0);
+        m.responseMessages.inc(l.key, l.labels, s.responseMessages ?? 0);
+      }
     }
   }
 
-  /** "generation|route|endpoint|code|flags|source ip|dst|authority|peer header" → labels (cached per generation). */
+  /** "generation|route|endpoint|code|flags|source ip|dst|authority|protocol|grpc status|peer header" → labels (cached per generation). */
   private labelsFor(raw: string): { key: string; labels: IstioHttpLabels } | undefined {
     const parts = raw.split('|');
-    if (parts.length < 9) return undefined;
-    const [gen, route, endpoint, code, flags, srcIp, dst, authority] = parts;
-    const peer = parts.slice(8).join('|');
+    if (parts.length < 11) return undefined;
+    const [gen, route, endpoint, code, flags, srcIp, dst, authority, protocol, grpcStatus] = parts;
+    const peer = parts.slice(10).join('|');
     const g = this.generations.get(Number(gen));
     if (!g) return undefined;
     const have = g.labels.get(raw);
@@ -62,7 +66,8 @@ export class NativeTelemetry {
       direction: inbound ? 'inbound' : 'outbound', dst: { ip: dstMatch[1], port: Number(dstMatch[2]) }, peer: srcIp.includes(':') ? `[${srcIp}]:0` : `${srcIp}:0`,
       local: dst, startedAt: new Date(), start: 0,
     } as unknown as Conn;
-    const tel = new RequestTelemetry(this.d, conn, { method: 'GET', path: '/', protocol: 'HTTP/1.1', authority: authority || undefined, headers: {}, grpc: false });
+    const grpc = protocol === 'grpc';
+    const tel = new RequestTelemetry(this.d, conn, { method: 'GET', path: '/', protocol: 'HTTP/1.1', authority: authority || undefined, headers: {}, grpc });
     if (inbound) tel.peer(decodePeer(peer || undefined));
     const r = Number(route);
     const nr = r >= 0 ? g.routes[r] : undefined;
@@ -76,7 +81,7 @@ export class NativeTelemetry {
       if (t) tel.target(t as RouteTarget);
       tel.peer(decodePeer(peer || undefined));
     }
-    const labels = { ...tel.labels, response_code: code, response_flags: flags, grpc_response_status: '' };
+    const labels = { ...tel.labels, response_code: code, response_flags: flags, grpc_response_status: grpc ? grpcStatus : '' };
     const out = { key: seriesKey(labels, ISTIO_HTTP_LABELS), labels };
     g.labels.set(raw, out);
     return out;

@@ -30,6 +30,7 @@ import { declaredProtocol, upstreamIsH2 } from '../protocol/declared.js';
 import type { RouteTable } from '../routing.js';
 import { encodePeer, type WorkloadMeta } from '../telemetry/workload.js';
 import { NativeTelemetry, type NativeRoute } from './native-h1-telemetry.js';
+import { h2CodecUsable, h2UpstreamDeclared } from './native-h2.js';
 
 export type HttpEngineMode = 'native' | 'js';
 
@@ -46,6 +47,8 @@ export class NativeHttpPath {
   handedOver = 0;
   private readonly defaultTables = new WeakMap<CompiledRouteTable, boolean>();
   handoffFailures = 0;
+  /** Whether h2c connections may go to the engine's HTTP/2 codec (node's nghttp2 new enough: native-h2.ts). */
+  private readonly h2 = h2CodecUsable((this.engine as { httpEngineNghttp2Header?: string } | undefined)?.httpEngineNghttp2Header);
 
   constructor(private readonly d: ProxyDeps, mode: HttpEngineMode) {
     if (mode !== 'native') this.engine = undefined;
@@ -60,14 +63,17 @@ export class NativeHttpPath {
   }
 
   /** Whether every request this connection can carry is one the native path serves as the JS chain would. */
-  eligible(conn: Conn): boolean {
+  eligible(conn: Conn, proto: 'h1' | 'h2' = 'h1'): boolean {
     const d = this.d;
     if (!this.engine || (d.mesh && !d.mesh.nativeHttp(conn)) || conn.tproxied || d.accessLog.enabled || d.tracer?.exporting) return false;
+    if (proto === 'h2' && !this.h2) return false;
     if (conn.direction === 'outbound') {
       if (d.compiled.outboundTrafficPolicy === 'REGISTRY_ONLY') return false;
+      if (proto === 'h2' && !h2UpstreamDeclared(d, conn)) return false;
       const table = d.compiled.routeTable(conn.dst.port);
       return table === undefined || this.defaultOnly(table);
     }
+    if (proto === 'h2') return h2UpstreamDeclared(d, conn);
     const declared = declaredProtocol(d.routes().inboundPort(conn.dst.ip, conn.dst.port));
     return !upstreamIsH2(declared);
   }
@@ -86,8 +92,8 @@ export class NativeHttpPath {
   }
 
   /** Hand the connection to the native path; false = nothing was taken (the JS chain serves it). */
-  take(conn: Conn): boolean {
-    if (!this.engine || !this.eligible(conn)) return false;
+  take(conn: Conn, proto: 'h1' | 'h2' = 'h1'): boolean {
+    if (!this.engine || !this.eligible(conn, proto)) return false;
     const sock = conn.down as Socket;
     let fd: number;
     try {
@@ -106,7 +112,7 @@ export class NativeHttpPath {
     }
     const initial = takeBuffered(sock);
     try {
-      this.engine.httpEngineAdopt(fd, { inbound: conn.direction === 'inbound', dstIp: conn.dst.ip, dstPort: conn.dst.port, peerIp: hostOf(conn.peer), initial });
+      this.engine.httpEngineAdopt(fd, { inbound: conn.direction === 'inbound', dstIp: conn.dst.ip, dstPort: conn.dst.port, peerIp: hostOf(conn.peer), initial, h2: proto === 'h2' });
     } catch {
       if (initial.length > 0) sock.unshift(initial);
       this.handoffFailures++;
