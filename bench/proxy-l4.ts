@@ -15,6 +15,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULTS } from '../src/proxy/config.js';
+import type { MemoryBreakdown } from '../src/common/memory-relief.js';
 import { CLIENT, SERVER } from './lib/l4-load.js';
 import {
   BenchCluster, REPO, cpuSec, cpuTicks, fmt as f, machineLines, median, mem, quantile, runNodeIn, sleep, waitForLine, type Mem, type Pod,
@@ -63,6 +64,8 @@ interface Result {
   /** memory of the proxies at each of AFTER_S seconds after the load (max of the two) */
   memAfterSeries: Mem[];
   pump?: Record<string, unknown>[];
+  /** weir only: each proxy's own account of its memory (/stats memoryRelief.now) when idle, right after its last load round, and AFTER_S's last second after the load. */
+  breakdown?: { phase: string; proxy: string; b: MemoryBreakdown }[];
 }
 
 function haproxyConfig(upstream: string, busyPolling: boolean): string {
@@ -140,10 +143,17 @@ async function main(): Promise<void> {
     // intervals of going quiet), so "idle" is what an idle proxy keeps.
     await sleep(12_000);
     const bareMem = mem(bare.pid!);
+    const breakdownOf = async (pod: Pod) => (JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { memoryRelief: { now: MemoryBreakdown } }).memoryRelief.now;
+    const snapshot = async (m: Mode, r: Result, phase: string) => {
+      if (!m.weir) return;
+      r.breakdown ??= [];
+      for (const [i, p] of m.proxies.entries()) r.breakdown.push({ phase, proxy: i === 0 ? 'client' : 'server', b: await breakdownOf(p) });
+    };
     const results = new Map<string, Result>();
     for (const m of modes) {
       results.set(m.key, { bulkMBps: NaN, connsPerSec: 0, connsRounds: [], loadCpuSec: 0, lat: [], latCpuSec: 0, latSeconds: 0, memFresh: m.proxies.map((p) => mem(pidOf(p))), memAfter: [], memAfterSeries: [] });
     }
+    for (const m of modes) await snapshot(m, results.get(m.key)!, 'idle');
     const total = Date.now();
     const rotated = (round: number) => modes.map((_, i) => modes[(i + round) % modes.length]);
     const measured = (m: Mode, r: Result, run: () => void) => {
@@ -164,6 +174,7 @@ async function main(): Promise<void> {
       for (const m of rotated(round)) {
         const r = results.get(m.key)!;
         measured(m, r, () => { r.connsRounds.push(runClient(m.client, ['conns', m.host, String(m.port), String(CONN_SECONDS)]).perSec as number); });
+        if (round === CONN_ROUNDS - 1) await snapshot(m, r, 'after its last conns round');
       }
     }
     for (const r of results.values()) r.connsPerSec = median(r.connsRounds);
@@ -197,6 +208,7 @@ async function main(): Promise<void> {
         const r = results.get(m.key)!;
         r.memAfterSeries.push(ms.reduce((a, b) => (b.rss > a.rss ? b : a)));
         r.memAfter = ms;
+        if (at === AFTER_S[AFTER_S.length - 1]) await snapshot(m, r, `${at} s after the load`);
       }
     }
     for (const m of modes) pause(m, false);
@@ -247,6 +259,11 @@ function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds:
     const sum = (k: string) => ps.reduce((s, p) => s + Number(p[k] ?? 0), 0);
     return `- ${m.label}: pump event batches found while busy-polling ${polled}, after sleeping ${blocked} (${f((100 * polled) / Math.max(1, polled + blocked), 0)} % of wakeups avoided); time spent spinning ${f(spin / 1000, 2)} s; pipes taken from the pipe pool ${sum('pipesReused')}, created ${sum('pipesCreated')} (both proxies, whole run)`;
   });
+  const breakdownRows = modes.filter((m) => m.weir).flatMap((m) => (results.get(m.key)!.breakdown ?? []).map(({ phase, proxy, b }) => {
+    const sp = b.v8Spaces;
+    const heap = Object.values(sp).reduce((a, x) => a + x, 0);
+    return `| ${m.label} | ${proxy} | ${phase} | ${f(b.rss)} | ${f(b.rssAnon ?? NaN)} | ${f(b.rssFile ?? NaN)} | ${f(heap)} (new ${f(sp.new ?? NaN)}, old ${f(sp.old ?? NaN)}, code ${f(sp.code ?? NaN)}, large ${f(sp.large_object ?? NaN)}) | ${f(b.arrayBuffers)} | ${b.malloc ? `${f(b.malloc.arena + b.malloc.mmapped)} / ${f(b.malloc.inUse)} / ${f(b.malloc.free)}` : '-'} |`;
+  }));
   const weirDefault = results.get(modes.find((m) => m.weir)!.key)!;
   const hap = results.get('haproxy')!;
   const addedP99 = (r: Result) => quantile(pooled(r), 0.99) - quantile(dPooled, 0.99);
@@ -282,6 +299,14 @@ Idle = 12 s after start. VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly 
 | process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | after the load, at ${AFTER_S.join(' · ')} s: VmRSS / RssAnon | VmRSS at ${AFTER_S[AFTER_S.length - 1]} s vs idle | peak VmRSS (VmHWM) |
 |---|---|---|---|---|---|---|---|---|
 ${memRows.join('\n')}
+
+### Where a weir proxy's memory is (its own account: \`/stats\` memoryRelief.now)
+
+V8 = physical pages of its heap spaces; malloc = glibc's arenas (mallinfo2): held from the kernel / in use / free but kept (what malloc_trim could return).
+
+| mode | proxy | when | VmRSS | RssAnon | RssFile | V8 heap | ArrayBuffers | malloc held / in use / free |
+|---|---|---|---|---|---|---|---|---|
+${breakdownRows.join('\n')}
 
 ## Against the goals (issue #5)
 - throughput weir / HAProxy: **${f(weirDefault.bulkMBps / hap.bulkMBps, 2)}×** (goal ≥ 1.0)

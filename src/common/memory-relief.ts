@@ -14,9 +14,10 @@
 // young generation shrinks after a quiet spell) and malloc_trim(0). A steadily idle process
 // never pays for it; a steadily busy one never stalls for it; a burst costs
 // one GC of the (by then mostly garbage) heap, a few ms.
+import { readFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { mallocTrim } from '../native/addon.js';
+import { mallocStats, mallocTrim } from '../native/addon.js';
 
 export interface MemoryReliefOptions {
   /** How often to sample CPU time, ms (default 5000: relief at most ~10 s after a burst ends). */
@@ -39,8 +40,43 @@ export interface ReliefResult {
   trimmed: boolean;
 }
 
+/**
+ * Where this process's memory is, MB, for telling apart what a burst left:
+ * V8's spaces (physical pages each holds), Buffers outside the heap, glibc
+ * malloc's arenas (in use vs free-but-kept), and the kernel's view (RssAnon /
+ * RssFile: file pages are the node binary's code, shared and not ours to free).
+ */
+export interface MemoryBreakdown {
+  rss: number;
+  rssAnon?: number;
+  rssFile?: number;
+  v8Spaces: Record<string, number>;
+  external: number;
+  arrayBuffers: number;
+  malloc?: { arena: number; mmapped: number; inUse: number; free: number };
+}
+
+const MB = 2 ** 20;
+const round = (bytes: number) => Math.round((bytes / MB) * 10) / 10;
+
+export function memoryBreakdown(): MemoryBreakdown {
+  const mu = process.memoryUsage();
+  const v8Spaces: Record<string, number> = {};
+  for (const sp of v8.getHeapSpaceStatistics()) v8Spaces[sp.space_name.replace(/_space$/, '')] = round(sp.physical_space_size);
+  const out: MemoryBreakdown = { rss: round(mu.rss), v8Spaces, external: round(mu.external), arrayBuffers: round(mu.arrayBuffers) };
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    out.rssAnon = round(kb('RssAnon'));
+    out.rssFile = round(kb('RssFile'));
+  } catch { /* not Linux */ }
+  const m = mallocStats();
+  if (m) out.malloc = { arena: round(m.arenaBytes), mmapped: round(m.mmappedBytes), inUse: round(m.inUseBytes), free: round(m.freeBytes) };
+  return out;
+}
+
 export interface MemoryRelief {
-  stats(): { reliefs: number; last?: ReliefResult };
+  stats(): { reliefs: number; last?: ReliefResult; now: MemoryBreakdown };
   stop(): void;
 }
 
@@ -120,5 +156,5 @@ export function startMemoryRelief(opts: MemoryReliefOptions = {}): MemoryRelief 
     });
   }, intervalMs);
   timer.unref();
-  return { stats: () => ({ reliefs, last }), stop: () => clearInterval(timer) };
+  return { stats: () => ({ reliefs, last, now: memoryBreakdown() }), stop: () => clearInterval(timer) };
 }

@@ -100,8 +100,9 @@ interface NativeAddon {
   socketInNetns(netns: string | null, opts: SocketInNetnsOptions | { kind: 'unix-listen'; address: string; backlog?: number }): Promise<number>;
   originalDst(fd: number): SocketAddress;
   peerCred(fd: number): PeerCredentials;
-  // Absent in an addon built before it existed.
+  // Absent in an addon built before they existed.
   mallocTrim?(): boolean;
+  mallocStats?(): MallocStats;
 }
 
 export const ADDON_NOT_BUILT =
@@ -229,6 +230,15 @@ export function mallocTrim(): boolean {
   if (!nativeAvailable()) return false;
   const a = load();
   return typeof a.mallocTrim === 'function' ? a.mallocTrim() : false;
+}
+
+/** glibc malloc's arenas, summed (mallinfo2), bytes. */
+export interface MallocStats { arenaBytes: number; mmappedBytes: number; inUseBytes: number; freeBytes: number; topReleasableBytes: number }
+
+/** What glibc's malloc holds, or undefined when the addon is missing or predates mallocStats. */
+export function mallocStats(): MallocStats | undefined {
+  if (!nativeAvailable()) return undefined;
+  return load().mallocStats?.();
 }
 
 /**
