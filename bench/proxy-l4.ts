@@ -143,11 +143,15 @@ async function main(): Promise<void> {
     // intervals of going quiet), so "idle" is what an idle proxy keeps.
     await sleep(12_000);
     const bareMem = mem(bare.pid!);
-    const breakdownOf = async (pod: Pod) => (JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { memoryRelief: { now: MemoryBreakdown } }).memoryRelief.now;
+    const breakdownOf = async (pod: Pod) => (JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { memoryRelief: { now: MemoryBreakdown; reliefs: number } }).memoryRelief;
     const snapshot = async (m: Mode, r: Result, phase: string) => {
       if (!m.weir) return;
       r.breakdown ??= [];
-      for (const [i, p] of m.proxies.entries()) r.breakdown.push({ phase, proxy: i === 0 ? 'client' : 'server', b: await breakdownOf(p) });
+      for (const [i, p] of m.proxies.entries()) {
+        const { now, reliefs } = await breakdownOf(p);
+        // Reliefs so far: whether the after-load one had run by then.
+        r.breakdown.push({ phase: `${phase} (reliefs so far: ${reliefs})`, proxy: i === 0 ? 'client' : 'server', b: now });
+      }
     };
     const results = new Map<string, Result>();
     for (const m of modes) {
@@ -262,7 +266,7 @@ function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds:
   const breakdownRows = modes.filter((m) => m.weir).flatMap((m) => (results.get(m.key)!.breakdown ?? []).map(({ phase, proxy, b }) => {
     const sp = b.v8Spaces;
     const heap = Object.values(sp).reduce((a, x) => a + x, 0);
-    return `| ${m.label} | ${proxy} | ${phase} | ${f(b.rss)} | ${f(b.rssAnon ?? NaN)} | ${f(b.rssFile ?? NaN)} | ${f(heap)} (new ${f(sp.new ?? NaN)}, old ${f(sp.old ?? NaN)}, code ${f(sp.code ?? NaN)}, large ${f(sp.large_object ?? NaN)}) | ${f(b.arrayBuffers)} | ${b.malloc ? `${f(b.malloc.arena + b.malloc.mmapped)} / ${f(b.malloc.inUse)} / ${f(b.malloc.free)}` : '-'} |`;
+    return `| ${m.label} | ${proxy} | ${phase} | ${f(b.rss)} | ${f(b.rssAnon ?? NaN)} | ${f(b.rssFile ?? NaN)} | ${f(heap)} (new ${f(sp.new ?? NaN)}, old ${f(sp.old ?? NaN)} of which bytecode ${f(b.bytecode ?? NaN)}, code ${f(sp.code ?? NaN)}, large ${f(sp.large_object ?? NaN)}) | ${f(b.arrayBuffers)} | ${b.malloc ? `${f(b.malloc.arena + b.malloc.mmapped)} / ${f(b.malloc.inUse)} / ${f(b.malloc.free)} in ${b.malloc.freeChunks ?? '?'} chunks` : '-'} |`;
   }));
   const weirDefault = results.get(modes.find((m) => m.weir)!.key)!;
   const hap = results.get('haproxy')!;

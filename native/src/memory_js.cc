@@ -27,6 +27,7 @@ Napi::Value MallocStatsJs(const Napi::CallbackInfo& info) {
   o.Set("mmappedBytes", static_cast<double>(mi.hblkhd));     // large blocks, own mappings
   o.Set("inUseBytes", static_cast<double>(mi.uordblks));
   o.Set("freeBytes", static_cast<double>(mi.fordblks));
+  o.Set("freeChunks", static_cast<double>(mi.ordblks));
   o.Set("topReleasableBytes", static_cast<double>(mi.keepcost));
   return o;
 }

@@ -233,7 +233,7 @@ export function mallocTrim(): boolean {
 }
 
 /** glibc malloc's arenas, summed (mallinfo2), bytes. */
-export interface MallocStats { arenaBytes: number; mmappedBytes: number; inUseBytes: number; freeBytes: number; topReleasableBytes: number }
+export interface MallocStats { arenaBytes: number; mmappedBytes: number; inUseBytes: number; freeBytes: number; freeChunks: number; topReleasableBytes: number }
 
 /** What glibc's malloc holds, or undefined when the addon is missing or predates mallocStats. */
 export function mallocStats(): MallocStats | undefined {

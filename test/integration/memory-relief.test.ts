@@ -87,3 +87,24 @@ test('mr memoryBreakdown: malloc in use grows with held Buffers and falls once t
   assert.ok(s.held.malloc.inUse - s.relieved.malloc.inUse > 40, `collected Buffers still count as in use: ${why}`);
   assert.ok(s.held.rssAnon - s.relieved.rssAnon > 30, `RssAnon fell only ${(s.held.rssAnon - s.relieved.rssAnon).toFixed(1)} MB after relief: ${why}`);
 });
+
+// Several GCs per relief: after a burst that left old space spread thin,
+// one GC frees the objects and the next ones give the pages back.
+const ROUNDS_CHILD = (rounds: number) => `
+import { relieveMemory, memoryBreakdown } from ${JSON.stringify(bundle)};
+let keep = [];
+for (let r = 0; r < 20; r++) { keep = []; for (let i = 0; i < 30000; i++) keep.push({ i, s: 'x' + i + r, a: [i, r] }); if (r % 4 === 0) globalThis['k' + r] = keep.slice(0, 3000); }
+keep = null;
+await relieveMemory(100, ${rounds});
+console.log(JSON.stringify({ old: memoryBreakdown().v8Spaces.old }));
+`;
+
+test('mr a relief of three spaced GCs leaves less old space than one GC after the same burst', { skip, timeout: 60_000 }, () => {
+  const oldAfter = (rounds: number) => {
+    const out = execFileSync(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', ROUNDS_CHILD(rounds)], { cwd: REPO, encoding: 'utf8', env: { ...process.env, WEIR_NATIVE_ADDON: path.join(REPO, 'native/build/Release/weir_native.node') } });
+    return (JSON.parse(out.trim().split('\n').pop()!) as { old: number }).old;
+  };
+  const one = oldAfter(1);
+  const three = oldAfter(3);
+  assert.ok(three < one - 1, `old space after 3 GCs ${three} MB vs after 1 GC ${one} MB`);
+});
