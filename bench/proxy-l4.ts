@@ -32,6 +32,8 @@ const ONLY = process.env.ONLY;
 // Memory after the load, sampled at these seconds (the goal: back within 20 % of idle within 30 s).
 const AFTER_S = [5, 15, 30];
 const SWEEP = process.env.BUSY_POLL_SWEEP?.split(',').map((x) => Number(x.trim()));
+// ARENAS=n: one more weir pair whose proxies run with MALLOC_ARENA_MAX=n (an A/B of glibc's per-thread arenas: memory kept after load vs conns/s).
+const ARENAS = process.env.ARENAS;
 const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'bench/results/proxy-l4.md');
 
 function runClient(pod: Pod, args: string[]): Record<string, unknown> {
@@ -101,11 +103,12 @@ async function main(): Promise<void> {
     servers.push(d.server);
     modes.push({ key: 'direct', label: 'direct', client: d.client, host: d.server.ip4, port: 9000, proxies: [] });
 
-    const weirVariants: { key: string; label: string; flags: string[] }[] = SWEEP
+    const weirVariants: { key: string; label: string; flags: string[]; env?: NodeJS.ProcessEnv }[] = SWEEP
       ? SWEEP.map((us) => ({ key: `weir-${us}`, label: `weir, busy-poll ${us} µs`, flags: ['--busy-poll', `${us}us`] }))
       : DEFAULTS.busyPollUs > 0
         ? [{ key: 'weir', label: `weir (default: busy-poll ${DEFAULTS.busyPollUs} µs)`, flags: [] }, { key: 'weir-off', label: 'weir, busy-poll off', flags: ['--busy-poll', 'off'] }]
         : [{ key: 'weir', label: 'weir (default: busy-poll off)', flags: [] }, { key: 'weir-bp', label: 'weir, busy-poll 200 µs', flags: ['--busy-poll', '200us'] }];
+    if (ARENAS) weirVariants.push({ key: 'weir-arenas', label: `weir, MALLOC_ARENA_MAX=${ARENAS}`, flags: [], env: { MALLOC_ARENA_MAX: ARENAS } });
     const weirPairs = [];
     for (const [i, v] of weirVariants.entries()) {
       const p = await bc.pair(`w${i}`);
@@ -123,7 +126,7 @@ async function main(): Promise<void> {
       await waitForLine(p.app, /bench server ready/, 10000);
     }
     for (const w of weirPairs) {
-      await bc.weir(w.p, w.svc, w.vip, [{ name: 'tcp', port: 80, targetPort: 9000 }], w.v.flags);
+      await bc.weir(w.p, w.svc, w.vip, [{ name: 'tcp', port: 80, targetPort: 9000 }], w.v.flags, w.v.env);
       modes.push({ key: w.v.key, label: w.v.label, client: w.p.client, host: w.vip, port: 80, proxies: [w.p.client, w.p.server], weir: true });
     }
     for (const h of haproxies) {
