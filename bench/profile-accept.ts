@@ -5,6 +5,7 @@
 // proxies, for a few seconds. Prints self time by category and the top
 // functions. Short on purpose (the bench machine is shared):
 //   SECONDS=5 npx tsx bench/profile-accept.ts
+// SIDE=server profiles the server proxy (inbound 15006) instead of the client's.
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { bundleModuleStarts, formatSummary, summarise } from './lib/cpuprofile.j
 import { HZ, threadCpu } from './lib/two-pod.js';
 
 const SECONDS = Number(process.env.SECONDS ?? 5);
+const SIDE = process.env.SIDE === 'server' ? 'server' : 'client';
 const VIP = '10.96.59.10';
 const LOAD = `
 const net = require('node:net');
@@ -39,13 +41,16 @@ try {
   c.cp!.apply((b) => b.upsertService(service('echo', 'bench', VIP, [{ name: 'tcp-echo', port: 80 }])));
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('echo', 'bench', 'echo-a', [{ pod: server }], [{ name: 'tcp-echo', port: 8080 }])));
   await c.startApp(server);
-  await c.startProxy(server, ['--no-dns']);
   // The shipped bundle's code, built unminified so the profile names weir's functions.
   const { buildProxyBundle } = await import(path.join(REPO, 'cni/proxy-bundle.mjs')) as { buildProxyBundle(out: string, o: { sourcemap: boolean; minify: boolean }): Promise<string> };
   const bundle = await buildProxyBundle(path.join(profDir, 'weir-proxy.mjs'), { sourcemap: false, minify: false });
   chmodSync(bundle, 0o644);
-  c.proxyCommand = [process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, bundle];
-  await c.startProxy(client, ['--no-dns']);
+  const plain = c.proxyCommand;
+  const profiled = [process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, bundle];
+  for (const pod of [server, client]) {
+    c.proxyCommand = (pod === server) === (SIDE === 'server') ? profiled : plain;
+    await c.startProxy(pod, ['--no-dns']);
+  }
   await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
   const proxies = [['client proxy', client.proxy!.pid!], ['server proxy', server.proxy!.pid!]] as const;
   const cpu0 = proxies.map(([, pid]) => threadCpu(pid));
@@ -61,8 +66,10 @@ try {
     const js = rows.find((r) => r.tid === pid)?.ms ?? 0;
     console.log(`${name} CPU per connection: total ${((total * 1000) / done).toFixed(0)} µs, JS thread ${((js * 1000) / done).toFixed(0)} µs; by thread: ${rows.sort((a, b) => b.ms - a.ms).map((r) => `${r.tid === pid ? 'JS' : r.comm}(${r.tid}) ${((r.ms * 1000) / done).toFixed(0)}`).join(', ')}`);
   });
-  client.proxy!.kill('SIGTERM');
-  await once(client.proxy!, 'exit');
+  const profiledPod = SIDE === 'server' ? server : client;
+  profiledPod.proxy!.kill('SIGTERM');
+  await once(profiledPod.proxy!, 'exit');
+  console.log(`JavaScript profile of the ${SIDE} proxy:`);
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error('no profile written');
   // Bundle frames named by their source module (esbuild's markers in the unminified bundle).

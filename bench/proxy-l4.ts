@@ -15,6 +15,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULTS } from '../src/proxy/config.js';
+import type { MemoryBreakdown } from '../src/common/memory-relief.js';
 import { CLIENT, SERVER } from './lib/l4-load.js';
 import {
   BenchCluster, REPO, cpuSec, cpuTicks, fmt as f, machineLines, median, mem, quantile, runNodeIn, sleep, waitForLine, type Mem, type Pod,
@@ -31,6 +32,8 @@ const ONLY = process.env.ONLY;
 // Memory after the load, sampled at these seconds (the goal: back within 20 % of idle within 30 s).
 const AFTER_S = [5, 15, 30];
 const SWEEP = process.env.BUSY_POLL_SWEEP?.split(',').map((x) => Number(x.trim()));
+// ARENAS=n: one more weir pair whose proxies run with MALLOC_ARENA_MAX=n (an A/B of glibc's per-thread arenas: memory kept after load vs conns/s).
+const ARENAS = process.env.ARENAS;
 const OUT = process.env.BENCH_OUT ?? path.join(REPO, 'bench/results/proxy-l4.md');
 
 function runClient(pod: Pod, args: string[]): Record<string, unknown> {
@@ -63,6 +66,8 @@ interface Result {
   /** memory of the proxies at each of AFTER_S seconds after the load (max of the two) */
   memAfterSeries: Mem[];
   pump?: Record<string, unknown>[];
+  /** weir only: each proxy's own account of its memory (/stats memoryRelief.now) when idle, right after its last load round, and AFTER_S's last second after the load. */
+  breakdown?: { phase: string; proxy: string; b: MemoryBreakdown }[];
 }
 
 function haproxyConfig(upstream: string, busyPolling: boolean): string {
@@ -98,11 +103,12 @@ async function main(): Promise<void> {
     servers.push(d.server);
     modes.push({ key: 'direct', label: 'direct', client: d.client, host: d.server.ip4, port: 9000, proxies: [] });
 
-    const weirVariants: { key: string; label: string; flags: string[] }[] = SWEEP
+    const weirVariants: { key: string; label: string; flags: string[]; env?: NodeJS.ProcessEnv }[] = SWEEP
       ? SWEEP.map((us) => ({ key: `weir-${us}`, label: `weir, busy-poll ${us} µs`, flags: ['--busy-poll', `${us}us`] }))
       : DEFAULTS.busyPollUs > 0
         ? [{ key: 'weir', label: `weir (default: busy-poll ${DEFAULTS.busyPollUs} µs)`, flags: [] }, { key: 'weir-off', label: 'weir, busy-poll off', flags: ['--busy-poll', 'off'] }]
         : [{ key: 'weir', label: 'weir (default: busy-poll off)', flags: [] }, { key: 'weir-bp', label: 'weir, busy-poll 200 µs', flags: ['--busy-poll', '200us'] }];
+    if (ARENAS) weirVariants.push({ key: 'weir-arenas', label: `weir, MALLOC_ARENA_MAX=${ARENAS}`, flags: [], env: { MALLOC_ARENA_MAX: ARENAS } });
     const weirPairs = [];
     for (const [i, v] of weirVariants.entries()) {
       const p = await bc.pair(`w${i}`);
@@ -120,7 +126,7 @@ async function main(): Promise<void> {
       await waitForLine(p.app, /bench server ready/, 10000);
     }
     for (const w of weirPairs) {
-      await bc.weir(w.p, w.svc, w.vip, [{ name: 'tcp', port: 80, targetPort: 9000 }], w.v.flags);
+      await bc.weir(w.p, w.svc, w.vip, [{ name: 'tcp', port: 80, targetPort: 9000 }], w.v.flags, w.v.env);
       modes.push({ key: w.v.key, label: w.v.label, client: w.p.client, host: w.vip, port: 80, proxies: [w.p.client, w.p.server], weir: true });
     }
     for (const h of haproxies) {
@@ -140,10 +146,21 @@ async function main(): Promise<void> {
     // intervals of going quiet), so "idle" is what an idle proxy keeps.
     await sleep(12_000);
     const bareMem = mem(bare.pid!);
+    const breakdownOf = async (pod: Pod) => (JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { memoryRelief: { now: MemoryBreakdown; reliefs: number } }).memoryRelief;
+    const snapshot = async (m: Mode, r: Result, phase: string) => {
+      if (!m.weir) return;
+      r.breakdown ??= [];
+      for (const [i, p] of m.proxies.entries()) {
+        const { now, reliefs } = await breakdownOf(p);
+        // Reliefs so far: whether the after-load one had run by then.
+        r.breakdown.push({ phase: `${phase} (reliefs so far: ${reliefs})`, proxy: i === 0 ? 'client' : 'server', b: now });
+      }
+    };
     const results = new Map<string, Result>();
     for (const m of modes) {
       results.set(m.key, { bulkMBps: NaN, connsPerSec: 0, connsRounds: [], loadCpuSec: 0, lat: [], latCpuSec: 0, latSeconds: 0, memFresh: m.proxies.map((p) => mem(pidOf(p))), memAfter: [], memAfterSeries: [] });
     }
+    for (const m of modes) await snapshot(m, results.get(m.key)!, 'idle');
     const total = Date.now();
     const rotated = (round: number) => modes.map((_, i) => modes[(i + round) % modes.length]);
     const measured = (m: Mode, r: Result, run: () => void) => {
@@ -164,6 +181,7 @@ async function main(): Promise<void> {
       for (const m of rotated(round)) {
         const r = results.get(m.key)!;
         measured(m, r, () => { r.connsRounds.push(runClient(m.client, ['conns', m.host, String(m.port), String(CONN_SECONDS)]).perSec as number); });
+        if (round === CONN_ROUNDS - 1) await snapshot(m, r, 'after its last conns round');
       }
     }
     for (const r of results.values()) r.connsPerSec = median(r.connsRounds);
@@ -197,6 +215,7 @@ async function main(): Promise<void> {
         const r = results.get(m.key)!;
         r.memAfterSeries.push(ms.reduce((a, b) => (b.rss > a.rss ? b : a)));
         r.memAfter = ms;
+        if (at === AFTER_S[AFTER_S.length - 1]) await snapshot(m, r, `${at} s after the load`);
       }
     }
     for (const m of modes) pause(m, false);
@@ -247,6 +266,11 @@ function report(modes: Mode[], results: Map<string, Result>, bare: Mem, seconds:
     const sum = (k: string) => ps.reduce((s, p) => s + Number(p[k] ?? 0), 0);
     return `- ${m.label}: pump event batches found while busy-polling ${polled}, after sleeping ${blocked} (${f((100 * polled) / Math.max(1, polled + blocked), 0)} % of wakeups avoided); time spent spinning ${f(spin / 1000, 2)} s; pipes taken from the pipe pool ${sum('pipesReused')}, created ${sum('pipesCreated')} (both proxies, whole run)`;
   });
+  const breakdownRows = modes.filter((m) => m.weir).flatMap((m) => (results.get(m.key)!.breakdown ?? []).map(({ phase, proxy, b }) => {
+    const sp = b.v8Spaces;
+    const heap = Object.values(sp).reduce((a, x) => a + x, 0);
+    return `| ${m.label} | ${proxy} | ${phase} | ${f(b.rss)} | ${f(b.rssAnon ?? NaN)} | ${f(b.rssFile ?? NaN)} | ${f(heap)} (new ${f(sp.new ?? NaN)}, old ${f(sp.old ?? NaN)} of which bytecode ${f(b.bytecode ?? NaN)}, code ${f(sp.code ?? NaN)}, large ${f(sp.large_object ?? NaN)}) | ${f(b.arrayBuffers)} | ${b.malloc ? `${f(b.malloc.arena + b.malloc.mmapped)} / ${f(b.malloc.inUse)} / ${f(b.malloc.free)} in ${b.malloc.freeChunks ?? '?'} chunks` : '-'} |`;
+  }));
   const weirDefault = results.get(modes.find((m) => m.weir)!.key)!;
   const hap = results.get('haproxy')!;
   const addedP99 = (r: Result) => quantile(pooled(r), 0.99) - quantile(dPooled, 0.99);
@@ -282,6 +306,14 @@ Idle = 12 s after start. VmRSS = RssAnon + RssFile (+ shmem). RssFile is mostly 
 | process | idle VmRSS | RssAnon | RssFile | Pss | Pss_Anon | after the load, at ${AFTER_S.join(' · ')} s: VmRSS / RssAnon | VmRSS at ${AFTER_S[AFTER_S.length - 1]} s vs idle | peak VmRSS (VmHWM) |
 |---|---|---|---|---|---|---|---|---|
 ${memRows.join('\n')}
+
+### Where a weir proxy's memory is (its own account: \`/stats\` memoryRelief.now)
+
+V8 = physical pages of its heap spaces; malloc = glibc's arenas (mallinfo2): held from the kernel / in use / free but kept (what malloc_trim could return).
+
+| mode | proxy | when | VmRSS | RssAnon | RssFile | V8 heap | ArrayBuffers | malloc held / in use / free |
+|---|---|---|---|---|---|---|---|---|
+${breakdownRows.join('\n')}
 
 ## Against the goals (issue #5)
 - throughput weir / HAProxy: **${f(weirDefault.bulkMBps / hap.bulkMBps, 2)}×** (goal ≥ 1.0)

@@ -133,11 +133,11 @@ export class BenchCluster {
    * weir in both pods of `p`: a Service `svc` (VIP `vip`, `ports` name/port →
    * targetPort on the server pod), then `weir proxy` as UID 1337 in each pod.
    */
-  async weir(p: PodPair, svc: string, vip: string, ports: { name: string; port: number; targetPort: number }[], flags: string[]): Promise<void> {
+  async weir(p: PodPair, svc: string, vip: string, ports: { name: string; port: number; targetPort: number }[], flags: string[], env?: NodeJS.ProcessEnv): Promise<void> {
     this.c.cp!.apply((b) => b.upsertService(service(svc, 'bench', vip, ports.map(({ name, port }) => ({ name, port })))));
     this.c.cp!.apply((b) => b.upsertEndpointSlice(slice(svc, 'bench', `${svc}-a`, [{ pod: p.server }], ports.map(({ name, targetPort }) => ({ name, port: targetPort })))));
-    await this.c.startProxy(p.client, ['--no-access-log', '--no-dns', ...flags]);
-    await this.c.startProxy(p.server, ['--no-access-log', '--no-dns', ...flags]);
+    await this.c.startProxy(p.client, ['--no-access-log', '--no-dns', ...flags], env);
+    await this.c.startProxy(p.server, ['--no-access-log', '--no-dns', ...flags], env);
   }
 
   /** HAProxy (Debian) as UID 1337 in a pod, with this config; replaces a previous one in that pod. */

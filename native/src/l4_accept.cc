@@ -65,6 +65,21 @@ bool PeerOf(int fd, std::string* ip, int* port) {
   return true;
 }
 
+// What a connection's opened and failed records both carry: who it was
+// from, where it was going, how it was routed (the istio_tcp_* labels and
+// the access log are built from these).
+void FillConnection(const NativeConn& n, L4Record* rec) {
+  rec->dst_ip = n.dst_ip;
+  rec->dst_port = n.dst_port;
+  rec->peer_ip = n.peer_ip;
+  rec->peer_port = n.peer_port;
+  rec->cluster = n.cluster_name;
+  rec->detect_reason = n.detect_reason;
+  rec->passthrough = !n.cluster;
+  rec->start_wall_ms = n.start_wall_ms;
+  rec->attempts = n.attempts;
+}
+
 }  // namespace
 
 void SetL4Routes(std::shared_ptr<const L4RouteTable> table) {
@@ -267,19 +282,11 @@ void PumpEngine::NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event) {
     case PumpOutcome::Kind::kConnected:
       n->opened = true;
       rec.kind = L4Record::Kind::kOpened;
-      rec.dst_ip = n->dst_ip;
-      rec.dst_port = n->dst_port;
-      rec.peer_ip = n->peer_ip;
-      rec.peer_port = n->peer_port;
-      rec.cluster = n->cluster_name;
-      rec.detect_reason = n->detect_reason;
-      rec.passthrough = !n->cluster;
+      FillConnection(*n, &rec);
       rec.upstream_ip = n->upstream_ip;
       rec.upstream_port = n->upstream_port;
       rec.local_ip = event->local_address;
       rec.local_port = event->local_port;
-      rec.start_wall_ms = n->start_wall_ms;
-      rec.attempts = n->attempts;
       return AddRecord(std::move(rec));
     case PumpOutcome::Kind::kConnectFailed: {
       n->lease.Release();
@@ -313,15 +320,7 @@ void PumpEngine::NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event) {
     return AddRecord(std::move(rec));
   }
   rec.kind = L4Record::Kind::kFailed;
-  rec.dst_ip = n->dst_ip;
-  rec.dst_port = n->dst_port;
-  rec.peer_ip = n->peer_ip;
-  rec.peer_port = n->peer_port;
-  rec.cluster = n->cluster_name;
-  rec.detect_reason = n->detect_reason;
-  rec.passthrough = !n->cluster;
-  rec.start_wall_ms = n->start_wall_ms;
-  rec.attempts = n->attempts;
+  FillConnection(*n, &rec);
   rec.code = n->last_code;
   rec.message = n->last_code.empty() ? "client went away" : n->last_message;
   rec.reason = event->reason;

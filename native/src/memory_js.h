@@ -1,5 +1,5 @@
 // Registers mallocTrim (give the malloc arenas' free pages back to the
-// kernel) on the addon's exports object.
+// kernel) and mallocStats (what the arenas hold) on the addon's exports.
 #pragma once
 
 #include <napi.h>

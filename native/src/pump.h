@@ -146,7 +146,7 @@ class PumpEngine {
   void AbortNative(bool reset);
   L4Stats NativeStats() const;
 
-  struct Pump;  // defined in pump.cc
+  struct Pump;  // defined in pump_state.h
 
  private:
   PumpEngine() = default;

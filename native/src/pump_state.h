@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
@@ -25,6 +26,14 @@ constexpr uint64_t kListenTokenBase = ~uint64_t{0} - (uint64_t{1} << 20);
 inline void CloseFd(int* fd) {
   if (*fd >= 0) close(*fd);
   *fd = -1;
+}
+
+inline const char* SideName(int side) { return side == 0 ? "a" : "b"; }
+
+// "Connection reset by peer (ECONNRESET)": the text and the errno's name.
+inline std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(std::strerror(err)) + " (" + (name != nullptr ? name : "EUNKNOWN") + ")";
 }
 
 inline bool EarlierDeadline(const std::pair<int64_t, uint64_t>& x, const std::pair<int64_t, uint64_t>& y) {

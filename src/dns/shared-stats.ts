@@ -6,7 +6,7 @@
 // a value one query old. The layout is described to the addon by
 // nativeStatsLayout(), so the two sides cannot drift apart.
 import { QTYPE_LABELS, TYPE_NAMES } from './wire.js';
-import type { DnsFastLayout } from '../native/addon.js';
+import type { DnsFastLayout } from '../native/dns-fast.js';
 
 /** How a query ended (the `outcome` label of the DNS metrics). */
 export type Outcome = 'local' | 'forwarded' | 'cached' | 'failed' | 'malformed';

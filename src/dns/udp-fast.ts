@@ -15,7 +15,8 @@
 // proxy below dnsmasq. Batched syscalls and no JS on a hit remove it.
 import { closeSync } from 'node:fs';
 import net from 'node:net';
-import { createDnsFast, dnsFastAvailable, dnsLocalAddress, socketInNetns, type DnsFastHandle } from '../native/addon.js';
+import { socketInNetns } from '../native/addon.js';
+import { createDnsFast, dnsFastAvailable, dnsLocalAddress, type DnsFastHandle } from '../native/dns-fast.js';
 import { nativeStatsLayout, SharedQueryStats } from './shared-stats.js';
 
 export { dnsFastAvailable as udpFastPathAvailable };

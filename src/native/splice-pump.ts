@@ -31,15 +31,15 @@ import {
   pumpRedial,
   pumpProgress,
   pumpStart,
-  socketFd,
   PUMP_NOT_BUILT,
   type DialTarget,
   type PumpEvent,
   type PumpProgress,
   type PumpResult,
-} from './addon.js';
+} from './pump.js';
+import { socketFd } from './addon.js';
 
-export type { DialTarget, PumpResult, PumpReason, PumpProgress } from './addon.js';
+export type { DialTarget, PumpResult, PumpReason, PumpProgress } from './pump.js';
 
 export class SplicePumpError extends Error {
   constructor(readonly code: string, message: string) {

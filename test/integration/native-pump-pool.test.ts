@@ -5,7 +5,7 @@
 import { test, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { pumpConfigure, pumpStats } from '../../src/native/addon.js';
+import { pumpConfigure, pumpStats } from '../../src/native/pump.js';
 import { splicePumpAvailable } from '../../src/native/splice-pump.js';
 import { fdCounts, MiB, pumpHarness } from '../support/splice-relay.js';
 

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
-import type { PumpResult } from '../../src/native/addon.js';
+import type { PumpResult } from '../../src/native/pump.js';
 import { startSplicePump, type SplicePump, type SplicePumpOptions } from '../../src/native/splice-pump.js';
 
 export const MiB = 1 << 20;

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { Registry as PromRegistry } from 'prom-client';
 import { startDnsProxy, type DnsProxy } from '../../src/dns/server.js';
-import { dnsFastAvailable } from '../../src/native/addon.js';
+import { dnsFastAvailable } from '../../src/native/dns-fast.js';
 import { createLogger } from '../../src/common/log.js';
 import type { Registry, RegistryView } from '../../src/controlplane/types.js';
 import { decode, encodeQuery, randomPort, startFakeUpstream, testRegistry, udpQuery, udpRaw, type Answer } from './dns-support.js';
@@ -222,7 +222,8 @@ test('udpThreads: close() stops the threads and frees the port; bad counts are r
 });
 
 test('the addon refuses bad fast-path options by name and takes no socket it cannot serve', { skip }, async () => {
-  const { createDnsFast, socketInNetns } = await import('../../src/native/addon.js');
+  const { socketInNetns } = await import('../../src/native/addon.js');
+  const { createDnsFast } = await import('../../src/native/dns-fast.js');
   const { nativeStatsLayout, SharedQueryStats } = await import('../../src/dns/shared-stats.js');
   const { closeSync } = await import('node:fs');
   const layout = nativeStatsLayout();

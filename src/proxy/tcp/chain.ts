@@ -10,7 +10,7 @@ import type { CompiledCluster } from '../../controlplane/resources.js';
 import { clusterName } from '../../istio/hosts.js';
 import type { Socket } from 'node:net';
 import type { RegistryService } from '../../controlplane/types.js';
-import { pumpConfigure, pumpStats, type PumpStats } from '../../native/addon.js';
+import { pumpConfigure, pumpStats, type PumpStats } from '../../native/pump.js';
 import { canonicalIp, familyOf, hostPort } from '../addr.js';
 import type { Conn, Direction, ProxyDeps, Tracked } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';
