@@ -88,15 +88,9 @@ int OnDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
     nghttp2_session_consume(ng, id, len);
     return 0;
   }
-  Pipe& p = st->req;
-  p.buf.append(reinterpret_cast<const char*>(data), len);
-  if (st->replayable && p.buf.size() > h1::kReplayLimit) {
-    // Too big to keep for a replay (as the HTTP/1.1 path): no retry from here on; what went upstream is dropped.
-    st->replayable = false;
-    st->req_erased += p.off;
-    p.buf.erase(0, p.off);
-    p.off = 0;
-  }
+  st->req.buf.append(reinterpret_cast<const char*>(data), len);
+  // Too big to keep for a replay (as the HTTP/1.1 path): no retry from here on.
+  if (st->req.buf.size() > h1::kReplayLimit) Codec::DropReplay(st);
   CodecOf(s)->Resume(st->up, st->up_id, &st->req);
   return 0;
 }
@@ -226,6 +220,7 @@ void Codec::Respond(Stream* st, bool end_stream) {
   std::vector<nghttp2_nv> nv = Nv(out);
   nghttp2_data_provider prd = Provider(st, false);
   st->resp_submitted = true;
+  DropReplay(st);  // a response is under way: no retry now (a long request stream keeps no 64 KiB for nothing)
   nghttp2_submit_response(st->down->ng, st->id, nv.data(), nv.size(), end_stream ? nullptr : &prd);
   MarkDirty(st->down);
 }

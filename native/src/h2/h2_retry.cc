@@ -44,6 +44,15 @@ bool Codec::RetryLater(Stream* st) {
   return true;
 }
 
+void Codec::DropReplay(Stream* st) {
+  if (!st->replayable) return;
+  Pipe& p = st->req;
+  st->replayable = false;
+  st->req_erased += p.off;
+  p.buf.erase(0, p.off);
+  p.off = 0;
+}
+
 int Codec::WaitMs(int cap) const {
   if (next_retry_ == 0) return cap;
   double left = next_retry_ - NowMsPrecise();
