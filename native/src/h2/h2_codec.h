@@ -133,7 +133,7 @@ class Codec {
   bool RetryLater(Stream* st);
   int WaitMs(int cap) const;  // the event loop's epoll timeout: at most until the next pending retry
   void RunDue();              // starts the retries whose backoff passed
-  static void DropReplay(Stream* st);  // no retry can follow: the request bytes an upstream took go
+  static void DropReplay(Stream* st);  // no retry can follow: bytes an upstream took are freed from here on
   // --- h2_session.cc ---
   void MarkDirty(Session* s);
   void Close(Session* s);
