@@ -20,6 +20,7 @@ const PLAIN = '10.96.57.15';
 const FLAKY = '10.96.57.16';
 const H2_FRAMES = path.join(REPO_DIR, 'test/fixtures/http/h2-frames.py');
 const GRPC_DEADLINE = path.join(REPO_DIR, 'test/fixtures/http/grpc-deadline.py');
+const GRPC_FLAKY = path.join(REPO_DIR, 'test/fixtures/http/grpc-flaky.cjs');
 
 let m: HttpMesh;
 
@@ -201,6 +202,58 @@ test('connect failures retried on another endpoint (Istio\'s default budget of 2
   assert.equal((out.server as string[]).length, 3);
   const s1 = await stats(client);
   assert.ok((s1.nativeHttp?.retries ?? 0) > (s0.nativeHttp?.retries ?? 0), `retries counted: ${s0.nativeHttp?.retries} → ${s1.nativeHttp?.retries}`);
+});
+
+interface Flaky { fail: string; code: number; key: string; pad?: number }
+type FlakyResult = { ok: string } | { code: number; details: string };
+
+test('gRPC retries (Istio\'s default): a trailers-only UNAVAILABLE/CANCELLED is retried on another pod after a backoff; a 100 KiB request, INVALID_ARGUMENT are not', { skip, timeout: 60_000 }, async () => {
+  const { c, client, servers } = m;
+  // Each app logs every attempt it answers: "grpc flaky <key> <pod> <status> <request bytes>".
+  const attempts = (key: string) => servers.flatMap((s) => s.proxyLog).map((l) => / grpc flaky (\S+) (\S+) (\d+) (\d+)$/.exec(l)).filter((x) => x?.[1] === key).map((x) => ({ pod: x![2], status: Number(x![3]), bytes: Number(x![4]) }));
+  const urx = () => c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'grpc', grpc_response_status: '14', response_flags: 'URX' });
+  const s0 = await stats(client);
+  const urx0 = await urx();
+  const tag = `${Date.now() % 100000}`;
+  const some: Flaky[] = Array.from({ length: 20 }, (_, i) => ({ fail: 'h2web-1', code: 14, key: `r${tag}-${i}`, pad: 0 }));
+  const rest: Flaky[] = [
+    { fail: '*', code: 14, key: `all14-${tag}` },
+    { fail: '*', code: 1, key: `all1-${tag}` },
+    { fail: '*', code: 14, key: `big-${tag}`, pad: 100 << 10 },
+    { fail: '*', code: 3, key: `inv-${tag}` },
+  ];
+  const out = await nativeServed(client, some.length + rest.length, async () => {
+    const r = await run(client, process.execPath, [GRPC_FLAKY, REPO_DIR, `${GRPC}:50051`, JSON.stringify([...some, ...rest])]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    return JSON.parse(r.stdout) as FlakyResult[];
+  });
+  // h2web-1 always answers UNAVAILABLE: every call still succeeds, answered by another pod.
+  for (let i = 0; i < some.length; i++) assert.match((out[i] as { ok: string }).ok ?? JSON.stringify(out[i]), /^h2web-[23]:r/, `call ${i}`);
+  await waitFor(() => some.every((s) => attempts(s.key).length >= 1) && attempts(rest[0].key).length >= 3 && attempts(rest[3].key).length >= 1, 3000, 'the apps logged the attempts');
+  let retried = 0;
+  for (const s of some) {
+    const a = attempts(s.key);
+    const first = a.filter((x) => x.pod === 'h2web-1');
+    assert.ok(first.length <= 1, `${s.key}: h2web-1 tried once at most (another endpoint preferred): ${JSON.stringify(a)}`);
+    assert.equal(a.length, 1 + first.length, `${s.key}: one retry after the UNAVAILABLE, none otherwise: ${JSON.stringify(a)}`);
+    if (first.length) { retried++; assert.equal(first[0].status, 14); }
+  }
+  assert.ok(retried >= 1, 'some call picked h2web-1 first (LEAST_REQUEST over 3 pods, 20 calls) and the app saw 2 attempts for it');
+  // Every pod fails: the budget of 2 retries on 3 distinct pods, then the client gets the last status (flag URX).
+  assert.equal((out[some.length] as { code: number }).code, 14, JSON.stringify(out[some.length]));
+  assert.match((out[some.length] as { details: string }).details, /^flaky h2web-\d$/, 'the last upstream answer relayed');
+  assert.deepEqual(attempts(rest[0].key).map((x) => x.pod).sort(), ['h2web-1', 'h2web-2', 'h2web-3']);
+  assert.equal((out[some.length + 1] as { code: number }).code, 1, 'CANCELLED after its retries');
+  assert.equal(attempts(rest[1].key).length, 3, 'CANCELLED (1) is retried too');
+  // A request over the 64 KiB replay buffer is not retried; neither is a status Istio's default does not name.
+  assert.equal((out[some.length + 2] as { code: number }).code, 14, 'the 100 KiB call gets UNAVAILABLE');
+  assert.equal((out[some.length + 3] as { code: number }).code, 3, 'INVALID_ARGUMENT relayed');
+  await new Promise((res) => setTimeout(res, 300));
+  assert.deepEqual(attempts(rest[2].key).map((x) => x.bytes), [Buffer.byteLength(`fail=*;code=14;key=${rest[2].key};`) + (100 << 10)], 'the 100 KiB call: one attempt, the whole body');
+  assert.equal(attempts(rest[3].key).length, 1, 'INVALID_ARGUMENT: one attempt');
+  const s1 = await stats(client);
+  assert.equal((s1.nativeHttp?.retries ?? 0) - (s0.nativeHttp?.retries ?? 0), retried + 4, 'retries counted natively');
+  await waitFor(async () => (await urx()) - urx0 === 1, 3000, 'the exhausted UNAVAILABLE counted with flag URX');
 });
 
 test('rapid reset (CVE-2023-44487): GOAWAY(ENHANCE_YOUR_CALM) from the native codec; the proxy keeps serving', { skip, timeout: 60_000 }, async () => {

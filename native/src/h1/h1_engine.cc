@@ -257,7 +257,8 @@ void Engine::Run() {
   epoll_event events[128];
   int64_t next_sweep = NowMs() + 200;
   while (!stopping_.load()) {
-    int n = epoll_wait(epoll_fd_, events, 128, 200);
+    // A native HTTP/2 retry waiting for its backoff (tens of ms) wakes the loop on time, not at the next sweep.
+    int n = epoll_wait(epoll_fd_, events, 128, h2_ ? h2_->WaitMs(200) : 200);
     for (int i = 0; i < n; i++) {
       auto* h = static_cast<Handle*>(events[i].data.ptr);
       if (h->kind == Handle::Kind::kWake) {
@@ -277,6 +278,7 @@ void Engine::Run() {
       }
     }
     TakeCommands();
+    if (h2_) h2_->RunDue();
     int64_t now = NowMs();
     if (now >= next_sweep) {
       Sweep(now);

@@ -60,7 +60,12 @@ struct Stream {
   Session* up = nullptr;
   int32_t up_id = -1;
   Pipe req, resp;
-  uint64_t req_taken = 0;  // request body bytes an upstream took (a retry needs 0)
+  // Request DATA stay in req.buf (req.off rewound for a retry) while they fit in h1::kReplayLimit, as on the
+  // HTTP/1.1 path; beyond, the taken bytes are dropped and no retry can follow.
+  bool replayable = true;
+  uint64_t req_erased = 0;       // request bytes dropped from req.buf's front
+  uint64_t req_given_back = 0;   // request bytes whose window went back to the client (a replay gives none twice)
+  double retry_at = 0;           // a retry waits for its backoff until then (NowMsPrecise); 0: none pending
   NvList resp_headers;     // the upstream's response head being received
   int up_status = 0;
   bool resp_submitted = false;  // the client got a response HEADERS
@@ -122,6 +127,13 @@ class Codec {
   void Detach(Stream* st, bool cancel);  // the stream leaves its upstream session (RST_STREAM(CANCEL) if asked)
   void UpStreamClosed(Stream* st, uint32_t code);
   void UpFailed(Session* u, bool connect_failure);
+  // --- h2_retry.cc: Istio's default retries ---
+  // Uses a retry if the budget and the replay buffer allow: the stream leaves its upstream and its next Attempt
+  // waits for the backoff. false: the caller answers with what it has.
+  bool RetryLater(Stream* st);
+  int WaitMs(int cap) const;  // the event loop's epoll timeout: at most until the next pending retry
+  void RunDue();              // starts the retries whose backoff passed
+  static void DropReplay(Stream* st);  // no retry can follow: bytes an upstream took are freed from here on
   // --- h2_session.cc ---
   void MarkDirty(Session* s);
   void Close(Session* s);
@@ -147,6 +159,7 @@ class Codec {
   std::vector<std::unique_ptr<Session>> dead_;
   std::vector<std::unique_ptr<Stream>> dead_streams_;
   std::vector<Session*> dirty_;
+  double next_retry_ = 0;  // earliest pending retry_at (0: none)
   friend struct DownCallbacks;
   friend struct UpCallbacks;
  public:

@@ -83,12 +83,14 @@ int OnDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
   if (!st) return 0;
   st->ex.req_body_bytes += len;
   if (st->ex.protocol[0] == 'g') st->ex.req_messages.Feed(reinterpret_cast<const char*>(data), len);
-  if (!st->up) {
+  if (!st->up && st->retry_at == 0) {
     // Answered locally (or not routed yet): the body is not wanted; its window goes back at once.
     nghttp2_session_consume(ng, id, len);
     return 0;
   }
   st->req.buf.append(reinterpret_cast<const char*>(data), len);
+  // Too big to keep for a replay (as the HTTP/1.1 path): no retry from here on.
+  if (st->req.buf.size() > h1::kReplayLimit) Codec::DropReplay(st);
   CodecOf(s)->Resume(st->up, st->up_id, &st->req);
   return 0;
 }
@@ -107,21 +109,33 @@ ssize_t ReadPipe(nghttp2_session* ng, int32_t id, uint8_t* buf, size_t length, u
   auto* st = static_cast<Stream*>(src->ptr);
   if (s->dead || !st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   bool request = !s->server;  // an upstream session sends the request pipe
+  // A retried stream's earlier upstream stream (being cancelled) must not read the replay buffer on.
+  if (request && (st->up != s || st->up_id != id)) return NGHTTP2_ERR_DEFERRED;
   Pipe& p = request ? st->req : st->resp;
   size_t n = std::min(length, p.Len());
   if (n > 0) {
     std::memcpy(buf, p.buf.data() + p.off, n);
     p.off += n;
-    if (p.off == p.buf.size()) { p.buf.clear(); p.off = 0; }
+    size_t give = n;
+    if (request) {
+      // A replay re-reads bytes whose window the client has back already.
+      uint64_t upto = st->req_erased + p.off;
+      give = upto > st->req_given_back ? static_cast<size_t>(upto - st->req_given_back) : 0;
+      st->req_given_back = std::max(st->req_given_back, upto);
+    }
+    if (p.off == p.buf.size() && !(request && st->replayable)) {
+      if (request) st->req_erased += p.buf.size();
+      p.buf.clear();
+      p.off = 0;
+    }
     Codec* c = CodecOf(s);
     // The other side's window: given back now that this side took the bytes.
     Session* from = request ? st->down : st->up;
     int32_t from_id = request ? st->id : st->up_id;
-    if (from && !from->dead && from_id > 0) {
-      nghttp2_session_consume(from->ng, from_id, n);
+    if (from && !from->dead && from_id > 0 && give > 0) {
+      nghttp2_session_consume(from->ng, from_id, give);
       c->MarkDirty(from);
     }
-    if (request) st->req_taken += n;
   }
   if (p.Len() == 0) {
     if (!p.end) {
@@ -206,12 +220,14 @@ void Codec::Respond(Stream* st, bool end_stream) {
   std::vector<nghttp2_nv> nv = Nv(out);
   nghttp2_data_provider prd = Provider(st, false);
   st->resp_submitted = true;
+  DropReplay(st);  // a response is under way: no retry now (a long request stream keeps no 64 KiB for nothing)
   nghttp2_submit_response(st->down->ng, st->id, nv.data(), nv.size(), end_stream ? nullptr : &prd);
   MarkDirty(st->down);
 }
 
 void Codec::LocalReply(Stream* st, int code, const char* flags, const std::string& text) {
   h1::Exchange& ex = st->ex;
+  st->retry_at = 0;
   if (st->up) Detach(st, true);
   if (ex.flags == "-" || std::strcmp(flags, "-") != 0) ex.flags = flags;
   if (st->resp_submitted) { ResetDown(st, NGHTTP2_INTERNAL_ERROR); return; }
@@ -244,6 +260,7 @@ void Codec::LocalReply(Stream* st, int code, const char* flags, const std::strin
 }
 
 void Codec::ResetDown(Stream* st, uint32_t code) {
+  st->retry_at = 0;
   if (st->up) Detach(st, true);
   nghttp2_submit_rst_stream(st->down->ng, NGHTTP2_FLAG_NONE, st->id, code);
   MarkDirty(st->down);

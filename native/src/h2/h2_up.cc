@@ -1,11 +1,12 @@
 // The upstream side of the native HTTP/2 path: one multiplexed h2c
 // session per endpoint (weir peers, h2 apps; nghttp2 queues streams beyond
 // the peer's SETTINGS_MAX_CONCURRENT_STREAMS), the pick per request
-// (LEAST_REQUEST from the cluster table, h1's PickEndpoint), and Istio's
-// default retries as the HTTP/1.1 path applies them: connect failure,
+// (LEAST_REQUEST from the cluster table, h1's PickEndpoint), and what
+// Istio's default retries on (h2_retry.cc does the retry): connect failure,
 // refused stream (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last
-// stream) and 503 go to another endpoint while the budget lasts — only
-// while no request body byte went out, as nothing of it is kept.
+// stream), a 503 head and a trailers-only gRPC status 14 or 1 — while the
+// budget lasts, nothing went to the client and the request fits the replay
+// buffer.
 #include <cstring>
 
 #include "h2_codec.h"
@@ -36,6 +37,16 @@ int OnHeader(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name, size
   return 0;
 }
 
+// A response head Istio's default retryOn names: retriable-status-codes 503, and the gRPC statuses unavailable
+// and cancelled of a trailers-only answer (a gRPC error before any message: HEADERS with END_STREAM).
+bool RetriableHead(const Stream& st, bool end) {
+  if (st.up_status == 503) return true;
+  if (!end) return false;
+  for (const auto& [n, v] : st.resp_headers)
+    if (n == "grpc-status") return v == "14" || v == "1";
+  return false;
+}
+
 int OnFrameRecv(nghttp2_session*, const nghttp2_frame* f, void* ud) {
   Session* u = S(ud);
   if (u->dead) return 0;
@@ -55,15 +66,9 @@ int OnFrameRecv(nghttp2_session*, const nghttp2_frame* f, void* ud) {
         st->up_status = 0;
         return 0;
       }
-      h1::Exchange& ex = st->ex;
-      if (st->up_status == 503 && ex.retries_left > 0 && st->req_taken == 0 && st->req.end) {
-        ex.retries_left--;
-        c->CountRetry();
-        st->resp_headers.clear();
-        st->up_status = 0;
-        c->Detach(st, true);
-        c->Attempt(st);
-        return 0;
+      if (RetriableHead(*st, end)) {
+        if (c->RetryLater(st)) return 0;
+        if (st->ex.attempts > 1) st->ex.flags = "URX";  // retried, and the last try failed the same way (as the JS chain)
       }
       if (end) st->resp.end = true;
       c->Respond(st, end);
@@ -175,14 +180,7 @@ void Codec::UpStreamClosed(Stream* st, uint32_t code) {
     }
     return;
   }
-  if (refused && ex.retries_left > 0 && st->req_taken == 0) {
-    ex.retries_left--;
-    CountRetry();
-    st->resp_headers.clear();
-    st->up_status = 0;
-    Attempt(st);
-    return;
-  }
+  if (refused && RetryLater(st)) return;
   LocalReply(st, 503, ex.attempts > 1 ? "URX,UC" : "UC", "upstream connect error or disconnect/reset before headers. reset reason: connection termination");
 }
 
@@ -200,12 +198,7 @@ void Codec::UpFailed(Session* u, bool connect_failure) {
       if (!st->resp.end) { ex.flags = "UPE"; ResetDown(st, NGHTTP2_INTERNAL_ERROR); }
       continue;
     }
-    if (connect_failure && ex.retries_left > 0 && st->req_taken == 0) {
-      ex.retries_left--;
-      CountRetry();
-      Attempt(st);
-      continue;
-    }
+    if (connect_failure && RetryLater(st)) continue;
     if (connect_failure)
       LocalReply(st, 503, ex.attempts > 1 ? "URX,UF" : "UF", "upstream connect error or disconnect/reset before headers. reset reason: connection failure");
     else
