@@ -85,6 +85,7 @@ export class IstioConfigSource<T = IstioResource> {
   private version?: string;
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  private discovering?: Promise<void>;
   private readonly apis: ApisApi;
   private readonly custom: CustomObjectsApi;
 
@@ -103,10 +104,20 @@ export class IstioConfigSource<T = IstioResource> {
     await this.discover();
   }
 
+  /**
+   * Stops every informer, including one a discovery in flight is about to
+   * start: discover() checks `stopped` before it creates informers, and stop()
+   * waits for it. (Without that, a discovery whose request was answered after
+   * stop() created informers nobody stopped: their list/watch retried for ever
+   * and kept the process alive — a test file hung after its last test.)
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    const stopAll = () => Promise.all([...this.informers.values()].map((i) => i.stop()));
+    await stopAll();
+    await this.discovering;
+    await stopAll();
     this.informers.clear();
   }
 
@@ -116,7 +127,13 @@ export class IstioConfigSource<T = IstioResource> {
     this.timer.unref();
   }
 
-  private async discover(): Promise<void> {
+  private discover(): Promise<void> {
+    const run = this.discoverOnce();
+    this.discovering = run;
+    return run;
+  }
+
+  private async discoverOnce(): Promise<void> {
     try {
       const groups = await this.apis.getAPIVersions();
       const g = groups.groups.find((x) => x.name === this.api.group);
@@ -128,6 +145,7 @@ export class IstioConfigSource<T = IstioResource> {
       }
       this.version = version;
       const list = await this.custom.getAPIResources({ group: this.api.group, version });
+      if (this.stopped) return;
       const plurals = new Set(list.resources.map((r) => r.name));
       await Promise.all(this.api.kinds.filter((k) => plurals.has(k.plural) && !this.informers.has(k.kind)).map((k) => this.watchKind(k.kind, k.plural, version)));
     } catch (e) {

@@ -56,3 +56,30 @@ test('no Istio installed, then CRDs appear: watched from the served version; bad
     await source.stop();
   }
 });
+
+test('stop() during a discovery in flight: no informer is started after it (none watches, nothing reaches the store)', async () => {
+  api.installCrd({ group: 'networking.istio.io', versions: ['v1'], kind: 'Sidecar', plural: 'sidecars' });
+  const store = new IstioConfigStore();
+  const source = new IstioConfigSource(loadKubeConfig(api.writeKubeconfig(dir)), store, createLogger({ name: 't', level: 'silent' }), { discoveryIntervalMs: 60_000, watchdogMs: 5000 });
+  // Hold the discovery's resource listing until stop() has been called: the order in which a
+  // shutdown meets a discovery whose answer is still on the way.
+  const custom = (source as unknown as { custom: { getAPIResources: (...a: unknown[]) => Promise<unknown> } }).custom;
+  const original = custom.getAPIResources.bind(custom);
+  let entered!: () => void;
+  let release!: () => void;
+  const inFlight = new Promise<void>((r) => { entered = r; });
+  const gate = new Promise<void>((r) => { release = r; });
+  custom.getAPIResources = async (...a: unknown[]) => { entered(); await gate; return original(...a); };
+  await until('the earlier test\'s watches closed at the server', () => api.watchCount() === 0);
+  const starting = source.start();
+  await inFlight;
+  const stopping = source.stop();
+  release();
+  await Promise.all([starting, stopping]);
+  api.put({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'default' }, spec: { egress: [{ hosts: ['./*'] }] } });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(source.status().watching, [], 'no informer left after stop()');
+  assert.equal(api.watchCount(), 0, 'no watch opened after stop()');
+  assert.equal(store.resources().length, 0, 'nothing listed after stop()');
+  api.remove('Sidecar', 'default', 'default');
+});
