@@ -10,6 +10,7 @@
 //    (a proxy that changes framing is how request smuggling happens);
 //  - the chunked scanner gives the same result fed whole or byte by byte.
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
