@@ -132,6 +132,14 @@ void RouteExchange(const Config& c, bool inbound, const std::string& dst_ip, int
 // remain), the dialled pod (headless) or ex->direct. Takes the lease. false: no healthy upstream.
 bool PickEndpoint(Exchange* ex, const std::string& dst_ip, Endpoint* picked, const Endpoint** ep);
 
+// Both codecs' socket set-up, one place each: an adopted client socket made
+// non-blocking with TCP_NODELAY; an upstream socket (non-blocking,
+// close-on-exec, TCP_NODELAY) that, inbound over IPv4, is bound to
+// `inbound_source_v4` (127.0.0.6: the app sees the hand-off from there, as
+// with Istio, and the capture rules exempt it). -1 if socket() failed.
+void PrepareAdopted(int fd);
+int OpenUpstreamSocket(const Endpoint& ep, bool inbound, const Config& c);
+
 struct Down {
   Engine::Handle handle{Engine::Handle::Kind::kDown, this};
   uint64_t id = 0;

@@ -210,10 +210,7 @@ void Engine::TakeCommands() {
     d->dst_port = a.dst_port;
     d->peer_ip = a.peer_ip;
     d->io.in = std::move(a.initial);
-    int fl = fcntl(a.fd, F_GETFL);
-    fcntl(a.fd, F_SETFL, fl | O_NONBLOCK);
-    int one = 1;
-    setsockopt(a.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    PrepareAdopted(a.fd);
     d->deadline = NowMs() + cfg_->header_timeout_ms;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;

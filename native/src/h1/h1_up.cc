@@ -89,21 +89,10 @@ void Engine::Attempt(Down* d, bool fresh_only) {
     FlushUp(u);
     return;
   }
-  int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = OpenUpstreamSocket(*ep, d->inbound, c);
   if (fd < 0) {
     LocalReply(d, 503, "UF", "upstream connect error or disconnect/reset before headers. reset reason: connection failure", false);
     return;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (d->inbound && ep->addr.ss_family == AF_INET && !c.inbound_source_v4.empty()) {
-    // The app sees the hand-off from 127.0.0.6, as with Istio (and the capture rules exempt it).
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    if (inet_pton(AF_INET, c.inbound_source_v4.c_str(), &src.sin_addr) == 1) {
-      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src);
-    }
   }
   auto owned = std::make_unique<Up>();
   u = owned.get();

@@ -60,7 +60,8 @@ void Settings(nghttp2_session* ng, bool server) {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxHeaderList)},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
-  nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, server ? iv : iv, server ? 3 : 4);
+  // A server omits ENABLE_PUSH (the last entry): only a client may announce it.
+  nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, iv, server ? 3 : 4);
   nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
 }
 }  // namespace
@@ -75,9 +76,7 @@ void Codec::Adopt(h1::AdoptSpec a) {
   s->dst_port = a.dst_port;
   s->peer_ip = a.peer_ip;
   s->io.in = std::move(a.initial);
-  fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) | O_NONBLOCK);
-  int one = 1;
-  setsockopt(a.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  h1::PrepareAdopted(a.fd);
   if (nghttp2_session_server_new2(&s->ng, down_cbs_, s, option_) != 0) return;  // ~Session closes the fd
   Settings(s->ng, true);
   s->deadline = NowMs() + cfg().idle_timeout_ms;
@@ -101,20 +100,9 @@ Session* Codec::UpFor(const h1::Endpoint& ep, bool inbound, bool* failed) {
     e_->counters_.upstream_reused++;
     return it->second;
   }
-  int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) { *failed = true; return nullptr; }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   const h1::Config& c = cfg();
-  if (inbound && ep.addr.ss_family == AF_INET && !c.inbound_source_v4.empty()) {
-    // The app sees the hand-off from 127.0.0.6, as with Istio (and the capture rules exempt it).
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    if (inet_pton(AF_INET, c.inbound_source_v4.c_str(), &src.sin_addr) == 1) {
-      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src);
-    }
-  }
+  int fd = h1::OpenUpstreamSocket(ep, inbound, c);
+  if (fd < 0) { *failed = true; return nullptr; }
   auto owned = std::make_unique<Session>(false);
   Session* u = owned.get();
   u->codec = this;
