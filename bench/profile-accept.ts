@@ -13,7 +13,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { Cluster, REPO, service, slice } from '../test/integration/proxy-harness.js';
 import { bundleModuleStarts, formatSummary, summarise } from './lib/cpuprofile.js';
-import { HZ, threadCpu } from './lib/two-pod.js';
+import { HZ, shortConnectionSysctls, threadCpu } from './lib/two-pod.js';
 
 const SECONDS = Number(process.env.SECONDS ?? 5);
 const SIDE = process.env.SIDE === 'server' ? 'server' : 'client';
@@ -38,6 +38,7 @@ try {
   await c.startControlPlane();
   const client = await c.addPod('client', 'bench');
   const server = await c.addPod('server', 'bench');
+  for (const p of [client, server]) shortConnectionSysctls(p);
   c.cp!.apply((b) => b.upsertService(service('echo', 'bench', VIP, [{ name: 'tcp-echo', port: 80 }])));
   c.cp!.apply((b) => b.upsertEndpointSlice(slice('echo', 'bench', 'echo-a', [{ pod: server }], [{ name: 'tcp-echo', port: 8080 }])));
   await c.startApp(server);

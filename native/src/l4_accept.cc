@@ -217,7 +217,17 @@ void PumpEngine::AcceptOne(L4Listener* l, int fd, const L4RouteTable& table) {
   n->peer_port = rec.peer_port;
   n->start_wall_ms = rec.start_wall_ms;
   n->max_attempts = cluster ? std::max(1, std::min<int>(cluster->spec().max_attempts, static_cast<int>(cluster->size()))) : 1;
-  if (!cluster) {
+  const bool inbound = route->kind == L4Route::Kind::kInbound;
+  const bool peek = inbound && route->peek;
+  if (inbound) {
+    if (!PrepareInbound(pump.get(), n.get(), dst, table)) {
+      rec.kind = L4Record::Kind::kHandoff;
+      rec.fd = fd;
+      pump->fd[0] = -1;
+      l4_handed_off_.fetch_add(1, std::memory_order_relaxed);
+      return AddRecord(std::move(rec));
+    }
+  } else if (!cluster) {
     // Passthrough: the original destination, as the client meant it.
     if (ParseDialTarget(dst.address, dst.port, "", table.passthrough_connect_timeout_ms, &pump->dial)) {
       rec.kind = L4Record::Kind::kHandoff;
@@ -235,7 +245,8 @@ void PumpEngine::AcceptOne(L4Listener* l, int fd, const L4RouteTable& table) {
   pumps_.emplace(p->id, std::move(pump));
   started_.fetch_add(1);
   active_.fetch_add(1);
-  l4_native_.fetch_add(1, std::memory_order_relaxed);
+  // A peeking connection counts as native once the peek keeps it (l4_inbound.cc).
+  if (!peek) l4_native_.fetch_add(1, std::memory_order_relaxed);
   l4_active_.fetch_add(1, std::memory_order_relaxed);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -247,6 +258,7 @@ void PumpEngine::AcceptOne(L4Listener* l, int fd, const L4RouteTable& table) {
     return Finish(p, "error", p->native->last_message, true, false);
   }
   if (p->native->cluster && !DialNext(p)) return Finish(p, "error", "no endpoint left to pick", true, false);
+  if (peek) return BeginPeek(p);
   if (!p->native->cluster) BeginDial(p);
 }
 

@@ -218,7 +218,14 @@ L4Route RouteArg(Napi::Env env, const Napi::Value& v, const std::string& where) 
   if (k == "js") r.kind = L4Route::Kind::kJs;
   else if (k == "cluster") r.kind = L4Route::Kind::kCluster;
   else if (k == "original") r.kind = L4Route::Kind::kOriginal;
-  else ThrowTypeError(env, where + ".kind must be 'js', 'cluster' or 'original' (bad value: \"" + k + "\")");
+  else if (k == "inbound") r.kind = L4Route::Kind::kInbound;
+  else ThrowTypeError(env, where + ".kind must be 'js', 'cluster', 'original' or 'inbound' (bad value: \"" + k + "\")");
+  Napi::Value peek = o.Get("peek");
+  if (!peek.IsUndefined()) {
+    if (!peek.IsBoolean()) ThrowTypeError(env, where + ".peek must be a boolean");
+    if (r.kind != L4Route::Kind::kInbound) ThrowTypeError(env, where + ".peek is for kind 'inbound' only");
+    r.peek = peek.As<Napi::Boolean>().Value();
+  }
   Napi::Value c = o.Get("cluster");
   if (!c.IsUndefined()) {
     if (!c.IsString()) ThrowTypeError(env, where + ".cluster must be a string");
@@ -244,7 +251,8 @@ void RoutesInto(Napi::Env env, const Napi::Value& v, const std::string& where, s
   }
 }
 
-// l4SetRoutes({exact, byPort, ownPorts, maxConnections, idleTimeoutMs, passthroughConnectTimeoutMs}) — atomic.
+// l4SetRoutes({exact, byPort, ownPorts, maxConnections, idleTimeoutMs, passthroughConnectTimeoutMs,
+//   inboundSourceV4, inboundConnectTimeoutMs, inboundPeekTimeoutMs}) — atomic.
 Napi::Value SetRoutesJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) ThrowTypeError(env, "l4SetRoutes: table must be an object");
@@ -263,6 +271,17 @@ Napi::Value SetRoutesJs(const Napi::CallbackInfo& info) {
   if (!idle.IsUndefined()) t->idle_timeout_ms = static_cast<int64_t>(IntegerArg(idle, "l4SetRoutes: idleTimeoutMs", 0, 2147483647));
   Napi::Value ct = o.Get("passthroughConnectTimeoutMs");
   if (!ct.IsUndefined()) t->passthrough_connect_timeout_ms = static_cast<int64_t>(IntegerArg(ct, "l4SetRoutes: passthroughConnectTimeoutMs", 1, 2147483647));
+  Napi::Value src = o.Get("inboundSourceV4");
+  if (!src.IsUndefined()) {
+    if (!src.IsString()) ThrowTypeError(env, "l4SetRoutes: inboundSourceV4 must be an IPv4 address string");
+    t->inbound_source_v4 = src.As<Napi::String>().Utf8Value();
+    DialTarget probe;
+    if (auto f = ParseDialTarget("127.0.0.1", 1, t->inbound_source_v4, 1, &probe)) ThrowTypeError(env, "l4SetRoutes: inboundSourceV4: " + f->message);
+  }
+  Napi::Value ict = o.Get("inboundConnectTimeoutMs");
+  if (!ict.IsUndefined()) t->inbound_connect_timeout_ms = static_cast<int64_t>(IntegerArg(ict, "l4SetRoutes: inboundConnectTimeoutMs", 1, 2147483647));
+  Napi::Value ipt = o.Get("inboundPeekTimeoutMs");
+  if (!ipt.IsUndefined()) t->inbound_peek_timeout_ms = static_cast<int64_t>(IntegerArg(ipt, "l4SetRoutes: inboundPeekTimeoutMs", 0, 2147483647));
   SetL4Routes(std::move(t));
   return env.Undefined();
 }

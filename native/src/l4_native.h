@@ -29,8 +29,13 @@ struct L4Route {
     kJs,        // hand the connection to JavaScript
     kCluster,   // pick from `cluster` in the cluster table
     kOriginal,  // dial the original destination (passthrough)
+    kInbound,   // inbound to the app on this port: loopback, from the inbound source address (l4_inbound.cc)
   };
   Kind kind = Kind::kJs;
+  // kInbound: wait for the client's first byte (up to the table's
+  // inbound_peek_timeout_ms) and hand a TLS record to JavaScript — the mesh
+  // gate's job; plaintext (or silence: a server-first app) stays native.
+  bool peek = false;
   std::string cluster;  // kCluster; kOriginal: the name reported (PassthroughCluster)
   std::string reason;   // protocol-selection reason JavaScript counts ("declared", "server_first_port")
 };
@@ -46,6 +51,11 @@ struct L4RouteTable {
   uint64_t max_connections = 0;   // native connections at once; beyond: handed to JavaScript (it refuses)
   int64_t idle_timeout_ms = 0;
   int64_t passthrough_connect_timeout_ms = 10000;
+  // kInbound routes: the app is dialled on loopback; IPv4 from this source
+  // (127.0.0.6, as the JavaScript chain and Istio do), IPv6 from ::1.
+  std::string inbound_source_v4;
+  int64_t inbound_connect_timeout_ms = 10000;
+  int64_t inbound_peek_timeout_ms = 5000;
 };
 
 // The process's route table (JavaScript is the only writer).

@@ -323,6 +323,10 @@ void PumpEngine::ExpireIdle(int64_t now_ms) {
     // pumping one's idle deadline. An entry left over from another phase
     // is re-checked against the current one here.
     if (p->phase == Pump::Phase::kAwaitingDial) continue;  // JavaScript decides; Redial queues a new entry
+    if (p->phase == Pump::Phase::kPeeking) {
+      if (p->connect_deadline_ms <= now_ms) PeekTimedOut(p);
+      continue;  // a peek deadline is queued once and never moves
+    }
     const bool connecting = p->phase == Pump::Phase::kConnecting;
     if (!connecting && p->idle_timeout_ms <= 0) continue;
     int64_t deadline = connecting ? p->connect_deadline_ms : p->last_activity_ms + p->idle_timeout_ms;

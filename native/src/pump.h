@@ -21,6 +21,7 @@
 #include "netns_thread.h"
 #include "pipe_pool.h"
 #include "pump_dial.h"
+#include "sockets.h"
 
 namespace weir {
 
@@ -177,6 +178,12 @@ class PumpEngine {
   void ResumeListeners(int64_t now_ms);
   void CloseListeners();
   void ReportProgress(int64_t now_ms);
+  // l4_inbound.cc: native inbound (kInbound routes) and its first-byte peek.
+  bool PrepareInbound(Pump* p, NativeConn* n, const Endpoint& dst, const L4RouteTable& table);
+  void BeginPeek(Pump* p);
+  void TryPeek(Pump* p);
+  void PeekTimedOut(Pump* p);
+  void HandOffPeeked(Pump* p);
 
   struct Command {
     enum class Kind { kStart, kAbort, kDial, kListen, kUnlisten, kAbortNative } kind;

@@ -127,6 +127,8 @@ void PumpEngine::Service(Pump* p, uint32_t side, uint32_t events) {
   if (p->phase != Pump::Phase::kPumping) {
     // Until the upstream is connected only its connect result matters; the
     // client's bytes wait in its socket (RunPump reads them once connected).
+    // A peeking inbound connection looks at its client's first byte.
+    if (side == 0 && p->phase == Pump::Phase::kPeeking) return TryPeek(p);
     if (side == 1 && p->phase == Pump::Phase::kConnecting) CompleteConnect(p, events);
     return;
   }

@@ -63,8 +63,10 @@ struct PumpEngine::Pump {
   // StartConnect begins in kConnecting (fd[1] is the socket being
   // connected); a failed connect parks it in kAwaitingDial (fd[1] = -1, the
   // client's socket still held) until JavaScript names the next endpoint
-  // (Redial) or gives up (Abort).
-  enum class Phase { kPumping, kConnecting, kAwaitingDial };
+  // (Redial) or gives up (Abort). A native inbound connection may begin in
+  // kPeeking: waiting for the client's first byte before it is dialled
+  // (l4_inbound.cc); connect_deadline_ms is then the peek deadline.
+  enum class Phase { kPumping, kConnecting, kAwaitingDial, kPeeking };
 
   uint64_t id = 0;
   int fd[2] = {-1, -1};  // 0 = A, 1 = B

@@ -3,8 +3,9 @@
 // and the records it gets back in batches.
 import { addonExports, nativeAvailable } from './addon.js';
 
-export type L4RouteKind = 'js' | 'cluster' | 'original';
-export interface L4Route { kind: L4RouteKind; cluster?: string; reason?: string }
+export type L4RouteKind = 'js' | 'cluster' | 'original' | 'inbound';
+/** `inbound`: dial the app on loopback (native/src/l4_inbound.cc); `peek`: hand a TLS first byte to JavaScript. */
+export interface L4Route { kind: L4RouteKind; cluster?: string; reason?: string; peek?: boolean }
 
 export interface L4RouteTable {
   /** "o|ip|port" → route (o = outbound, i = inbound). */
@@ -15,6 +16,11 @@ export interface L4RouteTable {
   maxConnections: number;
   idleTimeoutMs: number;
   passthroughConnectTimeoutMs: number;
+  /** Inbound routes: the IPv4 source address the app is dialled from (127.0.0.6). */
+  inboundSourceV4?: string;
+  inboundConnectTimeoutMs?: number;
+  /** Inbound routes with `peek`: how long to wait for the client's first byte (then dialled anyway: a server-first app). */
+  inboundPeekTimeoutMs?: number;
 }
 
 interface Base { direction: 'outbound' | 'inbound'; id?: number }

@@ -2,6 +2,7 @@
 // address differently (::ffff:10.0.0.1 from a dual-stack socket, zero-padded
 // IPv6 in /proc); every lookup goes through canonicalIp.
 import { isIPv4, isIPv6 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 
 export function canonicalIp(ip: string): string {
   if (ip.startsWith('::ffff:') && isIPv4(ip.slice(7))) return ip.slice(7);
@@ -18,4 +19,19 @@ export function familyOf(ip: string): 4 | 6 {
 
 export function hostPort(ip: string, port: number): string {
   return familyOf(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/**
+ * This host's (in a pod: the pod's) own addresses, canonical, loopback and
+ * IPv6 link-local left out: the destinations inbound connections arrive for.
+ */
+export function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal || a.address.toLowerCase().startsWith('fe80:')) continue;
+      out.add(canonicalIp(a.address));
+    }
+  }
+  return out;
 }

@@ -19,13 +19,14 @@ export class Listeners {
   private inFlight = 0;
 
   /** `open`: what the chains are relaying or serving; drain cuts what is left of it, the 5 s flush reports it. */
-  /** `native`: the outbound listener is the pump thread's (src/proxy/native-l4); what it hands over comes to `adopt`. */
+  /** `native`: the outbound (and, with REDIRECT, inbound) listener is the pump thread's (src/proxy/native-l4); what it hands over comes to `adopt`. */
   constructor(private readonly d: ProxyDeps, private readonly open: Set<Tracked>, private readonly handle: ConnHandler, private readonly native?: NativeL4) {}
 
   async listen(): Promise<void> {
     if (this.native) this.native.listen(this.d.config.outboundPort, 'outbound');
     else await this.bind('outbound', this.d.config.outboundPort);
-    await this.bind('inbound', this.d.config.inboundPort);
+    if (this.native?.inboundNative()) this.native.listen(this.d.config.inboundPort, 'inbound');
+    else await this.bind('inbound', this.d.config.inboundPort);
     // Long-lived connections report their bytes every 5 s, not only at close (Istio does the same).
     this.flushTimer = setInterval(() => { for (const t of this.open) t.report?.(); }, 5000);
     this.flushTimer.unref();

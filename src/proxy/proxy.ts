@@ -13,6 +13,7 @@ import { ClusterManager } from './cluster/manager.js';
 import { CompiledConfigStore } from './compiled/store.js';
 import type { StaticConfig } from './compiled/validate.js';
 import { startAdminServers } from './admin.js';
+import { localAddresses } from './addr.js';
 import { buildConfigDump, type DumpListener } from './config-dump.js';
 import { startStatusServer, statusSettingsFromEnv } from './app-health.js';
 import { workloadFromPodName, type ProxyConfig } from './config.js';
@@ -87,7 +88,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
   let hosts: HostRoutes | undefined;
   metrics.registryVersion.set(-1);
   client.on('update', (reg: Registry) => {
-    table = new RouteTable(reg);
+    // This pod's own addresses, for the native inbound table (read per registry version: cheap, and a pod's IPs never move).
+    table = new RouteTable(reg, localAddresses());
     hosts = undefined; // rebuilt on first use, for this pod's namespace
     metrics.registryVersion.set(reg.version);
   });

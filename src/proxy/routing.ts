@@ -30,7 +30,11 @@ export class RouteTable {
   /** endpoint IP|targetPort → service and port (inbound: which service a connection to us was for). */
   private readonly inboundServices = new Map<string, { service: RegistryService; servicePort?: RegistryServicePort }[]>();
 
-  constructor(private readonly reg: Registry | undefined) {
+  /** This pod's own IP → its inbound TCP ports (only for the addresses given: a full index would cost every proxy memory at mesh scale). */
+  private readonly local = new Map<string, Set<number>>();
+
+  /** `localIps`: this pod's own addresses (canonical), whose inbound ports localInbound() lists. */
+  constructor(private readonly reg: Registry | undefined, localIps: ReadonlySet<string> = new Set()) {
     this.version = reg?.version ?? -1;
     this.clusterDomain = reg?.clusterDomain ?? 'cluster.local';
     if (!reg) return;
@@ -38,8 +42,14 @@ export class RouteTable {
       for (const ep of svc.endpoints) {
         const ip = canonicalIp(ep.ip);
         if (ep.podName && ep.podNamespace) this.pods.set(ip, { namespace: ep.podNamespace, name: ep.podName, ...(ep.cluster ? { cluster: ep.cluster } : {}) });
+        const mine = localIps.has(ip);
         for (const p of ep.ports) {
           if (p.protocol !== 'TCP') continue;
+          if (mine) {
+            const ports = this.local.get(ip) ?? new Set<number>();
+            ports.add(p.port);
+            this.local.set(ip, ports);
+          }
           const k = key(ip, p.port);
           const list = this.inboundServices.get(k) ?? [];
           list.push({ service: svc, servicePort: svc.ports.find((sp) => sp.name === p.name) });
@@ -88,6 +98,11 @@ export class RouteTable {
   /** The service port an inbound connection to ip:port (an endpoint's target port) was for: its protocol decides the chain. */
   inboundPort(ip: string, port: number): RegistryServicePort | undefined {
     return this.inboundServices.get(key(ip, port))?.[0]?.servicePort;
+  }
+
+  /** This pod's (ip, port) pairs some service sends inbound TCP to (for the native inbound table, src/proxy/native-l4/inbound.ts). */
+  *localInbound(): IterableIterator<{ ip: string; port: number }> {
+    for (const [ip, ports] of this.local) for (const port of ports) yield { ip, port };
   }
 
   /** A service by "namespace/name" (compiled clusters name theirs). */

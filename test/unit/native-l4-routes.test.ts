@@ -10,11 +10,17 @@ after(() => { if (!skip) l4SetRoutes({ ...ok, exact: {}, byPort: {} }); });
 
 test('a well-formed table is accepted', { skip }, () => {
   assert.doesNotThrow(() => l4SetRoutes(ok));
+  assert.doesNotThrow(() => l4SetRoutes({ ...ok, exact: { 'i|10.0.0.5|9000': { kind: 'inbound', cluster: 'inbound|9000||', reason: 'declared', peek: true } }, inboundSourceV4: '127.0.0.6', inboundConnectTimeoutMs: 1000, inboundPeekTimeoutMs: 100 }));
 });
 
 test('bad entries: a TypeError naming the field', { skip }, () => {
   const cases: [unknown, RegExp][] = [
-    [{ ...ok, exact: { k: { kind: 'maybe' } } }, /l4SetRoutes: exact\["k"\]\.kind must be 'js', 'cluster' or 'original'.*maybe/],
+    [{ ...ok, exact: { k: { kind: 'maybe' } } }, /l4SetRoutes: exact\["k"\]\.kind must be 'js', 'cluster', 'original' or 'inbound'.*maybe/],
+    [{ ...ok, exact: { k: { kind: 'inbound', peek: 'yes' } } }, /exact\["k"\]\.peek must be a boolean/],
+    [{ ...ok, exact: { k: { kind: 'js', peek: true } } }, /exact\["k"\]\.peek is for kind 'inbound' only/],
+    [{ ...ok, inboundSourceV4: '127.0.0.300' }, /inboundSourceV4: localAddress must be a numeric/],
+    [{ ...ok, inboundSourceV4: '::6' }, /inboundSourceV4: localAddress ::6 is not of the same family/],
+    [{ ...ok, inboundPeekTimeoutMs: -5 }, /inboundPeekTimeoutMs must be an integer/],
     [{ ...ok, exact: { k: { kind: 'cluster' } } }, /exact\["k"\]\.cluster must name a cluster/],
     [{ ...ok, byPort: { p: 7 } }, /byPort\["p"\] must be an object/],
     [{ ...ok, ownPorts: [15001, 0] }, /ownPorts\[1\] must be an integer in \[1, 65535\]/],

@@ -33,6 +33,16 @@ export interface MeshHooks {
    * no workload certificate (auto mTLS cannot apply) and mTLS not required.
    */
   nativeHttp(conn: Conn): boolean;
+  /**
+   * Whether plaintext inbound TCP to this app port needs nothing from the mesh, so the pump thread may serve it
+   * (native-l4/inbound.ts): no STRICT mode on the port and no AuthorizationPolicy for this workload. The port's
+   * mode when it may, else undefined. A TLS first byte is still handed to the gate (the native side peeks).
+   */
+  nativeTcpInbound(port: number): string | undefined;
+  /** What the gate counts for a plaintext connection it admitted, for one the native path admitted. */
+  countNativeInbound(port: number): void;
+  /** Called after every change of the enforced security (the native inbound table is re-planned). */
+  onSecurityChange(listener: () => void): void;
 }
 
 function principalOf(uri: string | undefined): { principal?: string; namespace?: string } {
@@ -67,9 +77,16 @@ export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
     nativeHttp(conn) {
       if (conn.direction === 'outbound') return !o.required && o.identity.current() === undefined;
       if (conn.mesh) return false;
-      const c = g.security.forNamespace(g.namespace());
-      return c.allow.length === 0 && c.deny.length === 0 && c.audit.length === 0;
+      return !g.security.hasAuthorization(g.namespace());
     },
+    nativeTcpInbound(port) {
+      const mode = g.security.mode(g.namespace(), port);
+      return mode === 'STRICT' || g.security.hasAuthorization(g.namespace()) ? undefined : mode;
+    },
+    countNativeInbound(port) {
+      g.security.inbound.inc({ mode: g.security.mode(g.namespace(), port), outcome: 'plaintext' });
+    },
+    onSecurityChange: (listener) => g.security.onChange(listener),
     labels(l, conn, up) {
       if (conn.direction === 'inbound') {
         if (!conn.mesh) return;

@@ -20,6 +20,7 @@ export class SecurityState {
   private pushed?: CompiledSecurity;
   readonly pinned: boolean;
   pushes = 0;
+  private readonly listeners: (() => void)[] = [];
   readonly denied: Counter<'protocol' | 'policy'>;
   readonly inbound: Counter<'mode' | 'outcome'>;
 
@@ -46,6 +47,7 @@ export class SecurityState {
     }
     for (const i of c.ignored) if (!this.pushed?.ignored.includes(i)) this.logger.warn(i);
     this.pushed = c;
+    for (const l of this.listeners) l();
     this.logger.info({ mode: c.mode, portLevel: c.portLevel, deny: c.deny.map((p) => p.name), allow: c.allow.map((p) => p.name), audit: c.audit.map((p) => p.name) }, 'security policies from the control plane applied');
   }
 
@@ -69,6 +71,17 @@ export class SecurityState {
 
   mode(namespace: string, port: number): ReturnType<typeof modeForPort> {
     return modeForPort(this.forNamespace(namespace), port);
+  }
+
+  /** True when any AuthorizationPolicy (ALLOW, DENY or AUDIT) applies to this workload: every connection and request is then decided in JavaScript. */
+  hasAuthorization(namespace: string): boolean {
+    const c = this.forNamespace(namespace);
+    return c.allow.length > 0 || c.deny.length > 0 || c.audit.length > 0;
+  }
+
+  /** Called after every change of what is enforced (a push): the native inbound table is re-planned from it. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
   }
 
   /** True when some port of this workload requires mTLS (readiness then waits for the certificate). */

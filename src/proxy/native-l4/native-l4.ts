@@ -16,6 +16,7 @@ import { pumpMode } from '../relay.js';
 import type { RouteTable } from '../routing.js';
 import type { RegistryCluster } from './clusters.js';
 import { NativeOutcomes } from './outcomes.js';
+import type { NativeInbound } from './inbound.js';
 import { planNativeL4, type NativeService } from './table.js';
 
 /** A connection the native side did not keep: the listener takes it from here (dst undefined = none could be read). */
@@ -36,13 +37,24 @@ export class NativeL4 {
   readonly outcomes: NativeOutcomes;
   private clusters = new Map<string, RegistryCluster>();
   private services = new Map<string, NativeService>();
+  private inbound = new Map<string, NativeInbound>();
   private listeners: number[] = [];
   private pushedFor: RouteTable | undefined;
   /** Routes the last push made native (for the config dump and tests). */
   nativeRoutes = 0;
 
   constructor(private readonly d: ProxyDeps, private readonly logger: Logger, private readonly onHandoff: HandoffHandler) {
-    this.outcomes = new NativeOutcomes(d, () => this.clusters, () => this.services);
+    this.outcomes = new NativeOutcomes(d, () => this.clusters, () => this.services, () => this.inbound);
+    // A new PeerAuthentication or AuthorizationPolicy changes which inbound ports may be native: re-plan at once.
+    d.mesh?.onSecurityChange(() => this.push(true));
+  }
+
+  /**
+   * Whether the inbound listener is the pump thread's too: REDIRECT capture only
+   * (a TPROXY listener must be IP_TRANSPARENT, and its connections keep the client's address to the app).
+   */
+  inboundNative(): boolean {
+    return this.d.config.interceptionMode === 'REDIRECT';
   }
 
   /**
@@ -59,6 +71,7 @@ export class NativeL4 {
       replaceClusters([...plan.clusters.values()].map((c) => c.spec));
       this.clusters = plan.clusters;
       this.services = plan.services;
+      this.inbound = plan.inbound;
       l4SetRoutes(plan.table);
       this.nativeRoutes = plan.nativeRoutes;
       this.pushedFor = routes;

@@ -8,8 +8,10 @@ import { canonicalIp, hostPort } from '../addr.js';
 import type { ProxyDeps } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';
 import type { RouteTable, Target } from '../routing.js';
+import { inboundLabels } from '../tcp/inbound-labels.js';
 import { workloadMeta } from '../telemetry/workload.js';
 import type { RegistryCluster } from './clusters.js';
+import type { NativeInbound } from './inbound.js';
 import type { NativeService } from './table.js';
 
 type Opened = Extract<L4Record, { kind: 'opened' }>;
@@ -25,7 +27,10 @@ interface Open { rec: Opened; labels: IstioTcpLabels; reported: { request: numbe
 export class NativeOutcomes {
   private readonly open = new Map<number, Open>();
 
-  constructor(private readonly d: ProxyDeps, private readonly clusters: () => Map<string, RegistryCluster>, private readonly services: () => Map<string, NativeService>) {}
+  constructor(
+    private readonly d: ProxyDeps, private readonly clusters: () => Map<string, RegistryCluster>, private readonly services: () => Map<string, NativeService>,
+    private readonly inbound: () => Map<string, NativeInbound>,
+  ) {}
 
   /** Native connections JavaScript has heard open and not yet closed. */
   get active(): number {
@@ -52,7 +57,9 @@ export class NativeOutcomes {
   private labelsFor(r: Opened | Failed, routes: RouteTable): IstioTcpLabels {
     const d = this.d;
     d.counters.accepted++;
-    d.metrics.detected.inc({ direction: r.direction, protocol: 'tcp', reason: r.detectReason });
+    if (r.direction === 'inbound') return this.inboundLabels(r, routes);
+    const protocol = this.services().get(`${r.dstIp ?? ''}|${r.dstPort ?? 0}`)?.protocol ?? 'tcp';
+    d.metrics.detected.inc({ direction: r.direction, protocol, reason: r.detectReason });
     const labels = unknownLabels('source');
     setPeerLabels(labels, 'source', d.identity());
     const dstIp = r.dstIp ?? '';
@@ -75,6 +82,18 @@ export class NativeOutcomes {
     return labels;
   }
 
+  /** As the mesh gate, protocol selection and the TCP chain's inbound() count and label a plaintext connection. */
+  private inboundLabels(r: Opened | Failed, routes: RouteTable): IstioTcpLabels {
+    const d = this.d;
+    const dstIp = r.dstIp ?? '';
+    const port = r.dstPort ?? 0;
+    const how = this.inbound().get(`${dstIp}|${port}`);
+    if (d.mesh) d.mesh.countNativeInbound(port);
+    d.metrics.detected.inc({ direction: 'inbound', protocol: how?.protocol ?? 'tcp', reason: r.detectReason });
+    d.counters.inbound++;
+    return inboundLabels(d, routes, dstIp, port, r.peerIp);
+  }
+
   private endpointOf(cluster: string, ip: string, port: number): Target | undefined {
     return this.clusters().get(cluster)?.targets.find((t) => t.ip === ip && t.port === port);
   }
@@ -83,7 +102,7 @@ export class NativeOutcomes {
     const d = this.d;
     const routes = d.routes();
     const labels = this.labelsFor(r, routes);
-    const t = r.passthrough ? undefined : this.endpointOf(r.cluster, r.upstreamIp, r.upstreamPort);
+    const t = r.passthrough || r.direction === 'inbound' ? undefined : this.endpointOf(r.cluster, r.upstreamIp, r.upstreamPort);
     if (t?.endpoint.podName) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
     if (t) labels.destination_cluster = t.endpoint.cluster ?? d.config.clusterId;
     this.open.set(r.id, { rec: r, labels, reported: { request: 0, response: 0 } });

@@ -12,8 +12,7 @@
 // JavaScript. Unknown destinations pass through natively only on
 // server-first ports (which JavaScript never sniffs either) and only under
 // ALLOW_ANY. Every other route is an explicit 'js' entry, so a port-wide
-// rule never catches a known service. Inbound stays in JavaScript (the
-// mTLS gate, AuthorizationPolicy).
+// rule never catches a known service. Inbound: ./inbound.ts.
 import type { L4RouteTable } from '../../native/l4-accept.js';
 import type { ClusterSpec, LbPolicy } from '../../native/cluster-table.js';
 import { clusterName } from '../../istio/hosts.js';
@@ -23,15 +22,18 @@ import type { ProxyDeps } from '../context.js';
 import type { Route, RouteTable, Target } from '../routing.js';
 import { l4RouteFor, l4ServiceFor } from '../tcp/l4-routes.js';
 import { registryClusters, serviceHost, type RegistryCluster } from './clusters.js';
+import { planNativeInbound, type NativeInbound } from './inbound.js';
 
-/** The service labels a native connection to one VIP:port gets (setServiceLabels' four fields). */
-export interface NativeService { host: string; name: string; namespace: string }
+/** The service labels a native connection to one VIP:port gets (setServiceLabels' four fields), and its declared protocol. */
+export interface NativeService { host: string; name: string; namespace: string; protocol?: string }
 
 export interface NativeL4Plan {
   table: L4RouteTable;
   clusters: Map<string, RegistryCluster>;
   /** "ip|port" → service labels, for the routes made native. */
   services: Map<string, NativeService>;
+  /** "ip|port" of this pod → how natively served inbound connections are counted. */
+  inbound: Map<string, NativeInbound>;
   nativeRoutes: number;
 }
 
@@ -77,6 +79,7 @@ export function planNativeL4(d: ProxyDeps, routes: RouteTable): NativeL4Plan {
   const table: L4RouteTable = {
     exact: {}, byPort: {}, ownPorts: [cfg.outboundPort, cfg.inboundPort], maxConnections: cfg.maxConnections,
     idleTimeoutMs: cfg.idleTimeoutMs, passthroughConnectTimeoutMs: cfg.connectTimeoutMs,
+    inboundSourceV4: cfg.inboundSourceV4, inboundConnectTimeoutMs: cfg.connectTimeoutMs, inboundPeekTimeoutMs: cfg.inboundProtocolDetectionTimeoutMs,
   };
   let nativeRoutes = 0;
   for (const { ip, port, route } of routes.allRoutes()) {
@@ -99,7 +102,7 @@ export function planNativeL4(d: ProxyDeps, routes: RouteTable): NativeL4Plan {
     }
     if (!chosen) continue;
     clusters.set(chosen.cluster.spec.name, chosen.cluster);
-    services.set(`${ip}|${port}`, chosen.service);
+    services.set(`${ip}|${port}`, { ...chosen.service, protocol: declared });
     table.exact[key] = { kind: 'cluster', cluster: chosen.cluster.spec.name, reason: 'declared' };
     nativeRoutes++;
   }
@@ -110,5 +113,8 @@ export function planNativeL4(d: ProxyDeps, routes: RouteTable): NativeL4Plan {
   }
   // Every registry cluster too (the native HTTP path picks from them), the native routes' own taking precedence.
   for (const [name, c] of registry) if (!clusters.has(name)) clusters.set(name, c);
-  return { table, clusters, services, nativeRoutes };
+  const inbound = planNativeInbound(d, routes);
+  Object.assign(table.exact, inbound.exact);
+  nativeRoutes += inbound.ports.size;
+  return { table, clusters, services, inbound: inbound.ports, nativeRoutes };
 }

@@ -24,6 +24,7 @@ import { l4RouteFor, l4ServiceFor } from './l4-routes.js';
 import { connectTransparent } from '../transparent.js';
 import { workloadMeta } from '../telemetry/workload.js';
 import { nativeTlsOf, relayNative } from '../mtls/native-socket.js';
+import { inboundLabels } from './inbound-labels.js';
 
 export interface Upstream { ip: string; port: number; endpoint?: Target['endpoint'] }
 
@@ -159,13 +160,7 @@ export class TcpChain {
   private async inbound(conn: Conn): Promise<LateVerdict> {
     const { dst, down } = conn;
     this.d.counters.inbound++;
-    const routes = this.d.routes();
-    const labels = unknownLabels('destination');
-    setPeerLabels(labels, 'destination', this.d.identity());
-    const svc = routes.serviceForInbound(dst.ip, dst.port);
-    if (svc) setServiceLabels(labels, svc, routes, false);
-    const src = routes.podByIp(canonicalIp(down.remoteAddress ?? ''));
-    if (src) setPeerLabels(labels, 'source', workloadMeta(workloadLabel(src.name), src.namespace, {}, src.cluster ?? this.d.config.clusterId));
+    const labels = inboundLabels(this.d, this.d.routes(), dst.ip, dst.port, down.remoteAddress ?? '');
     this.d.mesh?.labels(labels, conn);
     if (this.d.mesh && !this.d.mesh.authorizeTcp(conn)) return 'done'; // AuthorizationPolicy: the connection is closed
     if (conn.tproxied) {
