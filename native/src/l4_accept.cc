@@ -42,6 +42,9 @@ double WallMs() {
 // Accepts per listener per loop turn: a connection storm must not starve
 // the bytes of connections already open.
 constexpr int kAcceptBudget = 64;
+// How long telemetry records may wait for company before they go to JavaScript, and how many at most.
+constexpr int64_t kRecordDelayMs = 4;
+constexpr size_t kRecordBatchMax = 512;
 constexpr int64_t kEmfilePauseMs = 100;
 
 bool PeerOf(int fd, std::string* ip, int* port) {
@@ -363,11 +366,19 @@ void PumpEngine::ReportProgress(int64_t now_ms) {
 
 void PumpEngine::AddRecord(L4Record record) {
   if (!l4_batch_) l4_batch_ = std::make_unique<L4Batch>();
+  if (l4_batch_->empty()) l4_batch_due_ms_ = NowMs() + kRecordDelayMs;
+  if (record.kind == L4Record::Kind::kHandoff) l4_batch_urgent_ = true;
   l4_batch_->push_back(std::move(record));
 }
 
-void PumpEngine::FlushRecords() {
+// A handoff goes at once (a connection waits on it); telemetry records wait
+// up to kRecordDelayMs so that one JavaScript wakeup carries many
+// connections' records instead of one or two (each wakeup is a cross-thread
+// signal, a scheduling of the JS thread and a N-API call).
+void PumpEngine::FlushRecords(int64_t now_ms) {
   if (!l4_batch_ || l4_batch_->empty()) return;
+  if (!l4_batch_urgent_ && now_ms < l4_batch_due_ms_ && l4_batch_->size() < kRecordBatchMax) return;
+  l4_batch_urgent_ = false;
   if (!l4_sink_) {
     for (L4Record& r : *l4_batch_) CloseFd(&r.fd);
     l4_batch_->clear();

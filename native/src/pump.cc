@@ -232,8 +232,8 @@ void PumpEngine::Run() {
     }
     done_ids_.clear();
     graveyard.clear();
-    // What native connections did this turn goes to JavaScript in one batch.
-    FlushRecords();
+    // What native connections did goes to JavaScript in one batch: this turn's end for a handoff, else within a few ms.
+    FlushRecords(now_ms);
   }
   CloseListeners();
 }
@@ -351,6 +351,7 @@ int PumpEngine::NextTimeoutMs(int64_t now_ms) const {
     if (l->paused && (due < 0 || l->resume_ms < due)) due = l->resume_ms;
   }
   if (l4_active_.load(std::memory_order_relaxed) > 0 && (due < 0 || next_progress_ms_ < due)) due = next_progress_ms_;
+  if (l4_batch_ && !l4_batch_->empty() && (due < 0 || l4_batch_due_ms_ < due)) due = l4_batch_due_ms_;
   if (!idle_heap_.empty() && (due < 0 || idle_heap_.front().first < due)) due = idle_heap_.front().first;
   if (due < 0) return -1;
   return static_cast<int>(std::clamp<int64_t>(due - now_ms, 0, 60000));

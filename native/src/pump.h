@@ -174,7 +174,7 @@ class PumpEngine {
   bool DialNext(Pump* p);
   void NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event);
   void AddRecord(L4Record record);
-  void FlushRecords();
+  void FlushRecords(int64_t now_ms);
   void ResumeListeners(int64_t now_ms);
   void CloseListeners();
   void ReportProgress(int64_t now_ms);
@@ -227,6 +227,8 @@ class PumpEngine {
   std::vector<std::unique_ptr<L4Listener>> listeners_;
   L4Sink l4_sink_;  // set before the first kListen command is queued, read on the pump thread
   std::unique_ptr<L4Batch> l4_batch_;
+  int64_t l4_batch_due_ms_ = 0;  // the batch goes to JavaScript by then at the latest
+  bool l4_batch_urgent_ = false;  // it holds a handoff: goes at the end of this loop turn
   int64_t next_progress_ms_ = 0;  // when open native connections next report their bytes
   std::atomic<uint64_t> l4_accepted_{0}, l4_native_{0}, l4_handed_off_{0}, l4_dropped_{0}, l4_retries_{0}, l4_active_{0};
 };

@@ -4,7 +4,7 @@
 // histogram buckets.
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { WorkloadMeta } from './telemetry/workload.js';
-import { KeyedCounter, KeyedHistogram } from './telemetry/series.js';
+import { KeyedCounter, KeyedHistogram, LabelKeyedCounter } from './telemetry/series.js';
 
 export const ISTIO_TCP_LABELS = [
   'reporter',
@@ -26,8 +26,9 @@ export const ENVOY_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 
 
 export class ProxyMetrics {
   readonly registry = new Registry();
-  private counter(name: string, help: string, labelNames: readonly string[] = ISTIO_TCP_LABELS) {
-    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  // Per-connection metrics: keyed by their label values, joined once per call (telemetry/series.ts).
+  private counter(name: string, help: string) {
+    return new LabelKeyedCounter(name, help, ISTIO_TCP_LABELS, [this.registry]);
   }
   // Per-request metrics: keyed by seriesKey(labels, ISTIO_HTTP_LABELS), computed once per request (telemetry/series.ts).
   private httpCounter(name: string, help: string) {
