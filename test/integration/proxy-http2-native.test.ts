@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { skipUnlessRoot } from '../support/netns.js';
 import { startHttpMesh, type HttpMesh } from '../support/http-mesh.js';
-import { service, slice, type Pod } from './proxy-harness.js';
+import { service, slice, waitForLine, type Pod } from './proxy-harness.js';
 import { curl, GRPC_CLIENT, RAPID_RESET, REPO_DIR, run, waitFor } from './proxy-http-harness.js';
 
 const skip = skipUnlessRoot();
@@ -18,9 +18,11 @@ const WEB = '10.96.57.10';
 const GRPC = '10.96.57.14';
 const PLAIN = '10.96.57.15';
 const FLAKY = '10.96.57.16';
+const TRAILERS = '10.96.57.17';
 const H2_FRAMES = path.join(REPO_DIR, 'test/fixtures/http/h2-frames.py');
 const GRPC_DEADLINE = path.join(REPO_DIR, 'test/fixtures/http/grpc-deadline.py');
 const GRPC_FLAKY = path.join(REPO_DIR, 'test/fixtures/http/grpc-flaky.cjs');
+const H2_TRAILERS = path.join(REPO_DIR, 'test/fixtures/http/h2-trailers-server.py');
 
 let m: HttpMesh;
 
@@ -151,6 +153,26 @@ test('gRPC (grpc-js) natively: unary spread over the pods on one channel, server
   assert.ok(await c.metric(client, 'istio_response_messages_total', { reporter: 'source', destination_service_name: 'grpc' }) >= 36);
   const inbound = await Promise.all(servers.map((s) => c.metric(s, 'istio_requests_total', { reporter: 'destination', destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '0' })));
   assert.ok(inbound.reduce((a, b) => a + b, 0) >= 33, `inbound grpc counted: ${inbound}`);
+});
+
+test('response bytes still on their way when the upstream stream closes give their window back: reused connections never stall', { skip, timeout: 60_000 }, async () => {
+  const { c, client, servers } = m;
+  // An upstream that writes each response's HEADERS, 1 KiB of DATA and trailers at once (as a busy gRPC server
+  // does): the proxy reads the stream's end with its last bytes, before the client has taken them. Before the fix
+  // those bytes' connection-level window was never given back, so 4,000 responses (twice each proxy's 2 MiB upstream
+  // connection window) stalled the reused connections for good: response headers still came, DATA no more.
+  const app = servers[0].ns.spawn('/usr/bin/python3', [H2_TRAILERS, '8091', '1024']);
+  try {
+    await waitForLine(app, /h2 trailers server ready/, 5000);
+    c.cp!.apply((b) => b.upsertService(service('trailers', 'shop', TRAILERS, [{ name: 'http2', port: 82 }])));
+    c.cp!.apply((b) => b.upsertEndpointSlice(slice('trailers', 'shop', 'trailers-a', [{ pod: servers[0] }], [{ name: 'http2', port: 8091 }])));
+    await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+    await nativeServed(client, 4000, async () => {
+      const r = await run(client, 'h2load', ['-n', '4000', '-c', '1', '-m', '16', `http://${TRAILERS}:82/`], 30_000);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /4000 succeeded/);
+    });
+  } finally { app.kill('SIGKILL'); }
 });
 
 test('grpc-timeout enforced by the proxy: a client that never cancels gets DEADLINE_EXCEEDED on time, and the app sees the cancellation', { skip, timeout: 60_000 }, async () => {

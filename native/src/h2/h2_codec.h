@@ -65,6 +65,11 @@ struct Stream {
   bool replayable = true;
   uint64_t req_erased = 0;       // request bytes dropped from req.buf's front
   uint64_t req_given_back = 0;   // request bytes whose window went back to the client (a replay gives none twice)
+  // Bytes held for the other side whose window has not gone back yet: request bytes on the client's
+  // connection, response bytes on the upstream's. When a side lets go of the stream (closed, reset,
+  // detached) before the other side took them, they go back at connection level there — else each such
+  // stream would shrink the shared connection window for good (a reused upstream connection then stalls).
+  uint64_t req_unconsumed = 0, resp_unconsumed = 0;
   double retry_at = 0;           // a retry waits for its backoff until then (NowMsPrecise); 0: none pending
   NvList resp_headers;     // the upstream's response head being received
   int up_status = 0;

@@ -89,6 +89,7 @@ int OnDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
     return 0;
   }
   st->req.buf.append(reinterpret_cast<const char*>(data), len);
+  st->req_unconsumed += len;
   // Too big to keep for a replay (as the HTTP/1.1 path): no retry from here on.
   if (st->req.buf.size() > h1::kReplayLimit) Codec::DropReplay(st);
   CodecOf(s)->Resume(st->up, st->up_id, &st->req);
@@ -132,8 +133,11 @@ ssize_t ReadPipe(nghttp2_session* ng, int32_t id, uint8_t* buf, size_t length, u
     // The other side's window: given back now that this side took the bytes.
     Session* from = request ? st->down : st->up;
     int32_t from_id = request ? st->id : st->up_id;
+    uint64_t& held = request ? st->req_unconsumed : st->resp_unconsumed;
+    give = std::min<uint64_t>(give, held);
     if (from && !from->dead && from_id > 0 && give > 0) {
       nghttp2_session_consume(from->ng, from_id, give);
+      held -= give;
       c->MarkDirty(from);
     }
   }
@@ -269,6 +273,12 @@ void Codec::ResetDown(Stream* st, uint32_t code) {
 void Codec::StreamClosed(Stream* st, uint32_t code) {
   Session* s = st->down;
   if (st->up) Detach(st, true);  // the client cancelled (or the stream ended early): so does the upstream stream
+  if (st->req_unconsumed > 0 && !s->dead) {
+    // Request bytes nobody will send on: the client's connection window gets them back (the stream's is gone).
+    nghttp2_session_consume_connection(s->ng, st->req_unconsumed);
+    st->req_unconsumed = 0;
+    MarkDirty(s);
+  }
   if (st->client_reset && !st->resp_submitted) {
     // Rapid reset (CVE-2023-44487), the JS chain's rule: too many streams reset before a response → GOAWAY(ENHANCE_YOUR_CALM).
     s->premature++;

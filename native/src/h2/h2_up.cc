@@ -98,6 +98,7 @@ int OnDataChunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, s
   st->ex.resp_body_bytes += len;
   if (st->ex.protocol[0] == 'g') st->ex.resp_messages.Feed(reinterpret_cast<const char*>(data), len);
   st->resp.buf.append(reinterpret_cast<const char*>(data), len);
+  st->resp_unconsumed += len;
   CodecOf(u)->Resume(st->down, st->id, &st->resp);
   return 0;
 }
@@ -162,6 +163,12 @@ void Codec::Detach(Stream* st, bool cancel) {
   st->ex.lease.Release();
   u->up_streams.erase(id);
   if (u->dead) return;
+  if (st->resp_unconsumed > 0) {
+    // Response bytes still waiting for the client (a gRPC response's trailers close the upstream stream
+    // before its DATA reached the client): the reused connection's window gets them back now.
+    nghttp2_session_consume_connection(u->ng, st->resp_unconsumed);
+    st->resp_unconsumed = 0;
+  }
   nghttp2_session_set_stream_user_data(u->ng, id, nullptr);
   if (cancel && nghttp2_session_get_stream_remote_close(u->ng, id) == 0) nghttp2_submit_rst_stream(u->ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
   if (u->up_streams.empty()) u->deadline = NowMs() + cfg().idle_timeout_ms;
