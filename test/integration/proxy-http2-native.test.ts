@@ -194,7 +194,8 @@ test('grpc-timeout enforced by the proxy: a client that never cancels gets DEADL
   assert.ok(Number(m1[1]) >= 0.35 && Number(m1[1]) < 1.0, out);
   await waitFor(() => cancelled() > before, 5000, 'the app saw the upstream stream cancelled');
   await waitFor(async () => (await c.metric(client, 'istio_requests_total', { reporter: 'source', destination_service_name: 'grpc', grpc_response_status: '4' })) - dl0 === 1, 3000, 'counted as grpc 4 at the client proxy');
-  await waitFor(async () => (await ut()) - ut0 === 1, 3000, 'one proxy answered it (flag UT)');
+  // Usually one proxy answers; when both sweeps fire before either sees the other's answer, each counts its own UT.
+  await waitFor(async () => { const n = (await ut()) - ut0; return n >= 1 && n <= 2; }, 3000, 'a proxy answered it (flag UT)');
 });
 
 test('upstream resets: before the response the client gets 503 UC; mid-response its stream is reset (not ended cleanly); the connection lives on', { skip, timeout: 60_000 }, async () => {

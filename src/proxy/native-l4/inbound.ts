@@ -13,8 +13,8 @@ import type { ProxyDeps } from '../context.js';
 import { declaredProtocol } from '../protocol/declared.js';
 import type { RouteTable } from '../routing.js';
 
-/** What an inbound connection natively served to one ip:port is labelled and counted as. */
-export interface NativeInbound { protocol: string; mode?: string }
+/** What an inbound connection natively served to one ip:port is counted as (its declared protocol). */
+export interface NativeInbound { protocol: string }
 
 export interface NativeInboundPlan {
   /** "i|ip|port" → route. */
@@ -33,13 +33,9 @@ export function planNativeInbound(d: ProxyDeps, routes: RouteTable): NativeInbou
   for (const { ip, port } of routes.localInbound()) {
     const protocol = declaredProtocol(routes.inboundPort(ip, port));
     if (protocol !== 'tcp' && protocol !== 'tls') continue;
-    let mode: string | undefined;
-    if (d.mesh) {
-      mode = d.mesh.nativeTcpInbound(port);
-      if (mode === undefined) continue;
-    }
+    if (d.mesh && d.mesh.nativeTcpInbound(port) === undefined) continue;
     plan.exact[`i|${ip}|${port}`] = { kind: 'inbound', cluster: inboundClusterName(port), reason: 'declared', peek: d.mesh !== undefined };
-    plan.ports.set(`${ip}|${port}`, { protocol, mode });
+    plan.ports.set(`${ip}|${port}`, { protocol });
   }
   return plan;
 }
