@@ -64,13 +64,16 @@ void PumpEngine::TryPeek(Pump* p) {
   if (r == 1 && first == kTlsHandshakeRecord) return HandOffPeeked(p);
   // Plaintext, or an end of stream before any byte (dialled anyway, as the
   // JavaScript chain does: the app sees the half-close).
-  l4_native_.fetch_add(1, std::memory_order_relaxed);
-  p->phase = Pump::Phase::kConnecting;
-  BeginDial(p);
+  DialPeeked(p);
 }
 
 void PumpEngine::PeekTimedOut(Pump* p) {
   if (p->done || p->phase != Pump::Phase::kPeeking) return;
+  DialPeeked(p);  // silence: a server-first app
+}
+
+// The peek kept the connection: it is native from here, dialled like any other.
+void PumpEngine::DialPeeked(Pump* p) {
   l4_native_.fetch_add(1, std::memory_order_relaxed);
   p->phase = Pump::Phase::kConnecting;
   BeginDial(p);

@@ -183,6 +183,7 @@ class PumpEngine {
   void BeginPeek(Pump* p);
   void TryPeek(Pump* p);
   void PeekTimedOut(Pump* p);
+  void DialPeeked(Pump* p);
   void HandOffPeeked(Pump* p);
 
   struct Command {

@@ -39,3 +39,8 @@ export function visibleTo(exportTo: string[], resourceNamespace: string, viewerN
 export function clusterName(port: number, subset: string | undefined, host: string): string {
   return `outbound|${port}|${subset ?? ''}|${host}`;
 }
+
+/** Envoy's name for the inbound cluster of an app port: `inbound|port||`. */
+export function inboundClusterName(port: number): string {
+  return `inbound|${port}||`;
+}

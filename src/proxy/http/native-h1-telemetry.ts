@@ -5,7 +5,7 @@
 // inbound connection), computed here once per series key and generation —
 // not per request — and added as counts and histogram buckets.
 import type { RegistryEndpoint, RegistryService, RegistryServicePort } from '../../controlplane/types.js';
-import { clusterName } from '../../istio/hosts.js';
+import { clusterName, inboundClusterName } from '../../istio/hosts.js';
 import type { HttpEngineSeries } from '../../native/addon.js';
 import type { Conn, ProxyDeps } from '../context.js';
 import { ISTIO_HTTP_LABELS, type IstioHttpLabels } from '../metrics.js';
@@ -73,7 +73,7 @@ export class NativeTelemetry {
     const nr = r >= 0 ? g.routes[r] : undefined;
     const decision = nr
       ? { kind: 'service', cluster: clusterName(nr.servicePort.port, undefined, fqdn(nr)), routeName: `${fqdn(nr)}:${nr.servicePort.port}`, service: { name: nr.service.name, namespace: nr.service.namespace, fqdn: fqdn(nr) } }
-      : inbound ? { kind: 'inbound', cluster: `inbound|${conn.dst.port}||`, routeName: 'default' }
+      : inbound ? { kind: 'inbound', cluster: inboundClusterName(conn.dst.port), routeName: 'default' }
       : { kind: 'passthrough', cluster: 'PassthroughCluster', routeName: 'allow_any' };
     tel.route(decision as RouteDecision);
     if (!inbound) {

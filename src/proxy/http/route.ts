@@ -3,7 +3,7 @@
 // means the pod IP the client dialled, a passthrough keeps the original
 // destination — and inbound to the app on the dialled port from 127.0.0.6.
 // Also which protocol the upstream hop speaks.
-import { clusterName } from '../../istio/hosts.js';
+import { clusterName, inboundClusterName } from '../../istio/hosts.js';
 import type { RegistryEndpoint } from '../../controlplane/types.js';
 import { canonicalIp, hostPort } from '../addr.js';
 import type { Conn, ProxyDeps } from '../context.js';
@@ -35,7 +35,7 @@ export function decideRoute(d: ProxyDeps, conn: Conn, authority: string | undefi
     const h2 = upstreamIsH2(declared) || grpc || (declared === undefined && (peerProtocol ? peerProtocol === 'h2' : downstream === 'h2'));
     const ip = canonicalIp(dst.ip).includes(':') ? '::1' : '127.0.0.1';
     return {
-      kind: 'inbound', cluster: `inbound|${dst.port}||`, routeName: 'default', targets: [{ ip, port: dst.port }],
+      kind: 'inbound', cluster: inboundClusterName(dst.port), routeName: 'default', targets: [{ ip, port: dst.port }],
       protocolFor: (t) => (h2 && !h2Refused(t) ? 'h2' : 'h1'),
       localAddress: ip === '127.0.0.1' ? d.config.inboundSourceV4 : undefined, meshPeer: false,
     };

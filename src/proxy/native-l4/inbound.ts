@@ -8,6 +8,7 @@
 // AuthorizationPolicy for this workload (MeshHooks.nativeTcpInbound). Even
 // then the native side peeks at the first byte and hands TLS to the mesh
 // gate. Everything else has no entry: handed to JavaScript as before.
+import { inboundClusterName } from '../../istio/hosts.js';
 import type { L4Route } from '../../native/l4-accept.js';
 import type { ProxyDeps } from '../context.js';
 import { declaredProtocol } from '../protocol/declared.js';
@@ -21,10 +22,6 @@ export interface NativeInboundPlan {
   exact: Record<string, L4Route>;
   /** "ip|port" → how the JavaScript chain would have counted it. */
   ports: Map<string, NativeInbound>;
-}
-
-export function inboundClusterName(port: number): string {
-  return `inbound|${port}||`;
 }
 
 export function planNativeInbound(d: ProxyDeps, routes: RouteTable): NativeInboundPlan {

@@ -7,7 +7,7 @@
 // Bytes a protocol sniffer looked at are still in the client socket's
 // buffer; both byte movers send them first.
 import type { CompiledCluster } from '../../controlplane/resources.js';
-import { clusterName } from '../../istio/hosts.js';
+import { clusterName, inboundClusterName } from '../../istio/hosts.js';
 import type { Socket } from 'node:net';
 import type { RegistryService } from '../../controlplane/types.js';
 import { pumpConfigure, pumpStats, type PumpStats } from '../../native/pump.js';
@@ -170,9 +170,9 @@ export class TcpChain {
       const dial = (t: { ip: string; port: number }) => connectTransparent({
         ip: t.ip, port: t.port, sourceIp: client.ip, sourcePort: client.port, mark: this.d.config.tproxyMark, timeoutMs: this.d.config.connectTimeoutMs,
       });
-      return this.connectAndRelay(conn, [dst], labels, `inbound|${dst.port}||`, undefined, dial);
+      return this.connectAndRelay(conn, [dst], labels, inboundClusterName(dst.port), undefined, dial);
     }
-    return this.connectAndRelay(conn, [inboundTarget(dst.ip, dst.port)], labels, `inbound|${dst.port}||`, this.inboundSource(dst.ip));
+    return this.connectAndRelay(conn, [inboundTarget(dst.ip, dst.port)], labels, inboundClusterName(dst.port), this.inboundSource(dst.ip));
   }
 
   inboundSource(dstIp: string): string | undefined {
