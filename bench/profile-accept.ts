@@ -6,7 +6,10 @@
 // functions. Short on purpose (the bench machine is shared):
 //   SECONDS=5 npx tsx bench/profile-accept.ts
 // SIDE=server profiles the server proxy (inbound 15006) instead of the client's.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+// PROXY=haproxy runs HAProxy (static config, the bench's) in both pods instead,
+// for the per-connection CPU it needs on the same path. The proxies' pids are
+// printed before the load starts, for perf trace / strace to attach to.
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +20,7 @@ import { HZ, shortConnectionSysctls, threadCpu } from './lib/two-pod.js';
 
 const SECONDS = Number(process.env.SECONDS ?? 5);
 const SIDE = process.env.SIDE === 'server' ? 'server' : 'client';
+const HAPROXY = process.env.PROXY === 'haproxy';
 const VIP = '10.96.59.10';
 const LOAD = `
 const net = require('node:net');
@@ -30,6 +34,13 @@ function one() {
 }
 for (let i = 0; i < 16; i++) { active++; one(); }
 `;
+
+// The bench's HAProxy (bench/proxy-l4.ts): one thread, static backends, no original-destination lookup.
+function haproxyConfig(outbound: string): string {
+  return ['global', '  maxconn 9000', '  nbthread 1', 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 1h', '  timeout server 1h',
+    'frontend outbound', '  bind :::15001 v4v6', '  default_backend out', 'backend out', `  server s1 ${outbound}`,
+    'frontend inbound', '  bind :::15006 v4v6', '  default_backend in', 'backend in', '  server app 127.0.0.1:8080 source 127.0.0.6', ''].join('\n');
+}
 
 const c = new Cluster();
 const profDir = mkdtempSync(path.join(tmpdir(), 'wx-cpuprof-'));
@@ -49,11 +60,20 @@ try {
   const plain = c.proxyCommand;
   const profiled = [process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, bundle];
   for (const pod of [server, client]) {
+    if (HAPROXY) {
+      const cfg = path.join(profDir, `${pod.name}.haproxy.cfg`);
+      writeFileSync(cfg, haproxyConfig(`${server.ip4}:8080`));
+      chmodSync(cfg, 0o644);
+      pod.proxy = pod.ns.spawn('setpriv', ['--reuid', '1337', '--regid', '1337', '--clear-groups', 'haproxy', '-db', '-f', cfg]);
+      continue;
+    }
     c.proxyCommand = (pod === server) === (SIDE === 'server') ? profiled : plain;
     await c.startProxy(pod, ['--no-dns']);
   }
-  await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
+  if (HAPROXY) await new Promise((r) => setTimeout(r, 300));
+  else await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
   const proxies = [['client proxy', client.proxy!.pid!], ['server proxy', server.proxy!.pid!]] as const;
+  console.log(`pids: ${proxies.map(([name, pid]) => `${name} ${pid}`).join(', ')}`);
   const cpu0 = proxies.map(([, pid]) => threadCpu(pid));
   const out = execFileSync('ip', ['netns', 'exec', client.ns.name, process.execPath, '-e', LOAD, VIP, '80', String(SECONDS)], { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
   console.log(`load: ${out.trim()}`);
@@ -67,6 +87,7 @@ try {
     const js = rows.find((r) => r.tid === pid)?.ms ?? 0;
     console.log(`${name} CPU per connection: total ${((total * 1000) / done).toFixed(0)} µs, JS thread ${((js * 1000) / done).toFixed(0)} µs; by thread: ${rows.sort((a, b) => b.ms - a.ms).map((r) => `${r.tid === pid ? 'JS' : r.comm}(${r.tid}) ${((r.ms * 1000) / done).toFixed(0)}`).join(', ')}`);
   });
+  if (HAPROXY) process.exit(0);
   const profiledPod = SIDE === 'server' ? server : client;
   profiledPod.proxy!.kill('SIGTERM');
   await once(profiledPod.proxy!, 'exit');

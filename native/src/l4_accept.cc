@@ -47,7 +47,7 @@ constexpr int64_t kRecordDelayMs = 4;
 constexpr size_t kRecordBatchMax = 512;
 constexpr int64_t kEmfilePauseMs = 100;
 
-bool PeerOf(int fd, std::string* ip, int* port) {
+bool PeerOf(int fd, std::string* ip, int* port, bool* ipv4) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
@@ -56,9 +56,11 @@ bool PeerOf(int fd, std::string* ip, int* port) {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
     inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
     *port = ntohs(a->sin_port);
+    *ipv4 = true;
   } else if (ss.ss_family == AF_INET6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], buf, sizeof(buf));
+    *ipv4 = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
+    if (*ipv4) inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], buf, sizeof(buf));
     else inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
     *port = ntohs(a->sin6_port);
   } else {
@@ -166,14 +168,15 @@ void PumpEngine::AcceptOne(L4Listener* l, int fd, const L4RouteTable& table) {
   L4Record rec;
   rec.direction = l->direction;
   rec.start_wall_ms = WallMs();
-  if (!PeerOf(fd, &rec.peer_ip, &rec.peer_port)) {
+  bool ipv4 = false;
+  if (!PeerOf(fd, &rec.peer_ip, &rec.peer_port, &ipv4)) {
     // Reset before we got to it: nothing to route, nobody to tell.
     l4_dropped_.fetch_add(1, std::memory_order_relaxed);
     close(fd);
     return;
   }
   Endpoint dst;
-  const bool have_dst = !OriginalDst(fd, &dst).has_value();
+  const bool have_dst = !OriginalDst(fd, ipv4, &dst).has_value();
   const L4Route* route = nullptr;
   if (have_dst) {
     rec.dst_ip = dst.address;
@@ -219,6 +222,7 @@ void PumpEngine::AcceptOne(L4Listener* l, int fd, const L4RouteTable& table) {
   n->peer_ip = rec.peer_ip;
   n->peer_port = rec.peer_port;
   n->start_wall_ms = rec.start_wall_ms;
+  n->aggregate = table.aggregate;
   n->max_attempts = cluster ? std::max(1, std::min<int>(cluster->spec().max_attempts, static_cast<int>(cluster->size()))) : 1;
   const bool inbound = route->kind == L4Route::Kind::kInbound;
   const bool peek = inbound && route->peek;
@@ -254,7 +258,7 @@ void PumpEngine::AcceptOne(L4Listener* l, int fd, const L4RouteTable& table) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+  ev.events = kPumpSocketEvents;
   ev.data.u64 = p->id << 1;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     p->native->last_message = std::string("epoll_ctl: ") + std::strerror(errno);
@@ -290,12 +294,16 @@ bool PumpEngine::DialNext(Pump* p) {
 
 void PumpEngine::NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event) {
   NativeConn* n = p->native.get();
+  // Aggregated: the event's counts go to a series (l4_series.cc); no record.
+  const bool aggregate = n->aggregate;
+  if (aggregate) AggregateEvent(p, *event);
   L4Record rec;
   rec.id = p->id;
   rec.direction = n->direction;
   switch (event->kind) {
     case PumpOutcome::Kind::kConnected:
       n->opened = true;
+      if (aggregate) return;
       rec.kind = L4Record::Kind::kOpened;
       FillConnection(*n, &rec);
       rec.upstream_ip = n->upstream_ip;
@@ -307,14 +315,16 @@ void PumpEngine::NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event) {
       n->lease.Release();
       n->last_code = event->code;
       n->last_message = event->error;
-      rec.kind = L4Record::Kind::kConnectFailed;
-      rec.upstream_ip = n->upstream_ip;
-      rec.upstream_port = n->upstream_port;
-      rec.code = event->code;
-      rec.message = event->error;
       const bool retry = n->cluster && n->attempts < n->max_attempts;
-      rec.retrying = retry;
-      AddRecord(std::move(rec));
+      if (!aggregate) {
+        rec.kind = L4Record::Kind::kConnectFailed;
+        rec.upstream_ip = n->upstream_ip;
+        rec.upstream_port = n->upstream_port;
+        rec.code = event->code;
+        rec.message = event->error;
+        rec.retrying = retry;
+        AddRecord(std::move(rec));
+      }
       if (retry) l4_retries_.fetch_add(1, std::memory_order_relaxed);
       if (retry && DialNext(p)) return;
       // Every attempt failed: the client gets a reset, as a refused connect would have given it.
@@ -325,6 +335,7 @@ void PumpEngine::NativeEvent(Pump* p, std::unique_ptr<PumpOutcome> event) {
   }
   l4_active_.fetch_sub(1, std::memory_order_relaxed);
   n->lease.Release();
+  if (aggregate) return;
   rec.duration_ms = event->duration_ms;
   if (n->opened) {
     rec.kind = L4Record::Kind::kClosed;
@@ -350,6 +361,10 @@ void PumpEngine::ReportProgress(int64_t now_ms) {
   for (auto& [id, p] : pumps_) {
     NativeConn* n = p->native.get();
     if (n == nullptr || !n->opened || p->done) continue;
+    if (n->aggregate) {
+      AggregateProgress(p.get());
+      continue;
+    }
     const uint64_t a = p->counters->a_to_b.load(std::memory_order_relaxed);
     const uint64_t b = p->counters->b_to_a.load(std::memory_order_relaxed);
     if (a + b == n->reported) continue;

@@ -252,7 +252,7 @@ void RoutesInto(Napi::Env env, const Napi::Value& v, const std::string& where, s
 }
 
 // l4SetRoutes({exact, byPort, ownPorts, maxConnections, idleTimeoutMs, passthroughConnectTimeoutMs,
-//   inboundSourceV4, inboundConnectTimeoutMs, inboundPeekTimeoutMs}) — atomic.
+//   inboundSourceV4, inboundConnectTimeoutMs, inboundPeekTimeoutMs, aggregate}) — atomic.
 Napi::Value SetRoutesJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) ThrowTypeError(env, "l4SetRoutes: table must be an object");
@@ -282,8 +282,35 @@ Napi::Value SetRoutesJs(const Napi::CallbackInfo& info) {
   if (!ict.IsUndefined()) t->inbound_connect_timeout_ms = static_cast<int64_t>(IntegerArg(ict, "l4SetRoutes: inboundConnectTimeoutMs", 1, 2147483647));
   Napi::Value ipt = o.Get("inboundPeekTimeoutMs");
   if (!ipt.IsUndefined()) t->inbound_peek_timeout_ms = static_cast<int64_t>(IntegerArg(ipt, "l4SetRoutes: inboundPeekTimeoutMs", 0, 2147483647));
+  Napi::Value agg = o.Get("aggregate");
+  if (!agg.IsUndefined()) {
+    if (!agg.IsBoolean()) ThrowTypeError(env, "l4SetRoutes: aggregate must be a boolean");
+    t->aggregate = agg.As<Napi::Boolean>().Value();
+  }
   SetL4Routes(std::move(t));
   return env.Undefined();
+}
+
+// l4TakeSeries() -> [{key, opened, closed, failed, connectFailures, retries, aToB, bToA}]: what
+// aggregated native connections added up to since the last call.
+Napi::Value TakeSeriesJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto series = PumpEngineFor(env).TakeL4Series();
+  Napi::Array out = Napi::Array::New(env, series.size());
+  uint32_t i = 0;
+  for (const auto& [key, s] : series) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("key", key);
+    o.Set("opened", static_cast<double>(s.opened));
+    o.Set("closed", static_cast<double>(s.closed));
+    o.Set("failed", static_cast<double>(s.failed));
+    o.Set("connectFailures", static_cast<double>(s.connect_failures));
+    o.Set("retries", static_cast<double>(s.retries));
+    o.Set("aToB", static_cast<double>(s.a_to_b));
+    o.Set("bToA", static_cast<double>(s.b_to_a));
+    out.Set(i++, o);
+  }
+  return out;
 }
 
 Napi::Value AbortNativeJs(const Napi::CallbackInfo& info) {
@@ -314,6 +341,7 @@ void RegisterL4Accept(Napi::Env env, Napi::Object exports) {
   exports.Set("l4SetRoutes", Napi::Function::New(env, SetRoutesJs, "l4SetRoutes"));
   exports.Set("l4AbortNative", Napi::Function::New(env, AbortNativeJs, "l4AbortNative"));
   exports.Set("l4Stats", Napi::Function::New(env, StatsJs, "l4Stats"));
+  exports.Set("l4TakeSeries", Napi::Function::New(env, TakeSeriesJs, "l4TakeSeries"));
 }
 
 }  // namespace weir

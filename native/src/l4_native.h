@@ -56,6 +56,33 @@ struct L4RouteTable {
   std::string inbound_source_v4;
   int64_t inbound_connect_timeout_ms = 10000;
   int64_t inbound_peek_timeout_ms = 5000;
+  // Telemetry of native connections as aggregated series (L4SeriesTable)
+  // instead of a record per connection event: JavaScript then folds a few
+  // series a second instead of handling every connection. Off when
+  // something needs each connection (the access log).
+  bool aggregate = false;
+};
+
+// What native connections add up to, per series (l4_series.cc). Keys are
+// fields joined by \x01 (not '|': Envoy's cluster names hold '|'):
+//   c direction cluster dst-ip dst-port peer-ip upstream-ip upstream-port detect-reason passthrough(0/1) end
+//     a connection series; end = "" while open (opened, bytes so far), the
+//     pump's end reason once closed (closed, the rest of its bytes), or
+//     "failed" for one that never opened (every attempt failed; no upstream);
+//   f direction code: failed connect attempts (connect_failures, retries).
+struct L4Series {
+  uint64_t opened = 0, closed = 0, failed = 0, connect_failures = 0, retries = 0, a_to_b = 0, b_to_a = 0;
+};
+
+// Written by the pump thread, taken by JavaScript (once a second and before every scrape).
+class L4SeriesTable {
+ public:
+  void Add(const std::string& key, const L4Series& delta);
+  std::unordered_map<std::string, L4Series> Take();
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, L4Series> series_;
 };
 
 // The process's route table (JavaScript is the only writer).
@@ -103,6 +130,10 @@ struct NativeConn {
   double start_wall_ms = 0;
   bool opened = false;
   uint64_t reported = 0;  // a_to_b + b_to_a at the last kProgress
+  // Aggregated telemetry (the table's `aggregate` when accepted: a connection keeps the mode it began in).
+  bool aggregate = false;
+  std::string series;                        // its "c|…|" key without the end, once opened
+  uint64_t counted_a = 0, counted_b = 0;     // bytes already added to a series
 };
 
 struct L4Listener {

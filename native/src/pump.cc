@@ -289,7 +289,7 @@ void PumpEngine::TakeCommands() {
       // EAGAIN (or the pipe is full and the reader blocked), so every
       // later change of state brings a fresh edge.
       epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+      ev.events = kPumpSocketEvents;
       ev.data.u64 = (id << 1) | static_cast<uint64_t>(side);
       if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, p->fd[side], &ev) != 0) {
         Finish(p, "error", std::string("epoll_ctl ") + SideName(side) + ": " + ErrnoText(errno), true, true);

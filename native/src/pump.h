@@ -55,6 +55,8 @@ struct PumpSpec {
 // What the pump thread reports. kDone ends a pump; a pump started with
 // StartConnect also reports its upstream connect: kConnected (then bytes
 // move) or kConnectFailed (it then waits for Redial or Abort).
+struct Flow;
+
 struct PumpOutcome {
   enum class Kind { kDone, kConnected, kConnectFailed };
   Kind kind = Kind::kDone;
@@ -146,6 +148,8 @@ class PumpEngine {
   // Ends every native connection (drain's last step): reset = RST both peers.
   void AbortNative(bool reset);
   L4Stats NativeStats() const;
+  // What aggregated native connections added up to since the last call (l4_series.cc).
+  std::unordered_map<std::string, L4Series> TakeL4Series() { return l4_series_.Take(); }
 
   struct Pump;  // defined in pump_state.h
 
@@ -158,7 +162,7 @@ class PumpEngine {
   void RunPump(Pump* p);
   void Finish(Pump* p, const std::string& reason, const std::string& error, bool rst_a, bool rst_b);
   void ExpireIdle(int64_t now_ms);
-  std::optional<Failure> TakePipes(Pump* p, int pipe_size);
+  std::optional<Failure> TakePipe(Flow* flow, int pipe_size);
   // pump_connect.cc: the connecting phases of a StartConnect pump.
   bool AdoptClient(Pump* p);
   void BeginDial(Pump* p);
@@ -178,6 +182,9 @@ class PumpEngine {
   void ResumeListeners(int64_t now_ms);
   void CloseListeners();
   void ReportProgress(int64_t now_ms);
+  // l4_series.cc: NativeEvent and ReportProgress for connections with `aggregate`.
+  void AggregateEvent(Pump* p, const PumpOutcome& event);
+  void AggregateProgress(Pump* p);
   // l4_inbound.cc: native inbound (kInbound routes) and its first-byte peek.
   bool PrepareInbound(Pump* p, NativeConn* n, const Endpoint& dst, const L4RouteTable& table);
   void BeginPeek(Pump* p);
@@ -231,6 +238,7 @@ class PumpEngine {
   int64_t l4_batch_due_ms_ = 0;  // the batch goes to JavaScript by then at the latest
   bool l4_batch_urgent_ = false;  // it holds a handoff: goes at the end of this loop turn
   int64_t next_progress_ms_ = 0;  // when open native connections next report their bytes
+  L4SeriesTable l4_series_;
   std::atomic<uint64_t> l4_accepted_{0}, l4_native_{0}, l4_handed_off_{0}, l4_dropped_{0}, l4_retries_{0}, l4_active_{0};
 };
 

@@ -86,7 +86,7 @@ void PumpEngine::BeginDial(Pump* p) {
   }
   p->fd[1] = fd;
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+  ev.events = kPumpSocketEvents;
   ev.data.u64 = (p->id << 1) | 1;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     const int err = errno;
@@ -100,22 +100,27 @@ void PumpEngine::BeginDial(Pump* p) {
 }
 
 void PumpEngine::CompleteConnect(Pump* p, uint32_t events) {
+  // Writable with no error or hang-up: connected. Only a failure needs SO_ERROR read.
+  if ((events & (EPOLLERR | EPOLLHUP)) == 0) {
+    if ((events & EPOLLOUT) != 0) Connected(p);
+    return;
+  }
   int err = 0;
   socklen_t len = sizeof(err);
   if (getsockopt(p->fd[1], SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  if (err == 0 && (events & (EPOLLERR | EPOLLHUP)) != 0 && (events & EPOLLOUT) == 0) err = ECONNRESET;
+  if (err == 0 && (events & EPOLLOUT) == 0) err = ECONNRESET;
   if (err != 0) {
     const std::string code = ErrnoCode(err);
     return ConnectFailed(p, code, "connect " + code + " " + p->dial.text);
   }
-  if ((events & EPOLLOUT) != 0) Connected(p);
+  Connected(p);
 }
 
 void PumpEngine::Connected(Pump* p) {
-  if (auto f = TakePipes(p, p->pipe_size)) return Finish(p, "error", f->message, true, true);
   auto event = std::make_unique<PumpOutcome>();
   event->kind = PumpOutcome::Kind::kConnected;
-  LocalAddressOf(p->fd[1], &event->local_address, &event->local_port);
+  // The upstream socket's own address is for the access log: aggregated telemetry has none to fill.
+  if (!p->native || !p->native->aggregate) LocalAddressOf(p->fd[1], &event->local_address, &event->local_port);
   p->phase = Pump::Phase::kPumping;
   p->last_activity_ms = NowMs();
   if (p->idle_timeout_ms > 0) {

@@ -3,6 +3,7 @@
 // Internal to the engine: nothing outside PumpEngine touches these.
 #pragma once
 
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,11 @@ namespace pump_internal {
 // id, far above any pump socket's (id << 1) | side.
 constexpr uint64_t kListenTokenBase = ~uint64_t{0} - (uint64_t{1} << 20);
 
+// What a pump registers its sockets for. EPOLLRDHUP tells RunPump that a
+// peer's FIN is already queued: after a short recv() it need not read again
+// to learn that the socket is drained, unless this says an end of stream waits.
+constexpr uint32_t kPumpSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
 inline void CloseFd(int* fd) {
   if (*fd >= 0) close(*fd);
   *fd = -1;
@@ -42,9 +48,14 @@ inline bool EarlierDeadline(const std::pair<int64_t, uint64_t>& x, const std::pa
 
 }  // namespace pump_internal
 
-// One direction of a pump: bytes read from `in` wait in the pipe until `out`
-// takes them. The pipe is the only buffer, so its capacity bounds what a
-// slow reader can make the pump hold.
+// One direction of a pump. A flow starts with no pipe (unless the pump was
+// Started with both sockets): it copies with recv/send through a stack
+// buffer, which for the few small writes of most connections costs fewer
+// and cheaper syscalls than splicing through a pipe pair. The first read
+// that fills the buffer marks the flow as bulk: it takes a pipe and splices
+// from then on, and bytes read from `in` wait in the pipe until `out` takes
+// them. Either way one bound holds what a slow reader can make the pump
+// hold: the pipe's capacity, or one buffer's worth of unsent bytes.
 struct Flow {
   int pipe_r = -1;
   int pipe_w = -1;
@@ -52,7 +63,9 @@ struct Flow {
   size_t created_capacity = 0;  // what the pool resets the pipe to when it comes back
   size_t target_capacity = 0;  // grow to this once a read fills the pipe
   size_t in_pipe = 0;
-  std::string initial;  // bytes the caller had already read: sent first
+  // Bytes to send before anything else: what the caller had already read
+  // (PumpSpec::initial_*), or what a copy's send() did not take.
+  std::string initial;
   size_t initial_sent = 0;
   bool eof = false;   // `in` reported end of stream
   bool shut = false;  // ... and it was passed on as shutdown(out, SHUT_WR)
@@ -79,7 +92,8 @@ struct PumpEngine::Pump {
   Phase phase = Phase::kPumping;
   DialTarget dial;                  // the endpoint being (or last) dialled
   int64_t connect_deadline_ms = 0;  // kConnecting: ETIMEDOUT at this time
-  int pipe_size = 0;                // PumpSpec::pipe_size, for pipes taken once connected
+  int pipe_size = 0;                // PumpSpec::pipe_size, for pipes taken once a flow turns bulk
+  bool rdhup[2] = {false, false};   // epoll said this side's peer half-closed (its FIN is queued)
   std::unique_ptr<NativeConn> native;  // set: accepted natively (l4_accept.cc); outcomes become L4Records
 
   ~Pump() {

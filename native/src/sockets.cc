@@ -145,7 +145,10 @@ std::optional<Failure> OriginalDst(int fd, Endpoint* out) {
   } else if (local.ss_family != AF_INET) {
     return Failure{"fd " + std::to_string(fd) + " is not an IPv4/IPv6 socket", "EAFNOSUPPORT"};
   }
+  return OriginalDst(fd, ipv4, out);
+}
 
+std::optional<Failure> OriginalDst(int fd, bool ipv4, Endpoint* out) {
   if (ipv4) {
     sockaddr_in dst{};
     socklen_t dlen = sizeof(dst);

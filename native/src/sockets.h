@@ -18,6 +18,9 @@ struct Endpoint {
 // SO_ORIGINAL_DST (IPv4) / IP6T_SO_ORIGINAL_DST (IPv6) of an accepted socket.
 // A v4-mapped connection on a dual-stack listener is reported as IPv4.
 std::optional<Failure> OriginalDst(int fd, Endpoint* out);
+// The same when the caller knows the connection's family already (from its
+// peer's address: IPv4 or v4-mapped = the IPv4 table's NAT), one syscall less.
+std::optional<Failure> OriginalDst(int fd, bool ipv4, Endpoint* out);
 
 struct PeerCredentials {
   int pid = 0;

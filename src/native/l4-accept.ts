@@ -21,6 +21,8 @@ export interface L4RouteTable {
   inboundConnectTimeoutMs?: number;
   /** Inbound routes with `peek`: how long to wait for the client's first byte (then dialled anyway: a server-first app). */
   inboundPeekTimeoutMs?: number;
+  /** Telemetry as aggregated series (l4TakeSeries) instead of a record per connection event; records still come for handoffs. */
+  aggregate?: boolean;
 }
 
 interface Base { direction: 'outbound' | 'inbound'; id?: number }
@@ -34,6 +36,9 @@ export type L4Record =
   | (Base & { kind: 'closed'; id: number; bytesAtoB: number; bytesBtoA: number; reason: string; error?: string; durationMs: number })
   | (Base & Routed & { kind: 'failed'; id: number; code: string; message: string; durationMs: number });
 
+/** What aggregated native connections added up to, per series (key format: native/src/l4_native.h). */
+export interface L4Series { key: string; opened: number; closed: number; failed: number; connectFailures: number; retries: number; aToB: number; bToA: number }
+
 export interface L4Stats { accepted: number; native: number; handedOff: number; dropped: number; retries: number; active: number }
 
 interface L4Addon {
@@ -42,6 +47,7 @@ interface L4Addon {
   l4SetRoutes(table: L4RouteTable): void;
   l4AbortNative(opts: { reset: boolean }): void;
   l4Stats(): L4Stats;
+  l4TakeSeries(): L4Series[];
 }
 
 function addon(): L4Addon {
@@ -72,4 +78,9 @@ export function l4AbortNative(reset: boolean): void {
 
 export function l4Stats(): L4Stats {
   return addon().l4Stats();
+}
+
+/** What aggregated native connections added up to since the last call. */
+export function l4TakeSeries(): L4Series[] {
+  return addon().l4TakeSeries();
 }

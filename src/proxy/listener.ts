@@ -54,6 +54,7 @@ export class Listeners {
     const remaining = this.activeConnections();
     for (const t of [...this.open]) t.abort();
     this.native?.abortAll();
+    this.native?.stop();
     clearInterval(this.flushTimer);
     return { remaining };
   }
@@ -86,7 +87,7 @@ export class Listeners {
     const listenerPort = direction === 'outbound' ? this.d.config.outboundPort : this.d.config.inboundPort;
     if (this.draining) { this.reject(direction, down, peer, 'draining'); return; }
     // Our own count, not server.maxConnections: spliced sockets leave Node's count.
-    if (this.inFlight + (this.native?.outcomes.active ?? 0) >= this.d.config.maxConnections) { this.reject(direction, down, peer, 'max_connections'); return; }
+    if (this.inFlight + (this.native?.active() ?? 0) >= this.d.config.maxConnections) { this.reject(direction, down, peer, 'max_connections'); return; }
     this.inFlight++;
     try {
       let dst: OriginalDst | undefined;

@@ -190,8 +190,8 @@ export async function startProxy(cfg: ProxyConfig, logger: Logger, opts: { stati
       return { level: logger.level };
     },
     clusters: () => clustersView({ client, tcp, http, deps }),
-    stats: () => ({ ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: pumpStatsWithNative(tcp, nativeL4), nativeHttp: http.native.stats(), pools: poolStats([http.router.pools, ...clusters.pools()]), memoryRelief: relief.stats() }),
-    prometheus: async () => (http.native.fold(), { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    stats: () => (nativeL4?.fold(), { ...counters, active: listeners.activeConnections(), registryVersion: client.current()?.version ?? -1, agentConnected: client.connected, uptimeS: Math.round((Date.now() - startedAt) / 1000), pump: pumpStatsWithNative(tcp, nativeL4), nativeHttp: http.native.stats(), pools: poolStats([http.router.pools, ...clusters.pools()]), memoryRelief: relief.stats() }),
+    prometheus: async () => (http.native.fold(), nativeL4?.fold(), { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
   });
   // Status port 15020: rewritten app probes, quitquitquit, exit with the app (src/proxy/app-health.ts).
   // Quitting goes through SIGTERM so it drains exactly like a pod deletion.

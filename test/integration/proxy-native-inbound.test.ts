@@ -36,16 +36,16 @@ net.createServer({ allowHalfOpen: true }, (s) => {
 net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); s.write('first ' + who(s) + '\\n'); s.pipe(s); }).listen(7001, '::');
 require('node:http').createServer((q, r) => r.end('http from ' + who(q.socket))).listen(7080, '::', () => console.log('app ready'));
 `;
-const VIP = { n: '10.96.82.10', j: '10.96.82.11', first: '10.96.82.12', web: '10.96.82.13', strict: '10.96.82.14' };
+const VIP = { n: '10.96.82.10', j: '10.96.82.11', first: '10.96.82.12', web: '10.96.82.13', strict: '10.96.82.14', a: '10.96.82.15' };
 const NS = 'shop';
 
 let c: Cluster;
 let client: Pod;
 let outside: Pod;
-const servers: Record<'n' | 'j' | 's', Pod> = {} as never;
+const servers: Record<'n' | 'j' | 's' | 'a', Pod> = {} as never;
 const apps: ChildProcess[] = [];
 
-interface NativeAccept { accepted: number; native: number; handedOff: number; dropped: number; active: number }
+interface NativeAccept { accepted: number; native: number; handedOff: number; dropped: number; active: number; foldedSeries: number }
 const nativeOf = async (pod: Pod): Promise<NativeAccept> => {
   const s = JSON.parse((await c.httpGet(pod, 15000, '/stats')).body) as { pump?: { nativeAccept?: NativeAccept } };
   assert.ok(s.pump?.nativeAccept, `${pod.name} runs the native accept path: ${JSON.stringify(s.pump)}`);
@@ -111,7 +111,7 @@ before(async () => {
   // server-s's policies come from the control plane (the v2 Security kind), changed by the tests as they go.
   await c.startControlPlane({ security: policies });
   client = await c.addPod('client-6c9f7d5b4-qwert', NS);
-  for (const k of ['n', 'j', 's'] as const) servers[k] = await c.addPod(`server-${k}`, NS);
+  for (const k of ['n', 'j', 's', 'a'] as const) servers[k] = await c.addPod(`server-${k}`, NS);
   outside = await c.addPod('outside', 'elsewhere', { capture: false });
   const svc = (name: string, vip: string, pod: Pod, port: number, portName = 'tcp-echo') => {
     c.cp!.apply((b) => b.upsertService(service(name, NS, vip, [{ name: portName, port }])));
@@ -123,6 +123,7 @@ before(async () => {
   svc('first', VIP.first, servers.n, 7001, 'tcp-first');
   svc('web', VIP.web, servers.n, 7080, 'http-web');
   svc('strict', VIP.strict, servers.s, 7000);
+  svc('echo-a', VIP.a, servers.a, 7000);
   for (const p of Object.values(servers)) {
     const app = p.ns.spawn(process.execPath, ['-e', APP]);
     apps.push(app);
@@ -133,6 +134,7 @@ before(async () => {
     c.startProxy(servers.n, ['--no-dns', '--access-log', 'json']),
     c.startProxy(servers.j, ['--no-dns', '--access-log', 'json', '--native-accept', 'off']),
     c.startProxy(servers.s, ['--no-dns']),
+    c.startProxy(servers.a, ['--no-dns']), // no access log: native telemetry as aggregated series
   ]);
   await c.cp!.waitAcked(c.cp!.stats().version as number, 5000);
 });
@@ -177,6 +179,42 @@ test('declared-TCP inbound is served by the pump thread, from 127.0.0.6, and rep
   assert.equal(line.bytes_received, 3);
   const ref = access(servers.j)[0];
   for (const k of ['upstream_host', 'upstream_cluster', 'bytes_received', 'bytes_sent', 'response_flags']) assert.equal(line[k], ref[k], k);
+});
+
+/** inboundSeries as series → value, for deltas. */
+async function inboundValues(pod: Pod, names: string[]): Promise<Map<string, number>> {
+  return new Map((await inboundSeries(pod, names)).map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]));
+}
+
+test('with no access log, native telemetry comes as aggregated series: the same istio_tcp_* series and values as the JavaScript path, inbound and outbound', { skip }, async () => {
+  const names = ['server-a', 'server-j', 'echo-a', 'echo-j'];
+  const [a0, client0] = [await nativeOf(servers.a), await nativeOf(client)];
+  const j0 = await inboundValues(servers.j, names);
+  for (let i = 0; i < 5; i++) {
+    assert.equal(await exchange(VIP.a, 7000, `a${i}`), 'from 127.0.0.6');
+    assert.equal(await exchange(VIP.j, 7000, `a${i}`), 'from 127.0.0.6');
+  }
+  const a1 = await nativeOf(servers.a);
+  assert.equal(a1.native - a0.native, 5, 'all five native on server-a');
+  // Folded before every scrape: no waiting for the once-a-second fold (only for the pump thread to see the closes).
+  const closed = (m: Map<string, number>) => [...m].filter(([k]) => k.startsWith('istio_tcp_connections_closed_total')).reduce((n, [, v]) => n + v, 0);
+  await until('server-a reported 5 closed', async () => closed(await inboundValues(servers.a, names)) === 5, 5000);
+  await until('server-j reported 5 more closed', async () => closed(await inboundValues(servers.j, names)) - closed(j0) === 5, 5000);
+  const sa = await inboundValues(servers.a, names);
+  const sj = new Map([...(await inboundValues(servers.j, names))].map(([k, v]) => [k, v - (j0.get(k) ?? 0)] as const).filter(([, v]) => v > 0));
+  assert.ok(sa.size >= 4, [...sa].join('\n'));
+  assert.deepEqual([...sa].sort(), [...sj].sort());
+  for (const m of ['weir_inbound_mtls_total', 'weir_proxy_protocol_detected_total']) assert.equal(await c.metric(servers.a, m, m.includes('mtls') ? { outcome: 'plaintext' } : { direction: 'inbound' }), 5, m);
+  // The client's proxy (no access log either): its outbound series for echo-a, value by value.
+  const out = { reporter: 'source', destination_service_name: 'echo-a', destination_workload: 'server-a' };
+  assert.equal(await c.metric(client, 'istio_tcp_connections_opened_total', out), 5);
+  await until('client reported 5 closed', async () => (await c.metric(client, 'istio_tcp_connections_closed_total', out)) === 5, 5000);
+  assert.equal(await c.metric(client, 'istio_tcp_received_bytes_total', out), 5 * 'a0\n'.length);
+  assert.equal(await c.metric(client, 'istio_tcp_sent_bytes_total', out), 5 * ('from 127.0.0.6\n'.length + 'a0\n'.length));
+  // Proof that it was the aggregated path: series were folded on both proxies, no access log line was written.
+  const [a2, client2] = [await nativeOf(servers.a), await nativeOf(client)];
+  assert.ok(a2.foldedSeries > a0.foldedSeries && client2.foldedSeries > client0.foldedSeries, JSON.stringify({ a0, a2, client0, client2 }));
+  assert.equal(servers.a.proxyLog.filter((l) => l.startsWith('{"start_time"')).length, 0);
 });
 
 test('a TLS first byte is handed to the mesh gate with its bytes intact (the app\'s own TLS passes through)', { skip }, async () => {

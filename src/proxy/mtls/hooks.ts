@@ -40,7 +40,7 @@ export interface MeshHooks {
    */
   nativeTcpInbound(port: number): string | undefined;
   /** What the gate counts for a plaintext connection it admitted, for one the native path admitted. */
-  countNativeInbound(port: number): void;
+  countNativeInbound(port: number, n?: number): void;
   /** Called after every change of the enforced security (the native inbound table is re-planned). */
   onSecurityChange(listener: () => void): void;
 }
@@ -83,8 +83,8 @@ export function meshHooks(g: InboundGateDeps, o: OutboundDeps): MeshHooks {
       const mode = g.security.mode(g.namespace(), port);
       return mode === 'STRICT' || g.security.hasAuthorization(g.namespace()) ? undefined : mode;
     },
-    countNativeInbound(port) {
-      g.security.inbound.inc({ mode: g.security.mode(g.namespace(), port), outcome: 'plaintext' });
+    countNativeInbound(port, n = 1) {
+      g.security.inbound.inc({ mode: g.security.mode(g.namespace(), port), outcome: 'plaintext' }, n);
     },
     onSecurityChange: (listener) => g.security.onChange(listener),
     labels(l, conn, up) {

@@ -7,7 +7,7 @@ import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Logger } from '../../common/log.js';
 import { clusterTableAvailable, replaceClusters } from '../../native/cluster-table.js';
-import { l4AbortNative, l4Listen, l4SetRoutes, l4Stats, l4Unlisten, nativeAcceptAvailable, type L4Record, type L4Stats } from '../../native/l4-accept.js';
+import { l4AbortNative, l4Listen, l4SetRoutes, l4Stats, l4TakeSeries, l4Unlisten, nativeAcceptAvailable, type L4Record, type L4Stats } from '../../native/l4-accept.js';
 import { connectPumpAvailable } from '../../native/splice-pump.js';
 import { canonicalIp } from '../addr.js';
 import type { Direction, ProxyDeps } from '../context.js';
@@ -40,8 +40,11 @@ export class NativeL4 {
   private inbound = new Map<string, NativeInbound>();
   private listeners: number[] = [];
   private pushedFor: RouteTable | undefined;
+  private timer: NodeJS.Timeout | undefined;
   /** Routes the last push made native (for the config dump and tests). */
   nativeRoutes = 0;
+  /** Aggregated series folded into the metrics so far (telemetry without a record per connection). */
+  private foldedSeries = 0;
 
   constructor(private readonly d: ProxyDeps, private readonly logger: Logger, private readonly onHandoff: HandoffHandler) {
     this.outcomes = new NativeOutcomes(d, () => this.clusters, () => this.services, () => this.inbound);
@@ -83,12 +86,33 @@ export class NativeL4 {
   listen(port: number, direction: Direction): void {
     this.push(true);
     this.listeners.push(l4Listen(port, direction, (records) => this.onBatch(records)));
+    // Aggregated telemetry comes back on this schedule, and before every scrape (fold()).
+    this.timer ??= setInterval(() => this.fold(), 1000).unref();
   }
 
   /** Stop accepting (connections stay). */
   close(): void {
     for (const id of this.listeners) l4Unlisten(id);
     this.listeners = [];
+  }
+
+  /** Takes what aggregated native connections added up to into the metrics (a timer, every scrape, /stats, shutdown). */
+  fold(): void {
+    try {
+      const series = l4TakeSeries();
+      this.foldedSeries += series.length;
+      this.outcomes.fold(series);
+    } catch (err) {
+      // Metrics must never take the proxy down (this runs from a timer): the batch is lost, and said so.
+      this.logger.error({ err: String(err), stack: (err as Error)?.stack }, 'native accept: could not fold a metrics batch');
+    }
+  }
+
+  /** The last fold: after the connections ended (drain), nothing comes later. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.fold();
   }
 
   /** Native connections open now (connecting or pumping). */
@@ -100,8 +124,8 @@ export class NativeL4 {
     l4AbortNative(true);
   }
 
-  stats(): L4Stats & { routes: number } {
-    return { ...l4Stats(), routes: this.nativeRoutes };
+  stats(): L4Stats & { routes: number; foldedSeries: number } {
+    return { ...l4Stats(), routes: this.nativeRoutes, foldedSeries: this.foldedSeries };
   }
 
   private onBatch(records: L4Record[]): void {

@@ -3,7 +3,7 @@
 // proxy counters, protocol-detection count, istio_tcp_* series with the
 // same labels, connect failures and retries, and one access-log line at
 // the end. Runs once per batch, off the connections' critical path.
-import type { L4Record } from '../../native/l4-accept.js';
+import type { L4Record, L4Series } from '../../native/l4-accept.js';
 import { canonicalIp, hostPort } from '../addr.js';
 import type { ProxyDeps } from '../context.js';
 import { setPeerLabels, unknownLabels, workloadLabel, type IstioTcpLabels } from '../metrics.js';
@@ -22,6 +22,14 @@ const FLAGS_BY_REASON: Record<string, string> = {
   closed: '-', 'reset-by-a': 'DR', 'reset-by-b': 'UR', idle: 'IT', aborted: 'DC', error: 'UR',
 };
 
+/** The pump's end reason as an Envoy response flag ('-': none). */
+function flagsOf(reason: string): string {
+  return FLAGS_BY_REASON[reason] ?? 'UR';
+}
+
+/** What the per-record labels are computed from (a record, or an aggregated series' key). */
+type Where = Pick<Opened, 'direction' | 'dstIp' | 'dstPort' | 'peerIp' | 'cluster' | 'detectReason' | 'passthrough'>;
+
 interface Open { rec: Opened; labels: IstioTcpLabels; reported: { request: number; response: number } }
 
 export class NativeOutcomes {
@@ -31,11 +39,6 @@ export class NativeOutcomes {
     private readonly d: ProxyDeps, private readonly clusters: () => Map<string, RegistryCluster>, private readonly services: () => Map<string, NativeService>,
     private readonly inbound: () => Map<string, NativeInbound>,
   ) {}
-
-  /** Native connections JavaScript has heard open and not yet closed. */
-  get active(): number {
-    return this.open.size;
-  }
 
   handle(r: Exclude<L4Record, { kind: 'handoff' }>): void {
     switch (r.kind) {
@@ -54,23 +57,19 @@ export class NativeOutcomes {
     }
   }
 
-  private labelsFor(r: Opened | Failed, routes: RouteTable): IstioTcpLabels {
+  /** The istio_tcp_* labels of a native connection (before its end's response flags). */
+  private labelsFor(r: Where, routes: RouteTable): IstioTcpLabels {
     const d = this.d;
-    d.counters.accepted++;
-    if (r.direction === 'inbound') return this.inboundLabels(r, routes);
-    const protocol = this.services().get(`${r.dstIp ?? ''}|${r.dstPort ?? 0}`)?.protocol ?? 'tcp';
-    d.metrics.detected.inc({ direction: r.direction, protocol, reason: r.detectReason });
+    const dstIp = r.dstIp ?? '';
+    if (r.direction === 'inbound') return inboundLabels(d, routes, dstIp, r.dstPort ?? 0, r.peerIp);
     const labels = unknownLabels('source');
     setPeerLabels(labels, 'source', d.identity());
-    const dstIp = r.dstIp ?? '';
     if (r.passthrough) {
-      d.counters.passthrough++;
       labels.destination_service_name = 'PassthroughCluster';
       const pod = routes.podByIp(dstIp);
       if (pod) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(pod.name), pod.namespace, {}, pod.cluster ?? d.config.clusterId));
       return labels;
     }
-    d.counters.routed++;
     // As the TCP chain labels it (setServiceLabels, or the compiled route's service).
     const svc = this.services().get(`${dstIp}|${r.dstPort ?? 0}`);
     if (svc) {
@@ -82,16 +81,82 @@ export class NativeOutcomes {
     return labels;
   }
 
-  /** As the mesh gate, protocol selection and the TCP chain's inbound() count and label a plaintext connection. */
-  private inboundLabels(r: Opened | Failed, routes: RouteTable): IstioTcpLabels {
+  /**
+   * What protocol selection, the mesh gate and the TCP chain count for `n`
+   * accepted connections like `r` (once per connection: when it opened, or failed).
+   */
+  private countAccepted(r: Where, n: number): void {
     const d = this.d;
-    const dstIp = r.dstIp ?? '';
     const port = r.dstPort ?? 0;
-    const how = this.inbound().get(`${dstIp}|${port}`);
-    if (d.mesh) d.mesh.countNativeInbound(port);
-    d.metrics.detected.inc({ direction: 'inbound', protocol: how?.protocol ?? 'tcp', reason: r.detectReason });
-    d.counters.inbound++;
-    return inboundLabels(d, routes, dstIp, port, r.peerIp);
+    d.counters.accepted += n;
+    if (r.direction === 'inbound') {
+      const how = this.inbound().get(`${r.dstIp ?? ''}|${port}`);
+      if (d.mesh) d.mesh.countNativeInbound(port, n);
+      d.metrics.detected.inc({ direction: 'inbound', protocol: how?.protocol ?? 'tcp', reason: r.detectReason }, n);
+      d.counters.inbound += n;
+      return;
+    }
+    const protocol = this.services().get(`${r.dstIp ?? ''}|${port}`)?.protocol ?? 'tcp';
+    d.metrics.detected.inc({ direction: r.direction, protocol, reason: r.detectReason }, n);
+    if (r.passthrough) d.counters.passthrough += n;
+    else d.counters.routed += n;
+  }
+
+  /** The labels of an opened connection: its own, and the endpoint it was dialled to. */
+  private openedLabels(r: Where & { upstreamIp: string; upstreamPort: number }, routes: RouteTable): IstioTcpLabels {
+    const labels = this.labelsFor(r, routes);
+    const t = r.passthrough || r.direction === 'inbound' ? undefined : this.endpointOf(r.cluster, r.upstreamIp, r.upstreamPort);
+    if (t?.endpoint.podName) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
+    if (t) labels.destination_cluster = t.endpoint.cluster ?? this.d.config.clusterId;
+    return labels;
+  }
+
+  /**
+   * Folds what aggregated native connections added up to (l4TakeSeries;
+   * keys in native/src/l4_native.h: fields joined by \u0001) into the same counters and series the
+   * records would have given: labels computed once per series, not per connection.
+   */
+  fold(series: L4Series[]): void {
+    const d = this.d;
+    const routes = d.routes();
+    for (const s of series) {
+      const f = s.key.split('\u0001');
+      if (f[0] === 'f' && f.length === 3) {
+        d.metrics.connectFailures.inc({ direction: f[1], reason: f[2] }, s.connectFailures);
+        d.counters.retries += s.retries;
+        continue;
+      }
+      if (f[0] !== 'c' || f.length !== 11) continue;
+      const [, direction, cluster, dstIp, dstPort, peerIp, upstreamIp, upstreamPort, detectReason, passthrough, end] = f;
+      const r = {
+        direction: direction as Opened['direction'], cluster, dstIp: dstIp || undefined, dstPort: Number(dstPort), peerIp,
+        upstreamIp, upstreamPort: Number(upstreamPort), detectReason, passthrough: passthrough === '1',
+      };
+      if (end === 'failed') {
+        this.countAccepted(r, s.failed);
+        const labels = this.labelsFor(r, routes);
+        labels.response_flags = 'UF';
+        d.counters.failed += s.failed;
+        d.metrics.opened.inc(labels, s.failed);
+        d.metrics.closed.inc(labels, s.failed);
+        continue;
+      }
+      const labels = this.openedLabels(r, routes);
+      if (end === '') {
+        if (s.opened > 0) {
+          this.countAccepted(r, s.opened);
+          d.metrics.opened.inc(labels, s.opened);
+          d.metrics.active.inc({ direction }, s.opened);
+        }
+      } else {
+        const flags = flagsOf(end);
+        if (flags !== '-') labels.response_flags = flags;
+        d.metrics.active.dec({ direction }, s.closed);
+        d.metrics.closed.inc(labels, s.closed);
+      }
+      if (s.aToB > 0) d.metrics.received.inc(labels, s.aToB);
+      if (s.bToA > 0) d.metrics.sent.inc(labels, s.bToA);
+    }
   }
 
   private endpointOf(cluster: string, ip: string, port: number): Target | undefined {
@@ -100,11 +165,8 @@ export class NativeOutcomes {
 
   private opened(r: Opened): void {
     const d = this.d;
-    const routes = d.routes();
-    const labels = this.labelsFor(r, routes);
-    const t = r.passthrough || r.direction === 'inbound' ? undefined : this.endpointOf(r.cluster, r.upstreamIp, r.upstreamPort);
-    if (t?.endpoint.podName) setPeerLabels(labels, 'destination', workloadMeta(workloadLabel(t.endpoint.podName), t.endpoint.podNamespace ?? labels.destination_workload_namespace));
-    if (t) labels.destination_cluster = t.endpoint.cluster ?? d.config.clusterId;
+    this.countAccepted(r, 1);
+    const labels = this.openedLabels(r, d.routes());
     this.open.set(r.id, { rec: r, labels, reported: { request: 0, response: 0 } });
     d.metrics.opened.inc(labels);
     d.metrics.active.inc({ direction: r.direction });
@@ -126,7 +188,7 @@ export class NativeOutcomes {
     const d = this.d;
     const { rec, labels } = o;
     d.metrics.active.dec({ direction: rec.direction });
-    const flags = FLAGS_BY_REASON[r.reason] ?? 'UR';
+    const flags = flagsOf(r.reason);
     if (flags !== '-') labels.response_flags = flags;
     this.report(o, r.bytesAtoB, r.bytesBtoA);
     d.metrics.closed.inc(labels);
@@ -141,6 +203,7 @@ export class NativeOutcomes {
 
   private failed(r: Failed): void {
     const d = this.d;
+    this.countAccepted(r, 1);
     const labels = this.labelsFor(r, d.routes());
     labels.response_flags = 'UF'; // upstream connect failure
     d.counters.failed++;

@@ -80,6 +80,8 @@ export function planNativeL4(d: ProxyDeps, routes: RouteTable): NativeL4Plan {
     exact: {}, byPort: {}, ownPorts: [cfg.outboundPort, cfg.inboundPort], maxConnections: cfg.maxConnections,
     idleTimeoutMs: cfg.idleTimeoutMs, passthroughConnectTimeoutMs: cfg.connectTimeoutMs,
     inboundSourceV4: cfg.inboundSourceV4, inboundConnectTimeoutMs: cfg.connectTimeoutMs, inboundPeekTimeoutMs: cfg.inboundProtocolDetectionTimeoutMs,
+    // Only the access log needs each connection; metrics are the same from aggregated series (outcomes.ts fold).
+    aggregate: !d.accessLog.enabled,
   };
   let nativeRoutes = 0;
   for (const { ip, port, route } of routes.allRoutes()) {
