@@ -250,7 +250,10 @@ void PumpEngine::RunPump(Pump* p) {
       }
       // Half-close: the FIN is passed on only after every byte before it.
       if (f.eof && !f.shut && initial_done && f.in_pipe == 0) {
-        if (shutdown(out, SHUT_WR) != 0) return fail(out_side, "shutdown", errno);
+        // The last direction to end needs no shutdown: both sockets are
+        // closed right after (Finish), both read to their end of stream, so
+        // close() sends this FIN itself — one syscall less per connection.
+        if (!p->flow[1 - d].shut && shutdown(out, SHUT_WR) != 0) return fail(out_side, "shutdown", errno);
         f.shut = true;
       }
       if (!progress) break;
