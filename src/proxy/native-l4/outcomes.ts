@@ -133,26 +133,14 @@ export class NativeOutcomes {
         upstreamIp, upstreamPort: Number(upstreamPort), detectReason, passthrough: passthrough === '1',
       };
       if (end === 'failed') {
-        this.countAccepted(r, s.failed);
-        const labels = this.labelsFor(r, routes);
-        labels.response_flags = 'UF';
-        d.counters.failed += s.failed;
-        d.metrics.opened.inc(labels, s.failed);
-        d.metrics.closed.inc(labels, s.failed);
+        this.countFailed(r, routes, s.failed);
         continue;
       }
       const labels = this.openedLabels(r, routes);
       if (end === '') {
-        if (s.opened > 0) {
-          this.countAccepted(r, s.opened);
-          d.metrics.opened.inc(labels, s.opened);
-          d.metrics.active.inc({ direction }, s.opened);
-        }
+        if (s.opened > 0) this.countOpened(r, labels, s.opened);
       } else {
-        const flags = flagsOf(end);
-        if (flags !== '-') labels.response_flags = flags;
-        d.metrics.active.dec({ direction }, s.closed);
-        d.metrics.closed.inc(labels, s.closed);
+        this.countClosed(r.direction, labels, end, s.closed);
       }
       if (s.aToB > 0) d.metrics.received.inc(labels, s.aToB);
       if (s.bToA > 0) d.metrics.sent.inc(labels, s.bToA);
@@ -163,13 +151,36 @@ export class NativeOutcomes {
     return this.clusters().get(cluster)?.targets.find((t) => t.ip === ip && t.port === port);
   }
 
+  /** `n` connections like `r` opened (one record, or an aggregated series). */
+  private countOpened(r: Where, labels: IstioTcpLabels, n: number): void {
+    this.countAccepted(r, n);
+    this.d.metrics.opened.inc(labels, n);
+    this.d.metrics.active.inc({ direction: r.direction }, n);
+  }
+
+  /** `n` opened connections with these labels ended for `reason` (the labels take its response flag). */
+  private countClosed(direction: Opened['direction'], labels: IstioTcpLabels, reason: string, n: number): void {
+    const flags = flagsOf(reason);
+    if (flags !== '-') labels.response_flags = flags;
+    this.d.metrics.active.dec({ direction }, n);
+    this.d.metrics.closed.inc(labels, n);
+  }
+
+  /** `n` connections like `r` never opened (every attempt failed): opened and closed at once, UF. */
+  private countFailed(r: Where, routes: RouteTable, n: number): IstioTcpLabels {
+    this.countAccepted(r, n);
+    const labels = this.labelsFor(r, routes);
+    labels.response_flags = 'UF'; // upstream connect failure
+    this.d.counters.failed += n;
+    this.d.metrics.opened.inc(labels, n);
+    this.d.metrics.closed.inc(labels, n);
+    return labels;
+  }
+
   private opened(r: Opened): void {
-    const d = this.d;
-    this.countAccepted(r, 1);
-    const labels = this.openedLabels(r, d.routes());
+    const labels = this.openedLabels(r, this.d.routes());
     this.open.set(r.id, { rec: r, labels, reported: { request: 0, response: 0 } });
-    d.metrics.opened.inc(labels);
-    d.metrics.active.inc({ direction: r.direction });
+    this.countOpened(r, labels, 1);
   }
 
   private report(o: Open, request: number, response: number): void {
@@ -187,11 +198,9 @@ export class NativeOutcomes {
     this.open.delete(r.id);
     const d = this.d;
     const { rec, labels } = o;
-    d.metrics.active.dec({ direction: rec.direction });
-    const flags = flagsOf(r.reason);
-    if (flags !== '-') labels.response_flags = flags;
+    // Closed first: it sets the labels' response flag, under which the last bytes count (as the aggregated path's do).
+    this.countClosed(rec.direction, labels, r.reason, 1);
     this.report(o, r.bytesAtoB, r.bytesBtoA);
-    d.metrics.closed.inc(labels);
     d.accessLog.log({
       start: new Date(rec.startMs), responseCode: 0, responseFlags: labels.response_flags,
       bytesReceived: r.bytesAtoB, bytesSent: r.bytesBtoA, durationMs: r.durationMs,
@@ -203,12 +212,7 @@ export class NativeOutcomes {
 
   private failed(r: Failed): void {
     const d = this.d;
-    this.countAccepted(r, 1);
-    const labels = this.labelsFor(r, d.routes());
-    labels.response_flags = 'UF'; // upstream connect failure
-    d.counters.failed++;
-    d.metrics.opened.inc(labels);
-    d.metrics.closed.inc(labels);
+    const labels = this.countFailed(r, d.routes(), 1);
     d.accessLog.log({
       start: new Date(r.startMs), responseCode: 0, responseFlags: labels.response_flags, bytesReceived: 0, bytesSent: 0,
       durationMs: r.durationMs, upstreamTransportFailureReason: r.code ? `${r.code}: ${r.message}` : r.message, upstreamCluster: r.cluster,
