@@ -37,6 +37,8 @@ export interface UninstallReport {
   binaryRemoved?: string;
   /** ebpf pins removed (links detached from the cgroup, maps freed); pods on the ebpf backend are no longer captured. */
   ebpfRemoved: string[];
+  /** Links that could not be detached at once (they detach when the kernel frees them, a moment later). */
+  ebpfDetachErrors: string[];
 }
 
 export class UninstallRefused extends Error {}
@@ -59,7 +61,9 @@ export async function uninstall(o: UninstallOptions): Promise<UninstallReport> {
       throw new UninstallRefused(`a weir agent is still serving at ${sock}; it would chain weir-cni again. Delete the DaemonSet first (kubectl delete -k daemonset/), or pass --force`);
     }
   }
-  const report: UninstallReport = { unchained: [], deleted: [], ebpfRemoved: removeEbpfPins(o.bpfPinDir ?? DEFAULT_BPF_PIN_DIR) };
+  const ebpfDetachErrors: string[] = [];
+  const ebpfRemoved = removeEbpfPins(o.bpfPinDir ?? DEFAULT_BPF_PIN_DIR, ebpfDetachErrors);
+  const report: UninstallReport = { unchained: [], deleted: [], ebpfRemoved, ebpfDetachErrors };
   let names: string[] = [];
   try {
     names = await readdir(o.confDir);

@@ -16,6 +16,8 @@ interface BpfAddon {
   bpfEnsure(object: string, pinDir: string, cgroup: string): BpfProgramState[];
   bpfProbe(object: string): BpfProgramState[];
   bpfReadLink(pinPath: string): BpfLinkInfo;
+  /** Detaches the pinned link's program from its cgroup at once (BPF_LINK_DETACH); the pin stays. */
+  bpfDetachLink(pinPath: string): void;
   /** Turns on per-program run-time stats until the returned fd is closed (BPF_ENABLE_STATS). */
   bpfEnableStats(): number;
   /** Names of the sk_msg programs attached to a pinned sockhash. */

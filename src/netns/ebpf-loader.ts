@@ -109,16 +109,39 @@ export function ebpfPinned(pinDir: string): boolean {
 }
 
 /**
- * Detaches and removes everything weir pinned (uninstall): unpinning a link
- * is what detaches it, since nothing else holds it. The kernel frees the link
- * (and updates the cgroup's programs) from a workqueue after the last
- * reference goes, so capture stops a moment after this returns, not at once.
+ * The order uninstall detaches links in: first the programs that capture
+ * (connect, sendmsg), so no new connection is sent to a proxy; then sockops;
+ * last the ones that answer for connections already captured (recvmsg's
+ * source rewrite, getsockopt's original destination), so a connection
+ * captured a moment before still finds its answer.
  */
-export function removeEbpfPins(pinDir: string): string[] {
+const DETACH_ORDER = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'sockops', 'recvmsg4', 'recvmsg6', 'getsockopt'];
+function detachRank(pin: string): number {
+  const i = DETACH_ORDER.findIndex((p) => pin === `link_weir_${p}`);
+  return i < 0 ? DETACH_ORDER.length : i;
+}
+
+/**
+ * Detaches and removes everything weir pinned (uninstall). Each link is
+ * detached explicitly (BPF_LINK_DETACH), in DETACH_ORDER, so capture stops
+ * when this returns: merely unpinning leaves the kernel to free the link
+ * from a workqueue, a moment later, in no particular order — a connection
+ * made then could be captured by connect4 after getsockopt had gone. Where
+ * the loader addon is not built or a detach fails, unpinning still detaches
+ * (later); `detachErrors` says which.
+ */
+export function removeEbpfPins(pinDir: string, detachErrors: string[] = []): string[] {
   if (!existsSync(pinDir)) return [];
   // Only weir's own names (links first), never whatever else a wrong --bpf-pin-dir holds.
   const names = readdirSync(pinDir).filter((n) => /^(link_)?weir_[a-z0-9_]+$/.test(n))
-    .sort((a, b) => Number(b.startsWith('link_')) - Number(a.startsWith('link_')) || a.localeCompare(b));
+    .sort((a, b) => Number(b.startsWith('link_')) - Number(a.startsWith('link_')) || detachRank(a) - detachRank(b) || a.localeCompare(b));
+  for (const n of names.filter((x) => x.startsWith('link_'))) {
+    try {
+      bpfAddon().bpfDetachLink(path.join(pinDir, n));
+    } catch (e) {
+      detachErrors.push(`${n}: ${(e as Error).message}`);
+    }
+  }
   for (const n of names) rmSync(path.join(pinDir, n), { force: true });
   if (readdirSync(pinDir).length === 0) rmdirSync(pinDir);
   for (const key of [...ensured.keys()]) if (key.startsWith(`${pinDir}\0`)) ensured.delete(key);

@@ -146,7 +146,7 @@ describe('weir-cni stays chained across agent restarts; weir uninstall removes i
   test('uninstalled: the primary conf holds exactly its own plugins again, the binary is gone, new pods start with the primary CNI only', async () => {
     const r = await cli(['uninstall', '--cni-conf-dir', dirs().conf, '--cni-bin-dir', dirs().bin, '--run-dir', dirs().run, '--bpf-pin-dir', path.join(dirs().run, 'no-bpf'), '-o', 'json']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { unchained: [confFile], deleted: [], binaryRemoved: path.join(dirs().bin, 'weir-cni'), ebpfRemoved: [] });
+    assert.deepEqual(JSON.parse(r.stdout), { unchained: [confFile], deleted: [], binaryRemoved: path.join(dirs().bin, 'weir-cni'), ebpfRemoved: [], ebpfDetachErrors: [] });
     assert.deepEqual(JSON.parse(readFileSync(confFile, 'utf8')), JSON.parse(primaryText));
     assert.equal(existsSync(path.join(dirs().bin, 'weir-cni')), false);
 

@@ -74,6 +74,11 @@ Napi::Value ReadLinkJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value DetachLinkJs(const Napi::CallbackInfo& info) {
+  if (auto f = DetachLink(Str(info, 0, "bpfDetachLink", "pinPath"))) Throw(info.Env(), *f);
+  return info.Env().Undefined();
+}
+
 // bpfEnableStats() -> fd; run-time stats count until it is closed.
 Napi::Value EnableStatsJs(const Napi::CallbackInfo& info) {
   int fd = -1;
@@ -138,6 +143,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("bpfEnsure", Napi::Function::New(env, EnsureJs));
   exports.Set("bpfProbe", Napi::Function::New(env, ProbeJs));
   exports.Set("bpfReadLink", Napi::Function::New(env, ReadLinkJs));
+  exports.Set("bpfDetachLink", Napi::Function::New(env, DetachLinkJs));
   exports.Set("bpfEnableStats", Napi::Function::New(env, EnableStatsJs));
   exports.Set("bpfMapMsgPrograms", Napi::Function::New(env, MapMsgProgramsJs));
   exports.Set("bpfMapUpdate", Napi::Function::New(env, MapUpdateJs));

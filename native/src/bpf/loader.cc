@@ -190,6 +190,13 @@ std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out) {
   return std::nullopt;
 }
 
+std::optional<Failure> DetachLink(const std::string& pinPath) {
+  Fd fd(bpf_obj_get(pinPath.c_str()));
+  if (fd.fd < 0) return Errno("open pinned link " + pinPath, errno);
+  if (bpf_link_detach(fd.fd) != 0) return Errno("detach link " + pinPath, errno);
+  return std::nullopt;
+}
+
 std::optional<Failure> EnableStats(int* fd) {
   *fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
   if (*fd < 0) return Errno("BPF_ENABLE_STATS", errno);

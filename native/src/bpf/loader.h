@@ -46,6 +46,12 @@ struct LinkInfo {
 };
 std::optional<Failure> ReadLink(const std::string& pinPath, LinkInfo* out);
 
+// Detaches the pinned link's program from its cgroup now (BPF_LINK_DETACH),
+// instead of when the kernel frees the link after its last reference goes
+// (a workqueue, some time later): uninstall can then choose the order in
+// which programs stop. The pin stays until the caller removes it.
+std::optional<Failure> DetachLink(const std::string& pinPath);
+
 // Turns on the kernel's per-program run-time stats (BPF_ENABLE_STATS) for as
 // long as the returned fd stays open: unlike the kernel.bpf_stats_enabled
 // sysctl it is counted per holder and ends when the holder exits, so a
